@@ -1,0 +1,291 @@
+"""Server-side field validation for built-in kinds: the unknown, duplicate
+and mistyped fields that kube-apiserver's strict JSON decoder reports.
+
+With ``fieldValidation=Strict`` unknown and duplicate fields fail the request
+(400 BadRequest, ``strict decoding error: unknown field "spec.prots", ...``);
+with ``Warn`` each one becomes a warning header (``unknown field
+"spec.prots"``); with ``Ignore`` they are dropped silently. Type mismatches
+are not strict errors: the Go decoder always rejects them, whatever the mode,
+with ``json: cannot unmarshal string into Go struct field
+DeploymentSpec.spec.replicas of type int32``.
+
+Each schema definition is compiled once into a small tree of ``_Node`` so a
+check is one walk over the object with dict look-ups only.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pinnace.api import schema
+
+IssueKind = Literal["unknown", "duplicate", "type"]
+
+
+@dataclass(frozen=True)
+class FieldIssue:
+    kind: IssueKind
+    path: str  # "spec.containers[0].foo"
+    message: str  # 'unknown field "spec.containers[0].foo"'
+
+
+# Node kinds
+_OBJ, _MAP, _ARR, _STR, _INT, _NUM, _BOOL, _ANY, _INTSTR, _QTY = range(10)
+
+# Definitions whose content is free-form even though upstream types them "object".
+_FREEFORM = {
+    "io.k8s.apimachinery.pkg.runtime.RawExtension",
+    "io.k8s.apimachinery.pkg.apis.meta.v1.FieldsV1",
+    "io.k8s.apimachinery.pkg.apis.meta.v1.Patch",
+}
+_INTSTR_DEF = "io.k8s.apimachinery.pkg.util.intstr.IntOrString"
+_QTY_DEF = "io.k8s.apimachinery.pkg.api.resource.Quantity"
+
+
+class _Node:
+    __slots__ = ("gotype", "item", "kind", "props", "struct")
+
+    def __init__(self, kind: int, gotype: str = "") -> None:
+        self.kind = kind
+        self.props: dict[str, _Node] = {}
+        self.item: _Node | None = None  # array items / map values
+        self.gotype = gotype  # Go type name for messages: "int32", "v1.PodSpec"
+        self.struct = ""  # Go struct name of an object: "PodSpec"
+
+
+_ANY_NODE = _Node(_ANY, "interface {}")
+_cache: dict[str, _Node] = {}
+
+
+def _go_name(defname: str) -> str:
+    parts = defname.split(".")
+    return f"{parts[-2]}.{parts[-1]}"
+
+
+def _type_of(spec: dict[str, Any]) -> str | None:
+    t = spec.get("type")
+    if isinstance(t, list):
+        return next((x for x in t if x != "null"), None)
+    return t  # type: ignore[no-any-return]
+
+
+def _def_node(name: str) -> _Node:
+    node = _cache.get(name)
+    if node is not None:
+        return node
+    if name == _INTSTR_DEF:
+        node = _Node(_INTSTR, "intstr.IntOrString")
+    elif name == _QTY_DEF:
+        node = _Node(_QTY, "resource.Quantity")
+    else:
+        d = schema.definitions().get(name, {})
+        props = d.get("properties")
+        if props is not None or (_type_of(d) == "object" and "additionalProperties" not in d
+                                 and name not in _FREEFORM):
+            node = _Node(_OBJ, _go_name(name))
+            node.struct = name.rsplit(".", 1)[-1]
+            # Registered before the properties are filled so recursive
+            # definitions (JSONSchemaProps) resolve to this same node.
+            _cache[name] = node
+            for key, sub in (props or {}).items():
+                node.props[key] = _spec_node(sub)
+            return node
+        node = _spec_node(d) if _type_of(d) not in (None, "object") else _ANY_NODE
+        if name in _FREEFORM:
+            node = _ANY_NODE
+    _cache[name] = node
+    return node
+
+
+def _spec_node(spec: dict[str, Any]) -> _Node:
+    ref = schema.ref_name(spec)
+    if ref:
+        return _def_node(ref)
+    t = _type_of(spec)
+    if t == "string":
+        return _Node(_STR, "string")
+    if t == "integer":
+        return _Node(_INT, "int32" if spec.get("format") == "int32" else "int64")
+    if t == "number":
+        return _Node(_NUM, "float64")
+    if t == "boolean":
+        return _Node(_BOOL, "bool")
+    if t == "array":
+        node = _Node(_ARR)
+        node.item = _spec_node(spec.get("items") or {})
+        node.gotype = "[]" + node.item.gotype
+        return node
+    if t == "object" and isinstance(spec.get("additionalProperties"), dict):
+        node = _Node(_MAP)
+        node.item = _spec_node(spec["additionalProperties"])
+        node.gotype = "map[string]" + node.item.gotype
+        return node
+    return _ANY_NODE
+
+
+def _json_kind(value: Any) -> str:
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, (int, float)):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    return "object"
+
+
+class _DupObject(dict):  # type: ignore[type-arg]
+    """A JSON object that had a key more than once; keeps the document order."""
+
+    pairs: list[tuple[str, Any]]
+
+
+def _pairs_hook(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    d = dict(pairs)
+    if len(d) == len(pairs):
+        return d
+    out = _DupObject(d)
+    out.pairs = pairs
+    return out
+
+
+class _Walker:
+    __slots__ = ("issues",)
+
+    def __init__(self) -> None:
+        self.issues: list[FieldIssue] = []
+
+    def type_error(self, value: Any, node: _Node, struct: str, gopath: str, path: str) -> None:
+        got = _json_kind(value)
+        if got == "number" and node.kind == _INT:
+            got = f"number {value}"
+        where = f"Go struct field {struct}.{gopath}" if struct else "Go value"
+        self.issues.append(FieldIssue(
+            "type", path, f"json: cannot unmarshal {got} into {where} of type {node.gotype}"))
+
+    def walk(self, node: _Node, value: Any, path: str, struct: str, gopath: str) -> None:
+        if value is None:
+            return
+        kind = node.kind
+        if kind == _OBJ:
+            if not isinstance(value, dict):
+                self.type_error(value, node, struct, gopath, path)
+                return
+            self.walk_object(node, value, path)
+        elif kind == _ARR:
+            if not isinstance(value, list):
+                self.type_error(value, node, struct, gopath, path)
+                return
+            item = node.item
+            assert item is not None
+            for i, v in enumerate(value):
+                self.walk(item, v, f"{path}[{i}]", struct, gopath)
+        elif kind == _MAP:
+            if not isinstance(value, dict):
+                self.type_error(value, node, struct, gopath, path)
+                return
+            item = node.item
+            assert item is not None
+            if item.kind != _ANY:
+                for k, v in value.items():
+                    self.walk(item, v, f"{path}[{k}]", struct, gopath)
+        elif kind == _STR:
+            if type(value) is not str:
+                self.type_error(value, node, struct, gopath, path)
+        elif kind == _INT:
+            if type(value) is not int and not (type(value) is float and value.is_integer()):
+                self.type_error(value, node, struct, gopath, path)
+        elif kind == _NUM:
+            if type(value) not in (int, float):
+                self.type_error(value, node, struct, gopath, path)
+        elif kind == _BOOL:
+            if type(value) is not bool:
+                self.type_error(value, node, struct, gopath, path)
+        elif kind in (_INTSTR, _QTY):
+            if type(value) not in (str, int, float):
+                self.type_error(value, node, struct, gopath, path)
+
+    def walk_object(self, node: _Node, value: dict[str, Any], path: str) -> None:
+        props = node.props
+        prefix = f"{path}." if path else ""
+        gopath = _strip_indices(path)
+        goprefix = f"{gopath}." if gopath else ""
+        items: Any = value.pairs if isinstance(value, _DupObject) else value.items()
+        seen: set[str] | None = set() if isinstance(value, _DupObject) else None
+        for key, v in items:
+            if seen is not None:
+                if key in seen:
+                    p = prefix + key
+                    self.issues.append(FieldIssue("duplicate", p, f'duplicate field "{p}"'))
+                    continue
+                seen.add(key)
+                v = value[key]
+            child = props.get(key)
+            if child is None:
+                p = prefix + key
+                self.issues.append(FieldIssue("unknown", p, f'unknown field "{p}"'))
+            elif v is not None and child.kind != _ANY:
+                self.walk(child, v, prefix + key, node.struct, goprefix + key)
+
+
+def _strip_indices(path: str) -> str:
+    if "[" not in path:
+        return path
+    out: list[str] = []
+    depth = 0
+    for ch in path:
+        if ch == "[":
+            depth += 1
+        elif ch == "]":
+            depth -= 1
+        elif depth == 0:
+            out.append(ch)
+    return "".join(out)
+
+
+def parse_with_duplicates(raw: bytes) -> Any:
+    """Decode a JSON body keeping track of keys given twice, for check_fields."""
+    return json.loads(raw, object_pairs_hook=_pairs_hook)
+
+
+def check_fields(group: str, version: str, kind: str, obj: dict[str, Any],
+                 raw: bytes | None = None) -> list[FieldIssue]:
+    """Unknown, duplicate and mistyped fields of ``obj`` against the kind's
+    upstream schema, in document order. Duplicates can only be seen in the
+    request body, so pass ``raw`` (the JSON bytes) to have them reported.
+    A kind without an upstream schema (custom resources) yields no issues."""
+    name = schema.definition_name(group, version, kind)
+    if name is None:
+        return []
+    return check_definition(name, parse_with_duplicates(raw) if raw is not None else obj)
+
+
+def check_definition(name: str, value: Any, path: str = "") -> list[FieldIssue]:
+    """Check ``value`` against one definition (e.g. ObjectMeta inside a custom
+    resource); ``path`` is the field path of ``value`` in its object."""
+    node = _def_node(name)
+    w = _Walker()
+    if node.kind == _OBJ and isinstance(value, dict):
+        w.walk_object(node, value, path)
+    else:
+        w.walk(node, value, path, "", _strip_indices(path))
+    return w.issues
+
+
+def strict_issues(issues: list[FieldIssue]) -> list[FieldIssue]:
+    """The issues that fieldValidation decides about (unknown and duplicate)."""
+    return [i for i in issues if i.kind != "type"]
+
+
+def strict_error_message(issues: list[FieldIssue]) -> str:
+    """The 400 message body for fieldValidation=Strict, without the
+    ``<Kind> in version "v1" cannot be handled as a <Kind>: `` prefix."""
+    return "strict decoding error: " + ", ".join(i.message for i in strict_issues(issues))
+
+
+def decode_error_message(kind: str, version: str, detail: str) -> str:
+    """The BadRequest message the API server wraps decoding errors in."""
+    return f'{kind} in version "{version}" cannot be handled as a {kind}: {detail}'

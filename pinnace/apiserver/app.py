@@ -1,0 +1,395 @@
+"""The API server: TLS, the filter chain (errors -> authentication ->
+metrics -> routing) and the non-resource endpoints, around the generic
+resource handlers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import ssl
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Awaitable, Callable
+
+from aiohttp import web
+
+from pinnace.api.resources import ResourceInfo
+from pinnace.storage import open_store
+from pinnace.storage.interface import Store
+
+from . import codec, openapi, status
+from .allocator import NodePortAllocator, ServiceIPAllocator
+from .authn import Authenticator
+from .certs import PKI, ensure_pki
+from .discovery import AGGREGATED_CT, Discovery, wants_aggregated
+from .handlers import ResourceHandlers, Target
+from .kubeconfig import admin_kubeconfig, write_kubeconfig
+from .metrics import Metrics
+from .registry import ResourceTable
+from .rest import Options, Registry
+from .status import APIError
+from .strategy import Strategies
+from .watchcache import WatchCache
+
+log = logging.getLogger("pinnace.apiserver")
+
+KUBE_VERSION = {"major": "1", "minor": "37", "gitVersion": "v1.37.0+pinnace",
+                "gitCommit": "", "gitTreeState": "clean", "buildDate": "2026-11-01T00:00:00Z",
+                "goVersion": "python3", "compiler": "cpython", "platform": "linux/amd64"}
+
+BUILTIN_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
+_ANONYMOUS_PATHS = ("/healthz", "/livez", "/readyz", "/version")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@dataclass
+class Config:
+    data_dir: Path
+    host: str = "0.0.0.0"
+    port: int = 6443
+    datastore: str = "sqlite"
+    service_cidr: str = "10.96.0.0/12"
+    node_port_range: tuple[int, int] = (30000, 32767)
+    advertise_address: str = ""
+    extra_sans: list[str] = field(default_factory=list)
+
+
+class APIServer:
+    def __init__(self, config: Config, store: Store | None = None):
+        self.config = config
+        self.store: Store = store if store is not None else open_store(
+            config.datastore, str(config.data_dir))
+        self.table = ResourceTable()
+        self.ips = ServiceIPAllocator(self.store, config.service_cidr)
+        self.ports = NodePortAllocator(self.store, *config.node_port_range)
+        self.strategies = Strategies(self.store, self.table, self.ips, self.ports)
+        self.registry = Registry(self.store, self.strategies)
+        self.watches = WatchCache(self.store)
+        self.handlers = ResourceHandlers(self.registry, self.table, self.watches)
+        self.discovery = Discovery(self.table)
+        self.metrics = Metrics(self.store, self.watches)
+        self.authn: Authenticator | None = None
+        self.pki: PKI | None = None
+        self.ready = asyncio.Event()
+        self._runner: web.AppRunner | None = None
+        self.port = config.port
+        self._openapi_gen = -1
+        self._openapi: dict[str, bytes] = {}
+
+    # -- lifecycle ---------------------------------------------------------
+
+    @property
+    def kubeconfig_path(self) -> Path:
+        return self.config.data_dir / "kubeconfig.yaml"
+
+    async def start(self) -> None:
+        cfg = self.config
+        cfg.data_dir.mkdir(parents=True, exist_ok=True)
+        self.pki = await asyncio.to_thread(ensure_pki, cfg.data_dir / "tls", cfg.host,
+                                           cfg.extra_sans)
+        self.authn = Authenticator(cfg.data_dir / "tokens.csv")
+        await self.store.start()
+        app = web.Application(middlewares=[self._errors, self._authenticate],
+                              client_max_size=codec.MAX_BODY + 1024)
+        app.router.add_route("*", "/{tail:.*}", self._route)
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False,
+                                     shutdown_timeout=1.0)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, cfg.host, cfg.port, ssl_context=self._ssl_context(),
+                           backlog=1024, reuse_address=True)
+        await site.start()
+        if cfg.port == 0:
+            server = site._server  # the OS picked the port: read it back
+            assert server is not None and server.sockets  # type: ignore[union-attr]
+            self.port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        await self._bootstrap()
+        host = cfg.host if cfg.host not in ("0.0.0.0", "::", "") else "127.0.0.1"
+        write_kubeconfig(self.kubeconfig_path,
+                         admin_kubeconfig(self.pki, f"https://{_url_host(host)}:{self.port}"))
+        self.ready.set()
+        log.info("API server ready on https://%s:%d", cfg.host, self.port)
+
+    async def stop(self) -> None:
+        await self.watches.stop()
+        if self._runner is not None:
+            await self._runner.cleanup()
+        await self.store.close()
+
+    def _ssl_context(self) -> ssl.SSLContext:
+        assert self.pki is not None
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(self.pki.server_cert, self.pki.server_key)
+        ctx.load_verify_locations(cafile=str(self.pki.ca_cert))
+        ctx.verify_mode = ssl.CERT_OPTIONAL
+        ctx.set_alpn_protocols(["http/1.1"])
+        return ctx
+
+    async def _bootstrap(self) -> None:
+        """What upstream's bootstrap controllers and post-start hooks ensure."""
+        crds = self.table.lookup("apiextensions.k8s.io", "v1", "customresourcedefinitions")
+        assert crds is not None
+        for kv in (await self.store.list(crds.key_prefix)).kvs:
+            self.strategies.register_crd(codec.decode_stored(kv.value, kv.mod_revision))
+        ns_info = self.table.lookup("", "v1", "namespaces")
+        assert ns_info is not None
+        system = Options(field_manager="pinnace-apiserver", field_validation="Ignore")
+        for ns in BUILTIN_NAMESPACES:
+            if await self.store.get(ns_info.key(None, ns)) is None:
+                await self._create_quietly(ns_info, None, {
+                    "apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}, system)
+        svc = self.table.lookup("", "v1", "services")
+        assert svc is not None
+        if await self.store.get(svc.key("default", "kubernetes")) is None:
+            await self._create_quietly(svc, "default", {
+                "apiVersion": "v1", "kind": "Service",
+                "metadata": {"name": "kubernetes", "namespace": "default",
+                             "labels": {"component": "apiserver", "provider": "kubernetes"}},
+                "spec": {"clusterIP": self.ips.first_ip, "type": "ClusterIP",
+                         "ports": [{"name": "https", "port": 443, "protocol": "TCP",
+                                    "targetPort": self.port}]}}, system)
+        ep = self.table.lookup("", "v1", "endpoints")
+        assert ep is not None
+        address = self.config.advertise_address or _default_address()
+        want = {"apiVersion": "v1", "kind": "Endpoints",
+                "metadata": {"name": "kubernetes", "namespace": "default",
+                             "labels": {"endpointslice.kubernetes.io/skip-mirror": "true"}},
+                "subsets": [{"addresses": [{"ip": address}],
+                             "ports": [{"name": "https", "port": self.port,
+                                        "protocol": "TCP"}]}]}
+        if await self.store.get(ep.key("default", "kubernetes")) is None:
+            await self._create_quietly(ep, "default", want, system)
+        else:
+            try:
+                await self.registry.update(ep, "default", "kubernetes", want, system)
+            except APIError as e:
+                log.warning("cannot update the kubernetes endpoints: %s", e.message)
+
+    async def _create_quietly(self, info: ResourceInfo, ns: str | None, obj: dict[str, Any],
+                              opts: Options) -> None:
+        try:
+            await self.registry.create(info, ns, obj, opts)
+        except APIError as e:
+            if e.code != 409:
+                raise
+
+    # -- middleware --------------------------------------------------------
+
+    @web.middleware
+    async def _errors(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        start = time.perf_counter()
+        code = 500
+        try:
+            resp = await handler(request)
+            code = resp.status
+            return resp
+        except APIError as e:
+            code = e.code
+            return _status_response(e)
+        except web.HTTPException:
+            raise
+        except asyncio.CancelledError:
+            code = 499
+            raise
+        except Exception as e:  # pragma: no cover - a bug; answer as upstream does
+            log.exception("internal error serving %s %s", request.method, request.path)
+            return _status_response(status.internal(repr(e)))
+        finally:
+            self.metrics.observe(request, code, time.perf_counter() - start)
+
+    @web.middleware
+    async def _authenticate(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        assert self.authn is not None
+        user = self.authn.authenticate(request)
+        if user is None:
+            if request.path in _ANONYMOUS_PATHS or request.path.startswith(
+                    ("/readyz/", "/livez/", "/healthz/")):
+                request["user"] = "system:anonymous"
+                return await handler(request)
+            raise status.unauthorized()
+        request["user"] = user.name
+        return await handler(request)
+
+    # -- routing -----------------------------------------------------------
+
+    async def _route(self, request: web.Request) -> web.StreamResponse:
+        path = request.path
+        parts = [p for p in path.split("/") if p]
+        if not parts:
+            return _json(_root_paths(self.table))
+        head = parts[0]
+        if head in ("healthz", "livez", "readyz"):
+            return await self._health(request, parts)
+        if head == "version" and len(parts) == 1:
+            return _json(KUBE_VERSION)
+        if head == "metrics" and len(parts) == 1:
+            return web.Response(body=self.metrics.render(),
+                                headers={"Content-Type": self.metrics.content_type})
+        if head == "openapi":
+            return self._openapi_doc(request, parts)
+        accept = request.headers.get("Accept", "")
+        if head == "api":
+            if len(parts) == 1:
+                if wants_aggregated(accept):
+                    return _raw(self.discovery.aggregated(legacy=True), AGGREGATED_CT)
+                return _raw(self.discovery.api_versions(f"{request.host}"))
+            if len(parts) == 2 and parts[1] == "v1":
+                return _raw(self.discovery.resource_list("", "v1") or b"{}")
+            if parts[1] == "v1":
+                return await self._resource(request, ["", "v1", *_strip_watch(request,
+                                                                              parts[2:])])
+        if head == "apis":
+            if len(parts) == 1:
+                if wants_aggregated(accept):
+                    return _raw(self.discovery.aggregated(legacy=False), AGGREGATED_CT)
+                return _raw(self.discovery.api_groups())
+            if len(parts) == 2:
+                doc = self.discovery.api_group(parts[1])
+                if doc is not None:
+                    return _raw(doc)
+            elif len(parts) == 3:
+                doc = self.discovery.resource_list(parts[1], parts[2])
+                if doc is not None:
+                    return _raw(doc)
+            else:
+                return await self._resource(request, [parts[1], parts[2],
+                                                      *_strip_watch(request, parts[3:])])
+        raise APIError(404, "NotFound", "the server could not find the requested resource", {})
+
+    async def _resource(self, request: web.Request, parts: list[str]) -> web.StreamResponse:
+        target: Target | None = self.handlers.resolve(parts)
+        if target is None:
+            raise APIError(404, "NotFound", "the server could not find the requested resource",
+                           {})
+        return await self.handlers.handle(request, target)
+
+    async def _health(self, request: web.Request, parts: list[str]) -> web.Response:
+        checks: dict[str, bool] = {"ping": True, "log": True}
+        try:
+            await asyncio.wait_for(self.store.revision(), 5)
+            checks["etcd"] = True
+        except Exception:
+            checks["etcd"] = False
+        checks["poststarthook/bootstrap-controller"] = self.ready.is_set()
+        if parts[0] == "readyz":
+            checks["informer-sync"] = self.ready.is_set()
+        if len(parts) > 1:
+            name = "/".join(parts[1:])
+            if name not in checks:
+                raise APIError(404, "NotFound", "the server could not find the requested "
+                                                "resource", {})
+            ok = checks[name]
+            return web.Response(text="ok" if ok else f"internal server error: {name} failed",
+                                status=200 if ok else 500, content_type="text/plain")
+        ok = all(checks.values())
+        if "verbose" in request.query:
+            lines = [f"[{'+' if v else '-'}]{k} {'ok' if v else 'failed'}"
+                     for k, v in checks.items()]
+            lines.append(f"{parts[0]} check {'passed' if ok else 'failed'}")
+            return web.Response(text="\n".join(lines) + "\n", status=200 if ok else 500,
+                                content_type="text/plain")
+        return web.Response(text="ok" if ok else f"{parts[0]} check failed",
+                            status=200 if ok else 500, content_type="text/plain")
+
+    def _openapi_doc(self, request: web.Request, parts: list[str]) -> web.Response:
+        if self._openapi_gen != self.table.generation:
+            self._openapi.clear()
+            self._openapi_gen = self.table.generation
+        resources = self.table.all()
+        crd_schemas = _crd_schemas(resources)
+        key = "/".join(parts)
+        doc = self._openapi.get(key)
+        if doc is None:
+            if parts == ["openapi", "v2"]:
+                doc = openapi.openapi_v2(resources, crd_schemas)
+            elif parts == ["openapi", "v3"]:
+                doc = openapi.openapi_v3_index(resources, crd_schemas)
+            elif len(parts) >= 3 and parts[1] == "v3":
+                rest = parts[2:]
+                if rest[0] == "api" and len(rest) == 2:
+                    group, version = "", rest[1]
+                elif rest[0] == "apis" and len(rest) == 3:
+                    group, version = rest[1], rest[2]
+                else:
+                    raise APIError(404, "NotFound", "the server could not find the requested "
+                                                    "resource", {})
+                found = openapi.openapi_v3_group_version(group, version, resources, crd_schemas)
+                if found is None:
+                    raise APIError(404, "NotFound", "the server could not find the requested "
+                                                    "resource", {})
+                doc = found
+            else:
+                raise APIError(404, "NotFound", "the server could not find the requested "
+                                                "resource", {})
+            self._openapi[key] = doc
+        resp = web.Response(body=doc, content_type="application/json")
+        if "hash" in request.query:
+            resp.headers["Cache-Control"] = "public, immutable"
+        return resp
+
+
+def _crd_schemas(resources: list[ResourceInfo]) -> dict[tuple[str, str, str], dict[str, Any]]:
+    out: dict[tuple[str, str, str], dict[str, Any]] = {}
+    for i in resources:
+        if i.crd is None:
+            continue
+        for v in i.crd.get("spec", {}).get("versions", []):
+            if v.get("name") == i.version:
+                sch = (v.get("schema") or {}).get("openAPIV3Schema")
+                if sch:
+                    out[(i.group, i.version, i.kind)] = sch
+    return out
+
+
+def _strip_watch(request: web.Request, parts: list[str]) -> list[str]:
+    """/api/v1/watch/... is the deprecated spelling of ?watch=true."""
+    if parts and parts[0] == "watch":
+        request["watch"] = True
+        return parts[1:]
+    return parts
+
+
+def _root_paths(table: ResourceTable) -> dict[str, Any]:
+    paths = ["/api", "/api/v1", "/apis", "/healthz", "/livez", "/metrics", "/openapi/v2",
+             "/openapi/v3", "/readyz", "/version"]
+    for group, versions in table.groups():
+        if group:
+            paths.append(f"/apis/{group}")
+            paths.extend(f"/apis/{group}/{v}" for v in versions)
+    return {"paths": sorted(paths)}
+
+
+def _json(obj: Any) -> web.Response:
+    return _raw(codec.dumps(obj))
+
+
+def _raw(body: bytes, content_type: str = "application/json") -> web.Response:
+    resp = web.Response(body=body)
+    resp.headers["Content-Type"] = content_type
+    return resp
+
+
+def _status_response(e: APIError) -> web.Response:
+    resp = web.Response(body=codec.dumps(e.status()), status=e.code, headers=e.headers)
+    resp.headers["Content-Type"] = "application/json"
+    return resp
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+def _default_address() -> str:
+    """The address pods should use for the API server: the host's own first
+    non-loopback IPv4 address, found without sending anything."""
+    try:
+        for info in socket.getaddrinfo(socket.gethostname(), None, socket.AF_INET):
+            addr = str(info[4][0])
+            if not addr.startswith("127."):
+                return addr
+    except OSError:
+        pass
+    return "127.0.0.1"

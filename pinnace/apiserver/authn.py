@@ -1,0 +1,62 @@
+"""Authentication: who is asking. Client certificates signed by the cluster
+CA (user in CN, groups in O, as Kubernetes' x509 authenticator reads them)
+and static bearer tokens from DIR/tokens.csv (token,user,uid,"group1,group2",
+the format of kube-apiserver's --token-auth-file).
+"""
+
+from __future__ import annotations
+
+import csv
+import hmac
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from aiohttp import web
+
+log = logging.getLogger("pinnace.apiserver.authn")
+
+
+@dataclass(frozen=True)
+class User:
+    name: str
+    uid: str = ""
+    groups: tuple[str, ...] = field(default_factory=tuple)
+
+
+class Authenticator:
+    def __init__(self, token_file: Path):
+        self.tokens: dict[str, User] = {}
+        if token_file.exists():
+            with token_file.open() as f:
+                for row in csv.reader(f):
+                    if len(row) >= 2 and not row[0].startswith("#"):
+                        groups = tuple(g for g in (row[3] if len(row) > 3 else "").split(",") if g)
+                        self.tokens[row[0]] = User(row[1], row[2] if len(row) > 2 else "",
+                                                   groups + ("system:authenticated",))
+
+    def authenticate(self, request: web.Request) -> User | None:
+        auth = request.headers.get("Authorization", "")
+        if auth.startswith("Bearer "):
+            token = auth[7:].strip()
+            for known, user in self.tokens.items():
+                if hmac.compare_digest(known, token):
+                    return user
+            return None
+        transport = request.transport
+        if transport is None:
+            return None
+        # Only certificates that verified against the cluster CA appear here.
+        cert = transport.get_extra_info("peercert")
+        if not cert:
+            return None
+        cn, orgs = "", []
+        for rdn in cert.get("subject", ()):
+            for key, value in rdn:
+                if key == "commonName":
+                    cn = value
+                elif key == "organizationName":
+                    orgs.append(value)
+        if not cn:
+            return None
+        return User(cn, "", tuple(orgs) + ("system:authenticated",))

@@ -1,0 +1,796 @@
+"""HTTP handlers for resource paths: parse the request, call the Registry,
+encode the answer in the format the client asked for (JSON, YAML, Table,
+PartialObjectMetadata), and stream watches.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import datetime as dt
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from pinnace.api import apply as ssa
+from pinnace.api import crdschema, selectors
+from pinnace.api.resources import ResourceInfo
+from pinnace.storage.interface import CompactedError
+
+from . import codec, status, tables
+from .registry import ResourceTable
+from .rest import DeleteOptions, Options, Registry
+from .status import APIError
+from .watchcache import CacheEvent, WatchCache
+
+log = logging.getLogger("pinnace.apiserver.handlers")
+
+PATCH_TYPES = {
+    "application/json-patch+json": "json",
+    "application/merge-patch+json": "merge",
+    "application/strategic-merge-patch+json": "strategic",
+    "application/apply-patch+yaml": "apply",
+    "application/apply-patch+cbor": "apply-cbor",
+}
+
+# Namespace subresources (everything else after /namespaces/{ns}/ is a resource).
+_NS_SUBRESOURCES = {"status", "finalize"}
+
+
+@dataclass
+class Target:
+    info: ResourceInfo
+    namespace: str | None
+    name: str | None
+    subresource: str
+
+
+@dataclass
+class Format:
+    kind: str  # "json" | "yaml" | "table" | "partial"
+    content_type: str
+
+
+def negotiate(accept: str) -> Format:
+    if not accept:
+        return Format("json", "application/json")
+    for part in accept.split(","):
+        media, *params = [p.strip() for p in part.split(";")]
+        opts = dict(p.split("=", 1) for p in params if "=" in p)
+        as_ = opts.get("as", "")
+        if media in ("application/json", "*/*", "application/*"):
+            if as_ == "Table" and opts.get("g") == "meta.k8s.io":
+                return Format("table", f"application/json;as=Table;v={opts.get('v', 'v1')};"
+                                       f"g=meta.k8s.io")
+            if as_ in ("PartialObjectMetadata", "PartialObjectMetadataList"):
+                return Format("partial", f"application/json;as={as_};v=v1;g=meta.k8s.io")
+            if as_:
+                continue  # a representation we do not offer; try the next one
+            return Format("json", "application/json")
+        if media in ("application/yaml", "application/x-yaml", "text/yaml"):
+            return Format("yaml", "application/yaml")
+    raise status.not_acceptable(
+        "only the following media types are accepted: application/json, application/yaml")
+
+
+def _bool(v: str | None) -> bool:
+    return v is not None and v.lower() in ("true", "1")
+
+
+class ResourceHandlers:
+    def __init__(self, registry: Registry, table: ResourceTable, watches: WatchCache):
+        self.registry = registry
+        self.table = table
+        self.watches = watches
+
+    # -- routing -----------------------------------------------------------
+
+    def resolve(self, parts: list[str]) -> Target | None:
+        """parts: path segments after /api/v1 or /apis/G/V, plus (group, version)."""
+        group, version, segs = parts[0], parts[1], parts[2:]
+        ns: str | None = None
+        if len(segs) >= 3 and segs[0] == "namespaces" and segs[2] not in _NS_SUBRESOURCES:
+            ns, segs = segs[1], segs[2:]
+        if not segs:
+            return None
+        info = self.table.lookup(group, version, segs[0])
+        if info is None:
+            return None
+        name = segs[1] if len(segs) > 1 else None
+        sub = "/".join(segs[2:])
+        if ns is not None and not info.namespaced:
+            return None
+        if sub and sub not in info.subresources and not (info.resource == "pods" and sub in (
+                "log", "exec", "attach", "portforward", "proxy", "ephemeralcontainers",
+                "resize")):
+            return None
+        return Target(info, ns, name, sub)
+
+    async def handle(self, request: web.Request, target: Target) -> web.StreamResponse:
+        m = request.method
+        watching = _bool(request.query.get("watch")) or request.get("watch", False)
+        if target.name is None:
+            if m == "GET":
+                if watching:
+                    return await self.watch(request, target)
+                return await self.list(request, target)
+            if m == "POST":
+                return await self.create(request, target)
+            if m == "DELETE":
+                return await self.delete_collection(request, target)
+            raise status.method_not_allowed()
+        if target.subresource == "scale":
+            return await self.scale(request, target)
+        if target.subresource in ("binding", "eviction") or (
+                target.info.resource == "bindings" and m == "POST"):
+            return await self.pod_action(request, target)
+        if target.subresource in ("log", "exec", "attach", "portforward", "proxy"):
+            raise APIError(400, "BadRequest",
+                           f"pod {target.name} has no running containers (no node runs it yet)")
+        if m == "GET":
+            if target.subresource not in ("", "status"):
+                raise status.method_not_allowed()
+            if watching:
+                return await self.watch(request, target)
+            return await self.get(request, target)
+        if m == "PUT":
+            return await self.update(request, target)
+        if m == "PATCH":
+            return await self.patch(request, target)
+        if m == "DELETE" and not target.subresource:
+            return await self.delete(request, target)
+        raise status.method_not_allowed()
+
+    # -- encoding ----------------------------------------------------------
+
+    def respond(self, request: web.Request, obj: Any, code: int = 200,
+                opts: Options | None = None, info: ResourceInfo | None = None,
+                raw: bytes | None = None) -> web.Response:
+        fmt = negotiate(request.headers.get("Accept", ""))
+        if fmt.kind == "table" and info is not None and isinstance(obj, dict) \
+                and obj.get("kind") != "Status":
+            obj = make_table(info, [obj], dt.datetime.now(dt.timezone.utc),
+                             request.query.get("includeObject", "Metadata"),
+                             {"resourceVersion": obj["metadata"].get("resourceVersion", "")})
+            raw = None
+        elif fmt.kind == "partial" and isinstance(obj, dict) and obj.get("kind") != "Status":
+            obj = tables.partial_object_metadata(obj)
+            raw = None
+        body = raw if raw is not None else codec.dumps(obj)
+        headers = {}
+        if opts is not None and opts.warnings:
+            headers["Warning"] = ", ".join(_warning(w) for w in opts.warnings)
+        if fmt.kind == "yaml":
+            return web.Response(body=codec.to_yaml(body), status=code,
+                                content_type="application/yaml", headers=headers)
+        resp = web.Response(body=body, status=code, headers=headers)
+        resp.headers["Content-Type"] = fmt.content_type if fmt.kind != "yaml" \
+            else "application/yaml"
+        if fmt.kind in ("table", "partial") and (info is None or (
+                isinstance(obj, dict) and obj.get("kind") == "Status")):
+            resp.headers["Content-Type"] = "application/json"
+        return resp
+
+    def options(self, request: web.Request) -> Options:
+        q = request.query
+        dry = q.getall("dryRun", [])
+        for d in dry:
+            if d != "All":
+                raise status.bad_request(f'Invalid dryRun value: "{d}", only "All" is supported')
+        fv = q.get("fieldValidation", "Warn") or "Warn"
+        if fv not in ("Strict", "Warn", "Ignore"):
+            raise status.bad_request(
+                f"fieldValidation parameter unsupported: {fv}. must be one of Ignore, Warn, or "
+                f"Strict")
+        manager = q.get("fieldManager", "")
+        if len(manager) > 128:
+            raise status.bad_request("fieldManager must be no more than 128 characters")
+        if not manager:
+            manager = ssa.manager_or_user_agent("", request.headers.get("User-Agent", ""))
+        return Options(dry_run=bool(dry), field_manager=manager, field_validation=fv,
+                       force=_bool(q.get("force")), user=request.get("user", ""))
+
+    async def body(self, request: web.Request) -> Any:
+        if request.content_length is not None and request.content_length > codec.MAX_BODY:
+            raise status.too_large()
+        data = await request.content.read(codec.MAX_BODY + 1)
+        if len(data) > codec.MAX_BODY:
+            raise status.too_large()
+        if not data:
+            raise status.bad_request("the body of the request was empty")
+        return codec.parse_body(data, request.headers.get("Content-Type", ""))
+
+    # -- verbs -------------------------------------------------------------
+
+    async def get(self, request: web.Request, t: Target) -> web.Response:
+        assert t.name is not None
+        kv = await self.registry.get_kv(t.info, t.namespace, t.name)
+        if negotiate(request.headers.get("Accept", "")).kind == "json":
+            # Straight from the stored bytes: nothing to decode.
+            return self.respond(request, None, info=t.info,
+                                raw=self.registry.served_bytes(t.info, kv))
+        obj = self.registry.to_served(t.info, codec.decode_stored(kv.value, kv.mod_revision))
+        return self.respond(request, obj, info=t.info)
+
+    async def list(self, request: web.Request, t: Target) -> web.Response:
+        q = request.query
+        fmt = negotiate(request.headers.get("Accept", ""))
+        label_sel, field_sel = _selectors(t.info, q)
+        limit = _int_param(q, "limit")
+        start, revision = "", 0
+        cont = q.get("continue", "")
+        rv = q.get("resourceVersion", "")
+        if cont:
+            try:
+                token = orjson.loads(base64.urlsafe_b64decode(cont + "=" * (-len(cont) % 4)))
+                start, revision = token["start"], int(token["rv"])
+            except Exception:
+                raise status.bad_request("continue key is not valid") from None
+        elif rv and rv != "0" and q.get("resourceVersionMatch") == "Exact":
+            revision = _rv(rv)
+        elif rv and rv != "0":
+            cur = await self.registry.store.revision()
+            if _rv(rv) > cur:
+                raise APIError(504, "Timeout", f"Too large resource version: {rv}, current: {cur}",
+                               {"causes": [{"reason": "ResourceVersionTooLarge",
+                                            "message": "Too large resource version"}],
+                                "retryAfterSeconds": 1})
+        filtering = label_sel is not None or field_sel is not None
+        items_raw: list[bytes] = []
+        items: list[dict[str, Any]] = []
+        need_objs = filtering or fmt.kind in ("table", "partial", "yaml") or \
+            bool(t.info.storage_version) or t.info.crd is not None
+        more, remaining, list_rev = False, 0, 0
+        last_key = start
+        # Selectors filter after reading, so a limited page may need several reads.
+        while True:
+            page = limit - (len(items) if need_objs else len(items_raw)) if limit else 0
+            kvs, list_rev, more, remaining = await self.registry.list_kvs(
+                t.info, t.namespace, limit=page, start=last_key, revision=revision)
+            revision = list_rev
+            for kv in kvs:
+                if need_objs:
+                    obj = self.registry.to_served(t.info, codec.decode_stored(kv.value,
+                                                                              kv.mod_revision))
+                    if filtering and not _matches(t.info, obj, label_sel, field_sel):
+                        continue
+                    items.append(obj)
+                else:
+                    items_raw.append(codec.with_revision(kv.value, kv.mod_revision))
+            if kvs:
+                last_key = kvs[-1].key + "\x00"
+            if not (limit and more and (len(items) if need_objs else len(items_raw)) < limit):
+                break
+        meta: dict[str, Any] = {"resourceVersion": str(list_rev)}
+        if limit and more:
+            meta["continue"] = base64.urlsafe_b64encode(
+                orjson.dumps({"start": last_key, "rv": list_rev})).decode().rstrip("=")
+            if not filtering:
+                meta["remainingItemCount"] = remaining
+        now = dt.datetime.now(dt.timezone.utc)
+        if fmt.kind == "table":
+            out = make_table(t.info, items, now, q.get("includeObject", "Metadata"), meta)
+            resp = web.Response(body=codec.dumps(out))
+            resp.headers["Content-Type"] = fmt.content_type
+            return resp
+        if fmt.kind == "partial":
+            out = tables.partial_object_metadata_list(items, meta)
+            resp = web.Response(body=codec.dumps(out))
+            resp.headers["Content-Type"] = fmt.content_type
+            return resp
+        head = b'{"kind":"%s","apiVersion":"%s","metadata":%s,"items":[' % (
+            (t.info.kind + "List").encode(), t.info.group_version.encode(), codec.dumps(meta))
+        if need_objs:
+            body = head + b",".join(codec.dumps(o) for o in items) + b"]}"
+        else:
+            body = head + b",".join(items_raw) + b"]}"
+        if fmt.kind == "yaml":
+            return web.Response(body=codec.to_yaml(body), content_type="application/yaml")
+        return web.Response(body=body, content_type="application/json")
+
+    async def create(self, request: web.Request, t: Target) -> web.Response:
+        opts = self.options(request)
+        obj = await self.body(request)
+        created = await self.registry.create(t.info, t.namespace, obj, opts)
+        return self.respond(request, created, 201, opts, t.info)
+
+    async def update(self, request: web.Request, t: Target) -> web.Response:
+        assert t.name is not None
+        opts = self.options(request)
+        obj = await self.body(request)
+        out = await self.registry.update(t.info, t.namespace, t.name, obj, opts, t.subresource)
+        return self.respond(request, out, 200, opts, t.info)
+
+    async def patch(self, request: web.Request, t: Target) -> web.Response:
+        assert t.name is not None
+        opts = self.options(request)
+        ct = request.headers.get("Content-Type", "").split(";")[0].strip().lower()
+        patch_type = PATCH_TYPES.get(ct)
+        if patch_type is None or patch_type == "apply-cbor":
+            raise status.unsupported_media(
+                f"the body of the request was in an unknown format - accepted media types "
+                f"include: application/json-patch+json, application/merge-patch+json, "
+                f"application/apply-patch+yaml, application/strategic-merge-patch+json")
+        body = await self.body(request)
+        if patch_type != "apply" and "force" in request.query:
+            raise status.bad_request("force may not be specified for non-apply patch")
+        out, created = await self.registry.patch(t.info, t.namespace, t.name, patch_type, body,
+                                                 opts, t.subresource)
+        return self.respond(request, out, 201 if created else 200, opts, t.info)
+
+    async def delete(self, request: web.Request, t: Target) -> web.Response:
+        assert t.name is not None
+        dopts = await self.delete_options(request)
+        obj, gone = await self.registry.delete(t.info, t.namespace, t.name, dopts)
+        if gone and t.info.resource not in ("pods",) and t.info.crd is None:
+            return self.respond(request, status.success({
+                "name": t.name, **({"group": t.info.group} if t.info.group else {}),
+                "kind": t.info.resource, "uid": obj["metadata"].get("uid", "")}))
+        return self.respond(request, obj, info=t.info)
+
+    async def delete_options(self, request: web.Request) -> DeleteOptions:
+        q = request.query
+        body: dict[str, Any] = {}
+        if request.can_read_body:
+            data = await request.content.read(codec.MAX_BODY + 1)
+            if data:
+                parsed = codec.parse_body(data, request.headers.get("Content-Type", ""))
+                if isinstance(parsed, dict):
+                    body = parsed
+        grace = body.get("gracePeriodSeconds")
+        if "gracePeriodSeconds" in q:
+            grace = _int_param(q, "gracePeriodSeconds")
+        pre = body.get("preconditions") or {}
+        propagation = q.get("propagationPolicy") or body.get("propagationPolicy") or ""
+        if not propagation:
+            orphan = q.get("orphanDependents", body.get("orphanDependents"))
+            if orphan in (True, "true"):
+                propagation = "Orphan"
+        if propagation not in ("", "Orphan", "Background", "Foreground"):
+            raise status.invalid("DeleteOptions", "", "", [
+                __import__("pinnace.api.field", fromlist=["x"]).not_supported(
+                    "propagationPolicy", propagation, ["Foreground", "Background", "Orphan",
+                                                       "nil"])])
+        dry = q.getall("dryRun", []) or body.get("dryRun") or []
+        return DeleteOptions(grace_period=grace, propagation=propagation,
+                             uid=pre.get("uid") or "", resource_version=pre.get(
+                                 "resourceVersion") or "", dry_run=bool(dry))
+
+    async def delete_collection(self, request: web.Request, t: Target) -> web.Response:
+        dopts = await self.delete_options(request)
+        label_sel, field_sel = _selectors(t.info, request.query)
+        kvs, rev, _, _ = await self.registry.list_kvs(t.info, t.namespace)
+        deleted = []
+        for kv in kvs:
+            obj = codec.decode_stored(kv.value, kv.mod_revision)
+            if not _matches(t.info, obj, label_sel, field_sel):
+                continue
+            try:
+                out, _ = await self.registry.delete(t.info, obj["metadata"].get("namespace"),
+                                                    obj["metadata"]["name"], dopts)
+                deleted.append(out)
+            except APIError as e:
+                if e.code != 404:
+                    raise
+        body = {"kind": t.info.kind + "List", "apiVersion": t.info.group_version,
+                "metadata": {"resourceVersion": str(rev)}, "items": deleted}
+        return self.respond(request, body)
+
+    # -- subresources ------------------------------------------------------
+
+    async def scale(self, request: web.Request, t: Target) -> web.Response:
+        assert t.name is not None
+        info = t.info
+        if request.method == "GET":
+            obj = await self.registry.get(info, t.namespace, t.name)
+            return self.respond(request, _to_scale(info, obj))
+        opts = self.options(request)
+        body = await self.body(request)
+        if request.method == "PUT":
+            def replicas_of(current_scale: dict[str, Any]) -> Any:
+                if not isinstance(body, dict) or body.get("kind") not in ("Scale", None):
+                    raise status.bad_request("expected a Scale object")
+                rv = (body.get("metadata") or {}).get("resourceVersion")
+                if rv and rv != current_scale["metadata"]["resourceVersion"]:
+                    raise status.conflict(info.resource, info.group, t.name or "", status.STALE)
+                return (body.get("spec") or {}).get("replicas")
+        elif request.method == "PATCH":
+            ct = request.headers.get("Content-Type", "").split(";")[0].strip()
+            ptype = PATCH_TYPES.get(ct)
+            from pinnace.api import patch as patches
+
+            def replicas_of(current_scale: dict[str, Any]) -> Any:
+                try:
+                    if ptype == "json":
+                        out = patches.json_patch(current_scale, body)
+                    elif ptype in ("merge", "strategic", "apply"):
+                        out = patches.merge_patch(current_scale, body)
+                    else:
+                        raise status.unsupported_media("unsupported patch type for scale")
+                except patches.PatchError as e:
+                    raise status.APIError(422, "Invalid", str(e)) from None
+                return (out.get("spec") or {}).get("replicas")
+        else:
+            raise status.method_not_allowed()
+
+        def mutate(old: dict[str, Any]) -> dict[str, Any]:
+            served = self.registry.to_served(info, old)
+            replicas = replicas_of(_to_scale(info, served))
+            if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 0:
+                from pinnace.api.field import invalid
+
+                raise status.invalid("Scale", "autoscaling", t.name or "", [
+                    invalid("spec.replicas", replicas, "must be greater than or equal to 0")])
+            _set_path(served, _scale_paths(info)[0], replicas)
+            return self.registry.to_storage(info, served)
+
+        kv = await self.registry.get_kv(info, t.namespace, t.name)
+        out = await self.registry._write_update(info, t.namespace, t.name, kv, mutate, opts)
+        return self.respond(request, _to_scale(info, out), 200, opts)
+
+    async def pod_action(self, request: web.Request, t: Target) -> web.Response:
+        if request.method != "POST":
+            raise status.method_not_allowed()
+        body = await self.body(request)
+        if not isinstance(body, dict):
+            raise status.bad_request("expected an object")
+        pods = self.table.lookup("", "v1", "pods")
+        assert pods is not None
+        opts = self.options(request)
+        name = t.name if t.subresource else (body.get("metadata") or {}).get("name")
+        if not name:
+            raise status.bad_request("name is required")
+        if t.subresource == "eviction":
+            return await self._evict(request, pods, t.namespace, name, body)
+        target = body.get("target") or {}
+        node = target.get("name")
+        if not node:
+            from pinnace.api.field import required
+
+            raise status.invalid("Binding", "", name, [required("target.name")])
+
+        def bind(old: dict[str, Any]) -> dict[str, Any]:
+            spec = old.setdefault("spec", {})
+            if old["metadata"].get("deletionTimestamp"):
+                raise status.conflict("pods", "", name, "pod is being deleted")
+            if spec.get("nodeName"):
+                raise status.conflict("pods/binding", "", name,
+                                      f"pod {name} is already assigned to node "
+                                      f"\"{spec['nodeName']}\"")
+            spec["nodeName"] = node
+            st = old.setdefault("status", {})
+            conds = [c for c in st.get("conditions", []) if c.get("type") != "PodScheduled"]
+            conds.append({"type": "PodScheduled", "status": "True",
+                          "lastProbeTime": None,
+                          "lastTransitionTime": dt.datetime.now(dt.timezone.utc).strftime(
+                              "%Y-%m-%dT%H:%M:%SZ")})
+            st["conditions"] = conds
+            return old
+
+        kv = await self.registry.get_kv(pods, t.namespace, name)
+        await self.registry._write_update(pods, t.namespace, name, kv, bind, opts, "binding")
+        return self.respond(request, status.success(), 201)
+
+    async def _evict(self, request: web.Request, pods: ResourceInfo, ns: str | None, name: str,
+                     body: dict[str, Any]) -> web.Response:
+        pod = await self.registry.get(pods, ns, name)
+        pdbs = self.table.lookup("policy", "v1", "poddisruptionbudgets")
+        if pdbs is not None and pod.get("status", {}).get("phase") not in ("Succeeded", "Failed"):
+            kvs, _, _, _ = await self.registry.list_kvs(pdbs, ns)
+            labels = pod["metadata"].get("labels") or {}
+            for kv in kvs:
+                pdb = codec.decode_stored(kv.value, kv.mod_revision)
+                sel = (pdb.get("spec") or {}).get("selector")
+                if sel is None or not selectors.label_selector_from_dict(sel).matches(labels):
+                    continue
+                if (pdb.get("status") or {}).get("disruptionsAllowed", 0) <= 0:
+                    raise APIError(429, "TooManyRequests",
+                                   "Cannot evict pod as it would violate the pod's disruption "
+                                   "budget.", {"causes": [{
+                                       "reason": "DisruptionBudget",
+                                       "message": f"The disruption budget "
+                                                  f"{pdb['metadata']['name']} needs "
+                                                  f"{pdb.get('status', {}).get('desiredHealthy', 0)}"
+                                                  f" healthy pods and has "
+                                                  f"{pdb.get('status', {}).get('currentHealthy', 0)}"
+                                                  f" currently"}]})
+        do = body.get("deleteOptions") or {}
+        pre = do.get("preconditions") or {}
+        dopts = DeleteOptions(grace_period=do.get("gracePeriodSeconds"),
+                              uid=pre.get("uid") or "",
+                              resource_version=pre.get("resourceVersion") or "",
+                              dry_run=bool(do.get("dryRun") or request.query.getall("dryRun", [])))
+        await self.registry.delete(pods, ns, name, dopts)
+        return self.respond(request, status.success(), 201)
+
+    # -- watch -------------------------------------------------------------
+
+    async def watch(self, request: web.Request, t: Target) -> web.StreamResponse:
+        q = request.query
+        fmt = negotiate(request.headers.get("Accept", ""))
+        info = t.info
+        label_sel, field_sel = _selectors(info, q)
+        if t.name:
+            fs = f"metadata.name={t.name}"
+            field_sel = selectors.parse_field_selector(
+                fs + ("," + q["fieldSelector"] if q.get("fieldSelector") else ""))
+        rv = q.get("resourceVersion", "")
+        send_initial = _bool(q.get("sendInitialEvents"))
+        bookmarks = _bool(q.get("allowWatchBookmarks"))
+        if "sendInitialEvents" in q and (q.get("resourceVersionMatch") != "NotOlderThan"):
+            raise status.invalid("ListOptions", "meta.k8s.io", "", [
+                __import__("pinnace.api.field", fromlist=["x"]).forbidden(
+                    "resourceVersionMatch", "sendInitialEvents requires setting "
+                    "resourceVersionMatch to NotOlderThan")])
+        timeout = float(q.get("timeoutSeconds") or 1800)
+        resp = web.StreamResponse(headers={"Content-Type": fmt.content_type
+                                           if fmt.kind != "yaml" else "application/json"})
+        resp.enable_chunked_encoding()
+        initial: list[dict[str, Any]] = []
+        prefix = info.list_prefix(t.namespace)
+        if rv in ("", "0") or send_initial:
+            kvs, after, _, _ = await self.registry.list_kvs(info, t.namespace)
+            if rv not in ("", "0") and _rv(rv) > after:
+                after = _rv(rv)
+            for kv in kvs:
+                obj = self.registry.to_served(info, codec.decode_stored(kv.value,
+                                                                         kv.mod_revision))
+                if _matches(info, obj, label_sel, field_sel):
+                    initial.append(obj)
+        else:
+            after = _rv(rv)
+        await resp.prepare(request)
+        writer = _EventWriter(resp, info, fmt, self.registry, q.get("includeObject", "Metadata"))
+        for obj in initial:
+            await writer.object("ADDED", obj)
+        if send_initial and bookmarks:
+            await writer.bookmark(after, initial_end=True)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        feed: asyncio.Queue[Any] = asyncio.Queue()
+
+        async def pump() -> None:
+            try:
+                async for ev in self.watches.events(prefix, after):
+                    feed.put_nowait(ev)
+                feed.put_nowait(None)
+            except CompactedError as e:
+                feed.put_nowait(e)
+            except Exception as e:  # pragma: no cover
+                feed.put_nowait(e)
+
+        task = asyncio.create_task(pump())
+        last = after
+        try:
+            while True:
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    break
+                try:
+                    item = await asyncio.wait_for(feed.get(), min(remaining, 60.0)
+                                                  if bookmarks else remaining)
+                except asyncio.TimeoutError:
+                    if bookmarks and loop.time() < deadline:
+                        await writer.bookmark(max(last, self.watches.last_revision(prefix)))
+                    continue
+                if item is None:
+                    break
+                if isinstance(item, CompactedError):
+                    await writer.error(status.gone(
+                        f"too old resource version: {item.requested} ({item.compacted})"))
+                    break
+                if isinstance(item, Exception):
+                    await writer.error(status.internal(str(item)))
+                    break
+                last = item.rev
+                await writer.event(item, label_sel, field_sel)
+        except (ConnectionResetError, asyncio.CancelledError):
+            pass
+        finally:
+            task.cancel()
+        try:
+            await resp.write_eof()
+        except (ConnectionResetError, RuntimeError):
+            pass
+        return resp
+
+
+class _EventWriter:
+    def __init__(self, resp: web.StreamResponse, info: ResourceInfo, fmt: Format,
+                 registry: Registry, include_object: str):
+        self.resp = resp
+        self.info = info
+        self.fmt = fmt
+        self.registry = registry
+        self.include = include_object
+        self.plain = fmt.kind in ("json", "yaml") and not info.storage_version \
+            and info.crd is None
+        self.headers_sent = False
+
+    def _encode_obj(self, obj: dict[str, Any]) -> bytes:
+        if self.fmt.kind == "table":
+            now = dt.datetime.now(dt.timezone.utc)
+            # Column definitions go with the first event only, as upstream sends them.
+            headers, self.headers_sent = not self.headers_sent, True
+            return codec.dumps(make_table(self.info, [obj], now, self.include, {
+                "resourceVersion": obj["metadata"].get("resourceVersion", "")}, headers))
+        if self.fmt.kind == "partial":
+            return codec.dumps(tables.partial_object_metadata(obj))
+        return codec.dumps(obj)
+
+    async def _send(self, type_: str, payload: bytes) -> None:
+        await self.resp.write(b'{"type":"%s","object":%s}\n' % (type_.encode(), payload))
+
+    async def object(self, type_: str, obj: dict[str, Any]) -> None:
+        await self._send(type_, self._encode_obj(obj))
+
+    async def event(self, ev: CacheEvent, label_sel: Any, field_sel: Any) -> None:
+        type_ = ev.type
+        if label_sel is not None or field_sel is not None:
+            cur = _matches(self.info, ev.obj, label_sel, field_sel)
+            was = ev.prev is not None and _matches(self.info, ev.prev, label_sel, field_sel)
+            if type_ == "MODIFIED":
+                if cur and not was:
+                    type_ = "ADDED"
+                elif was and not cur:
+                    type_ = "DELETED"
+                elif not cur:
+                    return
+            elif not cur:
+                return
+        key = (self.fmt.kind, self.info.group, self.info.version, self.include,
+               self.fmt.kind == "table" and not self.headers_sent)
+        payload = ev.wire.get(key)
+        if payload is None:
+            if self.plain:
+                payload = codec.with_revision(ev.raw, ev.rev)
+            else:
+                obj = self.registry.to_served(self.info, ev.obj)
+                payload = self._encode_obj(obj)
+            ev.wire[key] = payload
+        await self._send(type_, payload)
+
+    async def bookmark(self, rev: int, initial_end: bool = False) -> None:
+        meta: dict[str, Any] = {"resourceVersion": str(rev)}
+        if initial_end:
+            meta["annotations"] = {"k8s.io/initial-events-end": "true"}
+        obj = {"kind": self.info.kind, "apiVersion": self.info.group_version, "metadata": meta}
+        await self._send("BOOKMARK", codec.dumps(obj))
+
+    async def error(self, err: APIError) -> None:
+        await self._send("ERROR", codec.dumps(err.status()))
+
+
+# -- helpers ---------------------------------------------------------------
+
+
+def make_table(info: ResourceInfo, objs: list[dict[str, Any]], now: dt.datetime,
+               include_object: str, list_meta: dict[str, Any], headers: bool = True
+               ) -> dict[str, Any]:
+    """A Table for built-in kinds (server-side printers) or custom resources
+    (their CRD's additionalPrinterColumns)."""
+    try:
+        if info.crd is None:
+            return tables.table(info.group, info.resource, objs, now, include_object, list_meta,
+                                headers=headers)
+        cols = crdschema.printer_columns(info.crd, info.version)
+        base = tables.table("", "", [], now, include_object, list_meta, headers=False)
+    except ValueError as e:
+        raise status.bad_request(str(e)) from None
+    base["columnDefinitions"] = crdschema.column_definitions(cols) if headers else None
+    for obj in objs:
+        row: dict[str, Any] = {"cells": crdschema.row(cols, obj, now)}
+        if include_object in ("", "Metadata"):
+            row["object"] = tables.partial_object_metadata(obj)
+        elif include_object == "Object":
+            row["object"] = obj
+        else:
+            row["object"] = None
+        base["rows"].append(row)
+    return base
+
+
+def _warning(text: str) -> str:
+    return '299 - "' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _int_param(q: Any, name: str) -> int:
+    v = q.get(name)
+    if v in (None, ""):
+        return 0
+    try:
+        return int(v)
+    except ValueError:
+        raise status.bad_request(f"invalid {name}: {v!r}") from None
+
+
+def _rv(rv: str) -> int:
+    try:
+        n = int(rv)
+        if n < 0:
+            raise ValueError
+        return n
+    except ValueError:
+        raise status.bad_request(f'invalid resource version "{rv}"') from None
+
+
+def _selectors(info: ResourceInfo, q: Any) -> tuple[Any, Any]:
+    label_sel = field_sel = None
+    try:
+        if q.get("labelSelector"):
+            label_sel = selectors.parse_label_selector(q["labelSelector"])
+        if q.get("fieldSelector"):
+            field_sel = selectors.parse_field_selector(q["fieldSelector"])
+    except ValueError as e:
+        raise status.bad_request(str(e)) from None
+    if field_sel is not None:
+        for f in field_sel.fields():
+            if selectors.unsupported_field(info.group, info.resource, f):
+                raise status.bad_request(selectors.field_error_message(info.group,
+                                                                       info.resource, f))
+        try:
+            field_sel = selectors.convert_field_selector(info.group, info.resource, field_sel)
+        except ValueError as e:
+            raise status.bad_request(str(e)) from None
+    return label_sel, field_sel
+
+
+def _matches(info: ResourceInfo, obj: dict[str, Any], label_sel: Any, field_sel: Any) -> bool:
+    if label_sel is not None and not label_sel.matches(obj["metadata"].get("labels") or {}):
+        return False
+    if field_sel is not None and not field_sel.matches(
+            selectors.field_set(info.group, info.resource, obj)):
+        return False
+    return True
+
+
+def _scale_paths(info: ResourceInfo) -> tuple[str, str, str]:
+    """(spec replicas, status replicas, label selector) paths for the scale subresource."""
+    if info.crd is not None:
+        for v in info.crd.get("spec", {}).get("versions", []):
+            if v.get("name") == info.version:
+                sc = (v.get("subresources") or {}).get("scale") or {}
+                return (sc.get("specReplicasPath", ".spec.replicas"),
+                        sc.get("statusReplicasPath", ".status.replicas"),
+                        sc.get("labelSelectorPath", ""))
+    return ".spec.replicas", ".status.replicas", ""
+
+
+def _get_path(obj: Any, path: str) -> Any:
+    for part in path.strip(".").split("."):
+        if not isinstance(obj, dict):
+            return None
+        obj = obj.get(part)
+    return obj
+
+
+def _set_path(obj: dict[str, Any], path: str, value: Any) -> None:
+    parts = path.strip(".").split(".")
+    for part in parts[:-1]:
+        obj = obj.setdefault(part, {})
+    obj[parts[-1]] = value
+
+
+def _to_scale(info: ResourceInfo, obj: dict[str, Any]) -> dict[str, Any]:
+    spec_path, status_path, sel_path = _scale_paths(info)
+    meta = obj["metadata"]
+    st: dict[str, Any] = {"replicas": _get_path(obj, status_path) or 0}
+    if sel_path:
+        sel = _get_path(obj, sel_path)
+        if sel:
+            st["selector"] = sel
+    else:
+        sel = (obj.get("spec") or {}).get("selector")
+        if isinstance(sel, dict) and ("matchLabels" in sel or "matchExpressions" in sel):
+            st["selector"] = str(selectors.label_selector_from_dict(sel))
+        elif isinstance(sel, dict) and sel:
+            st["selector"] = ",".join(f"{k}={v}" for k, v in sorted(sel.items()))
+    scale_meta = {k: meta[k] for k in ("name", "namespace", "uid", "resourceVersion",
+                                       "creationTimestamp") if k in meta}
+    return {"kind": "Scale", "apiVersion": "autoscaling/v1", "metadata": scale_meta,
+            "spec": {"replicas": _get_path(obj, spec_path) or 0}, "status": st}
+
+

@@ -1,0 +1,439 @@
+"""Per-kind behaviour the generic registry defers to: status handling,
+generation, graceful deletion, and the admission steps that allocate or
+check something (service IPs and node ports, namespace lifecycle, CRDs).
+
+Every hook has a generic default in ``Strategy``; kinds override only what
+differs, the way upstream's per-resource strategies do.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from typing import Any, Awaitable, Callable
+
+from pinnace.api import crdschema, validation
+from pinnace.api.field import FieldError, invalid
+from pinnace.api.resources import ResourceInfo
+from pinnace.storage.interface import KeyNotFoundError, Store
+
+from . import codec, status
+from .allocator import AllocationError, NodePortAllocator, ServiceIPAllocator
+from .registry import ResourceTable
+
+log = logging.getLogger("pinnace.apiserver.strategy")
+
+Undo = Callable[[], Awaitable[None]]
+
+
+async def _nothing() -> None:
+    return None
+
+
+# Kinds whose metadata.generation counts spec changes, as upstream tracks it.
+_GENERATION = {
+    ("", "pods"), ("", "replicationcontrollers"), ("apps", "replicasets"),
+    ("apps", "deployments"), ("apps", "statefulsets"), ("apps", "daemonsets"), ("batch", "jobs"),
+    ("batch", "cronjobs"), ("autoscaling", "horizontalpodautoscalers"),
+    ("policy", "poddisruptionbudgets"), ("networking.k8s.io", "ingresses"),
+    ("networking.k8s.io", "networkpolicies"),
+    ("apiextensions.k8s.io", "customresourcedefinitions"),
+}
+
+
+class Strategy:
+    def tracks_generation(self, info: ResourceInfo) -> bool:
+        return info.crd is not None or (info.group, info.resource) in _GENERATION
+
+    def validate(self, info: ResourceInfo, obj: dict[str, Any],
+                 old: dict[str, Any] | None) -> list[FieldError]:
+        """Checks beyond the per-kind validation package (default: none)."""
+        return []
+
+    def prepare_create(self, info: ResourceInfo, obj: dict[str, Any]) -> None:
+        if "status" in info.subresources and info.crd is None:
+            obj.pop("status", None)
+
+    def prepare_update(self, info: ResourceInfo, new: dict[str, Any], old: dict[str, Any],
+                       subresource: str) -> None:
+        if "status" not in info.subresources:
+            return
+        if subresource == "status":
+            # A status write changes status only (and metadata that clients
+            # may always change); the rest of the object stays as stored.
+            for k in set(new) | set(old):
+                if k not in ("metadata", "status", "apiVersion", "kind"):
+                    if k in old:
+                        new[k] = copy.deepcopy(old[k])
+                    else:
+                        new.pop(k, None)
+        elif subresource == "":
+            if "status" in old:
+                new["status"] = copy.deepcopy(old["status"])
+            else:
+                new.pop("status", None)
+
+    async def admit_create(self, info: ResourceInfo, obj: dict[str, Any], dry_run: bool) -> Undo:
+        return _nothing
+
+    async def admit_update(self, info: ResourceInfo, new: dict[str, Any], old: dict[str, Any],
+                           dry_run: bool) -> Undo:
+        return _nothing
+
+    async def after_create(self, info: ResourceInfo, obj: dict[str, Any]) -> None:
+        pass
+
+    async def after_update(self, info: ResourceInfo, new: dict[str, Any],
+                           old: dict[str, Any]) -> None:
+        pass
+
+    async def after_delete(self, info: ResourceInfo, obj: dict[str, Any]) -> None:
+        pass
+
+    def grace_period(self, info: ResourceInfo, obj: dict[str, Any], requested: int | None) -> int:
+        return 0
+
+    def deletion_pending(self, info: ResourceInfo, obj: dict[str, Any]) -> bool:
+        return False
+
+    def prepare_delete(self, info: ResourceInfo, obj: dict[str, Any]) -> None:
+        pass
+
+    def finished_when_unfinalized(self, info: ResourceInfo, obj: dict[str, Any]) -> bool:
+        # Upstream removes an object once it has no finalizers and no grace period left.
+        return obj["metadata"].get("deletionGracePeriodSeconds", 0) == 0
+
+
+class PodStrategy(Strategy):
+    def prepare_create(self, info: ResourceInfo, obj: dict[str, Any]) -> None:
+        spec = obj.setdefault("spec", {})
+        obj["status"] = {"phase": "Pending", "qosClass": _qos_class(spec)}
+        # What the ServiceAccount, Priority and DefaultTolerationSeconds
+        # admission plugins add to every pod.
+        sa = spec.get("serviceAccountName") or spec.get("serviceAccount") or "default"
+        spec["serviceAccountName"] = spec["serviceAccount"] = sa
+        spec.setdefault("priority", 0)
+        spec.setdefault("preemptionPolicy", "PreemptLowerPriority")
+        tolerations = spec.setdefault("tolerations", [])
+        for key in ("node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable"):
+            if not any(t.get("key") == key and t.get("effect") in (None, "", "NoExecute")
+                       for t in tolerations if isinstance(t, dict)):
+                tolerations.append({"key": key, "operator": "Exists", "effect": "NoExecute",
+                                    "tolerationSeconds": 300})
+
+    def grace_period(self, info: ResourceInfo, obj: dict[str, Any], requested: int | None) -> int:
+        spec, st = obj.get("spec", {}), obj.get("status", {})
+        if not spec.get("nodeName") or st.get("phase") in ("Succeeded", "Failed"):
+            return 0  # nothing runs it: nobody to wait for
+        if requested is not None:
+            return max(requested, 0)
+        return int(spec.get("terminationGracePeriodSeconds", 30))
+
+
+class NamespaceStrategy(Strategy):
+    def prepare_create(self, info: ResourceInfo, obj: dict[str, Any]) -> None:
+        obj["status"] = {"phase": "Active"}
+        obj.setdefault("spec", {}).setdefault("finalizers", ["kubernetes"])
+        labels = obj["metadata"].setdefault("labels", {})
+        labels["kubernetes.io/metadata.name"] = obj["metadata"]["name"]
+
+    def prepare_update(self, info: ResourceInfo, new: dict[str, Any], old: dict[str, Any],
+                       subresource: str) -> None:
+        if subresource == "finalize":
+            finalizers = (new.get("spec") or {}).get("finalizers")
+            new.clear()
+            new.update(copy.deepcopy(old))
+            new["spec"]["finalizers"] = finalizers or []
+            return
+        super().prepare_update(info, new, old, subresource)
+        if subresource == "":
+            new["spec"] = copy.deepcopy(old.get("spec", {}))  # only /finalize changes finalizers
+        new["metadata"].setdefault("labels", {})["kubernetes.io/metadata.name"] = \
+            new["metadata"]["name"]
+
+    def deletion_pending(self, info: ResourceInfo, obj: dict[str, Any]) -> bool:
+        return bool((obj.get("spec") or {}).get("finalizers"))
+
+    def prepare_delete(self, info: ResourceInfo, obj: dict[str, Any]) -> None:
+        obj.setdefault("status", {})["phase"] = "Terminating"
+
+    def finished_when_unfinalized(self, info: ResourceInfo, obj: dict[str, Any]) -> bool:
+        return not (obj.get("spec") or {}).get("finalizers")
+
+
+class ServiceStrategy(Strategy):
+    def __init__(self, ips: ServiceIPAllocator, ports: NodePortAllocator):
+        self.ips = ips
+        self.ports = ports
+
+    def prepare_update(self, info: ResourceInfo, new: dict[str, Any], old: dict[str, Any],
+                       subresource: str) -> None:
+        super().prepare_update(info, new, old, subresource)
+        spec, old_spec = new.setdefault("spec", {}), old.get("spec", {})
+        # A replace that omits allocated values keeps them (upstream's
+        # patchAllocatedValues), so `kubectl replace` of a saved manifest works.
+        if not spec.get("clusterIP") and old_spec.get("clusterIP") and \
+                spec.get("type", "ClusterIP") != "ExternalName":
+            spec["clusterIP"] = old_spec["clusterIP"]
+            spec["clusterIPs"] = copy.deepcopy(old_spec.get("clusterIPs", [old_spec["clusterIP"]]))
+        if _needs_node_ports(spec) and _needs_node_ports(old_spec):
+            old_ports = {(p.get("port"), p.get("protocol", "TCP")): p.get("nodePort")
+                         for p in old_spec.get("ports", [])}
+            for p in spec.get("ports", []):
+                if not p.get("nodePort"):
+                    np = old_ports.get((p.get("port"), p.get("protocol", "TCP")))
+                    if np:
+                        p["nodePort"] = np
+
+    async def admit_create(self, info: ResourceInfo, obj: dict[str, Any], dry_run: bool) -> Undo:
+        return await self._allocate(obj, None)
+
+    async def admit_update(self, info: ResourceInfo, new: dict[str, Any], old: dict[str, Any],
+                           dry_run: bool) -> Undo:
+        return await self._allocate(new, old)
+
+    async def _allocate(self, obj: dict[str, Any], old: dict[str, Any] | None) -> Undo:
+        spec = obj.setdefault("spec", {})
+        old_spec = (old or {}).get("spec", {})
+        name = obj["metadata"]["name"]
+        owner = f"{obj['metadata'].get('namespace')}/{name}".encode()
+        taken_ips: list[str] = []
+        taken_ports: list[int] = []
+
+        async def undo() -> None:
+            for ip in taken_ips:
+                await self.ips.release(ip)
+            for port in taken_ports:
+                await self.ports.release(port)
+
+        errors: list[FieldError] = []
+        try:
+            if spec.get("type", "ClusterIP") != "ExternalName":
+                ip = spec.get("clusterIP") or ""
+                if ip != "None" and ip != old_spec.get("clusterIP"):
+                    if ip:
+                        try:
+                            await self.ips.allocate(ip, owner)
+                            taken_ips.append(ip)
+                        except AllocationError as e:
+                            errors.append(invalid("spec.clusterIPs", [ip],
+                                                  f"failed to allocate IP {ip}: {e}"))
+                    else:
+                        ip = await self.ips.allocate_next(owner)
+                        taken_ips.append(ip)
+                        spec["clusterIP"] = ip
+                spec["clusterIPs"] = [spec["clusterIP"]]
+                spec.setdefault("ipFamilies", ["IPv4"])
+                spec.setdefault("ipFamilyPolicy", "SingleStack")
+            if _needs_node_ports(spec):
+                old_np = {p.get("nodePort") for p in old_spec.get("ports", [])} \
+                    if _needs_node_ports(old_spec) else set()
+                for i, p in enumerate(spec.get("ports", [])):
+                    np = p.get("nodePort")
+                    if np and np in old_np:
+                        continue
+                    if np:
+                        try:
+                            await self.ports.allocate(int(np), owner)
+                            taken_ports.append(int(np))
+                        except AllocationError as e:
+                            errors.append(invalid(f"spec.ports[{i}].nodePort", np, str(e)))
+                    else:
+                        p["nodePort"] = await self.ports.allocate_next(owner)
+                        taken_ports.append(p["nodePort"])
+            elif spec.get("type") in ("ClusterIP", None, "ExternalName"):
+                for p in spec.get("ports", []):
+                    p.pop("nodePort", None)
+        except BaseException:
+            await undo()
+            raise
+        if errors:
+            await undo()
+            raise status.invalid("Service", "", name, errors)
+        return undo
+
+    async def after_update(self, info: ResourceInfo, new: dict[str, Any],
+                           old: dict[str, Any]) -> None:
+        spec, old_spec = new.get("spec", {}), old.get("spec", {})
+        if old_spec.get("clusterIP") not in ("", None, "None", spec.get("clusterIP")):
+            await self.ips.release(old_spec["clusterIP"])
+        keep = {p.get("nodePort") for p in spec.get("ports", [])} if _needs_node_ports(spec) \
+            else set()
+        for p in old_spec.get("ports", []):
+            if p.get("nodePort") and p["nodePort"] not in keep:
+                await self.ports.release(p["nodePort"])
+
+    async def after_delete(self, info: ResourceInfo, obj: dict[str, Any]) -> None:
+        spec = obj.get("spec", {})
+        if spec.get("clusterIP") not in (None, "", "None"):
+            await self.ips.release(spec["clusterIP"])
+        for p in spec.get("ports", []):
+            if p.get("nodePort"):
+                await self.ports.release(p["nodePort"])
+
+
+class CRDStrategy(Strategy):
+    def __init__(self, strategies: "Strategies"):
+        self.strategies = strategies
+
+    def validate(self, info: ResourceInfo, obj: dict[str, Any],
+                 old: dict[str, Any] | None) -> list[FieldError]:
+        return crdschema.validate_crd(obj, old)
+
+    def prepare_create(self, info: ResourceInfo, obj: dict[str, Any]) -> None:
+        super().prepare_create(info, obj)
+        crdschema.default_crd(obj)
+        obj["status"] = _crd_status(obj)
+
+    def prepare_update(self, info: ResourceInfo, new: dict[str, Any], old: dict[str, Any],
+                       subresource: str) -> None:
+        super().prepare_update(info, new, old, subresource)
+        if subresource == "":
+            crdschema.default_crd(new)
+            new["status"] = _crd_status(new, old.get("status"))
+
+    async def after_create(self, info: ResourceInfo, obj: dict[str, Any]) -> None:
+        self.strategies.register_crd(obj)
+
+    async def after_update(self, info: ResourceInfo, new: dict[str, Any],
+                           old: dict[str, Any]) -> None:
+        self.strategies.register_crd(new)
+
+    async def after_delete(self, info: ResourceInfo, obj: dict[str, Any]) -> None:
+        await self.strategies.unregister_crd(obj)
+
+
+def _crd_status(crd: dict[str, Any], old: dict[str, Any] | None = None) -> dict[str, Any]:
+    from .rest import now_rfc3339
+
+    spec = crd.get("spec", {})
+    names = dict(spec.get("names", {}))
+    names.setdefault("singular", names.get("kind", "").lower())
+    names.setdefault("listKind", names.get("kind", "") + "List")
+    stored = list((old or {}).get("storedVersions", []))
+    for v in spec.get("versions", []):
+        if v.get("storage") and v.get("name") not in stored:
+            stored.append(v["name"])
+    now = now_rfc3339()
+    return {
+        "acceptedNames": names,
+        "conditions": [
+            {"type": "NamesAccepted", "status": "True", "lastTransitionTime": now,
+             "reason": "NoConflicts", "message": "no conflicts found"},
+            {"type": "Established", "status": "True", "lastTransitionTime": now,
+             "reason": "InitialNamesAccepted", "message": "the initial names have been accepted"},
+        ],
+        "storedVersions": stored,
+    }
+
+
+def _needs_node_ports(spec: dict[str, Any]) -> bool:
+    if spec.get("type") == "NodePort":
+        return True
+    return spec.get("type") == "LoadBalancer" and spec.get("allocateLoadBalancerNodePorts", True)
+
+
+def _qos_class(spec: dict[str, Any]) -> str:
+    containers = list(spec.get("containers") or []) + list(spec.get("initContainers") or [])
+    requests_any = limits_all = False
+    guaranteed = bool(containers)
+    for c in containers:
+        if not isinstance(c, dict):
+            continue
+        res = c.get("resources") or {}
+        req, lim = res.get("requests") or {}, res.get("limits") or {}
+        if req or lim:
+            requests_any = True
+        for r in ("cpu", "memory"):
+            if r not in lim or (r in req and req[r] != lim[r]):
+                guaranteed = False
+        limits_all = limits_all or bool(lim)
+    if guaranteed:
+        return "Guaranteed"
+    return "Burstable" if requests_any else "BestEffort"
+
+
+class _Issue:
+    def __init__(self, message: str):
+        self.message = message
+
+
+class Strategies:
+    """The strategy for each resource plus the admission checks that span kinds."""
+
+    def __init__(self, store: Store, table: ResourceTable, ips: ServiceIPAllocator,
+                 ports: NodePortAllocator):
+        self.store = store
+        self.table = table
+        self.default = Strategy()
+        self.by_resource: dict[tuple[str, str], Strategy] = {
+            ("", "pods"): PodStrategy(),
+            ("", "namespaces"): NamespaceStrategy(),
+            ("", "services"): ServiceStrategy(ips, ports),
+            ("apiextensions.k8s.io", "customresourcedefinitions"): CRDStrategy(self),
+        }
+
+    def get(self, info: ResourceInfo) -> Strategy:
+        return self.by_resource.get((info.group, info.resource), self.default)
+
+    async def admit_namespace(self, info: ResourceInfo, namespace: str | None) -> None:
+        """NamespaceLifecycle: no new content in a missing or terminating namespace."""
+        if not info.namespaced or not namespace:
+            return
+        kv = await self.store.get(f"/registry/core/namespaces/{namespace}")
+        if kv is None:
+            raise status.not_found("namespaces", "", namespace)
+        ns = codec.decode_stored(kv.value, kv.mod_revision)
+        if ns["metadata"].get("deletionTimestamp") or \
+                ns.get("status", {}).get("phase") == "Terminating":
+            raise status.forbidden(
+                f"unable to create new content in namespace {namespace} because it is being "
+                f"terminated", info.resource, info.group)
+
+    # -- custom resources ---------------------------------------------------
+
+    def _cr_schema(self, info: ResourceInfo) -> dict[str, Any] | None:
+        assert info.crd is not None
+        for v in info.crd.get("spec", {}).get("versions", []):
+            if v.get("name") == info.version:
+                return (v.get("schema") or {}).get("openAPIV3Schema")
+        return None
+
+    def custom_field_issues(self, info: ResourceInfo, obj: dict[str, Any]) -> list[_Issue]:
+        sch = self._cr_schema(info)
+        if not sch:
+            return []
+        pruned = crdschema.prune_custom_object(sch, copy.deepcopy(obj))
+        return [_Issue(f'unknown field "{p}"') for p in pruned]
+
+    def validate_custom(self, info: ResourceInfo, obj: dict[str, Any],
+                        old: dict[str, Any] | None) -> list[FieldError]:
+        errs = validation.validate(info.group, info.kind, obj, old)
+        sch = self._cr_schema(info)
+        if sch:
+            crdschema.prune_custom_object(sch, obj)
+            crdschema.default_custom_object(sch, obj)
+            errs.extend(crdschema.validate_custom_object(sch, obj))
+        return errs
+
+    def register_crd(self, crd: dict[str, Any]) -> None:
+        try:
+            infos = crdschema.crd_resource_infos(crd)
+        except Exception:  # a stored CRD that no longer parses must not stop the server
+            log.exception("cannot serve CRD %s", crd.get("metadata", {}).get("name"))
+            return
+        self.table.set_crd(crd["metadata"]["name"], infos)
+
+    async def unregister_crd(self, crd: dict[str, Any]) -> None:
+        name = crd["metadata"]["name"]
+        infos = [i for i in self.table.all() if i.crd is not None
+                 and i.crd.get("metadata", {}).get("name") == name]
+        self.table.remove_crd(name)
+        # Deleting a CRD deletes its objects (upstream does this behind a finalizer).
+        if infos:
+            prefix = infos[0].key_prefix
+            for kv in (await self.store.list(prefix)).kvs:
+                try:
+                    await self.store.delete(kv.key)
+                except KeyNotFoundError:
+                    pass

@@ -1,0 +1,108 @@
+"""The `pinnace` command. Wiring only: each subcommand builds a config and
+hands it to the component that does the work."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+
+from pinnace.apiserver.app import APIServer, Config
+
+
+def default_data_dir() -> Path:
+    if os.geteuid() == 0:
+        return Path("/var/lib/pinnace")
+    base = os.environ.get("XDG_DATA_HOME") or os.path.expanduser("~/.local/share")
+    return Path(base) / "pinnace"
+
+
+def _listen(value: str) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep:
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {value!r}")
+    try:
+        return host.strip("[]") or "0.0.0.0", int(port)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid port in {value!r}") from None
+
+
+def _server_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data-dir", type=Path, default=None,
+                   help="state, certificates and kubeconfig (default: /var/lib/pinnace for root, "
+                        "else ~/.local/share/pinnace)")
+    p.add_argument("--listen", type=_listen, default=("0.0.0.0", 6443), metavar="HOST:PORT",
+                   help="address to serve the API on (default 0.0.0.0:6443)")
+    p.add_argument("--datastore", default="sqlite",
+                   help="sqlite (default), sqlite:///path.db, memory, or etcd://h1:2379,h2:2379")
+    p.add_argument("--service-cidr", default="10.96.0.0/12",
+                   help="range for service cluster IPs (default 10.96.0.0/12)")
+    p.add_argument("--advertise-address", default="",
+                   help="address other nodes and pods reach the API server on")
+    p.add_argument("--tls-san", action="append", default=[],
+                   help="extra name or IP for the serving certificate (repeatable)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="pinnace", description="A small Kubernetes.")
+    parser.add_argument("-v", "--verbose", action="count", default=0,
+                        help="more logging (-v info, -vv debug)")
+    sub = parser.add_subparsers(dest="command", required=True)
+    server = sub.add_parser("server", help="run a whole control plane (and, later, a node)")
+    _server_args(server)
+    server.add_argument("--disable-agent", action="store_true",
+                        help="do not run a node agent in this process group")
+    apiserver = sub.add_parser("apiserver", help="run only the API server")
+    _server_args(apiserver)
+    return parser
+
+
+def _config(args: argparse.Namespace) -> Config:
+    return Config(data_dir=(args.data_dir or default_data_dir()).resolve(),
+                  host=args.listen[0], port=args.listen[1], datastore=args.datastore,
+                  service_cidr=args.service_cidr, advertise_address=args.advertise_address,
+                  extra_sans=args.tls_san)
+
+
+async def run_apiserver(config: Config) -> None:
+    server = APIServer(config)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await server.start()
+    print(f"pinnace: API server on https://{config.host}:{server.port}", flush=True)
+    print(f"pinnace: kubeconfig written to {server.kubeconfig_path}", flush=True)
+    print(f"pinnace: try  KUBECONFIG={server.kubeconfig_path} kubectl get ns", flush=True)
+    try:
+        await stop.wait()
+    finally:
+        await server.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    level = [logging.WARNING, logging.INFO, logging.DEBUG][min(args.verbose, 2)]
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:  # pragma: no cover
+        pass
+    if args.command in ("server", "apiserver"):
+        try:
+            asyncio.run(run_apiserver(_config(args)))
+        except OSError as e:
+            print(f"pinnace: {e}", file=sys.stderr)
+            return 1
+        return 0
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

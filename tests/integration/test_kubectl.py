@@ -1,0 +1,289 @@
+"""Real kubectl against a real pinnace API server: what a user types and sees."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import yaml
+
+from tests.conftest import Server
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "classic"
+
+
+def test_version_and_cluster_info(server: Server) -> None:
+    out = server.kubectl("version", "-o", "json").stdout
+    info = json.loads(out)
+    assert info["serverVersion"]["major"] == "1"
+    assert info["serverVersion"]["minor"] == "37"
+    assert "Kubernetes control plane is running at https://127.0.0.1" in \
+        server.kubectl("cluster-info").stdout
+
+
+def test_readyz_and_health(server: Server) -> None:
+    assert server.kubectl("get", "--raw", "/readyz").stdout.strip() == "ok"
+    verbose = server.kubectl("get", "--raw", "/readyz?verbose").stdout
+    assert "[+]etcd ok" in verbose and "readyz check passed" in verbose
+    assert server.kubectl("get", "--raw", "/livez").stdout.strip() == "ok"
+
+
+def test_builtin_namespaces(server: Server) -> None:
+    names = server.kubectl("get", "ns", "-o", "name").stdout.split()
+    for ns in ("default", "kube-system", "kube-public", "kube-node-lease"):
+        assert f"namespace/{ns}" in names
+    table = server.kubectl("get", "ns", "default").stdout
+    assert table.split("\n")[0].split() == ["NAME", "STATUS", "AGE"]
+    assert "Active" in table
+
+
+def test_api_resources_and_versions(server: Server) -> None:
+    res = server.kubectl("api-resources").stdout
+    for line in ("pods", "deployments", "replicationcontrollers", "customresourcedefinitions",
+                 "leases", "cronjobs"):
+        assert line in res
+    rc_line = next(l for l in res.splitlines() if l.startswith("replicationcontrollers"))
+    assert rc_line.split()[1] == "rc"
+    versions = server.kubectl("api-versions").stdout.split()
+    for gv in ("v1", "apps/v1", "batch/v1", "autoscaling/v2", "autoscaling/v1",
+               "rbac.authorization.k8s.io/v1", "apiextensions.k8s.io/v1"):
+        assert gv in versions
+
+
+def test_unauthenticated_requests_are_refused(server: Server) -> None:
+    import ssl
+    import urllib.error
+    import urllib.request
+
+    ctx = ssl.create_default_context(cafile=str(server.data_dir / "tls" / "ca.crt"))
+    try:
+        urllib.request.urlopen(f"{server.url}/api/v1/namespaces", context=ctx, timeout=10)
+        raise AssertionError("expected 401")
+    except urllib.error.HTTPError as e:
+        assert e.code == 401
+        body = json.loads(e.read())
+        assert body["kind"] == "Status" and body["reason"] == "Unauthorized"
+
+
+def test_configmap_lifecycle(server: Server, namespace: str) -> None:
+    k = server.kubectl
+    assert "configmap/cfg created" in k("-n", namespace, "create", "configmap", "cfg",
+                                        "--from-literal=a=1").stdout
+    got = json.loads(k("-n", namespace, "get", "cm", "cfg", "-o", "json").stdout)
+    assert got["data"] == {"a": "1"}
+    assert got["metadata"]["uid"] and got["metadata"]["resourceVersion"].isdigit()
+    k("-n", namespace, "label", "cm", "cfg", "tier=web")
+    k("-n", namespace, "annotate", "cm", "cfg", "note=hello")
+    assert k("-n", namespace, "get", "cm", "-l", "tier=web", "-o", "name").stdout.strip() == \
+        "configmap/cfg"
+    assert k("-n", namespace, "get", "cm", "-l", "tier=db", "-o", "name").stdout.strip() == ""
+    k("-n", namespace, "patch", "cm", "cfg", "--type=merge", "-p", '{"data":{"b":"2"}}')
+    k("-n", namespace, "patch", "cm", "cfg", "--type=json",
+      "-p", '[{"op":"remove","path":"/data/a"}]')
+    got = json.loads(k("-n", namespace, "get", "cm", "cfg", "-o", "json").stdout)
+    assert got["data"] == {"b": "2"}
+    assert got["metadata"]["annotations"]["note"] == "hello"
+    assert k("-n", namespace, "get", "cm", "cfg", "-o", "jsonpath={.data.b}").stdout == "2"
+    assert "configmap \"cfg\" deleted" in k("-n", namespace, "delete", "cm", "cfg").stdout
+    missing = k("-n", namespace, "get", "cm", "cfg", check=False)
+    assert missing.returncode != 0
+    assert 'configmaps "cfg" not found' in missing.stderr
+
+
+def test_classic_example_applies_and_pods_stay_pending(server: Server, namespace: str) -> None:
+    k = server.kubectl
+    out = k("-n", namespace, "apply", "-f", str(EXAMPLES)).stdout
+    for line in ("replicationcontroller/mysql created", "service/mysql created",
+                 "replicationcontroller/myweb created", "service/myweb created"):
+        assert line in out
+    svc = json.loads(k("-n", namespace, "get", "svc", "myweb", "-o", "json").stdout)
+    assert svc["spec"]["type"] == "NodePort"
+    assert svc["spec"]["ports"][0]["nodePort"] == 30001
+    assert svc["spec"]["ports"][0]["targetPort"] == 8080
+    assert svc["spec"]["clusterIP"].startswith("10.")
+    table = k("-n", namespace, "get", "svc").stdout
+    assert "8080:30001/TCP" in table
+    rc = json.loads(k("-n", namespace, "get", "rc", "myweb", "-o", "json").stdout)
+    assert rc["spec"]["replicas"] == 2
+    assert rc["spec"]["template"]["spec"]["containers"][0]["imagePullPolicy"] == "IfNotPresent"
+    mysql = json.loads(k("-n", namespace, "get", "rc", "mysql", "-o", "json").stdout)
+    assert mysql["spec"]["template"]["spec"]["containers"][0]["imagePullPolicy"] == "Always"
+    # A second apply changes nothing.
+    again = k("-n", namespace, "apply", "-f", str(EXAMPLES)).stdout
+    assert "replicationcontroller/myweb unchanged" in again
+    k("-n", namespace, "scale", "rc", "myweb", "--replicas=3")
+    assert k("-n", namespace, "get", "rc", "myweb", "-o",
+             "jsonpath={.spec.replicas}").stdout == "3"
+
+
+def test_nodeport_conflict_is_rejected(server: Server, namespace: str) -> None:
+    k = server.kubectl
+    first = yaml.safe_load((EXAMPLES / "myweb-svc.yaml").read_text())
+    first["spec"]["ports"][0]["nodePort"] = 30555  # the classic test owns 30001
+    k("-n", namespace, "create", "-f", "-", input=yaml.safe_dump(first))
+    other = dict(first, metadata={"name": "myweb2"})
+    res = k("-n", namespace, "create", "-f", "-", input=yaml.safe_dump(other), check=False)
+    assert res.returncode != 0
+    assert "spec.ports[0].nodePort: Invalid value: 30555: provided port is already allocated" \
+        in res.stderr
+    assert k("-n", namespace, "get", "svc", "myweb2", check=False).returncode != 0
+
+
+def test_invalid_objects_name_every_wrong_field(server: Server, namespace: str) -> None:
+    bad = {
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "Bad_Name"},
+        "spec": {"containers": [{"name": "a"}, {"name": "a", "image": "x",
+                                                "ports": [{"containerPort": 70000}]}]},
+    }
+    res = server.kubectl("-n", namespace, "create", "-f", "-", input=json.dumps(bad),
+                         check=False)
+    assert res.returncode != 0
+    err = res.stderr
+    assert 'The Pod "Bad_Name" is invalid' in err
+    assert "metadata.name: Invalid value: \"Bad_Name\"" in err
+    assert "spec.containers[0].image: Required value" in err
+    assert "spec.containers[1].name: Duplicate value: \"a\"" in err
+    assert "spec.containers[1].ports[0].containerPort: Invalid value: 70000" in err
+
+
+def test_unknown_field_strict_and_warn(server: Server, namespace: str) -> None:
+    svc = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s"},
+           "spec": {"prots": [{"port": 80}], "ports": [{"port": 80}]}}
+    res = server.kubectl("-n", namespace, "create", "-f", "-", input=json.dumps(svc),
+                         check=False)
+    assert res.returncode != 0
+    assert 'unknown field "spec.prots"' in res.stderr
+    res = server.kubectl("-n", namespace, "create", "--validate=warn", "-f", "-",
+                         input=json.dumps(svc))
+    assert 'unknown field "spec.prots"' in res.stderr
+    assert "service/s created" in res.stdout
+
+
+def test_as_printed_manifests_fail_and_store_nothing(server: Server, namespace: str) -> None:
+    data = Path(__file__).resolve().parents[1] / "data" / "classic-as-printed"
+    for f in sorted(data.iterdir()):
+        res = server.kubectl("-n", namespace, "apply", "-f", str(f), check=False)
+        assert res.returncode != 0, f"{f.name} applied: {res.stdout}"
+        assert res.stderr.strip(), f.name
+    assert server.kubectl("-n", namespace, "get", "rc,svc", "-o", "name").stdout.strip() == ""
+
+
+def test_stale_resource_version_conflicts(server: Server, namespace: str) -> None:
+    k = server.kubectl
+    k("-n", namespace, "create", "configmap", "c", "--from-literal=x=1")
+    obj = json.loads(k("-n", namespace, "get", "cm", "c", "-o", "json").stdout)
+    k("-n", namespace, "label", "cm", "c", "v=2")
+    obj["data"]["x"] = "3"
+    res = k("-n", namespace, "replace", "-f", "-", input=json.dumps(obj), check=False)
+    assert res.returncode != 0
+    assert "the object has been modified; please apply your changes to the latest version" \
+        in res.stderr
+
+
+def test_server_side_apply_and_conflict(server: Server, namespace: str) -> None:
+    k = server.kubectl
+    dep = {"apiVersion": "apps/v1", "kind": "Deployment",
+           "metadata": {"name": "web", "namespace": namespace},
+           "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "web"}},
+                    "template": {"metadata": {"labels": {"app": "web"}},
+                                 "spec": {"containers": [{"name": "web", "image": "nginx:1"}]}}}}
+    out = k("apply", "--server-side", "-f", "-", input=json.dumps(dep)).stdout
+    assert "deployment.apps/web serverside-applied" in out
+    k("-n", namespace, "scale", "deploy", "web", "--replicas=5")
+    res = k("apply", "--server-side", "-f", "-", input=json.dumps(dep), check=False)
+    assert res.returncode != 0
+    assert "conflict" in res.stderr.lower() and ".spec.replicas" in res.stderr
+    k("apply", "--server-side", "--force-conflicts", "-f", "-", input=json.dumps(dep))
+    assert k("-n", namespace, "get", "deploy", "web", "-o",
+             "jsonpath={.spec.replicas}").stdout == "2"
+
+
+def test_dry_run_stores_nothing(server: Server, namespace: str) -> None:
+    k = server.kubectl
+    out = k("-n", namespace, "create", "configmap", "dry", "--from-literal=a=b",
+            "--dry-run=server").stdout
+    assert "configmap/dry created (server dry run)" in out
+    assert k("-n", namespace, "get", "cm", "dry", check=False).returncode != 0
+
+
+def test_generators_and_output_formats(server: Server, namespace: str) -> None:
+    k = server.kubectl
+    k("-n", namespace, "create", "deployment", "nginx", "--image=nginx:1.25", "--replicas=2")
+    k("-n", namespace, "create", "service", "clusterip", "nginx", "--tcp=80:80")
+    k("-n", namespace, "create", "secret", "generic", "s", "--from-literal=p=q")
+    dep = yaml.safe_load(k("-n", namespace, "get", "deploy", "nginx", "-o", "yaml").stdout)
+    assert dep["spec"]["strategy"]["type"] == "RollingUpdate"
+    assert dep["spec"]["template"]["spec"]["containers"][0]["image"] == "nginx:1.25"
+    wide = k("-n", namespace, "get", "deploy", "-o", "wide").stdout
+    assert wide.split("\n")[0].split() == ["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE",
+                                           "CONTAINERS", "IMAGES", "SELECTOR"]
+    assert "nginx:1.25" in wide
+    cc = k("-n", namespace, "get", "deploy", "-o",
+           "custom-columns=N:.metadata.name,R:.spec.replicas").stdout
+    assert cc.split("\n")[1].split() == ["nginx", "2"]
+    allns = k("get", "secrets", "-A").stdout
+    assert namespace in allns
+    shown = k("-n", namespace, "get", "deploy", "--show-labels").stdout
+    assert "app=nginx" in shown
+    desc = k("-n", namespace, "describe", "deploy", "nginx").stdout
+    assert "Replicas:" in desc and "nginx:1.25" in desc
+
+
+def test_explain(server: Server) -> None:
+    out = server.kubectl("explain", "pod.spec.containers").stdout
+    assert "KIND:" in out and "Pod" in out
+    assert "image" in out
+
+
+def test_python_client_crud_and_watch(server: Server, namespace: str) -> None:
+    from kubernetes import client, watch
+
+    api = client.CoreV1Api(server.api_client())
+    cm = client.V1ConfigMap(metadata=client.V1ObjectMeta(name="py"), data={"k": "v"})
+    created = api.create_namespaced_config_map(namespace, cm)
+    rv = created.metadata.resource_version
+    api.patch_namespaced_config_map("py", namespace, {"data": {"k": "w"}})
+    api.delete_namespaced_config_map("py", namespace)
+    w = watch.Watch()
+    seen = []
+    for ev in w.stream(api.list_namespaced_config_map, namespace, resource_version=rv,
+                       timeout_seconds=5):
+        seen.append((ev["type"], ev["object"].data))
+        if len(seen) == 2:
+            w.stop()
+    assert seen == [("MODIFIED", {"k": "w"}), ("DELETED", {"k": "w"})]
+    items = api.list_namespaced_config_map(namespace).items
+    assert all(i.metadata.name != "py" for i in items)
+
+
+def test_restart_keeps_objects(sqlite_server: Server) -> None:
+    from tests.conftest import start_server
+
+    k = sqlite_server.kubectl
+    k("create", "namespace", "keep")
+    k("-n", "keep", "create", "configmap", "c", "--from-literal=a=1")
+    k("-n", "keep", "apply", "-f", str(EXAMPLES / "mysql-svc.yaml"))
+    ip = k("-n", "keep", "get", "svc", "mysql", "-o", "jsonpath={.spec.clusterIP}").stdout
+    assert sqlite_server.stop() == 0
+    again = start_server(sqlite_server.data_dir)
+    try:
+        assert again.kubectl("-n", "keep", "get", "cm", "c", "-o",
+                             "jsonpath={.data.a}").stdout == "1"
+        assert again.kubectl("-n", "keep", "get", "svc", "mysql", "-o",
+                             "jsonpath={.spec.clusterIP}").stdout == ip
+    finally:
+        again.stop()
+
+
+def test_body_too_large(server: Server, namespace: str) -> None:
+    big = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "big"},
+           "data": {"x": "a" * (3 * 1024 * 1024 + 10)}}
+    res = server.kubectl("-n", namespace, "create", "-f", "-", input=json.dumps(big),
+                         check=False)
+    assert res.returncode != 0
+    assert "too large" in res.stderr.lower()
+
+
+def _unused() -> None:  # keep subprocess imported for type checkers
+    subprocess.run

@@ -1,0 +1,314 @@
+"""OpenAPI documents: their shape, and real kubectl reading them (explain,
+field-validation support) from a tiny loopback server."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from aiohttp import web
+
+from pinnace.api.resources import BUILTIN, ResourceInfo
+from pinnace.apiserver import openapi
+
+KUBECTL = "/tmp/venv/bin/kubectl"
+
+CRONTAB = ResourceInfo("stable.example.com", "v1", "crontabs", "CronTab", True,
+                       short_names=("ct",), subresources=("status",))
+CRONTAB_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "description": "CronTab runs a command on a schedule.",
+    "properties": {
+        "spec": {
+            "type": "object",
+            "description": "What the crontab does.",
+            "properties": {
+                "cronSpec": {"type": "string", "description": "The cron expression to run on."},
+                "replicas": {"type": "integer", "description": "How many to run at once."},
+            },
+        },
+    },
+}
+CRD_SCHEMAS = {("stable.example.com", "v1", "CronTab"): CRONTAB_SCHEMA}
+RESOURCES = BUILTIN + [CRONTAB]
+POSTS = web.AppKey("posts", list[str])
+
+
+def _doc(group: str, version: str) -> dict[str, Any]:
+    raw = openapi.openapi_v3_group_version(group, version, RESOURCES, CRD_SCHEMAS)
+    assert raw is not None
+    return orjson.loads(raw)  # type: ignore[no-any-return]
+
+
+def _walk_refs(node: Any, out: set[str]) -> None:
+    if isinstance(node, dict):
+        for k, v in node.items():
+            if k == "$ref" and isinstance(v, str):
+                out.add(v)
+            else:
+                _walk_refs(v, out)
+    elif isinstance(node, list):
+        for v in node:
+            _walk_refs(v, out)
+
+
+def test_v2_definitions_are_swagger_shaped() -> None:
+    doc = orjson.loads(openapi.openapi_v2(RESOURCES, CRD_SCHEMAS))
+    assert doc["swagger"] == "2.0"
+    defs = doc["definitions"]
+    pod = defs["io.k8s.api.core.v1.Pod"]
+    assert pod["type"] == "object"
+    assert pod["x-kubernetes-group-version-kind"] == [{"group": "", "kind": "Pod",
+                                                       "version": "v1"}]
+    assert pod["properties"]["spec"]["$ref"] == "#/definitions/io.k8s.api.core.v1.PodSpec"
+    containers = defs["io.k8s.api.core.v1.PodSpec"]["properties"]["containers"]
+    assert containers["x-kubernetes-patch-merge-key"] == "name"
+    assert containers["items"] == {"$ref": "#/definitions/io.k8s.api.core.v1.Container"}
+    assert defs["io.k8s.apimachinery.pkg.util.intstr.IntOrString"]["format"] == "int-or-string"
+    assert defs["io.k8s.apimachinery.pkg.api.resource.Quantity"]["type"] == "string"
+    # Only what served kinds reach: no alpha-only kinds.
+    assert "io.k8s.api.resource.v1alpha3.DeviceTaintRule" not in defs
+    assert "com.example.stable.v1.CronTab" in defs
+    # Every reference resolves within the document.
+    refs: set[str] = set()
+    _walk_refs(doc, refs)
+    assert {r.removeprefix("#/definitions/") for r in refs} <= set(defs)
+
+
+def test_v2_paths_carry_standard_parameters() -> None:
+    doc = orjson.loads(openapi.openapi_v2(RESOURCES, CRD_SCHEMAS))
+    item = doc["paths"]["/apis/apps/v1/namespaces/{namespace}/deployments/{name}"]
+    assert {"get", "put", "patch", "delete"} <= set(item)
+    patch_params = {p["name"] for p in item["patch"]["parameters"]}
+    assert {"body", "dryRun", "fieldManager", "fieldValidation", "force"} <= patch_params
+    coll = doc["paths"]["/apis/apps/v1/namespaces/{namespace}/deployments"]
+    assert {p["name"] for p in coll["post"]["parameters"]} >= {"dryRun", "fieldValidation"}
+    assert {p["name"] for p in coll["get"]["parameters"]} >= {"labelSelector", "watch", "limit"}
+    assert coll["get"]["x-kubernetes-action"] == "list"
+    assert "/apis/apps/v1/namespaces/{namespace}/deployments/{name}/scale" in doc["paths"]
+    assert "/api/v1/nodes/{name}" in doc["paths"]
+    assert "/api/v1/namespaces/{namespace}/nodes" not in doc["paths"]
+
+
+def test_v3_index_lists_every_group_version_with_hash() -> None:
+    index = orjson.loads(openapi.openapi_v3_index(RESOURCES, CRD_SCHEMAS))["paths"]
+    assert {"api/v1", "apis/apps/v1", "apis/stable.example.com/v1"} <= set(index)
+    url = index["apis/apps/v1"]["serverRelativeURL"]
+    raw = openapi.openapi_v3_group_version("apps", "v1", RESOURCES, CRD_SCHEMAS)
+    assert raw is not None
+    assert url == f"/openapi/v3/apis/apps/v1?hash={openapi.doc_hash(raw)}"
+
+
+def test_v3_hash_follows_crd_schema_changes() -> None:
+    before = orjson.loads(openapi.openapi_v3_index(RESOURCES, CRD_SCHEMAS))["paths"]
+    changed = {k: {**v, "description": "changed"} for k, v in CRD_SCHEMAS.items()}
+    after = orjson.loads(openapi.openapi_v3_index(RESOURCES, changed))["paths"]
+    key = "apis/stable.example.com/v1"
+    assert before[key] != after[key]
+    assert before["api/v1"] == after["api/v1"]
+
+
+def test_v3_patch_operations_advertise_field_validation() -> None:
+    doc = _doc("apps", "v1")
+    assert doc["openapi"].startswith("3.0")
+    found = 0
+    for item in doc["paths"].values():
+        op = item.get("patch")
+        if not op:
+            continue
+        assert op["x-kubernetes-action"] == "patch"
+        assert set(op["x-kubernetes-group-version-kind"]) == {"group", "version", "kind"}
+        names = {(p["name"], p["in"]) for p in op["parameters"]}
+        assert ("fieldValidation", "query") in names
+        found += 1
+    assert found >= 5
+
+
+def test_v3_schemas_use_component_refs() -> None:
+    doc = _doc("", "v1")
+    schemas = doc["components"]["schemas"]
+    spec = schemas["io.k8s.api.core.v1.Pod"]["properties"]["spec"]
+    assert spec["allOf"] == [{"$ref": "#/components/schemas/io.k8s.api.core.v1.PodSpec"}]
+    assert "Deployment" not in str(schemas.keys())
+    refs: set[str] = set()
+    _walk_refs(doc, refs)
+    assert {r.removeprefix("#/components/schemas/") for r in refs} <= set(schemas)
+    assert openapi.openapi_v3_group_version("nope.example.com", "v1", RESOURCES, {}) is None
+
+
+def test_v3_crd_document_has_kind_and_list() -> None:
+    doc = _doc("stable.example.com", "v1")
+    schemas = doc["components"]["schemas"]
+    ct = schemas["com.example.stable.v1.CronTab"]
+    assert ct["x-kubernetes-group-version-kind"] == [
+        {"group": "stable.example.com", "version": "v1", "kind": "CronTab"}]
+    assert "metadata" in ct["properties"] and "apiVersion" in ct["properties"]
+    assert "com.example.stable.v1.CronTabList" in schemas
+    status = "/apis/stable.example.com/v1/namespaces/{namespace}/crontabs/{name}/status"
+    assert status in doc["paths"]
+
+
+def test_documents_are_cached() -> None:
+    a = openapi.openapi_v2(RESOURCES, CRD_SCHEMAS)
+    b = openapi.openapi_v2(RESOURCES, CRD_SCHEMAS)
+    assert a is b
+
+
+# ------------------------------------------------------------ real kubectl
+
+def _api_resource(r: ResourceInfo) -> dict[str, Any]:
+    return {"name": r.resource, "singularName": r.singular_name, "namespaced": r.namespaced,
+            "kind": r.kind, "verbs": list(r.verbs), "shortNames": list(r.short_names)}
+
+
+def _test_app() -> web.Application:
+    """Just enough of an API server for kubectl explain: discovery for the
+    served resources and the three OpenAPI endpoints."""
+    served = [r for r in RESOURCES if (r.group, r.version) in
+              {("", "v1"), ("apps", "v1"), ("stable.example.com", "v1")}]
+    app = web.Application()
+
+    def js(obj: Any) -> web.Response:
+        return web.Response(body=orjson.dumps(obj), content_type="application/json")
+
+    async def api(_: web.Request) -> web.Response:
+        return js({"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": [
+            {"clientCIDR": "0.0.0.0/0", "serverAddress": "127.0.0.1"}]})
+
+    async def apis(_: web.Request) -> web.Response:
+        groups = []
+        for g in ("apps", "stable.example.com"):
+            gv = {"groupVersion": f"{g}/v1", "version": "v1"}
+            groups.append({"name": g, "versions": [gv], "preferredVersion": gv})
+        return js({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
+
+    def resource_list(group: str) -> Any:
+        async def handler(_: web.Request) -> web.Response:
+            gv = f"{group}/v1" if group else "v1"
+            return js({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv,
+                       "resources": [_api_resource(r) for r in served if r.group == group]})
+        return handler
+
+    async def v2(_: web.Request) -> web.Response:
+        return web.Response(body=openapi.openapi_v2(served, CRD_SCHEMAS),
+                            content_type="application/json")
+
+    async def v3(_: web.Request) -> web.Response:
+        return web.Response(body=openapi.openapi_v3_index(served, CRD_SCHEMAS),
+                            content_type="application/json")
+
+    async def v3_gv(request: web.Request) -> web.Response:
+        parts = request.match_info["gv"].split("/")
+        group, version = ("", parts[1]) if parts[0] == "api" else (parts[1], parts[2])
+        body = openapi.openapi_v3_group_version(group, version, served, CRD_SCHEMAS)
+        if body is None:
+            raise web.HTTPNotFound()
+        return web.Response(body=body, content_type="application/json")
+
+    async def create(request: web.Request) -> web.Response:
+        app[POSTS].append(request.path_qs)
+        return web.Response(status=201, body=await request.read(),
+                            content_type="application/json")
+
+    app[POSTS] = []
+    app.router.add_post("/api/v1/namespaces/{ns}/pods", create)
+    app.router.add_post("/apis/stable.example.com/v1/namespaces/{ns}/crontabs", create)
+    app.router.add_get("/api", api)
+    app.router.add_get("/apis", apis)
+    app.router.add_get("/api/v1", resource_list(""))
+    app.router.add_get("/apis/apps/v1", resource_list("apps"))
+    app.router.add_get("/apis/stable.example.com/v1", resource_list("stable.example.com"))
+    app.router.add_get("/openapi/v2", v2)
+    app.router.add_get("/openapi/v3", v3)
+    app.router.add_get("/openapi/v3/{gv:.+}", v3_gv)
+    return app
+
+
+@pytest.fixture
+def app() -> web.Application:
+    return _test_app()
+
+
+@pytest.fixture
+async def server_url(app: web.Application) -> Any:
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    yield f"http://127.0.0.1:{port}"
+    await runner.cleanup()
+
+
+async def _kubectl(url: str, tmp: Path, *args: str) -> str:
+    env = {**os.environ, "KUBECONFIG": str(tmp / "none"), "HOME": str(tmp)}
+    proc = await asyncio.create_subprocess_exec(
+        KUBECTL, "--server", url, "--cache-dir", str(tmp / "cache"), *args,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env)
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 0, err.decode()
+    return out.decode()
+
+
+@pytest.mark.skipif(not os.path.exists(KUBECTL), reason="kubectl not installed")
+async def test_kubectl_explain_builtin_fields(server_url: str, tmp_path: Path) -> None:
+    out = await _kubectl(server_url, tmp_path, "explain", "pod.spec.containers")
+    assert "KIND:       Pod" in out
+    assert "FIELD: containers <[]Container>" in out
+    assert "A single application container that you want to run within a pod." in out
+    assert "imagePullPolicy\t<string>" in out
+
+    out = await _kubectl(server_url, tmp_path, "explain", "deployment.spec.strategy")
+    assert "GROUP:      apps" in out
+    assert "The deployment strategy to use to replace existing pods with new ones." in out
+    assert "rollingUpdate\t<RollingUpdateDeployment>" in out
+
+
+@pytest.mark.skipif(not os.path.exists(KUBECTL), reason="kubectl not installed")
+async def test_kubectl_explain_custom_resource(server_url: str, tmp_path: Path) -> None:
+    out = await _kubectl(server_url, tmp_path, "explain", "crontab.spec")
+    assert "What the crontab does." in out
+    assert "cronSpec\t<string>" in out
+    out = await _kubectl(server_url, tmp_path, "explain", "ct.metadata.labels")
+    assert "Map of string keys and values" in out
+
+
+@pytest.mark.skipif(not os.path.exists(KUBECTL), reason="kubectl not installed")
+async def test_kubectl_recursive_explain(server_url: str, tmp_path: Path) -> None:
+    out = await _kubectl(server_url, tmp_path, "explain", "deployment.spec", "--recursive")
+    assert "maxSurge\t<IntOrString>" in out
+    assert "template\t<PodTemplateSpec> -required-" in out
+
+
+MANIFESTS = """\
+apiVersion: v1
+kind: Pod
+metadata: {name: a, namespace: default}
+spec:
+  containers: [{name: a, image: nginx}]
+---
+apiVersion: stable.example.com/v1
+kind: CronTab
+metadata: {name: a, namespace: default}
+spec: {cronSpec: "* * * * *"}
+"""
+
+
+@pytest.mark.skipif(not os.path.exists(KUBECTL), reason="kubectl not installed")
+async def test_kubectl_uses_server_side_field_validation(
+        app: web.Application, server_url: str, tmp_path: Path) -> None:
+    # kubectl only sends fieldValidation when the v3 document says the
+    # kind's PATCH supports it; otherwise it validates on the client.
+    (tmp_path / "m.yaml").write_text(MANIFESTS)
+    out = await _kubectl(server_url, tmp_path, "create", "-f", str(tmp_path / "m.yaml"),
+                         "--validate=strict")
+    assert "pod/a created" in out
+    assert app[POSTS] == [
+        "/api/v1/namespaces/default/pods?fieldManager=kubectl-create&fieldValidation=Strict",
+        "/apis/stable.example.com/v1/namespaces/default/crontabs"
+        "?fieldManager=kubectl-create&fieldValidation=Strict",
+    ]
