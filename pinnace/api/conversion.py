@@ -30,10 +30,21 @@ class ConversionError(ValueError):
 
 def convert(group: str, kind: str, obj: Obj, to_version: str) -> Obj:
     """``obj`` (of ``group``/``kind``, in the version its apiVersion names)
-    in the shape of apiVersion ``to_version``. A bare version such as "v1"
-    means that version of ``group``."""
-    target = to_version if "/" in to_version or not group else f"{group}/{to_version}"
+    in the shape of apiVersion ``to_version``. A bare version such as "v2"
+    means that version of ``group``; "core/v1" names the core group.
+
+    For Events served as events.k8s.io, the bare "v1" is ambiguous (the
+    storage shape is core/v1): an object already in the events.k8s.io shape
+    goes to core/v1 and any other goes to events.k8s.io/v1."""
     source = obj.get("apiVersion") or ""
+    if to_version.startswith("core/"):
+        target = to_version[len("core/"):]
+    elif "/" in to_version or not group:
+        target = to_version
+    elif kind == "Event" and group == "events.k8s.io" and source == "events.k8s.io/v1":
+        target = "v1"
+    else:
+        target = f"{group}/{to_version}"
     if kind == "HorizontalPodAutoscaler":
         if target == "autoscaling/v1":
             return obj if source == target else hpa_v2_to_v1(obj)

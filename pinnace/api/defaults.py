@@ -223,9 +223,9 @@ def _service(obj: Obj) -> None:
         spec.pop("sessionAffinityConfig", None)
     elif spec["sessionAffinity"] == "ClientIP":
         cfg = _sub(spec, "sessionAffinityConfig")
-        cip = _sub(cfg, "clientIP")
-        if cip.get("timeoutSeconds") is None:
-            cip["timeoutSeconds"] = 10800
+        client_ip = _sub(cfg, "clientIP")
+        if client_ip.get("timeoutSeconds") is None:
+            client_ip["timeoutSeconds"] = 10800
     if not spec.get("type"):
         spec["type"] = "ClusterIP"
     for port in _dicts(spec.get("ports")):
@@ -602,7 +602,9 @@ _DEFAULTERS = {
 
 def apply_defaults(group: str, kind: str, obj: Obj, version: str = "") -> None:
     """Fill in ``obj``'s defaults in place. ``version`` matters only where
-    versions default differently (autoscaling/v1 HPAs get only minReplicas)."""
+    versions default differently (autoscaling/v1 HPAs get only minReplicas);
+    when not given it is read from ``obj["apiVersion"]``."""
+    version = version or str(obj.get("apiVersion") or "").rpartition("/")[2]
     if group == "autoscaling" and kind == "HorizontalPodAutoscaler" and version == "v1":
         _hpa_v1(obj)
         return

@@ -15,8 +15,17 @@ from fractions import Fraction
 from typing import Any
 
 __all__ = [
-    "QuantityError", "ERR_FORMAT", "ERR_SUFFIX", "parse_quantity", "parse_with_format",
-    "format_quantity", "canonical", "milli_value", "value", "round_up", "compare",
+    "ERR_FORMAT",
+    "ERR_SUFFIX",
+    "QuantityError",
+    "canonical",
+    "compare",
+    "format_quantity",
+    "milli_value",
+    "parse_quantity",
+    "parse_with_format",
+    "round_up",
+    "value",
 ]
 
 ERR_FORMAT = ("quantities must match the regular expression "

@@ -36,6 +36,14 @@ class ResourceInfo:
         return f"{self.group}/{self.version}" if self.group else self.version
 
     @property
+    def storage_group(self) -> str:
+        """The group whose schema stored objects follow ("" for core)."""
+        if "/" in self.storage_version:
+            group = self.storage_version.rsplit("/", 1)[0]
+            return "" if group == "core" else group
+        return self.group
+
+    @property
     def singular_name(self) -> str:
         return self.singular or self.kind.lower()
 

@@ -79,6 +79,7 @@ class APIServer:
         self.port = config.port
         self._openapi_gen = -1
         self._openapi: dict[str, bytes] = {}
+        self._tasks: list[asyncio.Task[None]] = []
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -107,6 +108,7 @@ class APIServer:
             assert server is not None and server.sockets  # type: ignore[union-attr]
             self.port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
         await self._bootstrap()
+        self._tasks.append(asyncio.create_task(self._reconcile_loop()))
         host = cfg.host if cfg.host not in ("0.0.0.0", "::", "") else "127.0.0.1"
         write_kubeconfig(self.kubeconfig_path,
                          admin_kubeconfig(self.pki, f"https://{_url_host(host)}:{self.port}"))
@@ -114,6 +116,8 @@ class APIServer:
         log.info("API server ready on https://%s:%d", cfg.host, self.port)
 
     async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
         await self.watches.stop()
         if self._runner is not None:
             await self._runner.cleanup()
@@ -141,6 +145,12 @@ class APIServer:
             if await self.store.get(ns_info.key(None, ns)) is None:
                 await self._create_quietly(ns_info, None, {
                     "apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}, system)
+        await self._ensure_kubernetes_service()
+
+    async def _ensure_kubernetes_service(self) -> None:
+        """The `kubernetes` Service and its Endpoints point at this server;
+        like upstream's bootstrap controller, bring them back if deleted."""
+        system = Options(field_manager="pinnace-apiserver", field_validation="Ignore")
         svc = self.table.lookup("", "v1", "services")
         assert svc is not None
         if await self.store.get(svc.key("default", "kubernetes")) is None:
@@ -160,13 +170,22 @@ class APIServer:
                 "subsets": [{"addresses": [{"ip": address}],
                              "ports": [{"name": "https", "port": self.port,
                                         "protocol": "TCP"}]}]}
-        if await self.store.get(ep.key("default", "kubernetes")) is None:
+        kv = await self.store.get(ep.key("default", "kubernetes"))
+        if kv is None:
             await self._create_quietly(ep, "default", want, system)
-        else:
+        elif codec.decode_stored(kv.value, kv.mod_revision).get("subsets") != want["subsets"]:
             try:
                 await self.registry.update(ep, "default", "kubernetes", want, system)
             except APIError as e:
                 log.warning("cannot update the kubernetes endpoints: %s", e.message)
+
+    async def _reconcile_loop(self) -> None:
+        while True:
+            await asyncio.sleep(10)
+            try:
+                await self._ensure_kubernetes_service()
+            except Exception:  # keep trying: the next round may succeed
+                log.exception("reconciling the kubernetes service failed")
 
     async def _create_quietly(self, info: ResourceInfo, ns: str | None, obj: dict[str, Any],
                               opts: Options) -> None:

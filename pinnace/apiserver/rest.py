@@ -76,8 +76,7 @@ class Registry:
         if info.storage_version and info.storage_version != info.version:
             from pinnace.api import conversion
 
-            target = info.storage_version.split("/")[-1]
-            return conversion.convert(info.group, info.kind, obj, target)
+            return conversion.convert(info.group, info.kind, obj, info.storage_version)
         return obj
 
     def to_served(self, info: ResourceInfo, obj: dict[str, Any]) -> dict[str, Any]:
@@ -115,17 +114,24 @@ class Registry:
         return meta
 
     def _field_check(self, info: ResourceInfo, obj: dict[str, Any], opts: Options) -> None:
-        if opts.field_validation == "Ignore":
-            return
         if info.crd is not None:
             issues = self.strategies.custom_field_issues(info, obj)
         else:
             issues = fieldcheck.check_fields(info.group, info.version, info.kind, obj)
         if not issues:
             return
+        # Wrong types cannot be decoded at all: refused whatever fieldValidation says.
+        wrong = [i for i in issues if i.kind == "type"]
+        if wrong:
+            raise status.bad_request(fieldcheck.decode_error_message(
+                info.kind, info.version, wrong[0].message))
+        strict = fieldcheck.strict_issues(issues)
+        if not strict or opts.field_validation == "Ignore":
+            return
         if opts.field_validation == "Strict":
-            raise status.bad_request(fieldcheck.strict_error_message(issues))
-        opts.warnings.extend(i.message for i in issues)
+            raise status.bad_request(fieldcheck.decode_error_message(
+                info.kind, info.version, fieldcheck.strict_error_message(strict)))
+        opts.warnings.extend(i.message for i in strict)
 
     def _namespace(self, info: ResourceInfo, meta: dict[str, Any], ns: str | None) -> None:
         if info.namespaced:
@@ -139,12 +145,14 @@ class Registry:
 
     def _validate(self, info: ResourceInfo, obj: dict[str, Any], old: dict[str, Any] | None,
                   subresource: str = "") -> None:
+        if subresource == "binding":
+            return  # the binding endpoint sets spec.nodeName itself, checked there
         if info.crd is not None:
             errs = self.strategies.validate_custom(info, obj, old)
         elif subresource == "status":
-            errs = validation.validate_status(info.group, info.kind, obj, old)
+            errs = validation.validate_status(info.storage_group, info.kind, obj, old)
         else:
-            errs = validation.validate(info.group, info.kind, obj, old)
+            errs = validation.validate(info.storage_group, info.kind, obj, old)
         errs.extend(self.strategies.get(info).validate(info, obj, old))
         if info.namespaced and not obj["metadata"].get("namespace"):
             errs.insert(0, required("metadata.namespace"))
@@ -215,7 +223,7 @@ class Registry:
         else:
             meta.pop("generation", None)
         if info.crd is None:
-            defaults.apply_defaults(info.group, info.kind, obj)
+            defaults.apply_defaults(info.storage_group, info.kind, obj)
         strat.prepare_create(info, obj)
         await self.strategies.admit_namespace(info, meta.get("namespace"))
         self._validate(info, obj, None)
@@ -238,7 +246,7 @@ class Registry:
         else:
             if opts.dry_run:
                 await undo()
-        meta["resourceVersion"] = str(kv.mod_revision)
+        obj["metadata"]["resourceVersion"] = str(kv.mod_revision)
         await strat.after_create(info, obj)
         return self.to_served(info, obj)
 
@@ -292,7 +300,7 @@ class Registry:
             if "generation" in old_meta:
                 meta["generation"] = old_meta["generation"]
             if info.crd is None and not subresource:
-                defaults.apply_defaults(info.group, info.kind, new)
+                defaults.apply_defaults(info.storage_group, info.kind, new)
             strat.prepare_update(info, new, old, subresource)
             if strat.tracks_generation(info) and _spec_changed(new, old):
                 meta["generation"] = old_meta.get("generation", 0) + 1
@@ -328,7 +336,7 @@ class Registry:
                 await undo()
                 raise
             await strat.after_update(info, new, old)
-            meta["resourceVersion"] = str(written.mod_revision)
+            new["metadata"]["resourceVersion"] = str(written.mod_revision)
             return self.to_served(info, new)
         raise status.conflict(info.resource, info.group, name, status.STALE)
 

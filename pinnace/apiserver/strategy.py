@@ -12,7 +12,7 @@ import copy
 import logging
 from typing import Any, Awaitable, Callable
 
-from pinnace.api import crdschema, validation
+from pinnace.api import crdschema, defaults, fieldcheck, validation
 from pinnace.api.field import FieldError, invalid
 from pinnace.api.resources import ResourceInfo
 from pinnace.storage.interface import KeyNotFoundError, Store
@@ -128,6 +128,20 @@ class PodStrategy(Strategy):
         if requested is not None:
             return max(requested, 0)
         return int(spec.get("terminationGracePeriodSeconds", 30))
+
+
+class JobStrategy(Strategy):
+    def prepare_create(self, info: ResourceInfo, obj: dict[str, Any]) -> None:
+        super().prepare_create(info, obj)
+        spec = obj.setdefault("spec", {})
+        if spec.get("manualSelector"):
+            return
+        # The server owns the selector of an ordinary Job: it is the Job's uid.
+        meta = obj["metadata"]
+        spec["selector"] = {"matchLabels": defaults.job_selector_labels(meta["uid"])}
+        labels = spec.setdefault("template", {}).setdefault("metadata", {}).setdefault(
+            "labels", {})
+        labels.update(defaults.job_template_labels(meta["uid"], meta["name"]))
 
 
 class NamespaceStrategy(Strategy):
@@ -353,11 +367,6 @@ def _qos_class(spec: dict[str, Any]) -> str:
     return "Burstable" if requests_any else "BestEffort"
 
 
-class _Issue:
-    def __init__(self, message: str):
-        self.message = message
-
-
 class Strategies:
     """The strategy for each resource plus the admission checks that span kinds."""
 
@@ -368,6 +377,7 @@ class Strategies:
         self.default = Strategy()
         self.by_resource: dict[tuple[str, str], Strategy] = {
             ("", "pods"): PodStrategy(),
+            ("batch", "jobs"): JobStrategy(),
             ("", "namespaces"): NamespaceStrategy(),
             ("", "services"): ServiceStrategy(ips, ports),
             ("apiextensions.k8s.io", "customresourcedefinitions"): CRDStrategy(self),
@@ -399,12 +409,13 @@ class Strategies:
                 return (v.get("schema") or {}).get("openAPIV3Schema")
         return None
 
-    def custom_field_issues(self, info: ResourceInfo, obj: dict[str, Any]) -> list[_Issue]:
+    def custom_field_issues(self, info: ResourceInfo,
+                            obj: dict[str, Any]) -> list[fieldcheck.FieldIssue]:
         sch = self._cr_schema(info)
         if not sch:
             return []
         pruned = crdschema.prune_custom_object(sch, copy.deepcopy(obj))
-        return [_Issue(f'unknown field "{p}"') for p in pruned]
+        return [fieldcheck.FieldIssue("unknown", p, f'unknown field "{p}"') for p in pruned]
 
     def validate_custom(self, info: ResourceInfo, obj: dict[str, Any],
                         old: dict[str, Any] | None) -> list[FieldError]:

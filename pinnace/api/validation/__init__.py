@@ -15,12 +15,11 @@ from functools import partial
 
 from pinnace.api.field import FieldError
 
-from . import apps, batch, core, others, pods
+from . import apps, batch, core, names, others, pods
 from . import meta as m
-from . import names
 from ._common import Obj
 
-__all__ = ["validate", "validate_status", "FieldError"]
+__all__ = ["FieldError", "validate", "validate_status"]
 
 Validator = Callable[[Obj, "Obj | None"], list[FieldError]]
 

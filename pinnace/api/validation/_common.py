@@ -7,7 +7,7 @@ strings, ``%#v`` for maps and structs), so that messages such as
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeGuard
 
 import orjson
 
@@ -120,7 +120,7 @@ def as_dict(v: Any) -> Obj:
     return v if isinstance(v, dict) else {}
 
 
-def is_int(v: Any) -> bool:
+def is_int(v: Any) -> TypeGuard[int]:
     return isinstance(v, int) and not isinstance(v, bool)
 
 

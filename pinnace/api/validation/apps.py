@@ -7,8 +7,19 @@ from typing import Any
 from . import meta as m
 from . import names, pods
 from ._common import (
-    Errs, Obj, as_dict, d, forbidden, immutable, int_or_string_repr, invalid, is_int,
-    non_negative, not_supported, required, selector_repr,
+    Errs,
+    Obj,
+    as_dict,
+    d,
+    forbidden,
+    immutable,
+    int_or_string_repr,
+    invalid,
+    is_int,
+    non_negative,
+    not_supported,
+    required,
+    selector_repr,
 )
 from .core import validate_replica_status
 

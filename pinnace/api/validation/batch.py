@@ -10,8 +10,18 @@ from __future__ import annotations
 from . import meta as m
 from . import names, pods
 from ._common import (
-    Errs, GoRepr, Obj, as_dict, d, forbidden, invalid, is_int, non_negative, not_supported,
-    required, selector_repr,
+    Errs,
+    GoRepr,
+    Obj,
+    as_dict,
+    d,
+    forbidden,
+    invalid,
+    is_int,
+    non_negative,
+    not_supported,
+    required,
+    selector_repr,
 )
 from .cron import CronError, parse_standard
 

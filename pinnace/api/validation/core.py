@@ -11,8 +11,23 @@ from pinnace.api import quantity
 from . import meta as m
 from . import names, pods
 from ._common import (
-    Errs, GoRepr, Obj, as_dict, as_list, d, duplicate, forbidden, go_repr, immutable, invalid,
-    is_int, non_negative, not_supported, port_errors, required, too_long,
+    Errs,
+    GoRepr,
+    Obj,
+    as_dict,
+    as_list,
+    d,
+    duplicate,
+    forbidden,
+    go_repr,
+    immutable,
+    invalid,
+    is_int,
+    non_negative,
+    not_supported,
+    port_errors,
+    required,
+    too_long,
 )
 
 SERVICE_TYPES = ["ClusterIP", "ExternalName", "LoadBalancer", "NodePort"]
@@ -333,9 +348,9 @@ def validate_secret(secret: Obj, old: Obj | None = None) -> Errs:
     for key in _SECRET_REQUIRED.get(stype, []):
         if key not in data and key not in as_dict(secret.get("stringData")):
             errs.append(required(f"data[{key}]"))
-    if stype == "kubernetes.io/service-account-token":
-        if not d(secret, "metadata", "annotations", "kubernetes.io/service-account.name"):
-            errs.append(required("metadata.annotations[kubernetes.io/service-account.name]"))
+    if stype == "kubernetes.io/service-account-token" and \
+            not d(secret, "metadata", "annotations", "kubernetes.io/service-account.name"):
+        errs.append(required("metadata.annotations[kubernetes.io/service-account.name]"))
     if stype == "kubernetes.io/basic-auth" and "username" not in data and "password" not in data:
         errs.append(required("data[username]"))
         errs.append(required("data[password]"))
@@ -393,7 +408,7 @@ def _quantities(res: Any, path: str) -> Errs:
 
 def validate_limit_range(lr: Obj, old: Obj | None = None) -> Errs:
     errs = _meta(lr) if old is None else _meta_update(lr, old)
-    seen: set[str] = set()
+    seen: set[Any] = set()
     for i, item in enumerate(as_list(d(lr, "spec", "limits"))):
         item = as_dict(item)
         p = f"spec.limits[{i}]"

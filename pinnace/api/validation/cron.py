@@ -68,9 +68,8 @@ def parse_standard(spec: str) -> None:
     """Raise CronError with robfig's message when ``spec`` is not a schedule."""
     if not spec:
         raise CronError("empty spec string")
-    if spec.startswith("TZ=") or spec.startswith("CRON_TZ="):
-        tz, _, spec = spec.partition(" ")
-        spec = spec.strip()
+    if spec.startswith(("TZ=", "CRON_TZ=")):
+        spec = spec.partition(" ")[2].strip()
     if spec.startswith("@"):
         if spec in _DESCRIPTORS:
             return

@@ -7,8 +7,20 @@ from typing import Any
 
 from . import names
 from ._common import (
-    Errs, GoRepr, Obj, as_dict, as_list, duplicate, forbidden, go_repr, immutable, invalid,
-    non_negative, not_supported, required, too_long,
+    Errs,
+    GoRepr,
+    Obj,
+    as_dict,
+    as_list,
+    duplicate,
+    forbidden,
+    go_repr,
+    immutable,
+    invalid,
+    non_negative,
+    not_supported,
+    required,
+    too_long,
 )
 
 TOTAL_ANNOTATION_SIZE = 256 * 1024

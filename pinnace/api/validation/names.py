@@ -187,8 +187,8 @@ def is_valid_percent(v: str) -> list[str]:
 def is_env_var_name(v: str) -> list[str]:
     # Relaxed validation (GA in 1.34): any printable ASCII except '='.
     if not v or any(c == "=" or not " " <= c <= "~" for c in v):
-        return ["a valid environment variable name must consist only of printable ASCII "
-                "characters other than '='"]
+        return [("a valid environment variable name must consist only of printable ASCII "
+                 "characters other than '='")]
     return []
 
 

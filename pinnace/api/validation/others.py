@@ -8,8 +8,23 @@ from typing import Any
 from . import meta as m
 from . import names
 from ._common import (
-    Errs, GoRepr, Obj, as_dict, as_list, d, duplicate, forbidden, go_repr, immutable,
-    int_or_string_repr, invalid, is_int, non_negative, not_supported, port_errors, required,
+    Errs,
+    GoRepr,
+    Obj,
+    as_dict,
+    as_list,
+    d,
+    duplicate,
+    forbidden,
+    go_repr,
+    immutable,
+    int_or_string_repr,
+    invalid,
+    is_int,
+    non_negative,
+    not_supported,
+    port_errors,
+    required,
     too_many,
 )
 from .pods import PROTOCOLS
@@ -38,9 +53,9 @@ def validate_lease(lease: Obj, old: Obj | None = None) -> Errs:
     if dur is not None and (not is_int(dur) or dur <= 0):
         errs.append(invalid("spec.leaseDurationSeconds", dur, "must be greater than 0"))
     errs += non_negative(spec.get("leaseTransitions"), "spec.leaseTransitions")
-    strat = spec.get("strategy") or spec.get("preferredHolder") and None
-    if strat is not None and strat not in ("OldestEmulationVersion",):
-        errs.append(not_supported("spec.strategy", strat, ["OldestEmulationVersion"]))
+    strategy = spec.get("strategy")
+    if strategy is not None and strategy != "OldestEmulationVersion":
+        errs.append(not_supported("spec.strategy", strategy, ["OldestEmulationVersion"]))
     return errs
 
 
@@ -178,7 +193,7 @@ def validate_hpa(hpa: Obj, old: Obj | None = None) -> Errs:
         fld = _METRIC_FIELD[mtype]
         src = metric.get(fld)
         if src is None:
-            errs.append(required(f"{p}.{fld}", f"must populate information for the given metric source"))
+            errs.append(required(f"{p}.{fld}", "must populate information for the given metric source"))
             continue
         others = [f for f in _METRIC_FIELD.values() if f != fld and metric.get(f) is not None]
         if others:
@@ -295,9 +310,7 @@ def validate_ingress(ing: Obj, old: Obj | None = None) -> Errs:
                 errs.append(required(f"{pp}.pathType", "pathType must be specified"))
             elif ptype not in PATH_TYPES:
                 errs.append(not_supported(f"{pp}.pathType", ptype, PATH_TYPES))
-            if ptype in ("Exact", "Prefix") and not path_s.startswith("/"):
-                errs.append(invalid(f"{pp}.path", path_s, "must be an absolute path"))
-            elif path_s and not path_s.startswith("/"):
+            if ptype in ("Exact", "Prefix") and not path_s.startswith("/") or path_s and not path_s.startswith("/"):
                 errs.append(invalid(f"{pp}.path", path_s, "must be an absolute path"))
             errs += _ingress_backend(hp.get("backend"), f"{pp}.backend")
     for i, tls in enumerate(as_list(spec.get("tls"))):
@@ -323,7 +336,7 @@ def validate_ingress_class(ic: Obj, old: Obj | None = None) -> Errs:
     return errs
 
 
-def GoTooLong(path: str, n: int) -> Any:  # noqa: N802 - mirrors field.TooLong
+def GoTooLong(path: str, n: int) -> Any:
     from ._common import too_long
     return too_long(path, n)
 

@@ -11,8 +11,19 @@ from pinnace.api import quantity
 from . import meta as m
 from . import names
 from ._common import (
-    Errs, Obj, as_dict, as_list, duplicate, forbidden, invalid, is_int, non_negative,
-    not_found, not_supported, port_errors, required,
+    Errs,
+    Obj,
+    as_dict,
+    as_list,
+    duplicate,
+    forbidden,
+    invalid,
+    is_int,
+    non_negative,
+    not_found,
+    not_supported,
+    port_errors,
+    required,
 )
 
 PROTOCOLS = ["SCTP", "TCP", "UDP"]

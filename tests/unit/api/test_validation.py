@@ -71,8 +71,8 @@ def test_rc_selector_mismatch():
     rc = mysql_rc()
     rc["spec"]["selector"] = {"app": "mysql-db"}
     assert check("", "ReplicationController", rc) == [
-        'spec.template.metadata.labels: Invalid value: map[string]string{"app":"mysql"}: '
-        "selector does not match template labels"]
+        ('spec.template.metadata.labels: Invalid value: map[string]string{"app":"mysql"}: '
+        "selector does not match template labels")]
 
 
 def test_rc_missing_image_duplicate_names_and_bad_port():
@@ -84,8 +84,8 @@ def test_rc_missing_image_duplicate_names_and_bad_port():
     errs = check("", "ReplicationController", rc)
     assert errs == [
         "spec.template.spec.containers[0].image: Required value",
-        "spec.template.spec.containers[0].ports[0].containerPort: Invalid value: 70000: "
-        "must be between 1 and 65535, inclusive",
+        ("spec.template.spec.containers[0].ports[0].containerPort: Invalid value: 70000: "
+        "must be between 1 and 65535, inclusive"),
         'spec.template.spec.containers[1].name: Duplicate value: "myweb"',
     ]
 
@@ -122,18 +122,18 @@ def test_service_name_is_dns1035():
     svc = mysql_svc()
     svc["metadata"]["name"] = "1mysql"
     assert check("", "Service", svc) == [
-        'metadata.name: Invalid value: "1mysql": a DNS-1035 label must consist of lower case '
+        ('metadata.name: Invalid value: "1mysql": a DNS-1035 label must consist of lower case '
         "alphanumeric characters or '-', start with an alphabetic character, and end with an "
         "alphanumeric character (e.g. 'my-name',  or 'abc-123', regex used for validation is "
-        "'[a-z]([-a-z0-9]*[a-z0-9])?')"]
+        "'[a-z]([-a-z0-9]*[a-z0-9])?')")]
 
 
 def test_service_type_and_ports_required():
     svc = {"metadata": {"name": "x"}, "spec": {"type": "Bogus"}}
     assert check("", "Service", svc) == [
         "spec.ports: Required value",
-        'spec.type: Unsupported value: "Bogus": supported values: "ClusterIP", "ExternalName", '
-        '"LoadBalancer", "NodePort"']
+        ('spec.type: Unsupported value: "Bogus": supported values: "ClusterIP", "ExternalName", '
+        '"LoadBalancer", "NodePort"')]
 
 
 def test_service_cluster_ip_immutable():
@@ -173,8 +173,8 @@ def test_pod_requests_over_limits():
     p = pod()
     p["spec"]["containers"][0]["resources"] = {"limits": {"cpu": "1"}, "requests": {"cpu": "2"}}
     assert check("", "Pod", p) == [
-        'spec.containers[0].resources.requests: Invalid value: "2": '
-        "must be less than or equal to cpu limit of 1"]
+        ('spec.containers[0].resources.requests: Invalid value: "2": '
+        "must be less than or equal to cpu limit of 1")]
 
 
 def test_pod_volume_mount_must_name_a_volume():
@@ -189,12 +189,12 @@ def test_pod_bad_policies_and_protocol():
     p["spec"]["dnsPolicy"] = "Weird"
     p["spec"]["containers"][0]["ports"] = [{"containerPort": 80, "protocol": "ICMP"}]
     assert check("", "Pod", p) == [
-        'spec.containers[0].ports[0].protocol: Unsupported value: "ICMP": supported values: '
-        '"SCTP", "TCP", "UDP"',
-        'spec.restartPolicy: Unsupported value: "Sometimes": supported values: "Always", '
-        '"OnFailure", "Never"',
-        'spec.dnsPolicy: Unsupported value: "Weird": supported values: "ClusterFirstWithHostNet", '
-        '"ClusterFirst", "Default", "None"',
+        ('spec.containers[0].ports[0].protocol: Unsupported value: "ICMP": supported values: '
+        '"SCTP", "TCP", "UDP"'),
+        ('spec.restartPolicy: Unsupported value: "Sometimes": supported values: "Always", '
+        '"OnFailure", "Never"'),
+        ('spec.dnsPolicy: Unsupported value: "Weird": supported values: "ClusterFirstWithHostNet", '
+        '"ClusterFirst", "Default", "None"'),
     ]
 
 
@@ -270,8 +270,8 @@ def test_deployment_valid_and_mismatch():
     dep = deployment()
     dep["spec"]["selector"]["matchLabels"]["app"] = "web"
     assert check("apps", "Deployment", dep) == [
-        'spec.template.metadata.labels: Invalid value: map[string]string{"app":"nginx"}: '
-        "`selector` does not match template `labels`"]
+        ('spec.template.metadata.labels: Invalid value: map[string]string{"app":"nginx"}: '
+        "`selector` does not match template `labels`")]
 
 
 def test_deployment_selector_required_and_immutable():
@@ -284,9 +284,9 @@ def test_deployment_selector_required_and_immutable():
     new["spec"]["selector"] = {"matchLabels": {"app": "nginx2"}}
     new["spec"]["template"]["metadata"]["labels"] = {"app": "nginx2"}
     assert [str(e) for e in validate("apps", "Deployment", new, old)] == [
-        'spec.selector: Invalid value: v1.LabelSelector{MatchLabels:map[string]string'
+        ('spec.selector: Invalid value: v1.LabelSelector{MatchLabels:map[string]string'
         '{"app":"nginx2"}, MatchExpressions:[]v1.LabelSelectorRequirement(nil)}: '
-        "field is immutable"]
+        "field is immutable")]
 
 
 def test_deployment_strategy_rules():
@@ -294,21 +294,21 @@ def test_deployment_strategy_rules():
     dep["spec"]["strategy"] = {"type": "RollingUpdate",
                                "rollingUpdate": {"maxSurge": 0, "maxUnavailable": 0}}
     assert check("apps", "Deployment", dep) == [
-        "spec.strategy.rollingUpdate.maxUnavailable: Invalid value: "
-        'intstr.IntOrString{Type:0, IntVal:0, StrVal:""}: may not be 0 when `maxSurge` is 0']
+        ("spec.strategy.rollingUpdate.maxUnavailable: Invalid value: "
+        'intstr.IntOrString{Type:0, IntVal:0, StrVal:""}: may not be 0 when `maxSurge` is 0')]
     dep = deployment()
     dep["spec"]["strategy"] = {"type": "Recreate", "rollingUpdate": {}}
     assert check("apps", "Deployment", dep) == [
-        "spec.strategy.rollingUpdate: Forbidden: may not be specified when strategy `type` is "
-        "'Recreate'"]
+        ("spec.strategy.rollingUpdate: Forbidden: may not be specified when strategy `type` is "
+        "'Recreate'")]
 
 
 def test_statefulset_and_daemonset():
     sts = deployment()
     sts["spec"]["template"]["spec"]["restartPolicy"] = "OnFailure"
     assert check("apps", "StatefulSet", sts) == [
-        'spec.template.spec.restartPolicy: Unsupported value: "OnFailure": supported values: '
-        '"Always"']
+        ('spec.template.spec.restartPolicy: Unsupported value: "OnFailure": supported values: '
+        '"Always"')]
     ds = deployment()
     ds["spec"]["selector"] = {}
     errs = check("apps", "DaemonSet", ds)
@@ -331,8 +331,8 @@ def test_job_rules():
     j["spec"]["backoffLimit"] = -1
     assert check("batch", "Job", j) == [
         "spec.backoffLimit: Invalid value: -1: must be greater than or equal to 0",
-        'spec.template.spec.restartPolicy: Unsupported value: "Always": supported values: '
-        '"OnFailure", "Never"']
+        ('spec.template.spec.restartPolicy: Unsupported value: "Always": supported values: '
+        '"OnFailure", "Never"')]
 
 
 def cron(schedule):
@@ -363,16 +363,16 @@ def test_cronjob_concurrency_policy():
     c = cron("@daily")
     c["spec"]["concurrencyPolicy"] = "Sometimes"
     assert check("batch", "CronJob", c) == [
-        'spec.concurrencyPolicy: Unsupported value: "Sometimes": supported values: "Allow", '
-        '"Forbid", "Replace"']
+        ('spec.concurrencyPolicy: Unsupported value: "Sometimes": supported values: "Allow", '
+        '"Forbid", "Replace"')]
 
 
 def test_configmap_and_secret_keys():
     cm = {"metadata": {"name": "c"}, "data": {"bad key": "v", "good.key": "v"}}
     assert check("", "ConfigMap", cm) == [
-        'data[bad key]: Invalid value: "bad key": a valid config key must consist of '
+        ('data[bad key]: Invalid value: "bad key": a valid config key must consist of '
         "alphanumeric characters, '-', '_' or '.' (e.g. 'key.name',  or 'KEY_NAME',  or "
-        "'key-name', regex used for validation is '[-._a-zA-Z0-9]+')"]
+        "'key-name', regex used for validation is '[-._a-zA-Z0-9]+')")]
     secret = {"metadata": {"name": "s"}, "type": "kubernetes.io/tls", "data": {"tls.crt": "eA=="}}
     assert check("", "Secret", secret) == ["data[tls.key]: Required value"]
 
@@ -394,8 +394,8 @@ def test_rbac_rules_and_role_ref():
     new = copy.deepcopy(rb)
     new["roleRef"]["name"] = "other"
     assert [str(e) for e in validate("rbac.authorization.k8s.io", "RoleBinding", new, rb)] == [
-        'roleRef: Invalid value: rbac.RoleRef{APIGroup:"rbac.authorization.k8s.io", '
-        'Kind:"Role", Name:"other"}: cannot change roleRef']
+        ('roleRef: Invalid value: rbac.RoleRef{APIGroup:"rbac.authorization.k8s.io", '
+        'Kind:"Role", Name:"other"}: cannot change roleRef')]
 
 
 def test_priority_class_value_range():

@@ -1,0 +1,221 @@
+"""API semantics through raw HTTPS, the way client libraries see them:
+paging, watch, resourceVersion rules, finalizers, subresources, errors."""
+
+from __future__ import annotations
+
+import json
+import ssl
+import urllib.error
+import urllib.request
+from typing import Any
+
+import pytest
+
+from tests.conftest import Server
+
+
+class HTTP:
+    """A tiny admin client over urllib (the test's own, so failures are ours to read)."""
+
+    def __init__(self, server: Server):
+        tls = server.data_dir / "tls"
+        self.ctx = ssl.create_default_context(cafile=str(tls / "ca.crt"))
+        self.ctx.load_cert_chain(str(tls / "admin.crt"), str(tls / "admin.key"))
+        self.base = server.url
+
+    def call(self, method: str, path: str, body: Any = None, ctype: str = "application/json",
+             accept: str = "application/json") -> tuple[int, Any]:
+        data = None
+        if body is not None:
+            data = body if isinstance(body, bytes) else json.dumps(body).encode()
+        req = urllib.request.Request(self.base + path, data=data, method=method,
+                                     headers={"Content-Type": ctype, "Accept": accept})
+        try:
+            with urllib.request.urlopen(req, context=self.ctx, timeout=30) as resp:
+                raw = resp.read()
+                return resp.status, json.loads(raw) if raw[:1] in (b"{", b"[") else raw
+        except urllib.error.HTTPError as e:
+            raw = e.read()
+            return e.code, json.loads(raw) if raw[:1] == b"{" else raw
+
+    def stream(self, path: str, max_events: int) -> list[dict[str, Any]]:
+        req = urllib.request.Request(self.base + path)
+        out = []
+        with urllib.request.urlopen(req, context=self.ctx, timeout=30) as resp:
+            for line in resp:
+                out.append(json.loads(line))
+                if len(out) >= max_events:
+                    break
+        return out
+
+
+@pytest.fixture
+def http(server: Server) -> HTTP:
+    return HTTP(server)
+
+
+def cm(name: str, **labels: str) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": name, "labels": labels}, "data": {"k": name}}
+
+
+def test_paging_with_limit_and_continue(http: HTTP, namespace: str) -> None:
+    base = f"/api/v1/namespaces/{namespace}/configmaps"
+    for i in range(7):
+        assert http.call("POST", base, cm(f"c{i}"))[0] == 201
+    names: list[str] = []
+    code, page = http.call("GET", base + "?limit=3")
+    assert code == 200 and len(page["items"]) == 3
+    assert page["metadata"]["remainingItemCount"] == 4
+    names += [i["metadata"]["name"] for i in page["items"]]
+    while page["metadata"].get("continue"):
+        code, page = http.call("GET", f"{base}?limit=3&continue={page['metadata']['continue']}")
+        names += [i["metadata"]["name"] for i in page["items"]]
+    assert names == [f"c{i}" for i in range(7)]
+
+
+def test_watch_from_resource_version_and_selectors(http: HTTP, namespace: str) -> None:
+    base = f"/api/v1/namespaces/{namespace}/configmaps"
+    _, first = http.call("POST", base, cm("a", app="x"))
+    rv = first["metadata"]["resourceVersion"]
+    http.call("POST", base, cm("b", app="y"))
+    http.call("PATCH", f"{base}/a", {"metadata": {"labels": {"app": "z"}}},
+              "application/merge-patch+json")
+    events = http.stream(f"{base}?watch=true&resourceVersion={rv}&labelSelector=app%3Dx"
+                         f"&timeoutSeconds=2", 5)
+    # "a" stops matching app=x: the watcher sees it leave as DELETED.
+    assert [(e["type"], e["object"]["metadata"]["name"]) for e in events] == [("DELETED", "a")]
+    all_events = http.stream(f"{base}?watch=true&resourceVersion={rv}&timeoutSeconds=2", 2)
+    assert [(e["type"], e["object"]["metadata"]["name"]) for e in all_events] == [
+        ("ADDED", "b"), ("MODIFIED", "a")]
+
+
+def test_watch_send_initial_events_ends_with_bookmark(http: HTTP, namespace: str) -> None:
+    base = f"/api/v1/namespaces/{namespace}/configmaps"
+    http.call("POST", base, cm("one"))
+    http.call("POST", base, cm("two"))
+    events = http.stream(f"{base}?watch=true&sendInitialEvents=true&allowWatchBookmarks=true"
+                         f"&resourceVersionMatch=NotOlderThan&timeoutSeconds=2", 3)
+    assert [e["type"] for e in events] == ["ADDED", "ADDED", "BOOKMARK"]
+    assert events[2]["object"]["metadata"]["annotations"] == {"k8s.io/initial-events-end": "true"}
+
+
+def test_optimistic_concurrency(http: HTTP, namespace: str) -> None:
+    base = f"/api/v1/namespaces/{namespace}/configmaps"
+    _, obj = http.call("POST", base, cm("occ"))
+    stale = json.loads(json.dumps(obj))
+    obj["data"]["k"] = "new"
+    code, updated = http.call("PUT", f"{base}/occ", obj)
+    assert code == 200 and int(updated["metadata"]["resourceVersion"]) > \
+        int(stale["metadata"]["resourceVersion"])
+    stale["data"]["k"] = "lost"
+    code, st = http.call("PUT", f"{base}/occ", stale)
+    assert code == 409 and st["reason"] == "Conflict"
+    # A no-op update writes nothing and keeps the resourceVersion.
+    code, same = http.call("PUT", f"{base}/occ", updated)
+    assert same["metadata"]["resourceVersion"] == updated["metadata"]["resourceVersion"]
+
+
+def test_finalizers_hold_deletion(http: HTTP, namespace: str) -> None:
+    base = f"/api/v1/namespaces/{namespace}/configmaps"
+    obj = cm("fin")
+    obj["metadata"]["finalizers"] = ["example.com/hold"]
+    http.call("POST", base, obj)
+    code, pending = http.call("DELETE", f"{base}/fin")
+    assert code == 200 and pending["metadata"]["deletionTimestamp"]
+    code, still = http.call("GET", f"{base}/fin")
+    assert code == 200 and still["metadata"]["finalizers"] == ["example.com/hold"]
+    http.call("PATCH", f"{base}/fin", {"metadata": {"finalizers": None}},
+              "application/merge-patch+json")
+    assert http.call("GET", f"{base}/fin")[0] == 404
+
+
+def test_generate_name_and_delete_collection(http: HTTP, namespace: str) -> None:
+    base = f"/api/v1/namespaces/{namespace}/configmaps"
+    made = set()
+    for _ in range(3):
+        body = cm("")
+        body["metadata"] = {"generateName": "gen-", "labels": {"batch": "1"}}
+        code, obj = http.call("POST", base, body)
+        assert code == 201 and obj["metadata"]["name"].startswith("gen-")
+        made.add(obj["metadata"]["name"])
+    assert len(made) == 3
+    http.call("POST", base, cm("keep"))
+    code, _ = http.call("DELETE", base + "?labelSelector=batch%3D1")
+    assert code == 200
+    _, left = http.call("GET", base)
+    assert [i["metadata"]["name"] for i in left["items"]] == ["keep"]
+
+
+def test_status_subresource_and_generation(http: HTTP, namespace: str) -> None:
+    base = f"/apis/apps/v1/namespaces/{namespace}/deployments"
+    dep = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d"},
+           "spec": {"selector": {"matchLabels": {"a": "b"}},
+                    "template": {"metadata": {"labels": {"a": "b"}},
+                                 "spec": {"containers": [{"name": "c", "image": "i"}]}}},
+           "status": {"replicas": 99}}
+    code, obj = http.call("POST", base, dep)
+    assert code == 201 and "replicas" not in obj.get("status", {})
+    assert obj["metadata"]["generation"] == 1 and obj["spec"]["replicas"] == 1
+    code, obj = http.call("PATCH", f"{base}/d/status", {"status": {"replicas": 3},
+                                                         "spec": {"replicas": 7}},
+                          "application/merge-patch+json")
+    assert obj["status"]["replicas"] == 3 and obj["spec"]["replicas"] == 1
+    assert obj["metadata"]["generation"] == 1
+    code, obj = http.call("PATCH", f"{base}/d", {"spec": {"replicas": 4}},
+                          "application/merge-patch+json")
+    assert obj["metadata"]["generation"] == 2 and obj["status"]["replicas"] == 3
+    code, scale = http.call("GET", f"{base}/d/scale")
+    assert scale["kind"] == "Scale" and scale["spec"]["replicas"] == 4
+    assert scale["status"]["selector"] == "a=b"
+
+
+def test_pod_binding_and_eviction(http: HTTP, namespace: str) -> None:
+    base = f"/api/v1/namespaces/{namespace}/pods"
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
+           "spec": {"containers": [{"name": "c", "image": "busybox"}]}}
+    code, obj = http.call("POST", base, pod)
+    assert code == 201 and obj["status"]["phase"] == "Pending"
+    assert obj["spec"]["restartPolicy"] == "Always" and obj["spec"]["dnsPolicy"] == "ClusterFirst"
+    assert obj["spec"]["containers"][0]["imagePullPolicy"] == "Always"
+    assert obj["spec"]["serviceAccountName"] == "default"
+    binding = {"apiVersion": "v1", "kind": "Binding", "metadata": {"name": "p"},
+               "target": {"apiVersion": "v1", "kind": "Node", "name": "node-1"}}
+    assert http.call("POST", f"{base}/p/binding", binding)[0] == 201
+    _, obj = http.call("GET", f"{base}/p")
+    assert obj["spec"]["nodeName"] == "node-1"
+    code, st = http.call("POST", f"{base}/p/binding", binding)
+    assert code == 409
+    _, nodes = http.call("GET", f"/api/v1/pods?fieldSelector=spec.nodeName%3Dnode-1")
+    assert [p["metadata"]["name"] for p in nodes["items"]] == ["p"]
+    ev = {"apiVersion": "policy/v1", "kind": "Eviction", "metadata": {"name": "p"},
+          "deleteOptions": {"gracePeriodSeconds": 0}}
+    assert http.call("POST", f"{base}/p/eviction", ev)[0] == 201
+    assert http.call("GET", f"{base}/p")[0] == 404
+
+
+def test_errors_are_status_objects(http: HTTP, namespace: str) -> None:
+    code, st = http.call("GET", "/api/v1/nosuchthings")
+    assert code == 404 and st["kind"] == "Status"
+    code, st = http.call("POST", f"/api/v1/namespaces/{namespace}/configmaps", b"{not json",
+                         "application/json")
+    assert code == 400 and st["reason"] == "BadRequest"
+    code, st = http.call("POST", "/api/v1/namespaces/nowhere/configmaps", cm("x"))
+    assert code == 404 and st["message"] == 'namespaces "nowhere" not found'
+    code, st = http.call("POST", f"/api/v1/namespaces/{namespace}/configmaps",
+                         {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x"},
+                          "data": {"bad key!": "v"}})
+    assert code == 422 and st["reason"] == "Invalid"
+    assert st["details"]["causes"][0]["field"] == "data[bad key!]" or \
+        "data" in st["details"]["causes"][0]["field"]
+
+
+def test_metrics_and_openapi(http: HTTP) -> None:
+    code, text = http.call("GET", "/metrics", accept="text/plain")
+    assert code == 200
+    assert b"apiserver_request_total" in text
+    assert b"apiserver_request_duration_seconds_bucket" in text
+    code, index = http.call("GET", "/openapi/v3")
+    assert "api/v1" in index["paths"] and "apis/apps/v1" in index["paths"]
+    code, v2 = http.call("GET", "/openapi/v2")
+    assert code == 200 and "io.k8s.api.core.v1.Pod" in v2["definitions"]
