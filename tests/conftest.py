@@ -4,16 +4,23 @@ official Python client."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
 import signal
+import socket
+import ssl
 import subprocess
 import sys
+import tempfile
 import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Any
 
 import pytest
 
@@ -51,10 +58,49 @@ class Server:
                 self.proc.wait()
         return self.proc.returncode
 
+    def http(self) -> "HTTP":
+        return HTTP(self)
+
     def api_client(self):  # type: ignore[no-untyped-def]
-        from kubernetes import client, config
+        from kubernetes import config
 
         return config.new_client_from_config(str(self.kubeconfig))
+
+
+class HTTP:
+    """A tiny admin client over urllib (the test's own, so failures are ours to read)."""
+
+    def __init__(self, server: "Server"):
+        tls = server.data_dir / "tls"
+        self.ctx = ssl.create_default_context(cafile=str(tls / "ca.crt"))
+        self.ctx.load_cert_chain(str(tls / "admin.crt"), str(tls / "admin.key"))
+        self.base = server.url
+
+    def call(self, method: str, path: str, body: Any = None, ctype: str = "application/json",
+             accept: str = "application/json") -> tuple[int, Any]:
+        data = None
+        if body is not None:
+            data = body if isinstance(body, bytes) else json.dumps(body).encode()
+        req = urllib.request.Request(self.base + path, data=data, method=method,
+                                     headers={"Content-Type": ctype, "Accept": accept})
+        try:
+            with urllib.request.urlopen(req, context=self.ctx, timeout=30) as resp:
+                raw = resp.read()
+                return resp.status, json.loads(raw) if raw[:1] in (b"{", b"[") else raw
+        except urllib.error.HTTPError as e:
+            raw = e.read()
+            return e.code, json.loads(raw) if raw[:1] == b"{" else raw
+
+    def stream(self, path: str, max_events: int) -> list[dict[str, Any]]:
+        req = urllib.request.Request(self.base + path)
+        out = []
+        with urllib.request.urlopen(req, context=self.ctx, timeout=30) as resp:
+            for line in resp:
+                out.append(json.loads(line))
+                if len(out) >= max_events:
+                    break
+        return out
+
 
 
 def start_server(data_dir: Path, *extra: str, port: int = 0, timeout: float = 30) -> Server:
@@ -115,3 +161,69 @@ def namespace(server: Server, request: pytest.FixtureRequest) -> Iterator[str]:
     server.kubectl("create", "-f", "-", input='{"apiVersion":"v1","kind":"Namespace",'
                    f'"metadata":{{"name":"{name}"}}}}')
     yield name
+
+
+ETCD_BIN = "/usr/bin/etcd"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _wait_listening(proc: subprocess.Popen[bytes], port: int, log_path: str) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            with open(log_path) as f:
+                raise RuntimeError(f"etcd exited with {proc.returncode}:\n{f.read()[-4000:]}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError("etcd did not start listening within 30 s")
+
+
+@pytest.fixture(scope="session")
+def etcd_endpoint() -> Iterator[str]:
+    """host:port of a single-member etcd started for this session."""
+    if not os.path.exists(ETCD_BIN):
+        message = f"{ETCD_BIN} is not installed"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message + " (required in CI)")
+        pytest.skip(message)
+    workdir = tempfile.mkdtemp(prefix="pinnace-etcd-")
+    client, peer = _free_port(), _free_port()
+    log_path = os.path.join(workdir, "etcd.log")
+    peer_url, client_url = f"http://127.0.0.1:{peer}", f"http://127.0.0.1:{client}"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            [
+                ETCD_BIN,
+                "--name",
+                "pinnace-test",
+                "--data-dir",
+                os.path.join(workdir, "data"),
+                "--listen-client-urls",
+                client_url,
+                "--advertise-client-urls",
+                client_url,
+                "--listen-peer-urls",
+                peer_url,
+                "--initial-advertise-peer-urls",
+                peer_url,
+                "--initial-cluster",
+                f"pinnace-test={peer_url}",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        _wait_listening(proc, client, log_path)
+        yield f"127.0.0.1:{client}"
+    finally:
+        proc.kill()
+        proc.wait()
+        shutil.rmtree(workdir, ignore_errors=True)

@@ -80,7 +80,7 @@ def _name(cn: str, orgs: list[str] = []) -> x509.Name:  # noqa: B006 - read only
 def _issue(subject: x509.Name, key: ec.EllipticCurvePrivateKey, ca_cert: x509.Certificate | None,
            ca_key: ec.EllipticCurvePrivateKey, *, is_ca: bool = False, server: bool = False,
            client: bool = False, sans: list[x509.GeneralName] | None = None) -> x509.Certificate:
-    now = dt.datetime.now(dt.timezone.utc) - dt.timedelta(minutes=5)
+    now = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5)
     b = (x509.CertificateBuilder()
          .subject_name(subject)
          .issuer_name(ca_cert.subject if ca_cert else subject)

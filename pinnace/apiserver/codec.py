@@ -76,8 +76,8 @@ def parse_body(body: bytes, content_type: str) -> Any:
         raise unsupported_media(f"the body of the request was in an unknown format - accepted "
                                 f"media types include: application/json, application/yaml "
                                 f"(got {ct})")
-    raise unsupported_media(f"the body of the request was in an unknown format - accepted media "
-                            f"types include: application/json, application/yaml")
+    raise unsupported_media("the body of the request was in an unknown format - accepted media "
+                            "types include: application/json, application/yaml")
 
 
 def parse_yaml(body: bytes) -> Any:

@@ -65,11 +65,11 @@ class Discovery:
             "groups": [self._group(g, vs) for g, vs in self.table.groups() if g]})
 
     def api_group(self, group: str) -> bytes | None:
-        for g, vs in self.table.groups():
-            if g == group and g:
-                return self._cached(f"group/{group}", lambda: {
-                    "kind": "APIGroup", "apiVersion": "v1", **self._group(g, vs)})
-        return None
+        versions = dict(self.table.groups()).get(group) if group else None
+        if not versions:
+            return None
+        return self._cached(f"group/{group}", lambda: {
+            "kind": "APIGroup", "apiVersion": "v1", **self._group(group, versions)})
 
     def resource_list(self, group: str, version: str) -> bytes | None:
         infos = self.table.resources_in(group, version)

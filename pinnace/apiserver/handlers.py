@@ -152,7 +152,7 @@ class ResourceHandlers:
         fmt = negotiate(request.headers.get("Accept", ""))
         if fmt.kind == "table" and info is not None and isinstance(obj, dict) \
                 and obj.get("kind") != "Status":
-            obj = make_table(info, [obj], dt.datetime.now(dt.timezone.utc),
+            obj = make_table(info, [obj], dt.datetime.now(dt.UTC),
                              request.query.get("includeObject", "Metadata"),
                              {"resourceVersion": obj["metadata"].get("resourceVersion", "")})
             raw = None
@@ -270,7 +270,7 @@ class ResourceHandlers:
                 orjson.dumps({"start": last_key, "rv": list_rev})).decode().rstrip("=")
             if not filtering:
                 meta["remainingItemCount"] = remaining
-        now = dt.datetime.now(dt.timezone.utc)
+        now = dt.datetime.now(dt.UTC)
         if fmt.kind == "table":
             out = make_table(t.info, items, now, q.get("includeObject", "Metadata"), meta)
             resp = web.Response(body=codec.dumps(out))
@@ -311,9 +311,9 @@ class ResourceHandlers:
         patch_type = PATCH_TYPES.get(ct)
         if patch_type is None or patch_type == "apply-cbor":
             raise status.unsupported_media(
-                f"the body of the request was in an unknown format - accepted media types "
-                f"include: application/json-patch+json, application/merge-patch+json, "
-                f"application/apply-patch+yaml, application/strategic-merge-patch+json")
+                "the body of the request was in an unknown format - accepted media types "
+                "include: application/json-patch+json, application/merge-patch+json, "
+                "application/apply-patch+yaml, application/strategic-merge-patch+json")
         body = await self.body(request)
         if patch_type != "apply" and "force" in request.query:
             raise status.bad_request("force may not be specified for non-apply patch")
@@ -465,7 +465,7 @@ class ResourceHandlers:
             conds = [c for c in st.get("conditions", []) if c.get("type") != "PodScheduled"]
             conds.append({"type": "PodScheduled", "status": "True",
                           "lastProbeTime": None,
-                          "lastTransitionTime": dt.datetime.now(dt.timezone.utc).strftime(
+                          "lastTransitionTime": dt.datetime.now(dt.UTC).strftime(
                               "%Y-%m-%dT%H:%M:%SZ")})
             st["conditions"] = conds
             return old
@@ -572,7 +572,7 @@ class ResourceHandlers:
                 try:
                     item = await asyncio.wait_for(feed.get(), min(remaining, 60.0)
                                                   if bookmarks else remaining)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     if bookmarks and loop.time() < deadline:
                         await writer.bookmark(max(last, self.watches.last_revision(prefix)))
                     continue
@@ -612,7 +612,7 @@ class _EventWriter:
 
     def _encode_obj(self, obj: dict[str, Any]) -> bytes:
         if self.fmt.kind == "table":
-            now = dt.datetime.now(dt.timezone.utc)
+            now = dt.datetime.now(dt.UTC)
             # Column definitions go with the first event only, as upstream sends them.
             headers, self.headers_sent = not self.headers_sent, True
             return codec.dumps(make_table(self.info, [obj], now, self.include, {

@@ -13,8 +13,9 @@ import copy
 import datetime as dt
 import random
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 from pinnace.api import apply as ssa
 from pinnace.api import defaults, fieldcheck, schema, validation
@@ -37,7 +38,7 @@ _NAME_CHARS = "bcdfghjklmnpqrstvwxz2456789"
 
 
 def now_rfc3339() -> str:
-    return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @dataclass
@@ -467,7 +468,7 @@ class Registry:
                 cur = meta.get("deletionGracePeriodSeconds")
                 if not (grace < (cur or 0)) and finalizers == (meta.get("finalizers") or []):
                     return self.to_served(info, obj), False
-            when = dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=grace)
+            when = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=grace)
             meta["deletionTimestamp"] = when.strftime("%Y-%m-%dT%H:%M:%SZ")
             meta["deletionGracePeriodSeconds"] = grace
             if finalizers:

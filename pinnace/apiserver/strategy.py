@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import copy
 import logging
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from pinnace.api import crdschema, defaults, fieldcheck, validation
 from pinnace.api.field import FieldError, invalid
@@ -287,7 +288,7 @@ class ServiceStrategy(Strategy):
 
 
 class CRDStrategy(Strategy):
-    def __init__(self, strategies: "Strategies"):
+    def __init__(self, strategies: Strategies):
         self.strategies = strategies
 
     def validate(self, info: ResourceInfo, obj: dict[str, Any],

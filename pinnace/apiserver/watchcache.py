@@ -13,7 +13,8 @@ import asyncio
 import bisect
 import logging
 from collections import deque
-from typing import Any, AsyncIterator
+from collections.abc import AsyncIterator
+from typing import Any
 
 from pinnace.storage.interface import CompactedError, Event, Store, WatchClosedError
 
@@ -27,7 +28,7 @@ _CLOSED = object()
 class CacheEvent:
     """A storage event plus its decoded and encoded forms, made on demand."""
 
-    __slots__ = ("type", "key", "rev", "raw", "prev_raw", "_obj", "_prev", "wire")
+    __slots__ = ("_obj", "_prev", "key", "prev_raw", "raw", "rev", "type", "wire")
 
     def __init__(self, ev: Event):
         self.type = ev.type
@@ -53,7 +54,7 @@ class CacheEvent:
 
 
 class Subscriber:
-    def __init__(self, cache: "ResourceCache", maxsize: int):
+    def __init__(self, cache: ResourceCache, maxsize: int):
         self.cache = cache
         self.queue: asyncio.Queue[Any] = asyncio.Queue(maxsize)
         self.overflowed = False

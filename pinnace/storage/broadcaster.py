@@ -10,7 +10,7 @@ broadcaster.
 from __future__ import annotations
 
 import asyncio
-from typing import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 from .interface import CompactedError, Event, WatchClosedError
 
@@ -18,7 +18,7 @@ _CLOSED = object()
 
 
 class Subscription:
-    def __init__(self, owner: "Broadcaster", prefix: str, maxsize: int):
+    def __init__(self, owner: Broadcaster, prefix: str, maxsize: int):
         self._owner = owner
         self.prefix = prefix
         self.queue: asyncio.Queue[object] = asyncio.Queue(maxsize)

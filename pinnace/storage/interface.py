@@ -17,8 +17,9 @@ The API server is the only caller; keys look like
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import AsyncIterator, Literal, Protocol
+from typing import Literal, Protocol
 
 EventType = Literal["ADDED", "MODIFIED", "DELETED"]
 

@@ -4,54 +4,16 @@ paging, watch, resourceVersion rules, finalizers, subresources, errors."""
 from __future__ import annotations
 
 import json
-import ssl
-import urllib.error
-import urllib.request
 from typing import Any
 
 import pytest
 
-from tests.conftest import Server
-
-
-class HTTP:
-    """A tiny admin client over urllib (the test's own, so failures are ours to read)."""
-
-    def __init__(self, server: Server):
-        tls = server.data_dir / "tls"
-        self.ctx = ssl.create_default_context(cafile=str(tls / "ca.crt"))
-        self.ctx.load_cert_chain(str(tls / "admin.crt"), str(tls / "admin.key"))
-        self.base = server.url
-
-    def call(self, method: str, path: str, body: Any = None, ctype: str = "application/json",
-             accept: str = "application/json") -> tuple[int, Any]:
-        data = None
-        if body is not None:
-            data = body if isinstance(body, bytes) else json.dumps(body).encode()
-        req = urllib.request.Request(self.base + path, data=data, method=method,
-                                     headers={"Content-Type": ctype, "Accept": accept})
-        try:
-            with urllib.request.urlopen(req, context=self.ctx, timeout=30) as resp:
-                raw = resp.read()
-                return resp.status, json.loads(raw) if raw[:1] in (b"{", b"[") else raw
-        except urllib.error.HTTPError as e:
-            raw = e.read()
-            return e.code, json.loads(raw) if raw[:1] == b"{" else raw
-
-    def stream(self, path: str, max_events: int) -> list[dict[str, Any]]:
-        req = urllib.request.Request(self.base + path)
-        out = []
-        with urllib.request.urlopen(req, context=self.ctx, timeout=30) as resp:
-            for line in resp:
-                out.append(json.loads(line))
-                if len(out) >= max_events:
-                    break
-        return out
+from tests.conftest import HTTP, Server
 
 
 @pytest.fixture
 def http(server: Server) -> HTTP:
-    return HTTP(server)
+    return server.http()
 
 
 def cm(name: str, **labels: str) -> dict[str, Any]:
@@ -186,7 +148,7 @@ def test_pod_binding_and_eviction(http: HTTP, namespace: str) -> None:
     assert obj["spec"]["nodeName"] == "node-1"
     code, st = http.call("POST", f"{base}/p/binding", binding)
     assert code == 409
-    _, nodes = http.call("GET", f"/api/v1/pods?fieldSelector=spec.nodeName%3Dnode-1")
+    _, nodes = http.call("GET", "/api/v1/pods?fieldSelector=spec.nodeName%3Dnode-1")
     assert [p["metadata"]["name"] for p in nodes["items"]] == ["p"]
     ev = {"apiVersion": "policy/v1", "kind": "Eviction", "metadata": {"name": "p"},
           "deleteOptions": {"gracePeriodSeconds": 0}}

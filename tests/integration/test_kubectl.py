@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 
 import yaml
@@ -43,7 +42,7 @@ def test_api_resources_and_versions(server: Server) -> None:
     for line in ("pods", "deployments", "replicationcontrollers", "customresourcedefinitions",
                  "leases", "cronjobs"):
         assert line in res
-    rc_line = next(l for l in res.splitlines() if l.startswith("replicationcontrollers"))
+    rc_line = next(ln for ln in res.splitlines() if ln.startswith("replicationcontrollers"))
     assert rc_line.split()[1] == "rc"
     versions = server.kubectl("api-versions").stdout.split()
     for gv in ("v1", "apps/v1", "batch/v1", "autoscaling/v2", "autoscaling/v1",
@@ -283,7 +282,3 @@ def test_body_too_large(server: Server, namespace: str) -> None:
                          check=False)
     assert res.returncode != 0
     assert "too large" in res.stderr.lower()
-
-
-def _unused() -> None:  # keep subprocess imported for type checkers
-    subprocess.run
