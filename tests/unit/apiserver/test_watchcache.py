@@ -1,0 +1,87 @@
+"""The watch cache fans one storage watch out to many watchers."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from pinnace.apiserver.watchcache import WatchCache
+from pinnace.storage.interface import CompactedError
+from pinnace.storage.memory import MemoryStore
+
+P = "/registry/core/configmaps/"
+
+
+async def _take(agen, n: int) -> list[tuple[str, str, int]]:  # type: ignore[no-untyped-def]
+    out = []
+    async for ev in agen:
+        out.append((ev.type, ev.key, ev.rev))
+        if len(out) == n:
+            break
+    return out
+
+
+async def test_many_watchers_share_one_storage_watch() -> None:
+    store = MemoryStore()
+    cache = WatchCache(store)
+    base = await store.revision()
+    readers = [asyncio.create_task(_take(cache.events(P, base), 3)) for _ in range(50)]
+    await asyncio.sleep(0)
+    await store.create(P + "ns/a", b'{"metadata":{}}')
+    kv = await store.create(P + "ns/b", b'{"metadata":{}}')
+    await store.update(P + "ns/b", b'{"metadata":{"x":1}}', kv.mod_revision)
+    results = await asyncio.gather(*readers)
+    assert all(r == results[0] for r in results)
+    assert [t for t, _, _ in results[0]] == ["ADDED", "ADDED", "MODIFIED"]
+    # One storage subscription for the resource, however many watchers.
+    assert len(cache.caches) == 1
+
+
+async def test_namespace_prefix_filters_events() -> None:
+    store = MemoryStore()
+    cache = WatchCache(store)
+    reader = asyncio.create_task(_take(cache.events(P + "two/", 0), 1))
+    await asyncio.sleep(0)
+    await store.create(P + "one/a", b'{"metadata":{}}')
+    await store.create(P + "two/b", b'{"metadata":{}}')
+    assert await reader == [("ADDED", P + "two/b", 2)]
+
+
+async def test_watch_from_before_the_ring_replays_from_storage() -> None:
+    store = MemoryStore()
+    cache = WatchCache(store, size=2)
+    first = await store.create(P + "ns/a", b'{"metadata":{}}')
+    live = asyncio.create_task(_take(cache.events(P, first.mod_revision), 4))
+    await asyncio.sleep(0)
+    for name in "bcde":
+        await store.create(P + "ns/" + name, b'{"metadata":{}}')
+    await live
+    # The ring holds only the last two events; an older revision still works.
+    old = await _take(cache.events(P, first.mod_revision), 4)
+    assert [k[-1] for _, k, _ in old] == ["b", "c", "d", "e"]
+
+
+async def test_compacted_revision_is_gone() -> None:
+    store = MemoryStore()
+    for name in "abc":
+        await store.create(P + "ns/" + name, b'{"metadata":{}}')
+    await store.compact(2)
+    cache = WatchCache(store)
+    with pytest.raises(CompactedError):
+        await _take(cache.events(P, 1), 1)
+
+
+async def test_wire_bytes_carry_the_revision() -> None:
+    store = MemoryStore()
+    cache = WatchCache(store)
+    reader = asyncio.create_task(_take_events(cache))
+    await asyncio.sleep(0)
+    await store.create(P + "ns/a", b'{"kind":"ConfigMap","metadata":{"name":"a"}}')
+    ev = await reader
+    assert ev.obj["metadata"]["resourceVersion"] == "1"
+
+
+async def _take_events(cache: WatchCache):  # type: ignore[no-untyped-def]
+    async for ev in cache.events(P, 0):
+        return ev
