@@ -36,6 +36,11 @@ PATCH_TYPES = {
     "application/apply-patch+cbor": "apply-cbor",
 }
 
+# Resources whose DELETE answers with the deleted object rather than a
+# Status (upstream's ReturnDeletedObject; clients decode accordingly).
+_RETURNS_DELETED = {("", "pods"), ("", "services"), ("", "persistentvolumeclaims"),
+                    ("", "persistentvolumes"), ("", "serviceaccounts"), ("", "resourcequotas")}
+
 # Namespace subresources (everything else after /namespaces/{ns}/ is a resource).
 _NS_SUBRESOURCES = {"status", "finalize"}
 
@@ -325,7 +330,8 @@ class ResourceHandlers:
         assert t.name is not None
         dopts = await self.delete_options(request)
         obj, gone = await self.registry.delete(t.info, t.namespace, t.name, dopts)
-        if gone and t.info.resource not in ("pods",) and t.info.crd is None:
+        if gone and (t.info.group, t.info.resource) not in _RETURNS_DELETED \
+                and t.info.crd is None:
             return self.respond(request, status.success({
                 "name": t.name, **({"group": t.info.group} if t.info.group else {}),
                 "kind": t.info.resource, "uid": obj["metadata"].get("uid", "")}))

@@ -1,0 +1,327 @@
+"""Shared plumbing for the API benchmarks: run a pinnace API server in a
+subprocess, talk to it with the admin certificate, watch its RSS and CPU,
+draw progress and print results.
+
+Benchmarks import this as ``from _common import ...``: they are run as
+scripts (``python bench/<name>.py``), so bench/ is on ``sys.path``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import re
+import resource
+import signal
+import ssl
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from rich.console import Console
+from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
+                           TimeElapsedColumn)
+from rich.table import Table
+
+console = Console()
+REPO = Path(__file__).resolve().parent.parent
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+TABLE_ACCEPT = "application/json;as=Table;v=v1;g=meta.k8s.io"
+
+
+# --------------------------------------------------------------------- server
+
+@dataclass
+class Server:
+    proc: subprocess.Popen[str]
+    data_dir: Path
+    url: str
+    started_at: float  # time.monotonic() just before Popen
+    log: Path
+    extra: list[str] = field(default_factory=list)
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    @property
+    def kubeconfig(self) -> Path:
+        return self.data_dir / "kubeconfig.yaml"
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
+
+    def rss_mb(self) -> float:
+        return rss_mb(self.pid)
+
+    def cpu_seconds(self) -> float:
+        return cpu_seconds(self.pid)
+
+
+def start_server(data_dir: Path, *extra: str, timeout: float = 30) -> Server:
+    """Start ``pinnace apiserver`` on a free loopback port and wait for the
+    line that names its URL (the same way tests/conftest.py does)."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    log = data_dir / f"server-{time.time_ns()}.log"
+    started = time.monotonic()
+    with log.open("w") as logf:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "pinnace.cli.main", "apiserver", "--data-dir", str(data_dir),
+             "--listen", "127.0.0.1:0", *extra],
+            stdout=subprocess.PIPE, stderr=logf, text=True, cwd=REPO, start_new_session=True)
+    assert proc.stdout is not None
+    url = ""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        m = re.search(r"API server on (https://\S+)", line)
+        if m:
+            url = m.group(1)
+            break
+    if not url:
+        proc.kill()
+        proc.wait()
+        raise RuntimeError(f"server did not start:\n{log.read_text()[-4000:]}")
+    # Keep draining stdout so the server never blocks on a full pipe.
+    threading.Thread(target=proc.stdout.read, daemon=True).start()
+    return Server(proc, data_dir, url, started, log, list(extra))
+
+
+@contextlib.contextmanager
+def running_server(datastore: str = "sqlite", data_dir: Path | None = None) -> Iterator[Server]:
+    """A server in a temporary data dir (unless given), always stopped."""
+    with contextlib.ExitStack() as stack:
+        if data_dir is None:
+            data_dir = Path(stack.enter_context(
+                tempfile.TemporaryDirectory(prefix="pinnace-bench-")))
+        server = start_server(data_dir, "--datastore", datastore)
+        try:
+            yield server
+        finally:
+            server.stop()
+
+
+def wait_ready(server: Server, timeout: float = 30) -> float:
+    """Poll /readyz until it answers ok; returns time.monotonic() at that moment."""
+    ctx = ssl_context(server.data_dir)
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(server.url + "/readyz", context=ctx, timeout=2) as r:
+                if r.status == 200 and r.read().strip() == b"ok":
+                    return time.monotonic()
+        except OSError:
+            pass
+        time.sleep(0.005)
+    raise RuntimeError("server never became ready")
+
+
+# -------------------------------------------------------------- proc metrics
+
+def rss_mb(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process (all its threads) so far."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def own_cpu_seconds() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+class RSSSampler:
+    """Samples a process's RSS in a thread while a load runs."""
+
+    def __init__(self, pid: int, interval: float = 0.25):
+        self.pid, self.interval = pid, interval
+        self.samples: list[float] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            with contextlib.suppress(OSError):
+                self.samples.append(rss_mb(self.pid))
+            self._stop.wait(self.interval)
+
+    def __enter__(self) -> "RSSSampler":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    @property
+    def peak(self) -> float:
+        return max(self.samples, default=0.0)
+
+
+@contextlib.contextmanager
+def py_spy(pid: int, out: str | None, rate: int = 100) -> Iterator[None]:
+    """Record the server with py-spy while the block runs (no-op if ``out`` is
+    empty). ``--format raw`` writes collapsed stacks that bench/pyspy_top.py
+    summarizes; a name ending in .svg gets a flame graph, .json speedscope."""
+    if not out:
+        yield
+        return
+    fmt = "flamegraph" if out.endswith(".svg") else "speedscope" if out.endswith(".json") else "raw"
+    spy = subprocess.Popen([os.path.join(os.path.dirname(sys.executable), "py-spy"), "record",
+                            "--pid", str(pid), "--rate", str(rate), "--format", fmt,
+                            "--output", out, "--nonblocking"],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    time.sleep(0.5)  # let py-spy attach before the load starts
+    try:
+        yield
+    finally:
+        spy.send_signal(signal.SIGINT)
+        try:
+            _, err = spy.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            spy.kill()
+            _, err = spy.communicate()
+        if not os.path.exists(out):
+            console.print(f"[red]py-spy wrote nothing:[/] {err[-2000:]}")
+        else:
+            console.print(f"py-spy profile of the server written to {out}")
+
+
+# ---------------------------------------------------------------------- HTTP
+
+def ssl_context(data_dir: Path) -> ssl.SSLContext:
+    tls = data_dir / "tls"
+    ctx = ssl.create_default_context(cafile=str(tls / "ca.crt"))
+    ctx.load_cert_chain(str(tls / "admin.crt"), str(tls / "admin.key"))
+    return ctx
+
+
+def client_session(data_dir: Path, limit: int = 0) -> aiohttp.ClientSession:
+    """A keep-alive session that authenticates as the admin user.
+    ``limit=0`` means no cap on pooled connections."""
+    connector = aiohttp.TCPConnector(ssl=ssl_context(data_dir), limit=limit,
+                                     limit_per_host=limit)
+    return aiohttp.ClientSession(connector=connector,
+                                 timeout=aiohttp.ClientTimeout(total=None, sock_read=60))
+
+
+async def ensure_namespace(session: aiohttp.ClientSession, url: str, name: str) -> None:
+    body = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
+    async with session.post(f"{url}/api/v1/namespaces", json=body) as r:
+        if r.status not in (201, 409):
+            raise RuntimeError(f"create namespace {name}: {r.status} {await r.text()}")
+
+
+def pod_manifest(namespace: str, name: str, index: int = 0) -> dict[str, Any]:
+    """A realistic ~1.5 KB Pod: one container, labels, resources, probes, env."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": name,
+            "namespace": namespace,
+            "labels": {"app": "bench-web", "tier": "frontend", "release": "stable",
+                       "shard": f"s{index % 16}", "app.kubernetes.io/managed-by": "bench"},
+            "annotations": {"bench.pinnace.dev/index": str(index),
+                            "prometheus.io/scrape": "true", "prometheus.io/port": "9090"},
+        },
+        "spec": {
+            "containers": [{
+                "name": "web",
+                "image": "registry.example.com/team/web-frontend:1.27.3",
+                "imagePullPolicy": "IfNotPresent",
+                "command": ["/usr/local/bin/web-frontend"],
+                "args": ["--listen=:8080", "--metrics=:9090", "--log-level=info",
+                         "--upstream=http://backend.default.svc.cluster.local:8080"],
+                "ports": [{"name": "http", "containerPort": 8080, "protocol": "TCP"},
+                          {"name": "metrics", "containerPort": 9090, "protocol": "TCP"}],
+                "env": [{"name": "APP_ENV", "value": "production"},
+                        {"name": "APP_REGION", "value": "eu-west-1"},
+                        {"name": "POD_NAME", "valueFrom": {"fieldRef": {
+                            "fieldPath": "metadata.name"}}}],
+                "resources": {"requests": {"cpu": "100m", "memory": "128Mi"},
+                              "limits": {"cpu": "500m", "memory": "256Mi"}},
+                "readinessProbe": {"httpGet": {"path": "/healthz", "port": 8080},
+                                   "periodSeconds": 10, "timeoutSeconds": 2},
+                "livenessProbe": {"httpGet": {"path": "/livez", "port": 8080},
+                                  "initialDelaySeconds": 15, "periodSeconds": 20},
+                "volumeMounts": [{"name": "config", "mountPath": "/etc/web",
+                                  "readOnly": True}],
+            }],
+            "volumes": [{"name": "config", "configMap": {"name": "web-config"}}],
+            "restartPolicy": "Always",
+            "terminationGracePeriodSeconds": 30,
+            "nodeSelector": {"kubernetes.io/os": "linux"},
+            "tolerations": [{"key": "node.kubernetes.io/not-ready", "operator": "Exists",
+                             "effect": "NoExecute", "tolerationSeconds": 300}],
+        },
+    }
+
+
+# ------------------------------------------------------------------- results
+
+def percentile(sorted_values: Sequence[float], q: float) -> float:
+    if not sorted_values:
+        return float("nan")
+    return sorted_values[min(len(sorted_values) - 1, int(len(sorted_values) * q))]
+
+
+def progress(description: str = "") -> Progress:
+    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TimeElapsedColumn(), console=console, transient=True)
+
+
+def print_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    table = Table(title=title, title_justify="left")
+    for i, col in enumerate(columns):
+        table.add_column(col, justify="left" if i == 0 else "right")
+    for row in rows:
+        table.add_row(*(_fmt(v) for v in row))
+    console.print(table)
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:,.0f}" if abs(v) >= 100 else f"{v:.2f}"
+    if isinstance(v, int):
+        return f"{v:,}"
+    return str(v)
+
+
+def verdict(ok: bool) -> str:
+    return "[green]meets[/]" if ok else "[red]misses[/]"
+
+
+def machine_note() -> str:
+    return f"{os.cpu_count()} CPUs, Python {sys.version.split()[0]}"
+
+
+def run(coro: Any) -> Any:
+    return asyncio.run(coro)
