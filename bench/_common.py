@@ -31,7 +31,8 @@ from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
                            TimeElapsedColumn)
 from rich.table import Table
 
-console = Console()
+# Wide enough for the result tables when output goes to a file or a pipe.
+console = Console(width=None if sys.stdout.isatty() else 140)
 REPO = Path(__file__).resolve().parent.parent
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 TABLE_ACCEPT = "application/json;as=Table;v=v1;g=meta.k8s.io"

@@ -706,6 +706,8 @@ def _decode_field(ftype: Any, values: list[Any]) -> Any:
 
 
 def _decode_list(elem: Any, values: list[Any]) -> list[Any]:
+    if not isinstance(elem, str):
+        return [_decode_field(elem, [v]) for v in values]
     if elem in ("double", "float"):
         # One fixed-size value per tag, or a packed run: both are a multiple.
         fmt, size = ("<d", 8) if elem == "double" else ("<f", 4)

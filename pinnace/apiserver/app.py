@@ -105,9 +105,8 @@ class APIServer:
                            backlog=1024, reuse_address=True)
         await site.start()
         if cfg.port == 0:
-            server = site._server  # the OS picked the port: read it back
-            assert server is not None and server.sockets  # type: ignore[union-attr]
-            self.port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+            server: Any = site._server  # the OS picked the port: read it back
+            self.port = server.sockets[0].getsockname()[1]
         await self._bootstrap()
         self._tasks.append(asyncio.create_task(self._reconcile_loop()))
         host = cfg.host if cfg.host not in ("0.0.0.0", "::", "") else "127.0.0.1"

@@ -90,7 +90,10 @@ def _issue(subject: x509.Name, key: ec.EllipticCurvePrivateKey, ca_cert: x509.Ce
          .not_valid_after(now + _VALIDITY)
          .add_extension(x509.BasicConstraints(ca=is_ca, path_length=None), critical=True))
     if is_ca:
-        b = b.add_extension(x509.KeyUsage(True, False, False, False, False, True, True, False, False),
+        b = b.add_extension(x509.KeyUsage(digital_signature=True, content_commitment=False,
+                                          key_encipherment=False, data_encipherment=False,
+                                          key_agreement=False, key_cert_sign=True, crl_sign=True,
+                                          encipher_only=False, decipher_only=False),
                             critical=True)
     else:
         b = b.add_extension(x509.KeyUsage(True, False, True, False, False, False, False, False,

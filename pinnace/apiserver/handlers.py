@@ -16,7 +16,8 @@ import orjson
 from aiohttp import web
 
 from pinnace.api import apply as ssa
-from pinnace.api import crdschema, selectors
+from pinnace.api import crdschema, field, selectors
+from pinnace.api import patch as patches
 from pinnace.api.resources import ResourceInfo
 from pinnace.storage.interface import CompactedError
 
@@ -357,9 +358,8 @@ class ResourceHandlers:
                 propagation = "Orphan"
         if propagation not in ("", "Orphan", "Background", "Foreground"):
             raise status.invalid("DeleteOptions", "", "", [
-                __import__("pinnace.api.field", fromlist=["x"]).not_supported(
-                    "propagationPolicy", propagation, ["Foreground", "Background", "Orphan",
-                                                       "nil"])])
+                field.not_supported("propagationPolicy", propagation,
+                                    ["Foreground", "Background", "Orphan", "nil"])])
         dry = q.getall("dryRun", []) or body.get("dryRun") or []
         return DeleteOptions(grace_period=grace, propagation=propagation,
                              uid=pre.get("uid") or "", resource_version=pre.get(
@@ -406,7 +406,6 @@ class ResourceHandlers:
         elif request.method == "PATCH":
             ct = request.headers.get("Content-Type", "").split(";")[0].strip()
             ptype = PATCH_TYPES.get(ct)
-            from pinnace.api import patch as patches
 
             def replicas_of(current_scale: dict[str, Any]) -> Any:
                 try:
@@ -426,15 +425,14 @@ class ResourceHandlers:
             served = self.registry.to_served(info, old)
             replicas = replicas_of(_to_scale(info, served))
             if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 0:
-                from pinnace.api.field import invalid
-
                 raise status.invalid("Scale", "autoscaling", t.name or "", [
-                    invalid("spec.replicas", replicas, "must be greater than or equal to 0")])
+                    field.invalid("spec.replicas", replicas,
+                                  "must be greater than or equal to 0")])
             _set_path(served, _scale_paths(info)[0], replicas)
             return self.registry.to_storage(info, served)
 
         kv = await self.registry.get_kv(info, t.namespace, t.name)
-        out = await self.registry._write_update(info, t.namespace, t.name, kv, mutate, opts)
+        out = await self.registry.guaranteed_update(info, t.namespace, t.name, kv, mutate, opts)
         return self.respond(request, _to_scale(info, out), 200, opts)
 
     async def pod_action(self, request: web.Request, t: Target) -> web.Response:
@@ -454,9 +452,7 @@ class ResourceHandlers:
         target = body.get("target") or {}
         node = target.get("name")
         if not node:
-            from pinnace.api.field import required
-
-            raise status.invalid("Binding", "", name, [required("target.name")])
+            raise status.invalid("Binding", "", name, [field.required("target.name")])
 
         def bind(old: dict[str, Any]) -> dict[str, Any]:
             spec = old.setdefault("spec", {})
@@ -477,7 +473,7 @@ class ResourceHandlers:
             return old
 
         kv = await self.registry.get_kv(pods, t.namespace, name)
-        await self.registry._write_update(pods, t.namespace, name, kv, bind, opts, "binding")
+        await self.registry.guaranteed_update(pods, t.namespace, name, kv, bind, opts, "binding")
         return self.respond(request, status.success(), 201)
 
     async def _evict(self, request: web.Request, pods: ResourceInfo, ns: str | None, name: str,
@@ -492,17 +488,15 @@ class ResourceHandlers:
                 sel = (pdb.get("spec") or {}).get("selector")
                 if sel is None or not selectors.label_selector_from_dict(sel).matches(labels):
                     continue
-                if (pdb.get("status") or {}).get("disruptionsAllowed", 0) <= 0:
+                pst = pdb.get("status") or {}
+                if pst.get("disruptionsAllowed", 0) <= 0:
+                    why = (f"The disruption budget {pdb['metadata']['name']} needs "
+                           f"{pst.get('desiredHealthy', 0)} healthy pods and has "
+                           f"{pst.get('currentHealthy', 0)} currently")
                     raise APIError(429, "TooManyRequests",
                                    "Cannot evict pod as it would violate the pod's disruption "
-                                   "budget.", {"causes": [{
-                                       "reason": "DisruptionBudget",
-                                       "message": f"The disruption budget "
-                                                  f"{pdb['metadata']['name']} needs "
-                                                  f"{pdb.get('status', {}).get('desiredHealthy', 0)}"
-                                                  f" healthy pods and has "
-                                                  f"{pdb.get('status', {}).get('currentHealthy', 0)}"
-                                                  f" currently"}]})
+                                   "budget.", {"causes": [{"reason": "DisruptionBudget",
+                                                           "message": why}]})
         do = body.get("deleteOptions") or {}
         pre = do.get("preconditions") or {}
         dopts = DeleteOptions(grace_period=do.get("gracePeriodSeconds"),
@@ -528,9 +522,8 @@ class ResourceHandlers:
         bookmarks = _bool(q.get("allowWatchBookmarks"))
         if "sendInitialEvents" in q and (q.get("resourceVersionMatch") != "NotOlderThan"):
             raise status.invalid("ListOptions", "meta.k8s.io", "", [
-                __import__("pinnace.api.field", fromlist=["x"]).forbidden(
-                    "resourceVersionMatch", "sendInitialEvents requires setting "
-                    "resourceVersionMatch to NotOlderThan")])
+                field.forbidden("resourceVersionMatch", "sendInitialEvents requires setting "
+                                "resourceVersionMatch to NotOlderThan")])
         timeout = float(q.get("timeoutSeconds") or 1800)
         resp = web.StreamResponse(headers={"Content-Type": fmt.content_type
                                            if fmt.kind != "yaml" else "application/json"})

@@ -151,7 +151,7 @@ class Registry:
         if info.crd is not None:
             errs = self.strategies.validate_custom(info, obj, old)
         elif subresource == "status":
-            errs = validation.validate_status(info.storage_group, info.kind, obj, old)
+            errs = validation.validate_status(info.storage_group, info.kind, obj, old or {})
         else:
             errs = validation.validate(info.storage_group, info.kind, obj, old)
         errs.extend(self.strategies.get(info).validate(info, obj, old))
@@ -191,7 +191,8 @@ class Registry:
             res = await self.store.list(info.list_prefix(ns), start=start, limit=limit,
                                         revision=revision)
         except CompactedError as e:
-            raise status.gone(f"The resourceVersion for the provided list is too old: {e}")
+            raise status.gone(
+                f"The resourceVersion for the provided list is too old: {e}") from None
         return res.kvs, res.revision, res.more, res.remaining
 
     # -- create ------------------------------------------------------------
@@ -270,11 +271,11 @@ class Registry:
             if not rv.isdigit():
                 raise status.bad_request(f"invalid resourceVersion: {rv!r}")
             raise status.conflict(info.resource, info.group, name, status.STALE)
-        return await self._write_update(info, ns, name, kv, lambda old: new_in, opts,
+        return await self.guaranteed_update(info, ns, name, kv, lambda _: copy.deepcopy(new_in), opts,
                                         subresource, cas_from_client=bool(rv))
 
-    async def _write_update(self, info: ResourceInfo, ns: str | None, name: str, kv: KeyValue,
-                            mutate: Callable[[dict[str, Any]], Any], opts: Options,
+    async def guaranteed_update(self, info: ResourceInfo, ns: str | None, name: str, kv: KeyValue,
+                            mutate: Callable[[dict[str, Any]], dict[str, Any]], opts: Options,
                             subresource: str = "", cas_from_client: bool = False,
                             manage: bool = True) -> dict[str, Any]:
         """Apply ``mutate`` to the current object and CAS-write the result,
@@ -282,9 +283,8 @@ class Registry:
         strat = self.strategies.get(info)
         for _attempt in range(16):
             old = codec.decode_stored(kv.value, kv.mod_revision)
-            produced = mutate(copy.deepcopy(old))
-            new = await produced if isinstance(produced, Awaitable) else produced
-            new = copy.deepcopy(new) if new is not None else new
+            # mutate may change what it is given: hand it its own decoded copy.
+            new = mutate(codec.decode_stored(kv.value, kv.mod_revision))
             meta = new.setdefault("metadata", {})
             old_meta = old["metadata"]
             for k in ("uid", "creationTimestamp", "deletionTimestamp",
@@ -378,7 +378,7 @@ class Registry:
             self._field_check(info, out, opts)
             return self.to_storage(info, out)
 
-        obj = await self._write_update(info, ns, name, kv, mutate, opts, subresource)
+        obj = await self.guaranteed_update(info, ns, name, kv, mutate, opts, subresource)
         return obj, False
 
     async def _apply(self, info: ResourceInfo, ns: str | None, name: str, body: Any,
@@ -420,7 +420,7 @@ class Registry:
                 raise status.bad_request(str(e)) from None
             return self.to_storage(info, out)
 
-        obj = await self._write_update(info, ns, name, kv, mutate, opts, subresource,
+        obj = await self.guaranteed_update(info, ns, name, kv, mutate, opts, subresource,
                                        manage=False)
         return obj, False
 

@@ -63,11 +63,13 @@ def already_exists(resource: str, group: str, name: str) -> APIError:
 
 def conflict(resource: str, group: str, name: str, why: str) -> APIError:
     return APIError(409, "Conflict",
-                    f'Operation cannot be fulfilled on {_qualified(resource, group)} "{name}": {why}',
+                    f'Operation cannot be fulfilled on {_qualified(resource, group)} '
+                    f'"{name}": {why}',
                     _details(name, group, resource))
 
 
-STALE = "the object has been modified; please apply your changes to the latest version and try again"
+STALE = ("the object has been modified; please apply your changes to the latest version and "
+         "try again")
 
 
 def invalid(kind: str, group: str, name: str, errors: list[FieldError]) -> APIError:
@@ -86,7 +88,9 @@ def forbidden(message: str, resource: str = "", group: str = "", name: str = "")
                     _details(name, group, resource) if resource else None)
 
 
-def method_not_allowed(message: str = "the server does not allow this method on the requested resource") -> APIError:
+def method_not_allowed(
+        message: str = "the server does not allow this method on the requested resource"
+) -> APIError:
     return APIError(405, "MethodNotAllowed", message, {})
 
 

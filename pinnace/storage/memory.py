@@ -7,6 +7,7 @@ watch-from-revision work exactly as on etcd.
 from __future__ import annotations
 
 import bisect
+from typing import List
 
 from .broadcaster import Broadcaster, BroadcastWatch
 from .interface import (
@@ -118,9 +119,10 @@ class MemoryStore:
         return kv
 
     def watch(self, prefix: str, after: int) -> Watch:
-        return BroadcastWatch(self._broadcaster, prefix, after, self._backlog, self.compacted_revision)
+        return BroadcastWatch(self._broadcaster, prefix, after, self._backlog,
+                              self.compacted_revision)
 
-    async def _backlog(self, prefix: str, after: int) -> list[Event]:
+    async def _backlog(self, prefix: str, after: int) -> List[Event]:  # noqa: UP006 - `list` is a method here
         # The log is in revision order: find the first event after `after`.
         revs = [e.kv.mod_revision for e in self._log]
         i = bisect.bisect_right(revs, after)
