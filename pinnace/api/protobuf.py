@@ -440,6 +440,7 @@ def _fields(buf: bytes) -> dict[int, list[Any]]:
         while pos < end:
             key, pos = _read_varint(buf, pos)
             wt = key & 7
+            value: int | bytes
             if wt == _VARINT:
                 value, pos = _read_varint(buf, pos)
             elif wt == _LEN:
@@ -603,11 +604,12 @@ def _raw_to_json(raw: bytes) -> Any:
 
 
 class _Message:
-    __slots__ = ("fields", "by_number")
+    """One struct's fields as tuples, in Go declaration (= JSON key) order."""
+
+    __slots__ = ("fields",)
 
     def __init__(self, fields: list[list[Any]]) -> None:
         self.fields = [tuple(f) for f in fields]
-        self.by_number = {f[0]: f for f in self.fields}
 
 
 def _compiled_message(name: str) -> _Message:

@@ -30,6 +30,9 @@ class ResourceInfo:
     storage_version: str = ""
     storage_resource: str = ""  # "<group>/<resource>" when stored elsewhere
     crd: dict[str, Any] | None = field(default=None, compare=False, hash=False, repr=False)
+    # Create-only resources answered by the server and never stored
+    # (TokenReview, SubjectAccessReview, ...).
+    virtual: bool = False
 
     @property
     def group_version(self) -> str:
@@ -132,6 +135,18 @@ BUILTIN: list[ResourceInfo] = [
     _r("scheduling.k8s.io", "v1", "priorityclasses", "PriorityClass", False, short="pc"),
     _r("apiextensions.k8s.io", "v1", "customresourcedefinitions", "CustomResourceDefinition",
        False, short="crd crds", cats="api-extensions", sub="status"),
+    _r("authentication.k8s.io", "v1", "selfsubjectreviews", "SelfSubjectReview", False,
+       verbs=("create",), virtual=True),
+    _r("authentication.k8s.io", "v1", "tokenreviews", "TokenReview", False, verbs=("create",),
+       virtual=True),
+    _r("authorization.k8s.io", "v1", "localsubjectaccessreviews", "LocalSubjectAccessReview",
+       verbs=("create",), virtual=True),
+    _r("authorization.k8s.io", "v1", "selfsubjectaccessreviews", "SelfSubjectAccessReview",
+       False, verbs=("create",), virtual=True),
+    _r("authorization.k8s.io", "v1", "selfsubjectrulesreviews", "SelfSubjectRulesReview", False,
+       verbs=("create",), virtual=True),
+    _r("authorization.k8s.io", "v1", "subjectaccessreviews", "SubjectAccessReview", False,
+       verbs=("create",), virtual=True),
 ]
 
 # Preferred version per group, in the order discovery lists groups.

@@ -31,6 +31,7 @@ from .kubeconfig import admin_kubeconfig, write_kubeconfig
 from .metrics import Metrics
 from .registry import ResourceTable
 from .rest import Options, Registry
+from .reviews import Authorizer
 from .status import APIError
 from .strategy import Strategies
 from .watchcache import WatchCache
@@ -70,10 +71,11 @@ class APIServer:
         self.strategies = Strategies(self.store, self.table, self.ips, self.ports)
         self.registry = Registry(self.store, self.strategies)
         self.watches = WatchCache(self.store)
-        self.handlers = ResourceHandlers(self.registry, self.table, self.watches)
+        self.authn = Authenticator(config.data_dir / "tokens.csv")
+        self.handlers = ResourceHandlers(self.registry, self.table, self.watches, self.authn,
+                                         Authorizer())
         self.discovery = Discovery(self.table)
         self.metrics = Metrics(self.store, self.watches)
-        self.authn: Authenticator | None = None
         self.pki: PKI | None = None
         self.ready = asyncio.Event()
         self._runner: web.AppRunner | None = None
@@ -93,7 +95,6 @@ class APIServer:
         cfg.data_dir.mkdir(parents=True, exist_ok=True)
         self.pki = await asyncio.to_thread(ensure_pki, cfg.data_dir / "tls", cfg.host,
                                            cfg.extra_sans)
-        self.authn = Authenticator(cfg.data_dir / "tokens.csv")
         await self.store.start()
         app = web.Application(middlewares=[self._errors, self._authenticate],
                               client_max_size=codec.MAX_BODY + 1024)
@@ -221,7 +222,6 @@ class APIServer:
 
     @web.middleware
     async def _authenticate(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        assert self.authn is not None
         user = self.authn.authenticate(request)
         if user is None:
             if request.path in _ANONYMOUS_PATHS or request.path.startswith(
@@ -230,6 +230,7 @@ class APIServer:
                 return await handler(request)
             raise status.unauthorized()
         request["user"] = user.name
+        request["userinfo"] = user
         return await handler(request)
 
     # -- routing -----------------------------------------------------------

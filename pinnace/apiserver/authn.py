@@ -35,14 +35,16 @@ class Authenticator:
                         self.tokens[row[0]] = User(row[1], row[2] if len(row) > 2 else "",
                                                    groups + ("system:authenticated",))
 
+    def user_for_token(self, token: str) -> User | None:
+        for known, user in self.tokens.items():
+            if hmac.compare_digest(known, token):
+                return user
+        return None
+
     def authenticate(self, request: web.Request) -> User | None:
         auth = request.headers.get("Authorization", "")
         if auth.startswith("Bearer "):
-            token = auth[7:].strip()
-            for known, user in self.tokens.items():
-                if hmac.compare_digest(known, token):
-                    return user
-            return None
+            return self.user_for_token(auth[7:].strip())
         transport = request.transport
         if transport is None:
             return None

