@@ -187,17 +187,20 @@ class RSSSampler:
 
 
 @contextlib.contextmanager
-def py_spy(pid: int, out: str | None, rate: int = 100) -> Iterator[None]:
+def py_spy(pid: int, out: str | None, rate: int = 100, native: bool = False) -> Iterator[None]:
     """Record the server with py-spy while the block runs (no-op if ``out`` is
     empty). ``--format raw`` writes collapsed stacks that bench/pyspy_top.py
-    summarizes; a name ending in .svg gets a flame graph, .json speedscope."""
+    summarizes; a name ending in .svg gets a flame graph, .json speedscope.
+    Stacks carry their thread, so the event loop and the store's threads can
+    be told apart; ``native`` adds C frames (ssl, sqlite, orjson)."""
     if not out:
         yield
         return
     fmt = "flamegraph" if out.endswith(".svg") else "speedscope" if out.endswith(".json") else "raw"
     spy = subprocess.Popen([os.path.join(os.path.dirname(sys.executable), "py-spy"), "record",
                             "--pid", str(pid), "--rate", str(rate), "--format", fmt,
-                            "--output", out, "--nonblocking"],
+                            "--output", out, "--threads",
+                            *(["--native"] if native else [])],
                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     time.sleep(0.5)  # let py-spy attach before the load starts
     try:

@@ -52,6 +52,8 @@ def main() -> None:
     parser.add_argument("--py-spy", default="", metavar="OUT",
                         help="record the server with py-spy during the API load "
                              "(.txt = raw collapsed stacks, .svg, .json = speedscope)")
+    parser.add_argument("--native", action="store_true",
+                        help="with --py-spy: include C frames (ssl, sqlite, orjson)")
     args = parser.parse_args()
     if args.quick:
         args.n, args.c = 2_000, 32
@@ -69,7 +71,7 @@ def main() -> None:
         asyncio.run(prepare())
 
         cpu_before = [0.0]
-        with py_spy(server.pid, args.py_spy):
+        with py_spy(server.pid, args.py_spy, native=args.native):
             api = create_objects(
                 server.url, server.data_dir, f"/api/v1/namespaces/{NAMESPACE}/pods", NAMESPACE,
                 pod_manifest, args.n, args.c, args.procs, label="creating pods",

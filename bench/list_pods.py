@@ -22,7 +22,6 @@ import shutil
 import subprocess
 import sys
 import time
-from contextlib import nullcontext
 from typing import Any
 
 import orjson
@@ -38,14 +37,14 @@ KUBECTL = shutil.which("kubectl", path=os.path.dirname(sys.executable) + os.path
 
 
 async def time_lists(server: Server, accept: str, reps: int, label: str,
-                     profile: str) -> tuple[list[float], bytes]:
+                     profile: str, native: bool = False) -> tuple[list[float], bytes]:
     """Seconds per LIST, sorted, and the last body."""
     times: list[float] = []
     body = b""
     async with client_session(server.data_dir, limit=1) as s:
         async with s.get(f"{server.url}/readyz") as r:  # open the connection untimed
             await r.read()
-        with py_spy(server.pid, profile) if profile else nullcontext(), progress() as bar:
+        with py_spy(server.pid, profile, native=native), progress() as bar:
             task = bar.add_task(label, total=reps)
             for _ in range(reps):
                 t0 = time.perf_counter()
@@ -90,6 +89,8 @@ def main() -> None:
                         help="record the server with py-spy during the JSON LISTs")
     parser.add_argument("--py-spy-table", default="", metavar="OUT",
                         help="record the server with py-spy during the Table LISTs")
+    parser.add_argument("--native", action="store_true",
+                        help="with --py-spy: include C frames (ssl, sqlite, orjson)")
     args = parser.parse_args()
     if args.quick:
         args.n, args.reps, args.kubectl_reps = 1_000, 5, 1
@@ -107,9 +108,11 @@ def main() -> None:
             raise SystemExit(f"pre-load failed: {load.n_err} errors, first: {load.first_error}")
 
         json_t, json_body = asyncio.run(
-            time_lists(server, "application/json", args.reps, "LIST as JSON", args.py_spy_json))
+            time_lists(server, "application/json", args.reps, "LIST as JSON", args.py_spy_json,
+                       args.native))
         table_t, table_body = asyncio.run(
-            time_lists(server, TABLE_ACCEPT, args.reps, "LIST as Table", args.py_spy_table))
+            time_lists(server, TABLE_ACCEPT, args.reps, "LIST as Table", args.py_spy_table,
+                       args.native))
         with console.status("kubectl get pods -A ..."):
             kubectl_t = time_kubectl(server, args.kubectl_reps)
             kubectl_nochunk_t = time_kubectl(server, args.kubectl_reps, "--chunk-size=0")

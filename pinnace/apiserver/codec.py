@@ -72,12 +72,24 @@ def parse_body(body: bytes, content_type: str) -> Any:
     if ct in ("application/yaml", "application/apply-patch+yaml", "application/x-yaml",
               "text/yaml"):
         return parse_yaml(body)
-    if "protobuf" in ct:
-        raise unsupported_media(f"the body of the request was in an unknown format - accepted "
-                                f"media types include: application/json, application/yaml "
-                                f"(got {ct})")
+    if ct == "application/vnd.kubernetes.protobuf":
+        return parse_protobuf(body)
     raise unsupported_media("the body of the request was in an unknown format - accepted media "
                             "types include: application/json, application/yaml")
+
+
+def parse_protobuf(body: bytes) -> Any:
+    """Kubernetes protobuf (what kubectl's typed clients send) -> the JSON dict."""
+    from pinnace.api import protobuf
+
+    try:
+        return protobuf.decode(body)
+    except protobuf.ProtobufUnavailable as e:
+        raise unsupported_media(f"the body of the request was in an unknown format - accepted "
+                                f"media types include: application/json, application/yaml "
+                                f"({e})") from None
+    except protobuf.ProtobufError as e:
+        raise bad_request(f"error decoding protobuf request body: {e}") from None
 
 
 def parse_yaml(body: bytes) -> Any:

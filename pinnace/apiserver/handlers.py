@@ -31,6 +31,8 @@ from .watchcache import CacheEvent, WatchCache
 
 log = logging.getLogger("pinnace.apiserver.handlers")
 
+PROTOBUF = "application/vnd.kubernetes.protobuf"
+
 PATCH_TYPES = {
     "application/json-patch+json": "json",
     "application/merge-patch+json": "merge",
@@ -65,10 +67,16 @@ class Format:
 def negotiate(accept: str) -> Format:
     if not accept:
         return Format("json", "application/json")
+    protobuf_ok = False
     for part in accept.split(","):
         media, *params = [p.strip() for p in part.split(";")]
         opts = dict(p.split("=", 1) for p in params if "=" in p)
         as_ = opts.get("as", "")
+        if media == PROTOBUF and not as_:
+            # Served only when JSON is not acceptable: JSON is what we store,
+            # so it costs nothing to send.
+            protobuf_ok = True
+            continue
         if media in ("application/json", "*/*", "application/*"):
             if as_ == "Table" and opts.get("g") == "meta.k8s.io":
                 return Format("table", f"application/json;as=Table;v={opts.get('v', 'v1')};"
@@ -80,8 +88,11 @@ def negotiate(accept: str) -> Format:
             return Format("json", "application/json")
         if media in ("application/yaml", "application/x-yaml", "text/yaml"):
             return Format("yaml", "application/yaml")
+    if protobuf_ok:
+        return Format("protobuf", PROTOBUF)
     raise status.not_acceptable(
-        "only the following media types are accepted: application/json, application/yaml")
+        "only the following media types are accepted: application/json, application/yaml, "
+        "application/vnd.kubernetes.protobuf")
 
 
 def _bool(v: str | None) -> bool:
@@ -179,10 +190,15 @@ class ResourceHandlers:
         elif fmt.kind == "partial" and isinstance(obj, dict) and obj.get("kind") != "Status":
             obj = tables.partial_object_metadata(obj)
             raw = None
-        body = raw if raw is not None else codec.dumps(obj)
         headers = {}
         if opts is not None and opts.warnings:
             headers["Warning"] = ", ".join(_warning(w) for w in opts.warnings)
+        if fmt.kind == "protobuf":
+            if info is not None and info.crd is not None:
+                raise status.not_acceptable("custom resources are served as JSON or YAML only")
+            pb = encode_protobuf(orjson.loads(raw) if raw is not None else obj)
+            return web.Response(body=pb, status=code, headers=headers, content_type=PROTOBUF)
+        body = raw if raw is not None else codec.dumps(obj)
         if fmt.kind == "yaml":
             return web.Response(body=codec.to_yaml(body), status=code,
                                 content_type="application/yaml", headers=headers)
@@ -261,7 +277,7 @@ class ResourceHandlers:
         filtering = label_sel is not None or field_sel is not None
         items_raw: list[bytes] = []
         items: list[dict[str, Any]] = []
-        need_objs = filtering or fmt.kind in ("table", "partial", "yaml") or \
+        need_objs = filtering or fmt.kind in ("table", "partial", "yaml", "protobuf") or \
             bool(t.info.storage_version) or t.info.crd is not None
         more, remaining, list_rev = False, 0, 0
         last_key = start
@@ -301,6 +317,11 @@ class ResourceHandlers:
             resp = web.Response(body=codec.dumps(out))
             resp.headers["Content-Type"] = fmt.content_type
             return resp
+        if fmt.kind == "protobuf":
+            if t.info.crd is not None:
+                raise status.not_acceptable("custom resources are served as JSON or YAML only")
+            return web.Response(body=encode_protobuf_list(
+                t.info.group_version, t.info.kind + "List", meta, items), content_type=PROTOBUF)
         head = b'{"kind":"%s","apiVersion":"%s","metadata":%s,"items":[' % (
             (t.info.kind + "List").encode(), t.info.group_version.encode(), codec.dumps(meta))
         if need_objs:
@@ -539,8 +560,9 @@ class ResourceHandlers:
                 field.forbidden("resourceVersionMatch", "sendInitialEvents requires setting "
                                 "resourceVersionMatch to NotOlderThan")])
         timeout = float(q.get("timeoutSeconds") or 1800)
-        resp = web.StreamResponse(headers={"Content-Type": fmt.content_type
-                                           if fmt.kind != "yaml" else "application/json"})
+        ctype = {"yaml": "application/json", "protobuf": PROTOBUF + ";stream=watch"}.get(
+            fmt.kind, fmt.content_type)
+        resp = web.StreamResponse(headers={"Content-Type": ctype})
         resp.enable_chunked_encoding()
         initial: list[dict[str, Any]] = []
         prefix = info.list_prefix(t.namespace)
@@ -619,7 +641,7 @@ class _EventWriter:
         self.fmt = fmt
         self.registry = registry
         self.include = include_object
-        self.plain = fmt.kind in ("json", "yaml") and not info.storage_version \
+        self.plain = fmt.kind in ("json", "yaml", "protobuf") and not info.storage_version \
             and info.crd is None
         self.headers_sent = False
 
@@ -635,6 +657,10 @@ class _EventWriter:
         return codec.dumps(obj)
 
     async def _send(self, type_: str, payload: bytes) -> None:
+        if self.fmt.kind == "protobuf":
+            # payload is the object's JSON: re-encoded as a length-prefixed frame.
+            await self.resp.write(encode_protobuf_event(type_, orjson.loads(payload)))
+            return
         await self.resp.write(b'{"type":"%s","object":%s}\n' % (type_.encode(), payload))
 
     async def object(self, type_: str, obj: dict[str, Any]) -> None:
@@ -678,6 +704,31 @@ class _EventWriter:
 
 
 # -- helpers ---------------------------------------------------------------
+
+
+def encode_protobuf(obj: dict[str, Any]) -> bytes:
+    from pinnace.api import protobuf
+
+    try:
+        return protobuf.encode(obj)
+    except (protobuf.ProtobufUnavailable, protobuf.ProtobufError) as e:
+        raise status.not_acceptable(f"cannot encode as protobuf: {e}") from None
+
+
+def encode_protobuf_list(api_version: str, kind: str, meta: dict[str, Any],
+                         items: list[dict[str, Any]]) -> bytes:
+    from pinnace.api import protobuf
+
+    try:
+        return protobuf.encode_list(api_version, kind, meta, items)
+    except (protobuf.ProtobufUnavailable, protobuf.ProtobufError) as e:
+        raise status.not_acceptable(f"cannot encode as protobuf: {e}") from None
+
+
+def encode_protobuf_event(type_: str, obj: dict[str, Any]) -> bytes:
+    from pinnace.api import protobuf
+
+    return protobuf.encode_watch_event(type_, obj)
 
 
 def make_table(info: ResourceInfo, objs: list[dict[str, Any]], now: dt.datetime,

@@ -181,3 +181,29 @@ def test_metrics_and_openapi(http: HTTP) -> None:
     assert "api/v1" in index["paths"] and "apis/apps/v1" in index["paths"]
     code, v2 = http.call("GET", "/openapi/v2")
     assert code == 200 and "io.k8s.api.core.v1.Pod" in v2["definitions"]
+
+
+def test_protobuf_only_clients_get_protobuf(http: HTTP, namespace: str) -> None:
+    from pinnace.api import protobuf
+
+    base = f"/api/v1/namespaces/{namespace}/configmaps"
+    body = protobuf.encode(cm("pb"))
+    code, _ = http.call("POST", base, body, ctype=protobuf.CONTENT_TYPE)
+    assert code == 201
+    code, raw = http.call("GET", f"{base}/pb", accept=protobuf.CONTENT_TYPE)
+    got = protobuf.decode(raw)
+    assert got["kind"] == "ConfigMap" and got["data"] == {"k": "pb"}
+    code, raw = http.call("GET", base, accept=protobuf.CONTENT_TYPE)
+    listed = protobuf.decode(raw)
+    assert [i["metadata"]["name"] for i in listed["items"]] == ["pb"]
+    rv = listed["metadata"]["resourceVersion"]
+    http.call("DELETE", f"{base}/pb")
+    import urllib.request
+    req = urllib.request.Request(f"{http.base}{base}?watch=true&resourceVersion={rv}"
+                                 f"&timeoutSeconds=2", headers={"Accept": protobuf.CONTENT_TYPE})
+    with urllib.request.urlopen(req, context=http.ctx, timeout=10) as resp:
+        assert resp.headers["Content-Type"].startswith(protobuf.CONTENT_TYPE)
+        data = resp.read()
+    size = int.from_bytes(data[:4], "big")
+    kind, obj = protobuf.decode_watch_event(data[:4 + size])
+    assert kind == "DELETED" and obj["metadata"]["name"] == "pb"

@@ -1,0 +1,72 @@
+"""Summarize a py-spy raw (collapsed stacks) profile as text.
+
+    py-spy record --pid PID --format raw -o /tmp/p.txt    # or a bench's --py-spy /tmp/p.txt
+    python bench/pyspy_top.py /tmp/p.txt [-n 15] [--only pinnace]
+
+Prints the top functions by self time (the leaf frame: where the CPU was)
+and by inclusive time (anywhere on the stack), as % of all samples.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+from collections import Counter
+from pathlib import Path
+
+from _common import print_table
+
+# A raw frame is "function (path/to/file.py:LINE)"; lines vary inside one
+# function, so they are dropped to merge its samples.
+_FRAME = re.compile(r"^(?P<fn>.*?) \((?P<file>[^():]*)(?::\d+)?\)$")
+_SITE = re.compile(r".*/(site-packages|lib/python3\.\d+)/")
+
+
+def frame_name(frame: str) -> str:
+    m = _FRAME.match(frame.strip())
+    if not m:
+        return frame.strip()
+    path = _SITE.sub("", m["file"])
+    path = path[path.find("pinnace/"):] if "pinnace/" in path else path
+    return f"{path}:{m['fn']}"
+
+
+def summarize(path: Path) -> tuple[int, Counter[str], Counter[str]]:
+    total = 0
+    own: Counter[str] = Counter()
+    inclusive: Counter[str] = Counter()
+    for line in path.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        n = int(count)
+        frames = [frame_name(f) for f in stack.split(";")]
+        # The first frame of a raw stack is the thread ("process ..." / "thread ...").
+        if frames and frames[0].startswith(("process ", "thread ")):
+            frames = frames[1:]
+        if not frames:
+            continue
+        total += n
+        own[frames[-1]] += n
+        for f in set(frames):
+            inclusive[f] += n
+    return total, own, inclusive
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("profile", type=Path)
+    parser.add_argument("-n", type=int, default=15)
+    parser.add_argument("--only", default="", help="inclusive table: frames containing this")
+    args = parser.parse_args()
+    total, own, inclusive = summarize(args.profile)
+    print(f"{total} samples")
+    print_table("self time (leaf frame)", ["function", "%"],
+                [[f, f"{100 * n / total:.1f}"] for f, n in own.most_common(args.n)])
+    incl = [(f, n) for f, n in inclusive.most_common() if args.only in f][:args.n]
+    print_table("inclusive time" + (f" ({args.only})" if args.only else ""), ["function", "%"],
+                [[f, f"{100 * n / total:.1f}"] for f, n in incl])
+
+
+if __name__ == "__main__":
+    main()
