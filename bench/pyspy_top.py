@@ -1,7 +1,7 @@
 """Summarize a py-spy raw (collapsed stacks) profile as text.
 
     py-spy record --pid PID --format raw -o /tmp/p.txt    # or a bench's --py-spy /tmp/p.txt
-    python bench/pyspy_top.py /tmp/p.txt [-n 15] [--only pinnace]
+    python bench/pyspy_top.py /tmp/p.txt [-n 15] [--only pinnace/] [--thread MainThread]
 
 Prints the top functions by self time (the leaf frame: where the CPU was)
 and by inclusive time (anywhere on the stack), as % of all samples.
@@ -31,8 +31,15 @@ def frame_name(frame: str) -> str:
     return f"{path}:{m['fn']}"
 
 
-def summarize(path: Path) -> tuple[int, Counter[str], Counter[str]]:
+_THREAD = re.compile(r"^thread \(\d+\): (?P<name>.*)$")
+
+
+def summarize(path: Path, thread: str = "") -> tuple[int, Counter[str], Counter[str],
+                                                     Counter[str]]:
+    """Samples in total, per thread, per leaf function and per function on
+    the stack; only threads whose name contains ``thread`` count."""
     total = 0
+    threads: Counter[str] = Counter()
     own: Counter[str] = Counter()
     inclusive: Counter[str] = Counter()
     for line in path.read_text().splitlines():
@@ -40,17 +47,21 @@ def summarize(path: Path) -> tuple[int, Counter[str], Counter[str]]:
         if not stack or not count.isdigit():
             continue
         n = int(count)
-        frames = [frame_name(f) for f in stack.split(";")]
-        # The first frame of a raw stack is the thread ("process ..." / "thread ...").
-        if frames and frames[0].startswith(("process ", "thread ")):
-            frames = frames[1:]
-        if not frames:
+        raw = stack.split(";")
+        # With py-spy --threads the first frame names the thread.
+        m = _THREAD.match(raw[0])
+        name = m["name"] if m else "?"
+        if m:
+            raw = raw[1:]
+        threads[name] += n
+        if thread not in name or not raw:
             continue
+        frames = [frame_name(f) for f in raw]
         total += n
         own[frames[-1]] += n
         for f in set(frames):
             inclusive[f] += n
-    return total, own, inclusive
+    return total, threads, own, inclusive
 
 
 def main() -> None:
@@ -58,9 +69,15 @@ def main() -> None:
     parser.add_argument("profile", type=Path)
     parser.add_argument("-n", type=int, default=15)
     parser.add_argument("--only", default="", help="inclusive table: frames containing this")
+    parser.add_argument("--thread", default="",
+                        help="count only threads whose name contains this (e.g. MainThread)")
     args = parser.parse_args()
-    total, own, inclusive = summarize(args.profile)
-    print(f"{total} samples")
+    total, threads, own, inclusive = summarize(args.profile, args.thread)
+    every = sum(threads.values())
+    print_table("samples per thread (CPU-busy only)", ["thread", "samples", "%"],
+                [[t, n, f"{100 * n / every:.1f}"] for t, n in threads.most_common()])
+    print(f"{total} samples counted below" + (f" (threads matching {args.thread!r})"
+                                              if args.thread else ""))
     print_table("self time (leaf frame)", ["function", "%"],
                 [[f, f"{100 * n / total:.1f}"] for f, n in own.most_common(args.n)])
     incl = [(f, n) for f, n in inclusive.most_common() if args.only in f][:args.n]

@@ -158,8 +158,7 @@ def namespace(server: Server, request: pytest.FixtureRequest) -> Iterator[str]:
     _ns_counter += 1
     name = re.sub(r"[^a-z0-9-]", "-", request.node.name.lower())[:40].strip("-")
     name = f"{name}-{os.getpid() % 10000}-{_ns_counter}"
-    server.kubectl("create", "-f", "-", input='{"apiVersion":"v1","kind":"Namespace",'
-                   f'"metadata":{{"name":"{name}"}}}}')
+    server.kubectl("create", "namespace", name)
     yield name
 
 

@@ -282,3 +282,72 @@ def test_body_too_large(server: Server, namespace: str) -> None:
                          check=False)
     assert res.returncode != 0
     assert "too large" in res.stderr.lower()
+
+
+CRD = """
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: crontabs.stable.example.com
+spec:
+  group: stable.example.com
+  scope: Namespaced
+  names: {plural: crontabs, singular: crontab, kind: CronTab, shortNames: [ct]}
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    subresources:
+      status: {}
+      scale: {specReplicasPath: .spec.replicas, statusReplicasPath: .status.replicas}
+    additionalPrinterColumns:
+    - {name: Spec, type: string, jsonPath: .spec.cronSpec}
+    - {name: Replicas, type: integer, jsonPath: .spec.replicas}
+    schema:
+      openAPIV3Schema:
+        type: object
+        properties:
+          spec:
+            type: object
+            properties:
+              cronSpec: {type: string}
+              replicas: {type: integer, default: 1}
+          status:
+            type: object
+            properties:
+              replicas: {type: integer}
+"""
+
+
+def test_custom_resources_are_served_at_once(server: Server, namespace: str) -> None:
+    k = server.kubectl
+    k("apply", "-f", "-", input=CRD)
+    k("wait", "--for=condition=Established", "crd/crontabs.stable.example.com", "--timeout=10s")
+    k("-n", namespace, "apply", "-f", "-", input="""
+apiVersion: stable.example.com/v1
+kind: CronTab
+metadata: {name: every5}
+spec: {cronSpec: "*/5 * * * *"}
+""")
+    table = k("-n", namespace, "get", "ct").stdout.splitlines()
+    assert table[0].split() == ["NAME", "SPEC", "REPLICAS"]
+    assert table[1].split() == ["every5", "*/5", "*", "*", "*", "*", "1"]
+    k("-n", namespace, "scale", "ct", "every5", "--replicas=3")
+    assert k("-n", namespace, "get", "ct", "every5", "-o",
+             "jsonpath={.spec.replicas}").stdout == "3"
+    bad = k("-n", namespace, "apply", "-f", "-", check=False, input="""
+apiVersion: stable.example.com/v1
+kind: CronTab
+metadata: {name: bad}
+spec: {replicas: many}
+""")
+    assert bad.returncode != 0
+    assert "spec.replicas" in bad.stderr and "must be of type integer" in bad.stderr
+    explained = k("explain", "crontab.spec").stdout
+    assert "cronSpec" in explained
+
+
+def test_auth_whoami_and_can_i(server: Server) -> None:
+    who = server.kubectl("auth", "whoami").stdout
+    assert "admin" in who and "system:masters" in who
+    assert server.kubectl("auth", "can-i", "create", "pods").stdout.strip() == "yes"
