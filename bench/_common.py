@@ -187,12 +187,16 @@ class RSSSampler:
 
 
 @contextlib.contextmanager
-def py_spy(pid: int, out: str | None, rate: int = 100, native: bool = False) -> Iterator[None]:
+def py_spy(pid: int, out: str | None, rate: int = 100, native: bool = False,
+           gil: bool = True) -> Iterator[None]:
     """Record the server with py-spy while the block runs (no-op if ``out`` is
     empty). ``--format raw`` writes collapsed stacks that bench/pyspy_top.py
     summarizes; a name ending in .svg gets a flame graph, .json speedscope.
     Stacks carry their thread, so the event loop and the store's threads can
-    be told apart; ``native`` adds C frames (ssl, sqlite, orjson)."""
+    be told apart; ``native`` adds C frames (ssl, sqlite, orjson). ``gil``
+    samples only the thread holding the GIL: in a server bound by one
+    interpreter that is where the time goes, and threads merely waiting for
+    the GIL (which py-spy otherwise counts as busy) drop out."""
     if not out:
         yield
         return
@@ -200,7 +204,7 @@ def py_spy(pid: int, out: str | None, rate: int = 100, native: bool = False) -> 
     spy = subprocess.Popen([os.path.join(os.path.dirname(sys.executable), "py-spy"), "record",
                             "--pid", str(pid), "--rate", str(rate), "--format", fmt,
                             "--output", out, "--threads",
-                            *(["--native"] if native else [])],
+                            *(["--native"] if native else []), *(["--gil"] if gil else [])],
                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     time.sleep(0.5)  # let py-spy attach before the load starts
     try:

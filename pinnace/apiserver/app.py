@@ -19,7 +19,7 @@ from aiohttp import web
 
 from pinnace.api.resources import ResourceInfo
 from pinnace.storage import open_store
-from pinnace.storage.interface import Store
+from pinnace.storage.interface import CompactedError, Store
 
 from . import codec, openapi, status
 from .allocator import NodePortAllocator, ServiceIPAllocator
@@ -137,8 +137,11 @@ class APIServer:
         """What upstream's bootstrap controllers and post-start hooks ensure."""
         crds = self.table.lookup("apiextensions.k8s.io", "v1", "customresourcedefinitions")
         assert crds is not None
-        for kv in (await self.store.list(crds.key_prefix)).kvs:
+        listed = await self.store.list(crds.key_prefix)
+        for kv in listed.kvs:
             self.strategies.register_crd(codec.decode_stored(kv.value, kv.mod_revision))
+        self._tasks.append(asyncio.create_task(self._follow_crds(crds.key_prefix,
+                                                                 listed.revision)))
         ns_info = self.table.lookup("", "v1", "namespaces")
         assert ns_info is not None
         system = Options(field_manager="pinnace-apiserver", field_validation="Ignore")
@@ -179,6 +182,27 @@ class APIServer:
                 await self.registry.update(ep, "default", "kubernetes", want, system)
             except APIError as e:
                 log.warning("cannot update the kubernetes endpoints: %s", e.message)
+
+    async def _follow_crds(self, prefix: str, after: int) -> None:
+        """Serve CRDs that other API servers on the same store create or delete."""
+        while True:
+            try:
+                async for ev in self.watches.events(prefix, after):
+                    after = ev.rev
+                    if ev.type == "DELETED":
+                        self.table.remove_crd(ev.obj["metadata"]["name"])
+                    else:
+                        self.strategies.register_crd(ev.obj)
+                return
+            except CompactedError:
+                after = await self.store.revision()
+                for kv in (await self.store.list(prefix)).kvs:
+                    self.strategies.register_crd(codec.decode_stored(kv.value, kv.mod_revision))
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # keep following; a later event will fix the table
+                log.exception("following CRDs failed")
+                await asyncio.sleep(1)
 
     async def _reconcile_loop(self) -> None:
         while True:

@@ -100,6 +100,18 @@ def test_two_servers_share_one_etcd(tmp_path: Path, etcd_endpoint: str) -> None:
             ips.add(srv.kubectl("-n", "shared", "get", "svc", name, "-o",
                                 "jsonpath={.spec.clusterIP}").stdout)
         assert len(ips) == 4
+        # A CRD created through one server is served by the other.
+        from tests.integration.test_kubectl import CRD
+
+        a.kubectl("apply", "-f", "-", input=CRD)
+        deadline = time.monotonic() + 10
+        while b.kubectl("get", "crontabs", check=False).returncode != 0:
+            assert time.monotonic() < deadline, "server b never served the CRD"
+            time.sleep(0.1)
+        a.kubectl("delete", "crd", "crontabs.stable.example.com")
+        while b.kubectl("get", "crontabs", check=False).returncode == 0:
+            assert time.monotonic() < deadline, "server b kept serving a deleted CRD"
+            time.sleep(0.1)
     finally:
         a.stop()
         b.stop()
