@@ -1,0 +1,118 @@
+"""A rate-limited, de-duplicating work queue for controllers.
+
+The three rules of client-go's workqueue hold:
+- items are handed out in the order they were added;
+- one item is never processed by two workers at once;
+- an item added several times before a worker takes it is processed once
+  (and an item added while it is being processed is processed again after).
+Failed items come back after a per-item exponential delay.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Callable, Hashable
+
+
+class ShutDown(Exception):
+    pass
+
+
+class ExponentialBackoff:
+    """Per-item delay base * 2^failures, capped (client-go: 5 ms .. 1000 s)."""
+
+    def __init__(self, base: float = 0.005, cap: float = 1000.0):
+        self.base = base
+        self.cap = cap
+        self.failures: dict[Hashable, int] = {}
+
+    def when(self, item: Hashable) -> float:
+        n = self.failures.get(item, 0)
+        self.failures[item] = n + 1
+        return float(min(self.base * (2 ** n), self.cap))
+
+    def forget(self, item: Hashable) -> None:
+        self.failures.pop(item, None)
+
+    def retries(self, item: Hashable) -> int:
+        return self.failures.get(item, 0)
+
+
+class WorkQueue:
+    def __init__(self, limiter: ExponentialBackoff | None = None,
+                 call_later: Callable[..., asyncio.TimerHandle] | None = None):
+        self._queue: deque[Hashable] = deque()
+        self._dirty: set[Hashable] = set()
+        self._processing: set[Hashable] = set()
+        self._cond = asyncio.Condition()
+        self._shutting_down = False
+        self.limiter = limiter or ExponentialBackoff()
+        self._call_later = call_later
+        self._timers: set[asyncio.TimerHandle] = set()
+
+    def __len__(self) -> int:
+        return len(self._queue)
+
+    def add(self, item: Hashable) -> None:
+        if self._shutting_down or item in self._dirty:
+            return
+        self._dirty.add(item)
+        if item in self._processing:
+            return  # done() puts it back
+        self._queue.append(item)
+        self._wake()
+
+    def _wake(self) -> None:
+        async def notify() -> None:
+            async with self._cond:
+                self._cond.notify()
+
+        asyncio.get_running_loop().create_task(notify())
+
+    def add_after(self, item: Hashable, delay: float) -> None:
+        if delay <= 0:
+            self.add(item)
+            return
+        call_later = self._call_later or asyncio.get_running_loop().call_later
+        handle: asyncio.TimerHandle
+
+        def fire() -> None:
+            self._timers.discard(handle)
+            self.add(item)
+
+        handle = call_later(delay, fire)
+        self._timers.add(handle)
+
+    def add_rate_limited(self, item: Hashable) -> None:
+        self.add_after(item, self.limiter.when(item))
+
+    def forget(self, item: Hashable) -> None:
+        self.limiter.forget(item)
+
+    def retries(self, item: Hashable) -> int:
+        return self.limiter.retries(item)
+
+    async def get(self) -> Hashable:
+        async with self._cond:
+            while not self._queue:
+                if self._shutting_down:
+                    raise ShutDown()
+                await self._cond.wait()
+            item = self._queue.popleft()
+            self._processing.add(item)
+            self._dirty.discard(item)
+            return item
+
+    def done(self, item: Hashable) -> None:
+        self._processing.discard(item)
+        if item in self._dirty:
+            self._queue.append(item)
+            self._wake()
+
+    async def shutdown(self) -> None:
+        self._shutting_down = True
+        for t in self._timers:
+            t.cancel()
+        async with self._cond:
+            self._cond.notify_all()
