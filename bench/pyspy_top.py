@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import argparse
 import re
-from collections import Counter
+from collections import Counter, defaultdict
 from pathlib import Path
 
 from _common import print_table
@@ -31,6 +31,8 @@ def frame_name(frame: str) -> str:
     return f"{path}:{m['fn']}"
 
 
+# caller -> callee -> samples with that call on the stack (filled by summarize).
+callees: defaultdict[str, Counter[str]] = defaultdict(Counter)
 _THREAD = re.compile(r"^thread \(\d+\): (?P<name>.*)$")
 
 
@@ -41,6 +43,7 @@ def summarize(path: Path, thread: str = "") -> tuple[int, Counter[str], Counter[
     total = 0
     threads: Counter[str] = Counter()
     own: Counter[str] = Counter()
+    callees.clear()
     inclusive: Counter[str] = Counter()
     for line in path.read_text().splitlines():
         stack, _, count = line.rpartition(" ")
@@ -61,6 +64,8 @@ def summarize(path: Path, thread: str = "") -> tuple[int, Counter[str], Counter[
         own[frames[-1]] += n
         for f in set(frames):
             inclusive[f] += n
+        for caller, callee in set(zip(frames, frames[1:])):
+            callees[caller][callee] += n
     return total, threads, own, inclusive
 
 
@@ -71,6 +76,8 @@ def main() -> None:
     parser.add_argument("--only", default="", help="inclusive table: frames containing this")
     parser.add_argument("--thread", default="",
                         help="count only threads whose name contains this (e.g. MainThread)")
+    parser.add_argument("--children", default="", metavar="FUNC",
+                        help="also break down the functions called by frames ending in FUNC")
     args = parser.parse_args()
     total, threads, own, inclusive = summarize(args.profile, args.thread)
     every = sum(threads.values())
@@ -83,6 +90,13 @@ def main() -> None:
     incl = [(f, n) for f, n in inclusive.most_common() if args.only in f][:args.n]
     print_table("inclusive time" + (f" ({args.only})" if args.only else ""), ["function", "%"],
                 [[f, f"{100 * n / total:.1f}"] for f, n in incl])
+    if args.children:
+        below: Counter[str] = Counter()
+        for caller, counts in callees.items():
+            if caller.endswith(args.children):
+                below.update(counts)
+        print_table(f"called from {args.children} (inclusive)", ["function", "%"],
+                    [[f, f"{100 * n / total:.1f}"] for f, n in below.most_common(args.n)])
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import socket
 import ssl
 import time
@@ -24,10 +25,10 @@ from pinnace.storage.interface import CompactedError, Store
 from . import codec, openapi, status
 from .allocator import NodePortAllocator, ServiceIPAllocator
 from .authn import Authenticator
-from .certs import PKI, ensure_pki
+from .certs import PKI, ensure_pki, issue_client_cert
 from .discovery import AGGREGATED_CT, Discovery, wants_aggregated
 from .handlers import ResourceHandlers, Target
-from .kubeconfig import admin_kubeconfig, write_kubeconfig
+from .kubeconfig import admin_kubeconfig, component_kubeconfig, write_kubeconfig
 from .metrics import Metrics
 from .registry import ResourceTable
 from .rest import Options, Registry
@@ -42,6 +43,8 @@ KUBE_VERSION = {"major": "1", "minor": "37", "gitVersion": "v1.37.0+pinnace",
                 "gitCommit": "", "gitTreeState": "clean", "buildDate": "2026-11-01T00:00:00Z",
                 "goVersion": "python3", "compiler": "cpython", "platform": "linux/amd64"}
 
+COMPONENT_USERS = {"controller-manager": "system:kube-controller-manager",
+                   "scheduler": "system:kube-scheduler"}
 BUILTIN_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 _ANONYMOUS_PATHS = ("/healthz", "/livez", "/readyz", "/version")
 
@@ -111,10 +114,26 @@ class APIServer:
         await self._bootstrap()
         self._tasks.append(asyncio.create_task(self._reconcile_loop()))
         host = cfg.host if cfg.host not in ("0.0.0.0", "::", "") else "127.0.0.1"
-        write_kubeconfig(self.kubeconfig_path,
-                         admin_kubeconfig(self.pki, f"https://{_url_host(host)}:{self.port}"))
+        url = f"https://{_url_host(host)}:{self.port}"
+        write_kubeconfig(self.kubeconfig_path, admin_kubeconfig(self.pki, url))
+        await asyncio.to_thread(self._component_kubeconfigs, url)
         self.ready.set()
         log.info("API server ready on https://%s:%d", cfg.host, self.port)
+
+    def _component_kubeconfigs(self, url: str) -> None:
+        """A kubeconfig (own client certificate) per control-plane component."""
+        assert self.pki is not None
+        for component, user in COMPONENT_USERS.items():
+            path = self.config.data_dir / f"{component}.kubeconfig"
+            cert_path = self.pki.dir / f"{component}.crt"
+            key_path = self.pki.dir / f"{component}.key"
+            if not cert_path.exists():
+                cert, key = issue_client_cert(self.pki, user, [])
+                key_path.write_bytes(key)
+                os.chmod(key_path, 0o600)
+                cert_path.write_bytes(cert)
+            write_kubeconfig(path, component_kubeconfig(self.pki, url, user, cert_path,
+                                                        key_path))
 
     async def stop(self) -> None:
         for task in self._tasks:

@@ -30,6 +30,20 @@ def admin_kubeconfig(pki: PKI, server_url: str, name: str = "pinnace") -> dict:
     }
 
 
+def component_kubeconfig(pki: PKI, server_url: str, user: str, cert: Path, key: Path,
+                         name: str = "pinnace") -> dict:
+    return {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": name, "cluster": {
+            "server": server_url, "certificate-authority-data": _b64(pki.ca_cert)}}],
+        "users": [{"name": user, "user": {
+            "client-certificate-data": _b64(cert), "client-key-data": _b64(key)}}],
+        "contexts": [{"name": name, "context": {"cluster": name, "user": user}}],
+        "current-context": name,
+    }
+
+
 def write_kubeconfig(path: Path, config: dict) -> None:
     tmp = path.with_suffix(".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

@@ -9,7 +9,9 @@ import logging
 import os
 import signal
 import sys
+from collections.abc import Coroutine
 from pathlib import Path
+from typing import Any
 
 from pinnace.apiserver.app import APIServer, Config
 
@@ -58,6 +60,12 @@ def build_parser() -> argparse.ArgumentParser:
                         help="do not run a node agent in this process group")
     apiserver = sub.add_parser("apiserver", help="run only the API server")
     _server_args(apiserver)
+    cm = sub.add_parser("controller-manager", help="run the controllers")
+    cm.add_argument("--kubeconfig", default=None, help="how to reach the API server "
+                    "(default: $KUBECONFIG, ~/.kube/config, or in-cluster)")
+    cm.add_argument("--controllers", default="*",
+                    help="comma-separated controllers to run (default: all)")
+    cm.add_argument("--leader-elect", default="true", choices=["true", "false"])
     return parser
 
 
@@ -94,14 +102,53 @@ def main(argv: list[str] | None = None) -> int:
         uvloop.install()
     except ImportError:  # pragma: no cover
         pass
-    if args.command in ("server", "apiserver"):
+    if args.command == "apiserver":
         try:
             asyncio.run(run_apiserver(_config(args)))
         except OSError as e:
             print(f"pinnace: {e}", file=sys.stderr)
             return 1
         return 0
+    if args.command == "server":
+        from .supervisor import Supervisor
+
+        config = _config(args)
+        api_args = ["--data-dir", str(config.data_dir),
+                    "--listen", f"{config.host}:{config.port}", "--datastore", config.datastore,
+                    "--service-cidr", config.service_cidr]
+        if config.advertise_address:
+            api_args += ["--advertise-address", config.advertise_address]
+        for san in config.extra_sans:
+            api_args += ["--tls-san", san]
+        verbosity = ["-" + "v" * args.verbose] if args.verbose else []
+        return asyncio.run(Supervisor(config.data_dir, api_args, SERVER_COMPONENTS,
+                                      verbosity).run())
+    if args.command == "controller-manager":
+        from pinnace.controllers.manager import run_controller_manager
+
+        return _run_until_signal(run_controller_manager(
+            args.kubeconfig, [c.strip() for c in args.controllers.split(",") if c.strip()],
+            leader_elect=args.leader_elect == "true"))
     return 2
+
+
+SERVER_COMPONENTS = ["controller-manager"]
+
+
+def _run_until_signal(main_coro: Coroutine[Any, Any, None]) -> int:
+    """Run a component until it returns or SIGINT/SIGTERM arrives."""
+    async def runner() -> None:
+        loop = asyncio.get_running_loop()
+        task = asyncio.ensure_future(main_coro)
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, task.cancel)
+        try:
+            await task
+        except asyncio.CancelledError:
+            pass
+
+    asyncio.run(runner())
+    return 0
 
 
 if __name__ == "__main__":

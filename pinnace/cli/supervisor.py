@@ -1,0 +1,105 @@
+"""`pinnace server`: the control plane as separate OS processes (API server,
+controller manager, scheduler), started in order of readiness and restarted
+when one dies, as k3s's executor runs its components."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+log = logging.getLogger("pinnace.server")
+
+
+@dataclass
+class Child:
+    name: str
+    args: list[str]
+    proc: asyncio.subprocess.Process | None = None
+    restarts: int = 0
+    started_at: float = 0.0
+    env: dict[str, str] = field(default_factory=dict)
+
+    async def start(self) -> None:
+        self.started_at = time.monotonic()
+        self.proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "pinnace.cli.main", *self.args,
+            stdout=asyncio.subprocess.PIPE if self.name == "apiserver" else None,
+            env={**os.environ, **self.env})
+        log.info("started %s (pid %d)", self.name, self.proc.pid)
+
+
+class Supervisor:
+    def __init__(self, data_dir: Path, apiserver_args: list[str], components: list[str],
+                 verbosity: list[str]):
+        self.data_dir = data_dir
+        self.api = Child("apiserver", [*verbosity, "apiserver", *apiserver_args])
+        self.components = [Child(c, [*verbosity, c, "--kubeconfig",
+                                     str(data_dir / f"{c}.kubeconfig")]) for c in components]
+        self.stopping = False
+
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await self.api.start()
+        assert self.api.proc is not None and self.api.proc.stdout is not None
+        # Relay the API server's start-up lines (URL, kubeconfig path) and wait for them.
+        ready = False
+        while not ready:
+            line = await self.api.proc.stdout.readline()
+            if not line:
+                return await self.api.proc.wait() or 1
+            sys.stdout.write(line.decode())
+            sys.stdout.flush()
+            ready = b"kubeconfig written" in line
+        relay = asyncio.create_task(self._drain(self.api))
+        for c in self.components:
+            await c.start()
+        watchers = [asyncio.create_task(self._keep(c)) for c in [self.api, *self.components]]
+        await stop.wait()
+        self.stopping = True
+        for w in watchers:
+            w.cancel()
+        relay.cancel()
+        for c in [*self.components, self.api]:
+            await _terminate(c)
+        return 0
+
+    async def _drain(self, child: Child) -> None:
+        assert child.proc is not None and child.proc.stdout is not None
+        while await child.proc.stdout.readline():
+            pass
+
+    async def _keep(self, child: Child) -> None:
+        """Restart a child that exits, backing off if it keeps crashing."""
+        while not self.stopping:
+            assert child.proc is not None
+            code = await child.proc.wait()
+            if self.stopping:
+                return
+            child.restarts += 1
+            quick = time.monotonic() - child.started_at < 10
+            delay = min(2 ** min(child.restarts, 5), 30) if quick else 1
+            log.warning("%s exited with %s; restarting in %ds", child.name, code, delay)
+            await asyncio.sleep(delay)
+            await child.start()
+            if child is self.api:
+                asyncio.create_task(self._drain(child))
+
+
+async def _terminate(child: Child) -> None:
+    if child.proc is None or child.proc.returncode is not None:
+        return
+    child.proc.terminate()
+    try:
+        await asyncio.wait_for(child.proc.wait(), 10)
+    except asyncio.TimeoutError:
+        child.proc.kill()
+        await child.proc.wait()

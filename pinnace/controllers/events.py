@@ -1,0 +1,76 @@
+"""Recording Events the way Kubernetes components do: one core/v1 Event per
+(object, reason, message), its count and lastTimestamp bumped when it
+happens again, so `kubectl describe` and `kubectl get events` show them.
+Recording never blocks or fails the caller."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import socket
+import time
+from typing import Any
+
+from pinnace.client import ApiError, Client
+
+log = logging.getLogger("pinnace.controllers.events")
+
+Obj = dict[str, Any]
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _now_micro() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+class EventRecorder:
+    def __init__(self, client: Client, component: str, host: str | None = None):
+        self.events = client.resource("v1", "events")
+        self.component = component
+        self.instance = f"{component}-{host or socket.gethostname()}"
+        self._seen: dict[tuple[str, str, str, str], tuple[str, str, int]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def event(self, obj: Obj, type_: str, reason: str, message: str) -> None:
+        task = asyncio.get_running_loop().create_task(self._record(obj, type_, reason, message))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _record(self, obj: Obj, type_: str, reason: str, message: str) -> None:
+        meta = obj.get("metadata") or {}
+        ns = meta.get("namespace") or "default"
+        key = (meta.get("uid", ""), type_, reason, message)
+        now = _now()
+        try:
+            prior = self._seen.get(key)
+            if prior is not None:
+                name, first, count = prior
+                self._seen[key] = (name, first, count + 1)
+                await self.events.patch(name, {"count": count + 1, "lastTimestamp": now}, ns)
+                return
+            name = f"{meta.get('name', 'unknown')}.{time.time_ns():x}"
+            involved = {"kind": obj.get("kind"), "namespace": meta.get("namespace"),
+                        "name": meta.get("name"), "uid": meta.get("uid"),
+                        "apiVersion": obj.get("apiVersion"),
+                        "resourceVersion": meta.get("resourceVersion")}
+            body = {"apiVersion": "v1", "kind": "Event",
+                    "metadata": {"name": name, "namespace": ns},
+                    "involvedObject": {k: v for k, v in involved.items() if v},
+                    "reason": reason, "message": message, "type": type_,
+                    "source": {"component": self.component},
+                    "firstTimestamp": now, "lastTimestamp": now, "count": 1,
+                    "eventTime": None, "reportingComponent": self.component,
+                    "reportingInstance": self.instance}
+            await self.events.create(body, ns)
+            self._seen[key] = (name, now, 1)
+            if len(self._seen) > 4096:  # forget the oldest half
+                for k in list(self._seen)[:2048]:
+                    del self._seen[k]
+        except (ApiError, OSError, asyncio.TimeoutError) as e:
+            if isinstance(e, ApiError) and e.not_found:
+                self._seen.pop(key, None)
+            log.debug("recording event %s on %s failed: %s", reason, meta.get("name"), e)

@@ -1,0 +1,64 @@
+"""The controller manager: every controller in one process, sharing one
+client and one set of informers, active only while this process holds the
+kube-controller-manager Lease (so several servers can run one each)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import uuid
+from typing import Any
+
+from pinnace.client import Client, InformerFactory, LeaderElector, auto_config
+
+from .base import Context, Controller
+from .replicaset import ReplicaSetController, ReplicationControllerController
+
+log = logging.getLogger("pinnace.controllers.manager")
+
+# name -> controller class; `--controllers` picks from these ("*" = all).
+CONTROLLERS: dict[str, type[Controller]] = {
+    "replicationcontroller": ReplicationControllerController,
+    "replicaset": ReplicaSetController,
+}
+
+
+def build(ctx: Context, names: list[str]) -> list[Controller]:
+    chosen = list(CONTROLLERS) if "*" in names else names
+    unknown = [n for n in chosen if n not in CONTROLLERS]
+    if unknown:
+        raise ValueError(f"unknown controllers: {', '.join(unknown)} "
+                         f"(known: {', '.join(CONTROLLERS)})")
+    return [CONTROLLERS[n](ctx) for n in chosen]
+
+
+async def run_controller_manager(kubeconfig: str | None, controllers: list[str] | None = None,
+                                 leader_elect: bool = True,
+                                 options: dict[str, Any] | None = None) -> None:
+    config = auto_config(kubeconfig)
+    config.user_agent = "kube-controller-manager/pinnace"
+    client = Client(config, max_connections=200)
+    informers = InformerFactory(client)
+    ctx = Context(client, informers, options or {})
+    running = build(ctx, controllers or ["*"])
+    for c in running:
+        c.setup()
+
+    async def lead() -> None:
+        informers.start()
+        await informers.wait_synced()
+        log.info("controllers running: %s", ", ".join(c.name for c in running))
+        await asyncio.gather(*(c.run() for c in running))
+
+    try:
+        if leader_elect:
+            identity = f"{socket.gethostname()}_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+            elector = LeaderElector(client, "kube-controller-manager", identity)
+            await elector.run(lead)
+        else:
+            await lead()
+    finally:
+        await informers.stop()
+        await client.close()
