@@ -103,12 +103,15 @@ class HTTP:
 
 
 
-def start_server(data_dir: Path, *extra: str, port: int = 0, timeout: float = 30) -> Server:
+def start_server(data_dir: Path, *extra: str, port: int = 0, timeout: float = 30,
+                 command: str = "apiserver") -> Server:
+    """``command`` "apiserver" runs the API server alone; "server" runs the
+    whole supervised control plane (API server, controller manager, ...)."""
     data_dir.mkdir(parents=True, exist_ok=True)
     log = data_dir / f"server-{int(time.time() * 1000)}.log"
     logf = log.open("w")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "pinnace.cli.main", "apiserver", "--data-dir", str(data_dir),
+        [sys.executable, "-m", "pinnace.cli.main", command, "--data-dir", str(data_dir),
          "--listen", f"127.0.0.1:{port}", *extra],
         stdout=subprocess.PIPE, stderr=logf, text=True, start_new_session=True)
     assert proc.stdout is not None
@@ -141,6 +144,28 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     srv.stop()
 
 
+@pytest.fixture(scope="session")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """One whole control plane per test worker (`pinnace server`, memory store)."""
+    srv = start_server(tmp_path_factory.mktemp("cluster"), "--datastore", "memory",
+                       command="server")
+    yield srv
+    srv.stop()
+
+
+def wait_for(check: Any, timeout: float = 20, interval: float = 0.1, what: str = "") -> Any:
+    """Poll ``check()`` until it returns something truthy (controllers are eventually
+    consistent); fail with ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what or check}: last {last!r}")
+
+
 @pytest.fixture
 def sqlite_server(tmp_path: Path) -> Iterator[Server]:
     srv = start_server(tmp_path / "data")
@@ -151,15 +176,25 @@ def sqlite_server(tmp_path: Path) -> Iterator[Server]:
 _ns_counter = 0
 
 
-@pytest.fixture
-def namespace(server: Server, request: pytest.FixtureRequest) -> Iterator[str]:
-    """A fresh namespace per test, so tests sharing a server never collide."""
+def _new_namespace(server: Server, request: pytest.FixtureRequest) -> str:
     global _ns_counter
     _ns_counter += 1
     name = re.sub(r"[^a-z0-9-]", "-", request.node.name.lower())[:40].strip("-")
     name = f"{name}-{os.getpid() % 10000}-{_ns_counter}"
     server.kubectl("create", "namespace", name)
-    yield name
+    return name
+
+
+@pytest.fixture
+def namespace(server: Server, request: pytest.FixtureRequest) -> str:
+    """A fresh namespace per test, so tests sharing a server never collide."""
+    return _new_namespace(server, request)
+
+
+@pytest.fixture
+def cluster_ns(cluster: Server, request: pytest.FixtureRequest) -> str:
+    """A fresh namespace on the shared whole-cluster server."""
+    return _new_namespace(cluster, request)
 
 
 ETCD_BIN = "/usr/bin/etcd"

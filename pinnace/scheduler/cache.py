@@ -320,8 +320,9 @@ class SchedulerCache:
         ni = self.nodes.get(name)
         if ni is None:
             ni = self.nodes[name] = NodeInfo(name)
+        if ni.node is None:
             self._node_list = None
-        elif ni.node is not None:
+        else:
             self._unindex_node(ni)
         ni.set_node(node)
         self._index_node(ni)
@@ -330,14 +331,17 @@ class SchedulerCache:
     update_node = add_node
 
     def remove_node(self, name: str) -> None:
-        ni = self.nodes.pop(name, None)
+        ni = self.nodes.get(name)
         if ni is None:
             return
         self._node_list = None
         if ni.node is not None:
             self._unindex_node(ni)
-        for key in list(ni.pods):
-            self._drop_pod(key)
+        # Its pods stay known (the pod GC deletes them); they count again if
+        # the node comes back.
+        ni.node = None
+        if not ni.pods:
+            del self.nodes[name]
 
     def _index_node(self, ni: NodeInfo) -> None:
         for im in ni.images:
