@@ -35,6 +35,7 @@ from .rest import Options, Registry
 from .reviews import Authorizer
 from .status import APIError
 from .strategy import Strategies
+from .tokens import TokenIssuer, load_or_create_key
 from .watchcache import WatchCache
 
 log = logging.getLogger("pinnace.apiserver")
@@ -74,7 +75,7 @@ class APIServer:
         self.strategies = Strategies(self.store, self.table, self.ips, self.ports)
         self.registry = Registry(self.store, self.strategies)
         self.watches = WatchCache(self.store)
-        self.authn = Authenticator(config.data_dir / "tokens.csv")
+        self.authn = Authenticator(config.data_dir / "tokens.csv", self.store)
         self.handlers = ResourceHandlers(self.registry, self.table, self.watches, self.authn,
                                          Authorizer())
         self.discovery = Discovery(self.table)
@@ -98,6 +99,8 @@ class APIServer:
         cfg.data_dir.mkdir(parents=True, exist_ok=True)
         self.pki = await asyncio.to_thread(ensure_pki, cfg.data_dir / "tls", cfg.host,
                                            cfg.extra_sans)
+        self.authn.issuer = TokenIssuer(await asyncio.to_thread(
+            load_or_create_key, cfg.data_dir / "tls" / "service-account.key"))
         await self.store.start()
         app = web.Application(middlewares=[self._errors, self._authenticate],
                               client_max_size=codec.MAX_BODY + 1024)
@@ -265,7 +268,7 @@ class APIServer:
 
     @web.middleware
     async def _authenticate(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        user = self.authn.authenticate(request)
+        user = await self.authn.authenticate(request)
         if user is None:
             if request.path in _ANONYMOUS_PATHS or request.path.startswith(
                     ("/readyz/", "/livez/", "/healthz/")):

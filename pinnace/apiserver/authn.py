@@ -12,7 +12,12 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import orjson
 from aiohttp import web
+
+from pinnace.storage.interface import Store
+
+from .tokens import TokenIssuer
 
 log = logging.getLogger("pinnace.apiserver.authn")
 
@@ -25,7 +30,9 @@ class User:
 
 
 class Authenticator:
-    def __init__(self, token_file: Path):
+    def __init__(self, token_file: Path, store: Store | None = None):
+        self.store = store
+        self.issuer: TokenIssuer | None = None  # set once the signing key is loaded
         self.tokens: dict[str, User] = {}
         if token_file.exists():
             with token_file.open() as f:
@@ -41,10 +48,38 @@ class Authenticator:
                 return user
         return None
 
-    def authenticate(self, request: web.Request) -> User | None:
+    async def user_for_bearer(self, token: str) -> User | None:
+        if token.count(".") == 2 and self.issuer is not None:
+            return await self._service_account(token)
+        return self.user_for_token(token)
+
+    async def _service_account(self, token: str) -> User | None:
+        """A bound service-account token is valid while its account (and the
+        pod or secret it is bound to) still exist with the same uid."""
+        assert self.issuer is not None
+        claims = self.issuer.verify(token)
+        if claims is None or self.store is None:
+            return None
+        k8s = claims.get("kubernetes.io") or {}
+        ns = k8s.get("namespace", "")
+        sa = k8s.get("serviceaccount") or {}
+        checks = [(f"/registry/core/serviceaccounts/{ns}/{sa.get('name')}", sa.get("uid"))]
+        for kind, resource in (("pod", "pods"), ("secret", "secrets")):
+            if k8s.get(kind):
+                checks.append((f"/registry/core/{resource}/{ns}/{k8s[kind].get('name')}",
+                               k8s[kind].get("uid")))
+        for key, uid in checks:
+            kv = await self.store.get(key)
+            if kv is None or orjson.loads(kv.value)["metadata"].get("uid") != uid:
+                return None
+        return User(f"system:serviceaccount:{ns}:{sa.get('name')}", sa.get("uid", ""),
+                    ("system:serviceaccounts", f"system:serviceaccounts:{ns}",
+                     "system:authenticated"))
+
+    async def authenticate(self, request: web.Request) -> User | None:
         auth = request.headers.get("Authorization", "")
         if auth.startswith("Bearer "):
-            return self.user_for_token(auth[7:].strip())
+            return await self.user_for_bearer(auth[7:].strip())
         transport = request.transport
         if transport is None:
             return None

@@ -141,8 +141,8 @@ class ResourceHandlers:
             if not isinstance(body, dict):
                 raise status.bad_request("the body of the request must be an object")
             user = request.get("userinfo") or User("system:anonymous")
-            return self.respond(request, reviews.answer(target.info, body, user, self.authn,
-                                                        self.authz), 201)
+            return self.respond(request, await reviews.answer(target.info, body, user,
+                                                              self.authn, self.authz), 201)
         if target.name is None:
             if m == "GET":
                 if watching:
@@ -155,6 +155,8 @@ class ResourceHandlers:
             raise status.method_not_allowed()
         if target.subresource == "scale":
             return await self.scale(request, target)
+        if target.subresource == "token":
+            return await self.token_request(request, target)
         if target.subresource in ("binding", "eviction") or (
                 target.info.resource == "bindings" and m == "POST"):
             return await self.pod_action(request, target)
@@ -510,6 +512,47 @@ class ResourceHandlers:
         kv = await self.registry.get_kv(pods, t.namespace, name)
         await self.registry.guaranteed_update(pods, t.namespace, name, kv, bind, opts, "binding")
         return self.respond(request, status.success(), 201)
+
+    async def token_request(self, request: web.Request, t: Target) -> web.Response:
+        """POST serviceaccounts/<name>/token: a bound, expiring token."""
+        if request.method != "POST":
+            raise status.method_not_allowed()
+        assert t.name is not None
+        body = await self.body(request)
+        if not isinstance(body, dict):
+            raise status.bad_request("expected a TokenRequest")
+        sa = await self.registry.get(t.info, t.namespace, t.name)
+        spec = body.get("spec") or {}
+        seconds = spec.get("expirationSeconds") or 3600
+        if not isinstance(seconds, int) or seconds < 600:
+            raise status.invalid("TokenRequest", "authentication.k8s.io", t.name, [
+                field.invalid("spec.expirationSeconds", seconds,
+                              "may not specify a duration less than 10 minutes")])
+        seconds = min(seconds, 48 * 3600)
+        bound = spec.get("boundObjectRef") or None
+        if bound:
+            resource = {"Pod": "pods", "Secret": "secrets"}.get(bound.get("kind", ""))
+            info = self.table.lookup("", "v1", resource) if resource else None
+            if info is None:
+                raise status.bad_request(f"cannot bind token to a {bound.get('kind')}")
+            target = await self.registry.get(info, t.namespace, bound.get("name", ""))
+            if bound.get("uid") and bound["uid"] != target["metadata"]["uid"]:
+                raise status.conflict(resource or "", "", bound.get("name", ""),
+                                      "the UID in the bound object reference does not match")
+            bound = {**bound, "uid": target["metadata"]["uid"]}
+        assert self.authn.issuer is not None
+        token, exp = self.authn.issuer.issue(t.namespace or "default", t.name,
+                                             sa["metadata"]["uid"],
+                                             list(spec.get("audiences") or []), seconds, bound)
+        out = {"kind": "TokenRequest", "apiVersion": "authentication.k8s.io/v1",
+               "metadata": {"name": t.name, "namespace": t.namespace,
+                            "creationTimestamp": None},
+               "spec": {**spec, "expirationSeconds": seconds,
+                        "audiences": spec.get("audiences") or ["https://kubernetes.default.svc"
+                                                               ".cluster.local"]},
+               "status": {"token": token, "expirationTimestamp": dt.datetime.fromtimestamp(
+                   exp, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")}}
+        return self.respond(request, out, 201)
 
     async def _evict(self, request: web.Request, pods: ResourceInfo, ns: str | None, name: str,
                      body: dict[str, Any]) -> web.Response:

@@ -33,8 +33,8 @@ def _user_info(user: User) -> dict[str, Any]:
     return info
 
 
-def answer(info: ResourceInfo, body: dict[str, Any], user: User, authn: Authenticator,
-           authz: Authorizer) -> dict[str, Any]:
+async def answer(info: ResourceInfo, body: dict[str, Any], user: User, authn: Authenticator,
+                 authz: Authorizer) -> dict[str, Any]:
     out = dict(body)
     out.setdefault("metadata", {})
     out["apiVersion"], out["kind"] = info.group_version, info.kind
@@ -43,7 +43,7 @@ def answer(info: ResourceInfo, body: dict[str, Any], user: User, authn: Authenti
     if kind == "SelfSubjectReview":
         out["status"] = {"userInfo": _user_info(user)}
     elif kind == "TokenReview":
-        found = authn.user_for_token(spec.get("token") or "")
+        found = await authn.user_for_bearer(spec.get("token") or "")
         out["status"] = ({"authenticated": True, "user": _user_info(found)} if found
                          else {"authenticated": False, "error": "invalid bearer token"})
     elif kind in ("SelfSubjectAccessReview", "SubjectAccessReview", "LocalSubjectAccessReview"):

@@ -1,0 +1,118 @@
+"""PodTopologySpread: keep matching pods evenly spread over topology
+domains. DoNotSchedule constraints filter (skew = pods in the node's domain
++ the pod itself - the least-loaded domain, must not exceed maxSkew);
+ScheduleAnyway constraints score. Only nodes that pass the pod's node
+affinity/selector and carry every constraint's key count as domains
+(nodeAffinityPolicy Honor, nodeTaintsPolicy Ignore: the defaults).
+Cluster-level default constraints are not applied.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+from pinnace.scheduler.cache import NodeInfo, PodInfo, SchedulerCache
+from pinnace.scheduler.plugins._match import compile_label_selector
+from pinnace.scheduler.plugins.base import MAX_NODE_SCORE, Check, Scorer
+from pinnace.scheduler.plugins.nodeaffinity import required_node_match
+
+ERR_CONSTRAINTS = "node(s) didn't match pod topology spread constraints"
+ERR_MISSING_LABEL = "node(s) didn't match pod topology spread constraints (missing required label)"
+HOSTNAME = "kubernetes.io/hostname"
+
+
+class _Constraint:
+    __slots__ = ("key", "max_skew", "min_domains", "match", "self_match")
+
+    def __init__(self, c: dict[str, Any], pod: PodInfo) -> None:
+        self.key: str = c.get("topologyKey", "")
+        self.max_skew = int(c.get("maxSkew") or 1)
+        self.min_domains = int(c.get("minDomains") or 1)
+        extra = {k: pod.labels[k] for k in c.get("matchLabelKeys") or () if k in pod.labels}
+        self.match = compile_label_selector(c.get("labelSelector"), extra)
+        self.self_match = 1 if self.match(pod.labels) else 0
+
+
+def _constraints(pod: PodInfo, mode: str) -> list[_Constraint]:
+    return [_Constraint(c, pod) for c in pod.spec.get("topologySpreadConstraints") or ()
+            if (c.get("whenUnsatisfiable") or "DoNotSchedule") == mode]
+
+
+def _count(pod: PodInfo, cache: SchedulerCache, cons: list[_Constraint]) -> list[dict[str, int]]:
+    """Per constraint, matching pods per domain over eligible nodes; every
+    eligible domain is present (possibly with 0)."""
+    node_ok = required_node_match(pod)
+    keys = [c.key for c in cons]
+    counts: list[dict[str, int]] = [{} for _ in cons]
+    eligible: dict[str, bool] = {}
+    for ni in cache.node_list():
+        labels = ni.labels
+        ok = all(k in labels for k in keys) and (node_ok is None or node_ok(ni))
+        eligible[ni.name] = ok
+        if ok:
+            for i, k in enumerate(keys):
+                counts[i].setdefault(labels[k], 0)
+    for p in cache.pods_in([pod.namespace]):
+        if p.terminating or not eligible.get(p.node_name):
+            continue
+        labels = cache.nodes[p.node_name].labels
+        for i, c in enumerate(cons):
+            if c.match(p.labels):
+                v = labels[c.key]
+                counts[i][v] = counts[i].get(v, 0) + 1
+    return counts
+
+
+class PodTopologySpread:
+    name = "PodTopologySpread"
+
+    def pre_filter(self, pod: PodInfo, cache: SchedulerCache, state: dict[str, Any]) -> Check | None:
+        cons = _constraints(pod, "DoNotSchedule")
+        if not cons:
+            return None
+        counts = _count(pod, cache, cons)
+        mins = []
+        for c, cnt in zip(cons, counts):
+            # Fewer domains than minDomains: the global minimum is taken as 0.
+            mins.append(0 if not cnt or len(cnt) < c.min_domains else min(cnt.values()))
+
+        def why(ni: NodeInfo) -> tuple[str, ...]:
+            for c, cnt, lo in zip(cons, counts, mins):
+                v = ni.labels.get(c.key)
+                if v is None:
+                    return (ERR_MISSING_LABEL,)
+                if cnt.get(v, 0) + c.self_match - lo > c.max_skew:
+                    return (ERR_CONSTRAINTS,)
+            return ()
+
+        return Check(lambda ni: not why(ni), why,
+                     unresolvable=lambda ni: any(c.key not in ni.labels for c in cons))
+
+    def pre_score(self, pod: PodInfo, cache: SchedulerCache, state: dict[str, Any],
+                  nodes: Sequence[NodeInfo]) -> Scorer | None:
+        cons = _constraints(pod, "ScheduleAnyway")
+        if not cons:
+            return None
+        counts = _count(pod, cache, cons)
+        weights = [math.log(len(cnt) + 2) for cnt in counts]
+
+        def score(nodes: Sequence[NodeInfo]) -> list[int]:
+            raw: list[int | None] = []
+            for ni in nodes:
+                if any(c.key not in ni.labels for c in cons):
+                    raw.append(None)  # ignored node: scores 0
+                    continue
+                s = 0.0
+                for c, cnt, w in zip(cons, counts, weights):
+                    s += cnt.get(ni.labels[c.key], 0) * w + (c.max_skew - 1)
+                raw.append(round(s))
+            valid = [s for s in raw if s is not None]
+            if not valid:
+                return [0] * len(nodes)
+            lo, hi = min(valid), max(valid)
+            return [0 if s is None else MAX_NODE_SCORE if hi == 0 else MAX_NODE_SCORE * (hi + lo - s) // hi
+                    for s in raw]
+
+        return score
