@@ -9,6 +9,7 @@ every quantity it decodes, so "0.5" is stored as "500m" and "1024Mi" as
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from fractions import Fraction
@@ -64,7 +65,13 @@ def _as_text(q: Any) -> str:
 
 def parse_with_format(q: Any) -> tuple[Fraction, str]:
     """The exact value and format (BinarySI/DecimalSI/DecimalExponent)."""
-    s = _as_text(q)
+    return _parse_text(_as_text(q))
+
+
+# Quantities repeat ("100m", "128Mi"): parsing each distinct string once
+# matters on the create path, where every pod's resources are defaulted.
+@functools.lru_cache(maxsize=4096)
+def _parse_text(s: str) -> tuple[Fraction, str]:
     m = _SPLIT.match(s)
     if not m:
         raise QuantityError(ERR_FORMAT)
@@ -132,6 +139,17 @@ def format_quantity(v: Fraction, fmt: str = DECIMAL_SI) -> str:
 def canonical(q: Any, milli: bool = False) -> str:
     """What the API server writes back for quantity ``q``; ``milli`` first
     rounds up to milli precision, as core/v1 defaulting does for resource lists."""
+    if isinstance(q, str):
+        return _canonical_text(q.strip(), milli)
+    return _canonical(q, milli)
+
+
+@functools.lru_cache(maxsize=4096)
+def _canonical_text(q: str, milli: bool) -> str:
+    return _canonical(q, milli)
+
+
+def _canonical(q: Any, milli: bool) -> str:
     v, fmt = parse_with_format(q)
     if milli:
         v = round_up(v, -3)

@@ -19,6 +19,7 @@ from typing import Any
 from aiohttp import web
 
 from pinnace.api.resources import ResourceInfo
+from pinnace.runtime import tune_gc
 from pinnace.storage import open_store
 from pinnace.storage.interface import CompactedError, Store
 
@@ -120,6 +121,7 @@ class APIServer:
         url = f"https://{_url_host(host)}:{self.port}"
         write_kubeconfig(self.kubeconfig_path, admin_kubeconfig(self.pki, url))
         await asyncio.to_thread(self._component_kubeconfigs, url)
+        tune_gc()
         self.ready.set()
         log.info("API server ready on https://%s:%d", cfg.host, self.port)
 

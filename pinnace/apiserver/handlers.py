@@ -628,19 +628,13 @@ class ResourceHandlers:
             await writer.bookmark(after, initial_end=True)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        feed: asyncio.Queue[Any] = asyncio.Queue()
-
-        async def pump() -> None:
-            try:
-                async for ev in self.watches.events(prefix, after):
-                    feed.put_nowait(ev)
-                feed.put_nowait(None)
-            except CompactedError as e:
-                feed.put_nowait(e)
-            except Exception as e:  # pragma: no cover
-                feed.put_nowait(e)
-
-        task = asyncio.create_task(pump())
+        try:
+            stream = await self.watches.stream(prefix, after)
+        except CompactedError as e:
+            await writer.error(status.gone(f"too old resource version: {e.requested} "
+                                           f"({e.compacted})"))
+            await resp.write_eof()
+            return resp
         last = after
         try:
             while True:
@@ -648,27 +642,24 @@ class ResourceHandlers:
                 if remaining <= 0:
                     break
                 try:
-                    item = await asyncio.wait_for(feed.get(), min(remaining, 60.0)
-                                                  if bookmarks else remaining)
-                except TimeoutError:
+                    batch = await stream.next_batch(min(remaining, 60.0) if bookmarks
+                                                    else remaining)
+                except CompactedError as e:
+                    await writer.error(status.gone(
+                        f"too old resource version: {e.requested} ({e.compacted})"))
+                    break
+                if batch is None:
+                    break
+                if not batch:
                     if bookmarks and loop.time() < deadline:
                         await writer.bookmark(max(last, self.watches.last_revision(prefix)))
                     continue
-                if item is None:
-                    break
-                if isinstance(item, CompactedError):
-                    await writer.error(status.gone(
-                        f"too old resource version: {item.requested} ({item.compacted})"))
-                    break
-                if isinstance(item, Exception):
-                    await writer.error(status.internal(str(item)))
-                    break
-                last = item.rev
-                await writer.event(item, label_sel, field_sel)
+                last = batch[-1].rev
+                await writer.events(batch, label_sel, field_sel)
         except (ConnectionResetError, asyncio.CancelledError):
             pass
         finally:
-            task.cancel()
+            stream.close()
         try:
             await resp.write_eof()
         except (ConnectionResetError, RuntimeError):
@@ -700,16 +691,23 @@ class _EventWriter:
         return codec.dumps(obj)
 
     async def _send(self, type_: str, payload: bytes) -> None:
-        if self.fmt.kind == "protobuf":
-            # payload is the object's JSON: re-encoded as a length-prefixed frame.
-            await self.resp.write(encode_protobuf_event(type_, orjson.loads(payload)))
-            return
-        await self.resp.write(b'{"type":"%s","object":%s}\n' % (type_.encode(), payload))
+        await self.resp.write(self._frame(type_, payload))
 
     async def object(self, type_: str, obj: dict[str, Any]) -> None:
         await self._send(type_, self._encode_obj(obj))
 
-    async def event(self, ev: CacheEvent, label_sel: Any, field_sel: Any) -> None:
+    async def events(self, batch: list[CacheEvent], label_sel: Any, field_sel: Any) -> None:
+        """Write a batch of events in one go; each event's encoded line is made
+        once and shared by every watcher asking for the same format."""
+        lines = []
+        for ev in batch:
+            line = self._line(ev, label_sel, field_sel)
+            if line:
+                lines.append(line)
+        if lines:
+            await self.resp.write(b"".join(lines))
+
+    def _line(self, ev: CacheEvent, label_sel: Any, field_sel: Any) -> bytes | None:
         type_ = ev.type
         if label_sel is not None or field_sel is not None:
             cur = _matches(self.info, ev.obj, label_sel, field_sel)
@@ -720,20 +718,29 @@ class _EventWriter:
                 elif was and not cur:
                     type_ = "DELETED"
                 elif not cur:
-                    return
+                    return None
             elif not cur:
-                return
-        key = (self.fmt.kind, self.info.group, self.info.version, self.include,
-               self.fmt.kind == "table" and not self.headers_sent)
-        payload = ev.wire.get(key)
-        if payload is None:
+                return None
+        table_headers = self.fmt.kind == "table" and not self.headers_sent
+        key = (type_, self.fmt.kind, self.info.group, self.info.version, self.include,
+               table_headers)
+        line = ev.wire.get(key)
+        if line is None:
             if self.plain:
                 payload = codec.with_revision(ev.raw, ev.rev)
             else:
-                obj = self.registry.to_served(self.info, ev.obj)
-                payload = self._encode_obj(obj)
-            ev.wire[key] = payload
-        await self._send(type_, payload)
+                payload = self._encode_obj(self.registry.to_served(self.info, ev.obj))
+            line = self._frame(type_, payload)
+            ev.wire[key] = line
+        elif table_headers:
+            self.headers_sent = True
+        return line
+
+    def _frame(self, type_: str, payload: bytes) -> bytes:
+        if self.fmt.kind == "protobuf":
+            # payload is the object's JSON: re-encoded as a length-prefixed frame.
+            return encode_protobuf_event(type_, orjson.loads(payload))
+        return b'{"type":"%s","object":%s}\n' % (type_.encode(), payload)
 
     async def bookmark(self, rev: int, initial_end: bool = False) -> None:
         meta: dict[str, Any] = {"resourceVersion": str(rev)}

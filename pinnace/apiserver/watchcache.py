@@ -154,16 +154,79 @@ class _RevView:
         return self.ring[i].rev
 
 
+class WatchStream:
+    """One watcher's view: batches of the events it has not seen yet.
+
+    Batching lets a watcher that fell behind catch up with one write instead
+    of one per event; the common path takes events straight from the
+    resource cache's subscriber queue."""
+
+    def __init__(self, prefix: str, cache: ResourceCache, sub: Subscriber | None,
+                 direct: AsyncIterator[CacheEvent] | None = None):
+        self.prefix = prefix
+        self.cache = cache
+        self.sub = sub
+        self._queue: asyncio.Queue[Any] = sub.queue if sub is not None else asyncio.Queue()
+        self._pump: asyncio.Task[None] | None = None
+        if direct is not None:
+            self._pump = asyncio.create_task(self._feed(direct))
+
+    async def _feed(self, events: AsyncIterator[CacheEvent]) -> None:
+        try:
+            async for ev in events:
+                self._queue.put_nowait(ev)
+            self._queue.put_nowait(_CLOSED)
+        except Exception as e:  # a compaction mid-replay ends the stream with an error
+            self._queue.put_nowait(e)
+
+    async def next_batch(self, timeout: float | None, limit: int = 500
+                         ) -> list[CacheEvent] | None:
+        """Events waiting now (at least one, waiting up to ``timeout``): [] on
+        timeout, None once the stream has ended. Raises what ended a replay."""
+        q = self._queue
+        if q.empty():
+            if self.sub is not None and self.sub.overflowed:
+                return None
+            try:
+                first = await asyncio.wait_for(q.get(), timeout) if timeout is not None \
+                    else await q.get()
+            except asyncio.TimeoutError:
+                return []
+        else:
+            first = q.get_nowait()
+        out: list[CacheEvent] = []
+        item = first
+        while True:
+            if item is _CLOSED:
+                if not out:
+                    return None
+                q.put_nowait(_CLOSED)  # end after delivering what came before
+                return out
+            if isinstance(item, Exception):
+                raise item
+            if item.key.startswith(self.prefix):
+                out.append(item)
+            if len(out) >= limit or q.empty():
+                return out
+            item = q.get_nowait()
+
+    def close(self) -> None:
+        if self.sub is not None:
+            self.cache.subscribers.discard(self.sub)
+        if self._pump is not None:
+            self._pump.cancel()
+
+
 class WatchCache:
     def __init__(self, store: Store, size: int = 10_000):
         self.store = store
         self.size = size
         self.caches: dict[str, ResourceCache] = {}
 
-    async def events(self, prefix: str, after: int) -> AsyncIterator[CacheEvent]:
-        """Events under ``prefix`` (a resource's prefix, optionally narrowed to a
-        namespace) with revision > ``after``. Raises CompactedError when the
-        history is gone."""
+    async def stream(self, prefix: str, after: int) -> "WatchStream":
+        """A stream of events under ``prefix`` (a resource's prefix, optionally
+        narrowed to a namespace) with revision > ``after``. Raises
+        CompactedError when that history is gone."""
         resource_prefix = "/".join(prefix.split("/")[:4]) + "/"
         cache = self.caches.get(resource_prefix)
         if cache is None:
@@ -176,22 +239,26 @@ class WatchCache:
             if not cache.started():
                 cache.start(after)
         try:
-            sub = cache.subscribe(after)
+            return WatchStream(prefix, cache, cache.subscribe(after))
         except TooOldError:
-            async for ev in self._direct(prefix, after):
-                yield ev
-            return
+            # Older than the ring: this watcher reads storage history itself.
+            compacted = await self.store.compacted_revision()
+            if after < compacted:
+                raise CompactedError(after, compacted) from None
+            return WatchStream(prefix, cache, None, self._direct(prefix, after))
+
+    async def events(self, prefix: str, after: int) -> AsyncIterator[CacheEvent]:
+        """The same events one at a time (for in-process callers)."""
+        stream = await self.stream(prefix, after)
         try:
             while True:
-                item = await sub.queue.get()
-                if item is _CLOSED:
+                batch = await stream.next_batch(None)
+                if batch is None:
                     return
-                if item.key.startswith(prefix):
-                    yield item
-                if sub.overflowed and sub.queue.empty():
-                    return
+                for ev in batch:
+                    yield ev
         finally:
-            cache.subscribers.discard(sub)
+            stream.close()
 
     async def _direct(self, prefix: str, after: int) -> AsyncIterator[CacheEvent]:
         w = self.store.watch(prefix, after)

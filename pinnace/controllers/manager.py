@@ -12,6 +12,7 @@ import uuid
 from typing import Any
 
 from pinnace.client import Client, InformerFactory, LeaderElector, auto_config
+from pinnace.runtime import tune_gc
 
 from .base import Context, Controller
 from .replicaset import ReplicaSetController, ReplicationControllerController
@@ -49,6 +50,7 @@ async def run_controller_manager(kubeconfig: str | None, controllers: list[str] 
     async def lead() -> None:
         informers.start()
         await informers.wait_synced()
+        tune_gc()
         log.info("controllers running: %s", ", ".join(c.name for c in running))
         await asyncio.gather(*(c.run() for c in running))
 

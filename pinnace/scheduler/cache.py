@@ -206,7 +206,8 @@ class NodeInfo:
     __slots__ = ("name", "node", "labels", "taints", "hard_taints", "soft_taints", "unschedulable",
                  "alloc_cpu", "alloc_mem", "alloc_eph", "alloc_pods", "alloc_scalar",
                  "req_cpu", "req_mem", "req_eph", "req_scalar", "nz_cpu", "nz_mem",
-                 "pods", "used_ports", "images", "generation", "n_affinity", "n_anti")
+                 "pods", "used_ports", "images", "generation", "n_affinity", "n_anti",
+                 "free_cpu", "free_mem", "free_pods", "memo")
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -227,6 +228,10 @@ class NodeInfo:
         self.generation = 0
         self.n_affinity = 0  # pods here with pod (anti-)affinity terms
         self.n_anti = 0  # pods here with required anti-affinity
+        # What is left, kept current so the fit filter is three comparisons.
+        self.free_cpu = self.free_mem = self.free_pods = 0
+        # Scores of this node for a pod shape; emptied whenever the node changes.
+        self.memo: dict[Any, Any] = {}
 
     def set_node(self, node: dict[str, Any]) -> None:
         self.node = node
@@ -247,6 +252,13 @@ class NodeInfo:
             for n in im.get("names") or ():
                 images[n] = size
         self.images = images
+        self._refresh()
+
+    def _refresh(self) -> None:
+        self.free_cpu = self.alloc_cpu - self.req_cpu
+        self.free_mem = self.alloc_mem - self.req_mem
+        self.free_pods = self.alloc_pods - len(self.pods)
+        self.memo = {}
         self.generation += 1
 
     def add_pod(self, pi: PodInfo) -> None:
@@ -280,7 +292,7 @@ class NodeInfo:
             self.n_affinity += sign
         if pi.required_anti_affinity:
             self.n_anti += sign
-        self.generation += 1
+        self._refresh()
 
     def clone(self) -> NodeInfo:
         """A copy whose pod set can be changed freely (preemption what-ifs)."""
@@ -290,6 +302,7 @@ class NodeInfo:
         c.pods = dict(self.pods)
         c.req_scalar = dict(self.req_scalar)
         c.used_ports = {k: dict(v) for k, v in self.used_ports.items()}
+        c.memo = {}
         return c
 
 

@@ -34,13 +34,28 @@ class ImageLocality:
         total = max(len(cache.node_list()), 1)
         max_threshold = MAX_CONTAINER_THRESHOLD * max(len(images), 1)
 
-        def one(ni: NodeInfo) -> int:
+        def from_sizes(sizes: tuple[int | None, ...]) -> int:
             s = 0.0
-            for i in images:
-                size = ni.images.get(i)
+            for i, size in zip(images, sizes):
                 if size is not None:
                     s += size * (spread[i] / total)
             s = min(max(int(s), MIN_THRESHOLD), max_threshold)
             return MAX_NODE_SCORE * (s - MIN_THRESHOLD) // (max_threshold - MIN_THRESHOLD)
 
-        return lambda nodes: [one(ni) for ni in nodes]
+        def score(nodes: Sequence[NodeInfo]) -> list[int]:
+            # The score depends only on the sizes found; few distinct ones exist.
+            memo: dict[Any, int] = {}
+            if len(images) == 1:
+                img = images[0]
+                keys: list[Any] = [(ni.images.get(img),) for ni in nodes]
+            else:
+                keys = [tuple(ni.images.get(i) for i in images) for ni in nodes]
+            out = []
+            for k in keys:
+                v = memo.get(k)
+                if v is None:
+                    v = memo[k] = from_sizes(k)
+                out.append(v)
+            return out
+
+        return score

@@ -40,39 +40,49 @@ def fit_reasons(pod: PodInfo, ni: NodeInfo) -> tuple[str, ...]:
     return tuple(out)
 
 
+def _least_allocated_one(ni: NodeInfo, pc: int, pm: int) -> int:
+    ac, am = ni.alloc_cpu, ni.alloc_mem
+    rc, rm = ni.nz_cpu + pc, ni.nz_mem + pm
+    s = (ac - rc) * 100 // ac if ac and rc <= ac else 0
+    s += (am - rm) * 100 // am if am and rm <= am else 0
+    return s // 2
+
+
 def least_allocated(pod: PodInfo, nodes: Sequence[NodeInfo]) -> list[int]:
     pc, pm = pod.nz_cpu, pod.nz_mem
+    key = ("least", pc, pm)
     out = []
     app = out.append
+    # A node's score only changes when its pods do: most come from the memo.
     for ni in nodes:
-        ac = ni.alloc_cpu
-        rc = ni.nz_cpu + pc
-        am = ni.alloc_mem
-        rm = ni.nz_mem + pm
-        s = (ac - rc) * 100 // ac if ac and rc <= ac else 0
-        s += (am - rm) * 100 // am if am and rm <= am else 0
-        app(s // 2)
+        m = ni.memo
+        v = m.get(key)
+        if v is None:
+            v = m[key] = _least_allocated_one(ni, pc, pm)
+        app(v)
     return out
+
+
+def _balanced_one(ni: NodeInfo, pc: int, pm: int) -> int:
+    ac, am = ni.alloc_cpu, ni.alloc_mem
+    if not ac or not am:
+        return 100  # one resource left: its deviation is zero
+    fc = min((ni.req_cpu + pc) / ac, 1.0)
+    fm = min((ni.req_mem + pm) / am, 1.0)
+    return int((1 - abs(fc - fm) / 2) * 100)
 
 
 def balanced_allocation(pod: PodInfo, nodes: Sequence[NodeInfo]) -> list[int]:
     pc, pm = pod.cpu, pod.mem
+    key = ("balanced", pc, pm)
     out = []
     app = out.append
     for ni in nodes:
-        ac = ni.alloc_cpu
-        am = ni.alloc_mem
-        if not ac or not am:
-            # One resource left: its deviation is zero.
-            app(100)
-            continue
-        fc = (ni.req_cpu + pc) / ac
-        fm = (ni.req_mem + pm) / am
-        if fc > 1:
-            fc = 1.0
-        if fm > 1:
-            fm = 1.0
-        app(int((1 - abs(fc - fm) / 2) * 100))
+        m = ni.memo
+        v = m.get(key)
+        if v is None:
+            v = m[key] = _balanced_one(ni, pc, pm)
+        app(v)
     return out
 
 
@@ -89,13 +99,12 @@ class NodeResourcesFit:
         # The common shapes, each one comprehension over the batch.
         def batch(nodes: list[NodeInfo]) -> list[NodeInfo]:
             if cpu and mem:
-                return [ni for ni in nodes if len(ni.pods) < ni.alloc_pods
-                        and cpu <= ni.alloc_cpu - ni.req_cpu and mem <= ni.alloc_mem - ni.req_mem]
+                return [ni for ni in nodes if ni.free_pods > 0 and cpu <= ni.free_cpu and mem <= ni.free_mem]
             if cpu:
-                return [ni for ni in nodes if len(ni.pods) < ni.alloc_pods and cpu <= ni.alloc_cpu - ni.req_cpu]
+                return [ni for ni in nodes if ni.free_pods > 0 and cpu <= ni.free_cpu]
             if mem:
-                return [ni for ni in nodes if len(ni.pods) < ni.alloc_pods and mem <= ni.alloc_mem - ni.req_mem]
-            return [ni for ni in nodes if len(ni.pods) < ni.alloc_pods]
+                return [ni for ni in nodes if ni.free_pods > 0 and mem <= ni.free_mem]
+            return [ni for ni in nodes if ni.free_pods > 0]
 
         return Check(lambda ni: not fit_reasons(pod, ni), lambda ni: fit_reasons(pod, ni), batch=batch)
 

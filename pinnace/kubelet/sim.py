@@ -1,0 +1,578 @@
+"""Simulated nodes, like kwok: many Nodes served by one process, with no
+containers behind them.
+
+Each simulated node registers its Node, heartbeats through a Lease in
+kube-node-lease like a kubelet (renewed every 10 s; the node lifecycle
+controller reads Leases for liveness), reports its status only when it
+changes or every nodeStatusReportFrequency (5 min), takes the pods bound to
+it to Running with a pod IP, finishes graceful deletion, and can be stopped
+to simulate a node failure (then it does nothing at all: its Lease expires
+and its pods stay as they are).
+
+Built for thousands of nodes in one process: one pod informer and one node
+informer keep slim copies of only our objects, one timer heap drives every
+Lease renewal and status report, spread evenly over the period rather than
+all at the same instant, and a bounded number of requests is in flight.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import heapq
+import ipaddress
+import logging
+import re
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from pinnace.client import ApiError, Client, Informer, WorkQueue, auto_config, key_of
+
+from .ipam import NodeIPAM, PoolExhausted, fallback_cidr
+from .podstatus import rfc3339, running_status, terminated_status
+
+log = logging.getLogger("pinnace.kubelet.sim")
+
+Obj = dict[str, Any]
+
+KUBELET_VERSION = "v1.37.0-pinnace-sim"
+RUNTIME_VERSION = "sim://1.0"
+LEASE_NAMESPACE = "kube-node-lease"
+COMPLETE_AFTER = "pinnace.dev/sim-complete-after"
+HOST_IP_BASE = int(ipaddress.IPv4Address("10.200.0.0"))
+DEFAULT_CAPACITY = {"cpu": "32", "memory": "256Gi", "pods": "110",
+                    "ephemeral-storage": "100Gi", "hugepages-1Gi": "0", "hugepages-2Mi": "0"}
+
+_LEASE, _STATUS = 0, 1
+
+
+def micro_now() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+_DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
+_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_duration(text: str) -> float | None:
+    """Seconds in a Go duration ("5s", "1m30s", "250ms"); None if malformed."""
+    text = text.strip()
+    if text in ("0", ""):
+        return 0.0 if text else None
+    pos, total = 0, 0.0
+    for m in _DURATION.finditer(text):
+        if m.start() != pos:
+            return None
+        total += float(m.group(1)) * _UNITS[m.group(2)]
+        pos = m.end()
+    return total if pos == len(text) and pos else None
+
+
+def _parse_time(value: str) -> float:
+    return dt.datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+
+
+# -- slim copies: at 150,000 pods the informer must not hold whole objects ----
+
+def _slim_container(c: Obj) -> Obj:
+    out = {"name": c.get("name"), "image": c.get("image")}
+    for k in ("resources", "volumeMounts", "restartPolicy"):
+        if c.get(k):
+            out[k] = c[k]
+    return out
+
+
+def slim_pod(pod: Obj) -> Obj:
+    """What the simulator needs of a pod (and what its status is built from)."""
+    meta, spec, st = pod.get("metadata") or {}, pod.get("spec") or {}, pod.get("status") or {}
+    m = {k: meta[k] for k in ("name", "namespace", "uid", "resourceVersion", "generation",
+                              "deletionTimestamp") if k in meta}
+    ann = (meta.get("annotations") or {}).get(COMPLETE_AFTER)
+    if ann is not None:
+        m["annotations"] = {COMPLETE_AFTER: ann}
+    s = {k: spec[k] for k in ("nodeName", "restartPolicy", "hostNetwork", "readinessGates")
+         if k in spec}
+    s["containers"] = [_slim_container(c) for c in spec.get("containers") or []]
+    if spec.get("initContainers"):
+        s["initContainers"] = [_slim_container(c) for c in spec["initContainers"]]
+    status = {k: st[k] for k in ("phase", "podIP", "startTime", "qosClass", "conditions")
+              if k in st}
+    return {"metadata": m, "spec": s, "status": status}
+
+
+def slim_node(node: Obj) -> Obj:
+    meta, spec, st = node.get("metadata") or {}, node.get("spec") or {}, node.get("status") or {}
+    return {"metadata": {k: meta[k] for k in ("name", "uid", "resourceVersion") if k in meta},
+            "spec": {k: spec[k] for k in ("podCIDR", "podCIDRs") if k in spec},
+            "status": {"conditions": st.get("conditions") or []}}
+
+
+class FilteredInformer(Informer):
+    """An informer that caches only the objects ``keep`` accepts, as ``slim``
+    copies (client-go's informer transform). ``keep`` must depend only on
+    immutable fields (a pod's nodeName, a node's name)."""
+
+    def __init__(self, rc: Any, keep: Callable[[Obj], bool], slim: Callable[[Obj], Obj],
+                 **kw: Any):
+        super().__init__(rc, **kw)
+        self._keep = keep
+        self._slim = slim
+
+    def _apply(self, type_: str, obj: Obj) -> None:
+        if self._keep(obj):
+            super()._apply(type_, self._slim(obj))
+
+    def _replace(self, items: list[Obj]) -> None:
+        super()._replace([self._slim(o) for o in items if self._keep(o)])
+
+
+# -- one simulated node --------------------------------------------------------
+
+@dataclass(slots=True, eq=False)
+class SimNode:
+    name: str
+    index: int
+    host_ip: str
+    ipam: NodeIPAM
+    running: bool = True
+    registered: bool = False
+    uid: str = ""
+    lease: Obj | None = None
+    busy: bool = False  # a heartbeat request is in flight
+    ids: tuple[str, str, str] = field(default_factory=lambda: (
+        uuid.uuid4().hex, str(uuid.uuid4()), str(uuid.uuid4())))
+
+
+class SimNodes:
+    """Simulate ``names`` as nodes of the cluster ``client`` talks to.
+
+    capacity: resources each node reports (cpu, memory, pods, ephemeral-storage).
+    pod_startup_delay: seconds between seeing a pod bound and reporting it Running.
+    lease_duration: Lease spec.leaseDurationSeconds (40, as kubelet); the
+      Lease is renewed every quarter of it unless renew_interval is given.
+    status_report_frequency: a node whose status did not change still posts
+      it this often (upstream nodeStatusReportFrequency, 5 min).
+    first_index: index of names[0], so several simulators get distinct host
+      IPs and fallback pod ranges.
+    max_in_flight: requests at once for heartbeats and pod updates.
+    """
+
+    def __init__(self, client: Client, names: Iterable[str], capacity: dict[str, str] | None = None,
+                 *, pod_startup_delay: float = 0.0, lease_duration: int = 40,
+                 renew_interval: float | None = None, status_report_frequency: float = 300.0,
+                 first_index: int = 0, labels: dict[str, str] | None = None,
+                 workers: int = 16, max_in_flight: int = 32):
+        self.client = client
+        self.capacity = {**DEFAULT_CAPACITY, **(capacity or {})}
+        self.pod_startup_delay = pod_startup_delay
+        self.lease_duration = lease_duration
+        self.renew_interval = renew_interval or lease_duration / 4
+        self.status_report_frequency = status_report_frequency
+        self.labels = dict(labels or {})
+        self.workers = workers
+        self.nodes_rc = client.resource("v1", "nodes")
+        self.pods_rc = client.resource("v1", "pods")
+        self.leases_rc = client.resource("coordination.k8s.io/v1", "leases")
+        self.nodes: dict[str, SimNode] = {}
+        for i, name in enumerate(names):
+            idx = first_index + i
+            self.nodes[name] = SimNode(name, idx, str(ipaddress.IPv4Address(
+                HOST_IP_BASE + 1 + idx)), NodeIPAM(fallback_cidr(idx)))
+        self.pod_informer = FilteredInformer(self.pods_rc, self._ours, slim_pod)
+        self.pod_informer.add_index("node", lambda p: [p["spec"].get("nodeName") or ""])
+        self.node_informer = FilteredInformer(
+            self.nodes_rc, lambda n: n["metadata"]["name"] in self.nodes, slim_node)
+        self.queue = WorkQueue()
+        self.ready = asyncio.Event()
+        self._sem = asyncio.Semaphore(max_in_flight)
+        self._heap: list[tuple[float, int, int, str, bool]] = []
+        self._seq = 0
+        self._wake = asyncio.Event()
+        self._first_seen: dict[str, float] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    def _ours(self, pod: Obj) -> bool:
+        return (pod.get("spec") or {}).get("nodeName") in self.nodes
+
+    # -- lifecycle ---------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Register every node, then heartbeat and run pods until cancelled."""
+        try:
+            await self._ensure_lease_namespace()
+            await asyncio.gather(*(self._bounded(self._register(n))
+                                   for n in self.nodes.values()))
+            self.node_informer.add_handler(self._node_changed, lambda o, n: self._node_changed(n),
+                                           self._node_deleted)
+            self.pod_informer.add_handler(self._pod_event, lambda o, n: self._pod_event(n),
+                                          self._pod_deleted)
+            self.node_informer.start()
+            self.pod_informer.start()
+            await asyncio.gather(self.node_informer.synced.wait(),
+                                 self.pod_informer.synced.wait())
+            self._schedule_all()
+            self.ready.set()
+            log.info("simulating %d nodes", len(self.nodes))
+            await asyncio.gather(self._heartbeat_loop(),
+                                 *(self._worker() for _ in range(self.workers)))
+        finally:
+            await self.queue.shutdown()
+            for t in list(self._tasks):
+                t.cancel()
+            await self.pod_informer.stop()
+            await self.node_informer.stop()
+
+    def stop_node(self, name: str) -> None:
+        """Simulate a node failure: no more Lease renewals, status or pod work."""
+        self.nodes[name].running = False
+
+    def start_node(self, name: str) -> None:
+        """Bring a stopped node back: report Ready, renew the Lease, resume its pods."""
+        node = self.nodes[name]
+        if node.running:
+            return
+        node.running = True
+        self._push(time.monotonic(), _LEASE, name)
+        self._push(time.monotonic(), _STATUS, name)
+        for pod in self.pod_informer.by_index("node", name):
+            self.queue.add(key_of(pod))
+
+    async def _bounded(self, coro: Any) -> Any:
+        async with self._sem:
+            return await coro
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # -- node registration and status --------------------------------------------
+
+    async def _ensure_lease_namespace(self) -> None:
+        try:
+            await self.client.resource("v1", "namespaces").create(
+                {"apiVersion": "v1", "kind": "Namespace",
+                 "metadata": {"name": LEASE_NAMESPACE}})
+        except ApiError as e:
+            if not e.conflict and e.code != 403:
+                raise
+
+    def node_object(self, node: SimNode) -> Obj:
+        labels = {"kubernetes.io/hostname": node.name, "kubernetes.io/os": "linux",
+                  "kubernetes.io/arch": "amd64", "beta.kubernetes.io/os": "linux",
+                  "beta.kubernetes.io/arch": "amd64",
+                  "node.kubernetes.io/instance-type": "pinnace-sim", "type": "sim",
+                  **self.labels}
+        return {"apiVersion": "v1", "kind": "Node",
+                "metadata": {"name": node.name, "labels": labels, "annotations": {
+                    "node.alpha.kubernetes.io/ttl": "0",
+                    "volumes.kubernetes.io/controller-managed-attach-detach": "true"}},
+                "spec": {}, "status": self.node_status(node, [])}
+
+    def node_status(self, node: SimNode, old_conditions: list[Obj]) -> Obj:
+        machine_id, system_uuid, boot_id = node.ids
+        return {
+            "capacity": dict(self.capacity), "allocatable": dict(self.capacity),
+            "conditions": self.node_conditions(old_conditions),
+            "addresses": [{"type": "InternalIP", "address": node.host_ip},
+                          {"type": "Hostname", "address": node.name}],
+            "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}},
+            "nodeInfo": {"machineID": machine_id, "systemUUID": system_uuid,
+                         "bootID": boot_id, "kernelVersion": "6.8.0-pinnace-sim",
+                         "osImage": "Pinnace Simulated Node", "containerRuntimeVersion":
+                         RUNTIME_VERSION, "kubeletVersion": KUBELET_VERSION,
+                         "operatingSystem": "linux", "architecture": "amd64"},
+            "runtimeHandlers": [{"name": "", "features": {"recursiveReadOnlyMounts": True,
+                                                          "userNamespaces": True}}],
+            "features": {"supplementalGroupsPolicy": True},
+        }
+
+    @staticmethod
+    def node_conditions(old: list[Obj]) -> list[Obj]:
+        now = rfc3339()
+        prev = {c.get("type"): c for c in old}
+        out = []
+        for type_, value, reason, message in (
+                ("MemoryPressure", "False", "KubeletHasSufficientMemory",
+                 "kubelet has sufficient memory available"),
+                ("DiskPressure", "False", "KubeletHasNoDiskPressure",
+                 "kubelet has no disk pressure"),
+                ("PIDPressure", "False", "KubeletHasSufficientPID",
+                 "kubelet has sufficient PID available"),
+                ("Ready", "True", "KubeletReady", "kubelet is posting ready status")):
+            p = prev.get(type_) or {}
+            since = p.get("lastTransitionTime") if p.get("status") == value else None
+            out.append({"type": type_, "status": value, "lastHeartbeatTime": now,
+                        "lastTransitionTime": since or now, "reason": reason,
+                        "message": message})
+        return out
+
+    async def _register(self, node: SimNode) -> None:
+        try:
+            created = await self.nodes_rc.create(self.node_object(node))
+        except ApiError as e:
+            if not e.conflict:
+                log.warning("registering node %s: %s", node.name, e)
+                return
+            # Already there (a restart of the simulator): take it over as kubelet does.
+            created = await self.nodes_rc.get(node.name)
+            await self._post_status(node, created.get("status", {}).get("conditions") or [])
+        node.uid = created["metadata"]["uid"]
+        node.registered = True
+        cidr = (created.get("spec") or {}).get("podCIDR")
+        if cidr:
+            node.ipam.set_cidr(cidr)
+        await self._renew(node)
+
+    async def _post_status(self, node: SimNode, old_conditions: list[Obj]) -> None:
+        body = {"status": self.node_status(node, old_conditions)}
+        await self.nodes_rc.patch(node.name, body, type="strategic", subresource="status")
+
+    def _node_changed(self, obj: Obj) -> None:
+        node = self.nodes.get(obj["metadata"]["name"])
+        if node is None:
+            return
+        node.uid = obj["metadata"].get("uid") or node.uid
+        cidr = obj["spec"].get("podCIDR")
+        if cidr and cidr != node.ipam.cidr:
+            node.ipam.set_cidr(cidr)
+        # Someone else (the node lifecycle controller) marked us not Ready
+        # while we run: report at once, as the kubelet's next sync would.
+        if node.running and node.registered and not _is_ready(obj):
+            self._push(time.monotonic(), _STATUS, node.name)
+
+    def _node_deleted(self, obj: Obj) -> None:
+        node = self.nodes.get(obj["metadata"]["name"])
+        if node is not None:
+            log.warning("node %s was deleted; registering it again", node.name)
+            node.registered, node.lease, node.uid = False, None, ""
+            self._push(time.monotonic(), _STATUS, node.name)
+
+    # -- heartbeats: one timer heap for every node -------------------------------
+
+    def _push(self, due: float, kind: int, name: str, periodic: bool = False) -> None:
+        """Queue a heartbeat; a periodic one queues its next turn when it fires."""
+        self._seq += 1
+        heapq.heappush(self._heap, (due, self._seq, kind, name, periodic))
+        if self._heap[0][1] == self._seq:
+            self._wake.set()
+
+    def _schedule_all(self) -> None:
+        now, n = time.monotonic(), max(len(self.nodes), 1)
+        for k, name in enumerate(self.nodes):
+            spread = k / n
+            self._push(now + self.renew_interval * spread, _LEASE, name, True)
+            self._push(now + self.status_report_frequency * (0.5 + 0.5 * spread), _STATUS, name,
+                       True)
+
+    async def _heartbeat_loop(self) -> None:
+        while True:
+            now = time.monotonic()
+            while self._heap and self._heap[0][0] <= now:
+                due, _, kind, name, periodic = heapq.heappop(self._heap)
+                node = self.nodes[name]
+                if periodic:
+                    period = self.renew_interval if kind == _LEASE else \
+                        self.status_report_frequency
+                    # Keep each node's phase, unless we fell a whole period behind.
+                    nxt = due + period
+                    self._push(nxt if nxt > now else now + period / 2, kind, name, True)
+                if not node.running:
+                    continue
+                if node.busy:
+                    if not periodic:  # a one-off report must not be lost
+                        self._push(now + 0.1, kind, name)
+                    continue
+                await self._sem.acquire()
+                node.busy = True
+                self._spawn(self._beat(node, kind))
+            self._wake.clear()
+            delay = self._heap[0][0] - time.monotonic() if self._heap else 1.0
+            try:
+                await asyncio.wait_for(self._wake.wait(), max(min(delay, 1.0), 0.0))
+            except TimeoutError:
+                pass
+
+    async def _beat(self, node: SimNode, kind: int) -> None:
+        try:
+            if not node.registered:
+                await self._register(node)
+            elif kind == _LEASE:
+                await self._renew(node)
+            else:
+                slim = self.node_informer.get(node.name)
+                await self._post_status(node, slim["status"]["conditions"] if slim else [])
+        except (ApiError, OSError, asyncio.TimeoutError) as e:
+            log.info("heartbeat of %s: %s", node.name, e)
+        finally:
+            node.busy = False
+            self._sem.release()
+
+    async def _renew(self, node: SimNode) -> None:
+        """Renew (or create) the node's Lease with one request in the usual case."""
+        for _ in range(2):
+            lease = node.lease
+            if lease is None:
+                try:
+                    lease = await self.leases_rc.get(node.name, LEASE_NAMESPACE)
+                except ApiError as e:
+                    if not e.not_found:
+                        raise
+                    node.lease = await self.leases_rc.create(self._lease(node))
+                    return
+            body = {**lease, "spec": {**(lease.get("spec") or {}),
+                                      "holderIdentity": node.name,
+                                      "leaseDurationSeconds": self.lease_duration,
+                                      "renewTime": micro_now()}}
+            if not (lease["metadata"].get("ownerReferences")) and node.uid:
+                body["metadata"] = {**lease["metadata"], "ownerReferences": self._owner(node)}
+            try:
+                node.lease = await self.leases_rc.replace(body, LEASE_NAMESPACE)
+                return
+            except ApiError as e:
+                node.lease = None
+                if not (e.conflict or e.not_found):
+                    raise
+
+    def _owner(self, node: SimNode) -> list[Obj]:
+        return [{"apiVersion": "v1", "kind": "Node", "name": node.name, "uid": node.uid}]
+
+    def _lease(self, node: SimNode) -> Obj:
+        meta: Obj = {"name": node.name, "namespace": LEASE_NAMESPACE}
+        if node.uid:
+            meta["ownerReferences"] = self._owner(node)
+        return {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": meta,
+                "spec": {"holderIdentity": node.name,
+                         "leaseDurationSeconds": self.lease_duration,
+                         "renewTime": micro_now()}}
+
+    # -- pods ----------------------------------------------------------------------
+
+    def _pod_event(self, pod: Obj) -> None:
+        node = self.nodes.get(pod["spec"].get("nodeName"))
+        if node is not None and node.running:
+            self.queue.add(key_of(pod))
+
+    def _pod_deleted(self, pod: Obj) -> None:
+        node = self.nodes.get(pod["spec"].get("nodeName"))
+        uid = pod["metadata"].get("uid") or ""
+        self._first_seen.pop(uid, None)
+        if node is not None:
+            node.ipam.release(uid)
+
+    async def _worker(self) -> None:
+        while True:
+            key = await self.queue.get()
+            assert isinstance(key, str)
+            try:
+                async with self._sem:
+                    await self.sync_pod(key)
+                self.queue.forget(key)
+            except (ApiError, OSError, asyncio.TimeoutError) as e:
+                log.info("pod %s: %s; retrying", key, e)
+                self.queue.add_rate_limited(key)
+            except Exception:
+                log.exception("pod %s", key)
+                self.queue.add_rate_limited(key)
+            finally:
+                self.queue.done(key)
+
+    async def sync_pod(self, key: str) -> None:
+        """Move one pod on a running node one step towards what a kubelet would show."""
+        pod = self.pod_informer.get(key)
+        if pod is None:
+            return
+        meta, spec, status = pod["metadata"], pod["spec"], pod["status"]
+        node = self.nodes.get(spec.get("nodeName"))
+        if node is None or not node.running or not node.registered:
+            return
+        uid, ns, name = meta.get("uid") or "", meta.get("namespace"), meta["name"]
+        phase = status.get("phase")
+        if meta.get("deletionTimestamp"):
+            # Containers "stop" at once; finish the graceful deletion as kubelet does.
+            node.ipam.release(uid)
+            try:
+                await self.pods_rc.delete(name, ns, grace_period_seconds=0,
+                                          preconditions={"uid": uid})
+            except ApiError as e:
+                if not (e.not_found or e.conflict):
+                    raise
+            return
+        if phase in ("Succeeded", "Failed"):
+            node.ipam.release(uid)
+            self._first_seen.pop(uid, None)
+            return
+        host_network = bool(spec.get("hostNetwork"))
+        if phase == "Running":
+            ip = status.get("podIP")
+            if ip and not host_network:
+                node.ipam.reserve(uid, ip)
+            await self._maybe_complete(key, pod, node)
+            return
+        now = time.monotonic()
+        if self.pod_startup_delay > 0:
+            seen = self._first_seen.setdefault(uid, now)
+            if now < seen + self.pod_startup_delay:
+                self.queue.add_after(key, seen + self.pod_startup_delay - now)
+                return
+        try:
+            ip = node.host_ip if host_network else node.ipam.allocate(uid)
+        except PoolExhausted as e:
+            log.warning("pod %s on %s: %s", key, node.name, e)
+            return
+        body = {"status": running_status(pod, host_ip=node.host_ip, pod_ip=ip)}
+        await self.pods_rc.patch(name, body, ns, type="merge", subresource="status")
+        self._first_seen.pop(uid, None)
+
+    async def _maybe_complete(self, key: str, pod: Obj, node: SimNode) -> None:
+        after = (pod["metadata"].get("annotations") or {}).get(COMPLETE_AFTER)
+        if after is None or pod["spec"].get("restartPolicy") not in ("Never", "OnFailure"):
+            return
+        seconds = parse_duration(after)
+        started = pod["status"].get("startTime")
+        if seconds is None or not started:
+            return
+        left = _parse_time(started) + seconds - time.time()
+        if left > 0:
+            self.queue.add_after(key, left)
+            return
+        status = pod["status"]
+        body = {"status": terminated_status(pod, exit_code=0, host_ip=node.host_ip,
+                                            pod_ip=status.get("podIP") or "")}
+        meta = pod["metadata"]
+        await self.pods_rc.patch(meta["name"], body, meta.get("namespace"), type="merge",
+                                 subresource="status")
+        node.ipam.release(meta.get("uid") or "")
+
+
+def _is_ready(node: Obj) -> bool:
+    return any(c.get("type") == "Ready" and c.get("status") == "True"
+               for c in node["status"].get("conditions") or [])
+
+
+def node_names(count: int, prefix: str = "sim-node-", start: int = 0) -> list[str]:
+    return [f"{prefix}{i}" for i in range(start, start + count)]
+
+
+async def run_sim(kubeconfig: str | None, count: int, prefix: str = "sim-node-",
+                  cpu: str = "32", memory: str = "256Gi", pods: str | int = "110", *,
+                  ephemeral_storage: str = "100Gi", pod_startup_delay: float = 0.0,
+                  first_index: int = 0, labels: dict[str, str] | None = None) -> None:
+    """`pinnace sim`: simulate ``count`` nodes named prefix0..prefix{count-1}
+    until cancelled."""
+    client = Client(auto_config(kubeconfig), max_connections=64)
+    sim = SimNodes(client, node_names(count, prefix, first_index),
+                   {"cpu": str(cpu), "memory": str(memory), "pods": str(pods),
+                    "ephemeral-storage": ephemeral_storage},
+                   pod_startup_delay=pod_startup_delay, first_index=first_index, labels=labels)
+    try:
+        await sim.run()
+    finally:
+        await client.close()
+
+
+__all__ = ["FilteredInformer", "SimNode", "SimNodes", "node_names", "parse_duration",
+           "run_sim", "slim_node", "slim_pod"]

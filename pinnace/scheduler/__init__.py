@@ -1,0 +1,1 @@
+"""Scheduling logic: cache, queue, framework and plugins (no I/O)."""
