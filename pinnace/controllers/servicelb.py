@@ -168,11 +168,11 @@ class ServiceLBController(Controller):
         for ip in ingress_ips(svc):
             if self.pool.assign(ip, key):
                 return ip
-        ip = self.pool.allocate(key)
-        if ip is None:
+        fresh = self.pool.allocate(key)
+        if fresh is None:
             self.recorder.event(svc, "Warning", "AllocationFailed",
                                 f'Failed to allocate IP for "{key}": no available IPs')
-        return ip
+        return fresh
 
     async def _withdraw(self, key: str, svc: Obj) -> None:
         held = self.pool.release(key)

@@ -155,7 +155,7 @@ class PodInfo:
     def __init__(self, pod: Mapping[str, Any]) -> None:
         md = pod.get("metadata") or {}
         spec = pod.get("spec") or {}
-        self.pod = pod
+        self.pod: dict[str, Any] = pod  # type: ignore[assignment]
         self.namespace: str = md.get("namespace") or "default"
         self.name: str = md.get("name", "")
         self.key = f"{self.namespace}/{self.name}"
@@ -194,7 +194,7 @@ class PodInfo:
         return v
 
 
-def _taint_split(taints: Iterable[Mapping[str, Any]]) -> tuple[tuple[dict[str, Any], ...], tuple[dict[str, Any], ...]]:
+def _taint_split(taints: Iterable[dict[str, Any]]) -> tuple[tuple[dict[str, Any], ...], tuple[dict[str, Any], ...]]:
     hard = tuple(t for t in taints if t.get("effect") in ("NoSchedule", "NoExecute"))
     soft = tuple(t for t in taints if t.get("effect") == "PreferNoSchedule")
     return hard, soft
@@ -477,6 +477,6 @@ class SchedulerCache:
                 yield from d.values()
             return
         for ns in namespaces:
-            d = self.pods_by_ns.get(ns)
-            if d:
-                yield from d.values()
+            in_ns = self.pods_by_ns.get(ns)
+            if in_ns:
+                yield from in_ns.values()

@@ -51,7 +51,7 @@ def _least_allocated_one(ni: NodeInfo, pc: int, pm: int) -> int:
 def least_allocated(pod: PodInfo, nodes: Sequence[NodeInfo]) -> list[int]:
     pc, pm = pod.nz_cpu, pod.nz_mem
     key = ("least", pc, pm)
-    out = []
+    out: list[int] = []
     app = out.append
     # A node's score only changes when its pods do: most come from the memo.
     for ni in nodes:
@@ -75,7 +75,7 @@ def _balanced_one(ni: NodeInfo, pc: int, pm: int) -> int:
 def balanced_allocation(pod: PodInfo, nodes: Sequence[NodeInfo]) -> list[int]:
     pc, pm = pod.cpu, pod.mem
     key = ("balanced", pc, pm)
-    out = []
+    out: list[int] = []
     app = out.append
     for ni in nodes:
         m = ni.memo
