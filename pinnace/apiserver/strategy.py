@@ -131,6 +131,11 @@ class PodStrategy(Strategy):
         return int(spec.get("terminationGracePeriodSeconds", 30))
 
 
+class NodeStrategy(Strategy):
+    def prepare_create(self, info: ResourceInfo, obj: dict[str, Any]) -> None:
+        pass  # a kubelet registers its node with its status, which is kept
+
+
 class JobStrategy(Strategy):
     def prepare_create(self, info: ResourceInfo, obj: dict[str, Any]) -> None:
         super().prepare_create(info, obj)
@@ -379,6 +384,7 @@ class Strategies:
         self.by_resource: dict[tuple[str, str], Strategy] = {
             ("", "pods"): PodStrategy(),
             ("batch", "jobs"): JobStrategy(),
+            ("", "nodes"): NodeStrategy(),
             ("", "namespaces"): NamespaceStrategy(),
             ("", "services"): ServiceStrategy(ips, ports),
             ("apiextensions.k8s.io", "customresourcedefinitions"): CRDStrategy(self),

@@ -66,6 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
     cm.add_argument("--controllers", default="*",
                     help="comma-separated controllers to run (default: all)")
     cm.add_argument("--leader-elect", default="true", choices=["true", "false"])
+    sched = sub.add_parser("scheduler", help="run the scheduler")
+    sched.add_argument("--kubeconfig", default=None, help="how to reach the API server")
+    sched.add_argument("--leader-elect", default="true", choices=["true", "false"])
     return parser
 
 
@@ -129,10 +132,15 @@ def main(argv: list[str] | None = None) -> int:
         return _run_until_signal(run_controller_manager(
             args.kubeconfig, [c.strip() for c in args.controllers.split(",") if c.strip()],
             leader_elect=args.leader_elect == "true"))
+    if args.command == "scheduler":
+        from pinnace.scheduler.scheduler import run_scheduler
+
+        return _run_until_signal(run_scheduler(args.kubeconfig,
+                                               leader_elect=args.leader_elect == "true"))
     return 2
 
 
-SERVER_COMPONENTS = ["controller-manager"]
+SERVER_COMPONENTS = ["controller-manager", "scheduler"]
 
 
 def _run_until_signal(main_coro: Coroutine[Any, Any, None]) -> int:

@@ -422,7 +422,8 @@ class DeploymentController(Controller):
             # A hash collision: the next name comes from a bumped collisionCount.
             status["collisionCount"] = int(status.get("collisionCount") or 0) + 1
             await self._update_status(d)
-            raise RuntimeError(f"hash collision for replica set {rs['metadata']['name']}")
+            raise RuntimeError(
+                f"hash collision for replica set {rs['metadata']['name']}") from None
         if replicas(made) > 0:
             self.recorder.event(d, "Normal", "ScalingReplicaSet",
                                 f"Scaled up replica set {made['metadata']['name']} "

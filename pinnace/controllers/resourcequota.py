@@ -169,6 +169,8 @@ def quota_scopes(quota: Obj) -> list[tuple[str, str, list[str]]]:
 
 
 def is_pod_resource(name: str) -> bool:
+    if name == "requests.storage":
+        return False  # claimed storage: the persistentvolumeclaims' business
     return name in ("pods", "count/pods") or name in BARE_COMPUTE or \
         name.startswith(("requests.", "limits.", "hugepages-"))
 

@@ -65,6 +65,13 @@ def _revision(pod: Obj) -> str:
     return (pod["metadata"].get("labels") or {}).get(REVISION_LABEL, "")
 
 
+def _max_unavailable(strategy: Obj, replicas: int) -> int:
+    raw = (strategy.get("rollingUpdate") or {}).get("maxUnavailable", 1)
+    if isinstance(raw, str) and raw.endswith("%"):
+        return max(1, -(-int(raw[:-1]) * replicas // 100))
+    return max(1, int(raw or 1))
+
+
 class StatefulSetController(Controller):
     name = "statefulset"
     event_source = "statefulset-controller"
@@ -305,21 +312,20 @@ class StatefulSetController(Controller):
                 break
         if waiting:
             return
-        for pod in condemned:
-            if _terminating(pod):
+        for victim in condemned:
+            if _terminating(victim):
                 if ordered:
                     return
                 continue
             if ordered and any(not _running_ready(p) for p in by_ordinal.values()):
                 return
-            await self._delete_pod(s, pod, scaled_down=True)
+            await self._delete_pod(s, victim, scaled_down=True)
             if ordered:
                 return
         if not rolling:
             return
         # Highest ordinal first, down to the partition, one unhealthy pod at a time.
-        max_unavailable = int((strategy.get("rollingUpdate") or {}).get("maxUnavailable") or 1) \
-            if not ordered else 1
+        max_unavailable = 1 if ordered else _max_unavailable(strategy, _replicas(s))
         unavailable = sum(1 for p in by_ordinal.values()
                           if not podutil.is_available(p, min_ready, now) or _terminating(p))
         for o in range(end - 1, start + partition - 1, -1):

@@ -137,7 +137,7 @@ def _addresses(pod: Obj, host_ip: str, pod_ip: str) -> Obj:
 
 def _base(pod: Obj, phase: str, now: str, start_time: str | None) -> Obj:
     status = pod.get("status") or {}
-    out: Obj = {"phase": phase, "startTime": start_time or status.get("startTime") or now}
+    out: Obj = {"phase": phase, "startTime": status.get("startTime") or start_time or now}
     if status.get("qosClass"):
         out["qosClass"] = status["qosClass"]
     gen = (pod.get("metadata") or {}).get("generation")
@@ -151,10 +151,11 @@ def running_status(pod: Obj, *, host_ip: str, pod_ip: str, now: str | None = Non
     """The status of a pod whose init containers have completed and whose
     containers all run (and, with no probes, are ready)."""
     now = now or rfc3339()
-    started = started_at or now
+    # A repeated report keeps the times of the first one.
+    started = started_at or (pod.get("status") or {}).get("startTime") or now
     spec = pod.get("spec") or {}
     uid = (pod.get("metadata") or {}).get("uid") or ""
-    st = _base(pod, "Running", now, started)
+    st = _base(pod, "Running", now, None)
     st["conditions"] = _conditions(pod, now, sandbox=True, initialized=True,
                                    containers_ready=True)
     st.update(_addresses(pod, host_ip, pod_ip))

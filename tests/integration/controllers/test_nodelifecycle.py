@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -183,7 +182,3 @@ async def _gone(client: Client, ns: str, name: str) -> bool:
 
 async def _reasons(client: Client, ns: str, name: str) -> list[tuple[str, str]]:
     return [(e["reason"], e["message"]) for e in await events_for(client, ns, name)]
-
-
-def _dump(obj: Obj) -> str:
-    return json.dumps(obj, indent=1)

@@ -1,0 +1,230 @@
+"""The scheduler process: informers feed the cache and the queue; one loop
+pops the next pending pod, runs its profile's filters and scores, assumes
+the pod on the chosen node and binds it through pods/binding.
+
+Binding runs in the background so the loop can schedule the next pod while
+the API answers (upstream's binding cycle); a failed bind forgets the
+assumption and puts the pod back with backoff.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import os
+import socket
+import uuid
+from typing import Any
+
+from pinnace.client import ApiError, Client, InformerFactory, LeaderElector, auto_config
+from pinnace.controllers.events import EventRecorder
+from pinnace.runtime import tune_gc
+
+from .cache import PodInfo, SchedulerCache, pod_key
+from .framework import (
+    DEFAULT_SCHEDULER,
+    Profile,
+    binding_for,
+    default_profile,
+    pod_scheduled_condition_unschedulable,
+)
+from .queue import SchedulingQueue
+
+log = logging.getLogger("pinnace.scheduler")
+
+Obj = dict[str, Any]
+
+
+def _pending(pod: Obj, names: set[str]) -> bool:
+    spec = pod.get("spec") or {}
+    return not spec.get("nodeName") and \
+        (spec.get("schedulerName") or DEFAULT_SCHEDULER) in names and \
+        not pod["metadata"].get("deletionTimestamp") and \
+        (pod.get("status") or {}).get("phase") not in ("Succeeded", "Failed")
+
+
+def _assigned(pod: Obj) -> bool:
+    return bool((pod.get("spec") or {}).get("nodeName"))
+
+
+class Scheduler:
+    def __init__(self, client: Client, profiles: list[Profile] | None = None):
+        self.client = client
+        self.informers = InformerFactory(client)
+        self.pods = self.informers.informer("v1", "pods")
+        self.nodes = self.informers.informer("v1", "nodes")
+        self.pvcs = self.informers.informer("v1", "persistentvolumeclaims")
+        self.pvs = self.informers.informer("v1", "persistentvolumes")
+        self.pod_api = client.resource("v1", "pods")
+        self.recorder = EventRecorder(client, "default-scheduler")
+        self.cache = SchedulerCache()
+        self.queue = SchedulingQueue()
+        self.profiles = {p.name: p for p in (profiles or [default_profile(
+            pvc_lookup=self._pvc, pv_lookup=self._pv)])}
+        self._binding: set[asyncio.Task[None]] = set()
+
+    def _pvc(self, namespace: str, name: str) -> Obj | None:
+        return self.pvcs.get(f"{namespace}/{name}")
+
+    def _pv(self, name: str) -> Obj | None:
+        return self.pvs.get(name)
+
+    # -- informer handlers -----------------------------------------------------
+
+    def setup(self) -> None:
+        names = set(self.profiles)
+        self.nodes.add_handler(self._node_added, self._node_updated, self._node_deleted)
+
+        def pod_added(pod: Obj) -> None:
+            if _assigned(pod):
+                self.cache.add_pod(pod)
+            elif _pending(pod, names):
+                self.queue.add(pod)
+
+        def pod_updated(old: Obj, new: Obj) -> None:
+            if _assigned(new):
+                if not _assigned(old):
+                    self.queue.delete(new)
+                self.cache.update_pod(new) if _assigned(old) else self.cache.add_pod(new)
+                if (new.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
+                    self.queue.move_all_to_active_or_backoff("AssignedPodUpdate")
+            elif _pending(new, names):
+                self.queue.update(new)
+            else:
+                self.queue.delete(new)
+
+        def pod_deleted(pod: Obj) -> None:
+            if _assigned(pod):
+                self.cache.remove_pod(pod)
+                self.queue.move_all_to_active_or_backoff("AssignedPodDelete")
+            else:
+                self.queue.delete(pod)
+
+        self.pods.add_handler(pod_added, pod_updated, pod_deleted)
+
+    def _node_added(self, node: Obj) -> None:
+        self.cache.add_node(node)
+        self.queue.move_all_to_active_or_backoff("NodeAdd")
+
+    def _node_updated(self, old: Obj, new: Obj) -> None:
+        self.cache.update_node(new)
+        # Heartbeat-only status changes do not make anyone schedulable.
+        if old.get("spec") != new.get("spec") or \
+                (old.get("metadata") or {}).get("labels") != (new.get("metadata") or {}).get(
+                    "labels") or \
+                (old.get("status") or {}).get("allocatable") != \
+                (new.get("status") or {}).get("allocatable"):
+            self.queue.move_all_to_active_or_backoff("NodeUpdate")
+
+    def _node_deleted(self, node: Obj) -> None:
+        self.cache.remove_node(node["metadata"]["name"])
+
+    # -- the scheduling loop ---------------------------------------------------
+
+    async def run(self) -> None:
+        self.informers.start()
+        await self.informers.wait_synced()
+        tune_gc()
+        flushers = asyncio.create_task(self.queue.run_flushers())
+        try:
+            while True:
+                qp = await self.queue.pop()
+                if qp is None:
+                    return
+                cycle = self.queue.scheduling_cycle
+                await self.schedule_one(qp, cycle)
+                # Yield so informer events and binds make progress between pods.
+                await asyncio.sleep(0)
+        finally:
+            flushers.cancel()
+            for t in list(self._binding):
+                t.cancel()
+            await self.informers.stop()
+
+    async def schedule_one(self, qp: Any, cycle: int) -> None:
+        pod = self.pods.get(qp.key) or qp.pod
+        if not _pending(pod, set(self.profiles)):
+            self.queue.done(pod)
+            return
+        profile = self.profiles[(pod.get("spec") or {}).get("schedulerName") or DEFAULT_SCHEDULER]
+        pi = PodInfo(pod)
+        try:
+            result = profile.schedule(pi, self.cache)
+        except Exception:  # a plugin bug must not stop scheduling everyone else
+            log.exception("scheduling %s failed", qp.key)
+            self.queue.add_backoff(qp)
+            return
+        if result.node_name:
+            self.cache.assume_pod_info(pi, result.node_name)
+            self.queue.done(pod)
+            task = asyncio.create_task(self._bind(qp, pod, result.node_name))
+            self._binding.add(task)
+            task.add_done_callback(self._binding.discard)
+            return
+        self.queue.add_unschedulable(qp, cycle)
+        self.recorder.event(pod, "Warning", "FailedScheduling", result.message)
+        await self._mark_unschedulable(pod, result.message, result.nominated_node)
+        for victim in result.victims:
+            self.recorder.event(victim, "Normal", "Preempted",
+                                f"Preempted by pod {pod['metadata'].get('uid', '')} on node "
+                                f"{result.nominated_node}")
+            try:
+                await self.pod_api.delete(victim["metadata"]["name"],
+                                          victim["metadata"]["namespace"])
+            except ApiError as e:
+                if not e.not_found:
+                    log.warning("preempting %s failed: %s", pod_key(victim), e)
+
+    async def _bind(self, qp: Any, pod: Obj, node: str) -> None:
+        meta = pod["metadata"]
+        try:
+            await self.pod_api.create_subresource(meta["name"], "binding",
+                                                  binding_for(pod, node), meta["namespace"])
+        except (ApiError, OSError, asyncio.TimeoutError) as e:
+            self.cache.forget_pod(pod)
+            if isinstance(e, ApiError) and (e.not_found or e.conflict):
+                return  # deleted, or bound by someone else: nothing to retry
+            log.warning("binding %s to %s failed: %s", qp.key, node, e)
+            current = self.pods.get(qp.key)
+            if current is not None and not _assigned(current):
+                self.queue.add(current)
+            return
+        self.recorder.event(pod, "Normal", "Scheduled",
+                            f"Successfully assigned {meta['namespace']}/{meta['name']} to {node}")
+
+    async def _mark_unschedulable(self, pod: Obj, message: str, nominated: str | None) -> None:
+        cond = pod_scheduled_condition_unschedulable(
+            message, dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
+        old = next((c for c in (pod.get("status") or {}).get("conditions") or []
+                    if c.get("type") == "PodScheduled"), None)
+        if old and old.get("status") == "False" and old.get("message") == message and \
+                not nominated:
+            return  # already says so
+        conditions = [c for c in (pod.get("status") or {}).get("conditions") or []
+                      if c.get("type") != "PodScheduled"] + [cond]
+        patch: Obj = {"status": {"conditions": conditions}}
+        if nominated:
+            patch["status"]["nominatedNodeName"] = nominated
+        try:
+            await self.pod_api.patch(pod["metadata"]["name"], patch,
+                                     pod["metadata"]["namespace"], subresource="status")
+        except ApiError as e:
+            if not e.not_found:
+                log.info("updating %s status failed: %s", pod_key(pod), e)
+
+
+async def run_scheduler(kubeconfig: str | None, leader_elect: bool = True) -> None:
+    config = auto_config(kubeconfig)
+    config.user_agent = "kube-scheduler/pinnace"
+    client = Client(config, max_connections=100)
+    scheduler = Scheduler(client)
+    scheduler.setup()
+    try:
+        if leader_elect:
+            identity = f"{socket.gethostname()}_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+            await LeaderElector(client, "kube-scheduler", identity).run(scheduler.run)
+        else:
+            await scheduler.run()
+    finally:
+        await client.close()
