@@ -275,14 +275,14 @@ class StatefulSetController(Controller):
         now = time.time()
         by_ordinal: dict[int, Obj] = {}
         condemned: list[Obj] = []
-        for pod in owned:
-            o = ordinal_of(name, pod)
+        for owned_pod in owned:
+            o = ordinal_of(name, owned_pod)
             if o is None:
                 continue
             if start <= o < end:
-                by_ordinal[o] = pod
+                by_ordinal[o] = owned_pod
             else:
-                condemned.append(pod)
+                condemned.append(owned_pod)
         condemned.sort(key=lambda p: -(ordinal_of(name, p) or 0))
 
         def revision_for(o: int) -> Obj:

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from pinnace.controllers.daemonset import DaemonSetController
+from pinnace.controllers.daemonset import DaemonSetController, node_should_run
 from tests.conftest import Server, wait_for
 from tests.integration.controllers.workloads_harness import Harness, running
 
@@ -180,3 +180,33 @@ def test_surge_and_on_delete(server: Server, namespace: str, pool: str,
     st = wait_for(lambda: (x := get(server, ns, "ds", "od")["status"]).get(
         "updatedNumberScheduled") == 1 and x, what="one updated pod")
     assert st["desiredNumberScheduled"] == 2
+
+
+def _node(labels: dict[str, str] | None = None, taints: list[dict[str, str]] | None = None
+          ) -> dict[str, Any]:
+    return {"metadata": {"name": "n1", "labels": labels or {}}, "spec": {"taints": taints or []}}
+
+
+def _ds(**pod_spec: Any) -> dict[str, Any]:
+    return {"spec": {"template": {"spec": {"containers": [{"name": "c"}], **pod_spec}}}}
+
+
+def test_node_eligibility_rules() -> None:
+    assert node_should_run(_ds(), _node()) == (True, True)
+    assert node_should_run(_ds(nodeSelector={"a": "b"}), _node({"a": "c"})) == (False, False)
+    affinity = {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
+        "nodeSelectorTerms": [{"matchExpressions": [
+            {"key": "zone", "operator": "In", "values": ["z1", "z2"]}]}]}}}
+    assert node_should_run(_ds(affinity=affinity), _node({"zone": "z2"}))[0]
+    assert not node_should_run(_ds(affinity=affinity), _node({"zone": "z3"}))[0]
+    no_exec = [{"key": "k", "value": "v", "effect": "NoExecute"}]
+    no_sched = [{"key": "k", "value": "v", "effect": "NoSchedule"}]
+    assert node_should_run(_ds(), _node(taints=no_exec)) == (False, False)
+    assert node_should_run(_ds(), _node(taints=no_sched)) == (False, True)
+    tol = [{"key": "k", "operator": "Equal", "value": "v"}]
+    assert node_should_run(_ds(tolerations=tol), _node(taints=no_exec)) == (True, True)
+    down = [{"key": "node.kubernetes.io/network-unavailable", "effect": "NoSchedule"}]
+    assert not node_should_run(_ds(), _node(taints=down))[0]
+    assert node_should_run(_ds(hostNetwork=True), _node(taints=down))[0]
+    unreachable = [{"key": "node.kubernetes.io/unreachable", "effect": "NoExecute"}]
+    assert node_should_run(_ds(), _node(taints=unreachable)) == (True, True)

@@ -86,6 +86,13 @@ def test_create_rolls_out_and_reports(server: Server, namespace: str,
     described = k("-n", ns, "describe", "deploy", "web").stdout
     assert f"Scaled up replica set web-{h} from 0 to 3" in described
     assert "deployment-controller" in described
+    k("-n", ns, "scale", "deploy/web", "--replicas=5")
+    rollout_ok(server, ns, "deploy/web")
+    wait_for(lambda: len(live_pods(server, ns, "web")) == 5, what="5 pods after scale")
+    [rs] = rs_of(server, ns, "web")
+    assert rs["metadata"]["annotations"]["deployment.kubernetes.io/desired-replicas"] == "5"
+    assert f"Scaled up replica set web-{h} from 3 to 5" in \
+        k("-n", ns, "describe", "deploy", "web").stdout
 
 
 def test_set_image_rolls_over_and_undo_rolls_back(server: Server, namespace: str,
@@ -213,3 +220,20 @@ def test_history_limit_and_rolling_bounds(server: Server, namespace: str,
     revs = sorted(int(r["metadata"]["annotations"]["deployment.kubernetes.io/revision"])
                   for r in rss)
     assert revs == [2, 3]
+
+
+def test_rolling_update_bounds_and_hash() -> None:
+    from pinnace.controllers.deployment import fenceposts
+    from pinnace.controllers.history import compute_hash
+
+    def d(surge: Any, unavailable: Any, n: int) -> dict[str, Any]:
+        return {"spec": {"replicas": n, "strategy": {"type": "RollingUpdate", "rollingUpdate": {
+            "maxSurge": surge, "maxUnavailable": unavailable}}}}
+
+    assert fenceposts(d("25%", "25%", 10)) == (3, 2)  # surge rounds up, unavailable down
+    assert fenceposts(d(0, 0, 5)) == (0, 1)  # both zero: one may be unavailable
+    assert fenceposts(d("10%", "10%", 1)) == (1, 0)
+    t = {"metadata": {"labels": {"a": "b"}}, "spec": {"containers": [{"name": "c"}]}}
+    h = compute_hash(t)
+    assert h == compute_hash({"spec": t["spec"], "metadata": t["metadata"]})  # key order free
+    assert h != compute_hash(t, 1) and set(h) <= set("bcdfghjklmnpqrstvwxz2456789")

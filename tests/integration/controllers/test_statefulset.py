@@ -164,3 +164,19 @@ def test_partition_and_on_delete(server: Server, namespace: str, controllers: Ha
     st = wait_for(lambda: (x := get(server, ns, "sts", "od")["status"]).get(
         "updatedReplicas") == 1 and x, what="one updated replica")
     assert st["currentReplicas"] == 1 and st["currentRevision"] != st["updateRevision"]
+
+
+def test_claims_deleted_on_scale_down_when_asked(server: Server, namespace: str,
+                                                 controllers: Harness) -> None:
+    k, ns = server.kubectl, namespace
+    k("-n", ns, "create", "-f", "-", input=sts(
+        "tmp", replicas=2, podManagementPolicy="Parallel",
+        persistentVolumeClaimRetentionPolicy={"whenScaled": "Delete", "whenDeleted": "Retain"}))
+    wait_for(lambda: sorted(c["metadata"]["name"] for c in get(server, ns, "pvc")["items"]) ==
+             ["data-tmp-0", "data-tmp-1"], what="both claims")
+    k("-n", ns, "rollout", "status", "sts/tmp", "--timeout=30s")
+    k("-n", ns, "scale", "sts/tmp", "--replicas=1")
+    wait_for(lambda: [c["metadata"]["name"] for c in get(server, ns, "pvc")["items"]
+                      if not c["metadata"].get("deletionTimestamp")] == ["data-tmp-0"],
+             what="the scaled-down claim deleted")
+    assert list(pods(server, ns, "tmp")) == ["tmp-0"]
