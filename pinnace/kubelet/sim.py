@@ -230,7 +230,8 @@ class SimNodes:
         self.nodes[name].running = False
 
     def start_node(self, name: str) -> None:
-        """Bring a stopped node back: report Ready, renew the Lease, resume its pods."""
+        """Bring a stopped (or deleted) node back: register it if need be,
+        report Ready, renew the Lease, resume its pods."""
         node = self.nodes[name]
         if node.running:
             return
@@ -345,11 +346,13 @@ class SimNodes:
             self._push(time.monotonic(), _STATUS, node.name)
 
     def _node_deleted(self, obj: Obj) -> None:
+        # Someone removed the Node: like a kubelet that lost its Node, this
+        # one goes quiet (its Lease is garbage collected with it);
+        # start_node registers it again.
         node = self.nodes.get(obj["metadata"]["name"])
-        if node is not None:
-            log.warning("node %s was deleted; registering it again", node.name)
-            node.registered, node.lease, node.uid = False, None, ""
-            self._push(time.monotonic(), _STATUS, node.name)
+        if node is not None and node.registered:
+            log.warning("node %s was deleted; stopping it", node.name)
+            node.registered, node.running, node.lease, node.uid = False, False, None, ""
 
     # -- heartbeats: one timer heap for every node -------------------------------
 
