@@ -22,8 +22,16 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import (console, cpu_seconds, machine_note, own_cpu_seconds, pod_manifest,
-                     print_table, rss_mb, running_server)
+from _common import (
+    console,
+    cpu_seconds,
+    machine_note,
+    own_cpu_seconds,
+    pod_manifest,
+    print_table,
+    rss_mb,
+    running_server,
+)
 
 from pinnace.client import Client, load_kubeconfig
 from pinnace.kubelet.sim import SimNodes, node_names

@@ -303,7 +303,9 @@ class Registry:
             if info.crd is None and not subresource:
                 defaults.apply_defaults(info.storage_group, info.kind, new)
             strat.prepare_update(info, new, old, subresource)
-            if strat.tracks_generation(info) and _spec_changed(new, old):
+            # Binding (like status) is not a spec change a controller must observe.
+            if strat.tracks_generation(info) and subresource in ("", "scale") and \
+                    _spec_changed(new, old):
                 meta["generation"] = old_meta.get("generation", 0) + 1
             self._validate(info, new, old, subresource)
             if manage:

@@ -66,6 +66,16 @@ def build_parser() -> argparse.ArgumentParser:
     cm.add_argument("--controllers", default="*",
                     help="comma-separated controllers to run (default: all)")
     cm.add_argument("--leader-elect", default="true", choices=["true", "false"])
+    sim = sub.add_parser("sim", help="simulated nodes (like kwok): heartbeats, pods Running")
+    sim.add_argument("--kubeconfig", default=None, help="how to reach the API server")
+    sim.add_argument("--nodes", type=int, default=1, help="how many nodes (default 1)")
+    sim.add_argument("--prefix", default="sim-node-", help="node name prefix")
+    sim.add_argument("--first-index", type=int, default=0, help="number of the first node")
+    sim.add_argument("--cpu", default="32")
+    sim.add_argument("--memory", default="256Gi")
+    sim.add_argument("--pods", default="110")
+    sim.add_argument("--pod-startup-delay", type=float, default=0.0,
+                     help="seconds from bound to Running")
     sched = sub.add_parser("scheduler", help="run the scheduler")
     sched.add_argument("--kubeconfig", default=None, help="how to reach the API server")
     sched.add_argument("--leader-elect", default="true", choices=["true", "false"])
@@ -132,6 +142,13 @@ def main(argv: list[str] | None = None) -> int:
         return _run_until_signal(run_controller_manager(
             args.kubeconfig, [c.strip() for c in args.controllers.split(",") if c.strip()],
             leader_elect=args.leader_elect == "true"))
+    if args.command == "sim":
+        from pinnace.kubelet.sim import run_sim
+
+        return _run_until_signal(run_sim(args.kubeconfig, args.nodes, args.prefix, args.cpu,
+                                         args.memory, args.pods,
+                                         pod_startup_delay=args.pod_startup_delay,
+                                         first_index=args.first_index))
     if args.command == "scheduler":
         from pinnace.scheduler.scheduler import run_scheduler
 

@@ -96,13 +96,15 @@ class CronJobController(Controller):
     def setup(self) -> None:
         self.jobs.add_index(OWNER_INDEX, lambda j: [r["uid"] for r in [controller_ref(j)]
                                                    if r and r.get("kind") == "CronJob"])
-        self.cronjobs.add_handler(self.enqueue, self._cj_updated,
-                                  lambda cj: self._latest.pop(key_of(cj), None))
+        self.cronjobs.add_handler(self.enqueue, self._cj_updated, self._cj_deleted)
         self.jobs.add_handler(self._job_changed, lambda old, new: self._job_changed(new),
                               self._job_changed)
 
     def _cj_updated(self, old: Obj, new: Obj) -> None:
         self.enqueue(new)
+
+    def _cj_deleted(self, cj: Obj) -> None:
+        self._latest.pop(key_of(cj), None)
 
     def _job_changed(self, job: Obj) -> None:
         ref = controller_ref(job)
@@ -261,8 +263,8 @@ class CronJobController(Controller):
                                     f"Error creating job: {e.status.get('message', e)}")
                 raise
             made = await self.job_api.get(name, cj["metadata"]["namespace"])
-            ref = controller_ref(made)
-            if ref is None or ref.get("uid") != cj["metadata"]["uid"]:
+            owner = controller_ref(made)
+            if owner is None or owner.get("uid") != cj["metadata"]["uid"]:
                 return wait
             if job_finished(made):
                 status["lastScheduleTime"] = utc(scheduled)

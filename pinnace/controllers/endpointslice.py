@@ -13,8 +13,16 @@ from pinnace.client import ApiError, split_key
 
 from . import pods as podutil
 from .base import Context, owner_reference
-from .endpoints import (ServicePodTracker, endpoint_ports, managed_labels, pod_hostname,
-                        pod_in_endpoints, selected_pods, service_selector, target_ref)
+from .endpoints import (
+    ServicePodTracker,
+    endpoint_ports,
+    managed_labels,
+    pod_hostname,
+    pod_in_endpoints,
+    selected_pods,
+    service_selector,
+    target_ref,
+)
 
 Obj = dict[str, Any]
 

@@ -284,9 +284,10 @@ class JobController(Controller):
                                                       "failed": unc_f or None}}
             if indexed:
                 patch["completedIndexes"] = format_indexes(completed)
-            job = await self._patch_status(key, job, patch)
-            if job is None:
+            updated = await self._patch_status(key, job, patch)
+            if updated is None:
                 raise RuntimeError("job vanished while counting pods")
+            job = updated
         if to_unfinalize:
             await self._remove_finalizers(to_unfinalize)
         if unc_s or unc_f:
@@ -298,9 +299,10 @@ class JobController(Controller):
                      "uncountedTerminatedPods": {"succeeded": None, "failed": None}}
             if indexed:
                 patch["succeeded"] = len(parse_indexes(status.get("completedIndexes")))
-            job = await self._patch_status(key, job, patch)
-            if job is None:
+            updated = await self._patch_status(key, job, patch)
+            if updated is None:
                 raise RuntimeError("job vanished while counting pods")
+            job = updated
             counted.update(unc_s)
             counted.update(unc_f)
         # Forget counted pods once their finalizer is gone from the cache.
@@ -319,7 +321,6 @@ class JobController(Controller):
         succeeded = int(status.get("succeeded") or 0)
         failed = int(status.get("failed") or 0)
         completions = spec.get("completions")
-        parallelism = int(spec.get("parallelism", 1) or 0)
         suspended = bool(spec.get("suspend"))
         indexed = spec.get("completionMode") == "Indexed"
         target = _target(job)

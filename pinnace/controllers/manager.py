@@ -14,16 +14,26 @@ from typing import Any
 from pinnace.client import Client, InformerFactory, LeaderElector, auto_config
 from pinnace.runtime import tune_gc
 
+from . import (
+    cronjob,
+    endpoints,
+    endpointslice,
+    garbagecollector,
+    job,
+    namespace,
+    podgc,
+    replicaset,
+    ttlafterfinished,
+)
 from .base import Context, Controller
-from .replicaset import ReplicaSetController, ReplicationControllerController
 
 log = logging.getLogger("pinnace.controllers.manager")
 
 # name -> controller class; `--controllers` picks from these ("*" = all).
-CONTROLLERS: dict[str, type[Controller]] = {
-    "replicationcontroller": ReplicationControllerController,
-    "replicaset": ReplicaSetController,
-}
+CONTROLLERS: dict[str, type[Controller]] = {}
+for _module in (replicaset, job, ttlafterfinished, cronjob, endpoints, endpointslice,
+                garbagecollector, podgc, namespace):
+    CONTROLLERS.update(_module.CONTROLLERS)
 
 
 def build(ctx: Context, names: list[str]) -> list[Controller]:

@@ -241,3 +241,7 @@ class ReplicationControllerController(ReplicaSetController):
     def selector(self, owner: Obj) -> selectors.LabelSelector:
         sel = (owner.get("spec") or {}).get("selector") or {}
         return selectors.label_selector_from_dict(sel, plain_map=True)
+
+
+CONTROLLERS = {"replicationcontroller": ReplicationControllerController,
+               "replicaset": ReplicaSetController}

@@ -75,7 +75,8 @@ def _condition(type_: str, status: bool, now: str, old: dict[str, Obj], generati
 def _conditions(pod: Obj, now: str, *, sandbox: bool, initialized: bool, containers_ready: bool,
                 reason: str | None = None, message: str | None = None) -> list[Obj]:
     status = pod.get("status") or {}
-    old = {c.get("type"): c for c in status.get("conditions") or [] if isinstance(c, dict)}
+    old: dict[str, Obj] = {str(c.get("type")): c for c in status.get("conditions") or []
+                           if isinstance(c, dict)}
     gen = (pod.get("metadata") or {}).get("generation")
     gates = [g.get("conditionType") for g in (pod.get("spec") or {}).get("readinessGates") or []]
     missing = [g for g in gates if (old.get(g) or {}).get("status") != "True"]

@@ -327,6 +327,8 @@ class SimNodes:
         if cidr:
             node.ipam.set_cidr(cidr)
         await self._renew(node)
+        for pod in self.pod_informer.by_index("node", node.name):  # after a re-registration
+            self.queue.add(key_of(pod))
 
     async def _post_status(self, node: SimNode, old_conditions: list[Obj]) -> None:
         body = {"status": self.node_status(node, old_conditions)}
@@ -430,7 +432,9 @@ class SimNodes:
                                       "holderIdentity": node.name,
                                       "leaseDurationSeconds": self.lease_duration,
                                       "renewTime": micro_now()}}
-            if not (lease["metadata"].get("ownerReferences")) and node.uid:
+            refs = lease["metadata"].get("ownerReferences") or []
+            if node.uid and not any(r.get("uid") == node.uid for r in refs):
+                # Owned by this Node (a Lease left from a deleted one is taken over).
                 body["metadata"] = {**lease["metadata"], "ownerReferences": self._owner(node)}
             try:
                 node.lease = await self.leases_rc.replace(body, LEASE_NAMESPACE)

@@ -18,8 +18,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-
 from conftest import Server, wait_for
+
 from pinnace.client import Client, load_kubeconfig
 from pinnace.kubelet.sim import SimNodes, node_names
 
@@ -162,7 +162,7 @@ def test_bound_pods_run_with_unique_ips(server: Server, namespace: str, sims: An
         _pod(server, namespace, f"web-{i}", names[i % 2])
     _pod(server, namespace, "host", names[0], hostNetwork=True)
     for i in range(4):
-        wait_for(lambda: _running(server, namespace, f"web-{i}"), 20, what=f"web-{i} running")
+        wait_for(lambda i=i: _running(server, namespace, f"web-{i}"), 20, what=f"web-{i} running")
     host = wait_for(lambda: _running(server, namespace, "host"), 20, what="host pod running")
 
     out = server.kubectl("get", "pods", "-n", namespace, "-o", "wide").stdout.splitlines()
@@ -220,7 +220,8 @@ def test_stopped_node_goes_quiet_and_comes_back(server: Server, namespace: str,
     # Two renewals of the live node later, the stopped one has not moved.
     for _ in range(2):
         other = _renew_time(server, names[1])
-        wait_for(lambda: _renew_time(server, names[1]) > other, 10, what="the live node renewing")
+        wait_for(lambda other=other: _renew_time(server, names[1]) > other, 10,
+                 what="the live node renewing")
     assert _renew_time(server, names[0]) == frozen
 
     _pod(server, namespace, "waiting", names[0])
@@ -273,3 +274,21 @@ def test_two_hundred_nodes_all_get_leases(server: Server, namespace: str, sims: 
     nodes = server.kubectl("get", "nodes", "--no-headers").stdout.splitlines()
     ours = [n.split() for n in nodes if n.startswith(f"{namespace}-s")]
     assert len(ours) == 200 and all(r[1] == "Ready" for r in ours)
+
+
+def test_deleted_node_goes_quiet_until_started_again(server: Server, namespace: str,
+                                                     sims: Any) -> None:
+    names = node_names(1, f"{namespace}-n")
+    sim = sims(names)
+    old_uid = _get(server, "node", names[0])["metadata"]["uid"]
+    server.kubectl("delete", "node", names[0])
+    time.sleep(1)  # several renewal periods: nothing registers it again
+    assert server.kubectl("get", "node", names[0], check=False).returncode != 0
+
+    sim.call(sim.sim.start_node, names[0])
+    node = wait_for(lambda: server.kubectl("get", "node", names[0], "-o", "json",
+                                           check=False).stdout, 10, what="node re-registered")
+    uid = json.loads(node)["metadata"]["uid"]
+    assert uid != old_uid
+    wait_for(lambda: _get(server, "lease", names[0], "-n", "kube-node-lease")["metadata"]
+             ["ownerReferences"][0]["uid"] == uid, 10, what="lease owned by the new node")

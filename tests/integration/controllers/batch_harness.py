@@ -17,7 +17,6 @@ from typing import Any, TypeVar
 
 from pinnace.client import Client, InformerFactory, load_kubeconfig
 from pinnace.controllers.base import Context, Controller
-
 from tests.conftest import Server
 
 T = TypeVar("T")

@@ -96,9 +96,9 @@ def test_endpoints_and_slices_track_pods(server: Server, namespace: str,
     assert eps["a"]["conditions"]["ready"] is True
     # a pod going away leaves both
     server.kubectl("-n", ns, "delete", "pod", "a", "--wait=false")
-    wait_for(lambda: (s := settled.__call__()) is None and
-             [a["ip"] for a in (get(server, ns, "endpoints", "web")["subsets"][0]
-                                .get("addresses") or [])] == ["10.1.0.3"], what="a removed")
+    wait_for(lambda: [a["ip"] for a in (get(server, ns, "endpoints", "web")["subsets"][0]
+                                        .get("addresses") or [])] == ["10.1.0.3"],
+             what="a removed")
     wait_for(lambda: sorted(e["targetRef"]["name"] for s in slices(server, ns, "web")
                             for e in s.get("endpoints") or []) == ["b", "c"],
              what="a removed from slices")

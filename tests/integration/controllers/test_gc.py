@@ -120,3 +120,26 @@ def test_replicaset_pods_and_custom_resources(server: Server, namespace: str,
         wait_for(lambda: not exists(server, ns, "widget", "w2"), what="CR collected")
     finally:
         server.kubectl("delete", "crd", crd["metadata"]["name"], check=False)
+
+
+def _pod(name: str, node: str | None = None) -> dict:
+    spec: dict = {"containers": [{"name": "c", "image": "busybox"}]}
+    if node:
+        spec["nodeName"] = node
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name}, "spec": spec}
+
+
+def test_podgc_terminated_threshold_and_orphans(server: Server, namespace: str) -> None:
+    from pinnace.controllers.podgc import PodGCController
+    ns = namespace
+    names = [f"done-{i}" for i in range(4)]
+    for n in names:
+        create(server, ns, _pod(n))
+        server.kubectl("-n", ns, "patch", "pod", n, "--subresource=status", "--type=merge",
+                       "-p", '{"status":{"phase":"Succeeded"}}')
+    create(server, ns, _pod("lost", node="no-such-node"))
+    with Controllers(server, [PodGCController], options={
+            "terminated_pod_gc_threshold": 2, "podgc_period": 0.2, "podgc_quarantine": 0}):
+        wait_for(lambda: not exists(server, ns, "pod", "lost"), what="orphaned pod deleted")
+        wait_for(lambda: [n for n in names if exists(server, ns, "pod", n)] == names[2:],
+                 what="oldest terminated pods deleted")

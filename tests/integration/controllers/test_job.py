@@ -85,9 +85,9 @@ def test_backoff_limit_fails_job(server: Server, namespace: str, ctrl: Controlle
     k, ns = server.kubectl, namespace
     k("-n", ns, "create", "-f", "-", input=job("flaky", backoffLimit=1))
     for _ in range(2):
-        p = wait_for(lambda: live_pods(server, ns, "flaky"), what="a pod")[0]
-        set_phase(server, ns, p["metadata"]["name"], "Failed")
-        wait_for(lambda: p["metadata"]["name"] not in
+        name = wait_for(lambda: live_pods(server, ns, "flaky"), what="a pod")[0]["metadata"]["name"]
+        set_phase(server, ns, name, "Failed")
+        wait_for(lambda n=name: n not in
                  [x["metadata"]["name"] for x in live_pods(server, ns, "flaky")], what="gone")
     final = wait_for(lambda: condition(j := get(server, ns, "job", "flaky"), "Failed") and j,
                      what="Failed")

@@ -9,8 +9,8 @@ from typing import Any
 from pinnace.controllers.nodeipam import NodeIpamController
 from tests.conftest import Server
 from tests.integration.controllers.nodes_harness import (
-    eventually,
     events_for,
+    eventually,
     kubectl,
     own_server,
     register_node,

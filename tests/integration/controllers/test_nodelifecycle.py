@@ -12,8 +12,8 @@ from pinnace.client import Client
 from pinnace.controllers.nodelifecycle import NodeLifecycleController, TaintEvictionController
 from tests.conftest import Server
 from tests.integration.controllers.nodes_harness import (
-    eventually,
     events_for,
+    eventually,
     get_or_none,
     kubectl,
     own_server,
@@ -147,6 +147,9 @@ async def test_untolerated_no_execute_taint_evicts_at_once(own_server: Server) -
         ns = await _ns(own_server, "lifecycle-c")
         await register_node(c, "maint-1")
         async with heartbeat(c, "maint-1"):
+            held = _pod("held", "maint-1")
+            held["metadata"]["finalizers"] = ["example.com/hold"]  # to read it after deletion
+            await pods.create(held, ns)
             await pods.create(_pod("plain", "maint-1"), ns)
             forever = [{"key": "example.com/maintenance", "operator": "Exists",
                         "effect": "NoExecute"}]
@@ -154,6 +157,11 @@ async def test_untolerated_no_execute_taint_evicts_at_once(own_server: Server) -
             await kubectl(own_server, "taint", "node", "maint-1",
                           "example.com/maintenance=now:NoExecute")
             await eventually(lambda: _gone(c, ns, "plain"), timeout=10, what="plain evicted")
+            p = await pods.get("held", ns)
+            assert p["metadata"].get("deletionTimestamp")
+            cond = _cond(p, "DisruptionTarget")
+            assert cond["status"] == "True" and cond["reason"] == "DeletionByTaintManager"
+            await pods.patch("held", {"metadata": {"finalizers": None}}, ns)
             await asyncio.sleep(0.5)
             assert await pods.get("stayer", ns)
             # A manual taint is not the controller's to remove.

@@ -8,8 +8,8 @@ from typing import Any
 from pinnace.controllers.servicelb import ServiceLBController
 from tests.conftest import Server
 from tests.integration.controllers.nodes_harness import (
-    eventually,
     events_for,
+    eventually,
     kubectl,
     own_server,
     run_controllers,

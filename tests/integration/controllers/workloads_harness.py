@@ -3,9 +3,11 @@ fake kubelet, on an event loop in a background thread (so the tests can stay
 synchronous and drive the cluster with real kubectl).
 
 The fake kubelet stands in for the node agent that does not exist yet: every
-Pending pod becomes Running and Ready shortly after it appears (unless its
-``fake-kubelet/hold`` label says otherwise), and a pod marked for deletion is
-removed at once, as a kubelet does once its containers are gone.
+Pending pod of a ReplicaSet, StatefulSet or DaemonSet becomes Running and
+Ready shortly after it appears (unless its ``fake-kubelet/hold`` label says
+otherwise), and such a pod marked for deletion is removed at once, as a
+kubelet does once its containers are gone. Pods of other owners are left
+alone, so tests of other controllers sharing the server are not disturbed.
 """
 
 from __future__ import annotations
@@ -18,10 +20,11 @@ from contextlib import contextmanager
 from typing import Any
 
 from pinnace.client import ApiError, Client, InformerFactory, load_kubeconfig
-from pinnace.controllers.base import Context, Controller
+from pinnace.controllers.base import Context, Controller, controller_ref
 
 Obj = dict[str, Any]
 HOLD_LABEL = "fake-kubelet/hold"
+OWNER_KINDS = {"ReplicaSet", "StatefulSet", "DaemonSet"}
 
 
 def _now() -> str:
@@ -50,6 +53,9 @@ class FakeKubelet:
         self.pods.add_handler(self._seen, lambda old, new: self._seen(new), None)
 
     def _seen(self, pod: Obj) -> None:
+        ref = controller_ref(pod)
+        if ref is None or ref.get("kind") not in OWNER_KINDS:
+            return
         meta = pod["metadata"]
         if meta.get("deletionTimestamp"):
             self._spawn(self._remove(pod))

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pinnace.kubelet.podstatus import (container_id, image_id, normalize_image, running_status,
-                                       terminated_status)
+from pinnace.kubelet.podstatus import container_id, image_id, normalize_image, running_status, terminated_status
 from pinnace.kubelet.sim import parse_duration, slim_pod
 
 NOW = "2026-01-02T03:04:05Z"
