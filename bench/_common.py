@@ -27,8 +27,7 @@ from typing import Any
 
 import aiohttp
 from rich.console import Console
-from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
-                           TimeElapsedColumn)
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 # Wide enough for the result tables when output goes to a file or a pipe.

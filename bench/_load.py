@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-
 from _common import client_session, own_cpu_seconds, percentile, progress
 
 # (namespace, name, index) -> object; must be importable by a spawned child.

@@ -22,11 +22,20 @@ import tempfile
 import time
 
 import orjson
-
-from _common import (client_session, console, ensure_namespace, machine_note, pod_manifest,
-                     print_table, py_spy, running_server, verdict)
+from _common import (
+    client_session,
+    console,
+    ensure_namespace,
+    machine_note,
+    pod_manifest,
+    print_table,
+    py_spy,
+    running_server,
+    verdict,
+)
 from _load import create_objects
 from store_put import measure_store_creates
+
 from pinnace.storage import open_store
 
 NAMESPACE = "bench"

@@ -22,8 +22,17 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _common import (Server, client_session, console, machine_note, pod_manifest, print_table,
-                     start_server, verdict, wait_ready)
+from _common import (
+    Server,
+    client_session,
+    console,
+    machine_note,
+    pod_manifest,
+    print_table,
+    start_server,
+    verdict,
+    wait_ready,
+)
 
 NAMESPACE = "bench-idle"
 

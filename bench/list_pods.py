@@ -25,10 +25,21 @@ import time
 from typing import Any
 
 import orjson
-
-from _common import (TABLE_ACCEPT, Server, client_session, console, ensure_namespace,
-                     machine_note, percentile, pod_manifest, print_table, progress, py_spy,
-                     running_server, verdict)
+from _common import (
+    TABLE_ACCEPT,
+    Server,
+    client_session,
+    console,
+    ensure_namespace,
+    machine_note,
+    percentile,
+    pod_manifest,
+    print_table,
+    progress,
+    py_spy,
+    running_server,
+    verdict,
+)
 from _load import create_objects
 
 NAMESPACE = "bench"

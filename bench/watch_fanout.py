@@ -27,10 +27,19 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-
-from _common import (RSSSampler, client_session, console, ensure_namespace, machine_note,
-                     own_cpu_seconds, percentile, print_table, progress, running_server,
-                     verdict)
+from _common import (
+    RSSSampler,
+    client_session,
+    console,
+    ensure_namespace,
+    machine_note,
+    own_cpu_seconds,
+    percentile,
+    print_table,
+    progress,
+    running_server,
+    verdict,
+)
 
 NAMESPACE = "bench-watch"
 PAD = "x" * 200  # configmaps of a few hundred bytes, like small real ones

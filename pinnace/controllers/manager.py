@@ -16,13 +16,21 @@ from pinnace.runtime import tune_gc
 
 from . import (
     cronjob,
+    daemonset,
+    deployment,
     endpoints,
     endpointslice,
     garbagecollector,
     job,
     namespace,
+    nodeipam,
+    nodelifecycle,
     podgc,
     replicaset,
+    resourcequota,
+    serviceaccount,
+    servicelb,
+    statefulset,
     ttlafterfinished,
 )
 from .base import Context, Controller
@@ -31,8 +39,9 @@ log = logging.getLogger("pinnace.controllers.manager")
 
 # name -> controller class; `--controllers` picks from these ("*" = all).
 CONTROLLERS: dict[str, type[Controller]] = {}
-for _module in (replicaset, job, ttlafterfinished, cronjob, endpoints, endpointslice,
-                garbagecollector, podgc, namespace):
+for _module in (replicaset, deployment, statefulset, daemonset, job, ttlafterfinished, cronjob,
+                endpoints, endpointslice, garbagecollector, podgc, namespace, nodelifecycle,
+                nodeipam, resourcequota, serviceaccount, servicelb):
     CONTROLLERS.update(_module.CONTROLLERS)
 
 

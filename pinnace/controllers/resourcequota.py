@@ -302,15 +302,14 @@ class ResourceQuotaController(Controller):
         self._group_versions: dict[str, tuple[str, float]] = {}
 
     def setup(self) -> None:
-        self.quotas.add_handler(self.enqueue, self._quota_updated)
+        # Any quota change can change the "resourcequotas" count of its siblings.
+        self.quotas.add_handler(self._object_changed, lambda old, new: self._object_changed(new),
+                                self._object_changed)
         for res, inf in self.informers.items():
             if res == "resourcequotas":
                 continue  # the quota handler above covers them
             inf.add_handler(self._object_changed, lambda old, new: self._object_changed(new),
                             self._object_changed)
-
-    def _quota_updated(self, old: Obj, new: Obj) -> None:
-        self._object_changed(new)  # counts of "resourcequotas" may change too
 
     def _object_changed(self, obj: Obj) -> None:
         ns = obj["metadata"].get("namespace")

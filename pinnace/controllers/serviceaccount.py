@@ -86,7 +86,12 @@ class RootCACertPublisher(Controller):
 
     def __init__(self, ctx: Context):
         super().__init__(ctx)
-        self.ca = root_ca_pem(ctx)
+        try:
+            self.ca: str | None = root_ca_pem(ctx)
+        except (ValueError, OSError) as e:
+            # Without a CA there is nothing to publish; the other controllers still run.
+            self.log.error("root CA publisher disabled: %s", e)
+            self.ca = None
         self.namespaces = ctx.informers.informer("v1", "namespaces")
         self.configmaps = ctx.informers.informer("v1", "configmaps")
         self.cm_api = self.client.resource("v1", "configmaps")
@@ -102,7 +107,7 @@ class RootCACertPublisher(Controller):
             self.queue.add(_ns_of(cm))
 
     async def sync(self, key: str) -> None:
-        if not namespace_active(self.namespaces.get(key)):
+        if self.ca is None or not namespace_active(self.namespaces.get(key)):
             return
         data = {"ca.crt": self.ca}
         cm = self.configmaps.get(f"{key}/{ROOT_CA_CONFIGMAP}")
