@@ -63,6 +63,9 @@ class Config:
     node_port_range: tuple[int, int] = (30000, 32767)
     advertise_address: str = ""
     extra_sans: list[str] = field(default_factory=list)
+    # What DefaultTolerationSeconds admission gives pods (upstream's flags of the same names).
+    default_not_ready_toleration_seconds: int = 300
+    default_unreachable_toleration_seconds: int = 300
 
 
 class APIServer:
@@ -73,7 +76,9 @@ class APIServer:
         self.table = ResourceTable()
         self.ips = ServiceIPAllocator(self.store, config.service_cidr)
         self.ports = NodePortAllocator(self.store, *config.node_port_range)
-        self.strategies = Strategies(self.store, self.table, self.ips, self.ports)
+        self.strategies = Strategies(self.store, self.table, self.ips, self.ports,
+                                     (config.default_not_ready_toleration_seconds,
+                                      config.default_unreachable_toleration_seconds))
         self.registry = Registry(self.store, self.strategies)
         self.watches = WatchCache(self.store)
         self.authn = Authenticator(config.data_dir / "tokens.csv", self.store)

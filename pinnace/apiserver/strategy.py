@@ -106,6 +106,10 @@ class Strategy:
 
 
 class PodStrategy(Strategy):
+    def __init__(self, not_ready_seconds: int = 300, unreachable_seconds: int = 300):
+        self.toleration_seconds = {"node.kubernetes.io/not-ready": not_ready_seconds,
+                                   "node.kubernetes.io/unreachable": unreachable_seconds}
+
     def prepare_create(self, info: ResourceInfo, obj: dict[str, Any]) -> None:
         spec = obj.setdefault("spec", {})
         obj["status"] = {"phase": "Pending", "qosClass": _qos_class(spec)}
@@ -120,7 +124,7 @@ class PodStrategy(Strategy):
             if not any(t.get("key") == key and t.get("effect") in (None, "", "NoExecute")
                        for t in tolerations if isinstance(t, dict)):
                 tolerations.append({"key": key, "operator": "Exists", "effect": "NoExecute",
-                                    "tolerationSeconds": 300})
+                                    "tolerationSeconds": self.toleration_seconds[key]})
 
     def grace_period(self, info: ResourceInfo, obj: dict[str, Any], requested: int | None) -> int:
         spec, st = obj.get("spec", {}), obj.get("status", {})
@@ -377,12 +381,12 @@ class Strategies:
     """The strategy for each resource plus the admission checks that span kinds."""
 
     def __init__(self, store: Store, table: ResourceTable, ips: ServiceIPAllocator,
-                 ports: NodePortAllocator):
+                 ports: NodePortAllocator, toleration_seconds: tuple[int, int] = (300, 300)):
         self.store = store
         self.table = table
         self.default = Strategy()
         self.by_resource: dict[tuple[str, str], Strategy] = {
-            ("", "pods"): PodStrategy(),
+            ("", "pods"): PodStrategy(*toleration_seconds),
             ("batch", "jobs"): JobStrategy(),
             ("", "nodes"): NodeStrategy(),
             ("", "namespaces"): NamespaceStrategy(),

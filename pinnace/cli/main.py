@@ -47,6 +47,25 @@ def _server_args(p: argparse.ArgumentParser) -> None:
                    help="address other nodes and pods reach the API server on")
     p.add_argument("--tls-san", action="append", default=[],
                    help="extra name or IP for the serving certificate (repeatable)")
+    p.add_argument("--default-not-ready-toleration-seconds", type=int, default=300,
+                   help="tolerationSeconds of the not-ready toleration added to every pod")
+    p.add_argument("--default-unreachable-toleration-seconds", type=int, default=300,
+                   help="tolerationSeconds of the unreachable toleration added to every pod")
+
+
+def _controller_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--node-monitor-grace-period", type=float, default=40,
+                   help="seconds without a node heartbeat before it is NotReady (default 40)")
+    p.add_argument("--node-monitor-period", type=float, default=5,
+                   help="how often node health is checked, in seconds (default 5)")
+    p.add_argument("--cluster-cidr", default="10.244.0.0/16",
+                   help="pod network range nodes get their podCIDR from")
+
+
+def _controller_options(args: argparse.Namespace) -> dict[str, Any]:
+    return {"node_monitor_grace_period": args.node_monitor_grace_period,
+            "node_monitor_period": args.node_monitor_period,
+            "cluster_cidr": args.cluster_cidr}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -58,6 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     _server_args(server)
     server.add_argument("--disable-agent", action="store_true",
                         help="do not run a node agent in this process group")
+    _controller_args(server)
     apiserver = sub.add_parser("apiserver", help="run only the API server")
     _server_args(apiserver)
     cm = sub.add_parser("controller-manager", help="run the controllers")
@@ -66,6 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     cm.add_argument("--controllers", default="*",
                     help="comma-separated controllers to run (default: all)")
     cm.add_argument("--leader-elect", default="true", choices=["true", "false"])
+    _controller_args(cm)
     sim = sub.add_parser("sim", help="simulated nodes (like kwok): heartbeats, pods Running")
     sim.add_argument("--kubeconfig", default=None, help="how to reach the API server")
     sim.add_argument("--nodes", type=int, default=1, help="how many nodes (default 1)")
@@ -86,7 +107,9 @@ def _config(args: argparse.Namespace) -> Config:
     return Config(data_dir=(args.data_dir or default_data_dir()).resolve(),
                   host=args.listen[0], port=args.listen[1], datastore=args.datastore,
                   service_cidr=args.service_cidr, advertise_address=args.advertise_address,
-                  extra_sans=args.tls_san)
+                  extra_sans=args.tls_san,
+                  default_not_ready_toleration_seconds=args.default_not_ready_toleration_seconds,
+                  default_unreachable_toleration_seconds=args.default_unreachable_toleration_seconds)
 
 
 async def run_apiserver(config: Config) -> None:
@@ -131,17 +154,24 @@ def main(argv: list[str] | None = None) -> int:
                     "--service-cidr", config.service_cidr]
         if config.advertise_address:
             api_args += ["--advertise-address", config.advertise_address]
+        api_args += ["--default-not-ready-toleration-seconds",
+                     str(config.default_not_ready_toleration_seconds),
+                     "--default-unreachable-toleration-seconds",
+                     str(config.default_unreachable_toleration_seconds)]
+        cm_args = ["--node-monitor-grace-period", str(args.node_monitor_grace_period),
+                   "--node-monitor-period", str(args.node_monitor_period),
+                   "--cluster-cidr", args.cluster_cidr]
         for san in config.extra_sans:
             api_args += ["--tls-san", san]
         verbosity = ["-" + "v" * args.verbose] if args.verbose else []
         return asyncio.run(Supervisor(config.data_dir, api_args, SERVER_COMPONENTS,
-                                      verbosity).run())
+                                      verbosity, {"controller-manager": cm_args}).run())
     if args.command == "controller-manager":
         from pinnace.controllers.manager import run_controller_manager
 
         return _run_until_signal(run_controller_manager(
             args.kubeconfig, [c.strip() for c in args.controllers.split(",") if c.strip()],
-            leader_elect=args.leader_elect == "true"))
+            leader_elect=args.leader_elect == "true", options=_controller_options(args)))
     if args.command == "sim":
         from pinnace.kubelet.sim import run_sim
 

@@ -36,11 +36,13 @@ class Child:
 
 class Supervisor:
     def __init__(self, data_dir: Path, apiserver_args: list[str], components: list[str],
-                 verbosity: list[str]):
+                 verbosity: list[str], component_args: dict[str, list[str]] | None = None):
         self.data_dir = data_dir
         self.api = Child("apiserver", [*verbosity, "apiserver", *apiserver_args])
+        extra = component_args or {}
         self.components = [Child(c, [*verbosity, c, "--kubeconfig",
-                                     str(data_dir / f"{c}.kubeconfig")]) for c in components]
+                                     str(data_dir / f"{c}.kubeconfig"), *extra.get(c, [])])
+                           for c in components]
         self.stopping = False
 
     async def run(self) -> int:
