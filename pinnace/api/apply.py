@@ -248,7 +248,8 @@ def _empty(v: Any) -> bool:
 
 def _compare_child(pe: str, in_old: bool, ov: Any, in_new: bool, nv: Any, cp: dict | None,
                    changed: Tree, removed: Tree) -> None:
-    if in_old and in_new and ov is nv:
+    # Equal subtrees (most of an object on an update) compare in C, not by walking.
+    if in_old and in_new and (ov is nv or (type(ov) is type(nv) and ov == nv)):
         return
     o_cont = isinstance(ov, (dict, list))
     n_cont = isinstance(nv, (dict, list))
