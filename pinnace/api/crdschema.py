@@ -18,6 +18,7 @@ from typing import Any
 import orjson
 
 from pinnace.api import field
+from pinnace.api.duration import human_duration
 from pinnace.api.field import FieldError
 from pinnace.api.fieldcheck import check_definition
 from pinnace.api.resources import ResourceInfo
@@ -543,35 +544,6 @@ def _age(ts: str, now: datetime | None) -> str:
         return ts
     now = now or datetime.now(UTC)
     return human_duration((now - t).total_seconds())
-
-
-def human_duration(seconds: float) -> str:
-    """Durations the way kubectl shows ages (apimachinery duration.HumanDuration)."""
-    s = int(seconds)
-    if s < -1:
-        return "<invalid>"
-    if s < 0:
-        return "0s"
-    if s < 120:
-        return f"{s}s"
-    m = s // 60
-    if m < 10:
-        return f"{m}m{s % 60}s" if s % 60 else f"{m}m"
-    if m < 180:
-        return f"{m}m"
-    h = s // 3600
-    if h < 8:
-        return f"{h}h{m % 60}m" if m % 60 else f"{h}h"
-    if h < 48:
-        return f"{h}h"
-    if h < 24 * 8:
-        return f"{h // 24}d{h % 24}h" if h % 24 else f"{h // 24}d"
-    if h < 24 * 365 * 2:
-        return f"{h // 24}d"
-    if h < 24 * 365 * 8:
-        dy = h // 24 % 365
-        return f"{h // 24 // 365}y{dy}d" if dy else f"{h // 24 // 365}y"
-    return f"{h // 24 // 365}y"
 
 
 # ----------------------------------------------------------------- JSONPath
