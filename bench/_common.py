@@ -64,6 +64,10 @@ class Server:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+        # `pinnace server` runs its components as children in our new session:
+        # whatever outlived the supervisor goes too (the group id is our pid).
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
         return self.proc.returncode
 
     def rss_mb(self) -> float:
@@ -73,15 +77,17 @@ class Server:
         return cpu_seconds(self.pid)
 
 
-def start_server(data_dir: Path, *extra: str, timeout: float = 30) -> Server:
-    """Start ``pinnace apiserver`` on a free loopback port and wait for the
-    line that names its URL (the same way tests/conftest.py does)."""
+def start_server(data_dir: Path, *extra: str, timeout: float = 30,
+                 command: str = "apiserver") -> Server:
+    """Start ``pinnace apiserver`` (or ``command="server"``: the whole control
+    plane) on a free loopback port and wait for the line that names its URL
+    (the same way tests/conftest.py does)."""
     data_dir.mkdir(parents=True, exist_ok=True)
     log = data_dir / f"server-{time.time_ns()}.log"
     started = time.monotonic()
     with log.open("w") as logf:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "pinnace.cli.main", "apiserver", "--data-dir", str(data_dir),
+            [sys.executable, "-m", "pinnace.cli.main", command, "--data-dir", str(data_dir),
              "--listen", "127.0.0.1:0", *extra],
             stdout=subprocess.PIPE, stderr=logf, text=True, cwd=REPO, start_new_session=True)
     assert proc.stdout is not None
@@ -95,9 +101,17 @@ def start_server(data_dir: Path, *extra: str, timeout: float = 30) -> Server:
         if m:
             url = m.group(1)
             break
+    if command == "server" and url:
+        # The supervisor relays the kubeconfig line once the API server wrote it.
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if not line or "kubeconfig written" in line:
+                break
     if not url:
         proc.kill()
         proc.wait()
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
         raise RuntimeError(f"server did not start:\n{log.read_text()[-4000:]}")
     # Keep draining stdout so the server never blocks on a full pipe.
     threading.Thread(target=proc.stdout.read, daemon=True).start()
@@ -116,6 +130,52 @@ def running_server(datastore: str = "sqlite", data_dir: Path | None = None) -> I
             yield server
         finally:
             server.stop()
+
+
+def child_pids(pid: int) -> dict[str, int]:
+    """The pinnace components a ``pinnace server`` supervisor runs, by
+    component name (apiserver, controller-manager, scheduler), from /proc."""
+    out: dict[str, int] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            if ppid != pid:
+                continue
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                argv = f.read().decode(errors="replace").split("\0")
+        except (OSError, ValueError, IndexError):
+            continue
+        if "pinnace.cli.main" in argv:
+            rest = [a for a in argv[argv.index("pinnace.cli.main") + 1:] if not a.startswith("-")]
+            if rest:
+                out[rest[0]] = int(entry)
+    return out
+
+
+def start_sim(kubeconfig: Path, nodes: int, log: Path, *extra: str) -> subprocess.Popen[bytes]:
+    """``pinnace sim --nodes N`` in its own session, logging to ``log``; stop
+    it with :func:`stop_process`."""
+    with log.open("w") as logf:
+        return subprocess.Popen(
+            [sys.executable, "-m", "pinnace.cli.main", "sim", "--nodes", str(nodes),
+             "--kubeconfig", str(kubeconfig), *extra],
+            stdout=logf, stderr=subprocess.STDOUT, cwd=REPO, start_new_session=True)
+
+
+def stop_process(proc: subprocess.Popen[Any], timeout: float = 10) -> None:
+    """SIGTERM, then SIGKILL to the process and its session's group."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
 
 
 def wait_ready(server: Server, timeout: float = 30) -> float:
@@ -332,3 +392,101 @@ def machine_note() -> str:
 
 def run(coro: Any) -> Any:
     return asyncio.run(coro)
+
+
+# ------------------------------------------------------- control plane + sim
+
+@dataclass
+class Cluster:
+    """``pinnace server`` (API server, controller manager, scheduler as child
+    processes) plus one ``pinnace sim`` process."""
+    server: Server
+    sim: subprocess.Popen[bytes]
+    pids: dict[str, int]  # apiserver, controller-manager, scheduler, sim
+
+
+@contextlib.contextmanager
+def running_cluster(nodes: int, datastore: str = "memory", sim_args: Sequence[str] = (),
+                    data_dir: Path | None = None) -> Iterator[Cluster]:
+    """A control plane and ``nodes`` simulated nodes in a temp data dir; every
+    process is stopped on the way out (also on Ctrl-C)."""
+    with contextlib.ExitStack() as stack:
+        if data_dir is None:
+            data_dir = Path(stack.enter_context(
+                tempfile.TemporaryDirectory(prefix="pinnace-bench-")))
+        server = start_server(data_dir, "--datastore", datastore, command="server", timeout=60)
+        stack.callback(server.stop)
+        sim = start_sim(server.kubeconfig, nodes, data_dir / "sim.log", *sim_args)
+        stack.callback(stop_process, sim)
+        deadline = time.monotonic() + 30
+        pids = child_pids(server.pid)
+        while len(pids) < 3 and time.monotonic() < deadline:
+            time.sleep(0.1)
+            pids = child_pids(server.pid)
+        pids["sim"] = sim.pid
+        yield Cluster(server, sim, pids)
+
+
+async def wait_nodes_ready(client: Any, n: int, timeout: float = 180) -> float:
+    """Poll the Node list until ``n`` nodes are Ready; seconds it took."""
+    t0 = time.monotonic()
+    nodes_rc = client.resource("v1", "nodes")
+    with progress() as bar:
+        task = bar.add_task("nodes Ready", total=n)
+        while True:
+            items = (await nodes_rc.list())["items"]
+            ready = sum(1 for node in items if any(
+                c.get("type") == "Ready" and c.get("status") == "True"
+                for c in (node.get("status") or {}).get("conditions") or []))
+            bar.update(task, completed=ready)
+            if ready >= n:
+                return time.monotonic() - t0
+            if time.monotonic() - t0 > timeout:
+                raise RuntimeError(f"only {ready} of {n} nodes Ready after {timeout:.0f} s")
+            await asyncio.sleep(0.5)
+
+
+class ProcUsage:
+    """CPU (cores over a window) and RSS (peak while sampling, and at the end)
+    of a set of named processes."""
+
+    def __init__(self, pids: dict[str, int]):
+        self.pids = dict(pids)
+        self.samplers = {name: RSSSampler(pid) for name, pid in self.pids.items()}
+        self.cpu0: dict[str, float] = {}
+        self.cpu1: dict[str, float] = {}
+        self.rss_end: dict[str, float] = {}
+        self.t0 = self.t1 = 0.0
+
+    def _cpu(self) -> dict[str, float]:
+        out = {}
+        for name, pid in self.pids.items():
+            with contextlib.suppress(OSError):
+                out[name] = cpu_seconds(pid)
+        return out
+
+    def __enter__(self) -> "ProcUsage":
+        for s in self.samplers.values():
+            s.__enter__()
+        self.cpu0, self.t0 = self._cpu(), time.monotonic()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.cpu1, self.t1 = self._cpu(), time.monotonic()
+        for name, s in self.samplers.items():
+            s.__exit__()
+            with contextlib.suppress(OSError):
+                self.rss_end[name] = rss_mb(self.pids[name])
+
+    def cores(self, name: str) -> float:
+        dt = self.t1 - self.t0
+        return (self.cpu1.get(name, 0.0) - self.cpu0.get(name, 0.0)) / dt if dt else 0.0
+
+    def rows(self) -> list[tuple[str, float, float, float]]:
+        """(process, cores, peak RSS MB, end RSS MB), busiest first."""
+        return sorted(((name, self.cores(name), self.samplers[name].peak,
+                        self.rss_end.get(name, 0.0)) for name in self.pids),
+                      key=lambda r: -r[1])
+
+    def busiest(self) -> str:
+        return self.rows()[0][0]

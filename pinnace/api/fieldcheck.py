@@ -15,6 +15,7 @@ check is one walk over the object with dict look-ups only.
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -231,6 +232,7 @@ class _Walker:
                 self.walk(child, v, prefix + key, node.struct, goprefix + key)
 
 
+@functools.lru_cache(maxsize=8192)  # the same paths recur in every request of a kind
 def _strip_indices(path: str) -> str:
     if "[" not in path:
         return path

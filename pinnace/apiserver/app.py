@@ -166,13 +166,10 @@ class APIServer:
         """What upstream's bootstrap controllers and post-start hooks ensure."""
         crds = self.table.lookup("apiextensions.k8s.io", "v1", "customresourcedefinitions")
         assert crds is not None
-        listed = await self.store.list(crds.key_prefix)
-        for kv in listed.kvs:
-            self.strategies.register_crd(codec.decode_stored(kv.value, kv.mod_revision))
-        self._tasks.append(asyncio.create_task(self._follow_crds(crds.key_prefix,
-                                                                 listed.revision)))
+        await self._follow(crds.key_prefix, self._crd_event)
         ns_info = self.table.lookup("", "v1", "namespaces")
         assert ns_info is not None
+        await self._follow(ns_info.key_prefix, self.strategies.namespace_event)
         system = Options(field_manager="pinnace-apiserver", field_validation="Ignore")
         for ns in BUILTIN_NAMESPACES:
             if await self.store.get(ns_info.key(None, ns)) is None:
@@ -212,25 +209,38 @@ class APIServer:
             except APIError as e:
                 log.warning("cannot update the kubernetes endpoints: %s", e.message)
 
-    async def _follow_crds(self, prefix: str, after: int) -> None:
-        """Serve CRDs that other API servers on the same store create or delete."""
+    def _crd_event(self, type_: str, obj: dict[str, Any]) -> None:
+        if type_ == "DELETED":
+            self.table.remove_crd(obj["metadata"]["name"])
+        else:
+            self.strategies.register_crd(obj)
+
+    async def _follow(self, prefix: str, apply: Callable[[str, dict[str, Any]], None]) -> None:
+        """Keep ``apply`` told of every object under ``prefix``: those that
+        exist now (as ADDED) and every change after, including changes made
+        through other API servers on the same store."""
+        listed = await self.store.list(prefix)
+        for kv in listed.kvs:
+            apply("ADDED", codec.decode_stored(kv.value, kv.mod_revision))
+        self._tasks.append(asyncio.create_task(self._follow_from(prefix, listed.revision,
+                                                                 apply)))
+
+    async def _follow_from(self, prefix: str, after: int,
+                           apply: Callable[[str, dict[str, Any]], None]) -> None:
         while True:
             try:
                 async for ev in self.watches.events(prefix, after):
                     after = ev.rev
-                    if ev.type == "DELETED":
-                        self.table.remove_crd(ev.obj["metadata"]["name"])
-                    else:
-                        self.strategies.register_crd(ev.obj)
+                    apply(ev.type, ev.obj)
                 return
             except CompactedError:
                 after = await self.store.revision()
-                for kv in (await self.store.list(prefix)).kvs:
-                    self.strategies.register_crd(codec.decode_stored(kv.value, kv.mod_revision))
+                for kv in (await self.store.list(prefix, revision=after)).kvs:
+                    apply("ADDED", codec.decode_stored(kv.value, kv.mod_revision))
             except asyncio.CancelledError:
                 raise
-            except Exception:  # keep following; a later event will fix the table
-                log.exception("following CRDs failed")
+            except Exception:  # keep following; a later event will set things right
+                log.exception("following %s failed", prefix)
                 await asyncio.sleep(1)
 
     async def _reconcile_loop(self) -> None:

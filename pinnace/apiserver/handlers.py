@@ -253,7 +253,7 @@ class ResourceHandlers:
         obj = self.registry.to_served(t.info, codec.decode_stored(kv.value, kv.mod_revision))
         return self.respond(request, obj, info=t.info)
 
-    async def list(self, request: web.Request, t: Target) -> web.Response:
+    async def list(self, request: web.Request, t: Target) -> web.StreamResponse:
         q = request.query
         fmt = negotiate(request.headers.get("Accept", ""))
         label_sel, field_sel = _selectors(t.info, q)

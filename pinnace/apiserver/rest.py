@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import datetime as dt
 import random
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -37,8 +38,16 @@ from .status import APIError
 _NAME_CHARS = "bcdfghjklmnpqrstvwxz2456789"
 
 
+_clock: tuple[int, str] = (0, "")
+
+
 def now_rfc3339() -> str:
-    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    """The current second as Kubernetes timestamps it (formatted once per second)."""
+    global _clock
+    sec = int(time.time())
+    if _clock[0] != sec:
+        _clock = (sec, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(sec)))
+    return _clock[1]
 
 
 @dataclass

@@ -384,6 +384,7 @@ class Strategies:
                  ports: NodePortAllocator, toleration_seconds: tuple[int, int] = (300, 300)):
         self.store = store
         self.table = table
+        self.namespaces: dict[str, bool] = {}  # name -> accepts new content
         self.default = Strategy()
         self.by_resource: dict[tuple[str, str], Strategy] = {
             ("", "pods"): PodStrategy(*toleration_seconds),
@@ -397,16 +398,29 @@ class Strategies:
     def get(self, info: ResourceInfo) -> Strategy:
         return self.by_resource.get((info.group, info.resource), self.default)
 
+    def namespace_event(self, type_: str, ns: dict[str, Any]) -> None:
+        """Keeps the namespace lifecycle table current (fed by a watch)."""
+        name = ns["metadata"]["name"]
+        if type_ == "DELETED":
+            self.namespaces.pop(name, None)
+        else:
+            self.namespaces[name] = not (ns["metadata"].get("deletionTimestamp") or
+                                         ns.get("status", {}).get("phase") == "Terminating")
+
     async def admit_namespace(self, info: ResourceInfo, namespace: str | None) -> None:
         """NamespaceLifecycle: no new content in a missing or terminating namespace."""
         if not info.namespaced or not namespace:
             return
-        kv = await self.store.get(f"/registry/core/namespaces/{namespace}")
-        if kv is None:
-            raise status.not_found("namespaces", "", namespace)
-        ns = codec.decode_stored(kv.value, kv.mod_revision)
-        if ns["metadata"].get("deletionTimestamp") or \
-                ns.get("status", {}).get("phase") == "Terminating":
+        active = self.namespaces.get(namespace)
+        if active is None:
+            # Not seen yet (created a moment ago, or gone): ask the store itself.
+            kv = await self.store.get(f"/registry/core/namespaces/{namespace}")
+            if kv is None:
+                raise status.not_found("namespaces", "", namespace)
+            ns = codec.decode_stored(kv.value, kv.mod_revision)
+            active = not (ns["metadata"].get("deletionTimestamp") or
+                          ns.get("status", {}).get("phase") == "Terminating")
+        if not active:
             raise status.forbidden(
                 f"unable to create new content in namespace {namespace} because it is being "
                 f"terminated", info.resource, info.group)
