@@ -90,6 +90,7 @@ class PodWatch:
         self.rc = client.resource("v1", "pods")
         self.rv = rv
         self.pods: dict[str, PodTimes] = {}
+        self.names: dict[str, str] = {}  # uid -> pod name (generateName <rs>-<hash>-)
         self.running = 0
         self.error = ""
 
@@ -100,6 +101,7 @@ class PodWatch:
         t = self.pods.get(uid)
         if t is None:
             t = self.pods[uid] = PodTimes(added=now, created=_epoch(meta.get("creationTimestamp")))
+            self.names[uid] = meta["name"]
         if type_ == "DELETED" or meta.get("deletionTimestamp"):
             t.deleted = True
         if not t.running and status.get("phase") == "Running":
@@ -123,9 +125,11 @@ class PodWatch:
 
 
 async def churn(client: Client, watch: PodWatch, rate: float, duration: float, replicas: int,
-                keep: float, grace: float) -> tuple[float, float, int, int]:
-    """Run the create/delete schedule; (load seconds, drain seconds, deployments
-    created, create/delete errors)."""
+                keep: float, grace: float, posted: dict[str, float]
+                ) -> tuple[float, float, int, int]:
+    """Run the create/delete schedule, noting in ``posted`` when each
+    Deployment's POST was sent (time.time()); (load seconds, drain seconds,
+    deployments created, create/delete errors)."""
     deps = client.resource("apps/v1", "deployments")
     interval = replicas / rate
     count = max(1, round(duration * rate / replicas))
@@ -156,6 +160,7 @@ async def churn(client: Client, watch: PodWatch, rate: float, duration: float, r
                 await asyncio.sleep(min(wait, 0.2))
                 bar.update(created_t, completed=len(watch.pods))
                 bar.update(running_t, completed=watch.running)
+            posted[f"d-{i:05d}"] = time.time()
             spawn(deps.create(deployment(f"d-{i:05d}", replicas)))
             if i >= lag:
                 spawn(deps.delete(f"d-{i - lag:05d}", NAMESPACE, propagation_policy="Background"))
@@ -198,10 +203,12 @@ async def bench(args: argparse.Namespace, kubeconfig: Any, usage_pids: dict[str,
         watch = PodWatch(client, rv)
         wtask = asyncio.create_task(watch.run())
         spy_pid = usage_pids[args.py_spy_proc]
+        posted: dict[str, float] = {}
         try:
             with ProcUsage(usage_pids) as usage, py_spy(spy_pid, args.py_spy):
                 load, drain, count, errors = await churn(
-                    client, watch, args.rate, args.duration, args.replicas, args.keep, args.grace)
+                    client, watch, args.rate, args.duration, args.replicas, args.keep, args.grace,
+                    posted)
         finally:
             wtask.cancel()
             try:
@@ -210,7 +217,7 @@ async def bench(args: argparse.Namespace, kubeconfig: Any, usage_pids: dict[str,
                 pass
         return {"load": load, "drain": drain, "deployments": count, "errors": errors,
                 "pods": watch.pods, "watch_error": watch.error, "usage": usage,
-                "ready_s": ready_s}
+                "ready_s": ready_s, "posted": posted, "names": watch.names}
     finally:
         await client.close()
 
@@ -223,11 +230,21 @@ def report(args: argparse.Namespace, r: dict[str, Any]) -> None:
     mixed = [p.running - p.created for p in ran if p.created]
     server = [p.ready_ltt - p.created for p in ran if p.ready_ltt and p.created]
     load = r["load"]
-    in_window = sum(1 for p in pods.values() if p.added and p.running)
+    # Deployment POST -> pod ADDED: the deployment and ReplicaSet controllers' share.
+    posted: dict[str, float] = r["posted"]
+    ctrl = [p.added - posted[dep] for uid, p in pods.items()
+            if (dep := r["names"][uid].rsplit("-", 2)[0]) in posted]
+    adds = sorted(p.added for p in pods.values())
+    add_rate = (len(adds) - 1) / (adds[-1] - adds[0]) if len(adds) > 1 and adds[-1] > adds[0] \
+        else 0.0
     rows: list[tuple[Any, ...]] = []
     for label, vals in (("watch: ADDED -> Running seen", watch_lat),
                         ("creationTimestamp -> Running seen", mixed),
-                        ("server: creationTimestamp -> Ready lastTransitionTime", server)):
+                        ("server: creationTimestamp -> Ready lastTransitionTime", server),
+                        ("Deployment POST -> pod ADDED (controllers)", ctrl),
+                        ("Deployment POST -> Running seen", [
+                            p.running - posted[dep] for uid, p in pods.items() if p.running
+                            and (dep := r["names"][uid].rsplit("-", 2)[0]) in posted])):
         p50, p99, mx = _stats(vals)
         rows.append((label, len(vals), f"{p50 * 1000:,.0f}", f"{p99 * 1000:,.0f}",
                      f"{mx * 1000:,.0f}"))
@@ -236,8 +253,9 @@ def report(args: argparse.Namespace, r: dict[str, Any]) -> None:
                 f"{args.keep:g} s, {args.datastore} ({machine_note()})",
                 ["latency", "pods", "p50 ms", "p99 ms", "max ms"], rows)
     console.print(f"pods created (seen by the watch) {len(pods):,} of "
-                  f"{r['deployments'] * args.replicas:,} = {len(pods) / load:,.1f} pods/s over "
-                  f"{load:.1f} s; Running {in_window:,} ({len(ran) / load:,.1f}/s); never Running "
+                  f"{r['deployments'] * args.replicas:,} in a {load:.1f} s load window: "
+                  f"{len(pods) / load:,.1f} pods/s; first -> last ADDED {add_rate:,.1f} pods/s; "
+                  f"Running {len(ran):,}; never Running "
                   f"{len(never):,} (of which deleted first {sum(1 for p in never if p.deleted):,}); "
                   f"API errors {r['errors']}; drain {r['drain']:.1f} s"
                   + (f"; [red]{r['watch_error']}[/]" if r["watch_error"] else ""))
@@ -245,10 +263,12 @@ def report(args: argparse.Namespace, r: dict[str, Any]) -> None:
     print_table(f"processes over the {usage.t1 - usage.t0:.1f} s load + drain",
                 ["process", "CPU cores", "peak RSS MB", "end RSS MB"],
                 [(n, f"{c:.2f}", f"{p:.0f}", f"{e:.0f}") for n, c, p, e in usage.rows()])
-    p99 = _stats(mixed)[1]
-    console.print(f"target p99 <= {TARGET_P99:g} s (creationTimestamp -> Running): "
-                  f"{p99:.2f} s {verdict(p99 <= TARGET_P99)}; busiest process: "
-                  f"{usage.busiest()}")
+    # creationTimestamp is truncated to the second, so the mixed number reads
+    # 0-1 s high; the watch-observed one is the precise (slightly low) bound.
+    p99, p99w = _stats(mixed)[1], _stats(watch_lat)[1]
+    console.print(f"target p99 <= {TARGET_P99:g} s: creationTimestamp -> Running {p99:.2f} s "
+                  f"{verdict(p99 <= TARGET_P99)}, watch ADDED -> Running {p99w:.2f} s "
+                  f"{verdict(p99w <= TARGET_P99)}; busiest process: {usage.busiest()}")
 
 
 def main() -> None:

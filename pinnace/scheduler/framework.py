@@ -238,8 +238,12 @@ def default_profile(name: str = DEFAULT_SCHEDULER, *,
                     pvc_lookup: Callable[[str, str], dict[str, Any] | None] | None = None,
                     pv_lookup: Callable[[str], dict[str, Any] | None] | None = None,
                     rng: random.Random | None = None, percentage_of_nodes_to_score: int = 0,
-                    preemption: bool = True) -> Profile:
-    """Upstream's default plugins, filter order and score weights."""
+                    preemption: bool = True,
+                    default_spread_selector: Callable[[Any], dict[str, Any] | None] | None = None
+                    ) -> Profile:
+    """Upstream's default plugins, filter order and score weights.
+    ``default_spread_selector(pod_info)`` gives the selector of the services
+    and controllers that select a pod, for PodTopologySpread's system defaults."""
     from pinnace.scheduler.plugins import (
         ImageLocality,
         InterPodAffinity,
@@ -254,7 +258,7 @@ def default_profile(name: str = DEFAULT_SCHEDULER, *,
         VolumeBinding,
     )
     taint, affinity, fit = TaintToleration(), NodeAffinity(), NodeResourcesFit()
-    spread, interpod = PodTopologySpread(), InterPodAffinity()
+    spread, interpod = PodTopologySpread(default_spread_selector), InterPodAffinity()
     filters: list[Any] = [NodeUnschedulable(), NodeName(), taint, affinity, NodePorts(), fit,
                           VolumeBinding(pvc_lookup, pv_lookup), spread, interpod]
     scores: list[tuple[Any, int]] = [(taint, 3), (affinity, 2), (fit, 1), (spread, 2), (interpod, 2),

@@ -17,6 +17,7 @@ import socket
 import uuid
 from typing import Any
 
+from pinnace.api import selectors
 from pinnace.client import ApiError, Client, InformerFactory, LeaderElector, auto_config
 from pinnace.controllers.events import EventRecorder
 from pinnace.runtime import tune_gc
@@ -56,12 +57,18 @@ class Scheduler:
         self.nodes = self.informers.informer("v1", "nodes")
         self.pvcs = self.informers.informer("v1", "persistentvolumeclaims")
         self.pvs = self.informers.informer("v1", "persistentvolumes")
+        # What selects a pod, for spreading replicas by default.
+        self.selecting = [self.informers.informer("v1", "services"),
+                          self.informers.informer("v1", "replicationcontrollers"),
+                          self.informers.informer("apps/v1", "replicasets"),
+                          self.informers.informer("apps/v1", "statefulsets")]
         self.pod_api = client.resource("v1", "pods")
         self.recorder = EventRecorder(client, "default-scheduler")
         self.cache = SchedulerCache()
         self.queue = SchedulingQueue()
         self.profiles = {p.name: p for p in (profiles or [default_profile(
-            pvc_lookup=self._pvc, pv_lookup=self._pv)])}
+            pvc_lookup=self._pvc, pv_lookup=self._pv,
+            default_spread_selector=self._default_selector)])}
         self._binding: set[asyncio.Task[None]] = set()
 
     def _pvc(self, namespace: str, name: str) -> Obj | None:
@@ -69,6 +76,27 @@ class Scheduler:
 
     def _pv(self, name: str) -> Obj | None:
         return self.pvs.get(name)
+
+    def _default_selector(self, pod: PodInfo) -> Obj | None:
+        """The selectors of every service, RC, ReplicaSet and StatefulSet that
+        selects the pod, combined (upstream's DefaultSelector)."""
+        match_labels: dict[str, str] = {}
+        expressions: list[Obj] = []
+        labels = pod.labels
+        for inf in self.selecting:
+            for obj in inf.objects(pod.namespace):
+                sel = (obj.get("spec") or {}).get("selector")
+                if not sel:
+                    continue
+                if inf.rc.resource in ("services", "replicationcontrollers"):  # plain maps
+                    if all(labels.get(k) == v for k, v in sel.items()):
+                        match_labels.update(sel)
+                elif selectors.label_selector_from_dict(sel).matches(labels):
+                    match_labels.update(sel.get("matchLabels") or {})
+                    expressions.extend(sel.get("matchExpressions") or [])
+        if not match_labels and not expressions:
+            return None
+        return {"matchLabels": match_labels, "matchExpressions": expressions}
 
     # -- informer handlers -----------------------------------------------------
 

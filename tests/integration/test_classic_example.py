@@ -70,6 +70,8 @@ def test_classic_example_on_two_simulated_nodes(fast_cluster) -> None:  # type: 
     web = wait_for(lambda: (p := _running(k, "app=myweb")) and len(p) == 2 and p,
                    what="2 myweb pods running")
     assert all(p["status"]["podIP"] for p in mysql + web)
+    # Replicas spread over the nodes (the scheduler's default topology spread).
+    assert len({p["spec"]["nodeName"] for p in web}) == 2
     assert mysql[0]["spec"]["nodeName"] in ("node-a-0", "node-b-0")
     # Services find their pods.
     wait_for(lambda: "myweb" in k("get", "endpoints", "myweb", "-o",

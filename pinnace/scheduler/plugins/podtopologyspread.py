@@ -4,13 +4,17 @@ domains. DoNotSchedule constraints filter (skew = pods in the node's domain
 ScheduleAnyway constraints score. Only nodes that pass the pod's node
 affinity/selector and carry every constraint's key count as domains
 (nodeAffinityPolicy Honor, nodeTaintsPolicy Ignore: the defaults).
-Cluster-level default constraints are not applied.
+
+A pod with no constraints of its own gets the cluster's system defaults, as
+upstream: ScheduleAnyway on hostname (maxSkew 3) and zone (maxSkew 5), over
+the pods selected by the services and controllers that select this pod, so
+replicas spread over nodes without anyone asking.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from pinnace.scheduler.cache import NodeInfo, PodInfo, SchedulerCache
@@ -21,6 +25,10 @@ from pinnace.scheduler.plugins.nodeaffinity import required_node_match
 ERR_CONSTRAINTS = "node(s) didn't match pod topology spread constraints"
 ERR_MISSING_LABEL = "node(s) didn't match pod topology spread constraints (missing required label)"
 HOSTNAME = "kubernetes.io/hostname"
+
+
+ZONE = "topology.kubernetes.io/zone"
+SelectorFor = Callable[[PodInfo], "dict[str, Any] | None"]
 
 
 class _Constraint:
@@ -40,33 +48,51 @@ def _constraints(pod: PodInfo, mode: str) -> list[_Constraint]:
             if (c.get("whenUnsatisfiable") or "DoNotSchedule") == mode]
 
 
-def _count(pod: PodInfo, cache: SchedulerCache, cons: list[_Constraint]) -> list[dict[str, int]]:
+def _system_defaults(pod: PodInfo, selector_for: SelectorFor | None) -> list[_Constraint]:
+    if selector_for is None or pod.spec.get("topologySpreadConstraints"):
+        return []
+    sel = selector_for(pod)
+    if not sel:
+        return []
+    return [_Constraint({"topologyKey": HOSTNAME, "maxSkew": 3, "labelSelector": sel}, pod),
+            _Constraint({"topologyKey": ZONE, "maxSkew": 5, "labelSelector": sel}, pod)]
+
+
+def _count(pod: PodInfo, cache: SchedulerCache, cons: list[_Constraint],
+           require_all: bool = True) -> list[dict[str, int]]:
     """Per constraint, matching pods per domain over eligible nodes; every
-    eligible domain is present (possibly with 0)."""
+    eligible domain is present (possibly with 0). With ``require_all`` off
+    (system defaults) a node missing one constraint's key still counts for
+    the others."""
     node_ok = required_node_match(pod)
     keys = [c.key for c in cons]
     counts: list[dict[str, int]] = [{} for _ in cons]
     eligible: dict[str, bool] = {}
     for ni in cache.node_list():
         labels = ni.labels
-        ok = all(k in labels for k in keys) and (node_ok is None or node_ok(ni))
+        ok = (not require_all or all(k in labels for k in keys)) and \
+            (node_ok is None or node_ok(ni))
         eligible[ni.name] = ok
         if ok:
             for i, k in enumerate(keys):
-                counts[i].setdefault(labels[k], 0)
+                if k in labels:
+                    counts[i].setdefault(labels[k], 0)
     for p in cache.pods_in([pod.namespace]):
         if p.terminating or not eligible.get(p.node_name):
             continue
         labels = cache.nodes[p.node_name].labels
         for i, c in enumerate(cons):
-            if c.match(p.labels):
-                v = labels[c.key]
+            v = labels.get(c.key)
+            if v is not None and c.match(p.labels):
                 counts[i][v] = counts[i].get(v, 0) + 1
     return counts
 
 
 class PodTopologySpread:
     name = "PodTopologySpread"
+
+    def __init__(self, default_selector: SelectorFor | None = None) -> None:
+        self.default_selector = default_selector
 
     def pre_filter(self, pod: PodInfo, cache: SchedulerCache, state: dict[str, Any]) -> Check | None:
         cons = _constraints(pod, "DoNotSchedule")
@@ -93,20 +119,25 @@ class PodTopologySpread:
     def pre_score(self, pod: PodInfo, cache: SchedulerCache, state: dict[str, Any],
                   nodes: Sequence[NodeInfo]) -> Scorer | None:
         cons = _constraints(pod, "ScheduleAnyway")
+        require_all = bool(cons) or bool(pod.spec.get("topologySpreadConstraints"))
+        if not cons:
+            cons = _system_defaults(pod, self.default_selector)
         if not cons:
             return None
-        counts = _count(pod, cache, cons)
+        counts = _count(pod, cache, cons, require_all)
         weights = [math.log(len(cnt) + 2) for cnt in counts]
 
         def score(nodes: Sequence[NodeInfo]) -> list[int]:
             raw: list[int | None] = []
             for ni in nodes:
-                if any(c.key not in ni.labels for c in cons):
+                if require_all and any(c.key not in ni.labels for c in cons):
                     raw.append(None)  # ignored node: scores 0
                     continue
                 s = 0.0
                 for c, cnt, w in zip(cons, counts, weights):
-                    s += cnt.get(ni.labels[c.key], 0) * w + (c.max_skew - 1)
+                    v = ni.labels.get(c.key)
+                    if v is not None:
+                        s += cnt.get(v, 0) * w + (c.max_skew - 1)
                 raw.append(round(s))
             valid = [s for s in raw if s is not None]
             if not valid:
