@@ -240,23 +240,21 @@ class Registry:
         self._validate(info, obj, None)
         if not applied:
             obj = self._track(info, None, obj, opts)
+        key = info.key(meta.get("namespace"), meta["name"])
         undo = await strat.admit_create(info, obj, opts.dry_run)
-        try:
-            if opts.dry_run:
-                if await self.store.get(info.key(meta.get("namespace"), meta["name"])):
-                    raise status.already_exists(info.resource, info.group, meta["name"])
-                return self.to_served(info, obj)
-            try:
-                kv = await self.store.create(info.key(meta.get("namespace"), meta["name"]),
-                                             codec.encode_for_storage(obj))
-            except KeyExistsError:
-                raise status.already_exists(info.resource, info.group, meta["name"]) from None
-        except BaseException:
+        if opts.dry_run:
+            # Everything a real create does, except the write: allocations are given back.
             await undo()
+            if await self.store.get(key):
+                raise status.already_exists(info.resource, info.group, meta["name"])
+            return self.to_served(info, obj)
+        try:
+            kv = await self.store.create(key, codec.encode_for_storage(obj))
+        except BaseException as e:
+            await undo()
+            if isinstance(e, KeyExistsError):
+                raise status.already_exists(info.resource, info.group, meta["name"]) from None
             raise
-        else:
-            if opts.dry_run:
-                await undo()
         obj["metadata"]["resourceVersion"] = str(kv.mod_revision)
         await strat.after_create(info, obj)
         return self.to_served(info, obj)
@@ -280,13 +278,14 @@ class Registry:
             if not rv.isdigit():
                 raise status.bad_request(f"invalid resourceVersion: {rv!r}")
             raise status.conflict(info.resource, info.group, name, status.STALE)
-        return await self.guaranteed_update(info, ns, name, kv, lambda _: copy.deepcopy(new_in), opts,
-                                        subresource, cas_from_client=bool(rv))
+        return await self.guaranteed_update(info, ns, name, kv, lambda _: copy.deepcopy(new_in),
+                                            opts, subresource, cas_from_client=bool(rv))
 
-    async def guaranteed_update(self, info: ResourceInfo, ns: str | None, name: str, kv: KeyValue,
-                            mutate: Callable[[dict[str, Any]], dict[str, Any]], opts: Options,
-                            subresource: str = "", cas_from_client: bool = False,
-                            manage: bool = True) -> dict[str, Any]:
+    async def guaranteed_update(self, info: ResourceInfo, ns: str | None, name: str,
+                                kv: KeyValue, mutate: Callable[[dict[str, Any]], dict[str, Any]],
+                                opts: Options, subresource: str = "",
+                                cas_from_client: bool = False,
+                                manage: bool = True) -> dict[str, Any]:
         """Apply ``mutate`` to the current object and CAS-write the result,
         retrying on conflicts the client did not ask to see."""
         strat = self.strategies.get(info)

@@ -351,3 +351,13 @@ def test_auth_whoami_and_can_i(server: Server) -> None:
     who = server.kubectl("auth", "whoami").stdout
     assert "admin" in who and "system:masters" in who
     assert server.kubectl("auth", "can-i", "create", "pods").stdout.strip() == "yes"
+
+
+def test_dry_run_service_keeps_no_node_port(server: Server, namespace: str) -> None:
+    svc = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "dry"},
+           "spec": {"type": "NodePort", "ports": [{"port": 80, "nodePort": 30777}]}}
+    for _ in range(2):  # a dry run gives its allocation back, so it can run again
+        out = server.kubectl("-n", namespace, "create", "--dry-run=server", "-f", "-",
+                             input=json.dumps(svc)).stdout
+        assert "(server dry run)" in out
+    server.kubectl("-n", namespace, "create", "-f", "-", input=json.dumps(svc))
