@@ -44,12 +44,18 @@ def namespace_index(obj: Obj) -> list[str]:
 class Informer:
     def __init__(self, rc: ResourceClient, namespace: str | None = None, *,
                  label_selector: str | None = None, field_selector: str | None = None,
-                 resync_seconds: float = 0):
+                 resync_seconds: float = 0, keep: Callable[[Obj], bool] | None = None,
+                 transform: Callable[[Obj], Obj] | None = None):
+        """keep: cache only objects it accepts (it must depend only on fields
+        that never change, such as a pod's nodeName); transform: store what it
+        returns instead of the object (client-go's transform, to save memory)."""
         self.rc = rc
         self.namespace = namespace
         self.label_selector = label_selector
         self.field_selector = field_selector
         self.resync_seconds = resync_seconds
+        self.keep = keep
+        self.transform = transform
         self.store: dict[str, Obj] = {}
         self.synced = asyncio.Event()
         self.resource_version = ""
@@ -114,6 +120,10 @@ class Informer:
                     log.exception("informer handler failed for %s", self.rc.resource)
 
     def _apply(self, type_: str, obj: Obj) -> None:
+        if self.keep is not None and not self.keep(obj):
+            return
+        if self.transform is not None:
+            obj = self.transform(obj)
         key = key_of(obj)
         old = self.store.get(key)
         if type_ == "DELETED":
@@ -130,6 +140,10 @@ class Informer:
             self._emit(1, old, obj)
 
     def _replace(self, items: list[Obj]) -> None:
+        if self.keep is not None:
+            items = [o for o in items if self.keep(o)]
+        if self.transform is not None:
+            items = [self.transform(o) for o in items]
         fresh = {key_of(o): o for o in items}
         for key in [k for k in self.store if k not in fresh]:
             old = self.store.pop(key)

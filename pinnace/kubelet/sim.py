@@ -25,7 +25,7 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -110,25 +110,6 @@ def slim_node(node: Obj) -> Obj:
             "status": {"conditions": st.get("conditions") or []}}
 
 
-class FilteredInformer(Informer):
-    """An informer that caches only the objects ``keep`` accepts, as ``slim``
-    copies (client-go's informer transform). ``keep`` must depend only on
-    immutable fields (a pod's nodeName, a node's name)."""
-
-    def __init__(self, rc: Any, keep: Callable[[Obj], bool], slim: Callable[[Obj], Obj],
-                 **kw: Any):
-        super().__init__(rc, **kw)
-        self._keep = keep
-        self._slim = slim
-
-    def _apply(self, type_: str, obj: Obj) -> None:
-        if self._keep(obj):
-            super()._apply(type_, self._slim(obj))
-
-    def _replace(self, items: list[Obj]) -> None:
-        super()._replace([self._slim(o) for o in items if self._keep(o)])
-
-
 # -- one simulated node --------------------------------------------------------
 
 @dataclass(slots=True, eq=False)
@@ -181,10 +162,11 @@ class SimNodes:
             idx = first_index + i
             self.nodes[name] = SimNode(name, idx, str(ipaddress.IPv4Address(
                 HOST_IP_BASE + 1 + idx)), NodeIPAM(fallback_cidr(idx)))
-        self.pod_informer = FilteredInformer(self.pods_rc, self._ours, slim_pod)
+        self.pod_informer = Informer(self.pods_rc, keep=self._ours, transform=slim_pod)
         self.pod_informer.add_index("node", lambda p: [p["spec"].get("nodeName") or ""])
-        self.node_informer = FilteredInformer(
-            self.nodes_rc, lambda n: n["metadata"]["name"] in self.nodes, slim_node)
+        self.node_informer = Informer(
+            self.nodes_rc, keep=lambda n: n["metadata"]["name"] in self.nodes,
+            transform=slim_node)
         self.queue = WorkQueue()
         self.ready = asyncio.Event()
         self._sem = asyncio.Semaphore(max_in_flight)
@@ -581,5 +563,5 @@ async def run_sim(kubeconfig: str | None, count: int, prefix: str = "sim-node-",
         await client.close()
 
 
-__all__ = ["FilteredInformer", "SimNode", "SimNodes", "node_names", "parse_duration",
+__all__ = ["SimNode", "SimNodes", "node_names", "parse_duration",
            "run_sim", "slim_node", "slim_pod"]
