@@ -37,6 +37,17 @@ def split_key(key: str) -> tuple[str | None, str]:
     return (ns, name) if sep else (None, key)
 
 
+def strip_managed_fields(obj: Obj) -> Obj:
+    """Drop metadata.managedFields: controllers never read them, and they are
+    often the bulk of an object (client-go's TransformStripManagedFields).
+    Writing such an object back keeps the server's managedFields."""
+    meta = obj.get("metadata")
+    if meta and "managedFields" in meta:
+        obj = dict(obj)
+        obj["metadata"] = {k: v for k, v in meta.items() if k != "managedFields"}
+    return obj
+
+
 def namespace_index(obj: Obj) -> list[str]:
     return [(obj.get("metadata") or {}).get("namespace") or ""]
 
@@ -243,7 +254,8 @@ class InformerFactory:
         inf = self._informers.get(key)
         if inf is None:
             inf = Informer(self.client.resource(api_version, resource, namespaced), namespace,
-                           label_selector=label_selector, resync_seconds=resync_seconds)
+                           label_selector=label_selector, resync_seconds=resync_seconds,
+                           transform=strip_managed_fields)
             self._informers[key] = inf
         return inf
 
@@ -263,4 +275,4 @@ class InformerFactory:
         return list(self._informers.values())
 
 
-__all__ = ["Informer", "InformerFactory", "key_of", "split_key"]
+__all__ = ["Informer", "InformerFactory", "key_of", "split_key", "strip_managed_fields"]
