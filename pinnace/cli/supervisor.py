@@ -30,7 +30,7 @@ class Child:
         self.proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "pinnace.cli.main", *self.args,
             stdout=asyncio.subprocess.PIPE if self.name == "apiserver" else None,
-            env={**os.environ, **self.env})
+            env={**os.environ, **self.env}, preexec_fn=_die_with_parent)
         log.info("started %s (pid %d)", self.name, self.proc.pid)
 
 
@@ -94,6 +94,17 @@ class Supervisor:
             await child.start()
             if child is self.api:
                 asyncio.create_task(self._drain(child))
+
+
+def _die_with_parent() -> None:
+    """In the child: get SIGTERM if the supervisor dies, even by SIGKILL, so
+    no component outlives `pinnace server` (Linux prctl PR_SET_PDEATHSIG)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)
+    except (OSError, AttributeError):
+        pass
 
 
 async def _terminate(child: Child) -> None:
