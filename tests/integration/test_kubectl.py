@@ -361,3 +361,65 @@ def test_dry_run_service_keeps_no_node_port(server: Server, namespace: str) -> N
                              input=json.dumps(svc)).stdout
         assert "(server dry run)" in out
     server.kubectl("-n", namespace, "create", "-f", "-", input=json.dumps(svc))
+
+
+def test_diff_edit_wait_sort_and_watch(server: Server, namespace: str) -> None:
+    import os
+    import subprocess
+    import sys
+
+    k = server.kubectl
+    k("-n", namespace, "apply", "-f", str(EXAMPLES / "myweb-rc.yaml"))
+    same = k("-n", namespace, "diff", "-f", str(EXAMPLES / "myweb-rc.yaml"), check=False)
+    assert same.returncode == 0 and same.stdout == ""
+    changed = (EXAMPLES / "myweb-rc.yaml").read_text().replace("replicas: 2", "replicas: 5")
+    diff = k("-n", namespace, "diff", "-f", "-", input=changed, check=False)
+    assert diff.returncode == 1 and "-  replicas: 2" in diff.stdout and "+  replicas: 5" in diff.stdout
+    # kubectl edit with a scripted editor.
+    env = dict(os.environ, KUBECONFIG=str(server.kubeconfig),
+               KUBE_EDITOR=f"{sys.executable} -c \"import sys,re;p=sys.argv[1];"
+                           f"s=open(p).read();open(p,'w').write(s.replace('replicas: 2','replicas: 4',1))\"")
+    from tests.conftest import KUBECTL
+    subprocess.run([KUBECTL, "-n", namespace, "edit", "rc", "myweb"], env=env, check=True,
+                   capture_output=True, timeout=60)
+    assert k("-n", namespace, "get", "rc", "myweb", "-o", "jsonpath={.spec.replicas}").stdout == "4"
+    k("-n", namespace, "wait", "--for=jsonpath={.spec.replicas}=4", "rc/myweb", "--timeout=10s")
+    for name, n in (("b", "3"), ("a", "1"), ("c", "2")):
+        k("-n", namespace, "create", "configmap", name, f"--from-literal=n={n}")
+    by_name = k("-n", namespace, "get", "cm", "--sort-by=.metadata.name", "-o", "name").stdout.split()
+    assert [x for x in by_name if x.split("/")[1] in "abc"] == \
+        ["configmap/a", "configmap/b", "configmap/c"]
+    by_data = k("-n", namespace, "get", "cm", "--sort-by=.data.n", "-o", "name").stdout.split()
+    assert [x for x in by_data if x.split("/")[1] in "abc"] == \
+        ["configmap/a", "configmap/c", "configmap/b"]
+    # kubectl get -w prints the current state, then changes as they happen.
+    watcher = subprocess.Popen([KUBECTL, "-n", namespace, "get", "cm", "a", "-w",
+                                "--request-timeout=8s"], env=dict(os.environ, KUBECONFIG=str(
+                                    server.kubeconfig)), stdout=subprocess.PIPE, text=True)
+    try:
+        first = watcher.stdout.readline()  # type: ignore[union-attr]
+        assert first.split()[:2] == ["NAME", "DATA"]
+        assert watcher.stdout.readline().split()[0] == "a"  # type: ignore[union-attr]
+        k("-n", namespace, "label", "cm", "a", "seen=yes")
+        assert watcher.stdout.readline().split()[0] == "a"  # type: ignore[union-attr]
+    finally:
+        watcher.kill()
+        watcher.wait()
+
+
+def test_delete_cascade_and_grace_period(server: Server, namespace: str) -> None:
+    k = server.kubectl
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "bound"},
+           "spec": {"nodeName": "nowhere", "containers": [{"name": "c", "image": "busybox"}]}}
+    k("-n", namespace, "create", "-f", "-", input=json.dumps(pod))
+    # A pod on a node waits for its kubelet; --wait=false returns at once, Terminating.
+    k("-n", namespace, "delete", "pod", "bound", "--grace-period=5", "--wait=false")
+    got = json.loads(k("-n", namespace, "get", "pod", "bound", "-o", "json").stdout)
+    assert got["metadata"]["deletionGracePeriodSeconds"] == 5
+    assert "Terminating" in k("-n", namespace, "get", "pod", "bound").stdout
+    k("-n", namespace, "delete", "pod", "bound", "--grace-period=0", "--force")
+    assert k("-n", namespace, "get", "pod", "bound", check=False).returncode != 0
+    # Background cascade (kubectl's default) deletes the owner at once.
+    k("-n", namespace, "create", "configmap", "owner")
+    k("-n", namespace, "delete", "configmap", "owner", "--cascade=background")
+    assert k("-n", namespace, "get", "cm", "owner", check=False).returncode != 0
