@@ -332,14 +332,25 @@ class GarbageCollector(Controller):
                 raise
 
     async def _patch_owners(self, node: Node, change: Any) -> None:
+        await self._patch_meta_list(node, "ownerReferences", node.owners, change)
+
+    async def _remove_finalizer(self, node: Node, finalizer: str) -> None:
+        await self._patch_meta_list(node, "finalizers", node.finalizers,
+                                    lambda fins: [f for f in fins if f != finalizer])
+
+    async def _patch_meta_list(self, node: Node, field: str, current: list[Any],
+                               change: Any) -> None:
+        """Set metadata.<field> to change(current) with a resourceVersion
+        precondition, re-reading the object after a conflict; nothing to do
+        once the object is gone or replaced (another uid)."""
         api = self.client.resource(node.res.api_version, node.res.resource, node.res.namespaced)
-        refs, rv = node.owners, node.resource_version
+        rv = node.resource_version
         for _ in range(8):
-            new_refs = change(refs)
-            if new_refs == refs:
+            new = change(current)
+            if new == current:
                 return
             try:
-                await api.patch(node.name, {"metadata": {"ownerReferences": new_refs or None,
+                await api.patch(node.name, {"metadata": {field: new or None,
                                                          "resourceVersion": rv}},
                                 node.namespace)
                 return
@@ -356,37 +367,9 @@ class GarbageCollector(Controller):
                 raise
             if fresh["metadata"].get("uid") != node.uid:
                 return
-            refs = list(fresh["metadata"].get("ownerReferences") or [])
+            current = list(fresh["metadata"].get(field) or [])
             rv = fresh["metadata"]["resourceVersion"]
-        raise RuntimeError(f"could not update ownerReferences of {node.name}")
-
-    async def _remove_finalizer(self, node: Node, finalizer: str) -> None:
-        api = self.client.resource(node.res.api_version, node.res.resource, node.res.namespaced)
-        fins, rv = node.finalizers, node.resource_version
-        for _ in range(8):
-            if finalizer not in fins:
-                return
-            try:
-                await api.patch(node.name, {"metadata": {
-                    "finalizers": [f for f in fins if f != finalizer] or None,
-                    "resourceVersion": rv}}, node.namespace)
-                return
-            except ApiError as e:
-                if e.not_found:
-                    return
-                if not e.conflict:
-                    raise
-            try:
-                fresh = await api.get(node.name, node.namespace)
-            except ApiError as e:
-                if e.not_found:
-                    return
-                raise
-            if fresh["metadata"].get("uid") != node.uid:
-                return
-            fins = list(fresh["metadata"].get("finalizers") or [])
-            rv = fresh["metadata"]["resourceVersion"]
-        raise RuntimeError(f"could not remove finalizer {finalizer} from {node.name}")
+        raise RuntimeError(f"could not update {field} of {node.name}")
 
     async def _orphan_dependents(self, owner: Node) -> None:
         await asyncio.gather(*(self._patch_owners(
