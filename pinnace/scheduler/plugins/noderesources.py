@@ -48,19 +48,23 @@ def _least_allocated_one(ni: NodeInfo, pc: int, pm: int) -> int:
     return s // 2
 
 
-def least_allocated(pod: PodInfo, nodes: Sequence[NodeInfo]) -> list[int]:
-    pc, pm = pod.nz_cpu, pod.nz_mem
-    key = ("least", pc, pm)
+def _memoized(name: str, fn: Any, pc: int, pm: int, nodes: Sequence[NodeInfo]) -> list[int]:
+    """fn(node, pc, pm) per node, remembered on the node: a node's score only
+    changes when its pods do, so most come from the memo."""
+    key = (name, pc, pm)
     out: list[int] = []
     app = out.append
-    # A node's score only changes when its pods do: most come from the memo.
     for ni in nodes:
         m = ni.memo
         v = m.get(key)
         if v is None:
-            v = m[key] = _least_allocated_one(ni, pc, pm)
+            v = m[key] = fn(ni, pc, pm)
         app(v)
     return out
+
+
+def least_allocated(pod: PodInfo, nodes: Sequence[NodeInfo]) -> list[int]:
+    return _memoized("least", _least_allocated_one, pod.nz_cpu, pod.nz_mem, nodes)
 
 
 def _balanced_one(ni: NodeInfo, pc: int, pm: int) -> int:
@@ -73,17 +77,7 @@ def _balanced_one(ni: NodeInfo, pc: int, pm: int) -> int:
 
 
 def balanced_allocation(pod: PodInfo, nodes: Sequence[NodeInfo]) -> list[int]:
-    pc, pm = pod.cpu, pod.mem
-    key = ("balanced", pc, pm)
-    out: list[int] = []
-    app = out.append
-    for ni in nodes:
-        m = ni.memo
-        v = m.get(key)
-        if v is None:
-            v = m[key] = _balanced_one(ni, pc, pm)
-        app(v)
-    return out
+    return _memoized("balanced", _balanced_one, pod.cpu, pod.mem, nodes)
 
 
 class NodeResourcesFit:
