@@ -83,6 +83,9 @@ class Registry:
         return info.storage_version or info.version
 
     def to_storage(self, info: ResourceInfo, obj: dict[str, Any]) -> dict[str, Any]:
+        if info.crd is not None:
+            # CRDs use the None conversion: only apiVersion changes.
+            return _with_api_version(obj, f"{info.group}/{info.storage_version or info.version}")
         if info.storage_version and info.storage_version != info.version:
             from pinnace.api import conversion
 
@@ -90,14 +93,12 @@ class Registry:
         return obj
 
     def to_served(self, info: ResourceInfo, obj: dict[str, Any]) -> dict[str, Any]:
+        if info.crd is not None:
+            return _with_api_version(obj, info.group_version)
         if info.storage_version and info.storage_version != info.version:
             from pinnace.api import conversion
 
             return conversion.convert(info.group, info.kind, obj, info.version)
-        if info.crd is not None and obj.get("apiVersion") != info.group_version:
-            # CRDs use the None conversion: only apiVersion changes.
-            obj = dict(obj)
-            obj["apiVersion"] = info.group_version
         return obj
 
     def served_bytes(self, info: ResourceInfo, kv: KeyValue) -> bytes:
@@ -496,6 +497,14 @@ class Registry:
             meta["resourceVersion"] = str(written.mod_revision)
             return self.to_served(info, obj), False
         raise status.conflict(info.resource, info.group, name, status.STALE)
+
+
+def _with_api_version(obj: dict[str, Any], api_version: str) -> dict[str, Any]:
+    if obj.get("apiVersion") == api_version:
+        return obj
+    out = dict(obj)
+    out["apiVersion"] = api_version
+    return out
 
 
 def _reset_fields(info: ResourceInfo, subresource: str) -> list[tuple[str, ...]] | None:

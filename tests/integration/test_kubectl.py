@@ -423,3 +423,31 @@ def test_delete_cascade_and_grace_period(server: Server, namespace: str) -> None
     k("-n", namespace, "create", "configmap", "owner")
     k("-n", namespace, "delete", "configmap", "owner", "--cascade=background")
     assert k("-n", namespace, "get", "cm", "owner", check=False).returncode != 0
+
+
+def test_crd_with_two_versions_uses_the_none_conversion(server: Server, namespace: str) -> None:
+    k = server.kubectl
+    schema = {"type": "object", "properties": {"spec": {"type": "object", "properties": {
+        "size": {"type": "integer"}}}}}
+    crd = {"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+           "metadata": {"name": "widgets.two.example.com"},
+           "spec": {"group": "two.example.com", "scope": "Namespaced",
+                    "names": {"plural": "widgets", "singular": "widget", "kind": "Widget"},
+                    "versions": [
+                        {"name": "v1", "served": True, "storage": True,
+                         "schema": {"openAPIV3Schema": schema}},
+                        {"name": "v2", "served": True, "storage": False,
+                         "schema": {"openAPIV3Schema": schema}}]}}
+    k("apply", "-f", "-", input=json.dumps(crd))
+    k("wait", "--for=condition=Established", "crd/widgets.two.example.com", "--timeout=10s")
+    k("-n", namespace, "create", "-f", "-", input=json.dumps({
+        "apiVersion": "two.example.com/v2", "kind": "Widget", "metadata": {"name": "w"},
+        "spec": {"size": 3}}))
+    v1 = json.loads(k("-n", namespace, "get", "widgets.v1.two.example.com", "w", "-o",
+                      "json").stdout)
+    v2 = json.loads(k("-n", namespace, "get", "widgets.v2.two.example.com", "w", "-o",
+                      "json").stdout)
+    assert (v1["apiVersion"], v2["apiVersion"]) == ("two.example.com/v1", "two.example.com/v2")
+    assert v1["spec"] == v2["spec"] == {"size": 3}
+    stored = json.loads(k("get", "crd", "widgets.two.example.com", "-o", "json").stdout)
+    assert stored["status"]["storedVersions"] == ["v1"]
