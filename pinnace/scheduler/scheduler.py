@@ -70,6 +70,9 @@ class Scheduler:
             pvc_lookup=self._pvc, pv_lookup=self._pv,
             default_spread_selector=self._default_selector)])}
         self._binding: set[asyncio.Task[None]] = set()
+        self._selectors_changed = 0
+        self._selector_memo: dict[tuple[str, tuple[tuple[str, str], ...]],
+                                  tuple[int, Obj | None]] = {}
 
     def _pvc(self, namespace: str, name: str) -> Obj | None:
         return self.pvcs.get(f"{namespace}/{name}")
@@ -79,7 +82,19 @@ class Scheduler:
 
     def _default_selector(self, pod: PodInfo) -> Obj | None:
         """The selectors of every service, RC, ReplicaSet and StatefulSet that
-        selects the pod, combined (upstream's DefaultSelector)."""
+        selects the pod, combined (upstream's DefaultSelector). Replicas share
+        their labels, so the answer is remembered until a selector changes."""
+        key = (pod.namespace, tuple(sorted(pod.labels.items())))
+        hit = self._selector_memo.get(key)
+        if hit is not None and hit[0] == self._selectors_changed:
+            return hit[1]
+        result = self._compute_default_selector(pod)
+        if len(self._selector_memo) > 10_000:
+            self._selector_memo.clear()
+        self._selector_memo[key] = (self._selectors_changed, result)
+        return result
+
+    def _compute_default_selector(self, pod: PodInfo) -> Obj | None:
         match_labels: dict[str, str] = {}
         expressions: list[Obj] = []
         labels = pod.labels
@@ -102,6 +117,16 @@ class Scheduler:
 
     def setup(self) -> None:
         names = set(self.profiles)
+
+        def selectors_changed(*_: Obj) -> None:
+            self._selectors_changed += 1
+
+        def selector_updated(old: Obj, new: Obj) -> None:
+            if (old.get("spec") or {}).get("selector") != (new.get("spec") or {}).get("selector"):
+                selectors_changed()
+
+        for inf in self.selecting:
+            inf.add_handler(selectors_changed, selector_updated, selectors_changed)
         self.nodes.add_handler(self._node_added, self._node_updated, self._node_deleted)
 
         def pod_added(pod: Obj) -> None:
