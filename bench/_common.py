@@ -325,6 +325,26 @@ async def ensure_namespace(session: aiohttp.ClientSession, url: str, name: str) 
             raise RuntimeError(f"create namespace {name}: {r.status} {await r.text()}")
 
 
+def deployment_manifest(namespace: str, name: str, replicas: int, bench: str) -> dict[str, Any]:
+    """A Deployment of pause pods with small requests, labelled with the benchmark's name."""
+    labels = {"app": name, "bench": bench}
+    return {
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": name, "namespace": namespace, "labels": labels},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {"containers": [{
+                    "name": "app", "image": "registry.k8s.io/pause:3.10",
+                    "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}}}],
+                    "terminationGracePeriodSeconds": 5},
+            },
+        },
+    }
+
+
 def pod_manifest(namespace: str, name: str, index: int = 0) -> dict[str, Any]:
     """A realistic ~1.5 KB Pod: one container, labels, resources, probes, env."""
     return {

@@ -32,6 +32,7 @@ from typing import Any
 from _common import (
     ProcUsage,
     console,
+    deployment_manifest,
     machine_note,
     percentile,
     print_table,
@@ -62,25 +63,6 @@ def _epoch(ts: str | None) -> float:
     if not ts:
         return 0.0
     return dt.datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp()
-
-
-def deployment(name: str, replicas: int) -> dict[str, Any]:
-    labels = {"app": name, "bench": "e2e"}
-    return {
-        "apiVersion": "apps/v1", "kind": "Deployment",
-        "metadata": {"name": name, "namespace": NAMESPACE, "labels": labels},
-        "spec": {
-            "replicas": replicas,
-            "selector": {"matchLabels": {"app": name}},
-            "template": {
-                "metadata": {"labels": labels},
-                "spec": {"containers": [{
-                    "name": "app", "image": "registry.k8s.io/pause:3.10",
-                    "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}}}],
-                    "terminationGracePeriodSeconds": 5},
-            },
-        },
-    }
 
 
 class PodWatch:
@@ -161,7 +143,7 @@ async def churn(client: Client, watch: PodWatch, rate: float, duration: float, r
                 bar.update(created_t, completed=len(watch.pods))
                 bar.update(running_t, completed=watch.running)
             posted[f"d-{i:05d}"] = time.time()
-            spawn(deps.create(deployment(f"d-{i:05d}", replicas)))
+            spawn(deps.create(deployment_manifest(NAMESPACE, f"d-{i:05d}", replicas, "e2e")))
             if i >= lag:
                 spawn(deps.delete(f"d-{i - lag:05d}", NAMESPACE, propagation_policy="Background"))
         if pending:

@@ -51,6 +51,7 @@ from _common import (
     ProcUsage,
     console,
     cpu_seconds,
+    deployment_manifest,
     machine_note,
     mem_available_mb,
     percentile,
@@ -75,25 +76,6 @@ MUTATING = ("create", "patch", "delete")
 # Kubernetes' API call latency SLOs (p99): single-object mutating and GET 1 s,
 # namespace-scoped LIST 5 s.
 SLO = {"mutating": 1.0, "get": 1.0, "list": 5.0}
-
-
-def deployment(namespace: str, name: str, replicas: int) -> dict[str, Any]:
-    labels = {"app": name, "bench": "scale"}
-    return {
-        "apiVersion": "apps/v1", "kind": "Deployment",
-        "metadata": {"name": name, "namespace": namespace, "labels": labels},
-        "spec": {
-            "replicas": replicas,
-            "selector": {"matchLabels": {"app": name}},
-            "template": {
-                "metadata": {"labels": labels},
-                "spec": {"containers": [{
-                    "name": "app", "image": "registry.k8s.io/pause:3.10",
-                    "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}}}],
-                    "terminationGracePeriodSeconds": 5},
-            },
-        },
-    }
 
 
 # ---------------------------------------------------------------- the probe
@@ -385,7 +367,7 @@ async def load(client: Client, run: Run, reader: ProbeReader) -> None:
                 replicas = min(a.replicas, a.pods - i * a.replicas)
                 try:
                     await asyncio.wait_for(
-                        deps.create(deployment(NAMESPACE, f"d-{i:05d}", replicas)), CALL_TIMEOUT)
+                        deps.create(deployment_manifest(NAMESPACE, f"d-{i:05d}", replicas, "scale")), CALL_TIMEOUT)
                 except (ApiError, OSError, asyncio.TimeoutError) as e:
                     run.post_errors += 1
                     if not (isinstance(e, ApiError) and e.conflict):
@@ -448,7 +430,7 @@ async def bench(run: Run, kubeconfig: Path, pids: dict[str, int], workdir: Path
             "metadata": {"name": PROBE_STATIC, "namespace": PROBE_NAMESPACE},
             "data": {"probe": "static"}})
         await ensure(client.resource("apps/v1", "deployments"),
-                     deployment(PROBE_NAMESPACE, "probe-small", PROBE_PODS))
+                     deployment_manifest(PROBE_NAMESPACE, "probe-small", PROBE_PODS, "scale"))
         probe = start_probe(kubeconfig, probe_out, a.probe_interval)
         watched["probe"] = probe.pid
         run.t_baseline = time.time()
