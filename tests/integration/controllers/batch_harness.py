@@ -97,3 +97,14 @@ class Controllers:
             await self.informers.stop()
         if self.client is not None:
             await self.client.close()
+
+
+def open_crd(group: str, plural: str, kind: str) -> dict[str, Any]:
+    """A namespaced, schemaless (preserve-unknown-fields) CRD for tests."""
+    return {"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+            "metadata": {"name": f"{plural}.{group}"},
+            "spec": {"group": group, "scope": "Namespaced",
+                     "names": {"plural": plural, "singular": plural.rstrip("s"), "kind": kind},
+                     "versions": [{"name": "v1", "served": True, "storage": True, "schema": {
+                         "openAPIV3Schema": {"type": "object",
+                                             "x-kubernetes-preserve-unknown-fields": True}}}]}}

@@ -10,7 +10,7 @@ import pytest
 
 from pinnace.controllers.garbagecollector import GarbageCollector
 from tests.conftest import Server, wait_for
-from tests.integration.controllers.batch_harness import Controllers
+from tests.integration.controllers.batch_harness import Controllers, open_crd
 
 
 @pytest.fixture
@@ -92,13 +92,7 @@ def test_orphan(server: Server, namespace: str, gc: Controllers) -> None:
 def test_replicaset_pods_and_custom_resources(server: Server, namespace: str,
                                               gc: Controllers) -> None:
     ns = namespace
-    crd = {"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
-           "metadata": {"name": f"widgets.{ns}.example.com"},
-           "spec": {"group": f"{ns}.example.com", "scope": "Namespaced",
-                    "names": {"plural": "widgets", "singular": "widget", "kind": "Widget"},
-                    "versions": [{"name": "v1", "served": True, "storage": True, "schema": {
-                        "openAPIV3Schema": {"type": "object",
-                                            "x-kubernetes-preserve-unknown-fields": True}}}]}}
+    crd = open_crd(f"{ns}.example.com", "widgets", "Widget")
     server.kubectl("create", "-f", "-", input=json.dumps(crd))
     try:
         widget = wait_for(lambda: (r := server.kubectl(

@@ -10,7 +10,7 @@ import pytest
 
 from pinnace.controllers.namespace import NamespaceController
 from tests.conftest import Server, wait_for
-from tests.integration.controllers.batch_harness import Controllers
+from tests.integration.controllers.batch_harness import Controllers, open_crd
 
 
 @pytest.fixture
@@ -35,13 +35,7 @@ def conditions(server: Server, ns: str) -> dict[str, dict]:
 def test_delete_namespace_removes_everything(server: Server, namespace: str,
                                              ctrl: Controllers) -> None:
     ns = namespace
-    crd = {"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
-           "metadata": {"name": f"gadgets.{ns}.example.com"},
-           "spec": {"group": f"{ns}.example.com", "scope": "Namespaced",
-                    "names": {"plural": "gadgets", "singular": "gadget", "kind": "Gadget"},
-                    "versions": [{"name": "v1", "served": True, "storage": True, "schema": {
-                        "openAPIV3Schema": {"type": "object",
-                                            "x-kubernetes-preserve-unknown-fields": True}}}]}}
+    crd = open_crd(f"{ns}.example.com", "gadgets", "Gadget")
     server.kubectl("create", "-f", "-", input=json.dumps(crd))
     try:
         create(server, ns, {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a"}})
