@@ -381,11 +381,11 @@ class APIServer:
         if self._openapi_gen != self.table.generation:
             self._openapi.clear()
             self._openapi_gen = self.table.generation
-        resources = self.table.all()
-        crd_schemas = _crd_schemas(resources)
         key = "/".join(parts)
         doc = self._openapi.get(key)
         if doc is None:
+            resources = self.table.all()
+            crd_schemas = _crd_schemas(resources)
             if parts == ["openapi", "v2"]:
                 doc = openapi.openapi_v2(resources, crd_schemas)
             elif parts == ["openapi", "v3"]:
