@@ -524,7 +524,7 @@ def _endpoint_slice(obj: Obj) -> None:
 
 def _network_policy(obj: Obj) -> None:
     spec = _sub(obj, "spec")
-    for direction, peers in (("ingress", "from"), ("egress", "to")):
+    for direction in ("ingress", "egress"):
         for rule in _dicts(spec.get(direction)):
             for port in _dicts(rule.get("ports")):
                 if port.get("protocol") is None:

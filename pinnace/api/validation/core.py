@@ -248,7 +248,8 @@ def validate_node(node: Obj, old: Obj | None = None) -> Errs:
         try:
             ipaddress.ip_network(cidr, strict=False)
         except ValueError:
-            errs.append(invalid(f"spec.podCIDRs[{i}]", cidr, "must be a valid CIDR value, (e.g. 10.9.8.0/24 or 2001:db8::/64)"))
+            errs.append(invalid(f"spec.podCIDRs[{i}]", cidr,
+                                "must be a valid CIDR value, (e.g. 10.9.8.0/24 or 2001:db8::/64)"))
     seen: set[tuple[Any, Any]] = set()
     for i, t in enumerate(as_list(spec.get("taints"))):
         t = as_dict(t)
@@ -340,7 +341,7 @@ def validate_secret(secret: Obj, old: Obj | None = None) -> Errs:
     for key, val in data.items():
         errs += names.messages_to_errors(names.is_config_map_key(key), f"data[{key}]", key)
         size += _b64len(val)
-    for key, val in as_dict(secret.get("stringData")).items():
+    for key in as_dict(secret.get("stringData")):
         errs += names.messages_to_errors(names.is_config_map_key(key), f"stringData[{key}]", key)
     if size > MAX_SECRET_SIZE:
         errs.append(too_long("data", MAX_SECRET_SIZE))

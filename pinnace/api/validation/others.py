@@ -418,7 +418,8 @@ def validate_role(role: Obj, old: Obj | None = None, namespaced: bool = True) ->
     if not namespaced and role.get("aggregationRule") is not None:
         sels = as_list(as_dict(role["aggregationRule"]).get("clusterRoleSelectors"))
         if not sels:
-            errs.append(required("aggregationRule.clusterRoleSelectors", "at least one clusterRoleSelector required if aggregationRule is non-nil"))
+            errs.append(required("aggregationRule.clusterRoleSelectors",
+                                 "at least one clusterRoleSelector required if aggregationRule is non-nil"))
         for i, sel in enumerate(sels):
             errs += m.validate_label_selector(sel, f"aggregationRule.clusterRoleSelectors[{i}]")
         if as_list(role.get("rules")) and old is None:

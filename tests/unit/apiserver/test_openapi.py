@@ -14,8 +14,7 @@ from aiohttp import web
 
 from pinnace.api.resources import BUILTIN, ResourceInfo
 from pinnace.apiserver import openapi
-
-KUBECTL = "/tmp/venv/bin/kubectl"
+from tests.conftest import KUBECTL
 
 CRONTAB = ResourceInfo("stable.example.com", "v1", "crontabs", "CronTab", True,
                        short_names=("ct",), subresources=("status",))
@@ -254,7 +253,6 @@ async def _kubectl(url: str, tmp: Path, *args: str) -> str:
     return out.decode()
 
 
-@pytest.mark.skipif(not os.path.exists(KUBECTL), reason="kubectl not installed")
 async def test_kubectl_explain_builtin_fields(server_url: str, tmp_path: Path) -> None:
     out = await _kubectl(server_url, tmp_path, "explain", "pod.spec.containers")
     assert "KIND:       Pod" in out
@@ -268,7 +266,6 @@ async def test_kubectl_explain_builtin_fields(server_url: str, tmp_path: Path) -
     assert "rollingUpdate\t<RollingUpdateDeployment>" in out
 
 
-@pytest.mark.skipif(not os.path.exists(KUBECTL), reason="kubectl not installed")
 async def test_kubectl_explain_custom_resource(server_url: str, tmp_path: Path) -> None:
     out = await _kubectl(server_url, tmp_path, "explain", "crontab.spec")
     assert "What the crontab does." in out
@@ -277,7 +274,6 @@ async def test_kubectl_explain_custom_resource(server_url: str, tmp_path: Path) 
     assert "Map of string keys and values" in out
 
 
-@pytest.mark.skipif(not os.path.exists(KUBECTL), reason="kubectl not installed")
 async def test_kubectl_recursive_explain(server_url: str, tmp_path: Path) -> None:
     out = await _kubectl(server_url, tmp_path, "explain", "deployment.spec", "--recursive")
     assert "maxSurge\t<IntOrString>" in out
@@ -298,7 +294,6 @@ spec: {cronSpec: "* * * * *"}
 """
 
 
-@pytest.mark.skipif(not os.path.exists(KUBECTL), reason="kubectl not installed")
 async def test_kubectl_uses_server_side_field_validation(
         app: web.Application, server_url: str, tmp_path: Path) -> None:
     # kubectl only sends fieldValidation when the v3 document says the
