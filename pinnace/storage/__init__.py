@@ -8,18 +8,20 @@ from urllib.parse import urlsplit
 
 from .interface import Store
 
-# scheme -> factory(url, data_dir). Backends are imported on use: the etcd
-# client pulls in grpc, which a sqlite-only server never needs.
-_Factory = Callable[[str, str], Store]
+# scheme -> factory(url, data_dir, shared, owner). Backends are imported on
+# use: the etcd client pulls in grpc, which a sqlite-only server never needs.
+_Factory = Callable[[str, str, bool, bool], Store]
 
 
-def _memory(url: str, data_dir: str) -> Store:
+def _memory(url: str, data_dir: str, shared: bool, owner: bool) -> Store:
+    if shared:
+        raise ValueError("the memory datastore lives in one process: it cannot be shared")
     from .memory import MemoryStore
 
     return MemoryStore()
 
 
-def _sqlite(url: str, data_dir: str) -> Store:
+def _sqlite(url: str, data_dir: str, shared: bool, owner: bool) -> Store:
     from .sqlite import SQLiteStore
 
     parts = urlsplit(url) if "://" in url else None
@@ -33,10 +35,11 @@ def _sqlite(url: str, data_dir: str) -> Store:
         path = os.path.join(data_dir, "state.db")
     elif not os.path.isabs(path):
         raise ValueError(f"datastore {url!r}: use an absolute path, as in sqlite:///abs/path.db")
-    return SQLiteStore(path)
+    return SQLiteStore(path, shared=shared, owner=owner)
 
 
-def _etcd(url: str, data_dir: str) -> Store:
+def _etcd(url: str, data_dir: str, shared: bool, owner: bool) -> Store:
+    # Every etcd client shares the cluster: nothing to set up for sharing.
     from .etcd import EtcdStore
 
     parts = urlsplit(url)
@@ -56,8 +59,12 @@ _REGISTRY: dict[str, _Factory] = {
 }
 
 
-def open_store(url: str, data_dir: str) -> Store:
+def open_store(url: str, data_dir: str, *, shared: bool = False, owner: bool = True) -> Store:
     """The Store for a datastore URL; the caller awaits ``start()`` on it.
+
+    ``shared``: several processes (the API server's workers) use this
+    datastore at once; ``owner``: this one is the process that keeps it
+    (holds its lock, compacts it).
 
     - ``memory``                      in-process, lost at exit (tests)
     - ``sqlite``                      ``<data_dir>/state.db`` (the default)
@@ -69,7 +76,7 @@ def open_store(url: str, data_dir: str) -> Store:
     if factory is None:
         known = ", ".join(sorted(_REGISTRY))
         raise ValueError(f"unknown datastore {url!r}: the scheme must be one of {known}")
-    return factory(url, data_dir)
+    return factory(url, data_dir, shared, owner)
 
 
 __all__ = ["Store", "open_store"]

@@ -33,13 +33,17 @@ class Subscription:
             try:
                 self.queue.put_nowait(ev)
             except asyncio.QueueFull:
-                self.dropped = True
-                self._owner.unsubscribe(self)
-                # Make room for the sentinel so the reader wakes up.
-                while not self.queue.empty():
-                    self.queue.get_nowait()
-                self.queue.put_nowait(_CLOSED)
+                self.drop()
                 return
+
+    def drop(self) -> None:
+        """End this watcher with WatchClosedError (it re-lists)."""
+        self.dropped = True
+        self._owner.unsubscribe(self)
+        # Make room for the sentinel so the reader wakes up.
+        while not self.queue.empty():
+            self.queue.get_nowait()
+        self.queue.put_nowait(_CLOSED)
 
     def close(self) -> None:
         self._owner.unsubscribe(self)
@@ -69,6 +73,12 @@ class Broadcaster:
     def close_all(self) -> None:
         for sub in list(self._subs):
             sub.close()
+
+    def drop_all(self) -> None:
+        """Cut every watcher off as if it had fallen behind: each sees
+        WatchClosedError and starts over from what the store has now."""
+        for sub in list(self._subs):
+            sub.drop()
 
     def __len__(self) -> int:
         return len(self._subs)

@@ -23,6 +23,17 @@ whole batch, which makes it nearly free under concurrent load. With
 write(2) before the caller is answered, so a crash or kill -9 of this
 process loses nothing acknowledged; only an OS crash or power loss can drop
 the last transactions (the database itself stays consistent).
+
+Several processes (``shared=True``). The API server's worker processes open
+one file together. A write transaction then first takes a cross-process
+lock (an flock on ``<file>.wlock``: waiters wake the moment it is released,
+unlike SQLite's sleeping busy handler), reads the newest revision from the
+table, and delivers the rows other processes committed since this one last
+looked before its own, so every process's watchers see one history in
+revision order. Commits are serialized by that lock, so any snapshot holds
+every revision up to its newest: an idle writer thread polls for foreign
+commits (``PRAGMA data_version``) every ``poll_interval`` seconds. Only the
+``owner`` (the process holding ``<file>.lock``) compacts.
 """
 
 from __future__ import annotations
@@ -130,6 +141,13 @@ _LIST_ORDERED = {u: _list_sql(u, order=True) for u in (True, False)}
 _COUNT_FROM = {u: _count_sql(">=", u) for u in (True, False)}
 _COUNT_AFTER = {u: _count_sql(">", u) for u in (True, False)}
 _BACKLOG = {u: _backlog_sql(u) for u in (True, False)}
+# Every row after a revision, whatever its key: what other processes wrote.
+_FOREIGN = (
+    "SELECT kv.id, kv.name, kv.created, kv.deleted, kv.create_revision,"
+    " kv.prev_revision, kv.value, p.value FROM kv"
+    " LEFT JOIN kv AS p ON p.id = kv.prev_revision AND kv.created = 0 AND kv.deleted = 0"
+    " WHERE kv.id > ? ORDER BY kv.id"
+)
 
 
 def prefix_end(prefix: str) -> str | None:
@@ -184,6 +202,9 @@ class SQLiteStore:
     keeping the last ``keep_revisions`` revisions and anything younger than
     ``keep_seconds`` (whichever keeps more); 0 disables the background task.
     ``max_batch`` bounds how many writes share one transaction.
+    ``shared``: other processes write the same file (see the module doc);
+    ``owner``: this process holds the file's lock and compacts it (a shared
+    store that is not the owner trusts the owner to hold the lock).
     """
 
     def __init__(
@@ -197,6 +218,9 @@ class SQLiteStore:
         compact_batch: int = 1000,
         max_batch: int = 1000,
         readers: int = 2,
+        shared: bool = False,
+        owner: bool = True,
+        poll_interval: float = 0.002,
     ) -> None:
         if synchronous.upper() not in ("NORMAL", "FULL", "EXTRA"):
             raise ValueError(f"synchronous must be NORMAL, FULL or EXTRA, not {synchronous!r}")
@@ -208,6 +232,12 @@ class SQLiteStore:
         self._compact_batch = compact_batch
         self._max_batch = max_batch
         self._nreaders = readers
+        self._shared = shared
+        self._owner = owner or not shared
+        self._poll_interval = poll_interval
+        self._wlock_fd: int | None = None
+        self._data_version = 0
+        self._seen_compacted = 0  # the compacted revision as the writer thread last read it
 
         self._loop: asyncio.AbstractEventLoop | None = None
         self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
@@ -240,9 +270,9 @@ class SQLiteStore:
             target=self._run_writer, name="pinnace-sqlite-write", daemon=True
         )
         self._writer.start()
-        if self._compact_done < self._compacted:
+        if self._owner and self._compact_done < self._compacted:
             await self._finish_compaction()
-        if self._compact_interval > 0:
+        if self._owner and self._compact_interval > 0:
             self._compactor = asyncio.create_task(self._compact_loop())
 
     def _connect(self) -> sqlite3.Connection:
@@ -254,16 +284,21 @@ class SQLiteStore:
         return conn
 
     def _open_writer(self) -> None:
-        # The revision counter lives in this process: a second process
-        # writing the same file would hand out the same revisions. The lock
-        # goes away with the process, however it dies.
-        lock_fd = os.open(self.path + ".lock", os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(lock_fd)
-            raise StoreError(f"{self.path} is in use by another process") from None
-        self._lock_fd = lock_fd
+        if self._owner:
+            # Unshared, the revision counter lives in this process: a second
+            # process writing the same file would hand out the same
+            # revisions. Shared, the owner's lock keeps other servers off
+            # the file its workers use. The lock goes away with the process,
+            # however it dies.
+            lock_fd = os.open(self.path + ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(lock_fd)
+                raise StoreError(f"{self.path} is in use by another process") from None
+            self._lock_fd = lock_fd
+        if self._shared:
+            self._wlock_fd = os.open(self.path + ".wlock", os.O_RDWR | os.O_CREAT, 0o600)
         conn = self._connect()
         mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
         if str(mode).lower() != "wal":
@@ -276,6 +311,7 @@ class SQLiteStore:
         # Compaction may have removed the newest row (a deletion), but never
         # one above the compacted revision, so this is the last revision used.
         self._wrev = max(top, self._compacted)
+        self._data_version = conn.execute("PRAGMA data_version").fetchone()[0]
         self._wconn = conn
 
     async def close(self) -> None:
@@ -299,6 +335,8 @@ class SQLiteStore:
             self._wconn.close()
         if self._lock_fd is not None:
             os.close(self._lock_fd)  # releases the flock
+        if self._wlock_fd is not None:
+            os.close(self._wlock_fd)
         self._broadcaster.close_all()
 
     # ---- writes: queued to the writer thread ----
@@ -327,8 +365,13 @@ class SQLiteStore:
 
     def _run_writer(self) -> None:
         q = self._queue
+        poll = self._poll_interval if self._shared else None
         while True:
-            item = q.get()
+            try:
+                item = q.get(timeout=poll)
+            except queue.Empty:
+                self._poll_foreign()
+                continue
             if item is _STOP:
                 return
             if isinstance(item, _Call):
@@ -353,6 +396,88 @@ class SQLiteStore:
             if isinstance(after, _Call):
                 self._run_call(after)
 
+    # ---- transactions, and other processes' commits ----
+
+    def _begin(self, conn: sqlite3.Connection) -> _Events:
+        """Start a write transaction. Shared, take the cross-process write
+        lock first and return what other processes committed since this one
+        last looked (to be delivered before this transaction's own events)."""
+        if not self._shared:
+            conn.execute("BEGIN IMMEDIATE")
+            return []
+        assert self._wlock_fd is not None
+        fcntl.flock(self._wlock_fd, fcntl.LOCK_EX)
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            return self._read_foreign(conn)
+        except BaseException:
+            _rollback(conn)
+            fcntl.flock(self._wlock_fd, fcntl.LOCK_UN)
+            raise
+
+    def _end(self, conn: sqlite3.Connection, commit: bool) -> None:
+        try:
+            if commit:
+                conn.execute("COMMIT")
+            else:
+                _rollback(conn)
+        finally:
+            if self._shared:
+                assert self._wlock_fd is not None
+                fcntl.flock(self._wlock_fd, fcntl.LOCK_UN)
+                # Our own commit does not change data_version; remember it
+                # so the next poll only wakes for other processes.
+                self._data_version = conn.execute("PRAGMA data_version").fetchone()[0]
+
+    def _read_foreign(self, conn: sqlite3.Connection) -> _Events:
+        """Rows after ``_wrev`` (inside a transaction): other processes' commits."""
+        meta = conn.execute("SELECT value FROM meta WHERE name = 'compact_rev'").fetchone()
+        compacted = meta[0] if meta else 0
+        self._seen_compacted = compacted
+        top = conn.execute("SELECT MAX(id) FROM kv").fetchone()[0] or 0
+        head = max(top, compacted)
+        if head <= self._wrev:
+            return []
+        if compacted > self._wrev:
+            # History this process never saw is gone: its watchers cannot be
+            # told what changed, so they are cut off and start over (as from
+            # a compacted revision).
+            log.warning("missed revisions %d..%d to compaction; restarting watches",
+                        self._wrev + 1, compacted)
+            self._wrev = head
+            self._to_loop(self._lost_history, compacted)
+            return []
+        out = _events_from_rows(conn.execute(_FOREIGN, (self._wrev,)))
+        self._wrev = head
+        return out
+
+    def _poll_foreign(self) -> None:
+        """Deliver other processes' commits while this one has nothing to write."""
+        conn = self._wconn
+        assert conn is not None
+        first_rev = self._wrev
+        try:
+            version = conn.execute("PRAGMA data_version").fetchone()[0]
+            if version == self._data_version:
+                return
+            self._data_version = version
+            conn.execute("BEGIN")
+            try:
+                events = self._read_foreign(conn)
+            finally:
+                conn.execute("COMMIT")
+        except sqlite3.Error as e:  # the next poll tries again
+            log.warning("reading other processes' writes failed: %s", e)
+            self._wrev = first_rev
+            self._data_version = 0
+            return
+        if self._wrev != first_rev:
+            self._to_loop(self._deliver, events, [], self._wrev)
+
+    def _lost_history(self, compacted: int) -> None:
+        self._compacted = max(self._compacted, compacted)
+        self._broadcaster.drop_all()
+
     def _commit_batch(self, batch: list[_Op]) -> None:
         conn = self._wconn
         assert conn is not None
@@ -360,7 +485,13 @@ class SQLiteStore:
         answers: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
         events: list[Event] = []
         try:
-            conn.execute("BEGIN IMMEDIATE")
+            events = self._begin(conn)
+        except BaseException as e:  # noqa: BLE001 - every caller must get an answer
+            log.error("write batch of %d failed: %s", len(batch), e)
+            self._wrev = first_rev
+            self._to_loop(_answer, [(op.future, None, e) for op in batch])
+            return
+        try:
             for op in batch:
                 try:
                     ev = self._apply(conn, op)
@@ -369,10 +500,12 @@ class SQLiteStore:
                 else:
                     events.append(ev)
                     answers.append((op.future, ev.kv, None))
-            conn.execute("COMMIT")
+            self._end(conn, commit=True)
         except BaseException as e:  # noqa: BLE001 - every caller must get an answer
             log.error("write batch of %d failed: %s", len(batch), e)
-            _rollback(conn)
+            if conn.in_transaction:
+                self._end(conn, commit=False)
+            # Other processes' rows read in this transaction are read again next time.
             self._wrev = first_rev
             events = []
             answers = [(op.future, None, e) for op in batch]
@@ -407,15 +540,20 @@ class SQLiteStore:
     def _run_call(self, call: _Call) -> None:
         conn = self._wconn
         assert conn is not None
+        first_rev = self._wrev
         try:
-            conn.execute("BEGIN IMMEDIATE")
-            result = call.fn(conn, *call.args)
-            conn.execute("COMMIT")
+            foreign = self._begin(conn)
+            try:
+                result = call.fn(conn, *call.args)
+            except BaseException:
+                self._end(conn, commit=False)
+                raise
+            self._end(conn, commit=True)
         except BaseException as e:  # noqa: BLE001 - handed to the caller
-            _rollback(conn)
+            self._wrev = first_rev
             self._to_loop(_answer, [(call.future, None, e)])
         else:
-            self._to_loop(_answer, [(call.future, result, None)])
+            self._to_loop(self._deliver, foreign, [(call.future, result, None)], self._wrev)
 
     def _to_loop(self, fn: Callable[..., None], *args: Any) -> None:
         assert self._loop is not None
@@ -434,6 +572,7 @@ class SQLiteStore:
         # so watchers see revisions in order. Publish before answering so a
         # caller that got its revision back can rely on revision() >= it.
         self._rev = max(self._rev, rev)
+        self._compacted = max(self._compacted, self._seen_compacted)
         if events:
             self._broadcaster.publish(events)
         _answer(answers)
@@ -468,7 +607,11 @@ class SQLiteStore:
             conn.execute("COMMIT")
 
     async def revision(self) -> int:
-        return self._rev
+        if not self._shared:
+            return self._rev
+        # Other processes may have written since this one last polled.
+        head = await self._read(self._snapshot, _head)
+        return max(self._rev, head)
 
     async def compacted_revision(self) -> int:
         return self._compacted
@@ -542,19 +685,7 @@ class SQLiteStore:
             raise CompactedError(after, compacted)
         hi = prefix_end(prefix)
         bounds = (prefix, hi) if hi is not None else (prefix,)
-        out: _Events = []
-        for rid, name, created, deleted, crev, prev, value, prev_value in conn.execute(
-            _BACKLOG[hi is not None], (after, *bounds)
-        ):
-            kv = KeyValue(name, value, crev, rid)
-            if created:
-                out.append(Event("ADDED", kv))
-            elif deleted:
-                out.append(Event("DELETED", kv, KeyValue(name, value, crev, prev)))
-            else:
-                old = KeyValue(name, prev_value, crev, prev) if prev_value is not None else None
-                out.append(Event("MODIFIED", kv, old))
-        return out
+        return _events_from_rows(conn.execute(_BACKLOG[hi is not None], (after, *bounds)))
 
     # ---- compaction ----
 
@@ -599,6 +730,26 @@ class SQLiteStore:
                     log.debug("compacted to revision %d", target)
                 except Exception:
                     log.exception("compaction to revision %d failed", target)
+
+
+def _head(conn: sqlite3.Connection, compacted: int, head: int) -> int:
+    return head
+
+
+def _events_from_rows(rows: Any) -> _Events:
+    """Events from log rows (id, name, created, deleted, create_revision,
+    prev_revision, value, value of the superseded row)."""
+    out: _Events = []
+    for rid, name, created, deleted, crev, prev, value, prev_value in rows:
+        kv = KeyValue(name, value, crev, rid)
+        if created:
+            out.append(Event("ADDED", kv))
+        elif deleted:
+            out.append(Event("DELETED", kv, KeyValue(name, value, crev, prev)))
+        else:
+            old = KeyValue(name, prev_value, crev, prev) if prev_value is not None else None
+            out.append(Event("MODIFIED", kv, old))
+    return out
 
 
 def _answer(answers: list[tuple[asyncio.Future[Any], Any, BaseException | None]]) -> None:

@@ -16,11 +16,50 @@ import pytest
 from pinnace.storage.interface import Store
 
 
-@pytest.fixture(params=["memory", "sqlite", "etcd"])
+class SharedPair:
+    """Two SQLite stores on one file, as two API server workers use it: every
+    write goes to one of them in turn, reads and watches go to the owner, so
+    each test also checks that one store sees the other's writes in order."""
+
+    def __init__(self, path: str):
+        from pinnace.storage.sqlite import SQLiteStore
+
+        self.owner = SQLiteStore(path, compact_interval=0, shared=True, owner=True)
+        self.peer = SQLiteStore(path, compact_interval=0, shared=True, owner=False)
+        self._turn = 0
+
+    def _writer(self) -> Store:
+        self._turn += 1
+        return self.peer if self._turn % 2 else self.owner
+
+    async def start(self) -> None:
+        await self.owner.start()
+        await self.peer.start()
+
+    async def close(self) -> None:
+        await self.peer.close()
+        await self.owner.close()
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.owner, name)
+
+    async def create(self, key: str, value: bytes) -> object:
+        return await self._writer().create(key, value)
+
+    async def update(self, key: str, value: bytes, mod_revision: int) -> object:
+        return await self._writer().update(key, value, mod_revision)
+
+    async def delete(self, key: str, mod_revision: int = 0) -> object:
+        return await self._writer().delete(key, mod_revision)
+
+
+@pytest.fixture(params=["memory", "sqlite", "sqlite-shared", "etcd"])
 async def store(request: pytest.FixtureRequest, tmp_path: object) -> AsyncIterator[Store]:
     """A started, empty Store of each backend."""
     s: Store
-    if request.param == "memory":
+    if request.param == "sqlite-shared":
+        s = SharedPair(os.path.join(str(tmp_path), "state.db"))  # type: ignore[assignment]
+    elif request.param == "memory":
         from pinnace.storage.memory import MemoryStore
 
         s = MemoryStore()

@@ -1,0 +1,144 @@
+"""Several processes on one SQLite file (the API server's workers): one
+history, in revision order, for every process's watchers; CAS across
+processes; a process killed in the middle of a write stops nobody."""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import os
+import signal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pinnace.storage.interface import ConflictError, Event, KeyExistsError
+from pinnace.storage.sqlite import SQLiteStore
+
+WAIT = 20  # seconds before a missing event counts as a hang, not a timing assertion
+
+
+def shared(path: Path, owner: bool) -> SQLiteStore:
+    return SQLiteStore(str(path), compact_interval=0, shared=True, owner=owner)
+
+
+async def collect(store: SQLiteStore, prefix: str, after: int, n: int) -> list[Event]:
+    out: list[Event] = []
+    watch = store.watch(prefix, after)
+
+    async def run() -> None:
+        async for ev in watch:
+            out.append(ev)
+            if len(out) == n:
+                return
+
+    try:
+        await asyncio.wait_for(run(), WAIT)
+    finally:
+        await watch.close()
+    return out
+
+
+def summary(events: list[Event]) -> list[tuple[str, str, int]]:
+    return [(e.type, e.kv.key, e.kv.mod_revision) for e in events]
+
+
+async def test_two_stores_on_one_file_share_one_history(tmp_path: Path) -> None:
+    a, b = shared(tmp_path / "s.db", True), shared(tmp_path / "s.db", False)
+    await a.start()
+    await b.start()
+    try:
+        start = await a.revision()
+        wa = asyncio.ensure_future(collect(a, "/x/", start, 300))
+        wb = asyncio.ensure_future(collect(b, "/x/", start, 300))
+        await asyncio.sleep(0.05)
+
+        async def writes(store: SQLiteStore, tag: str) -> None:
+            for i in range(50):
+                kv = await store.create(f"/x/{tag}{i}", b"1")
+                kv = await store.update(kv.key, b"2", kv.mod_revision)
+                await store.delete(kv.key, kv.mod_revision)
+
+        await asyncio.gather(writes(a, "a"), writes(b, "b"))
+        seen_a, seen_b = await wa, await wb
+        assert summary(seen_a) == summary(seen_b)
+        revs = [e.kv.mod_revision for e in seen_a]
+        assert revs == sorted(set(revs)) and len(revs) == 300
+        # Each key's own history is create, update, delete, whoever wrote it.
+        for tag in "ab":
+            mine = [e.type for e in seen_a if e.kv.key == f"/x/{tag}7"]
+            assert mine == ["ADDED", "MODIFIED", "DELETED"]
+        # A modification written elsewhere still carries the value it replaced.
+        mod = next(e for e in seen_b if e.type == "MODIFIED" and e.kv.key.startswith("/x/a"))
+        assert mod.prev is not None and mod.prev.value == b"1"
+        assert await a.revision() == await b.revision() == revs[-1]
+    finally:
+        await b.close()
+        await a.close()
+
+
+async def test_compare_and_swap_holds_across_stores(tmp_path: Path) -> None:
+    a, b = shared(tmp_path / "s.db", True), shared(tmp_path / "s.db", False)
+    await a.start()
+    await b.start()
+    try:
+        v1 = await a.create("/k", b"1")
+        with pytest.raises(KeyExistsError):
+            await b.create("/k", b"again")
+        v2 = await b.update("/k", b"2", v1.mod_revision)
+        with pytest.raises(ConflictError) as info:
+            await a.update("/k", b"3", v1.mod_revision)
+        assert info.value.current == v2
+        results = await asyncio.gather(
+            *(s.update("/k", f"{i}".encode(), v2.mod_revision)
+              for i, s in enumerate([a, b] * 10)), return_exceptions=True)
+        winners = [r for r in results if not isinstance(r, BaseException)]
+        assert len(winners) == 1
+        assert await a.get("/k") == await b.get("/k") == winners[0]
+    finally:
+        await b.close()
+        await a.close()
+
+
+def _write_forever(path: str, ready: Any) -> None:
+    async def main() -> None:
+        store = shared(Path(path), False)
+        await store.start()
+        ready.set()
+        i = 0
+        while True:
+            await asyncio.gather(*(store.create(f"/child/{i}-{j}", b"x" * 500)
+                                   for j in range(20)))
+            i += 1
+
+    asyncio.run(main())
+
+
+async def test_a_process_killed_mid_write_blocks_nobody(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    owner = shared(path, True)
+    await owner.start()
+    ctx = multiprocessing.get_context("spawn")
+    ready = ctx.Event()
+    child = ctx.Process(target=_write_forever, args=(str(path), ready), daemon=True)
+    child.start()
+    try:
+        assert await asyncio.to_thread(ready.wait, WAIT)
+        # Let it write for a while, then kill it wherever it is (often inside
+        # a transaction, holding the write lock).
+        for _ in range(200):
+            if await owner.count("/child/") >= 200:
+                break
+            await asyncio.sleep(0.05)
+        os.kill(child.pid or 0, signal.SIGKILL)
+        child.join(WAIT)
+        kv = await asyncio.wait_for(owner.create("/after", b"ok"), WAIT)
+        written = await owner.list("/child/")
+        assert len(written.kvs) >= 200
+        assert kv.mod_revision > max(k.mod_revision for k in written.kvs)
+    finally:
+        if child.is_alive():
+            child.kill()
+            child.join(WAIT)
+        await owner.close()
