@@ -71,10 +71,12 @@ class Server:
         return self.proc.returncode
 
     def rss_mb(self) -> float:
-        return rss_mb(self.pid)
+        """The server's RSS, its worker processes (``--workers``) included."""
+        return sum(rss_mb(p) for p in process_tree(self.pid))
 
     def cpu_seconds(self) -> float:
-        return cpu_seconds(self.pid)
+        """CPU of the server and its worker processes so far."""
+        return sum(cpu_seconds(p) for p in process_tree(self.pid))
 
 
 def start_server(data_dir: Path, *extra: str, timeout: float = 30,
@@ -119,13 +121,14 @@ def start_server(data_dir: Path, *extra: str, timeout: float = 30,
 
 
 @contextlib.contextmanager
-def running_server(datastore: str = "sqlite", data_dir: Path | None = None) -> Iterator[Server]:
+def running_server(datastore: str = "sqlite", data_dir: Path | None = None,
+                   workers: int = 1) -> Iterator[Server]:
     """A server in a temporary data dir (unless given), always stopped."""
     with contextlib.ExitStack() as stack:
         if data_dir is None:
             data_dir = Path(stack.enter_context(
                 tempfile.TemporaryDirectory(prefix="pinnace-bench-")))
-        server = start_server(data_dir, "--datastore", datastore)
+        server = start_server(data_dir, "--datastore", datastore, "--workers", str(workers))
         try:
             yield server
         finally:
@@ -198,18 +201,44 @@ def wait_ready(server: Server, timeout: float = 30) -> float:
 # -------------------------------------------------------------- proc metrics
 
 def rss_mb(pid: int) -> float:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:  # gone meanwhile
+        pass
     return 0.0
 
 
 def cpu_seconds(pid: int) -> float:
     """User + system CPU of a process (all its threads) so far."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and all its descendants, from /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        children.setdefault(ppid, []).append(int(entry))
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo.extend(children.get(p, ()))
+    return out
 
 
 def mem_available_mb() -> float:
@@ -281,7 +310,7 @@ def py_spy(pid: int, out: str | None, rate: int = 100, native: bool = False,
     fmt = "flamegraph" if out.endswith(".svg") else "speedscope" if out.endswith(".json") else "raw"
     spy = subprocess.Popen([os.path.join(os.path.dirname(sys.executable), "py-spy"), "record",
                             "--pid", str(pid), "--rate", str(rate), "--format", fmt,
-                            "--output", out, "--threads",
+                            "--output", out, "--threads", "--subprocesses",
                             *(["--native"] if native else []), *(["--gil"] if gil else [])],
                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     time.sleep(0.5)  # let py-spy attach before the load starts

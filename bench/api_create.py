@@ -57,6 +57,7 @@ def main() -> None:
     parser.add_argument("-c", type=int, default=64, help="concurrent clients in total")
     parser.add_argument("--procs", type=int, default=1, help="client processes")
     parser.add_argument("--datastore", default="sqlite")
+    parser.add_argument("--workers", type=int, default=1, help="API server worker processes")
     parser.add_argument("--quick", action="store_true", help="N=2000, C=32")
     parser.add_argument("--py-spy", default="", metavar="OUT",
                         help="record the server with py-spy during the API load "
@@ -69,11 +70,12 @@ def main() -> None:
 
     value_size = len(orjson.dumps(pod_manifest(NAMESPACE, "bench-0000000")))
     console.print(f"[bold]api_create[/]: N={args.n:,} C={args.c} procs={args.procs} "
+                  f"workers={args.workers} "
                   f"pod={value_size} B  ({machine_note()})")
     with console.status("raw Store puts (sqlite)..."):
         store = asyncio.run(store_baseline(args.n, args.c, value_size))
 
-    with running_server(args.datastore) as server:
+    with running_server(args.datastore, workers=args.workers) as server:
         async def prepare() -> None:
             async with client_session(server.data_dir) as s:
                 await ensure_namespace(s, server.url, NAMESPACE)

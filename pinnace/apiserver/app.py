@@ -12,7 +12,6 @@ import socket
 import ssl
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +26,7 @@ from . import codec, openapi, status
 from .allocator import NodePortAllocator, ServiceIPAllocator
 from .authn import Authenticator
 from .certs import PKI, ensure_pki, issue_client_cert
+from .config import Config
 from .discovery import AGGREGATED_CT, Discovery, wants_aggregated
 from .handlers import ResourceHandlers, Target
 from .kubeconfig import admin_kubeconfig, component_kubeconfig, write_kubeconfig
@@ -53,26 +53,12 @@ _ANONYMOUS_PATHS = ("/healthz", "/livez", "/readyz", "/version")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-@dataclass
-class Config:
-    data_dir: Path
-    host: str = "0.0.0.0"
-    port: int = 6443
-    datastore: str = "sqlite"
-    service_cidr: str = "10.96.0.0/12"
-    node_port_range: tuple[int, int] = (30000, 32767)
-    advertise_address: str = ""
-    extra_sans: list[str] = field(default_factory=list)
-    # What DefaultTolerationSeconds admission gives pods (upstream's flags of the same names).
-    default_not_ready_toleration_seconds: int = 300
-    default_unreachable_toleration_seconds: int = 300
-
-
 class APIServer:
     def __init__(self, config: Config, store: Store | None = None):
         self.config = config
         self.store: Store = store if store is not None else open_store(
-            config.datastore, str(config.data_dir))
+            config.datastore, str(config.data_dir), shared=config.workers > 1,
+            owner=config.owner)
         self.table = ResourceTable()
         self.ips = ServiceIPAllocator(self.store, config.service_cidr)
         self.ports = NodePortAllocator(self.store, *config.node_port_range)
@@ -93,6 +79,9 @@ class APIServer:
         self._openapi_gen = -1
         self._openapi: dict[str, bytes] = {}
         self._tasks: list[asyncio.Task[None]] = []
+        self._crd_rev = 0  # the revision of the newest CRD event applied
+        self._crd_versions: dict[str, str] = {}  # CRD name -> resourceVersion served
+        self._crds_read_at = 0
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -114,18 +103,22 @@ class APIServer:
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False,
                                      shutdown_timeout=1.0)
         await self._runner.setup()
+        # Workers each listen on the same port; the kernel spreads connections.
         site = web.TCPSite(self._runner, cfg.host, cfg.port, ssl_context=self._ssl_context(),
-                           backlog=1024, reuse_address=True)
+                           backlog=1024, reuse_address=True, reuse_port=cfg.workers > 1)
         await site.start()
         if cfg.port == 0:
             server: Any = site._server  # the OS picked the port: read it back
             self.port = server.sockets[0].getsockname()[1]
-        await self._bootstrap()
-        self._tasks.append(asyncio.create_task(self._reconcile_loop()))
-        host = cfg.host if cfg.host not in ("0.0.0.0", "::", "") else "127.0.0.1"
-        url = f"https://{_url_host(host)}:{self.port}"
-        write_kubeconfig(self.kubeconfig_path, admin_kubeconfig(self.pki, url))
-        await asyncio.to_thread(self._component_kubeconfigs, url)
+        await self._follow_tables()
+        if cfg.owner:
+            await self._bootstrap()
+            self._tasks.append(asyncio.create_task(self._reconcile_loop()))
+            host = cfg.host if cfg.host not in ("0.0.0.0", "::", "") else "127.0.0.1"
+            url = f"https://{_url_host(host)}:{self.port}"
+            write_kubeconfig(self.kubeconfig_path, admin_kubeconfig(self.pki, url))
+            await asyncio.to_thread(self._component_kubeconfigs, url)
+        self._tasks.append(asyncio.create_task(self.metrics.keep_gauges()))
         tune_gc()
         self.ready.set()
         log.info("API server ready on https://%s:%d", cfg.host, self.port)
@@ -162,14 +155,19 @@ class APIServer:
         ctx.set_alpn_protocols(["http/1.1"])
         return ctx
 
-    async def _bootstrap(self) -> None:
-        """What upstream's bootstrap controllers and post-start hooks ensure."""
+    async def _follow_tables(self) -> None:
+        """Serve the CRDs and know the namespaces every server on the store sees."""
         crds = self.table.lookup("apiextensions.k8s.io", "v1", "customresourcedefinitions")
         assert crds is not None
         await self._follow(crds.key_prefix, self._crd_event)
         ns_info = self.table.lookup("", "v1", "namespaces")
         assert ns_info is not None
         await self._follow(ns_info.key_prefix, self.strategies.namespace_event)
+
+    async def _bootstrap(self) -> None:
+        """What upstream's bootstrap controllers and post-start hooks ensure."""
+        ns_info = self.table.lookup("", "v1", "namespaces")
+        assert ns_info is not None
         system = Options(field_manager="pinnace-apiserver", field_validation="Ignore")
         for ns in BUILTIN_NAMESPACES:
             if await self.store.get(ns_info.key(None, ns)) is None:
@@ -210,10 +208,37 @@ class APIServer:
                 log.warning("cannot update the kubernetes endpoints: %s", e.message)
 
     def _crd_event(self, type_: str, obj: dict[str, Any]) -> None:
+        meta = obj["metadata"]
+        self._crd_rev = max(self._crd_rev, int(meta.get("resourceVersion") or 0))
         if type_ == "DELETED":
-            self.table.remove_crd(obj["metadata"]["name"])
+            self.table.remove_crd(meta["name"])
+            self._crd_versions.pop(meta["name"], None)
         else:
             self.strategies.register_crd(obj)
+            self._crd_versions[meta["name"]] = meta.get("resourceVersion", "")
+
+    async def _catch_up_crds(self) -> bool:
+        """A resource this server does not know may be a CRD just created
+        through another server (or worker) on the store, whose watch event
+        has not arrived yet: read the CRDs from the store. True when that
+        taught this server something new."""
+        head = await self.store.revision()
+        if head <= self._crds_read_at:
+            return False
+        crds = self.table.lookup("apiextensions.k8s.io", "v1", "customresourcedefinitions")
+        assert crds is not None
+        listed = await self.store.list(crds.key_prefix)
+        self._crds_read_at = max(self._crds_read_at, listed.revision)
+        if listed.revision < self._crd_rev:
+            return False  # the watch has already told us more than this list
+        learned = False
+        for kv in listed.kvs:
+            obj = codec.decode_stored(kv.value, kv.mod_revision)
+            name = obj["metadata"]["name"]
+            if self._crd_versions.get(name) != obj["metadata"]["resourceVersion"]:
+                self._crd_event("MODIFIED", obj)
+                learned = True
+        return learned
 
     async def _follow(self, prefix: str, apply: Callable[[str, dict[str, Any]], None]) -> None:
         """Keep ``apply`` told of every object under ``prefix``: those that
@@ -344,6 +369,8 @@ class APIServer:
 
     async def _resource(self, request: web.Request, parts: list[str]) -> web.StreamResponse:
         target: Target | None = self.handlers.resolve(parts)
+        if target is None and await self._catch_up_crds():
+            target = self.handlers.resolve(parts)
         if target is None:
             raise APIError(404, "NotFound", "the server could not find the requested resource",
                            {})

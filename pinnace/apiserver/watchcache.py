@@ -162,8 +162,12 @@ class WatchStream:
     resource cache's subscriber queue."""
 
     def __init__(self, prefix: str, cache: ResourceCache, sub: Subscriber | None,
-                 direct: AsyncIterator[CacheEvent] | None = None):
+                 direct: AsyncIterator[CacheEvent] | None = None, after: int = 0):
         self.prefix = prefix
+        # A watch may start from a revision this cache has not seen yet (it
+        # was written through another API server on the store): the events
+        # up to it are not for this watcher.
+        self.after = after
         self.cache = cache
         self.sub = sub
         self._queue: asyncio.Queue[Any] = sub.queue if sub is not None else asyncio.Queue()
@@ -204,7 +208,7 @@ class WatchStream:
                 return out
             if isinstance(item, Exception):
                 raise item
-            if item.key.startswith(self.prefix):
+            if item.rev > self.after and item.key.startswith(self.prefix):
                 out.append(item)
             if len(out) >= limit or q.empty():
                 return out
@@ -239,7 +243,7 @@ class WatchCache:
             if not cache.started():
                 cache.start(after)
         try:
-            return WatchStream(prefix, cache, cache.subscribe(after))
+            return WatchStream(prefix, cache, cache.subscribe(after), after=after)
         except TooOldError:
             # Older than the ring: this watcher reads storage history itself.
             compacted = await self.store.compacted_revision()

@@ -13,7 +13,7 @@ from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
-from pinnace.apiserver.app import APIServer, Config
+from pinnace.apiserver.config import Config
 
 
 def default_data_dir() -> Path:
@@ -51,6 +51,9 @@ def _server_args(p: argparse.ArgumentParser) -> None:
                    help="tolerationSeconds of the not-ready toleration added to every pod")
     p.add_argument("--default-unreachable-toleration-seconds", type=int, default=300,
                    help="tolerationSeconds of the unreachable toleration added to every pod")
+    p.add_argument("--workers", type=int, default=int(os.environ.get("PINNACE_TEST_WORKERS", "1")),
+                   help="API server processes sharing the port and the datastore, to use "
+                        "more cores (default 1; not with --datastore memory)")
 
 
 def _controller_args(p: argparse.ArgumentParser) -> None:
@@ -80,6 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
     _controller_args(server)
     apiserver = sub.add_parser("apiserver", help="run only the API server")
     _server_args(apiserver)
+    # Set by `--workers N` on the worker processes it starts.
+    apiserver.add_argument("--worker-index", type=int, default=None, help=argparse.SUPPRESS)
     cm = sub.add_parser("controller-manager", help="run the controllers")
     cm.add_argument("--kubeconfig", default=None, help="how to reach the API server "
                     "(default: $KUBECONFIG, ~/.kube/config, or in-cluster)")
@@ -104,24 +109,52 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _config(args: argparse.Namespace) -> Config:
+    if args.workers < 1:
+        raise SystemExit("pinnace: --workers must be at least 1")
+    if args.workers > 1 and args.datastore.lower().startswith("memory"):
+        raise SystemExit("pinnace: --workers > 1 needs a datastore the workers can share "
+                         "(sqlite or etcd), not memory")
     return Config(data_dir=(args.data_dir or default_data_dir()).resolve(),
                   host=args.listen[0], port=args.listen[1], datastore=args.datastore,
                   service_cidr=args.service_cidr, advertise_address=args.advertise_address,
                   extra_sans=args.tls_san,
                   default_not_ready_toleration_seconds=args.default_not_ready_toleration_seconds,
-                  default_unreachable_toleration_seconds=args.default_unreachable_toleration_seconds)
+                  default_unreachable_toleration_seconds=args.default_unreachable_toleration_seconds,
+                  workers=args.workers, worker_index=getattr(args, "worker_index", None) or 0)
+
+
+def apiserver_args(config: Config) -> list[str]:
+    """`pinnace apiserver` flags for ``config``, but for --listen and --workers."""
+    out = ["--data-dir", str(config.data_dir), "--datastore", config.datastore,
+           "--service-cidr", config.service_cidr,
+           "--default-not-ready-toleration-seconds",
+           str(config.default_not_ready_toleration_seconds),
+           "--default-unreachable-toleration-seconds",
+           str(config.default_unreachable_toleration_seconds)]
+    if config.advertise_address:
+        out += ["--advertise-address", config.advertise_address]
+    for san in config.extra_sans:
+        out += ["--tls-san", san]
+    return out
 
 
 async def run_apiserver(config: Config) -> None:
+    from pinnace.apiserver.app import APIServer
+
     server = APIServer(config)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     await server.start()
-    print(f"pinnace: API server on https://{config.host}:{server.port}", flush=True)
-    print(f"pinnace: kubeconfig written to {server.kubeconfig_path}", flush=True)
-    print(f"pinnace: try  KUBECONFIG={server.kubeconfig_path} kubectl get ns", flush=True)
+    if config.owner:
+        print(f"pinnace: API server on https://{config.host}:{server.port}", flush=True)
+        print(f"pinnace: kubeconfig written to {server.kubeconfig_path}", flush=True)
+        print(f"pinnace: try  KUBECONFIG={server.kubeconfig_path} kubectl get ns", flush=True)
+    else:
+        print(f"pinnace: API server worker {config.worker_index} on "
+              f"https://{config.host}:{server.port}", flush=True)
+        print("pinnace: ready", flush=True)
     try:
         await stop.wait()
     finally:
@@ -138,9 +171,15 @@ def main(argv: list[str] | None = None) -> int:
         uvloop.install()
     except ImportError:  # pragma: no cover
         pass
+    verbosity = ["-" + "v" * args.verbose] if args.verbose else []
     if args.command == "apiserver":
+        config = _config(args)
         try:
-            asyncio.run(run_apiserver(_config(args)))
+            if config.workers > 1 and args.worker_index is None:
+                from .apiworkers import run_workers
+
+                return asyncio.run(run_workers(config, apiserver_args(config), verbosity))
+            asyncio.run(run_apiserver(config))
         except OSError as e:
             print(f"pinnace: {e}", file=sys.stderr)
             return 1
@@ -149,21 +188,12 @@ def main(argv: list[str] | None = None) -> int:
         from .supervisor import Supervisor
 
         config = _config(args)
-        api_args = ["--data-dir", str(config.data_dir),
-                    "--listen", f"{config.host}:{config.port}", "--datastore", config.datastore,
-                    "--service-cidr", config.service_cidr]
-        if config.advertise_address:
-            api_args += ["--advertise-address", config.advertise_address]
-        api_args += ["--default-not-ready-toleration-seconds",
-                     str(config.default_not_ready_toleration_seconds),
-                     "--default-unreachable-toleration-seconds",
-                     str(config.default_unreachable_toleration_seconds)]
+        host = f"[{config.host}]" if ":" in config.host else config.host
+        api_args = [*apiserver_args(config), "--listen", f"{host}:{config.port}",
+                    "--workers", str(config.workers)]
         cm_args = ["--node-monitor-grace-period", str(args.node_monitor_grace_period),
                    "--node-monitor-period", str(args.node_monitor_period),
                    "--cluster-cidr", args.cluster_cidr]
-        for san in config.extra_sans:
-            api_args += ["--tls-san", san]
-        verbosity = ["-" + "v" * args.verbose] if args.verbose else []
         return asyncio.run(Supervisor(config.data_dir, api_args, SERVER_COMPONENTS,
                                       verbosity, {"controller-manager": cm_args}).run())
     if args.command == "controller-manager":

@@ -10,6 +10,7 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,27 +19,68 @@ log = logging.getLogger("pinnace.server")
 
 @dataclass
 class Child:
+    """One `pinnace <args>` process; ``capture``: its stdout is a pipe the
+    parent reads (start-up lines), else it is inherited."""
+
     name: str
     args: list[str]
     proc: asyncio.subprocess.Process | None = None
     restarts: int = 0
     started_at: float = 0.0
     env: dict[str, str] = field(default_factory=dict)
+    capture: bool = False
 
     async def start(self) -> None:
         self.started_at = time.monotonic()
         self.proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "pinnace.cli.main", *self.args,
-            stdout=asyncio.subprocess.PIPE if self.name == "apiserver" else None,
-            env={**os.environ, **self.env}, preexec_fn=_die_with_parent)
+            stdout=asyncio.subprocess.PIPE if self.capture else None,
+            env={**os.environ, **self.env}, preexec_fn=die_with_parent)
         log.info("started %s (pid %d)", self.name, self.proc.pid)
+
+    async def drain(self) -> None:
+        """Read (and drop) the rest of a captured stdout, so the child never
+        blocks on a full pipe."""
+        assert self.proc is not None and self.proc.stdout is not None
+        while await self.proc.stdout.readline():
+            pass
+
+    async def keep(self, stopping: Callable[[], bool],
+                   on_exit: Callable[[int], None] | None = None) -> None:
+        """Restart this child whenever it exits, backing off if it keeps
+        crashing, until ``stopping()``; ``on_exit(pid)`` after each exit."""
+        while not stopping():
+            assert self.proc is not None
+            code = await self.proc.wait()
+            if stopping():
+                return
+            if on_exit is not None:
+                on_exit(self.proc.pid)
+            self.restarts += 1
+            quick = time.monotonic() - self.started_at < 10
+            delay = min(2 ** min(self.restarts, 5), 30) if quick else 1
+            log.warning("%s exited with %s; restarting in %ds", self.name, code, delay)
+            await asyncio.sleep(delay)
+            await self.start()
+            if self.capture:
+                asyncio.create_task(self.drain())
+
+    async def terminate(self) -> None:
+        if self.proc is None or self.proc.returncode is not None:
+            return
+        self.proc.terminate()
+        try:
+            await asyncio.wait_for(self.proc.wait(), 10)
+        except asyncio.TimeoutError:
+            self.proc.kill()
+            await self.proc.wait()
 
 
 class Supervisor:
     def __init__(self, data_dir: Path, apiserver_args: list[str], components: list[str],
                  verbosity: list[str], component_args: dict[str, list[str]] | None = None):
         self.data_dir = data_dir
-        self.api = Child("apiserver", [*verbosity, "apiserver", *apiserver_args])
+        self.api = Child("apiserver", [*verbosity, "apiserver", *apiserver_args], capture=True)
         extra = component_args or {}
         self.components = [Child(c, [*verbosity, c, "--kubeconfig",
                                      str(data_dir / f"{c}.kubeconfig"), *extra.get(c, [])])
@@ -61,42 +103,22 @@ class Supervisor:
             sys.stdout.write(line.decode())
             sys.stdout.flush()
             ready = b"kubeconfig written" in line
-        relay = asyncio.create_task(self._drain(self.api))
+        relay = asyncio.create_task(self.api.drain())
         for c in self.components:
             await c.start()
-        watchers = [asyncio.create_task(self._keep(c)) for c in [self.api, *self.components]]
+        watchers = [asyncio.create_task(c.keep(lambda: self.stopping))
+                    for c in [self.api, *self.components]]
         await stop.wait()
         self.stopping = True
         for w in watchers:
             w.cancel()
         relay.cancel()
         for c in [*self.components, self.api]:
-            await _terminate(c)
+            await c.terminate()
         return 0
 
-    async def _drain(self, child: Child) -> None:
-        assert child.proc is not None and child.proc.stdout is not None
-        while await child.proc.stdout.readline():
-            pass
 
-    async def _keep(self, child: Child) -> None:
-        """Restart a child that exits, backing off if it keeps crashing."""
-        while not self.stopping:
-            assert child.proc is not None
-            code = await child.proc.wait()
-            if self.stopping:
-                return
-            child.restarts += 1
-            quick = time.monotonic() - child.started_at < 10
-            delay = min(2 ** min(child.restarts, 5), 30) if quick else 1
-            log.warning("%s exited with %s; restarting in %ds", child.name, code, delay)
-            await asyncio.sleep(delay)
-            await child.start()
-            if child is self.api:
-                asyncio.create_task(self._drain(child))
-
-
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     """In the child: get SIGTERM if the supervisor dies, even by SIGKILL, so
     no component outlives `pinnace server` (Linux prctl PR_SET_PDEATHSIG)."""
     try:
@@ -105,14 +127,3 @@ def _die_with_parent() -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)
     except (OSError, AttributeError):
         pass
-
-
-async def _terminate(child: Child) -> None:
-    if child.proc is None or child.proc.returncode is not None:
-        return
-    child.proc.terminate()
-    try:
-        await asyncio.wait_for(child.proc.wait(), 10)
-    except asyncio.TimeoutError:
-        child.proc.kill()
-        await child.proc.wait()

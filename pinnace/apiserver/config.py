@@ -1,0 +1,30 @@
+"""The API server's settings (kept apart from the server so that a process
+that only starts API servers need not import one)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass
+class Config:
+    data_dir: Path
+    host: str = "0.0.0.0"
+    port: int = 6443
+    datastore: str = "sqlite"
+    service_cidr: str = "10.96.0.0/12"
+    node_port_range: tuple[int, int] = (30000, 32767)
+    advertise_address: str = ""
+    extra_sans: list[str] = field(default_factory=list)
+    # What DefaultTolerationSeconds admission gives pods (upstream's flags of the same names).
+    default_not_ready_toleration_seconds: int = 300
+    default_unreachable_toleration_seconds: int = 300
+    # Worker processes serving one port and one datastore (pinnace.cli.apiworkers);
+    # worker 0 owns the datastore and runs the bootstrap work.
+    workers: int = 1
+    worker_index: int = 0
+
+    @property
+    def owner(self) -> bool:
+        return self.worker_index == 0
