@@ -143,11 +143,78 @@ def _list_kind(p: dict | None) -> tuple[str, list[str]]:
     return "atomic", []
 
 
+class _Node:
+    """What field tracking asks of one schema node, worked out once per node."""
+
+    __slots__ = ("_extra_node", "_item_node", "_kids", "atomic_map", "extra", "items", "keys",
+                 "list_kind", "props", "schema")
+
+    def __init__(self, p: dict | None) -> None:
+        self.schema = p  # keeps p alive, so its id stays its own while cached
+        t = _r(p)
+        props = t.get("properties") if t is not None else None
+        self.props: dict = props if isinstance(props, dict) else {}
+        extra = t.get("additionalProperties") if t is not None else None
+        self.extra: dict | None = extra if isinstance(extra, dict) else None
+        self.atomic_map = _is_atomic_map(p, t)
+        self.list_kind, self.keys = _list_kind(p)
+        self.items = _items(t)
+
+        self._kids: dict[str, _Node] = {}
+        self._extra_node: _Node | None = None
+        self._item_node: _Node | None = None
+
+    def child(self, key: str) -> dict | None:
+        p = self.props.get(key)
+        return p if p is not None else self.extra
+
+    def kid(self, key: str) -> _Node:
+        """The node of field ``key`` (remembered for declared fields only:
+        map keys come from user data and are not bounded)."""
+        n = self._kids.get(key)
+        if n is not None:
+            return n
+        p = self.props.get(key)
+        if p is not None:
+            n = self._kids[key] = _node(p)
+            return n
+        if self._extra_node is None:
+            self._extra_node = _node(self.extra)
+        return self._extra_node
+
+    def item_node(self) -> _Node:
+        """The node of a list's items, as tracking sees them (only map items
+        have structure of their own)."""
+        if self._item_node is None:
+            self._item_node = _node(self.items if self.list_kind == "map" else None)
+        return self._item_node
+
+    def granular(self, v: Any) -> bool:
+        return self.list_kind != "atomic" if isinstance(v, list) else not self.atomic_map
+
+
+_NODES: dict[int, _Node] = {}
+
+
+def _node(p: dict | None) -> _Node:
+    if p is None:
+        return _NO_SCHEMA
+    n = _NODES.get(id(p))
+    if n is None or n.schema is not p:
+        if len(_NODES) > 100_000:  # schemas of deleted CRDs, say
+            _NODES.clear()
+        n = _NODES[id(p)] = _Node(p)
+    return n
+
+
 def _is_atomic_map(p: dict | None, t: dict | None) -> bool:
     if p is None:
         return False
     mt = p.get("x-kubernetes-map-type") or (t.get("x-kubernetes-map-type") if t else None)
     return mt == "atomic"
+
+
+_NO_SCHEMA = _Node(None)
 
 
 def _item_pe(item: Any, idx: int, kind: str, keys: list[str]) -> str:
@@ -213,9 +280,9 @@ def _to_set(v: Any, p: dict | None, out: Tree) -> None:
 
 def _is_granular(v: Any, p: dict | None) -> bool:
     if isinstance(v, dict):
-        return not _is_atomic_map(p, _r(p))
+        return not _node(p).atomic_map
     if isinstance(v, list):
-        return _list_kind(p)[0] != "atomic"
+        return _node(p).list_kind != "atomic"
     return False
 
 
@@ -224,22 +291,54 @@ def _compare(old: Any, new: Any, p: dict | None, changed: Tree, removed: Tree) -
     from container ``old`` to ``new`` into ``changed`` and those removed
     into ``removed`` (upstream Compare: a non-leaf node present on one side
     only is itself a member)."""
-    t = _r(p)
+    node = _node(p)
     if isinstance(new, dict) or isinstance(old, dict):
         o = old if isinstance(old, dict) else {}
         n = new if isinstance(new, dict) else {}
-        for key in n.keys() | o.keys() if o else n.keys():
-            cp, _ = _child(t, key)
-            _compare_child("f:" + key, key in o, o.get(key), key in n, n.get(key), cp,
-                           changed, removed)
+        if not o:
+            _add_all(changed, n, node)
+            return
+        for key in n.keys() | o.keys():
+            _compare_child("f:" + key, key in o, o.get(key), key in n, n.get(key),
+                           node.child(key), changed, removed)
         return
-    kind, keys = _list_kind(p)
-    ip = _items(t)
-    o_items = {_item_pe(x, i, kind, keys): x for i, x in enumerate(old or ())}
+    if not old:
+        _add_all(changed, new or [], node)
+        return
+    kind, keys = node.list_kind, node.keys
+    ip = node.items if kind == "map" else None
+    o_items = {_item_pe(x, i, kind, keys): x for i, x in enumerate(old)}
     n_items = {_item_pe(x, i, kind, keys): x for i, x in enumerate(new or ())}
     for pe in n_items.keys() | o_items.keys():
         _compare_child(pe, pe in o_items, o_items.get(pe), pe in n_items, n_items.get(pe),
-                       ip if kind == "map" else None, changed, removed)
+                       ip, changed, removed)
+
+
+def _add_all(changed: Tree, v: dict | list, node: _Node) -> None:
+    """What ``_compare`` finds in container ``v`` against nothing: every
+    field in it is added, and each granular container in it is itself a
+    member. The whole of a create goes through here, so it is kept short."""
+    if isinstance(v, dict):
+        for key, cv in v.items():
+            if cv and isinstance(cv, (dict, list)):
+                kn = node.kid(key)
+                if kn.granular(cv):
+                    sub: Tree = {_M: {}}
+                    _add_all(sub, cv, kn)
+                    changed["f:" + key] = sub
+                    continue
+            changed["f:" + key] = {_M: {}}
+        return
+    kind, keys = node.list_kind, node.keys
+    inode = node.item_node()
+    for i, x in enumerate(v):
+        pe = _item_pe(x, i, kind, keys)
+        if x and isinstance(x, (dict, list)) and inode.granular(x):
+            sub = {_M: {}}
+            _add_all(sub, x, inode)
+            changed[pe] = sub
+        else:
+            changed[pe] = {_M: {}}
 
 
 def _empty(v: Any) -> bool:
@@ -571,19 +670,37 @@ def _root(schema_node: dict | None) -> dict | None:
     props = schema_node.get("properties")
     if props is not None and "metadata" in props:
         return schema_node
-    return {**schema_node, "properties": {**(props or {}), "metadata": _OBJECT_META}}
+    # The same dict every time, so what is worked out about it is kept.
+    got = _ROOTS.get(id(schema_node))
+    if got is None or got[0] is not schema_node:
+        if len(_ROOTS) > 10_000:
+            _ROOTS.clear()
+        got = _ROOTS[id(schema_node)] = (schema_node, {
+            **schema_node, "properties": {**(props or {}), "metadata": _OBJECT_META}})
+    return got[1]
+
+
+_ROOTS: dict[int, tuple[dict, dict]] = {}
 
 
 def _is_builtin(p: dict | None) -> bool:
     return p is not None and "x-kubernetes-group-version-kind" in p
 
 
+_ZEROS: dict[int, tuple[dict, dict]] = {}
+
+
 def _zero(p: dict | None) -> dict:
     """The parts of a zero-valued built-in object that exist before any
-    field is set (non-pointer structs); custom resources start empty."""
+    field is set (non-pointer structs); custom resources start empty.
+    Callers only read it, so it is made once per schema."""
     if not _is_builtin(p):
         return {}
-    return _zero_struct(p)
+    assert p is not None
+    got = _ZEROS.get(id(p))
+    if got is None or got[0] is not p:
+        got = _ZEROS[id(p)] = (p, _zero_struct(p))
+    return got[1]
 
 
 def _zero_struct(t: dict | None) -> dict:

@@ -265,10 +265,53 @@ def check_fields(group: str, version: str, kind: str, obj: dict[str, Any],
     return check_definition(name, parse_with_duplicates(raw) if raw is not None else obj)
 
 
+def _clean(node: _Node, value: Any) -> bool:
+    """True when ``_Walker`` would find nothing in ``value``: the walk that
+    almost every request needs, without building a path per field."""
+    kind = node.kind
+    if kind == _OBJ:
+        if type(value) is not dict:  # a _DupObject too: the full walk reports it
+            return False
+        props = node.props
+        for key, v in value.items():
+            child = props.get(key)
+            if child is None:
+                return False
+            if v is not None and child.kind != _ANY and not _clean(child, v):
+                return False
+        return True
+    if kind == _ARR:
+        if type(value) is not list:
+            return False
+        item = node.item
+        assert item is not None
+        return all(v is None or _clean(item, v) for v in value)
+    if kind == _MAP:
+        if type(value) is not dict:
+            return False
+        item = node.item
+        assert item is not None
+        return item.kind == _ANY or all(v is None or _clean(item, v) for v in value.values())
+    t = type(value)
+    if kind == _STR:
+        return t is str
+    if kind == _INT:
+        return t is int or (t is float and value.is_integer())
+    if kind == _NUM:
+        return t is int or t is float
+    if kind == _BOOL:
+        return t is bool
+    if kind == _INTSTR or kind == _QTY:
+        return t is str or t is int or t is float
+    return True
+
+
 def check_definition(name: str, value: Any, path: str = "") -> list[FieldIssue]:
     """Check ``value`` against one definition (e.g. ObjectMeta inside a custom
     resource); ``path`` is the field path of ``value`` in its object."""
     node = _def_node(name)
+    if _clean(node, value):
+        return []
     w = _Walker()
     if node.kind == _OBJ and isinstance(value, dict):
         w.walk_object(node, value, path)

@@ -8,6 +8,7 @@ k8s.io/apimachinery/pkg/util/validation does.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable
 from typing import Any
@@ -58,6 +59,23 @@ CONFIG_KEY_MSG = "a valid config key must consist of alphanumeric characters, '-
 PERCENT_FMT = "[0-9]+%"
 PERCENT_MSG = "a valid percent string must be a numeric string followed by an ending '%'"
 
+def _memo(fn: Callable[[str], list[str]]) -> Callable[[str], list[str]]:
+    """The same strings come back in request after request (label keys,
+    container and port names): remember the answers. Each caller gets a
+    list of its own."""
+    cached = functools.lru_cache(maxsize=8192)(lambda v: tuple(fn(v)))
+
+    @functools.wraps(fn)
+    def check(v: str) -> list[str]:
+        try:
+            got = cached(v)
+        except TypeError:  # unhashable: a malformed value, checked as is
+            return fn(v)
+        return list(got) if got else []
+
+    return check
+
+
 _label_re = re.compile(f"^{DNS1123_LABEL_FMT}$")
 _subdomain_re = re.compile(f"^{DNS1123_SUBDOMAIN_FMT}$")
 _dns1035_re = re.compile(f"^{DNS1035_LABEL_FMT}$")
@@ -70,6 +88,7 @@ _port_name_letter = re.compile("[a-z]")
 _wildcard_re = re.compile(r"^\*\." + DNS1123_SUBDOMAIN_FMT + "$")
 
 
+@_memo
 def is_dns1123_label(v: str) -> list[str]:
     errs: list[str] = []
     if len(v) > 63:
@@ -83,6 +102,7 @@ def is_dns1123_label(v: str) -> list[str]:
     return errs
 
 
+@_memo
 def is_dns1123_subdomain(v: str) -> list[str]:
     errs: list[str] = []
     if len(v) > 253:
@@ -92,6 +112,7 @@ def is_dns1123_subdomain(v: str) -> list[str]:
     return errs
 
 
+@_memo
 def is_dns1035_label(v: str) -> list[str]:
     errs: list[str] = []
     if len(v) > 63:
@@ -114,6 +135,7 @@ def is_wildcard_dns1123_subdomain(v: str) -> list[str]:
     return errs
 
 
+@_memo
 def is_qualified_name(v: str) -> list[str]:
     errs: list[str] = []
     parts = v.split("/")
@@ -139,6 +161,7 @@ def is_qualified_name(v: str) -> list[str]:
     return errs
 
 
+@_memo
 def is_label_value(v: str) -> list[str]:
     errs: list[str] = []
     if len(v) > 63:
@@ -148,6 +171,7 @@ def is_label_value(v: str) -> list[str]:
     return errs
 
 
+@_memo
 def is_config_map_key(v: str) -> list[str]:
     errs: list[str] = []
     if len(v) > 253:
@@ -163,6 +187,7 @@ def is_config_map_key(v: str) -> list[str]:
     return errs
 
 
+@_memo
 def is_valid_port_name(v: str) -> list[str]:
     errs: list[str] = []
     if len(v) > 15:
@@ -184,6 +209,7 @@ def is_valid_percent(v: str) -> list[str]:
     return []
 
 
+@_memo
 def is_env_var_name(v: str) -> list[str]:
     # Relaxed validation (GA in 1.34): any printable ASCII except '='.
     if not v or any(c == "=" or not " " <= c <= "~" for c in v):
@@ -192,6 +218,7 @@ def is_env_var_name(v: str) -> list[str]:
     return []
 
 
+@_memo
 def is_valid_ip(v: str) -> list[str]:
     import ipaddress
     try:
@@ -231,7 +258,7 @@ def path_segment_name(name: str, prefix: bool) -> list[str]:
 
 
 def messages_to_errors(msgs: list[str], path: str, value: Any) -> Errs:
-    return [invalid(path, value, m) for m in msgs]
+    return [invalid(path, value, m) for m in msgs] if msgs else []
 
 
 def dns1123_label(v: str, path: str) -> Errs:
