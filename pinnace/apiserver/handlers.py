@@ -9,6 +9,7 @@ import asyncio
 import base64
 import datetime as dt
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,13 +20,14 @@ from pinnace.api import apply as ssa
 from pinnace.api import crdschema, field, selectors
 from pinnace.api import patch as patches
 from pinnace.api.resources import ResourceInfo
-from pinnace.storage.interface import CompactedError
+from pinnace.storage.interface import CompactedError, KeyValue
 
 from . import codec, reviews, status, tables
 from .authn import Authenticator, User
 from .registry import ResourceTable
 from .rest import DeleteOptions, Options, Registry
 from .reviews import Authorizer
+from .rowcache import RowCache
 from .status import APIError
 from .watchcache import CacheEvent, WatchCache
 
@@ -107,6 +109,7 @@ class ResourceHandlers:
         self.watches = watches
         self.authn = authn
         self.authz = authz
+        self.rows = RowCache()
 
     # -- routing -----------------------------------------------------------
 
@@ -277,30 +280,34 @@ class ResourceHandlers:
                                             "message": "Too large resource version"}],
                                 "retryAfterSeconds": 1})
         filtering = label_sel is not None or field_sel is not None
-        items_raw: list[bytes] = []
+        include = q.get("includeObject") or "Metadata"
+        # A Table of whole collections is made of remembered rows (rowcache).
+        table_rows = fmt.kind == "table" and not filtering and include in ("Metadata", "None")
+        raw_kvs: list[KeyValue] = []
         items: list[dict[str, Any]] = []
-        need_objs = filtering or fmt.kind in ("table", "partial", "yaml", "protobuf") or \
-            bool(t.info.storage_version) or t.info.crd is not None
+        need_objs = not table_rows and (
+            filtering or fmt.kind in ("table", "partial", "yaml", "protobuf") or
+            bool(t.info.storage_version) or t.info.crd is not None)
         more, remaining, list_rev = False, 0, 0
         last_key = start
         # Selectors filter after reading, so a limited page may need several reads.
         while True:
-            page = limit - (len(items) if need_objs else len(items_raw)) if limit else 0
+            page = limit - (len(items) if need_objs else len(raw_kvs)) if limit else 0
             kvs, list_rev, more, remaining = await self.registry.list_kvs(
                 t.info, t.namespace, limit=page, start=last_key, revision=revision)
             revision = list_rev
-            for kv in kvs:
-                if need_objs:
+            if not need_objs:
+                raw_kvs.extend(kvs)
+            else:
+                for kv in kvs:
                     obj = self.registry.to_served(t.info, codec.decode_stored(kv.value,
                                                                               kv.mod_revision))
                     if filtering and not _matches(t.info, obj, label_sel, field_sel):
                         continue
                     items.append(obj)
-                else:
-                    items_raw.append(codec.with_revision(kv.value, kv.mod_revision))
             if kvs:
                 last_key = kvs[-1].key + "\x00"
-            if not (limit and more and (len(items) if need_objs else len(items_raw)) < limit):
+            if not (limit and more and (len(items) if need_objs else len(raw_kvs)) < limit):
                 break
         meta: dict[str, Any] = {"resourceVersion": str(list_rev)}
         if limit and more:
@@ -309,8 +316,10 @@ class ResourceHandlers:
             if not filtering:
                 meta["remainingItemCount"] = remaining
         now = dt.datetime.now(dt.UTC)
+        if table_rows:
+            return self._table_from_rows(t.info, raw_kvs, now, include, meta, fmt)
         if fmt.kind == "table":
-            out = make_table(t.info, items, now, q.get("includeObject", "Metadata"), meta)
+            out = make_table(t.info, items, now, include, meta)
             resp = web.Response(body=codec.dumps(out))
             resp.headers["Content-Type"] = fmt.content_type
             return resp
@@ -326,6 +335,7 @@ class ResourceHandlers:
                 t.info.group_version, t.info.kind + "List", meta, items), content_type=PROTOBUF)
         head = b'{"kind":"%s","apiVersion":"%s","metadata":%s,"items":[' % (
             (t.info.kind + "List").encode(), t.info.group_version.encode(), codec.dumps(meta))
+        items_raw = [codec.with_revision(kv.value, kv.mod_revision) for kv in raw_kvs]
         if not need_objs and len(items_raw) > _STREAM_ITEMS:
             return await _stream_list(request, head, items_raw)
         if need_objs:
@@ -587,6 +597,24 @@ class ResourceHandlers:
         return self.respond(request, status.success(), 201)
 
     # -- watch -------------------------------------------------------------
+
+    def _table_from_rows(self, info: ResourceInfo, kvs: Sequence[KeyValue], now: dt.datetime,
+                         include: str, meta: dict[str, Any], fmt: Format) -> web.Response:
+        def decode(kv: KeyValue) -> dict[str, Any]:
+            return self.registry.to_served(info, codec.decode_stored(kv.value, kv.mod_revision))
+
+        def build(obj: dict[str, Any], at: float) -> dict[str, Any]:
+            return make_table(info, [obj], dt.datetime.fromtimestamp(at, dt.UTC), include, {},
+                              headers=False)["rows"][0]  # type: ignore[no-any-return]
+
+        at = now.timestamp()
+        rows = self.rows.rows(info, kvs, at, include, decode, build)
+        # The same Table with no rows gives the head; "rows" is its last key.
+        empty = codec.dumps(make_table(info, [], now, include, meta))
+        assert empty.endswith(b'"rows":[]}')
+        resp = web.Response(body=b"".join((empty[:-3], b"[", b",".join(rows), b"]}")))
+        resp.headers["Content-Type"] = fmt.content_type
+        return resp
 
     async def watch(self, request: web.Request, t: Target) -> web.StreamResponse:
         q = request.query

@@ -61,6 +61,9 @@ def _since(ts: Any, now: float) -> str:
     return human_duration(now - t)
 
 
+since = _since  # the age a Table shows for a timestamp (rowcache fills it in)
+
+
 def _age(obj: Obj, now: float) -> str:
     return _since(obj["metadata"].get("creationTimestamp"), now)
 
