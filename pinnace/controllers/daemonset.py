@@ -347,17 +347,27 @@ class DaemonSetController(Controller):
             # generation as observed.
             await self._update_status(key, ds, self._pods_by_node(ns, uid), hash_, False)
             return
-        await self._manage(key, ds, self._pods_by_node(ns, uid), hash_)
-        strategy = (ds.get("spec") or {}).get("updateStrategy") or {}
-        if strategy.get("type", "RollingUpdate") == "RollingUpdate" and \
-                self.expectations.satisfied(key):
-            await self._rolling_update(key, ds, self._pods_by_node(ns, uid), hash_)
-        by_node = self._pods_by_node(ns, uid)
-        live = {p["metadata"]["labels"].get(HASH_LABEL) for pods in by_node.values()
-                for p in pods}
-        spare = [r for r in old_revs if r["metadata"]["labels"].get(HASH_LABEL) not in live]
-        await self.history.trim(spare, int(ds["spec"].get("revisionHistoryLimit", 10)), set())
-        await self._update_status(key, ds, by_node, hash_, True)
+        try:
+            await self._manage(key, ds, self._pods_by_node(ns, uid), hash_)
+            strategy = (ds.get("spec") or {}).get("updateStrategy") or {}
+            if strategy.get("type", "RollingUpdate") == "RollingUpdate" and \
+                    self.expectations.satisfied(key):
+                await self._rolling_update(key, ds, self._pods_by_node(ns, uid), hash_)
+            by_node = self._pods_by_node(ns, uid)
+            live = {p["metadata"]["labels"].get(HASH_LABEL) for pods in by_node.values()
+                    for p in pods}
+            spare = [r for r in old_revs if r["metadata"]["labels"].get(HASH_LABEL) not in live]
+            await self.history.trim(spare, int(ds["spec"].get("revisionHistoryLimit", 10)),
+                                    set())
+        except Exception:
+            # A create or delete failed: still report what is there (as upstream),
+            # then fail the sync with the original error.
+            try:
+                await self._update_status(key, ds, self._pods_by_node(ns, uid), hash_, True)
+            except ApiError as e:
+                self.log.info("status of %s not updated: %s", key, e)
+            raise
+        await self._update_status(key, ds, self._pods_by_node(ns, uid), hash_, True)
 
     async def _revisions(self, ds: Obj) -> tuple[Obj, list[Obj]]:
         ns = ds["metadata"]["namespace"]
