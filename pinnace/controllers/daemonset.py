@@ -3,25 +3,33 @@ required node affinity match, taints tolerated), each pinned to its node by a
 ``matchFields metadata.name In [node]`` affinity for the scheduler to honour;
 template changes become ControllerRevisions rolled out node by node within
 maxUnavailable / maxSurge (RollingUpdate) or left to the user (OnDelete), as
-upstream's pkg/controller/daemon."""
+upstream's pkg/controller/daemon.
+
+A daemon pod that fails is deleted (and so replaced), but no more often per
+node than an exponential backoff allows (1 s doubling to 15 min, upstream's
+failedPodsBackoff): a pod the kubelet keeps rejecting must not turn the
+controller into a create/delete loop against the API server."""
 
 from __future__ import annotations
 
 import copy
 import math
 import time
+from collections.abc import Callable
 from typing import Any
 
-from pinnace.client import ApiError
+from pinnace.client import ApiError, key_of
 
 from . import history
 from . import pods as podutil
-from .base import Context, Controller, controller_ref, owner_reference
+from .base import Context, Controller, Expectations, controller_ref, owner_reference
 
 Obj = dict[str, Any]
 
 HASH_LABEL = history.CONTROLLER_REVISION_HASH_LABEL
 GENERATION_LABEL = "pod-template-generation"
+# Set by upstream's API server on every DaemonSet: the generation of its pod template.
+TEMPLATE_GENERATION_ANNOTATION = "deprecated.daemonset.template.generation"
 
 # What upstream adds to every daemon pod, so node conditions never evict or block it.
 DAEMON_TOLERATIONS: list[Obj] = [
@@ -150,6 +158,83 @@ def _scaled(value: Any, total: int) -> int:
     return int(value)
 
 
+def allows_surge(ds: Obj) -> bool:
+    strategy = (ds.get("spec") or {}).get("updateStrategy") or {}
+    if strategy.get("type", "RollingUpdate") != "RollingUpdate":
+        return False
+    return _scaled((strategy.get("rollingUpdate") or {}).get("maxSurge"), 1) != 0
+
+
+def template_generation(ds: Obj) -> str:
+    annotations = ds["metadata"].get("annotations") or {}
+    return str(annotations.get(TEMPLATE_GENERATION_ANNOTATION) or
+               ds["metadata"].get("generation", 1))
+
+
+def pod_updated(pod: Obj, hash_: str, generation: str) -> bool:
+    """Upstream's IsPodUpdated: the pod carries the current revision's hash,
+    or the current template generation."""
+    labels = pod["metadata"].get("labels") or {}
+    return (bool(hash_) and labels.get(HASH_LABEL) == hash_) or \
+        labels.get(GENERATION_LABEL) == generation
+
+
+def _phase(pod: Obj) -> str:
+    return str((pod.get("status") or {}).get("phase") or "")
+
+
+def _terminal(pod: Obj) -> bool:
+    return _phase(pod) in ("Succeeded", "Failed")
+
+
+def _daemon_pod_order(pod: Obj) -> tuple[int, float, str]:
+    """Upstream's podByCreationTimestampAndPhase: scheduled pods first, then oldest."""
+    meta = pod["metadata"]
+    return (0 if (pod.get("spec") or {}).get("nodeName") else 1,
+            podutil.parse_time(meta.get("creationTimestamp")), meta["name"])
+
+
+class Backoff:
+    """Per-key exponential backoff (client-go's flowcontrol.Backoff): each
+    ``next`` doubles the key's delay up to ``cap``; a key left alone for twice
+    ``cap`` starts over. ``clock`` is injectable so tests never sleep."""
+
+    def __init__(self, initial: float, cap: float, clock: Callable[[], float] = time.monotonic):
+        self.initial = initial
+        self.cap = cap
+        self.clock = clock
+        self._entries: dict[str, tuple[float, float]] = {}  # key -> (delay, last update)
+        self._last_gc = clock()
+
+    def get(self, key: str) -> float:
+        entry = self._entries.get(key)
+        return entry[0] if entry else 0.0
+
+    def next(self, key: str, now: float) -> None:
+        entry = self._entries.get(key)
+        if entry is None or now - entry[1] > 2 * self.cap:
+            delay = self.initial
+        else:
+            delay = min(entry[0] * 2, self.cap)
+        self._entries[key] = (delay, self.clock())
+        self._gc(now)
+
+    def in_backoff_since_update(self, key: str, now: float) -> bool:
+        entry = self._entries.get(key)
+        if entry is None or now - entry[1] > 2 * self.cap:
+            return False
+        return now - entry[1] < entry[0]
+
+    def _gc(self, now: float) -> None:
+        # Upstream runs GC every minute; doing it on writes is enough to bound memory.
+        if now - self._last_gc < 60:
+            return
+        self._last_gc = now
+        for key, (_, last) in list(self._entries.items()):
+            if now - last > 2 * self.cap:
+                del self._entries[key]
+
+
 # -- the controller ---------------------------------------------------------------
 
 
@@ -157,6 +242,10 @@ class DaemonSetController(Controller):
     name = "daemonset"
     event_source = "daemonset-controller"
     workers = 2
+
+    # Upstream's kube-controller-manager builds failedPodsBackoff with these.
+    FAILED_POD_BACKOFF = 1.0
+    FAILED_POD_BACKOFF_CAP = 15 * 60.0
 
     def __init__(self, ctx: Context):
         super().__init__(ctx)
@@ -167,19 +256,70 @@ class DaemonSetController(Controller):
         self.ds_api = self.client.resource("apps/v1", "daemonsets")
         self.pod_api = self.client.resource("v1", "pods")
         self.history = history.Revisions(self.client)
+        self.expectations = Expectations()
+        self.failed_pods_backoff = Backoff(self.FAILED_POD_BACKOFF, self.FAILED_POD_BACKOFF_CAP)
 
     def setup(self) -> None:
-        self.sets.add_handler(self.enqueue, lambda old, new: self.enqueue(new), self.enqueue)
-        self.pods.add_handler(self._owned_changed, lambda old, new: self._owned_changed(new),
-                              self._owned_changed)
+        self.sets.add_handler(self.enqueue, lambda old, new: self.enqueue(new), self._set_deleted)
+        self.pods.add_handler(self._pod_added, self._pod_updated, self._pod_deleted)
         self.revs.add_handler(self._owned_changed, None, None)
         self.nodes.add_handler(self._node_changed, lambda old, new: self._node_changed(new),
                                self._node_changed)
 
-    def _owned_changed(self, obj: Obj) -> None:
+    def _set_deleted(self, ds: Obj) -> None:
+        self.expectations.forget(key_of(ds))
+        self.enqueue(ds)
+
+    def _owner_key(self, obj: Obj) -> str | None:
         ref = controller_ref(obj)
-        if ref is not None and ref.get("kind") == "DaemonSet":
-            self.queue.add(f"{obj['metadata']['namespace']}/{ref['name']}")
+        if ref is None or ref.get("kind") != "DaemonSet":
+            return None
+        return f"{obj['metadata']['namespace']}/{ref['name']}"
+
+    def _owned_changed(self, obj: Obj) -> None:
+        key = self._owner_key(obj)
+        if key is not None:
+            self.queue.add(key)
+
+    def _ours(self, pod: Obj) -> str | None:
+        """The key of the DaemonSet controlling ``pod``, if it is the one we know."""
+        key = self._owner_key(pod)
+        ds = self.sets.get(key) if key is not None else None
+        ref = controller_ref(pod) or {}
+        if ds is None or ds["metadata"].get("uid") != ref.get("uid"):
+            return None
+        return key
+
+    # A pod's deletion counts as observed once: when it is marked for deletion,
+    # or when it disappears if it was never seen marked.
+    def _pod_added(self, pod: Obj) -> None:
+        key = self._ours(pod)
+        if key is None:
+            return
+        if pod["metadata"].get("deletionTimestamp"):
+            self.expectations.observed_delete(key)
+        else:
+            self.expectations.observed_add(key)
+        self.queue.add(key)
+
+    def _pod_updated(self, old: Obj, new: Obj) -> None:
+        key = self._ours(new)
+        if key is None:
+            self._owned_changed(new)
+            return
+        if new["metadata"].get("deletionTimestamp") and \
+                not old["metadata"].get("deletionTimestamp"):
+            self.expectations.observed_delete(key)
+        self.queue.add(key)
+
+    def _pod_deleted(self, pod: Obj) -> None:
+        key = self._ours(pod)
+        if key is None:
+            self._owned_changed(pod)
+            return
+        if not pod["metadata"].get("deletionTimestamp"):
+            self.expectations.observed_delete(key)
+        self.queue.add(key)
 
     def _node_changed(self, node: Obj) -> None:
         for ds in self.sets.objects():
@@ -190,24 +330,44 @@ class DaemonSetController(Controller):
     async def sync(self, key: str) -> None:
         cached = self.sets.get(key)
         if cached is None:
+            self.expectations.forget(key)
+            return
+        # Pods and revisions of a DaemonSet being deleted may be going too, in any
+        # order: upstream neither manages nor reports status for it.
+        if cached["metadata"].get("deletionTimestamp"):
             return
         ds = copy.deepcopy(cached)
         ns = ds["metadata"]["namespace"]
         uid = ds["metadata"]["uid"]
         current, old_revs = await self._revisions(ds)
         hash_ = current["metadata"]["labels"][HASH_LABEL]
-        by_node = self._pods_by_node(ns, uid)
-        if not ds["metadata"].get("deletionTimestamp"):
-            await self._manage(ds, by_node, hash_)
+        if not self.expectations.satisfied(key):
+            # Our last creates or deletes are not all in the cache yet: acting now
+            # could repeat them. Report what is there, without claiming the
+            # generation as observed.
+            await self._update_status(key, ds, self._pods_by_node(ns, uid), hash_, False)
+            return
+        try:
+            await self._manage(key, ds, self._pods_by_node(ns, uid), hash_)
             strategy = (ds.get("spec") or {}).get("updateStrategy") or {}
-            if strategy.get("type", "RollingUpdate") == "RollingUpdate":
-                await self._rolling_update(ds, self._pods_by_node(ns, uid), hash_)
+            if strategy.get("type", "RollingUpdate") == "RollingUpdate" and \
+                    self.expectations.satisfied(key):
+                await self._rolling_update(key, ds, self._pods_by_node(ns, uid), hash_)
+            by_node = self._pods_by_node(ns, uid)
             live = {p["metadata"]["labels"].get(HASH_LABEL) for pods in by_node.values()
                     for p in pods}
             spare = [r for r in old_revs if r["metadata"]["labels"].get(HASH_LABEL) not in live]
             await self.history.trim(spare, int(ds["spec"].get("revisionHistoryLimit", 10)),
                                     set())
-        await self._update_status(ds, self._pods_by_node(ns, uid), hash_)
+        except Exception:
+            # A create or delete failed: still report what is there (as upstream),
+            # then fail the sync with the original error.
+            try:
+                await self._update_status(key, ds, self._pods_by_node(ns, uid), hash_, True)
+            except ApiError as e:
+                self.log.info("status of %s not updated: %s", key, e)
+            raise
+        await self._update_status(key, ds, self._pods_by_node(ns, uid), hash_, True)
 
     async def _revisions(self, ds: Obj) -> tuple[Obj, list[Obj]]:
         ns = ds["metadata"]["namespace"]
@@ -230,17 +390,21 @@ class DaemonSetController(Controller):
         return current, old
 
     def _pods_by_node(self, ns: str, uid: str) -> dict[str, list[Obj]]:
+        """This DaemonSet's pods by the node they are for, oldest first. A pod
+        that has terminated and is being deleted is left out: nothing remains
+        to be done with it (upstream's getNodesToDaemonPods)."""
         out: dict[str, list[Obj]] = {}
         for pod in self.pods.objects(ns):
             ref = controller_ref(pod)
             if ref is None or ref.get("uid") != uid:
                 continue
+            if _terminal(pod) and pod["metadata"].get("deletionTimestamp"):
+                continue
             node = target_node(pod)
             if node is not None:
                 out.setdefault(node, []).append(pod)
         for pods in out.values():
-            pods.sort(key=lambda p: (podutil.parse_time(p["metadata"].get("creationTimestamp")),
-                                     p["metadata"]["name"]))
+            pods.sort(key=_daemon_pod_order)
         return out
 
     def _new_pod(self, ds: Obj, node: str, hash_: str) -> Obj:
@@ -250,58 +414,127 @@ class DaemonSetController(Controller):
         pin_to_node(tspec, node)
         labels = template.setdefault("metadata", {}).setdefault("labels", {})
         labels[HASH_LABEL] = hash_
-        labels[GENERATION_LABEL] = str(ds["metadata"].get("generation", 1))
+        labels[GENERATION_LABEL] = template_generation(ds)
         return podutil.pod_from_template(template, ds, owner_reference(ds))
 
-    async def _manage(self, ds: Obj, by_node: dict[str, list[Obj]], hash_: str) -> None:
+    def _backoff_key(self, ds: Obj, node: str) -> str:
+        # As upstream: a new generation (a fixed template, say) starts a fresh backoff.
+        observed = (ds.get("status") or {}).get("observedGeneration") or 0
+        return f"{ds['metadata']['uid']}/{observed}/{node}"
+
+    def _node_plan(self, ds: Obj, node: Obj, pods: list[Obj] | None, hash_: str
+                   ) -> tuple[bool, list[Obj]]:
+        """(create a pod on the node, pods to delete there): upstream's podsShouldBeOnNode."""
+        name = node["metadata"]["name"]
+        run, keep = node_should_run(ds, node)
+        if run and not pods:
+            return True, []
+        if not pods:
+            return False, []
+        if not keep:
+            return False, [p for p in pods if not p["metadata"].get("deletionTimestamp")]
+        to_delete: list[Obj] = []
+        running: list[Obj] = []
+        for p in pods:
+            if p["metadata"].get("deletionTimestamp"):
+                continue
+            where = f"{p['metadata']['namespace']}/{p['metadata']['name']} on node {name}"
+            if _phase(p) == "Failed":
+                key = self._backoff_key(ds, name)
+                now = self.failed_pods_backoff.clock()
+                if self.failed_pods_backoff.in_backoff_since_update(key, now):
+                    delay = self.failed_pods_backoff.get(key)
+                    self.log.debug("deleting failed pod %s held back %.0fs by backoff",
+                                   where, delay)
+                    self.enqueue_after(ds, delay)
+                    continue
+                self.failed_pods_backoff.next(key, now)
+                self.recorder.event(ds, "Warning", "FailedDaemonPod",
+                                    f"Found failed daemon pod {where}, will try to kill it")
+                to_delete.append(p)
+            elif _phase(p) == "Succeeded":
+                self.recorder.event(ds, "Normal", "SucceededDaemonPod",
+                                    f"Found succeeded daemon pod {where}, will try to delete it")
+                to_delete.append(p)
+            else:
+                running.append(p)
+        if not allows_surge(ds):
+            # More than one: keep the oldest. None left: the next sync creates one
+            # (once the deletions are observed).
+            return False, to_delete + running[1:]
+        if not running:
+            return run, to_delete
+        # Surging: an old and a new pod may run side by side until the new one is
+        # available (or the old one stops being ready); anything beyond is removed.
+        oldest_new = oldest_old = None
+        for p in running:
+            if p["metadata"].get("labels", {}).get(HASH_LABEL) == hash_:
+                if oldest_new is None:
+                    oldest_new = p
+                    continue
+            elif oldest_old is None:
+                oldest_old = p
+                continue
+            to_delete.append(p)
+        if oldest_new is not None and oldest_old is not None and (
+                not podutil.is_ready(oldest_old) or podutil.is_available(
+                    oldest_new, int(ds["spec"].get("minReadySeconds") or 0), time.time())):
+            to_delete.append(oldest_old)
+        return False, to_delete
+
+    async def _manage(self, key: str, ds: Obj, by_node: dict[str, list[Obj]], hash_: str
+                      ) -> None:
         to_create: list[str] = []
         to_delete: list[Obj] = []
         nodes = {n["metadata"]["name"]: n for n in self.nodes.objects()}
         for name, node in nodes.items():
-            run, keep = node_should_run(ds, node)
-            pods = [p for p in by_node.get(name, []) if not p["metadata"].get("deletionTimestamp")]
-            if run and not pods:
+            create, delete = self._node_plan(ds, node, by_node.get(name), hash_)
+            if create:
                 to_create.append(name)
-            elif keep and pods:
-                failed = [p for p in pods if (p.get("status") or {}).get("phase") == "Failed"]
-                for p in failed:
-                    self.recorder.event(ds, "Warning", "FailedDaemonPod",
-                                        f"Found failed daemon pod {p['metadata']['namespace']}/"
-                                        f"{p['metadata']['name']} on node {name}, will try to "
-                                        "kill it")
-                to_delete += failed
-                alive = [p for p in pods if p not in failed]
-                surge_pair = len(alive) == 2 and \
-                    {p["metadata"]["labels"].get(HASH_LABEL) == hash_ for p in alive} == \
-                    {True, False}
-                if len(alive) > 1 and not surge_pair:
-                    to_delete += alive[1:]  # keep the oldest
-            elif not keep and pods:
-                to_delete += pods
+            to_delete += delete
+        # A pod for a node that is gone is never scheduled, so the pod GC (which
+        # removes pods bound to missing nodes) never sees it: remove it here.
         for name, pods in by_node.items():
             if name not in nodes:
-                to_delete += [p for p in pods if not p["metadata"].get("deletionTimestamp")]
+                to_delete += [p for p in pods if not (p.get("spec") or {}).get("nodeName")
+                              and not p["metadata"].get("deletionTimestamp")]
+        errors: list[Exception] = []
         for name in to_create:
-            await self._create(ds, name, hash_)
+            try:
+                await self._create(key, ds, name, hash_)
+            except ApiError as e:
+                errors.append(e)
         for pod in to_delete:
-            await self._delete(ds, pod)
+            try:
+                await self._delete(key, ds, pod)
+            except ApiError as e:
+                errors.append(e)
+        if errors:
+            raise errors[0]
 
-    async def _create(self, ds: Obj, node: str, hash_: str) -> None:
+    async def _create(self, key: str, ds: Obj, node: str, hash_: str) -> None:
+        # Expected before the request: its watch event may arrive before the response.
+        self.expectations.expect(key, adds=1)
         try:
             made = await self.pod_api.create(self._new_pod(ds, node, hash_),
                                              ds["metadata"]["namespace"])
         except ApiError as e:
+            self.expectations.observed_add(key)
+            if e.code == 403 and "being terminated" in str(e.status.get("message", "")):
+                return  # the namespace is going away: so is this DaemonSet
             self.recorder.event(ds, "Warning", "FailedCreate",
                                 f"Error creating: {e.status.get('message', e)}")
             raise
         self.recorder.event(ds, "Normal", "SuccessfulCreate",
                             f"Created pod: {made['metadata']['name']}")
 
-    async def _delete(self, ds: Obj, pod: Obj) -> None:
+    async def _delete(self, key: str, ds: Obj, pod: Obj) -> None:
+        self.expectations.expect(key, deletes=1)
         try:
             await self.pod_api.delete(pod["metadata"]["name"], pod["metadata"]["namespace"],
                                       preconditions={"uid": pod["metadata"]["uid"]})
         except ApiError as e:
+            self.expectations.observed_delete(key)
             if e.not_found:
                 return
             self.recorder.event(ds, "Warning", "FailedDelete",
@@ -325,7 +558,8 @@ class DaemonSetController(Controller):
                 old = p
         return new, old, True
 
-    async def _rolling_update(self, ds: Obj, by_node: dict[str, list[Obj]], hash_: str) -> None:
+    async def _rolling_update(self, key: str, ds: Obj, by_node: dict[str, list[Obj]],
+                              hash_: str) -> None:
         ru = (ds["spec"].get("updateStrategy") or {}).get("rollingUpdate") or {}
         min_ready = int(ds["spec"].get("minReadySeconds") or 0)
         now = time.time()
@@ -371,57 +605,70 @@ class DaemonSetController(Controller):
                     candidates.append(old)
         if max_surge:
             for name in surge_nodes[:max(0, max_surge - surging)]:
-                await self._create(ds, name, hash_)
+                await self._create(key, ds, name, hash_)
         else:
             room = max(0, max_unavailable - unavailable)
             to_delete += candidates[:room]
         for pod in to_delete:
-            await self._delete(ds, pod)
+            await self._delete(key, ds, pod)
 
-    async def _update_status(self, ds: Obj, by_node: dict[str, list[Obj]], hash_: str) -> None:
+    async def _update_status(self, key: str, ds: Obj, by_node: dict[str, list[Obj]], hash_: str,
+                             observed: bool) -> None:
+        """Counts per node, as upstream's updateDaemonSetStatus: a node counts
+        as scheduled while any of its pods is left (even one shutting down),
+        and its oldest pod decides whether it is ready, available, updated."""
         min_ready = int(ds["spec"].get("minReadySeconds") or 0)
         now = time.time()
+        generation = template_generation(ds)
         desired = current = mis = ready = available = updated = 0
         for node in self.nodes.objects():
             run, _ = node_should_run(ds, node)
-            pods = [p for p in by_node.get(node["metadata"]["name"], [])
-                    if not p["metadata"].get("deletionTimestamp")]
-            if run:
-                desired += 1
-                if pods:
-                    current += 1
-                    pod = pods[0]
-                    if podutil.is_ready(pod):
-                        ready += 1
-                        if podutil.is_available(pod, min_ready, now):
-                            available += 1
-                    if any(p["metadata"].get("labels", {}).get(HASH_LABEL) == hash_
-                           for p in pods):
-                        updated += 1
-            elif pods:
-                mis += 1
-        status: Obj = {"desiredNumberScheduled": desired, "currentNumberScheduled": current,
-                       "numberMisscheduled": mis, "numberReady": ready,
-                       "numberAvailable": available, "updatedNumberScheduled": updated,
-                       "numberUnavailable": desired - available,
-                       "observedGeneration": ds["metadata"].get("generation", 1)}
-        if (ds.get("status") or {}).get("collisionCount") is not None:
-            status["collisionCount"] = ds["status"]["collisionCount"]
+            pods = by_node.get(node["metadata"]["name"])
+            if not run:
+                mis += 1 if pods else 0
+                continue
+            desired += 1
+            if not pods:
+                continue
+            current += 1
+            pod = pods[0]
+            if podutil.is_ready(pod):
+                ready += 1
+                if podutil.is_available(pod, min_ready, now):
+                    available += 1
+            if pod_updated(pod, hash_, generation):
+                updated += 1
         old = ds.get("status") or {}
-        if all((old.get(k) or 0) == v for k, v in status.items()):
+        counts = {"desiredNumberScheduled": desired, "currentNumberScheduled": current,
+                  "numberMisscheduled": mis, "numberReady": ready,
+                  "numberAvailable": available, "updatedNumberScheduled": updated,
+                  "numberUnavailable": desired - available}
+        gen = int(ds["metadata"].get("generation", 1))
+        cached_status = ((self.sets.get(key) or {}).get("status") or {})
+        if all((old.get(k) or 0) == v for k, v in counts.items()) and \
+                int(old.get("observedGeneration") or 0) >= gen and \
+                old.get("collisionCount") == cached_status.get("collisionCount"):
+            if min_ready and available != ready:
+                self.enqueue_after(key, min_ready)
             return
-        merged = dict(old)
-        merged.update(status)
-        if not status["numberUnavailable"]:
-            merged.pop("numberUnavailable", None)
-        ds["status"] = merged
+        status = dict(old)
+        status.update(counts)
+        if observed:
+            status["observedGeneration"] = gen
+        # Go leaves these out when zero (omitempty); clients see them absent, not 0.
+        for k in ("numberAvailable", "updatedNumberScheduled", "numberUnavailable",
+                  "observedGeneration"):
+            if not status.get(k):
+                status.pop(k, None)
+        ds["status"] = status
         try:
             await self.ds_api.replace_status(ds, ds["metadata"]["namespace"])
         except ApiError as e:
             if not e.not_found:
                 raise
-        if min_ready and available < ready:
-            self.enqueue_after(ds, min_ready)
+        # Availability needs minReadySeconds to pass: look again then.
+        if min_ready and available != ready:
+            self.enqueue_after(key, min_ready)
 
 
 CONTROLLERS = {"daemonset": DaemonSetController}

@@ -29,6 +29,7 @@ from . import (
     replicaset,
     resourcequota,
     serviceaccount,
+    serviceaccounttoken,
     servicelb,
     statefulset,
     ttlafterfinished,
@@ -41,7 +42,7 @@ log = logging.getLogger("pinnace.controllers.manager")
 CONTROLLERS: dict[str, type[Controller]] = {}
 for _module in (replicaset, deployment, statefulset, daemonset, job, ttlafterfinished, cronjob,
                 endpoints, endpointslice, garbagecollector, podgc, namespace, nodelifecycle,
-                nodeipam, resourcequota, serviceaccount, servicelb):
+                nodeipam, resourcequota, serviceaccount, serviceaccounttoken, servicelb):
     CONTROLLERS.update(_module.CONTROLLERS)
 
 

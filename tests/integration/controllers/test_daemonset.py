@@ -1,12 +1,14 @@
 """DaemonSets through real kubectl: one pod per eligible node (selectors,
 affinity, taints), pods pinned by node affinity with the upstream daemon
-tolerations, rolling updates, OnDelete, rollout status/history/undo."""
+tolerations, rolling updates, OnDelete, rollout status/history/undo, failed
+pods replaced under a backoff, and the status counts upstream reports."""
 
 from __future__ import annotations
 
 import itertools
 import json
 import os
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -14,7 +16,12 @@ import pytest
 
 from pinnace.controllers.daemonset import DaemonSetController, node_should_run
 from tests.conftest import Server, wait_for
-from tests.integration.controllers.workloads_harness import Harness, running
+from tests.integration.controllers.workloads_harness import (
+    HOLD_LABEL,
+    Harness,
+    ready_status,
+    running,
+)
 
 _seq = itertools.count()
 
@@ -210,3 +217,132 @@ def test_node_eligibility_rules() -> None:
     assert node_should_run(_ds(hostNetwork=True), _node(taints=down))[0]
     unreachable = [{"key": "node.kubernetes.io/unreachable", "effect": "NoExecute"}]
     assert node_should_run(_ds(), _node(taints=unreachable)) == (True, True)
+
+
+# -- failed and finished daemon pods, status ---------------------------------------
+
+
+def held(name: str, pool: str, **spec: Any) -> str:
+    """A DaemonSet whose pods the fake kubelet leaves Pending (the test plays kubelet)."""
+    body = json.loads(daemonset(name, pool, **spec))
+    body["spec"]["template"]["metadata"]["labels"][HOLD_LABEL] = "true"
+    return json.dumps(body)
+
+
+def set_phase(server: Server, ns: str, pod: str, phase: str) -> None:
+    server.kubectl("-n", ns, "patch", "pod", pod, "--subresource=status", "--type=merge",
+                   "-p", json.dumps({"status": {"phase": phase}}))
+
+
+def events(server: Server, ns: str, reason: str) -> list[dict[str, Any]]:
+    return [e for e in get(server, ns, "events")["items"] if e["reason"] == reason]
+
+
+def test_failed_and_succeeded_pods_are_replaced(server: Server, namespace: str, pool: str,
+                                                controllers: Harness) -> None:
+    k, ns = server.kubectl, namespace
+    node = f"{pool}-a"
+    add_node(server, node, {"pool": pool})
+    k("-n", ns, "create", "-f", "-", input=held("crash", pool))
+    first = wait_for(lambda: pods_by_node(server, ns, "crash").get(node), what="a daemon pod")
+    name = first["metadata"]["name"]
+    set_phase(server, ns, name, "Failed")
+    second = wait_for(lambda: (p := pods_by_node(server, ns, "crash").get(node)) and
+                      p["metadata"]["name"] != name and p, what="the failed pod replaced")
+    [ev] = wait_for(lambda: events(server, ns, "FailedDaemonPod"), what="FailedDaemonPod event")
+    assert ev["type"] == "Warning"
+    assert ev["message"] == (f"Found failed daemon pod {ns}/{name} on node {node}, "
+                             "will try to kill it")
+    assert ev["involvedObject"]["kind"] == "DaemonSet"
+    assert "FailedDaemonPod" in k("-n", ns, "describe", "ds", "crash").stdout
+
+    # A daemon pod that ran to completion is replaced as well, with a Normal event.
+    set_phase(server, ns, second["metadata"]["name"], "Succeeded")
+    wait_for(lambda: (p := pods_by_node(server, ns, "crash").get(node)) and
+             p["metadata"]["name"] != second["metadata"]["name"], what="the finished pod replaced")
+    [done] = wait_for(lambda: events(server, ns, "SucceededDaemonPod"), what="the event")
+    assert done["type"] == "Normal"
+    assert done["message"] == (f"Found succeeded daemon pod {ns}/{second['metadata']['name']}"
+                               f" on node {node}, will try to delete it")
+
+
+def test_crash_looping_pod_is_replaced_with_backoff(server: Server, namespace: str, pool: str,
+                                                    controllers: Harness) -> None:
+    """A kubelet that fails every daemon pod at once: the controller keeps
+    replacing it, but per node no sooner than 1 s, then 2 s, ... after the
+    last replacement (upstream's failedPodsBackoff), instead of as fast as
+    the API server answers."""
+    k, ns = server.kubectl, namespace
+    node = f"{pool}-a"
+    add_node(server, node, {"pool": pool})
+    k("-n", ns, "create", "-f", "-", input=held("loop", pool))
+    api = server.api_client()
+    try:
+        from kubernetes import client
+
+        core = client.CoreV1Api(api)
+        first_seen: dict[str, float] = {}
+
+        def crash_all() -> bool:
+            for p in core.list_namespaced_pod(ns, label_selector="app=loop").items:
+                if p.metadata.name not in first_seen:
+                    first_seen[p.metadata.name] = time.monotonic()
+                if p.status.phase != "Failed" and not p.metadata.deletion_timestamp:
+                    core.patch_namespaced_pod_status(p.metadata.name, ns,
+                                                     {"status": {"phase": "Failed"}})
+            return len(first_seen) >= 4
+
+        wait_for(crash_all, timeout=60, interval=0.05, what="three replacements")
+    finally:
+        api.close()
+    seen = sorted(first_seen.values())
+    # The first pod was seen before it failed, so before the first deletion;
+    # the second and third deletions each waited out a backoff (1 s, then 2 s)
+    # from the one before; the fourth pod came after the third deletion. A
+    # slow machine only adds to this; without the backoff all four pods come
+    # and go within a fraction of a second.
+    assert seen[3] - seen[0] >= 2.95, seen
+    assert len(events(server, ns, "FailedDaemonPod")) >= 1
+
+
+def test_status_counts_as_upstream(server: Server, namespace: str, pool: str,
+                                   controllers: Harness) -> None:
+    k, ns = server.kubectl, namespace
+    add_node(server, f"{pool}-a", {"pool": pool})
+    add_node(server, f"{pool}-b", {"pool": pool})
+    k("-n", ns, "create", "-f", "-", input=held("stat", pool))
+    wait_for(lambda: len(pods_by_node(server, ns, "stat")) == 2, what="two pods")
+    ds = wait_for(lambda: (d := get(server, ns, "ds", "stat"))["status"].get(
+        "currentNumberScheduled") == 2 and d, what="status")
+    st = ds["status"]
+    # Nothing is ready: Go's omitempty leaves the zero counts out of the JSON.
+    assert st["desiredNumberScheduled"] == 2 and st["numberReady"] == 0
+    assert st["numberMisscheduled"] == 0
+    assert "numberAvailable" not in st
+    assert st["numberUnavailable"] == 2 and st["updatedNumberScheduled"] == 2
+    assert st["observedGeneration"] == ds["metadata"]["generation"]
+    api = server.api_client()
+    try:
+        from kubernetes import client
+
+        seen = client.AppsV1Api(api).read_namespaced_daemon_set_status("stat", ns).status
+        assert seen.number_available is None and seen.number_unavailable == 2
+    finally:
+        api.close()
+
+    # A NoSchedule taint the pods do not tolerate: the running pod may stay,
+    # but the node no longer should run one, so it counts as misscheduled.
+    k("taint", "node", f"{pool}-b", "dedicated=db:NoSchedule")
+    st = wait_for(lambda: (s := get(server, ns, "ds", "stat")["status"]).get(
+        "numberMisscheduled") == 1 and s, what="a misscheduled node")
+    assert (st["desiredNumberScheduled"], st["currentNumberScheduled"],
+            st["numberUnavailable"], st["updatedNumberScheduled"]) == (1, 1, 1, 1)
+    assert sorted(pods_by_node(server, ns, "stat")) == [f"{pool}-a", f"{pool}-b"]
+
+    # One pod ready: available and unavailable move, the misscheduled pod stays out of it.
+    pod = pods_by_node(server, ns, "stat")[f"{pool}-a"]
+    k("-n", ns, "patch", "pod", pod["metadata"]["name"], "--subresource=status",
+      "--type=merge", "-p", json.dumps({"status": ready_status(pod)}))
+    st = wait_for(lambda: (s := get(server, ns, "ds", "stat")["status"]).get(
+        "numberAvailable") == 1 and s, what="one available pod")
+    assert st["numberReady"] == 1 and "numberUnavailable" not in st
