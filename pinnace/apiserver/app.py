@@ -142,6 +142,7 @@ class APIServer:
         for task in self._tasks:
             task.cancel()
         await self.watches.stop()
+        await self.authn.close()
         if self._runner is not None:
             await self._runner.cleanup()
         await self.store.close()

@@ -237,9 +237,7 @@ class ResourceHandlers:
     async def body(self, request: web.Request) -> Any:
         if request.content_length is not None and request.content_length > codec.MAX_BODY:
             raise status.too_large()
-        data = await request.content.read(codec.MAX_BODY + 1)
-        if len(data) > codec.MAX_BODY:
-            raise status.too_large()
+        data = await _read_body(request)
         if not data:
             raise status.bad_request("the body of the request was empty")
         return codec.parse_body(data, request.headers.get("Content-Type", ""))
@@ -391,7 +389,7 @@ class ResourceHandlers:
         q = request.query
         body: dict[str, Any] = {}
         if request.can_read_body:
-            data = await request.content.read(codec.MAX_BODY + 1)
+            data = await _read_body(request)
             if data:
                 parsed = codec.parse_body(data, request.headers.get("Content-Type", ""))
                 if isinstance(parsed, dict):
@@ -854,6 +852,23 @@ def make_table(info: ResourceInfo, objs: list[dict[str, Any]], now: dt.datetime,
             row["object"] = None
         base["rows"].append(row)
     return base
+
+
+async def _read_body(request: web.Request) -> bytes:
+    """The whole request body (413 past MAX_BODY). content.read(n) gives
+    what has arrived so far, not the whole body: a body that comes in
+    several packets (common under load) is read to its end."""
+    chunks: list[bytes] = []
+    size = 0
+    while size <= codec.MAX_BODY:
+        chunk = await request.content.read(codec.MAX_BODY + 1 - size)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    if size > codec.MAX_BODY:
+        raise status.too_large()
+    return b"".join(chunks)
 
 
 def _warning(text: str) -> str:

@@ -237,7 +237,7 @@ class Registry:
         if info.crd is None:
             defaults.apply_defaults(info.storage_group, info.kind, obj)
         strat.prepare_create(info, obj)
-        await self.strategies.admit_namespace(info, meta.get("namespace"))
+        await self.strategies.admit_namespace(info, meta.get("namespace"), meta["name"])
         self._validate(info, obj, None)
         if not applied:
             obj = self._track(info, None, obj, opts)

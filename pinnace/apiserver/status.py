@@ -88,6 +88,16 @@ def forbidden(message: str, resource: str = "", group: str = "", name: str = "")
                     _details(name, group, resource) if resource else None)
 
 
+def namespace_terminating(resource: str, group: str, name: str, namespace: str) -> APIError:
+    """NamespaceLifecycle's refusal, with the cause clients look for."""
+    what = f'{_qualified(resource, group)} "{name}"' if name else _qualified(resource, group)
+    details = _details(name, group, resource)
+    details["causes"] = [{"reason": "NamespaceTerminating", "field": "metadata.namespace",
+                          "message": f"namespace {namespace} is being terminated"}]
+    return APIError(403, "Forbidden", f"{what} is forbidden: unable to create new content in "
+                    f"namespace {namespace} because it is being terminated", details)
+
+
 def method_not_allowed(
         message: str = "the server does not allow this method on the requested resource"
 ) -> APIError:

@@ -154,6 +154,36 @@ class JobStrategy(Strategy):
         labels.update(defaults.job_template_labels(meta["uid"], meta["name"]))
 
 
+TEMPLATE_GENERATION = "deprecated.daemonset.template.generation"
+
+
+class DaemonSetStrategy(Strategy):
+    """apps/v1 carries a DaemonSet's template generation (upstream's
+    spec.templateGeneration) in an annotation: 1 on create, one more at each
+    template change, whatever the client sent."""
+
+    def prepare_create(self, info: ResourceInfo, obj: dict[str, Any]) -> None:
+        super().prepare_create(info, obj)
+        obj["metadata"].setdefault("annotations", {})[TEMPLATE_GENERATION] = "1"
+
+    def prepare_update(self, info: ResourceInfo, new: dict[str, Any], old: dict[str, Any],
+                       subresource: str) -> None:
+        super().prepare_update(info, new, old, subresource)
+        try:
+            gen = int(((old["metadata"].get("annotations") or {}).get(TEMPLATE_GENERATION)
+                       or 0))
+        except ValueError:
+            gen = 0
+        if not subresource and (new.get("spec") or {}).get("template") != \
+                (old.get("spec") or {}).get("template"):
+            gen += 1
+        if gen:
+            annotations = new["metadata"].get("annotations")
+            if not isinstance(annotations, dict):
+                annotations = new["metadata"]["annotations"] = {}
+            annotations[TEMPLATE_GENERATION] = str(gen)
+
+
 class NamespaceStrategy(Strategy):
     def prepare_create(self, info: ResourceInfo, obj: dict[str, Any]) -> None:
         obj["status"] = {"phase": "Active"}
@@ -389,6 +419,7 @@ class Strategies:
         self.by_resource: dict[tuple[str, str], Strategy] = {
             ("", "pods"): PodStrategy(*toleration_seconds),
             ("batch", "jobs"): JobStrategy(),
+            ("apps", "daemonsets"): DaemonSetStrategy(),
             ("", "nodes"): NodeStrategy(),
             ("", "namespaces"): NamespaceStrategy(),
             ("", "services"): ServiceStrategy(ips, ports),
@@ -407,7 +438,8 @@ class Strategies:
             self.namespaces[name] = not (ns["metadata"].get("deletionTimestamp") or
                                          ns.get("status", {}).get("phase") == "Terminating")
 
-    async def admit_namespace(self, info: ResourceInfo, namespace: str | None) -> None:
+    async def admit_namespace(self, info: ResourceInfo, namespace: str | None,
+                              name: str = "") -> None:
         """NamespaceLifecycle: no new content in a missing or terminating namespace."""
         if not info.namespaced or not namespace:
             return
@@ -421,9 +453,7 @@ class Strategies:
             active = not (ns["metadata"].get("deletionTimestamp") or
                           ns.get("status", {}).get("phase") == "Terminating")
         if not active:
-            raise status.forbidden(
-                f"unable to create new content in namespace {namespace} because it is being "
-                f"terminated", info.resource, info.group)
+            raise status.namespace_terminating(info.resource, info.group, name, namespace)
 
     # -- custom resources ---------------------------------------------------
 

@@ -63,12 +63,16 @@ def _controller_args(p: argparse.ArgumentParser) -> None:
                    help="how often node health is checked, in seconds (default 5)")
     p.add_argument("--cluster-cidr", default="10.244.0.0/16",
                    help="pod network range nodes get their podCIDR from")
+    p.add_argument("--service-account-private-key-file", default="",
+                   help="key that signs legacy service-account token Secrets (pinnace server "
+                        "passes the API server's, DIR/tls/service-account.key)")
 
 
 def _controller_options(args: argparse.Namespace) -> dict[str, Any]:
     return {"node_monitor_grace_period": args.node_monitor_grace_period,
             "node_monitor_period": args.node_monitor_period,
-            "cluster_cidr": args.cluster_cidr}
+            "cluster_cidr": args.cluster_cidr,
+            "service_account_private_key_file": args.service_account_private_key_file}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -193,7 +197,10 @@ def main(argv: list[str] | None = None) -> int:
                     "--workers", str(config.workers)]
         cm_args = ["--node-monitor-grace-period", str(args.node_monitor_grace_period),
                    "--node-monitor-period", str(args.node_monitor_period),
-                   "--cluster-cidr", args.cluster_cidr]
+                   "--cluster-cidr", args.cluster_cidr,
+                   "--service-account-private-key-file",
+                   args.service_account_private_key_file or
+                   str(config.data_dir / "tls" / "service-account.key")]
         return asyncio.run(Supervisor(config.data_dir, api_args, SERVER_COMPONENTS,
                                       verbosity, {"controller-manager": cm_args}).run())
     if args.command == "controller-manager":

@@ -55,6 +55,16 @@ class ApiError(Exception):
     def gone(self) -> bool:
         return self.code == 410
 
+    def has_cause(self, reason: str) -> bool:
+        """The Status names ``reason`` among its causes (apimachinery's HasStatusCause)."""
+        causes = (self.status.get("details") or {}).get("causes") or ()
+        return any(isinstance(c, dict) and c.get("reason") == reason for c in causes)
+
+    @property
+    def namespace_terminating(self) -> bool:
+        """Refused because the namespace is being deleted (NamespaceLifecycle)."""
+        return self.code == 403 and self.has_cause("NamespaceTerminating")
+
 
 class Client:
     def __init__(self, config: ClientConfig, *, max_connections: int = 100):

@@ -520,7 +520,7 @@ class DaemonSetController(Controller):
                                              ds["metadata"]["namespace"])
         except ApiError as e:
             self.expectations.observed_add(key)
-            if e.code == 403 and "being terminated" in str(e.status.get("message", "")):
+            if e.namespace_terminating:
                 return  # the namespace is going away: so is this DaemonSet
             self.recorder.event(ds, "Warning", "FailedCreate",
                                 f"Error creating: {e.status.get('message', e)}")

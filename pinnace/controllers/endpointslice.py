@@ -204,7 +204,7 @@ class EndpointSliceController(ServicePodTracker):
         try:
             made = await self.slice_api.create(body, body["metadata"]["namespace"])
         except ApiError as e:
-            if e.status.get("reason") == "Forbidden" and "terminat" in str(e.status):
+            if e.namespace_terminating:
                 return  # namespace is going away
             raise
         self._created.setdefault(key, {})[made["metadata"]["name"]] = time.monotonic()

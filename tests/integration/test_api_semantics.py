@@ -207,3 +207,25 @@ def test_protobuf_only_clients_get_protobuf(http: HTTP, namespace: str) -> None:
     size = int.from_bytes(data[:4], "big")
     kind, obj = protobuf.decode_watch_event(data[:4 + size])
     assert kind == "DELETED" and obj["metadata"]["name"] == "pb"
+
+
+def test_daemonset_template_generation_annotation(server: Server, namespace: str) -> None:
+    k, ns = server.kubectl, namespace
+    ds = {"apiVersion": "apps/v1", "kind": "DaemonSet",
+          "metadata": {"name": "agent", "annotations": {
+              "deprecated.daemonset.template.generation": "7"}},
+          "spec": {"selector": {"matchLabels": {"app": "agent"}},
+                   "template": {"metadata": {"labels": {"app": "agent"}},
+                                "spec": {"containers": [{"name": "a", "image": "agent:1"}]}}}}
+    k("-n", ns, "create", "-f", "-", input=json.dumps(ds))
+
+    def generation() -> str:
+        out = k("-n", ns, "get", "ds", "agent", "-o",
+                r"jsonpath={.metadata.annotations.deprecated\.daemonset\.template\.generation}")
+        return out.stdout
+
+    assert generation() == "1"  # the server's, not the client's
+    k("-n", ns, "set", "image", "ds/agent", "a=agent:2")
+    assert generation() == "2"
+    k("-n", ns, "label", "ds", "agent", "tier=node")  # not a template change
+    assert generation() == "2"

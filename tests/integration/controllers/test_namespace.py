@@ -79,3 +79,22 @@ def test_finalizers_remaining_conditions(server: Server, namespace: str,
                    "-p", '{"metadata":{"finalizers":null}}')
     wait_for(lambda: server.kubectl("get", "namespace", ns, check=False).returncode != 0,
              what="namespace gone")
+
+
+def test_nothing_new_in_a_terminating_namespace(server: Server, namespace: str) -> None:
+    """No namespace controller runs here, so a finalizer keeps the namespace
+    Terminating: creates in it are refused as upstream refuses them."""
+    ns = namespace
+    server.kubectl("delete", "namespace", ns, "--wait=false")
+    wait_for(lambda: json.loads(server.kubectl("get", "namespace", ns, "-o", "json").stdout)
+             ["status"].get("phase") == "Terminating", what="the namespace Terminating")
+    out = server.kubectl("-n", ns, "create", "configmap", "late", check=False)
+    assert out.returncode != 0
+    assert ('configmaps "late" is forbidden: unable to create new content in namespace '
+            f"{ns} because it is being terminated") in out.stderr
+    code, body = server.http().call("POST", f"/api/v1/namespaces/{ns}/configmaps", {
+        "metadata": {"name": "late"}})
+    assert code == 403 and body["reason"] == "Forbidden"
+    assert body["details"]["causes"] == [{"reason": "NamespaceTerminating",
+                                          "field": "metadata.namespace",
+                                          "message": f"namespace {ns} is being terminated"}]

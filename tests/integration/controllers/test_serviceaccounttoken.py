@@ -277,3 +277,25 @@ async def test_token_request_tokens_still_work(own_server: Server, tmp_path: Pat
     await kubectl(k, "-n", ns, "delete", "serviceaccount", "robot")
     assert await eventually(lambda: _refused(k, kc), timeout=15, what="the token refused")
     await kubectl(k, "delete", "namespace", ns, "--wait=false")
+
+
+def test_pinnace_server_fills_legacy_token_secrets(cluster: Server, cluster_ns: str,
+                                                   tmp_path: Path) -> None:
+    """`pinnace server` hands its controller manager the signing key: a token
+    Secret made there works as the account's credential."""
+    from tests.conftest import wait_for
+
+    k, ns = cluster.kubectl, cluster_ns
+    k("-n", ns, "create", "serviceaccount", "robot")
+    k("-n", ns, "create", "-f", "-", input=token_secret("robot-token", "robot"))
+
+    def token() -> str | None:
+        out = k("-n", ns, "get", "secret", "robot-token", "-o", "json").stdout
+        data = json.loads(out).get("data") or {}
+        return base64.b64decode(data["token"]).decode() if "token" in data else None
+
+    kubeconfig = token_kubeconfig(cluster, wait_for(token, what="the token filled in"),
+                                  tmp_path / "robot.kubeconfig")
+    who = asyncio.run(whoami(cluster, kubeconfig))
+    assert who is not None
+    assert who["username"] == f"system:serviceaccount:{ns}:robot"
