@@ -6,7 +6,7 @@ from pinnace.controllers.job import FINALIZER, INDEX_KEY, build_pod, format_inde
 
 
 def test_completed_indexes_round_trip() -> None:
-    assert format_indexes({0, 1, 2, 4, 6, 7}) == "0-2,4,6-7"
+    assert format_indexes({0, 1, 2, 4, 6, 7}) == "0-2,4,6,7"  # a run of two, as upstream
     assert parse_indexes("0-2,4,6-7") == {0, 1, 2, 4, 6, 7}
     assert format_indexes(set()) == "" and parse_indexes(None) == set()
 
