@@ -310,3 +310,38 @@ def test_replace_terminating_pods(server: Server, ns: str) -> None:
     assert j["status"]["failed"] == 1
     old = k("-n", ns, "get", "pod", first, "-o", "json").stdout
     assert json.loads(old)["metadata"].get("deletionTimestamp")
+
+
+def test_invalid_policies_are_refused(server: Server, namespace: str) -> None:
+    """kubectl shows the wrong fields; the Status names each of them in its causes."""
+    bad = json.loads(job("bad", completions=2, podFailurePolicy={"rules": [
+        {"action": "FailIndex", "onExitCodes": {"operator": "In", "values": [0]}}]},
+        successPolicy={"rules": [{"succeededCount": 1}]}))
+    out = server.kubectl("-n", namespace, "create", "-f", "-", input=json.dumps(bad),
+                         check=False)
+    assert out.returncode != 0
+    assert 'The Job "bad" is invalid' in out.stderr
+    assert 'spec.podFailurePolicy.rules[0].action: Invalid value: "FailIndex": requires the ' \
+           "backoffLimitPerIndex to be set" in out.stderr
+    code, st = server.http().call("POST", f"/apis/batch/v1/namespaces/{namespace}/jobs", bad)
+    assert code == 422 and st["reason"] == "Invalid"
+    assert [c["field"] for c in st["details"]["causes"]] == [
+        "spec.podFailurePolicy.rules[0].action",
+        "spec.podFailurePolicy.rules[0].onExitCodes.values[0]",
+        "spec.successPolicy"]
+
+
+def test_status_writes_keep_the_two_step_finish(server: Server, ns: str) -> None:
+    """A client cannot mark a Job Failed without the FailureTarget step."""
+    k = server.kubectl
+    k("-n", ns, "create", "-f", "-", input=job("two", suspend=True))
+    wait_for(lambda: condition(get(server, ns, "job", "two"), "Suspended"), what="suspended")
+    out = k("-n", ns, "patch", "job", "two", "--subresource=status", "--type=merge", "-p",
+            json.dumps({"status": {"conditions": [
+                {"type": "Failed", "status": "True", "reason": "Manual", "message": "no"}]}}),
+            check=False)
+    assert out.returncode != 0
+    assert "status.conditions: Invalid value: cannot set Failed=True condition without the " \
+           "FailureTarget=true condition" in out.stderr
+    assert "status.startTime: Required value: startTime is required for finished job" \
+        in out.stderr
