@@ -740,9 +740,9 @@ class JobController(Controller):
                 self.recorder.event(job, "Normal", "Completed", "Job completed")
             else:
                 self.recorder.event(job, "Warning", finished.reason, finished.message)
-        elif finished is not None or full:
-            # Waiting on pods to go; their events wake us, this is the safety net.
-            self.enqueue_after(st.key, 1.0)
+        elif full:
+            self.enqueue_after(st.key, 1.0)  # more finished pods than one status holds
+        # (Waiting on terminating pods needs no timer: their deletion wakes this Job.)
 
     def _can_remove(self, st: _Sync, pod: Obj, failed: bool) -> bool:
         if st.finished is not None or _phase(pod) == "Succeeded":

@@ -345,3 +345,18 @@ def test_status_writes_keep_the_two_step_finish(server: Server, ns: str) -> None
            "FailureTarget=true condition" in out.stderr
     assert "status.startTime: Required value: startTime is required for finished job" \
         in out.stderr
+
+
+def test_scale_down_is_not_failure(server: Server, ns: str) -> None:
+    """Pods removed because parallelism dropped are neither failures nor
+    successes, and the Job scales back up once they are gone."""
+    k = server.kubectl
+    k("-n", ns, "create", "-f", "-", input=job("scale", completions=4, parallelism=3))
+    wait_for(lambda: len(live_pods(server, ns, "scale")) == 3, what="3 pods")
+    k("-n", ns, "patch", "job", "scale", "--type=merge", "-p", '{"spec":{"parallelism":1}}')
+    j = wait_for(lambda: (j := get(server, ns, "job", "scale"))["status"].get("active") == 1
+                 and j, what="scaled down")
+    assert j["status"].get("failed", 0) == 0 and j["status"].get("succeeded", 0) == 0
+    wait_for(lambda: len(get(server, ns, "pods")["items"]) == 1, what="removed pods gone")
+    k("-n", ns, "patch", "job", "scale", "--type=merge", "-p", '{"spec":{"parallelism":2}}')
+    wait_for(lambda: len(live_pods(server, ns, "scale")) == 2, what="scaled up again")
