@@ -50,6 +50,11 @@ def condition(obj: dict, type_: str) -> dict | None:
     return None
 
 
+def order(obj: dict) -> list[str]:
+    """The types of the Job's true conditions, in the order they were added."""
+    return [c["type"] for c in obj["status"].get("conditions") or [] if c["status"] == "True"]
+
+
 def test_job_runs_to_completion(server: Server, namespace: str, ctrl: Controllers) -> None:
     k, ns = server.kubectl, namespace
     k("-n", ns, "create", "-f", "-", input=job("work", completions=3, parallelism=2))
@@ -74,6 +79,8 @@ def test_job_runs_to_completion(server: Server, namespace: str, ctrl: Controller
     assert final["status"]["succeeded"] == 3 and final["status"]["active"] == 0
     assert final["status"].get("completionTime")
     assert condition(final, "SuccessCriteriaMet")["reason"] == "CompletionsReached"
+    assert order(final) == ["SuccessCriteriaMet", "Complete"]
+    assert condition(final, "Complete")["message"] == "Reached expected number of succeeded pods"
     # every pod released from the tracking finalizer
     wait_for(lambda: all(FINALIZER not in (p["metadata"].get("finalizers") or [])
                          for p in get(server, ns, "pods")["items"]), what="finalizers removed")
@@ -96,6 +103,7 @@ def test_backoff_limit_fails_job(server: Server, namespace: str, ctrl: Controlle
     assert condition(final, "FailureTarget")["message"] == \
         "Job has reached the specified backoff limit"
     assert "completionTime" not in final["status"]
+    assert order(final) == ["FailureTarget", "Failed"]
     assert "BackoffLimitExceeded" in k("-n", ns, "describe", "job", "flaky").stdout
 
 
@@ -105,6 +113,10 @@ def test_deadline_exceeded(server: Server, namespace: str, ctrl: Controllers) ->
     final = wait_for(lambda: condition(j := get(server, ns, "job", "slow"), "Failed") and j,
                      what="Failed by deadline")
     assert condition(final, "Failed")["reason"] == "DeadlineExceeded"
+    assert condition(final, "FailureTarget")["message"] == \
+        "Job was active longer than specified deadline"
+    assert order(final) == ["FailureTarget", "Failed"]
+    assert final["status"]["active"] == 0 and final["status"]["failed"] == 1
     wait_for(lambda: not live_pods(server, ns, "slow"), what="pods removed")
 
 
