@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from kubernetes import client
 
 from pinnace.controllers.job import FINALIZER, INDEX_KEY, JobController
 from tests.conftest import Server, wait_for
@@ -188,6 +189,12 @@ def test_backoff_limit_per_index(server: Server, ns: str) -> None:
     st = final["status"]
     assert st["completedIndexes"] == "1,2" and st["failedIndexes"] == "0"
     assert st["succeeded"] == 2 and st["failed"] == 2
+    # The official client reads the same.
+    api = client.BatchV1Api(server.api_client())
+    seen = api.read_namespaced_job_status("pi", ns)
+    assert seen.status.failed_indexes == "0" and seen.status.completed_indexes == "1,2"
+    assert seen.spec.backoff_limit_per_index == 1 and seen.status.terminating == 0
+    assert [c.type for c in seen.status.conditions] == ["FailureTarget", "Failed"]
 
 
 @pytest.mark.parametrize("ctrl", [2], indirect=True)
