@@ -59,6 +59,8 @@ MSG_FAILED_INDEXES = "Job has failed indexes"
 STATUS_KEYS = ("conditions", "startTime", "completionTime", "active", "ready", "terminating",
                "succeeded", "failed", "completedIndexes", "failedIndexes",
                "uncountedTerminatedPods")
+# Counters upstream leaves out at zero (ready and terminating are shown as 0).
+OMITTED_WHEN_ZERO = ("active", "succeeded", "failed")
 
 
 class Cond(NamedTuple):
@@ -785,6 +787,8 @@ class JobController(Controller):
         patch: Obj = {}
         for k in STATUS_KEYS:
             new_v, old_v = status.get(k), old.get(k)
+            if k in OMITTED_WHEN_ZERO:
+                new_v, old_v = new_v or None, old_v or None
             if k == "uncountedTerminatedPods":
                 if old_v is None or {a: b for a, b in old_v.items() if b} != new_v:
                     patch[k] = {"succeeded": st.unc_s or None, "failed": st.unc_f or None}
