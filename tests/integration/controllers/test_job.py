@@ -21,6 +21,24 @@ def ctrl(server: Server) -> Iterator[Controllers]:
         yield h
 
 
+@pytest.fixture(autouse=True)
+def _emptied(server: Server, namespace: str, ctrl: Controllers) -> Iterator[None]:
+    yield
+    empty_namespace(server, namespace)
+
+
+def empty_namespace(server: Server, ns: str) -> None:
+    """Delete what a test left in its namespace, and the namespace. The job
+    controller must still run: it releases the pods of deleted Jobs from
+    their tracking finalizer."""
+    k = server.kubectl
+    k("-n", ns, "delete", "jobs", "--all", "--wait=false", check=False)
+    wait_for(lambda: all(FINALIZER not in (p["metadata"].get("finalizers") or [])
+                         for p in get(server, ns, "pods")["items"]), what="pods released")
+    k("-n", ns, "delete", "pods", "--all", "--force", "--grace-period=0", check=False)
+    k("delete", "namespace", ns, "--wait=false", check=False)
+
+
 def job(name: str, **spec: object) -> str:
     body = {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": name},
             "spec": {"template": {"spec": {"restartPolicy": "Never", "containers": [

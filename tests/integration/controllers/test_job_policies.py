@@ -16,7 +16,7 @@ from kubernetes import client
 from pinnace.controllers.job import FINALIZER, INDEX_KEY, JobController
 from tests.conftest import Server, wait_for
 from tests.integration.controllers.batch_harness import Controllers
-from tests.integration.controllers.test_job import condition, get, job, live_pods
+from tests.integration.controllers.test_job import condition, empty_namespace, get, job, live_pods
 
 FAILURE_COUNT = "batch.kubernetes.io/job-index-failure-count"
 
@@ -32,16 +32,9 @@ def ctrl(server: Server, request: pytest.FixtureRequest) -> Iterator[Controllers
 
 @pytest.fixture
 def ns(server: Server, namespace: str, ctrl: Controllers) -> Iterator[str]:
-    """The test's namespace, emptied afterwards (while the controller still
-    runs, so it releases the pods of deleted Jobs from their finalizer)."""
+    """The test's namespace, emptied afterwards (while the controller runs)."""
     yield namespace
-    k = server.kubectl
-    k("-n", namespace, "delete", "jobs", "--all", "--wait=false", check=False)
-    wait_for(lambda: all(FINALIZER not in (p["metadata"].get("finalizers") or [])
-                         for p in get(server, namespace, "pods")["items"]),
-             what="pods released")
-    k("-n", namespace, "delete", "pods", "--all", "--force", "--grace-period=0", check=False)
-    k("delete", "namespace", namespace, "--wait=false", check=False)
+    empty_namespace(server, namespace)
 
 
 def now() -> str:
