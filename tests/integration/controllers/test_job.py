@@ -21,6 +21,24 @@ def ctrl(server: Server) -> Iterator[Controllers]:
         yield h
 
 
+@pytest.fixture(autouse=True)
+def _emptied(server: Server, namespace: str, ctrl: Controllers) -> Iterator[None]:
+    yield
+    empty_namespace(server, namespace)
+
+
+def empty_namespace(server: Server, ns: str) -> None:
+    """Delete what a test left in its namespace, and the namespace. The job
+    controller must still run: it releases the pods of deleted Jobs from
+    their tracking finalizer."""
+    k = server.kubectl
+    k("-n", ns, "delete", "jobs", "--all", "--wait=false", check=False)
+    wait_for(lambda: all(FINALIZER not in (p["metadata"].get("finalizers") or [])
+                         for p in get(server, ns, "pods")["items"]), what="pods released")
+    k("-n", ns, "delete", "pods", "--all", "--force", "--grace-period=0", check=False)
+    k("delete", "namespace", ns, "--wait=false", check=False)
+
+
 def job(name: str, **spec: object) -> str:
     body = {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": name},
             "spec": {"template": {"spec": {"restartPolicy": "Never", "containers": [
@@ -50,6 +68,11 @@ def condition(obj: dict, type_: str) -> dict | None:
     return None
 
 
+def order(obj: dict) -> list[str]:
+    """The types of the Job's true conditions, in the order they were added."""
+    return [c["type"] for c in obj["status"].get("conditions") or [] if c["status"] == "True"]
+
+
 def test_job_runs_to_completion(server: Server, namespace: str, ctrl: Controllers) -> None:
     k, ns = server.kubectl, namespace
     k("-n", ns, "create", "-f", "-", input=job("work", completions=3, parallelism=2))
@@ -71,9 +94,11 @@ def test_job_runs_to_completion(server: Server, namespace: str, ctrl: Controller
         done.add(p["metadata"]["name"])
     final = wait_for(lambda: condition(j := get(server, ns, "job", "work"), "Complete") and j,
                      what="Complete")
-    assert final["status"]["succeeded"] == 3 and final["status"]["active"] == 0
+    assert final["status"]["succeeded"] == 3 and "active" not in final["status"]
     assert final["status"].get("completionTime")
     assert condition(final, "SuccessCriteriaMet")["reason"] == "CompletionsReached"
+    assert order(final) == ["SuccessCriteriaMet", "Complete"]
+    assert condition(final, "Complete")["message"] == "Reached expected number of succeeded pods"
     # every pod released from the tracking finalizer
     wait_for(lambda: all(FINALIZER not in (p["metadata"].get("finalizers") or [])
                          for p in get(server, ns, "pods")["items"]), what="finalizers removed")
@@ -96,6 +121,7 @@ def test_backoff_limit_fails_job(server: Server, namespace: str, ctrl: Controlle
     assert condition(final, "FailureTarget")["message"] == \
         "Job has reached the specified backoff limit"
     assert "completionTime" not in final["status"]
+    assert order(final) == ["FailureTarget", "Failed"]
     assert "BackoffLimitExceeded" in k("-n", ns, "describe", "job", "flaky").stdout
 
 
@@ -105,6 +131,10 @@ def test_deadline_exceeded(server: Server, namespace: str, ctrl: Controllers) ->
     final = wait_for(lambda: condition(j := get(server, ns, "job", "slow"), "Failed") and j,
                      what="Failed by deadline")
     assert condition(final, "Failed")["reason"] == "DeadlineExceeded"
+    assert condition(final, "FailureTarget")["message"] == \
+        "Job was active longer than specified deadline"
+    assert order(final) == ["FailureTarget", "Failed"]
+    assert "active" not in final["status"] and final["status"]["failed"] == 1
     wait_for(lambda: not live_pods(server, ns, "slow"), what="pods removed")
 
 
