@@ -18,10 +18,11 @@ label selectors find their pods without scanning a namespace.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from pinnace.api.quantity import QuantityError, milli_value
+from pinnace.scheduler.topology import TermGroup, TopologyCounts, TopologyIndex
 
 __all__ = [
     "DEFAULT_MILLI_CPU_REQUEST",
@@ -355,6 +356,8 @@ class SchedulerCache:
         # Nominated pods: node name -> pod key -> pod, and each pod's node.
         self.nominated: dict[str, dict[str, PodInfo]] = {}
         self._nominated_on: dict[str, str] = {}
+        # Pods counted per topology domain for pod (anti-)affinity.
+        self.topology = TopologyIndex()
 
     # --- nodes -------------------------------------------------------------
 
@@ -363,11 +366,16 @@ class SchedulerCache:
         ni = self.nodes.get(name)
         if ni is None:
             ni = self.nodes[name] = NodeInfo(name)
+        old_labels = ni.labels
         if ni.node is None:
             self._node_list = None
+            if ni.pods:
+                self.topology.invalidate()  # its pods count from now on
         else:
             self._unindex_node(ni)
         ni.set_node(node)
+        if ni.pods and ni.labels != old_labels:
+            self.topology.invalidate()  # its pods are in other domains now
         self._index_node(ni)
         return ni
 
@@ -380,6 +388,8 @@ class SchedulerCache:
         self._node_list = None
         if ni.node is not None:
             self._unindex_node(ni)
+            if ni.pods:
+                self.topology.invalidate()
         # Its pods stay known (the pod GC deletes them); they count again if
         # the node comes back.
         ni.node = None
@@ -491,6 +501,8 @@ class SchedulerCache:
             # A pod can arrive before its node; it counts once the node does.
             ni = self.nodes[pi.node_name] = NodeInfo(pi.node_name)
         ni.add_pod(pi)
+        if ni.node is not None:
+            self.topology.pod_changed(pi, ni.labels, 1)
 
     def _drop_pod(self, key: str) -> None:
         pi = self.pods.pop(key, None)
@@ -512,6 +524,8 @@ class SchedulerCache:
                     del by_label[lk]
         ni = self.nodes.get(pi.node_name)
         if ni is not None:
+            if ni.node is not None:
+                self.topology.pod_changed(pi, ni.labels, -1)
             ni.remove_pod(key)
             if ni.node is None and not ni.pods:
                 del self.nodes[pi.node_name]
@@ -557,6 +571,29 @@ class SchedulerCache:
                         break
             for d in best or ():
                 yield from d.values()
+
+    def topology_counts(self, sig: Hashable, key: str, match: Callable[[PodInfo], bool],
+                        label_keys: Sequence[tuple[str, str]] | None,
+                        namespaces: Iterable[str] | None,
+                        alternatives: Sequence[Sequence[tuple[str, str]]] | None) -> TopologyCounts:
+        """Assigned pods that ``match`` selects, counted per value of node
+        label ``key`` and kept current (see topology.TopologyIndex.counts);
+        ``namespaces`` and ``alternatives`` find them the first time."""
+        def candidates() -> Iterator[tuple[PodInfo, Mapping[str, str]]]:
+            for p in self.candidate_pods(namespaces, alternatives):
+                ni = self.nodes.get(p.node_name)
+                if ni is not None and ni.node is not None:
+                    yield p, ni.labels
+        return self.topology.counts(sig, key, match, label_keys, candidates)
+
+    def term_groups(self) -> dict[Hashable, TermGroup]:
+        """The affinity terms of assigned pods, grouped and counted per domain."""
+        def pods() -> Iterator[tuple[PodInfo, Mapping[str, str]]]:
+            for p in self.affinity_pods.values():
+                ni = self.nodes.get(p.node_name)
+                if ni is not None and ni.node is not None:
+                    yield p, ni.labels
+        return self.topology.groups(pods())
 
     # --- nominated pods ------------------------------------------------------
 
