@@ -9,14 +9,20 @@ add/update or forgotten when the bind fails.
 A pod counts against a node while spec.nodeName is set and its phase is not
 Succeeded or Failed; a terminating pod (deletionTimestamp) still counts, as
 its containers still run.
+
+The cache also keeps the nominated pods (upstream's PodNominator): pending
+pods that preemption made room for, by node, so filters can keep that room
+for them; and an index of assigned pods by (namespace, label key, value) so
+label selectors find their pods without scanning a namespace.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from pinnace.api.quantity import QuantityError, milli_value
+from pinnace.scheduler.topology import TermGroup, TopologyCounts, TopologyIndex
 
 __all__ = [
     "DEFAULT_MILLI_CPU_REQUEST",
@@ -150,7 +156,7 @@ class PodInfo:
 
     __slots__ = ("pod", "key", "namespace", "name", "uid", "labels", "priority", "node_name",
                  "cpu", "mem", "eph", "scalar", "nz_cpu", "nz_mem", "host_ports", "images",
-                 "tolerations", "affinity", "terminating", "assumed", "_extra")
+                 "tolerations", "affinity", "terminating", "assumed", "_extra", "_label_keys")
 
     def __init__(self, pod: Mapping[str, Any]) -> None:
         md = pod.get("metadata") or {}
@@ -173,10 +179,30 @@ class PodInfo:
         self.assumed = False
         # Per-plugin memo (compiled selectors and the like), keyed by plugin.
         self._extra: dict[str, Any] = {}
+        self._label_keys: tuple[tuple[str, str, str], ...] | None = None
 
     @property
     def spec(self) -> dict[str, Any]:
         return self.pod.get("spec") or {}
+
+    @property
+    def nominated_node_name(self) -> str:
+        return (self.pod.get("status") or {}).get("nominatedNodeName") or ""
+
+    @property
+    def start_time(self) -> str:
+        """status.startTime, or "" for a pod that has not started (upstream
+        takes "now" for it: later than any real start)."""
+        return (self.pod.get("status") or {}).get("startTime") or ""
+
+    @property
+    def label_keys(self) -> tuple[tuple[str, str, str], ...]:
+        """(namespace, key, value) for each label: the label index's keys."""
+        k = self._label_keys
+        if k is None:
+            ns = self.namespace
+            k = self._label_keys = tuple((ns, lk, lv) for lk, lv in self.labels.items())
+        return k
 
     @property
     def required_anti_affinity(self) -> list[dict[str, Any]]:
@@ -325,6 +351,13 @@ class SchedulerCache:
         self.affinity_pods: dict[str, PodInfo] = {}
         self.image_nodes: dict[str, int] = {}
         self.soft_tainted_nodes = 0
+        # (namespace, label key, label value) -> assigned pods carrying that label.
+        self.pods_by_label: dict[tuple[str, str, str], dict[str, PodInfo]] = {}
+        # Nominated pods: node name -> pod key -> pod, and each pod's node.
+        self.nominated: dict[str, dict[str, PodInfo]] = {}
+        self._nominated_on: dict[str, str] = {}
+        # Pods counted per topology domain for pod (anti-)affinity.
+        self.topology = TopologyIndex()
 
     # --- nodes -------------------------------------------------------------
 
@@ -333,11 +366,16 @@ class SchedulerCache:
         ni = self.nodes.get(name)
         if ni is None:
             ni = self.nodes[name] = NodeInfo(name)
+        old_labels = ni.labels
         if ni.node is None:
             self._node_list = None
+            if ni.pods:
+                self.topology.invalidate()  # its pods count from now on
         else:
             self._unindex_node(ni)
         ni.set_node(node)
+        if ni.pods and ni.labels != old_labels:
+            self.topology.invalidate()  # its pods are in other domains now
         self._index_node(ni)
         return ni
 
@@ -350,6 +388,8 @@ class SchedulerCache:
         self._node_list = None
         if ni.node is not None:
             self._unindex_node(ni)
+            if ni.pods:
+                self.topology.invalidate()
         # Its pods stay known (the pod GC deletes them); they count again if
         # the node comes back.
         ni.node = None
@@ -441,17 +481,28 @@ class SchedulerCache:
         return self.pods.get(key)
 
     def _put(self, pi: PodInfo) -> None:
+        if self._nominated_on:
+            self.delete_nominated_pod(pi.key)  # placed: the reservation has served
         self.pods[pi.key] = pi
         self.pods_by_ns.setdefault(pi.namespace, {})[pi.key] = pi
         if pi.required_anti_affinity:
             self.anti_affinity_pods[pi.key] = pi
         if pi.has_pod_affinity_terms:
             self.affinity_pods[pi.key] = pi
+        by_label = self.pods_by_label
+        for lk in pi.label_keys:
+            d = by_label.get(lk)
+            if d is None:
+                by_label[lk] = {pi.key: pi}
+            else:
+                d[pi.key] = pi
         ni = self.nodes.get(pi.node_name)
         if ni is None:
             # A pod can arrive before its node; it counts once the node does.
             ni = self.nodes[pi.node_name] = NodeInfo(pi.node_name)
         ni.add_pod(pi)
+        if ni.node is not None:
+            self.topology.pod_changed(pi, ni.labels, 1)
 
     def _drop_pod(self, key: str) -> None:
         pi = self.pods.pop(key, None)
@@ -464,8 +515,17 @@ class SchedulerCache:
                 del self.pods_by_ns[pi.namespace]
         self.anti_affinity_pods.pop(key, None)
         self.affinity_pods.pop(key, None)
+        by_label = self.pods_by_label
+        for lk in pi.label_keys:
+            d = by_label.get(lk)
+            if d is not None:
+                d.pop(key, None)
+                if not d:
+                    del by_label[lk]
         ni = self.nodes.get(pi.node_name)
         if ni is not None:
+            if ni.node is not None:
+                self.topology.pod_changed(pi, ni.labels, -1)
             ni.remove_pod(key)
             if ni.node is None and not ni.pods:
                 del self.nodes[pi.node_name]
@@ -480,3 +540,100 @@ class SchedulerCache:
             in_ns = self.pods_by_ns.get(ns)
             if in_ns:
                 yield from in_ns.values()
+
+    def pods_with_label(self, namespace: str, key: str, value: str) -> Mapping[str, PodInfo]:
+        """Assigned pods in ``namespace`` whose label ``key`` is ``value``."""
+        return self.pods_by_label.get((namespace, key, value)) or _EMPTY
+
+    def candidate_pods(self, namespaces: Iterable[str] | None,
+                       alternatives: Sequence[Sequence[tuple[str, str]]] | None) -> Iterator[PodInfo]:
+        """Assigned pods in ``namespaces`` (None: all) that may match a label
+        selector, found through the label index: per namespace, the pods of
+        the alternative with the fewest (see _match.selector_alternatives).
+        A superset: the caller still matches each pod. Without alternatives,
+        every pod in the namespaces."""
+        if alternatives is None:
+            yield from self.pods_in(namespaces)
+            return
+        by_label = self.pods_by_label
+        for ns in (self.pods_by_ns if namespaces is None else namespaces):
+            if ns not in self.pods_by_ns:
+                continue
+            best: list[Mapping[str, PodInfo]] | None = None
+            best_n = -1
+            for alt in alternatives:
+                found: list[Mapping[str, PodInfo]] = [
+                    d for d in (by_label.get((ns, k, v)) for k, v in alt) if d]
+                n = sum(len(d) for d in found)
+                if best is None or n < best_n:
+                    best, best_n = found, n
+                    if n == 0:
+                        break
+            for d in best or ():
+                yield from d.values()
+
+    def topology_counts(self, sig: Hashable, key: str, match: Callable[[PodInfo], bool],
+                        label_keys: Sequence[tuple[str, str]] | None,
+                        namespaces: Iterable[str] | None,
+                        alternatives: Sequence[Sequence[tuple[str, str]]] | None) -> TopologyCounts:
+        """Assigned pods that ``match`` selects, counted per value of node
+        label ``key`` and kept current (see topology.TopologyIndex.counts);
+        ``namespaces`` and ``alternatives`` find them the first time."""
+        def candidates() -> Iterator[tuple[PodInfo, Mapping[str, str]]]:
+            for p in self.candidate_pods(namespaces, alternatives):
+                ni = self.nodes.get(p.node_name)
+                if ni is not None and ni.node is not None:
+                    yield p, ni.labels
+        return self.topology.counts(sig, key, match, label_keys, candidates)
+
+    def term_groups(self) -> dict[Hashable, TermGroup]:
+        """The affinity terms of assigned pods, grouped and counted per domain."""
+        def pods() -> Iterator[tuple[PodInfo, Mapping[str, str]]]:
+            for p in self.affinity_pods.values():
+                ni = self.nodes.get(p.node_name)
+                if ni is not None and ni.node is not None:
+                    yield p, ni.labels
+        return self.topology.groups(pods())
+
+    # --- nominated pods ------------------------------------------------------
+
+    def add_nominated_pod(self, pi: PodInfo, node: str | None = None) -> None:
+        """Keep room on ``node`` for the pending pod ``pi`` (None: the node in
+        its status.nominatedNodeName; "": drop its nomination)."""
+        self.delete_nominated_pod(pi.key)
+        if node is None:
+            node = pi.nominated_node_name
+        if not node or pi.node_name:
+            return  # a bound pod counts as a pod, not as a nomination
+        self.nominated.setdefault(node, {})[pi.key] = pi
+        self._nominated_on[pi.key] = node
+
+    def update_nominated_pod(self, old: Mapping[str, Any], new: PodInfo) -> None:
+        """A nominated (or newly nominated) pending pod changed. An update
+        that carries no nomination either side keeps one made in memory: the
+        status update that records it may still be on its way (upstream's
+        UpdateNominatedPod)."""
+        node = None
+        if not (old.get("status") or {}).get("nominatedNodeName") and not new.nominated_node_name:
+            node = self._nominated_on.get(new.key)
+        self.add_nominated_pod(new, node)
+
+    def delete_nominated_pod(self, key: str) -> None:
+        node = self._nominated_on.pop(key, None)
+        if node is None:
+            return
+        on = self.nominated.get(node)
+        if on is not None:
+            on.pop(key, None)
+            if not on:
+                del self.nominated[node]
+
+    def nominated_node_of(self, key: str) -> str | None:
+        return self._nominated_on.get(key)
+
+    def nominated_pods(self, node: str) -> list[PodInfo]:
+        on = self.nominated.get(node)
+        return list(on.values()) if on else []
+
+
+_EMPTY: Mapping[str, PodInfo] = {}

@@ -6,12 +6,17 @@ pass (50% - nodes/125, at least 5%, at least 100 nodes), starting where the
 previous pod's search stopped, so successive pods spread over the cluster.
 Plugins that have nothing to say about a pod are skipped before the node
 loop, and each remaining filter runs over a batch of nodes at a time.
+
+On a node where pods of equal or higher priority are nominated (waiting for
+room a preemption freed), the pod must fit both with those pods counted and
+without them (upstream's RunFilterPluginsWithNominatedPods), so it cannot
+take their room; lower-priority nominations do not hold it back.
 """
 
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -86,8 +91,9 @@ class Diagnosis:
 @dataclass
 class ScheduleResult:
     """node_name is set on success. Otherwise ``reasons`` is the histogram,
-    ``message`` the FailedScheduling text, and when preemption found room,
-    ``nominated_node`` and the ``victims`` the caller must delete."""
+    ``message`` the FailedScheduling text, and ``nominated_node`` what to do
+    with the pod's nomination: None leaves it as it is, "" clears it, a name
+    sets it (preemption found room there: the caller deletes ``victims``)."""
 
     node_name: str | None
     reasons: dict[str, int] = field(default_factory=dict)
@@ -106,8 +112,11 @@ class Profile:
 
     def __init__(self, name: str, filters: Sequence[FilterPlugin],
                  scores: Sequence[tuple[ScorePlugin, int]], *, preemption: bool = True,
-                 percentage_of_nodes_to_score: int = 0, rng: random.Random | None = None) -> None:
+                 percentage_of_nodes_to_score: int = 0, rng: random.Random | None = None,
+                 pdb_lister: Callable[[], Iterable[dict[str, Any]]] | None = None) -> None:
         self.name = name
+        # The cluster's PodDisruptionBudgets, which preemption avoids violating.
+        self.pdb_lister = pdb_lister
         self.filters = list(filters)
         self.scores = list(scores)
         self.preemption = preemption
@@ -129,6 +138,47 @@ class Profile:
         return checks
 
     @staticmethod
+    def nominated_for(pod: PodInfo, cache: SchedulerCache) -> dict[str, list[PodInfo]]:
+        """Per node, the other nominated pods ``pod`` must leave room for:
+        those of equal or higher priority."""
+        out: dict[str, list[PodInfo]] = {}
+        for node, on in cache.nominated.items():
+            keep = [p for p in on.values() if p.priority >= pod.priority and p.key != pod.key]
+            if keep:
+                out[node] = keep
+        return out
+
+    def filter(self, checks: Sequence[Check], nodes: list[NodeInfo], diag: Diagnosis,
+               nominated: Mapping[str, list[PodInfo]]) -> list[NodeInfo]:
+        """run_checks, with the ``nominated`` pods counted on their nodes."""
+        if not nominated:
+            return self.run_checks(checks, nodes, diag)
+        plain = [ni for ni in nodes if ni.name not in nominated]
+        if len(plain) == len(nodes):
+            return self.run_checks(checks, nodes, diag)
+        ok = set(self.run_checks(checks, plain, diag)) if plain else set()
+        for ni in nodes:
+            adds = nominated.get(ni.name)
+            if adds is not None and self.fits_with(checks, ni, adds, diag):
+                ok.add(ni)
+        return [ni for ni in nodes if ni in ok]
+
+    def fits_with(self, checks: Sequence[Check], ni: NodeInfo, adds: Sequence[PodInfo],
+                  diag: Diagnosis) -> bool:
+        """Whether the pod passes ``checks`` on ``ni`` both with ``adds``
+        placed there and without them; the first failure goes to ``diag``."""
+        if adds:
+            trial = ni.clone()
+            moved = [c.copy() for c in checks]
+            for p in adds:
+                trial.add_pod(p)
+                for c in moved:
+                    c.update(p, trial, 1)
+            if not self.run_checks(moved, [trial], diag):
+                return False
+        return bool(self.run_checks(checks, [ni], diag))
+
+    @staticmethod
     def run_checks(checks: Sequence[Check], nodes: list[NodeInfo], diag: Diagnosis) -> list[NodeInfo]:
         """The nodes passing every check; failures go to ``diag`` with the
         reasons of the first check that failed them (upstream stops there)."""
@@ -145,7 +195,8 @@ class Profile:
         return nodes
 
     def find_feasible(self, pod: PodInfo, cache: SchedulerCache, checks: Sequence[Check],
-                      diag: Diagnosis) -> tuple[list[NodeInfo], int]:
+                      diag: Diagnosis, nominated: Mapping[str, list[PodInfo]] | None = None
+                      ) -> tuple[list[NodeInfo], int]:
         nodes = cache.node_list()
         n = len(nodes)
         if n == 0:
@@ -160,7 +211,10 @@ class Profile:
             b = a + size
             chunk = nodes[a:b] if b <= n else nodes[a:] + nodes[:b - n]
             pos += size
-            feasible += self.run_checks(checks, chunk, diag) if checks else chunk
+            if nominated:
+                feasible += self.filter(checks, chunk, diag, nominated)
+            else:
+                feasible += self.run_checks(checks, chunk, diag) if checks else chunk
         self.next_start = (start + pos) % n
         return feasible[:need], pos
 
@@ -196,19 +250,22 @@ class Profile:
         num_nodes = len(cache.node_list())
         diag = Diagnosis()
         if num_nodes == 0:
-            return ScheduleResult(None, {}, "no nodes available to schedule pods", diagnosis=diag)
+            return ScheduleResult(None, {}, "no nodes available to schedule pods", nominated_node="",
+                                  diagnosis=diag)
         pre = self.pre_filter(pi, cache, state)
         if isinstance(pre, Reject):
             diag.pre_filter_msg = pre.message
             for ni in cache.node_list():
                 diag.statuses[ni.name] = ((pre.message,), pre.unresolvable)
             return self._failed(pi, cache, diag, num_nodes, preempt)
-        nominated = (pi.pod.get("status") or {}).get("nominatedNodeName")
+        others = self.nominated_for(pi, cache)
+        # The node a preemption made room on is likely the only one that fits: try it first.
+        nominated = pi.nominated_node_name
         if nominated and nominated in cache.nodes and cache.nodes[nominated].node is not None:
-            ok = self.run_checks(pre, [cache.nodes[nominated]], Diagnosis())
+            ok = self.filter(pre, [cache.nodes[nominated]], Diagnosis(), others)
             if ok:
                 return ScheduleResult(nominated, evaluated_nodes=1, feasible_nodes=1)
-        feasible, evaluated = self.find_feasible(pi, cache, pre, diag)
+        feasible, evaluated = self.find_feasible(pi, cache, pre, diag, others)
         if not feasible:
             return self._failed(pi, cache, diag, num_nodes, preempt)
         if len(feasible) == 1:
@@ -221,12 +278,14 @@ class Profile:
                 preempt: bool | None) -> ScheduleResult:
         hist = diag.histogram()
         post = ""
-        result = ScheduleResult(None, hist, "", evaluated_nodes=num_nodes, diagnosis=diag)
+        # Without preemption nothing can be waiting for this pod: clear any nomination.
+        result = ScheduleResult(None, hist, "", nominated_node="", evaluated_nodes=num_nodes,
+                                diagnosis=diag)
         if self.preemption if preempt is None else preempt:
             from pinnace.scheduler.preemption import preempt as run_preemption
             outcome = run_preemption(pi, cache, self, diag)
-            if outcome.node_name is not None:
-                result.nominated_node = outcome.node_name
+            result.nominated_node = outcome.node_name
+            if outcome.node_name:
                 result.victims = [v.pod for v in outcome.victims]
             else:
                 post = "preemption: " + outcome.message
@@ -239,11 +298,13 @@ def default_profile(name: str = DEFAULT_SCHEDULER, *,
                     pv_lookup: Callable[[str], dict[str, Any] | None] | None = None,
                     rng: random.Random | None = None, percentage_of_nodes_to_score: int = 0,
                     preemption: bool = True,
-                    default_spread_selector: Callable[[Any], dict[str, Any] | None] | None = None
+                    default_spread_selector: Callable[[Any], dict[str, Any] | None] | None = None,
+                    pdb_lister: Callable[[], Iterable[dict[str, Any]]] | None = None
                     ) -> Profile:
     """Upstream's default plugins, filter order and score weights.
     ``default_spread_selector(pod_info)`` gives the selector of the services
-    and controllers that select a pod, for PodTopologySpread's system defaults."""
+    and controllers that select a pod, for PodTopologySpread's system defaults;
+    ``pdb_lister()`` the PodDisruptionBudgets preemption respects."""
     from pinnace.scheduler.plugins import (
         ImageLocality,
         InterPodAffinity,
@@ -264,7 +325,8 @@ def default_profile(name: str = DEFAULT_SCHEDULER, *,
     scores: list[tuple[Any, int]] = [(taint, 3), (affinity, 2), (fit, 1), (spread, 2), (interpod, 2),
                                      (NodeResourcesBalancedAllocation(), 1), (ImageLocality(), 1)]
     return Profile(name, filters, scores, preemption=preemption, rng=rng,
-                   percentage_of_nodes_to_score=percentage_of_nodes_to_score)
+                   percentage_of_nodes_to_score=percentage_of_nodes_to_score,
+                   pdb_lister=pdb_lister)
 
 
 _DEFAULT: Profile | None = None

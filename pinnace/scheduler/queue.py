@@ -4,8 +4,10 @@ activeQ pops the highest spec.priority first, then the oldest. A pod that
 failed goes to backoffQ (1 s doubling to 10 s per attempt) if a cluster event
 arrived while it was being scheduled, else it is parked as unschedulable
 until ``move_all_to_active_or_backoff`` (node added/updated, pod deleted,
-...) or five minutes pass. The logic is synchronous with an injected clock;
-``pop`` is the one awaitable.
+...) or five minutes pass. A pod with spec.schedulingGates is parked as "gated"
+(upstream's SchedulingGates PreEnqueue plugin): no cluster event moves it,
+only the update that removes its last gate, which sends it to activeQ. The
+logic is synchronous with an injected clock; ``pop`` is the one awaitable.
 """
 
 from __future__ import annotations
@@ -40,6 +42,11 @@ class QueuedPod:
         return int((self.pod.get("spec") or {}).get("priority") or 0)
 
 
+def gated(pod: Mapping[str, Any]) -> bool:
+    """Whether scheduling gates hold the pod back."""
+    return bool((pod.get("spec") or {}).get("schedulingGates"))
+
+
 class SchedulingQueue:
     def __init__(self, clock: Callable[[], float] = time.monotonic,
                  initial_backoff: float = INITIAL_BACKOFF, max_backoff: float = MAX_BACKOFF) -> None:
@@ -50,7 +57,8 @@ class SchedulingQueue:
         self._active: list[tuple[int, float, int, str]] = []
         self._backoff: list[tuple[float, int, str]] = []
         self._info: dict[str, QueuedPod] = {}
-        self._where: dict[str, str] = {}  # key -> "active" | "backoff" | "unschedulable" | "in-flight"
+        # key -> "active" | "backoff" | "unschedulable" | "gated" | "in-flight"
+        self._where: dict[str, str] = {}
         self.scheduling_cycle = 0
         self.move_request_cycle = -1
         self._closed = False
@@ -92,7 +100,10 @@ class SchedulingQueue:
             self.update(pod)
             return
         qp = self._info[key] = QueuedPod(pod, key, self.clock())
-        self._push_active(qp)
+        if gated(pod):
+            self._where[key] = "gated"
+        else:
+            self._push_active(qp)
 
     def update(self, pod: dict[str, Any]) -> None:
         """A pending pod changed: it may now fit, so an unschedulable one is retried."""
@@ -103,7 +114,11 @@ class SchedulingQueue:
             return
         qp.pod = pod
         where = self._where.get(key)
-        if where == "unschedulable":
+        if where == "gated":
+            if not gated(pod):
+                qp.timestamp = self.clock()
+                self._push_active(qp)  # never tried: no backoff to wait out
+        elif where == "unschedulable":
             if self.clock() < self.backoff_expiry(qp):
                 self._push_backoff(qp)
             else:
@@ -215,7 +230,7 @@ class SchedulingQueue:
         return moved
 
     def pending(self) -> dict[str, list[str]]:
-        out: dict[str, list[str]] = {"active": [], "backoff": [], "unschedulable": []}
+        out: dict[str, list[str]] = {"active": [], "backoff": [], "unschedulable": [], "gated": []}
         for k, w in self._where.items():
             if w in out:
                 out[w].append(k)

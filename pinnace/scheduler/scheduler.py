@@ -5,6 +5,12 @@ the pod on the chosen node and binds it through pods/binding.
 Binding runs in the background so the loop can schedule the next pod while
 the API answers (upstream's binding cycle); a failed bind forgets the
 assumption and puts the pod back with backoff.
+
+A preemption is carried out before the loop moves on (upstream's
+prepareCandidate): each victim gets the DisruptionTarget condition and is
+deleted, lower-priority pods nominated to the same node lose their
+nomination, and the preemptor is nominated to the node, in memory at once
+and in status.nominatedNodeName.
 """
 
 from __future__ import annotations
@@ -30,7 +36,13 @@ from .framework import (
     default_profile,
     pod_scheduled_condition_unschedulable,
 )
-from .queue import SchedulingQueue
+from .preemption import DISRUPTION_TARGET, disruption_target_condition
+from .queue import SchedulingQueue, gated
+
+# The API server's own words for a pod created with scheduling gates.
+SCHEDULING_GATED = "SchedulingGated"
+SCHEDULING_GATED_MESSAGE = "Scheduling is blocked due to non-empty scheduling gates"
+NOTE_LENGTH_LIMIT = 1024  # events and condition messages are cut to this
 
 log = logging.getLogger("pinnace.scheduler")
 
@@ -49,6 +61,20 @@ def _assigned(pod: Obj) -> bool:
     return bool((pod.get("spec") or {}).get("nodeName"))
 
 
+def _nominated_node(pod: Obj) -> str:
+    return (pod.get("status") or {}).get("nominatedNodeName") or ""
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def truncate_message(message: str) -> str:
+    if len(message) <= NOTE_LENGTH_LIMIT:
+        return message
+    return message[:NOTE_LENGTH_LIMIT - 4] + " ..."
+
+
 class Scheduler:
     def __init__(self, client: Client, profiles: list[Profile] | None = None):
         self.client = client
@@ -57,6 +83,7 @@ class Scheduler:
         self.nodes = self.informers.informer("v1", "nodes")
         self.pvcs = self.informers.informer("v1", "persistentvolumeclaims")
         self.pvs = self.informers.informer("v1", "persistentvolumes")
+        self.pdbs = self.informers.informer("policy/v1", "poddisruptionbudgets")
         # What selects a pod, for spreading replicas by default.
         self.selecting = [self.informers.informer("v1", "services"),
                           self.informers.informer("v1", "replicationcontrollers"),
@@ -68,8 +95,10 @@ class Scheduler:
         self.queue = SchedulingQueue()
         self.profiles = {p.name: p for p in (profiles or [default_profile(
             pvc_lookup=self._pvc, pv_lookup=self._pv,
-            default_spread_selector=self._default_selector)])}
+            default_spread_selector=self._default_selector,
+            pdb_lister=self.pdbs.objects)])}
         self._binding: set[asyncio.Task[None]] = set()
+        self._gating: set[str] = set()  # gated pods whose condition is being written
         self._selectors_changed = 0
         self._selector_memo: dict[tuple[str, tuple[tuple[str, str], ...]],
                                   tuple[int, Obj | None]] = {}
@@ -134,6 +163,9 @@ class Scheduler:
                 self.cache.add_pod(pod)
             elif _pending(pod, names):
                 self.queue.add(pod)
+                if _nominated_node(pod):
+                    self.cache.add_nominated_pod(PodInfo(pod))
+                self._note_gated(pod)
 
         def pod_updated(old: Obj, new: Obj) -> None:
             if _assigned(new):
@@ -144,8 +176,12 @@ class Scheduler:
                     self.queue.move_all_to_active_or_backoff("AssignedPodUpdate")
             elif _pending(new, names):
                 self.queue.update(new)
+                if _nominated_node(new) or self.cache.nominated_node_of(pod_key(new)):
+                    self.cache.update_nominated_pod(old, PodInfo(new))
+                self._note_gated(new)
             else:
                 self.queue.delete(new)
+                self.cache.delete_nominated_pod(pod_key(new))
 
         def pod_deleted(pod: Obj) -> None:
             if _assigned(pod):
@@ -153,6 +189,7 @@ class Scheduler:
                 self.queue.move_all_to_active_or_backoff("AssignedPodDelete")
             else:
                 self.queue.delete(pod)
+                self.cache.delete_nominated_pod(pod_key(pod))
 
         self.pods.add_handler(pod_added, pod_updated, pod_deleted)
 
@@ -209,6 +246,7 @@ class Scheduler:
             self.queue.add_backoff(qp)
             return
         if result.node_name:
+            # Assuming the pod also drops its nomination: it is placed now.
             self.cache.assume_pod_info(pi, result.node_name)
             self.queue.done(pod)
             task = asyncio.create_task(self._bind(qp, pod, result.node_name))
@@ -216,18 +254,60 @@ class Scheduler:
             task.add_done_callback(self._binding.discard)
             return
         self.queue.add_unschedulable(qp, cycle)
-        self.recorder.event(pod, "Warning", "FailedScheduling", result.message)
-        await self._mark_unschedulable(pod, result.message, result.nominated_node)
-        for victim in result.victims:
-            self.recorder.event(victim, "Normal", "Preempted",
-                                f"Preempted by pod {pod['metadata'].get('uid', '')} on node "
-                                f"{result.nominated_node}")
+        nominated = result.nominated_node
+        if nominated and result.victims and not await self._preempt(pod, nominated, result.victims):
+            nominated = None  # as upstream: a failed eviction nominates nothing; retry later
+        if nominated is not None:
+            # In memory at once, so the next pods leave the room alone before
+            # the status update comes back through the informer.
+            self.cache.add_nominated_pod(pi, nominated)
+        message = truncate_message(result.message)
+        self.recorder.event(pod, "Warning", "FailedScheduling", message)
+        await self._mark_unschedulable(pod, message, nominated)
+
+    async def _preempt(self, pod: Obj, node: str, victims: list[Obj]) -> bool:
+        """Evict the victims for ``pod`` and take lower-priority nominations
+        off ``node``: they may no longer fit there and should look elsewhere.
+        False if a victim could not be evicted."""
+        scheduler = (pod.get("spec") or {}).get("schedulerName") or DEFAULT_SCHEDULER
+        uid = pod["metadata"].get("uid", "")
+        now = _now()
+
+        async def evict(victim: Obj) -> bool:
+            meta = victim["metadata"]
+            if meta.get("deletionTimestamp"):
+                return True  # already on its way out
+            cond = disruption_target_condition(scheduler, now, meta.get("generation"))
+            old = next((c for c in (victim.get("status") or {}).get("conditions") or ()
+                        if c.get("type") == DISRUPTION_TARGET), None)
             try:
-                await self.pod_api.delete(victim["metadata"]["name"],
-                                          victim["metadata"]["namespace"])
+                if old is None or any(old.get(k) != cond[k] for k in ("status", "reason", "message")):
+                    await self.pod_api.patch(meta["name"], {"status": {"conditions": [cond]}},
+                                             meta["namespace"], type="strategic",
+                                             subresource="status")
+                await self.pod_api.delete(meta["name"], meta["namespace"])
             except ApiError as e:
-                if not e.not_found:
-                    log.warning("preempting %s failed: %s", pod_key(victim), e)
+                if e.not_found:
+                    return True
+                log.warning("preempting %s failed: %s", pod_key(victim), e)
+                return False
+            except (OSError, asyncio.TimeoutError) as e:
+                log.warning("preempting %s failed: %s", pod_key(victim), e)
+                return False
+            self.recorder.event(victim, "Normal", "Preempted",
+                                f"Preempted by pod {uid} on node {node}")
+            return True
+
+        if not all(await asyncio.gather(*(evict(v) for v in victims))):
+            return False
+        priority = int((pod.get("spec") or {}).get("priority") or 0)
+        for p in self.cache.nominated_pods(node):
+            if p.priority < priority:
+                self.cache.delete_nominated_pod(p.key)
+                current = self.pods.get(p.key)
+                if current is not None and _nominated_node(current):
+                    await self._patch_status(current, {"status": {"nominatedNodeName": None}})
+        return True
 
     async def _bind(self, qp: Any, pod: Obj, node: str) -> None:
         meta = pod["metadata"]
@@ -245,26 +325,73 @@ class Scheduler:
             return
         self.recorder.event(pod, "Normal", "Scheduled",
                             f"Successfully assigned {meta['namespace']}/{meta['name']} to {node}")
+        if _nominated_node(pod):
+            # A bound pod's nomination is stale. Upstream's API server clears it
+            # as it binds (ClearingNominatedNodeNameAfterBinding); ours does not
+            # yet, so the scheduler does right after.
+            await self._patch_status(pod, {"status": {"nominatedNodeName": None}})
+
+    def _note_gated(self, pod: Obj) -> None:
+        """Give a gated pod its PodScheduled=False/SchedulingGated condition if
+        it has no PodScheduled condition yet. Upstream's API server adds it on
+        create; until ours does, the scheduler fills it in."""
+        if not gated(pod) or any(c.get("type") == "PodScheduled"
+                                 for c in (pod.get("status") or {}).get("conditions") or ()):
+            return
+        key = pod_key(pod)
+        if key in self._gating:
+            return
+        self._gating.add(key)
+        cond = {"type": "PodScheduled", "status": "False", "reason": SCHEDULING_GATED,
+                "message": SCHEDULING_GATED_MESSAGE, "lastProbeTime": None,
+                "lastTransitionTime": _now()}
+        # Only onto the version seen: a pod ungated (and bound) meanwhile keeps its own.
+        patch = {"metadata": {"resourceVersion": pod["metadata"].get("resourceVersion", "")},
+                 "status": {"conditions": list((pod.get("status") or {}).get("conditions") or [])
+                            + [cond]}}
+
+        async def write() -> None:
+            try:
+                await self._patch_status(pod, patch, quiet_conflict=True)
+            finally:
+                self._gating.discard(key)
+
+        task = asyncio.create_task(write())
+        self._binding.add(task)
+        task.add_done_callback(self._binding.discard)
+
+    async def _patch_status(self, pod: Obj, patch: Obj, quiet_conflict: bool = False) -> None:
+        meta = pod["metadata"]
+        try:
+            await self.pod_api.patch(meta["name"], patch, meta["namespace"], subresource="status")
+        except ApiError as e:
+            if not e.not_found and not (quiet_conflict and e.conflict):
+                log.info("updating %s status failed: %s", pod_key(pod), e)
+        except (OSError, asyncio.TimeoutError) as e:
+            log.info("updating %s status failed: %s", pod_key(pod), e)
 
     async def _mark_unschedulable(self, pod: Obj, message: str, nominated: str | None) -> None:
-        cond = pod_scheduled_condition_unschedulable(
-            message, dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
-        old = next((c for c in (pod.get("status") or {}).get("conditions") or []
-                    if c.get("type") == "PodScheduled"), None)
-        if old and old.get("status") == "False" and old.get("message") == message and \
-                not nominated:
-            return  # already says so
-        conditions = [c for c in (pod.get("status") or {}).get("conditions") or []
+        """PodScheduled=False with ``message``; ``nominated`` sets (a name),
+        clears ("") or leaves (None) status.nominatedNodeName."""
+        status = pod.get("status") or {}
+        cond = pod_scheduled_condition_unschedulable(message, _now())
+        if pod["metadata"].get("generation") is not None:
+            cond["observedGeneration"] = pod["metadata"]["generation"]
+        old = next((c for c in status.get("conditions") or [] if c.get("type") == "PodScheduled"),
+                   None)
+        nnn_changes = nominated is not None and (status.get("nominatedNodeName") or "") != nominated
+        if old is not None and old.get("status") == "False":
+            if old.get("reason") == cond["reason"] and old.get("message") == message \
+                    and not nnn_changes:
+                return  # already says so
+            if old.get("lastTransitionTime"):
+                cond["lastTransitionTime"] = old["lastTransitionTime"]
+        conditions = [c for c in status.get("conditions") or []
                       if c.get("type") != "PodScheduled"] + [cond]
         patch: Obj = {"status": {"conditions": conditions}}
-        if nominated:
-            patch["status"]["nominatedNodeName"] = nominated
-        try:
-            await self.pod_api.patch(pod["metadata"]["name"], patch,
-                                     pod["metadata"]["namespace"], subresource="status")
-        except ApiError as e:
-            if not e.not_found:
-                log.info("updating %s status failed: %s", pod_key(pod), e)
+        if nnn_changes:
+            patch["status"]["nominatedNodeName"] = nominated or None
+        await self._patch_status(pod, patch)
 
 
 async def run_scheduler(kubeconfig: str | None, leader_elect: bool = True) -> None:

@@ -57,6 +57,29 @@ def compile_label_selector(sel: Mapping[str, Any] | None, extra: Mapping[str, st
     return match
 
 
+Alternatives = list[tuple[tuple[str, str], ...]]
+
+
+def selector_alternatives(sel: Mapping[str, Any] | None,
+                          extra: Mapping[str, str] | None = None) -> Alternatives | None:
+    """Ways to find a selector's pods through the label index: each
+    alternative is a set of (key, value) labels, and every matching pod
+    carries one of them (an equality gives one label, ``In`` one per value).
+    None when the selector has no such requirement (only NotIn, Exists,
+    DoesNotExist, or nothing): its pods must be scanned. A None selector
+    matches nothing: one empty alternative."""
+    if sel is None:
+        return [()]
+    eq = dict(sel.get("matchLabels") or {})
+    if extra:
+        eq.update(extra)
+    out: Alternatives = [((k, v),) for k, v in eq.items()]
+    for e in sel.get("matchExpressions") or []:
+        if e.get("operator") == "In":
+            out.append(tuple((e.get("key", ""), v) for v in e.get("values") or ()))
+    return out or None
+
+
 def _go_int(s: str) -> int | None:
     try:
         return int(s)

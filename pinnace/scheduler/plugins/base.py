@@ -7,6 +7,13 @@ what keeps the per-node loop short), a :class:`Reject` (no node can fit:
 upstream's PreFilter Unschedulable) or a :class:`Check` run over nodes in
 batches. ``pre_score`` likewise returns None (skip) or a function giving
 each node's normalized score (0..100) for a list of feasible nodes.
+
+Most checks read only the node they are given, so a node copy with pods
+added or removed (preemption's what-ifs, nominated pods) is all they need.
+A check whose verdict depends on pods elsewhere (pod affinity, topology
+spread) keeps cluster-wide counts instead; it overrides ``copy`` and
+``update`` (upstream's PreFilterExtensions AddPod/RemovePod) so those
+what-ifs can move pods in and out of its counts.
 """
 
 from __future__ import annotations
@@ -64,6 +71,13 @@ class Check:
     def is_unresolvable(self, ni: NodeInfo) -> bool:
         u = self.unresolvable
         return u if isinstance(u, bool) else u(ni)
+
+    def copy(self) -> Check:
+        """A check whose counts ``update`` may change without touching this one."""
+        return self
+
+    def update(self, pod: PodInfo, node: NodeInfo, sign: int) -> None:
+        """Count ``pod`` as added to (sign 1) or removed from (-1) ``node``."""
 
 
 class FilterPlugin(Protocol):

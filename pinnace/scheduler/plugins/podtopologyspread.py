@@ -108,6 +108,77 @@ def _count_on(pod: PodInfo, nodes: Sequence[NodeInfo], cons: list[_Constraint],
     return counts
 
 
+class _SpreadCheck(Check):
+    """DoNotSchedule constraints over matching-pod counts per domain. The
+    least-loaded domain of each constraint comes from a histogram of the
+    counts, so moving one pod (``update``) costs O(distinct counts)."""
+
+    __slots__ = ("pod", "cons", "counts", "hists", "mins", "node_ok")
+
+    def __init__(self, pod: PodInfo, cons: list[_Constraint], counts: list[dict[str, int]],
+                 node_ok: Callable[[NodeInfo], bool] | None) -> None:
+        super().__init__(self._ok, self._why, unresolvable=self._missing_key)
+        self.pod, self.cons, self.counts, self.node_ok = pod, cons, counts, node_ok
+        self.hists: list[dict[int, int]] = []
+        for cnt in counts:
+            h: dict[int, int] = {}
+            for n in cnt.values():
+                h[n] = h.get(n, 0) + 1
+            self.hists.append(h)
+        self.mins = [self._min(i) for i in range(len(cons))]
+
+    def _min(self, i: int) -> int:
+        # Fewer domains than minDomains: the global minimum is taken as 0.
+        cnt = self.counts[i]
+        if not cnt or len(cnt) < self.cons[i].min_domains:
+            return 0
+        return min(self.hists[i])
+
+    def _why(self, ni: NodeInfo) -> tuple[str, ...]:
+        labels = ni.labels
+        for c, cnt, lo in zip(self.cons, self.counts, self.mins):
+            v = labels.get(c.key)
+            if v is None:
+                return (ERR_MISSING_LABEL,)
+            if cnt.get(v, 0) + c.self_match - lo > c.max_skew:
+                return (ERR_CONSTRAINTS,)
+        return ()
+
+    def _ok(self, ni: NodeInfo) -> bool:
+        return not self._why(ni)
+
+    def _missing_key(self, ni: NodeInfo) -> bool:
+        return any(c.key not in ni.labels for c in self.cons)
+
+    def copy(self) -> _SpreadCheck:
+        c = _SpreadCheck.__new__(_SpreadCheck)
+        Check.__init__(c, c._ok, c._why, unresolvable=c._missing_key)
+        c.pod, c.cons, c.node_ok = self.pod, self.cons, self.node_ok
+        c.counts = [dict(d) for d in self.counts]
+        c.hists = [dict(h) for h in self.hists]
+        c.mins = list(self.mins)
+        return c
+
+    def update(self, pod: PodInfo, node: NodeInfo, sign: int) -> None:
+        if pod.terminating or pod.namespace != self.pod.namespace or self._missing_key(node) or \
+                (self.node_ok is not None and not self.node_ok(node)):
+            return
+        for i, c in enumerate(self.cons):
+            if not c.match(pod.labels):
+                continue
+            v = node.labels[c.key]
+            cnt, h = self.counts[i], self.hists[i]
+            was = cnt.get(v, 0)
+            now = was + sign
+            if v in cnt:
+                h[was] -= 1
+                if not h[was]:
+                    del h[was]
+            cnt[v] = now
+            h[now] = h.get(now, 0) + 1
+            self.mins[i] = self._min(i)
+
+
 class PodTopologySpread:
     name = "PodTopologySpread"
 
@@ -118,23 +189,7 @@ class PodTopologySpread:
         cons = _constraints(pod, "DoNotSchedule")
         if not cons:
             return None
-        counts = _count(pod, cache, cons)
-        mins = []
-        for c, cnt in zip(cons, counts):
-            # Fewer domains than minDomains: the global minimum is taken as 0.
-            mins.append(0 if not cnt or len(cnt) < c.min_domains else min(cnt.values()))
-
-        def why(ni: NodeInfo) -> tuple[str, ...]:
-            for c, cnt, lo in zip(cons, counts, mins):
-                v = ni.labels.get(c.key)
-                if v is None:
-                    return (ERR_MISSING_LABEL,)
-                if cnt.get(v, 0) + c.self_match - lo > c.max_skew:
-                    return (ERR_CONSTRAINTS,)
-            return ()
-
-        return Check(lambda ni: not why(ni), why,
-                     unresolvable=lambda ni: any(c.key not in ni.labels for c in cons))
+        return _SpreadCheck(pod, cons, _count(pod, cache, cons), required_node_match(pod))
 
     def pre_score(self, pod: PodInfo, cache: SchedulerCache, state: dict[str, Any],
                   nodes: Sequence[NodeInfo]) -> Scorer | None:

@@ -71,3 +71,49 @@ def test_node_removed_and_back_keeps_pods(cache: SchedulerCache) -> None:
     assert cache.node_list() == []
     cache.add_node(make_node("n1"))
     assert cache.nodes["n1"].req_cpu == 1000 and len(cache.node_list()) == 1
+
+
+def test_label_index_follows_pods(cache: SchedulerCache) -> None:
+    cache.add_node(make_node("n1"))
+    cache.add_pod(make_pod("a", node="n1", labels={"app": "web", "tier": "fe"}))
+    cache.add_pod(make_pod("b", node="n1", labels={"app": "web"}, ns="other"))
+    assert set(cache.pods_with_label("default", "app", "web")) == {"default/a"}
+    cache.add_pod(make_pod("a", node="n1", labels={"app": "db"}))  # relabeled
+    assert not cache.pods_with_label("default", "app", "web")
+    assert set(cache.pods_with_label("default", "app", "db")) == {"default/a"}
+    cache.remove_pod("default/a")
+    assert not cache.pods_by_label.get(("default", "app", "db"))
+    assert set(cache.pods_with_label("other", "app", "web")) == {"other/b"}
+
+
+def test_candidate_pods_use_the_smallest_alternative(cache: SchedulerCache) -> None:
+    cache.add_node(make_node("n1"))
+    for i in range(5):
+        cache.add_pod(make_pod(f"w{i}", node="n1", labels={"app": "web", "shard": str(i)}))
+    cache.add_pod(make_pod("db", node="n1", labels={"app": "db"}))
+    names = sorted(p.name for p in cache.candidate_pods(["default"], [(("app", "web"),), (("shard", "1"), ("shard", "2"))]))
+    assert names == ["w1", "w2"]
+    assert [p.name for p in cache.candidate_pods(None, [(("app", "db"),)])] == ["db"]
+    assert len(list(cache.candidate_pods(["default"], None))) == 6  # nothing to look up: every pod
+    assert list(cache.candidate_pods(["default"], [()])) == []  # a selector that matches nothing
+
+
+def test_nominated_pods(cache: SchedulerCache) -> None:
+    cache.add_node(make_node("n1"))
+    pod = make_pod("p", "1", priority=10)
+    pod["status"]["nominatedNodeName"] = "n1"
+    cache.add_nominated_pod(PodInfo(pod))
+    assert [p.name for p in cache.nominated_pods("n1")] == ["p"] and cache.nominated_node_of("default/p") == "n1"
+    # Nominated in memory, the status update not seen yet: an unrelated update keeps it.
+    fresh = make_pod("q", "1")
+    cache.add_nominated_pod(PodInfo(fresh), "n1")
+    cache.update_nominated_pod(fresh, PodInfo(make_pod("q", "1", labels={"x": "y"})))
+    assert cache.nominated_node_of("default/q") == "n1"
+    # The status clearing it does drop it.
+    old = make_pod("p", "1", priority=10)
+    old["status"]["nominatedNodeName"] = "n1"
+    cache.update_nominated_pod(old, PodInfo(make_pod("p", "1", priority=10)))
+    assert cache.nominated_node_of("default/p") is None
+    # Placing the pod ends its nomination.
+    cache.assume_pod(fresh, "n1")
+    assert cache.nominated_node_of("default/q") is None and cache.nominated == {}

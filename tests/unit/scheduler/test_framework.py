@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from conftest import make_node, make_pod
 
-from pinnace.scheduler.cache import SchedulerCache
+from pinnace.scheduler.cache import PodInfo, SchedulerCache
 from pinnace.scheduler.framework import (
     Profile,
     binding_for,
@@ -103,3 +103,30 @@ def test_condition_and_binding() -> None:
     assert b == {"apiVersion": "v1", "kind": "Binding",
                  "metadata": {"name": "p", "namespace": "team", "uid": "uid-p"},
                  "target": {"apiVersion": "v1", "kind": "Node", "name": "n1"}}
+
+
+def test_nominated_pods_of_equal_or_higher_priority_hold_their_room(cache: SchedulerCache,
+                                                                   profile: Profile) -> None:
+    cache.add_node(make_node("a", cpu="2"))
+    waiting = make_pod("waiting", "2", priority=100)
+    cache.add_nominated_pod(PodInfo(waiting), "a")
+    for prio in (50, 100):
+        r = profile.schedule(make_pod("p", "1", priority=prio), cache)
+        assert r.node_name is None and r.reasons == {"Insufficient cpu": 1}
+    assert profile.schedule(make_pod("p", "1", priority=101), cache).node_name == "a"
+    # Its own nomination does not stand in the pod's way.
+    waiting["status"]["nominatedNodeName"] = "a"
+    assert profile.schedule(waiting, cache).node_name == "a"
+    # Elsewhere there is room.
+    cache.add_node(make_node("b", cpu="2"))
+    assert profile.schedule(make_pod("p", "1", priority=50), cache).node_name == "b"
+
+
+def test_with_nominated_pods_the_pod_must_fit_both_ways(cache: SchedulerCache, profile: Profile) -> None:
+    cache.add_node(make_node("a", labels={"zone": "z"}))
+    # Affinity to a pod that is only nominated: it must also fit without it.
+    cache.add_nominated_pod(PodInfo(make_pod("db", labels={"app": "db"}, priority=100)), "a")
+    aff = {"podAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
+        {"labelSelector": {"matchLabels": {"app": "db"}}, "topologyKey": "zone"}]}}
+    r = profile.schedule(make_pod("p", affinity=aff, priority=0), cache)
+    assert r.node_name is None and r.reasons == {"node(s) didn't match pod affinity rules": 1}

@@ -245,3 +245,71 @@ def test_volume_binding_local_pv(cache: SchedulerCache) -> None:
     assert r.message == "0/2 nodes are available: pod has unbound immediate PersistentVolumeClaims."
     cache.remove_node("b")
     assert reasons(only(pl), cache, with_claim("data")) == {"node(s) had volume node affinity conflict": 1}
+
+
+def _check(plugin: Any, cache: SchedulerCache, pod: dict[str, Any]) -> Any:
+    c = plugin.pre_filter(PodInfo(pod), cache, {})
+    assert c is not None
+    return c
+
+
+def test_affinity_terms_must_match_one_pod_together(cache: SchedulerCache) -> None:
+    nodes(cache, make_node("a1", labels={"zone": "a"}), make_node("b1", labels={"zone": "b"}))
+    cache.add_pod(make_pod("db", node="a1", labels={"app": "db"}))
+    cache.add_pod(make_pod("ssd", node="a1", labels={"disk": "ssd"}))
+    cache.add_pod(make_pod("both", node="b1", labels={"app": "db", "disk": "ssd"}))
+    terms = [{"labelSelector": {"matchLabels": {"app": "db"}}, "topologyKey": "zone"},
+             {"labelSelector": {"matchLabels": {"disk": "ssd"}}, "topologyKey": "zone"}]
+    pod = make_pod("p", affinity={"podAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": terms}})
+    assert feasible(only(InterPodAffinity()), cache, pod) == {"b1"}
+
+
+def test_self_affinity_first_pod_needs_the_topology_key(cache: SchedulerCache) -> None:
+    nodes(cache, make_node("a1", labels={"zone": "a"}), make_node("bare"))
+    first = make_pod("p", labels={"app": "cache"}, affinity=_affinity("podAffinity", {"app": "cache"}))
+    assert feasible(only(InterPodAffinity()), cache, first) == {"a1"}
+
+
+def test_affinity_counts_move_with_update(cache: SchedulerCache) -> None:
+    nodes(cache, make_node("a1", labels={"zone": "a"}), make_node("b1", labels={"zone": "b"}))
+    web = PodInfo(make_pod("w", node="a1", labels={"app": "web"}))
+    cache.add_pod(web.pod)
+    anti = _check(InterPodAffinity(), cache, make_pod("p", affinity=_affinity("podAntiAffinity", {"app": "web"})))
+    a1, b1 = cache.nodes["a1"], cache.nodes["b1"]
+    assert anti.run([a1, b1]) == [b1]
+    moved = anti.copy()
+    moved.update(web, a1, -1)
+    moved.update(web, b1, 1)
+    assert moved.run([a1, b1]) == [a1]
+    assert anti.run([a1, b1]) == [b1]  # the copy's counts are its own
+    # A placed pod's own anti-affinity, added by update.
+    loner = PodInfo(make_pod("l", affinity=_affinity("podAntiAffinity", {"app": "x"})))
+    plain = InterPodAffinity().pre_filter(PodInfo(make_pod("x", labels={"app": "x"})), cache, {})
+    assert plain is None  # nothing to say before
+    c = _check(InterPodAffinity(), cache, make_pod("x", labels={"app": "x"},
+                                                   affinity=_affinity("podAntiAffinity", {"app": "none"})))
+    c.update(loner, a1, 1)
+    assert c.run([a1, b1]) == [b1]
+
+
+def test_spread_counts_move_with_update(cache: SchedulerCache) -> None:
+    nodes(cache, make_node("a1", labels={"zone": "a"}), make_node("b1", labels={"zone": "b"}))
+    c = [{"maxSkew": 1, "topologyKey": "zone", "whenUnsatisfiable": "DoNotSchedule",
+          "labelSelector": {"matchLabels": {"app": "web"}}}]
+    pod = make_pod("p", labels={"app": "web"}, topologySpreadConstraints=c)
+    check = _check(PodTopologySpread(), cache, pod)
+    a1, b1 = cache.nodes["a1"], cache.nodes["b1"]
+    assert check.run([a1, b1]) == [a1, b1]
+    moved = check.copy()
+    for i in range(2):
+        moved.update(PodInfo(make_pod(f"w{i}", labels={"app": "web"})), a1, 1)
+    assert moved.run([a1, b1]) == [b1]
+    moved.update(PodInfo(make_pod("w9", labels={"app": "web"})), b1, 1)
+    assert moved.run([a1, b1]) == [b1]  # a:2 b:1, min 1: a would be 3 - 1 = 2 > 1
+    moved.update(PodInfo(make_pod("w0", labels={"app": "web"})), a1, -1)
+    assert moved.run([a1, b1]) == [a1, b1]
+    # Other namespaces and non-matching pods do not count.
+    moved.update(PodInfo(make_pod("o", labels={"app": "web"}, ns="other")), a1, 5)
+    moved.update(PodInfo(make_pod("d", labels={"app": "db"})), a1, 5)
+    assert moved.run([a1, b1]) == [a1, b1]
+    assert check.run([a1, b1]) == [a1, b1]

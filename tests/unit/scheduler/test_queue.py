@@ -117,3 +117,21 @@ async def test_pop_waits_for_add_and_close() -> None:
     await asyncio.sleep(0.01)
     q.close()
     assert await asyncio.wait_for(task, 1) is None
+
+
+def test_gated_pods_wait_for_their_gates_to_go() -> None:
+    clock = Clock()
+    q = SchedulingQueue(clock)
+    gates = [{"name": "example.com/quota"}, {"name": "example.com/arch"}]
+    q.add(make_pod("gated", schedulingGates=gates))
+    q.add(make_pod("free"))
+    assert q.where("default/gated") == "gated"
+    assert names(q) == ["free"]
+    q.move_all_to_active_or_backoff("NodeAdd")
+    clock.t += 400
+    q.flush_unschedulable_left_over()
+    assert q.pop_nowait() is None and q.pending()["gated"] == ["default/gated"]
+    q.update(make_pod("gated", schedulingGates=gates[1:]))
+    assert q.pop_nowait() is None
+    q.update(make_pod("gated"))  # the last gate removed: straight to activeQ
+    assert names(q) == ["gated"]
