@@ -266,7 +266,8 @@ def own_cpu_seconds() -> float:
 
 
 class RSSSampler:
-    """Samples a process's RSS in a thread while a load runs."""
+    """Samples the RSS of a process and its children (a server's workers)
+    in a thread while a load runs."""
 
     def __init__(self, pid: int, interval: float = 0.25):
         self.pid, self.interval = pid, interval
@@ -277,7 +278,7 @@ class RSSSampler:
     def _run(self) -> None:
         while not self._stop.is_set():
             with contextlib.suppress(OSError):
-                self.samples.append(rss_mb(self.pid))
+                self.samples.append(sum(rss_mb(p) for p in process_tree(self.pid)))
             self._stop.wait(self.interval)
 
     def __enter__(self) -> "RSSSampler":

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import datetime as dt
+import functools
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -29,7 +30,7 @@ from .rest import DeleteOptions, Options, Registry
 from .reviews import Authorizer
 from .rowcache import RowCache
 from .status import APIError
-from .watchcache import CacheEvent, WatchCache
+from .watchcache import CacheEvent, WatchCache, WatchStream
 
 log = logging.getLogger("pinnace.apiserver.handlers")
 
@@ -663,6 +664,9 @@ class ResourceHandlers:
                                            f"({e.compacted})"))
             await resp.write_eof()
             return resp
+        if isinstance(stream, WatchStream) and label_sel is None and field_sel is None \
+                and fmt.kind != "table" and request.transport is not None:
+            stream.push = functools.partial(writer.push, request.transport)
         last = after
         try:
             while True:
@@ -726,14 +730,35 @@ class _EventWriter:
 
     async def events(self, batch: list[CacheEvent], label_sel: Any, field_sel: Any) -> None:
         """Write a batch of events in one go; each event's encoded line is made
-        once and shared by every watcher asking for the same format."""
-        lines = []
-        for ev in batch:
-            line = self._line(ev, label_sel, field_sel)
-            if line:
-                lines.append(line)
-        if lines:
-            await self.resp.write(b"".join(lines))
+        once and shared by every watcher asking for the same format, and so
+        is the whole batch's: without selectors, watchers woken together
+        mostly get the very same events. (A batch is a run of its resource's
+        events, so its first revision, length and format say what it holds.)"""
+        shared = label_sel is None and field_sel is None and self.fmt.kind != "table"
+        data = self._joined(batch) if shared else b"".join(
+            [line for ev in batch if (line := self._line(ev, label_sel, field_sel))])
+        if data:
+            await self.resp.write(data)
+
+    def _joined(self, batch: list[CacheEvent]) -> bytes:
+        key = ("batch", batch[0].rev, len(batch), self.fmt.kind, self.info.group,
+               self.info.version, self.include)
+        data = batch[-1].wire.get(key)
+        if data is None:
+            data = batch[-1].wire[key] = b"".join(
+                [self._line(ev, None, None) or b"" for ev in batch])
+        return data
+
+    def push(self, transport: asyncio.Transport, batch: list[CacheEvent]) -> bool:
+        """Write a batch (no selectors, not a Table) as one HTTP chunk straight
+        to the connection, from the watch cache's wake-up; False when it has
+        to wait for the client (a full buffer) or cannot be written."""
+        if transport.is_closing() or transport.get_write_buffer_size() > _PUSH_BUFFER:
+            return False
+        data = self._joined(batch)
+        if data:
+            transport.write(b"%x\r\n%b\r\n" % (len(data), data))
+        return True
 
     def _line(self, ev: CacheEvent, label_sel: Any, field_sel: Any) -> bytes | None:
         type_ = ev.type
@@ -785,6 +810,7 @@ class _EventWriter:
 
 
 _STREAM_ITEMS = 2000  # larger LISTs are streamed in pieces instead of joined whole
+_PUSH_BUFFER = 256 * 1024  # a watcher with this much unsent waits for its client
 
 
 async def _stream_list(request: web.Request, head: bytes, items: list[bytes]

@@ -12,8 +12,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 import logging
-from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from pinnace.storage.interface import CompactedError, Event, Store, WatchClosedError
@@ -53,36 +52,36 @@ class CacheEvent:
         return self._prev
 
 
-class Subscriber:
-    def __init__(self, cache: ResourceCache, maxsize: int):
-        self.cache = cache
-        self.queue: asyncio.Queue[Any] = asyncio.Queue(maxsize)
-        self.overflowed = False
-
-    def offer(self, ev: CacheEvent | object) -> None:
-        if self.overflowed:
-            return
-        try:
-            self.queue.put_nowait(ev)
-        except asyncio.QueueFull:
-            # A watcher this far behind is cut off; its client re-watches.
-            self.overflowed = True
-            self.cache.subscribers.discard(self)
-
-
 class TooOldError(Exception):
     pass
 
 
 class ResourceCache:
-    def __init__(self, store: Store, prefix: str, size: int = 10_000, queue_size: int = 10_000):
+    """The recent events of one resource, in a list read by many cursors.
+
+    Appending an event costs the same however many watch it: watchers are
+    not handed each event, they read what is new from the list when woken.
+    Wake-ups are coalesced: at most one per ``_interval()`` seconds, longer
+    the more watchers there are, so a burst of events costs each watcher one
+    wake-up and one write, not one per event."""
+
+    def __init__(self, store: Store, prefix: str, size: int = 10_000):
         self.store = store
         self.prefix = prefix
-        self.ring: deque[CacheEvent] = deque(maxlen=size)
-        self.window_start = 0  # every event with rev > window_start is in the ring
+        self.size = size
+        self.events: list[CacheEvent] = []
+        self.base = 0  # sequence number of events[0]; a cursor is a sequence number
+        self.window_start = 0  # every event with rev > window_start is in the list
         self.last_rev = 0  # the newest revision this cache has seen (for bookmarks)
-        self.subscribers: set[Subscriber] = set()
-        self.queue_size = queue_size
+        self.generation = 0  # moves when the cache restarts: every cursor is then cut off
+        self.streams: set[WatchStream] = set()
+        self._waiting: set[WatchStream] = set()
+        self._wake_handle: asyncio.Handle | None = None
+        self._expiry_handle: asyncio.Handle | None = None
+        self._last_wake = 0.0
+        # What the watchers woken together ask for alike, made once per wake-up:
+        # (prefix, first, last sequence number) -> the events under prefix.
+        self._batches: dict[tuple[str, int, int], list[CacheEvent]] = {}
         self._task: asyncio.Task[None] | None = None
 
     def started(self) -> bool:
@@ -92,17 +91,96 @@ class ResourceCache:
         self.window_start = self.last_rev = after
         self._task = asyncio.create_task(self._pump(after), name=f"watchcache {self.prefix}")
 
+    @property
+    def end(self) -> int:
+        """The sequence number the next event will get."""
+        return self.base + len(self.events)
+
+    def _append(self, ce: CacheEvent) -> None:
+        events = self.events
+        events.append(ce)
+        self.last_rev = ce.rev
+        if len(events) >= 2 * self.size:
+            # Trim in bulk: amortized O(1) per event, and cursors stay plain ints.
+            cut = len(events) - self.size
+            self.window_start = events[cut - 1].rev
+            del events[:cut]
+            self.base += cut
+        self._schedule_wake()
+
+    def _interval(self) -> float:
+        # A wake-up costs each watcher some 20-40 µs (most of it one TLS
+        # write): space them so that watchers cost at most ~25,000 wake-ups
+        # a second in all, whatever the event rate, adding at most 50 ms.
+        return min(0.1, max(0.002, 0.00008 * len(self.streams)))
+
+    def _schedule_wake(self) -> None:
+        if self._wake_handle is not None or not self._waiting:
+            return
+        loop = asyncio.get_running_loop()
+        delay = self._last_wake + self._interval() - loop.time()
+        self._wake_handle = loop.call_soon(self._wake) if delay <= 0 else \
+            loop.call_later(delay, self._wake)
+
+    def _wake(self) -> None:
+        self._wake_handle = None
+        self._last_wake = asyncio.get_running_loop().time()
+        self._batches.clear()
+        waiting, self._waiting = self._waiting, set()
+        for stream in waiting:
+            if stream.push is not None and stream.try_push():
+                self._waiting.add(stream)  # written from here; its task sleeps on
+            else:
+                stream.wake()
+
+    def wait(self, stream: WatchStream) -> None:
+        self._waiting.add(stream)
+        if self.end > stream.seq:  # something arrived meanwhile
+            self._schedule_wake()
+        if stream.deadline is not None and self._expiry_handle is None:
+            self._expiry_handle = asyncio.get_running_loop().call_later(_EXPIRY_TICK,
+                                                                        self._expire)
+
+    def _expire(self) -> None:
+        """Wake the waiting watchers whose timeout has passed. One timer for
+        all of them, a quarter second apart, instead of one per wait."""
+        self._expiry_handle = None
+        now = asyncio.get_running_loop().time()
+        pending = False
+        for stream in tuple(self._waiting):
+            if stream.deadline is None:
+                continue
+            if stream.deadline <= now:
+                self._waiting.discard(stream)
+                stream.wake()
+            else:
+                pending = True
+        if pending:
+            self._expiry_handle = asyncio.get_running_loop().call_later(_EXPIRY_TICK,
+                                                                        self._expire)
+
+    def batch(self, prefix: str, whole: bool, first: int, last: int) -> list[CacheEvent]:
+        """The events with sequence numbers [first, last) under ``prefix``,
+        shared by every watcher that asks for the same ones in this wake-up
+        (callers treat it as read-only)."""
+        key = (prefix, first, last)
+        got = self._batches.get(key)
+        if got is None:
+            i, j = first - self.base, last - self.base
+            got = self.events[i:j] if whole else \
+                [e for e in self.events[i:j] if e.key.startswith(prefix)]
+            self._batches[key] = got
+        return got
+
+    def seq_after(self, rev: int) -> int:
+        """The cursor of the first event with a revision above ``rev``."""
+        return self.base + bisect.bisect_right(self.events, rev, key=_rev)
+
     async def _pump(self, after: int) -> None:
         while True:
             try:
                 async for ev in self.store.watch(self.prefix, after):
-                    ce = CacheEvent(ev)
-                    if len(self.ring) == self.ring.maxlen:
-                        self.window_start = self.ring[0].rev
-                    self.ring.append(ce)
-                    self.last_rev = ce.rev
-                    for sub in tuple(self.subscribers):
-                        sub.offer(ce)
+                    self._append(CacheEvent(ev))
                 return
             except (CompactedError, WatchClosedError) as e:
                 log.info("watch cache %s restarting: %s", self.prefix, e)
@@ -113,22 +191,24 @@ class ResourceCache:
                 await asyncio.sleep(0.5)
             # Everyone watching through us may have missed events: cut them
             # off so they re-watch (and re-list if their revision is gone).
-            for sub in tuple(self.subscribers):
-                sub.offer(_CLOSED)
-            self.subscribers.clear()
-            self.ring.clear()
+            self._cut_off()
+            self.events.clear()
             after = await self.store.revision()
             self.window_start = self.last_rev = after
 
-    def subscribe(self, after: int) -> Subscriber:
+    def _cut_off(self) -> None:
+        self.generation += 1
+        for stream in tuple(self.streams):
+            stream.wake()
+        self.streams.clear()
+        self._waiting.clear()
+
+    def subscribe(self, prefix: str, after: int) -> WatchStream:
         if after < self.window_start:
             raise TooOldError()
-        sub = Subscriber(self, self.queue_size)
-        revs_start = bisect.bisect_right(_RevView(self.ring), after)
-        for i in range(revs_start, len(self.ring)):
-            sub.offer(self.ring[i])
-        self.subscribers.add(sub)
-        return sub
+        stream = WatchStream(prefix, self, max(self.seq_after(after), self.base), after)
+        self.streams.add(stream)
+        return stream
 
     async def stop(self) -> None:
         if self._task:
@@ -137,43 +217,114 @@ class ResourceCache:
                 await self._task
             except (asyncio.CancelledError, Exception):
                 pass
-        for sub in tuple(self.subscribers):
-            sub.offer(_CLOSED)
+        for handle in (self._wake_handle, self._expiry_handle):
+            if handle is not None:
+                handle.cancel()
+        self._cut_off()
 
 
-class _RevView:
-    """Lets bisect search a deque of events by revision."""
+def _rev(ev: CacheEvent) -> int:
+    return ev.rev
 
-    def __init__(self, ring: deque[CacheEvent]):
-        self.ring = ring
 
-    def __len__(self) -> int:
-        return len(self.ring)
-
-    def __getitem__(self, i: int) -> int:
-        return self.ring[i].rev
+_EXPIRY_TICK = 0.25  # seconds: how late a watch's timeout may fire
 
 
 class WatchStream:
-    """One watcher's view: batches of the events it has not seen yet.
+    """One watcher's cursor into its resource's cache: batches of the events
+    it has not seen yet, all that is new at once (up to ``limit``)."""
 
-    Batching lets a watcher that fell behind catch up with one write instead
-    of one per event; the common path takes events straight from the
-    resource cache's subscriber queue."""
-
-    def __init__(self, prefix: str, cache: ResourceCache, sub: Subscriber | None,
-                 direct: AsyncIterator[CacheEvent] | None = None, after: int = 0):
+    def __init__(self, prefix: str, cache: ResourceCache, seq: int, after: int):
         self.prefix = prefix
+        self.whole = prefix == cache.prefix  # nothing to filter out
+        self.cache = cache
+        self.seq = seq
         # A watch may start from a revision this cache has not seen yet (it
         # was written through another API server on the store): the events
         # up to it are not for this watcher.
         self.after = after
-        self.cache = cache
-        self.sub = sub
-        self._queue: asyncio.Queue[Any] = sub.queue if sub is not None else asyncio.Queue()
-        self._pump: asyncio.Task[None] | None = None
-        if direct is not None:
-            self._pump = asyncio.create_task(self._feed(direct))
+        self.generation = cache.generation
+        self.deadline: float | None = None  # loop time at which a wait gives up
+        self._waiter: asyncio.Future[None] | None = None
+        # Set by a watch handler that can write a batch at once, from the
+        # wake-up itself (True: written), so a watcher costs no task switch
+        # per wake-up; its task only wakes for what needs awaiting.
+        self.push: Callable[[list[CacheEvent]], bool] | None = None
+        self._pending: list[CacheEvent] | None = None
+
+    def wake(self) -> None:
+        w = self._waiter
+        if w is not None and not w.done():
+            w.set_result(None)
+
+    async def next_batch(self, timeout: float | None, limit: int = 500
+                         ) -> list[CacheEvent] | None:
+        """Events not seen yet (at least one, waiting up to ``timeout``): []
+        on timeout, None once the stream has ended (the cache restarted, or
+        this watcher fell so far behind that its events are gone)."""
+        loop = asyncio.get_running_loop()
+        self.deadline = None if timeout is None else loop.time() + timeout
+        while True:
+            if self._pending is not None:  # what a push could not write
+                batch, self._pending = self._pending, None
+                return batch
+            got = self._take(limit)
+            if got is None or got:
+                return got
+            if self.deadline is not None and self.deadline <= loop.time():
+                return []
+            self._waiter = loop.create_future()
+            self.cache.wait(self)
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+
+    def _take(self, limit: int = 500) -> list[CacheEvent] | None:
+        """What is new for this watcher now: [] when nothing, None once the
+        stream has ended."""
+        cache = self.cache
+        while True:
+            if self.generation != cache.generation:
+                return None
+            i = self.seq - cache.base
+            if i < 0:
+                return None  # overtaken by the trimming: it re-watches
+            n = len(cache.events)
+            if i >= n:
+                return []
+            first = self.seq
+            self.seq = cache.base + min(n, i + limit)
+            batch = cache.batch(self.prefix, self.whole, first, self.seq)
+            if batch and batch[0].rev <= self.after:
+                batch = [e for e in batch if e.rev > self.after]
+            if batch:
+                return batch
+
+    def try_push(self) -> bool:
+        """Write what is new through ``push`` now; False when the task must
+        wake instead (the stream ended, or the write has to wait)."""
+        assert self.push is not None
+        batch = self._take()
+        if batch is None:
+            return False
+        if not batch or self.push(batch):
+            return True
+        self._pending = batch
+        return False
+
+    def close(self) -> None:
+        self.cache.streams.discard(self)
+        self.cache._waiting.discard(self)
+
+
+class _DirectStream:
+    """A watcher from a revision older than its cache holds: it reads the
+    store's history through a storage watch of its own."""
+
+    def __init__(self, events: AsyncIterator[CacheEvent]):
+        self._queue: asyncio.Queue[Any] = asyncio.Queue()
+        self._pump = asyncio.create_task(self._feed(events))
 
     async def _feed(self, events: AsyncIterator[CacheEvent]) -> None:
         try:
@@ -185,12 +336,8 @@ class WatchStream:
 
     async def next_batch(self, timeout: float | None, limit: int = 500
                          ) -> list[CacheEvent] | None:
-        """Events waiting now (at least one, waiting up to ``timeout``): [] on
-        timeout, None once the stream has ended. Raises what ended a replay."""
         q = self._queue
         if q.empty():
-            if self.sub is not None and self.sub.overflowed:
-                return None
             try:
                 first = await asyncio.wait_for(q.get(), timeout) if timeout is not None \
                     else await q.get()
@@ -208,17 +355,13 @@ class WatchStream:
                 return out
             if isinstance(item, Exception):
                 raise item
-            if item.rev > self.after and item.key.startswith(self.prefix):
-                out.append(item)
+            out.append(item)
             if len(out) >= limit or q.empty():
                 return out
             item = q.get_nowait()
 
     def close(self) -> None:
-        if self.sub is not None:
-            self.cache.subscribers.discard(self.sub)
-        if self._pump is not None:
-            self._pump.cancel()
+        self._pump.cancel()
 
 
 class WatchCache:
@@ -227,7 +370,7 @@ class WatchCache:
         self.size = size
         self.caches: dict[str, ResourceCache] = {}
 
-    async def stream(self, prefix: str, after: int) -> "WatchStream":
+    async def stream(self, prefix: str, after: int) -> WatchStream | _DirectStream:
         """A stream of events under ``prefix`` (a resource's prefix, optionally
         narrowed to a namespace) with revision > ``after``. Raises
         CompactedError when that history is gone."""
@@ -243,13 +386,13 @@ class WatchCache:
             if not cache.started():
                 cache.start(after)
         try:
-            return WatchStream(prefix, cache, cache.subscribe(after), after=after)
+            return cache.subscribe(prefix, after)
         except TooOldError:
-            # Older than the ring: this watcher reads storage history itself.
+            # Older than the cache: this watcher reads storage history itself.
             compacted = await self.store.compacted_revision()
             if after < compacted:
                 raise CompactedError(after, compacted) from None
-            return WatchStream(prefix, cache, None, self._direct(prefix, after))
+            return _DirectStream(self._direct(prefix, after))
 
     async def events(self, prefix: str, after: int) -> AsyncIterator[CacheEvent]:
         """The same events one at a time (for in-process callers)."""
@@ -280,7 +423,7 @@ class WatchCache:
         return cache.last_rev if cache else 0
 
     def watcher_count(self) -> int:
-        return sum(len(c.subscribers) for c in self.caches.values())
+        return sum(len(c.streams) for c in self.caches.values())
 
     async def stop(self) -> None:
         for c in self.caches.values():

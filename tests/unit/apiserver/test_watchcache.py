@@ -85,3 +85,48 @@ async def test_wire_bytes_carry_the_revision() -> None:
 async def _take_events(cache: WatchCache):  # type: ignore[no-untyped-def]
     async for ev in cache.events(P, 0):
         return ev
+
+
+async def test_a_watcher_left_behind_by_the_cache_is_ended() -> None:
+    store = MemoryStore()
+    cache = WatchCache(store, size=4)
+    stream = await cache.stream(P, 0)
+    first = await stream.next_batch(0.2)
+    assert first == []  # nothing yet (the timeout passed)
+    for i in range(20):  # far more than the cache keeps, while the watcher does not read
+        await store.create(P + f"ns/x{i}", b'{"metadata":{}}')
+    await asyncio.sleep(0.05)
+    assert await stream.next_batch(5) is None  # it re-watches (and re-lists if it must)
+    stream.close()
+    await cache.stop()
+
+
+async def test_pushed_batches_skip_the_task_and_a_refused_one_reaches_it() -> None:
+    store = MemoryStore()
+    cache = WatchCache(store)
+    stream = await cache.stream(P, 0)
+    pushed: list[list[str]] = []
+    accept = True
+
+    def push(batch):  # type: ignore[no-untyped-def]
+        if accept:
+            pushed.append([ev.key for ev in batch])
+        return accept
+
+    stream.push = push
+    reader = asyncio.create_task(stream.next_batch(None))
+    await asyncio.sleep(0)
+    await store.create(P + "ns/a", b'{"metadata":{}}')
+    await store.create(P + "ns/b", b'{"metadata":{}}')
+    for _ in range(50):
+        if pushed:
+            break
+        await asyncio.sleep(0.01)
+    assert pushed == [[P + "ns/a", P + "ns/b"]]
+    assert not reader.done()  # the watcher's task slept through it
+    accept = False  # the client's buffer is full, say: the task writes (and waits) itself
+    await store.create(P + "ns/c", b'{"metadata":{}}')
+    batch = await asyncio.wait_for(reader, 5)
+    assert [ev.key for ev in batch] == [P + "ns/c"]
+    stream.close()
+    await cache.stop()
