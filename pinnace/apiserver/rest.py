@@ -322,7 +322,8 @@ class Registry:
             undo = await strat.admit_update(info, new, old, opts.dry_run)
             data = codec.encode_for_storage(new)
             try:
-                if data == codec.encode_for_storage(old) or opts.dry_run:
+                # Stored bytes are what encode_for_storage made of the old object.
+                if data == kv.value or opts.dry_run:
                     # Nothing changed: no write, no new revision (as Kubernetes does).
                     if opts.dry_run:
                         await undo()
