@@ -227,9 +227,29 @@ def _proto3_view(doc: Any) -> Any:
     return doc
 
 
+WIDGET = ResourceInfo("ex.com", "v1", "widgets", "Widget", True)
+WIDGET_SCHEMA: dict[str, Any] = {"type": "object", "properties": {"spec": {
+    "type": "object", "required": ["size"],
+    "x-kubernetes-validations": [{"rule": "self.size > 1 && self.mode != ''",
+                                  "message": "size: must be > 1 # really"}],
+    "properties": {
+        "size": {"type": "integer", "minimum": 2, "maximum": 10.5, "default": 3},
+        "mode": {"type": "string", "enum": ["on", "off", ""], "default": "on",
+                 "pattern": "^[a-z]+$", "maxLength": 20},
+        "labels": {"type": "object", "additionalProperties": {"type": "string"}},
+        "raw": {"x-kubernetes-preserve-unknown-fields": True},
+        "list": {"type": "array", "items": {"type": "object", "properties": {
+            "k": {"type": "string"}}}, "x-kubernetes-list-type": "map",
+            "x-kubernetes-list-map-keys": ["k"], "maxItems": 5},
+        "obj": {"type": "object", "default": {"a": [1, {"b": None}]}, "example": {"x": 1.5}},
+    }}}}
+
+
 def test_v2_protobuf_decodes_to_the_json_document() -> None:
     cls = _document_class()
-    for resources, crds in ((RESOURCES, CRD_SCHEMAS), (BUILTIN, {})):
+    widget = {("ex.com", "v1", "Widget"): WIDGET_SCHEMA}
+    for resources, crds in ((RESOURCES, CRD_SCHEMAS), (BUILTIN + [WIDGET], widget),
+                            (BUILTIN, {})):
         raw = openapi.openapi_v2(resources, crds)
         encoded = openapi_pb.encode(orjson.loads(raw))
         decoded = cls.FromString(encoded)
