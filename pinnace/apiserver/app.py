@@ -436,6 +436,9 @@ class APIServer:
                 raise APIError(404, "NotFound", "the server could not find the requested "
                                                 "resource", {})
             self._openapi[key] = doc
+        if parts == ["openapi", "v2"]:
+            code, headers, body = openapi.serve_v2(doc, request.headers)
+            return web.Response(status=code, headers=headers, body=body)
         resp = web.Response(body=doc, content_type="application/json")
         if "hash" in request.query:
             resp.headers["Cache-Control"] = "public, immutable"

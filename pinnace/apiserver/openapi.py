@@ -14,18 +14,30 @@ validation check (QueryParamVerifierV3) looks for a PATCH operation whose
 
 Documents only change when the served resources or CRD schemas do, so each
 is built once per distinct input and kept as bytes.
+
+/openapi/v2 is also served as the gnostic protobuf (pinnace.apiserver.
+openapi_pb) to clients that ask for it, as kube-openapi's handler does:
+``serve_v2`` negotiates the Accept header, sets the ETag (the SHA-512 of the
+JSON, shared by both forms since the answer varies by Accept) and
+Last-Modified, and answers conditional requests with 304.
 """
 
 from __future__ import annotations
 
+import email.utils
 import hashlib
-from collections.abc import Callable, Iterable
+import logging
+import time
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import orjson
 
 from pinnace.api import schema
 from pinnace.api.resources import ResourceInfo
+from pinnace.apiserver import openapi_pb
+
+log = logging.getLogger("pinnace.apiserver.openapi")
 
 Schema = dict[str, Any]
 CRDSchemas = dict[tuple[str, str, str], Schema]
@@ -637,3 +649,137 @@ def openapi_v3_group_version(group: str, version: str, resources: list[ResourceI
     """The OpenAPI 3.0 document for one group-version, or None when nothing
     is served there (the caller answers 404)."""
     return _all_v3(resources, crd_schemas).get(_gv_path(group, version))
+
+
+# ------------------------------------------------------- serving /openapi/v2
+
+V2_JSON = "application/json"
+V2_PROTOBUF = "application/com.github.proto-openapi.spec.v2.v1.0+protobuf"
+# Accepted subtypes of "application", in kube-openapi's order; the @ spelling
+# is the deprecated one and is answered with the dotted Content-Type.
+_V2_ACCEPTED = (("json", V2_JSON),
+                ("com.github.proto-openapi.spec.v2@v1.0+protobuf", V2_PROTOBUF),
+                ("com.github.proto-openapi.spec.v2.v1.0+protobuf", V2_PROTOBUF))
+
+
+def _accept_clauses(header: str) -> list[tuple[float, str, str]]:
+    """(q, type, subtype) per Accept clause, ordered as goautoneg.ParseAccept
+    orders them (its comparator, applied by Go's insertion sort)."""
+    clauses: list[tuple[float, str, str]] = []
+    for part in header.split(","):
+        media, *params = part.strip(" ").split(";")
+        sp = media.split("/")
+        typ = sp[0].strip(" ")
+        if len(sp) == 1 and typ == "*":
+            sub = "*"
+        elif len(sp) == 2:
+            sub = sp[1].strip(" ")
+        else:
+            continue
+        q = 1.0
+        for p in params:
+            name, eq, value = p.partition("=")
+            if eq and name.strip(" ") == "q":
+                try:
+                    q = float(value)
+                except ValueError:
+                    q = 0.0
+        clauses.append((q, typ, sub))
+
+    def less(a: tuple[float, str, str], b: tuple[float, str, str]) -> bool:
+        return a[0] > b[0] or (a[1] != "*" and b[1] == "*") or (a[2] != "*" and b[2] == "*")
+    for i in range(1, len(clauses)):
+        j = i
+        while j > 0 and less(clauses[j], clauses[j - 1]):
+            clauses[j], clauses[j - 1] = clauses[j - 1], clauses[j]
+            j -= 1
+    return clauses
+
+
+def v2_media_type(accept: str) -> str | None:
+    """The Content-Type /openapi/v2 answers an Accept header with, or None
+    (406). The first clause that matches wins; like upstream, q=0 does not
+    refuse a type."""
+    for _, typ, sub in _accept_clauses(accept or "*/*"):
+        if typ not in ("application", "*"):
+            continue
+        for want, answer in _V2_ACCEPTED:
+            if sub in (want, "*"):
+                return answer
+    return None
+
+
+class _V2Forms:
+    """What one generation of the JSON document is served with."""
+
+    def __init__(self, doc: bytes) -> None:
+        self.doc = doc
+        self.etag = f'"{doc_hash(doc)}"'
+        self.modified = int(time.time())
+        self._protobuf: bytes | None = None
+
+    def protobuf(self) -> bytes:
+        if self._protobuf is None:
+            self._protobuf = openapi_pb.encode(orjson.loads(self.doc))
+        return self._protobuf
+
+
+_v2_forms: dict[int, _V2Forms] = {}
+
+
+def _forms(doc: bytes) -> _V2Forms:
+    hit = _v2_forms.get(id(doc))
+    if hit is None or hit.doc is not doc:
+        if len(_v2_forms) >= _CACHE_MAX:
+            _v2_forms.pop(next(iter(_v2_forms)))
+        hit = _v2_forms[id(doc)] = _V2Forms(doc)
+    return hit
+
+
+def _etag_listed(header: str, etag: str) -> bool:
+    for tag in header.split(","):
+        tag = tag.strip()
+        if tag == "*" or tag.removeprefix("W/") == etag:
+            return True
+    return False
+
+
+def _not_modified(headers: Mapping[str, str], forms: _V2Forms) -> bool:
+    """RFC 7232 as Go's http.ServeContent applies it to GET: If-None-Match
+    when given, else If-Modified-Since."""
+    inm = headers.get("If-None-Match")
+    if inm is not None:
+        return _etag_listed(inm, forms.etag)
+    ims = headers.get("If-Modified-Since")
+    if ims:
+        try:
+            since = email.utils.parsedate_to_datetime(ims).timestamp()
+        except (TypeError, ValueError):
+            return False
+        return forms.modified <= since
+    return False
+
+
+def serve_v2(doc: bytes, headers: Mapping[str, str]) -> tuple[int, dict[str, str], bytes]:
+    """(status, headers, body) for GET /openapi/v2, given the JSON document
+    (as returned by ``openapi_v2``, the same bytes object for one generation)
+    and the request headers. The protobuf form is encoded on first request
+    and kept with the JSON."""
+    out = {"Vary": "Accept"}
+    media = v2_media_type(headers.get("Accept", ""))
+    if media is None:
+        return 406, out, b""
+    forms = _forms(doc)
+    body = doc
+    if media == V2_PROTOBUF:
+        try:
+            body = forms.protobuf()
+        except openapi_pb.ProtobufUnavailable as e:
+            log.error("cannot serve /openapi/v2 as protobuf: %s", e)
+            return 503, out, b""
+    out["ETag"] = forms.etag
+    if _not_modified(headers, forms):
+        return 304, out, b""
+    out["Content-Type"] = media
+    out["Last-Modified"] = email.utils.formatdate(forms.modified, usegmt=True)
+    return 200, out, body

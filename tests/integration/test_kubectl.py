@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import urllib.error
+import urllib.request
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -451,3 +455,70 @@ def test_crd_with_two_versions_uses_the_none_conversion(server: Server, namespac
     assert v1["spec"] == v2["spec"] == {"size": 3}
     stored = json.loads(k("get", "crd", "widgets.two.example.com", "-o", "json").stdout)
     assert stored["status"]["storedVersions"] == ["v1"]
+
+
+TOKEN_REVIEW = """\
+apiVersion: authentication.k8s.io/v1
+kind: TokenReview
+spec: {token: abc%s}
+"""
+ACCESS_REVIEW = """\
+apiVersion: authorization.k8s.io/v1
+kind: SubjectAccessReview
+spec:
+  user: jane
+  resourceAttributes: {verb: get, resource: pods, namespace: default%s}
+"""
+
+
+def test_create_only_kinds_validate_against_openapi_v2(server: Server, tmp_path: Path) -> None:
+    # These kinds have no PATCH, so kubectl's field-validation check finds
+    # them in neither OpenAPI document, as against Kubernetes, and validates
+    # the file itself with the /openapi/v2 protobuf.
+    cache = ["--cache-dir", str(tmp_path / "cache")]
+    (tmp_path / "tr.yaml").write_text(TOKEN_REVIEW % "")
+    (tmp_path / "sar.yaml").write_text(ACCESS_REVIEW % "")
+    for _ in range(2):  # the second run revalidates kubectl's cached copy
+        out = server.kubectl("create", "-f", str(tmp_path / "tr.yaml"), *cache).stdout
+        assert out.strip() == "tokenreview.authentication.k8s.io/<unknown> created"
+    out = server.kubectl("create", "-f", str(tmp_path / "sar.yaml"), "-o", "json", *cache).stdout
+    assert json.loads(out)["status"]["allowed"] is True
+
+    (tmp_path / "tr-bad.yaml").write_text(TOKEN_REVIEW % ", tokn: x")
+    (tmp_path / "sar-bad.yaml").write_text(ACCESS_REVIEW % ", verbb: list")
+    res = server.kubectl("create", "--validate=strict", "-f", str(tmp_path / "tr-bad.yaml"),
+                         *cache, check=False)
+    assert res.returncode != 0
+    assert ('error validating data: ValidationError(TokenReview.spec): unknown field "tokn" '
+            'in io.k8s.api.authentication.v1.TokenReviewSpec') in res.stderr
+    res = server.kubectl("create", "--validate=strict", "-f", str(tmp_path / "sar-bad.yaml"),
+                         *cache, check=False)
+    assert res.returncode != 0
+    assert ('ValidationError(SubjectAccessReview.spec.resourceAttributes): unknown field '
+            '"verbb" in io.k8s.api.authorization.v1.ResourceAttributes') in res.stderr
+
+
+def test_openapi_v2_protobuf_etag_and_not_modified(server: Server) -> None:
+    http = server.http()
+    pb = "application/com.github.proto-openapi.spec.v2@v1.0+protobuf"
+
+    def get(**headers: str) -> tuple[int, Any, bytes]:
+        req = urllib.request.Request(server.url + "/openapi/v2", headers=headers)
+        try:
+            with urllib.request.urlopen(req, context=http.ctx, timeout=30) as resp:
+                return resp.status, resp.headers, resp.read()
+        except urllib.error.HTTPError as e:
+            return e.code, e.headers, e.read()
+
+    code, headers, body = get(Accept=pb)
+    assert code == 200
+    assert headers["Content-Type"] == "application/com.github.proto-openapi.spec.v2.v1.0+protobuf"
+    assert headers["Vary"] == "Accept"
+    assert body.startswith(b"\x0a\x032.0")  # Document.swagger = "2.0"
+    code, js_headers, js_body = get(Accept="application/json")
+    assert code == 200 and js_headers["Content-Type"] == "application/json"
+    assert headers["ETag"] == js_headers["ETag"] == \
+        '"' + hashlib.sha512(js_body).hexdigest().upper() + '"'
+    code, _, body = get(Accept=pb, **{"If-None-Match": headers["ETag"]})
+    assert (code, body) == (304, b"")
+    assert get(Accept="text/html")[0] == 406

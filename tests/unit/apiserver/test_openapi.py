@@ -4,16 +4,21 @@ field-validation support) from a tiny loopback server."""
 from __future__ import annotations
 
 import asyncio
+import email.utils
+import hashlib
 import os
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
+import yaml
 from aiohttp import web
+from google.protobuf import any_pb2, descriptor_pb2, descriptor_pool, message_factory
+from google.protobuf.message import Message
 
 from pinnace.api.resources import BUILTIN, ResourceInfo
-from pinnace.apiserver import openapi
+from pinnace.apiserver import openapi, openapi_pb
 from tests.conftest import KUBECTL
 
 CRONTAB = ResourceInfo("stable.example.com", "v1", "crontabs", "CronTab", True,
@@ -155,6 +160,235 @@ def test_documents_are_cached() -> None:
     a = openapi.openapi_v2(RESOURCES, CRD_SCHEMAS)
     b = openapi.openapi_v2(RESOURCES, CRD_SCHEMAS)
     assert a is b
+
+
+# ------------------------------------------------- /openapi/v2 as protobuf
+
+def _document_class() -> Any:
+    """openapi.v2.Document as the protobuf package builds it from the
+    descriptor kubectl carries: a decoder that shares nothing with ours."""
+    pool = descriptor_pool.DescriptorPool()
+    any_file = descriptor_pb2.FileDescriptorProto()
+    any_pb2.DESCRIPTOR.CopyToProto(any_file)
+    pool.Add(any_file)
+    pool.Add(descriptor_pb2.FileDescriptorProto.FromString(openapi_pb._load_raw()))
+    return message_factory.GetMessageClass(pool.FindMessageTypeByName("openapi.v2.Document"))
+
+
+def _camel(name: str) -> str:
+    if name == "_ref":
+        return "$ref"
+    head, *rest = name.split("_")
+    return head + "".join(p.capitalize() for p in rest)
+
+
+def _to_json(m: Message) -> Any:
+    """gnostic message -> Swagger JSON, following gnostic's ToRawInfo."""
+    name = m.DESCRIPTOR.name
+    if name == "Any":
+        return yaml.safe_load(m.yaml)  # type: ignore[attr-defined]
+    if name == "TypeItem":
+        values = list(m.value)  # type: ignore[attr-defined]
+        return values[0] if len(values) == 1 else values
+    if name == "ItemsItem":
+        items = [_to_json(s) for s in m.schema]  # type: ignore[attr-defined]
+        return items[0] if len(items) == 1 else items
+    if name == "StringArray":
+        return list(m.value)  # type: ignore[attr-defined]
+    if m.DESCRIPTOR.oneofs:
+        chosen = m.WhichOneof(m.DESCRIPTOR.oneofs[0].name)
+        assert chosen is not None, name
+        value = getattr(m, chosen)
+        return value if isinstance(value, bool) else _to_json(value)
+    out: dict[str, Any] = {}
+    for field, value in m.ListFields():
+        if field.is_repeated and field.message_type is not None and \
+                field.message_type.name.startswith("Named"):  # maps, x-* keys
+            for pair in value:
+                out[pair.name] = _to_json(pair.value)
+        elif field.message_type is None:
+            out[_camel(field.name)] = list(value) if field.is_repeated else value
+        elif field.is_repeated:
+            out[_camel(field.name)] = [_to_json(v) for v in value]
+        else:
+            out[_camel(field.name)] = _to_json(value)
+    return out
+
+
+def _proto3_view(doc: Any) -> Any:
+    """``doc`` without what proto3 cannot carry: the only zero value the
+    documents hold outside an Any is ``required: false`` of body parameters."""
+    if isinstance(doc, dict):
+        if doc.get("in") == "body" and doc.get("required") is False:
+            doc = {k: v for k, v in doc.items() if k != "required"}
+        return {k: _proto3_view(v) for k, v in doc.items()}
+    if isinstance(doc, list):
+        return [_proto3_view(v) for v in doc]
+    return doc
+
+
+WIDGET = ResourceInfo("ex.com", "v1", "widgets", "Widget", True)
+WIDGET_SCHEMA: dict[str, Any] = {"type": "object", "properties": {"spec": {
+    "type": "object", "required": ["size"],
+    "x-kubernetes-validations": [{"rule": "self.size > 1 && self.mode != ''",
+                                  "message": "size: must be > 1 # really"}],
+    "properties": {
+        "size": {"type": "integer", "minimum": 2, "maximum": 10.5, "default": 3},
+        "mode": {"type": "string", "enum": ["on", "off", ""], "default": "on",
+                 "pattern": "^[a-z]+$", "maxLength": 20},
+        "labels": {"type": "object", "additionalProperties": {"type": "string"}},
+        "raw": {"x-kubernetes-preserve-unknown-fields": True},
+        "list": {"type": "array", "items": {"type": "object", "properties": {
+            "k": {"type": "string"}}}, "x-kubernetes-list-type": "map",
+            "x-kubernetes-list-map-keys": ["k"], "maxItems": 5},
+        "obj": {"type": "object", "default": {"a": [1, {"b": None}]}, "example": {"x": 1.5}},
+    }}}}
+
+
+def test_v2_protobuf_decodes_to_the_json_document() -> None:
+    cls = _document_class()
+    widget = {("ex.com", "v1", "Widget"): WIDGET_SCHEMA}
+    for resources, crds in ((RESOURCES, CRD_SCHEMAS), (BUILTIN + [WIDGET], widget),
+                            (BUILTIN, {})):
+        raw = openapi.openapi_v2(resources, crds)
+        encoded = openapi_pb.encode(orjson.loads(raw))
+        decoded = cls.FromString(encoded)
+        assert _to_json(decoded) == _proto3_view(orjson.loads(raw))
+        # Field order is canonical, as Go's proto.Marshal writes it.
+        assert decoded.SerializeToString() == encoded
+    pod = {p.name: p.value for p in decoded.definitions.additional_properties}[
+        "io.k8s.api.core.v1.Pod"]
+    ext = {e.name: e.value.yaml for e in pod.vendor_extension}
+    assert ext["x-kubernetes-group-version-kind"] == '- group: ""\n  kind: Pod\n  version: v1\n'
+
+
+def _two_byte_varint(n: int) -> bytes:
+    assert n < 1 << 14
+    return bytes([n]) if n < 0x80 else bytes([n & 0x7F | 0x80, n >> 7])
+
+
+def _ld(number: int, payload: bytes) -> bytes:
+    """A length-delimited field: tag (number << 3 | 2), length, payload."""
+    return _two_byte_varint(number << 3 | 2) + _two_byte_varint(len(payload)) + payload
+
+
+def test_v2_protobuf_wire_bytes_of_a_small_document() -> None:
+    # Field numbers as OpenAPIv2.proto gives them, worked by hand.
+    doc = {
+        "swagger": "2.0",
+        "info": {"title": "T", "version": "v1"},
+        "paths": {"/a": {"get": {
+            "operationId": "g",
+            "parameters": [{"name": "n", "in": "query", "type": "string"}],
+            "responses": {"200": {"description": "OK", "schema": {"$ref": "#/definitions/X"}}},
+            "x-kubernetes-action": "get"}}},
+        "definitions": {"X": {
+            "type": "object", "required": ["a"],
+            "properties": {"a": {"type": "array", "items": {"type": "string"}},
+                           "m": {"type": "object", "additionalProperties": False}},
+            "x-kubernetes-group-version-kind": [{"group": "", "kind": "X", "version": "v1"}]}},
+        "security": [{"BearerToken": []}],
+    }
+    op = (_ld(5, b"g")                                       # operation_id
+          + _ld(8, _ld(1, _ld(2, _ld(3,                      # parameters.parameter.non_body.query
+                _ld(2, b"query") + _ld(4, b"n") + _ld(6, b"string")))))
+          + _ld(9, _ld(1, _ld(1, b"200") + _ld(2, _ld(1,     # responses.response_code.value.response
+                _ld(1, b"OK") + _ld(2, _ld(1, _ld(1, b"#/definitions/X")))))))
+          + _ld(13, _ld(1, b"x-kubernetes-action") + _ld(2, _ld(2, b"get\n"))))
+    string_type = _ld(22, _ld(1, b"string"))
+    props = (_ld(1, _ld(1, b"a") + _ld(2, _ld(22, _ld(1, b"array"))
+                                       + _ld(23, _ld(1, string_type))))
+             + _ld(1, _ld(1, b"m") + _ld(2, _ld(21, b"\x10\x00")  # additionalProperties: false
+                                       + _ld(22, _ld(1, b"object")))))
+    schema_x = (_ld(19, b"a") + _ld(22, _ld(1, b"object")) + _ld(25, props)
+                + _ld(31, _ld(1, b"x-kubernetes-group-version-kind")
+                      + _ld(2, _ld(2, b'- group: ""\n  kind: X\n  version: v1\n'))))
+    want = (_ld(1, b"2.0")
+            + _ld(2, _ld(1, b"T") + _ld(2, b"v1"))
+            + _ld(8, _ld(2, _ld(1, b"/a") + _ld(2, _ld(2, op))))
+            + _ld(9, _ld(1, _ld(1, b"X") + _ld(2, schema_x)))
+            + _ld(12, _ld(1, _ld(1, b"BearerToken") + _ld(2, b""))))
+    assert openapi_pb.encode(doc) == want
+
+
+@pytest.mark.parametrize("value", [
+    "", "true", "Yes", "y", "null", "~", "1", "1.5", "0x10", "1e3", ".inf", "2001-12-14",
+    "-x", "- x", "a: b", "a:b", "#x", "x #y", "{x}", "[a]", "*a", "&a", "!t", "<<", "=",
+    "'q'", '"dq"', "a ", " a", "two\nlines", "tab\tx", "ü", "\u2028", "\x85",
+    "merge,retainKeys", "/a/b", None, True, 0, -1, 1.5, 1e16, [], {},
+    [{"group": "", "kind": "Pod", "version": "v1"}],
+    {"discriminator": "type", "fields-to-discriminateBy": {"exec": "Exec", "": "e"}},
+    [1, [2, [3]], {"a": [{"b": {}}]}],
+])
+def test_any_yaml_reads_back_as_the_value(value: Any) -> None:
+    back = yaml.safe_load(openapi_pb.to_yaml(value))
+    assert back == value and type(back) is type(value)
+
+
+def test_descriptor_is_cut_where_field_numbers_go_down() -> None:
+    raw = openapi_pb._load_raw()
+    blob = b"junk" + raw + b"\n\x19openapiv3/OpenAPIv3.proto" + b"\x00" * 8
+    assert openapi_pb._cut_descriptor(blob, 4) == raw
+    assert openapi_pb._cut_descriptor(b"x" + raw + b"\x00\x00", 1) == raw
+
+
+@pytest.mark.parametrize("accept, want", [
+    ("", openapi.V2_JSON),
+    ("*/*", openapi.V2_JSON),
+    ("application/*", openapi.V2_JSON),
+    ("application/json, */*", openapi.V2_JSON),
+    ("application/com.github.proto-openapi.spec.v2@v1.0+protobuf", openapi.V2_PROTOBUF),
+    ("application/com.github.proto-openapi.spec.v2.v1.0+protobuf", openapi.V2_PROTOBUF),
+    ("application/com.github.proto-openapi.spec.v2.v1.0+protobuf;q=0.5, application/json",
+     openapi.V2_JSON),
+    ("application/json;q=0.9, application/com.github.proto-openapi.spec.v2@v1.0+protobuf",
+     openapi.V2_PROTOBUF),
+    ("text/html, application/com.github.proto-openapi.spec.v2.v1.0+protobuf",
+     openapi.V2_PROTOBUF),
+    ("text/html", None),
+    ("application/yaml", None),
+])
+def test_v2_content_negotiation(accept: str, want: str | None) -> None:
+    assert openapi.v2_media_type(accept) == want
+
+
+PB_ACCEPT = {"Accept": "application/com.github.proto-openapi.spec.v2@v1.0+protobuf"}
+
+
+def test_serve_v2_etag_and_conditional_requests() -> None:
+    doc = openapi.openapi_v2(RESOURCES, CRD_SCHEMAS)
+    code, headers, body = openapi.serve_v2(doc, PB_ACCEPT)
+    assert code == 200
+    assert headers["Content-Type"] == openapi.V2_PROTOBUF
+    assert headers["Vary"] == "Accept"
+    # Upstream's ETag: the SHA-512 of the JSON, in upper-case hex, for both forms.
+    etag = '"' + hashlib.sha512(doc).hexdigest().upper() + '"'
+    assert headers["ETag"] == etag
+    assert body[:1] == b"\x0a" and body != doc
+    again = openapi.serve_v2(doc, PB_ACCEPT)[2]
+    assert again is body  # encoded once per document
+
+    code, js_headers, js_body = openapi.serve_v2(doc, {})
+    assert (code, js_headers["Content-Type"], js_headers["ETag"]) == (200, "application/json", etag)
+    assert js_body is doc
+
+    for inm in (etag, f"W/{etag}", f'"other", {etag}', "*"):
+        code, h304, b304 = openapi.serve_v2(doc, {**PB_ACCEPT, "If-None-Match": inm})
+        assert (code, b304) == (304, b""), inm
+        assert h304["ETag"] == etag and "Content-Type" not in h304
+    assert openapi.serve_v2(doc, {**PB_ACCEPT, "If-None-Match": '"other"'})[0] == 200
+
+    modified = email.utils.parsedate_to_datetime(headers["Last-Modified"]).timestamp()
+    later = email.utils.formatdate(modified + 60, usegmt=True)
+    earlier = email.utils.formatdate(modified - 60, usegmt=True)
+    assert openapi.serve_v2(doc, {**PB_ACCEPT, "If-Modified-Since": later})[0] == 304
+    assert openapi.serve_v2(doc, {**PB_ACCEPT, "If-Modified-Since": earlier})[0] == 200
+    # If-None-Match wins over If-Modified-Since.
+    assert openapi.serve_v2(doc, {**PB_ACCEPT, "If-Modified-Since": later,
+                                  "If-None-Match": '"other"'})[0] == 200
+
+    code, h406, b406 = openapi.serve_v2(doc, {"Accept": "text/html"})
+    assert (code, h406, b406) == (406, {"Vary": "Accept"}, b"")
 
 
 # ------------------------------------------------------------ real kubectl
