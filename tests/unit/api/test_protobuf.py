@@ -17,7 +17,7 @@ from pinnace.api import protobuf as pb
 
 def _kubectl() -> str | None:
     try:
-        return str(pb._find_kubectl())
+        return str(pb.find_kubectl())
     except pb.ProtobufUnavailable:
         return None
 
