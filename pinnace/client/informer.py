@@ -86,6 +86,9 @@ class Informer:
             for obj in list(self.store.values()):
                 on_add(obj)
 
+    def has_index(self, name: str) -> bool:
+        return name in self._index_funcs
+
     def add_index(self, name: str, fn: IndexFunc) -> None:
         self._index_funcs[name] = fn
         idx: dict[str, set[str]] = {}

@@ -124,6 +124,31 @@ def controller_ref(obj: Obj) -> Obj | None:
     return None
 
 
+CONTROLLER_INDEX = "controller-uid"
+
+
+def _controller_index(obj: Obj) -> list[str]:
+    ref = controller_ref(obj)
+    if ref is not None:
+        return [str(ref.get("uid", ""))]
+    return ["orphan/" + ((obj.get("metadata") or {}).get("namespace") or "")]
+
+
+def index_by_controller(informer: Any) -> None:
+    """Index ``informer``'s objects by their controller's uid, and those
+    without one by namespace (upstream's controllerUIDIndex), so that a
+    controller's sync looks at its own pods and the orphans it may adopt,
+    not at every pod of the namespace."""
+    if not informer.has_index(CONTROLLER_INDEX):
+        informer.add_index(CONTROLLER_INDEX, _controller_index)
+
+
+def owned_or_orphaned(informer: Any, namespace: str, uid: str) -> list[Obj]:
+    """The objects a controller with ``uid`` owns, and the namespace's orphans."""
+    return informer.by_index(CONTROLLER_INDEX, uid) + \
+        informer.by_index(CONTROLLER_INDEX, "orphan/" + namespace)
+
+
 def owner_reference(owner: Obj, block: bool = True) -> Obj:
     meta = owner["metadata"]
     return {"apiVersion": owner["apiVersion"], "kind": owner["kind"], "name": meta["name"],

@@ -22,7 +22,15 @@ from pinnace.client import ApiError, key_of
 
 from . import history
 from . import pods as podutil
-from .base import Context, Controller, Expectations, controller_ref, owner_reference
+from .base import (
+    CONTROLLER_INDEX,
+    Context,
+    Controller,
+    Expectations,
+    controller_ref,
+    index_by_controller,
+    owner_reference,
+)
 
 Obj = dict[str, Any]
 
@@ -251,6 +259,7 @@ class DaemonSetController(Controller):
         super().__init__(ctx)
         self.sets = ctx.informers.informer("apps/v1", "daemonsets")
         self.pods = ctx.informers.informer("v1", "pods")
+        index_by_controller(self.pods)
         self.nodes = ctx.informers.informer("v1", "nodes")
         self.revs = ctx.informers.informer("apps/v1", "controllerrevisions")
         self.ds_api = self.client.resource("apps/v1", "daemonsets")
@@ -394,7 +403,7 @@ class DaemonSetController(Controller):
         that has terminated and is being deleted is left out: nothing remains
         to be done with it (upstream's getNodesToDaemonPods)."""
         out: dict[str, list[Obj]] = {}
-        for pod in self.pods.objects(ns):
+        for pod in self.pods.by_index(CONTROLLER_INDEX, uid):
             ref = controller_ref(pod)
             if ref is None or ref.get("uid") != uid:
                 continue

@@ -15,7 +15,14 @@ from pinnace.api import selectors
 from pinnace.client import ApiError, key_of
 
 from . import history
-from .base import Context, Controller, controller_ref, owner_reference
+from .base import (
+    CONTROLLER_INDEX,
+    Context,
+    Controller,
+    controller_ref,
+    index_by_controller,
+    owner_reference,
+)
 from .pods import parse_time
 
 Obj = dict[str, Any]
@@ -207,6 +214,7 @@ class DeploymentController(Controller):
         self.deployments = ctx.informers.informer("apps/v1", "deployments")
         self.rss = ctx.informers.informer("apps/v1", "replicasets")
         self.pods = ctx.informers.informer("v1", "pods")
+        index_by_controller(self.pods)
         self.d_api = self.client.resource("apps/v1", "deployments")
         self.rs_api = self.client.resource("apps/v1", "replicasets")
 
@@ -634,16 +642,9 @@ class DeploymentController(Controller):
     def _old_pods_running(self, old: list[Obj]) -> bool:
         if any(_st(rs, "replicas") > 0 for rs in old):
             return True
-        uids = {rs["metadata"]["uid"] for rs in old}
-        ns = old[0]["metadata"]["namespace"] if old else None
-        if ns is None:
-            return False
-        for pod in self.pods.objects(ns):
-            ref = controller_ref(pod)
-            if ref is not None and ref.get("uid") in uids and \
-                    (pod.get("status") or {}).get("phase") not in ("Succeeded", "Failed"):
-                return True
-        return False
+        return any((pod.get("status") or {}).get("phase") not in ("Succeeded", "Failed")
+                   for rs in old for pod in self.pods.by_index(CONTROLLER_INDEX,
+                                                                rs["metadata"]["uid"]))
 
     async def _cleanup(self, d: Obj, old: list[Obj]) -> None:
         limit = d["spec"].get("revisionHistoryLimit")

@@ -13,7 +13,15 @@ from pinnace.api import selectors
 from pinnace.client import ApiError, key_of
 
 from . import pods as podutil
-from .base import Context, Controller, Expectations, controller_ref, owner_reference
+from .base import (
+    Context,
+    Controller,
+    Expectations,
+    controller_ref,
+    index_by_controller,
+    owned_or_orphaned,
+    owner_reference,
+)
 
 Obj = dict[str, Any]
 
@@ -33,6 +41,7 @@ class ReplicaSetController(Controller):
         self.expectations = Expectations()
         self.owners = ctx.informers.informer(self.api_version, self.resource)
         self.pods = ctx.informers.informer("v1", "pods")
+        index_by_controller(self.pods)
         self.pod_api = self.client.resource("v1", "pods")
         self.owner_api = self.client.resource(self.api_version, self.resource)
 
@@ -111,7 +120,7 @@ class ReplicaSetController(Controller):
         sel = self.selector(owner)
         deleting = bool(owner["metadata"].get("deletionTimestamp"))
         owned: list[Obj] = []
-        for pod in self.pods.objects(ns):
+        for pod in owned_or_orphaned(self.pods, ns, uid):
             ref = controller_ref(pod)
             labels = pod["metadata"].get("labels") or {}
             if ref is not None and ref.get("uid") == uid:

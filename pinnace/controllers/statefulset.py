@@ -18,7 +18,14 @@ from pinnace.client import ApiError
 
 from . import history
 from . import pods as podutil
-from .base import Context, Controller, controller_ref, owner_reference
+from .base import (
+    CONTROLLER_INDEX,
+    Context,
+    Controller,
+    controller_ref,
+    index_by_controller,
+    owner_reference,
+)
 
 Obj = dict[str, Any]
 
@@ -81,6 +88,7 @@ class StatefulSetController(Controller):
         super().__init__(ctx)
         self.sets = ctx.informers.informer("apps/v1", "statefulsets")
         self.pods = ctx.informers.informer("v1", "pods")
+        index_by_controller(self.pods)
         self.revs = ctx.informers.informer("apps/v1", "controllerrevisions")
         self.pvcs = ctx.informers.informer("v1", "persistentvolumeclaims")
         self.set_api = self.client.resource("apps/v1", "statefulsets")
@@ -109,15 +117,13 @@ class StatefulSetController(Controller):
         ns = s["metadata"]["namespace"]
         uid = s["metadata"]["uid"]
         sel = selectors.label_selector_from_dict(_spec(s).get("selector"))
-        owned = [p for p in self.pods.objects(ns)
-                 if (ref := controller_ref(p)) is not None and ref.get("uid") == uid]
+        owned = self.pods.by_index(CONTROLLER_INDEX, uid)
         owned += await self._adopt(s, sel, ns)
         revisions = history.owned_revisions(self.revs.objects(ns), s)
         current_rev, update_rev, collisions = await self._revisions(s, revisions)
         if not s["metadata"].get("deletionTimestamp"):
             await self._reconcile(s, owned, current_rev, update_rev)
-            owned = [p for p in self.pods.objects(ns)
-                     if (ref := controller_ref(p)) is not None and ref.get("uid") == uid]
+            owned = self.pods.by_index(CONTROLLER_INDEX, uid)
         await self._update_status(s, owned, current_rev, update_rev, collisions)
         live = {current_rev["metadata"]["name"], update_rev["metadata"]["name"]} | \
             {_revision(p) for p in owned}
@@ -128,7 +134,7 @@ class StatefulSetController(Controller):
         if s["metadata"].get("deletionTimestamp"):
             return []
         out = []
-        for pod in self.pods.objects(ns):
+        for pod in self.pods.by_index(CONTROLLER_INDEX, "orphan/" + ns):
             if controller_ref(pod) is None and not _terminating(pod) and \
                     sel.matches(pod["metadata"].get("labels") or {}) and \
                     ordinal_of(s["metadata"]["name"], pod) is not None:
