@@ -17,6 +17,8 @@ import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import orjson
+
 from pinnace.scheduler.cache import NodeInfo, PodInfo, SchedulerCache
 from pinnace.scheduler.plugins._match import compile_label_selector
 from pinnace.scheduler.plugins.base import MAX_NODE_SCORE, Check, Scorer
@@ -32,7 +34,7 @@ SelectorFor = Callable[[PodInfo], "dict[str, Any] | None"]
 
 
 class _Constraint:
-    __slots__ = ("key", "max_skew", "min_domains", "match", "self_match")
+    __slots__ = ("key", "max_skew", "min_domains", "match", "memo_key", "self_match")
 
     def __init__(self, c: dict[str, Any], pod: PodInfo) -> None:
         self.key: str = c.get("topologyKey", "")
@@ -41,6 +43,22 @@ class _Constraint:
         extra = {k: pod.labels[k] for k in c.get("matchLabelKeys") or () if k in pod.labels}
         self.match = compile_label_selector(c.get("labelSelector"), extra)
         self.self_match = 1 if self.match(pod.labels) else 0
+        # What a node's count of matching pods depends on, besides the node.
+        self.memo_key = ("spread", pod.namespace, orjson.dumps(
+            [c.get("labelSelector"), extra], option=orjson.OPT_SORT_KEYS))
+
+
+def _on_node(ni: NodeInfo, ns: str, c: _Constraint) -> int:
+    """Pods on ``ni`` in ``ns`` that ``c`` selects, remembered on the node
+    until its pods change: one binding changes one node's counts, so the
+    next pod's counts are mostly lookups, not a walk over every pod."""
+    memo = ni.memo
+    n = memo.get(c.memo_key)
+    if n is None:
+        match = c.match
+        n = memo[c.memo_key] = sum(1 for p in ni.pods.values()
+                                   if p.namespace == ns and not p.terminating and match(p.labels))
+    return n  # type: ignore[no-any-return]
 
 
 def _constraints(pod: PodInfo, mode: str) -> list[_Constraint]:
@@ -77,14 +95,15 @@ def _count(pod: PodInfo, cache: SchedulerCache, cons: list[_Constraint],
             for i, k in enumerate(keys):
                 if k in labels:
                     counts[i].setdefault(labels[k], 0)
-    for p in cache.pods_in([pod.namespace]):
-        if p.terminating or not eligible.get(p.node_name):
+    ns = pod.namespace
+    for ni in cache.node_list():
+        if not eligible.get(ni.name) or not ni.pods:
             continue
-        labels = cache.nodes[p.node_name].labels
+        labels = ni.labels
         for i, c in enumerate(cons):
             v = labels.get(c.key)
-            if v is not None and c.match(p.labels):
-                counts[i][v] = counts[i].get(v, 0) + 1
+            if v is not None:
+                counts[i][v] = counts[i].get(v, 0) + _on_node(ni, ns, c)
     return counts
 
 
@@ -99,12 +118,10 @@ def _count_on(pod: PodInfo, nodes: Sequence[NodeInfo], cons: list[_Constraint],
         labels = ni.labels
         if require_all and any(k not in labels for k in keys):
             continue
-        mine = [p for p in ni.pods.values() if p.namespace == ns and not p.terminating]
         for i, c in enumerate(cons):
             v = labels.get(c.key)
-            if v is None:
-                continue
-            counts[i][v] = counts[i].get(v, 0) + sum(1 for p in mine if c.match(p.labels))
+            if v is not None:
+                counts[i][v] = counts[i].get(v, 0) + (_on_node(ni, ns, c) if ni.pods else 0)
     return counts
 
 
