@@ -51,7 +51,7 @@ def _server_args(p: argparse.ArgumentParser) -> None:
                    help="tolerationSeconds of the not-ready toleration added to every pod")
     p.add_argument("--default-unreachable-toleration-seconds", type=int, default=300,
                    help="tolerationSeconds of the unreachable toleration added to every pod")
-    p.add_argument("--workers", type=int, default=int(os.environ.get("PINNACE_TEST_WORKERS", "1")),
+    p.add_argument("--workers", type=int, default=1,
                    help="API server processes sharing the port and the datastore, to use "
                         "more cores (default 1; not with --datastore memory)")
 

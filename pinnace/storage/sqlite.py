@@ -32,8 +32,9 @@ table, and delivers the rows other processes committed since this one last
 looked before its own, so every process's watchers see one history in
 revision order. Commits are serialized by that lock, so any snapshot holds
 every revision up to its newest: an idle writer thread polls for foreign
-commits (``PRAGMA data_version``) every ``poll_interval`` seconds. Only the
-``owner`` (the process holding ``<file>.lock``) compacts.
+commits (``PRAGMA data_version``) every ``poll_interval`` seconds. Shared
+processes hold ``<file>.lock`` shared (an unshared server holds it alone);
+one of them, holding ``<file>.compact``, compacts.
 """
 
 from __future__ import annotations
@@ -126,13 +127,16 @@ def _count_sql(lower: str, upper: bool) -> str:
     )
 
 
-def _backlog_sql(upper: bool) -> str:
-    cond = "kv.name >= ? AND kv.name < ?" if upper else "kv.name >= ?"
+def _backlog_sql(upper: bool | None) -> str:
+    """Rows after a revision with the value each replaced; under a key range
+    (upper: with an end), or every key (None: what other processes wrote)."""
+    cond = "" if upper is None else \
+        " AND kv.name >= ? AND kv.name < ?" if upper else " AND kv.name >= ?"
     return (
         "SELECT kv.id, kv.name, kv.created, kv.deleted, kv.create_revision,"
         " kv.prev_revision, kv.value, p.value FROM kv"
         " LEFT JOIN kv AS p ON p.id = kv.prev_revision AND kv.created = 0 AND kv.deleted = 0"
-        f" WHERE kv.id > ? AND {cond} ORDER BY kv.id"
+        f" WHERE kv.id > ?{cond} ORDER BY kv.id"
     )
 
 
@@ -141,13 +145,17 @@ _LIST_ORDERED = {u: _list_sql(u, order=True) for u in (True, False)}
 _COUNT_FROM = {u: _count_sql(">=", u) for u in (True, False)}
 _COUNT_AFTER = {u: _count_sql(">", u) for u in (True, False)}
 _BACKLOG = {u: _backlog_sql(u) for u in (True, False)}
-# Every row after a revision, whatever its key: what other processes wrote.
-_FOREIGN = (
-    "SELECT kv.id, kv.name, kv.created, kv.deleted, kv.create_revision,"
-    " kv.prev_revision, kv.value, p.value FROM kv"
-    " LEFT JOIN kv AS p ON p.id = kv.prev_revision AND kv.created = 0 AND kv.deleted = 0"
-    " WHERE kv.id > ? ORDER BY kv.id"
-)
+_FOREIGN = _backlog_sql(None)
+
+
+def _bounds(conn: sqlite3.Connection) -> tuple[int, int]:
+    """(compacted revision, newest revision) as this transaction sees them.
+    Compaction may have removed the newest row (a deletion), but never one
+    above the compacted revision, so the newest is the larger of the two."""
+    meta = conn.execute("SELECT value FROM meta WHERE name = 'compact_rev'").fetchone()
+    compacted = meta[0] if meta else 0
+    top = conn.execute("SELECT MAX(id) FROM kv").fetchone()[0] or 0
+    return compacted, max(top, compacted)
 
 
 def prefix_end(prefix: str) -> str | None:
@@ -203,8 +211,8 @@ class SQLiteStore:
     ``keep_seconds`` (whichever keeps more); 0 disables the background task.
     ``max_batch`` bounds how many writes share one transaction.
     ``shared``: other processes write the same file (see the module doc);
-    ``owner``: this process holds the file's lock and compacts it (a shared
-    store that is not the owner trusts the owner to hold the lock).
+    ``owner``: this process compacts it (when shared, unless another
+    process already does).
     """
 
     def __init__(
@@ -237,7 +245,7 @@ class SQLiteStore:
         self._poll_interval = poll_interval
         self._wlock_fd: int | None = None
         self._data_version = 0
-        self._seen_compacted = 0  # the compacted revision as the writer thread last read it
+        self._compact_fd: int | None = None
 
         self._loop: asyncio.AbstractEventLoop | None = None
         self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
@@ -284,19 +292,30 @@ class SQLiteStore:
         return conn
 
     def _open_writer(self) -> None:
-        if self._owner:
-            # Unshared, the revision counter lives in this process: a second
-            # process writing the same file would hand out the same
-            # revisions. Shared, the owner's lock keeps other servers off
-            # the file its workers use. The lock goes away with the process,
-            # however it dies.
-            lock_fd = os.open(self.path + ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+        # Unshared, the revision counter lives in this process: a second
+        # process writing the same file would hand out the same revisions,
+        # so it takes the file exclusively. Shared processes hold it shared:
+        # they keep an unshared server off the file (and it them), even
+        # while one of them restarts. Locks go away with the process,
+        # however it dies.
+        lock_fd = os.open(self.path + ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(lock_fd, (fcntl.LOCK_SH if self._shared else fcntl.LOCK_EX) |
+                        fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(lock_fd)
+            raise StoreError(f"{self.path} is in use by another process") from None
+        self._lock_fd = lock_fd
+        if self._shared and self._owner:
+            # One process compacts: the owner, unless another one already does.
+            fd = os.open(self.path + ".compact", os.O_RDWR | os.O_CREAT, 0o600)
             try:
-                fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                self._compact_fd = fd
             except BlockingIOError:
-                os.close(lock_fd)
-                raise StoreError(f"{self.path} is in use by another process") from None
-            self._lock_fd = lock_fd
+                os.close(fd)
+                self._owner = False
+                log.info("another process compacts %s", self.path)
         if self._shared:
             self._wlock_fd = os.open(self.path + ".wlock", os.O_RDWR | os.O_CREAT, 0o600)
         conn = self._connect()
@@ -335,8 +354,9 @@ class SQLiteStore:
             self._wconn.close()
         if self._lock_fd is not None:
             os.close(self._lock_fd)  # releases the flock
-        if self._wlock_fd is not None:
-            os.close(self._wlock_fd)
+        for fd in (self._wlock_fd, self._compact_fd):
+            if fd is not None:
+                os.close(fd)
         self._broadcaster.close_all()
 
     # ---- writes: queued to the writer thread ----
@@ -417,25 +437,28 @@ class SQLiteStore:
 
     def _end(self, conn: sqlite3.Connection, commit: bool) -> None:
         try:
-            if commit:
-                conn.execute("COMMIT")
-            else:
-                _rollback(conn)
+            try:
+                if commit:
+                    conn.execute("COMMIT")
+                else:
+                    _rollback(conn)
+            except BaseException:
+                _rollback(conn)  # before unlocking: no open write transaction is left behind
+                raise
+            finally:
+                if self._shared:
+                    # Our own commit does not change data_version. Read it while
+                    # still holding the lock: a commit by another process the
+                    # moment we unlock must show as a change to the next poll.
+                    self._data_version = conn.execute("PRAGMA data_version").fetchone()[0]
         finally:
             if self._shared:
                 assert self._wlock_fd is not None
                 fcntl.flock(self._wlock_fd, fcntl.LOCK_UN)
-                # Our own commit does not change data_version; remember it
-                # so the next poll only wakes for other processes.
-                self._data_version = conn.execute("PRAGMA data_version").fetchone()[0]
 
     def _read_foreign(self, conn: sqlite3.Connection) -> _Events:
         """Rows after ``_wrev`` (inside a transaction): other processes' commits."""
-        meta = conn.execute("SELECT value FROM meta WHERE name = 'compact_rev'").fetchone()
-        compacted = meta[0] if meta else 0
-        self._seen_compacted = compacted
-        top = conn.execute("SELECT MAX(id) FROM kv").fetchone()[0] or 0
-        head = max(top, compacted)
+        compacted, head = _bounds(conn)
         if head <= self._wrev:
             return []
         if compacted > self._wrev:
@@ -572,7 +595,6 @@ class SQLiteStore:
         # so watchers see revisions in order. Publish before answering so a
         # caller that got its revision back can rely on revision() >= it.
         self._rev = max(self._rev, rev)
-        self._compacted = max(self._compacted, self._seen_compacted)
         if events:
             self._broadcaster.publish(events)
         _answer(answers)
@@ -599,10 +621,7 @@ class SQLiteStore:
         conn = self._reader()
         conn.execute("BEGIN")
         try:
-            meta = conn.execute("SELECT value FROM meta WHERE name = 'compact_rev'").fetchone()
-            compacted = meta[0] if meta else 0
-            top = conn.execute("SELECT MAX(id) FROM kv").fetchone()[0] or 0
-            return fn(conn, compacted, max(top, compacted), *args)
+            return fn(conn, *_bounds(conn), *args)
         finally:
             conn.execute("COMMIT")
 
@@ -614,6 +633,11 @@ class SQLiteStore:
         return max(self._rev, head)
 
     async def compacted_revision(self) -> int:
+        if not self._shared:
+            return self._compacted
+        # Another process may have compacted since this one last looked.
+        compacted = await self._read(self._snapshot, _compacted)
+        self._compacted = max(self._compacted, compacted)
         return self._compacted
 
     async def get(self, key: str) -> KeyValue | None:
@@ -734,6 +758,10 @@ class SQLiteStore:
 
 def _head(conn: sqlite3.Connection, compacted: int, head: int) -> int:
     return head
+
+
+def _compacted(conn: sqlite3.Connection, compacted: int, head: int) -> int:
+    return compacted
 
 
 def _events_from_rows(rows: Any) -> _Events:

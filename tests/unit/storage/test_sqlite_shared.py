@@ -52,7 +52,6 @@ async def test_two_stores_on_one_file_share_one_history(tmp_path: Path) -> None:
         start = await a.revision()
         wa = asyncio.ensure_future(collect(a, "/x/", start, 300))
         wb = asyncio.ensure_future(collect(b, "/x/", start, 300))
-        await asyncio.sleep(0.05)
 
         async def writes(store: SQLiteStore, tag: str) -> None:
             for i in range(50):
@@ -142,3 +141,114 @@ async def test_a_process_killed_mid_write_blocks_nobody(tmp_path: Path) -> None:
             child.kill()
             child.join(WAIT)
         await owner.close()
+
+
+def _hold_the_write_lock(path: str, ready: Any) -> None:
+    """Another process in the middle of a write: lock taken, transaction open,
+    a row written but not committed."""
+    import fcntl
+    import sqlite3
+    import time
+
+    fd = os.open(path + ".wlock", os.O_RDWR)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("BEGIN IMMEDIATE")
+    top = conn.execute("SELECT MAX(id) FROM kv").fetchone()[0] or 0
+    conn.execute("INSERT INTO kv (id, name, created, deleted, create_revision, prev_revision,"
+                 " value) VALUES (?, '/half/written', 1, 0, ?, 0, x'00')", (top + 1, top + 1))
+    ready.set()
+    time.sleep(600)
+
+
+async def test_a_process_killed_holding_the_write_lock_leaves_no_trace(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    owner = shared(path, True)
+    await owner.start()
+    ctx = multiprocessing.get_context("spawn")
+    ready = ctx.Event()
+    child = ctx.Process(target=_hold_the_write_lock, args=(str(path), ready), daemon=True)
+    child.start()
+    try:
+        assert await asyncio.to_thread(ready.wait, WAIT)
+        os.kill(child.pid or 0, signal.SIGKILL)
+        child.join(WAIT)
+        kv = await asyncio.wait_for(owner.create("/after", b"ok"), WAIT)
+        assert await owner.get("/half/written") is None
+        assert await owner.get("/after") == kv
+    finally:
+        if child.is_alive():
+            child.kill()
+            child.join(WAIT)
+        await owner.close()
+
+
+async def test_a_commit_made_the_moment_this_process_unlocks_is_delivered(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another process commits right after this one releases the write lock
+    (and before this one would look at data_version if it looked late): the
+    idle poll still finds and delivers it."""
+    import fcntl
+    import sqlite3
+
+    import pinnace.storage.sqlite as backend
+
+    path = tmp_path / "s.db"
+    a = shared(path, True)
+    await a.start()
+    armed = False
+
+    def foreign_commit() -> None:
+        fd = os.open(str(path) + ".wlock", os.O_RDWR)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        conn = sqlite3.connect(str(path), isolation_level=None)
+        conn.execute("BEGIN IMMEDIATE")
+        top = conn.execute("SELECT MAX(id) FROM kv").fetchone()[0] or 0
+        conn.execute(backend._INSERT, (top + 1, "/x/foreign", 1, 0, top + 1, 0, b"v"))
+        conn.execute("COMMIT")
+        conn.close()
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+
+    class Flock:
+        def __getattr__(self, name: str) -> Any:
+            return getattr(fcntl, name)
+
+        @staticmethod
+        def flock(fd: int, op: int) -> None:
+            nonlocal armed
+            fcntl.flock(fd, op)
+            if op == fcntl.LOCK_UN and fd == a._wlock_fd and armed:
+                armed = False
+                foreign_commit()
+
+    monkeypatch.setattr(backend, "fcntl", Flock())
+    try:
+        start = await a.revision()
+        seen = asyncio.ensure_future(collect(a, "/x/", start, 2))
+        await asyncio.sleep(0)
+        armed = True
+        await a.create("/x/own", b"v")
+        assert [e.kv.key for e in await seen] == ["/x/own", "/x/foreign"]
+    finally:
+        await a.close()
+
+
+async def test_shared_and_unshared_stores_keep_off_each_others_file(tmp_path: Path) -> None:
+    from pinnace.storage.interface import StoreError
+
+    path = tmp_path / "s.db"
+    single = SQLiteStore(str(path), compact_interval=0)
+    await single.start()
+    with pytest.raises(StoreError, match="in use"):
+        await shared(path, False).start()
+    await single.close()
+    # A shared process that is not the owner keeps a single server off the
+    # file even while the owner is away (restarting, say).
+    peer = shared(path, False)
+    await peer.start()
+    try:
+        with pytest.raises(StoreError, match="in use"):
+            await SQLiteStore(str(path), compact_interval=0).start()
+    finally:
+        await peer.close()
