@@ -80,8 +80,6 @@ class APIServer:
         self._openapi: dict[str, bytes] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._crd_rev = 0  # the revision of the newest CRD event applied
-        self._crd_versions: dict[str, str] = {}  # CRD name -> resourceVersion served
-        self._crds_read_at = 0
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -213,56 +211,64 @@ class APIServer:
         self._crd_rev = max(self._crd_rev, int(meta.get("resourceVersion") or 0))
         if type_ == "DELETED":
             self.table.remove_crd(meta["name"])
-            self._crd_versions.pop(meta["name"], None)
         else:
             self.strategies.register_crd(obj)
-            self._crd_versions[meta["name"]] = meta.get("resourceVersion", "")
 
-    async def _catch_up_crds(self) -> bool:
+    async def _catch_up_crd(self, parts: list[str]) -> bool:
         """A resource this server does not know may be a CRD just created
         through another server (or worker) on the store, whose watch event
-        has not arrived yet: read the CRDs from the store. True when that
+        has not arrived yet: read the CRD the path names. True when that
         taught this server something new."""
-        head = await self.store.revision()
-        if head <= self._crds_read_at:
+        group, rest = parts[0], parts[2:]
+        if not group or not rest:
             return False
+        plural = rest[2] if rest[0] == "namespaces" and len(rest) >= 3 else rest[0]
         crds = self.table.lookup("apiextensions.k8s.io", "v1", "customresourcedefinitions")
         assert crds is not None
-        listed = await self.store.list(crds.key_prefix)
-        self._crds_read_at = max(self._crds_read_at, listed.revision)
-        if listed.revision < self._crd_rev:
-            return False  # the watch has already told us more than this list
-        learned = False
-        for kv in listed.kvs:
-            obj = codec.decode_stored(kv.value, kv.mod_revision)
-            name = obj["metadata"]["name"]
-            if self._crd_versions.get(name) != obj["metadata"]["resourceVersion"]:
-                self._crd_event("MODIFIED", obj)
-                learned = True
-        return learned
+        kv = await self.store.get(crds.key(None, f"{plural}.{group}"))
+        if kv is None or kv.mod_revision <= self._crd_rev:
+            return False  # none, or the watch has told us this much already
+        obj = codec.decode_stored(kv.value, kv.mod_revision)
+        self._crd_event("MODIFIED", obj)
+        return True
 
     async def _follow(self, prefix: str, apply: Callable[[str, dict[str, Any]], None]) -> None:
         """Keep ``apply`` told of every object under ``prefix``: those that
         exist now (as ADDED) and every change after, including changes made
         through other API servers on the same store."""
+        known: dict[str, dict[str, Any]] = {}
+        after = await self._relist(prefix, apply, known)
+        self._tasks.append(asyncio.create_task(self._follow_from(prefix, after, apply, known)))
+
+    async def _relist(self, prefix: str, apply: Callable[[str, dict[str, Any]], None],
+                      known: dict[str, dict[str, Any]]) -> int:
+        """Tell ``apply`` what is under ``prefix`` now, objects gone since
+        ``known`` was last told included (as DELETED); the revision read."""
         listed = await self.store.list(prefix)
-        for kv in listed.kvs:
-            apply("ADDED", codec.decode_stored(kv.value, kv.mod_revision))
-        self._tasks.append(asyncio.create_task(self._follow_from(prefix, listed.revision,
-                                                                 apply)))
+        now = {kv.key: codec.decode_stored(kv.value, kv.mod_revision) for kv in listed.kvs}
+        for key in [k for k in known if k not in now]:
+            apply("DELETED", known.pop(key))
+        for key, obj in now.items():
+            known[key] = obj
+            apply("ADDED", obj)
+        return listed.revision
 
     async def _follow_from(self, prefix: str, after: int,
-                           apply: Callable[[str, dict[str, Any]], None]) -> None:
+                           apply: Callable[[str, dict[str, Any]], None],
+                           known: dict[str, dict[str, Any]]) -> None:
         while True:
             try:
                 async for ev in self.watches.events(prefix, after):
                     after = ev.rev
+                    if ev.type == "DELETED":
+                        known.pop(ev.key, None)
+                    else:
+                        known[ev.key] = ev.obj
                     apply(ev.type, ev.obj)
-                return
+                # The stream ended (the watch cache started over, or this
+                # follower fell behind it): go on from where it was.
             except CompactedError:
-                after = await self.store.revision()
-                for kv in (await self.store.list(prefix, revision=after)).kvs:
-                    apply("ADDED", codec.decode_stored(kv.value, kv.mod_revision))
+                after = await self._relist(prefix, apply, known)
             except asyncio.CancelledError:
                 raise
             except Exception:  # keep following; a later event will set things right
@@ -370,7 +376,7 @@ class APIServer:
 
     async def _resource(self, request: web.Request, parts: list[str]) -> web.StreamResponse:
         target: Target | None = self.handlers.resolve(parts)
-        if target is None and await self._catch_up_crds():
+        if target is None and await self._catch_up_crd(parts):
             target = self.handlers.resolve(parts)
         if target is None:
             raise APIError(404, "NotFound", "the server could not find the requested resource",

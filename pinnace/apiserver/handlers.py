@@ -684,7 +684,10 @@ class ResourceHandlers:
                     break
                 if not batch:
                     if bookmarks and loop.time() < deadline:
-                        await writer.bookmark(max(last, self.watches.last_revision(prefix)))
+                        # A cache cursor at its end has been given everything up to the
+                        # cache's newest revision; a stream of its own only what it read.
+                        await writer.bookmark(max(last, self.watches.last_revision(prefix))
+                                              if isinstance(stream, WatchStream) else last)
                     continue
                 last = batch[-1].rev
                 await writer.events(batch, label_sel, field_sel)
@@ -752,7 +755,10 @@ class _EventWriter:
     def push(self, transport: asyncio.Transport, batch: list[CacheEvent]) -> bool:
         """Write a batch (no selectors, not a Table) as one HTTP chunk straight
         to the connection, from the watch cache's wake-up; False when it has
-        to wait for the client (a full buffer) or cannot be written."""
+        to wait for the client (a full buffer) or cannot be written. Writing
+        past aiohttp is safe here: a StreamResponse sends its headers at
+        prepare(), and the watch's own writes never overlap a push (pushes
+        happen only while its task waits for events)."""
         if transport.is_closing() or transport.get_write_buffer_size() > _PUSH_BUFFER:
             return False
         data = self._joined(batch)

@@ -164,24 +164,28 @@ class DaemonSetStrategy(Strategy):
 
     def prepare_create(self, info: ResourceInfo, obj: dict[str, Any]) -> None:
         super().prepare_create(info, obj)
-        obj["metadata"].setdefault("annotations", {})[TEMPLATE_GENERATION] = "1"
+        _annotations(obj)[TEMPLATE_GENERATION] = "1"
 
     def prepare_update(self, info: ResourceInfo, new: dict[str, Any], old: dict[str, Any],
                        subresource: str) -> None:
         super().prepare_update(info, new, old, subresource)
-        try:
+        try:  # a DaemonSet stored without it (made before pinnace set it) counts as 1
             gen = int(((old["metadata"].get("annotations") or {}).get(TEMPLATE_GENERATION)
-                       or 0))
+                       or 1))
         except ValueError:
-            gen = 0
+            gen = 1
         if not subresource and (new.get("spec") or {}).get("template") != \
                 (old.get("spec") or {}).get("template"):
             gen += 1
-        if gen:
-            annotations = new["metadata"].get("annotations")
-            if not isinstance(annotations, dict):
-                annotations = new["metadata"]["annotations"] = {}
-            annotations[TEMPLATE_GENERATION] = str(gen)
+        _annotations(new)[TEMPLATE_GENERATION] = str(gen)
+
+
+def _annotations(obj: dict[str, Any]) -> dict[str, Any]:
+    """The object's annotations, made a map if absent or null."""
+    annotations = obj["metadata"].get("annotations")
+    if not isinstance(annotations, dict):
+        annotations = obj["metadata"]["annotations"] = {}
+    return annotations
 
 
 class NamespaceStrategy(Strategy):

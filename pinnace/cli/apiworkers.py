@@ -31,6 +31,7 @@ from .supervisor import Child
 log = logging.getLogger("pinnace.apiserver.workers")
 
 READY_TIMEOUT = 60.0  # seconds for a worker to start listening
+READY = "pinnace-apiserver-worker-ready"  # a worker's last start-up line (not relayed)
 
 
 def prepare(config: Config) -> None:
@@ -55,7 +56,7 @@ def reserve_port(host: str) -> socket.socket:
 
 
 async def _ready_lines(child: Child) -> list[str]:
-    """The start-up lines a worker prints, up to the last one; [] if it exits first."""
+    """The start-up lines a worker prints before READY; [] if it exits first."""
     assert child.proc is not None and child.proc.stdout is not None
     lines: list[str] = []
     while True:
@@ -63,9 +64,9 @@ async def _ready_lines(child: Child) -> list[str]:
         if not raw:
             return []
         line = raw.decode()
-        lines.append(line)
-        if "pinnace: ready" in line or "kubectl get ns" in line:
+        if line.strip() == READY:
             return lines
+        lines.append(line)
 
 
 def _started(task: asyncio.Task[list[str]]) -> bool:

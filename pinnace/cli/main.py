@@ -158,7 +158,10 @@ async def run_apiserver(config: Config) -> None:
     else:
         print(f"pinnace: API server worker {config.worker_index} on "
               f"https://{config.host}:{server.port}", flush=True)
-        print("pinnace: ready", flush=True)
+    if config.workers > 1:
+        from .apiworkers import READY
+
+        print(READY, flush=True)  # for the parent, which relays worker 0's lines
     try:
         await stop.wait()
     finally:

@@ -229,3 +229,9 @@ def test_daemonset_template_generation_annotation(server: Server, namespace: str
     assert generation() == "2"
     k("-n", ns, "label", "ds", "agent", "tier=node")  # not a template change
     assert generation() == "2"
+    # An empty `annotations:` in YAML (common in generated manifests) is null.
+    k("-n", ns, "create", "-f", "-", input=json.dumps(
+        {**ds, "metadata": {"name": "bare", "annotations": None}}))
+    out = k("-n", ns, "get", "ds", "bare", "-o", "json").stdout
+    assert json.loads(out)["metadata"]["annotations"] == {
+        "deprecated.daemonset.template.generation": "1"}

@@ -10,7 +10,6 @@ import json
 import os
 import signal
 import threading
-import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -64,7 +63,11 @@ def test_kubectl_sees_one_server(workers_server: Server) -> None:
     srv.kubectl("label", "configmap", "c0", "-n", "w", "x=1")
     stale = srv.kubectl("replace", "-f", "-", input=json.dumps(cm), check=False)
     assert stale.returncode != 0 and "the object has been modified" in stale.stderr
-    # /metrics counts the requests of both workers.
+    # Both workers answered some of those requests (each records its metrics in a
+    # file of its own, named by its pid)...
+    served = {f.name for f in (srv.data_dir / "run" / "metrics").glob("counter_*.db")}
+    assert {f"counter_{pid}.db" for pid in worker_pids(srv)} <= served
+    # ...and /metrics counts the requests of both.
     text = srv.kubectl("get", "--raw", "/metrics").stdout
     posts = sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
                 if line.startswith("apiserver_request_total{") and 'verb="POST"' in line
@@ -87,7 +90,6 @@ def test_a_watch_sees_writes_made_through_every_worker(workers_server: Server) -
     threads = [threading.Thread(target=watch, args=(i,)) for i in range(6)]
     for t in threads:
         t.start()
-    time.sleep(0.5)
     written = []
     for i in range(20):
         code, obj = http.call("POST", "/api/v1/namespaces/ww/configmaps", configmap("ww", f"m{i}"))

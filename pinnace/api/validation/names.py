@@ -67,10 +67,9 @@ def _memo(fn: Callable[[str], list[str]]) -> Callable[[str], list[str]]:
 
     @functools.wraps(fn)
     def check(v: str) -> list[str]:
-        try:
-            got = cached(v)
-        except TypeError:  # unhashable: a malformed value, checked as is
+        if type(v) is not str:  # malformed input (1 and True would share a key): as is
             return fn(v)
+        got = cached(v)
         return list(got) if got else []
 
     return check

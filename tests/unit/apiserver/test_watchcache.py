@@ -91,11 +91,9 @@ async def test_a_watcher_left_behind_by_the_cache_is_ended() -> None:
     store = MemoryStore()
     cache = WatchCache(store, size=4)
     stream = await cache.stream(P, 0)
-    first = await stream.next_batch(0.2)
-    assert first == []  # nothing yet (the timeout passed)
     for i in range(20):  # far more than the cache keeps, while the watcher does not read
         await store.create(P + f"ns/x{i}", b'{"metadata":{}}')
-    await asyncio.sleep(0.05)
+    await _until(lambda: cache.caches[P].base > 0, "the cache to drop its oldest events")
     assert await stream.next_batch(5) is None  # it re-watches (and re-lists if it must)
     stream.close()
     await cache.stop()
@@ -129,4 +127,74 @@ async def test_pushed_batches_skip_the_task_and_a_refused_one_reaches_it() -> No
     batch = await asyncio.wait_for(reader, 5)
     assert [ev.key for ev in batch] == [P + "ns/c"]
     stream.close()
+    await cache.stop()
+
+
+async def _until(check, what: str):  # type: ignore[no-untyped-def]
+    for _ in range(500):
+        if check():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+async def test_a_burst_larger_than_a_batch_is_pushed_whole() -> None:
+    store = MemoryStore()
+    cache = WatchCache(store)
+    stream = await cache.stream(P, 0)
+    pushed: list[str] = []
+
+    def push(batch):  # type: ignore[no-untyped-def]
+        pushed.extend(ev.key for ev in batch)
+        return True
+
+    stream.push = push
+    reader = asyncio.create_task(stream.next_batch(None))
+    await asyncio.sleep(0)
+    for i in range(1200):  # more than one batch (500), then nothing more
+        await store.create(P + f"ns/b{i:04d}", b'{"metadata":{}}')
+    await _until(lambda: len(pushed) == 1200, "every event pushed")
+    assert pushed == [P + f"ns/b{i:04d}" for i in range(1200)]
+    reader.cancel()
+    stream.close()
+    await cache.stop()
+
+
+async def test_a_push_that_fails_hands_its_batch_to_the_watchers_task() -> None:
+    store = MemoryStore()
+    cache = WatchCache(store)
+    stream = await cache.stream(P, 0)
+
+    def push(batch):  # type: ignore[no-untyped-def]
+        raise ValueError("cannot encode")
+
+    stream.push = push
+    reader = asyncio.create_task(stream.next_batch(None))
+    await asyncio.sleep(0)
+    await store.create(P + "ns/a", b'{"metadata":{}}')
+    batch = await asyncio.wait_for(reader, 5)
+    assert [ev.key for ev in batch] == [P + "ns/a"]
+    stream.close()
+    await cache.stop()
+
+
+async def test_after_a_restart_new_watchers_get_the_new_events() -> None:
+    store = MemoryStore()
+    cache = WatchCache(store)
+    old = await cache.stream(P, 0)
+    for name in "abc":
+        await store.create(P + "ns/" + name, b'{"metadata":{}}')
+    first = await asyncio.wait_for(old.next_batch(5), 5)
+    assert [ev.key[-1] for ev in first] == ["a", "b", "c"]
+    store._broadcaster.drop_all()  # the storage watch is lost: the cache starts over
+    assert await asyncio.wait_for(old.next_batch(5), 5) is None  # cut off: it re-watches
+    rev = await store.revision()
+    await _until(lambda: cache.caches[P].last_rev == rev and cache.caches[P].generation > 0,
+                 "the cache to restart")
+    new = await cache.stream(P, rev)
+    for name in "xyz":
+        await store.create(P + "ns/" + name, b'{"metadata":{}}')
+    got = await asyncio.wait_for(new.next_batch(5), 5)
+    assert [ev.key[-1] for ev in got] == ["x", "y", "z"]
+    new.close()
     await cache.stop()
