@@ -135,26 +135,41 @@ def running_server(datastore: str = "sqlite", data_dir: Path | None = None,
             server.stop()
 
 
-def child_pids(pid: int) -> dict[str, int]:
-    """The pinnace components a ``pinnace server`` supervisor runs, by
-    component name (apiserver, controller-manager, scheduler), from /proc."""
-    out: dict[str, int] = {}
+def _processes() -> list[tuple[int, int, list[str]]]:
+    """(pid, parent pid, argv) of every process, from /proc."""
+    out = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
         try:
             with open(f"/proc/{entry}/stat") as f:
                 ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-            if ppid != pid:
-                continue
             with open(f"/proc/{entry}/cmdline", "rb") as f:
                 argv = f.read().decode(errors="replace").split("\0")
         except (OSError, ValueError, IndexError):
             continue
-        if "pinnace.cli.main" in argv:
+        out.append((int(entry), ppid, argv))
+    return out
+
+
+def child_pids(pid: int) -> dict[str, int]:
+    """The pinnace components a ``pinnace server`` supervisor runs, by
+    component name (apiserver, controller-manager, scheduler), from /proc."""
+    out: dict[str, int] = {}
+    for child, ppid, argv in _processes():
+        if ppid == pid and "pinnace.cli.main" in argv:
             rest = [a for a in argv[argv.index("pinnace.cli.main") + 1:] if not a.startswith("-")]
             if rest:
-                out[rest[0]] = int(entry)
+                out[rest[0]] = child
+    return out
+
+
+def worker_pids(pid: int) -> dict[int, int]:
+    """The API server worker processes of ``pinnace apiserver --workers N``, by index."""
+    out = {}
+    for child, ppid, argv in _processes():
+        if ppid == pid and "--worker-index" in argv:
+            out[int(argv[argv.index("--worker-index") + 1])] = child
     return out
 
 
@@ -224,15 +239,8 @@ def cpu_seconds(pid: int) -> float:
 def process_tree(pid: int) -> list[int]:
     """``pid`` and all its descendants, from /proc."""
     children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-        except (OSError, ValueError, IndexError):
-            continue
-        children.setdefault(ppid, []).append(int(entry))
+    for child, ppid, _ in _processes():
+        children.setdefault(ppid, []).append(child)
     out, todo = [], [pid]
     while todo:
         p = todo.pop()

@@ -42,10 +42,10 @@ from _common import (
     console,
     machine_note,
     print_table,
-    process_tree,
     py_spy,
     start_server,
     stop_process,
+    worker_pids,
 )
 from _load import create_objects
 from scheduler_e2e import BindWatch, in_process, sched_pod
@@ -144,7 +144,7 @@ def main() -> None:
         pids = {"apiserver": server.pid, "scheduler": sched.pid}
         if args.workers > 1:  # the workers do the API server's work
             pids = {"scheduler": sched.pid, **{f"apiserver-{i}": p for i, p in
-                                                enumerate(process_tree(server.pid)[1:])}}
+                                                sorted(worker_pids(server.pid).items())}}
         with ProcUsage(pids) as concurrent_usage:
             concurrent = pods(CONCURRENT_NS, "concurrent: creating")
             watch.wait_bound(CONCURRENT_NS, concurrent.n_ok, args.timeout, "concurrent: bound")
@@ -169,9 +169,11 @@ def main() -> None:
                  (f"{label}: CPU cores", cpu)]
     rows.append(("creates/s while binding (concurrent)", f"{concurrent.per_s:,.0f}"))
     print_table(f"SchedulingBasic-like: {args.nodes:,} nodes", ["what", "measured"], rows)
-    _, _, best = max(rate(watch, CONCURRENT_NS), rate(watch, BACKLOG_NS), key=lambda t: t[2])
-    console.print(f"target >= 1,500 pods/s: {'meets' if best >= 1500 else 'misses'} "
-                  f"(best phase {best:,.0f}/s); upstream floor 270/s")
+    # The concurrent phase is what SchedulingBasic measures.
+    _, _, measured = rate(watch, CONCURRENT_NS)
+    console.print(f"target >= 1,500 pods/s: {'meets' if measured >= 1500 else 'misses'} "
+                  f"({measured:,.0f}/s while creating); upstream's floor 270/s "
+                  f"{'meets' if measured >= 270 else 'misses'}")
 
 
 if __name__ == "__main__":

@@ -193,21 +193,8 @@ class _Walker:
             if item.kind != _ANY:
                 for k, v in value.items():
                     self.walk(item, v, f"{path}[{k}]", struct, gopath)
-        elif kind == _STR:
-            if type(value) is not str:
-                self.type_error(value, node, struct, gopath, path)
-        elif kind == _INT:
-            if type(value) is not int and not (type(value) is float and value.is_integer()):
-                self.type_error(value, node, struct, gopath, path)
-        elif kind == _NUM:
-            if type(value) not in (int, float):
-                self.type_error(value, node, struct, gopath, path)
-        elif kind == _BOOL:
-            if type(value) is not bool:
-                self.type_error(value, node, struct, gopath, path)
-        elif kind in (_INTSTR, _QTY):
-            if type(value) not in (str, int, float):
-                self.type_error(value, node, struct, gopath, path)
+        elif not _scalar_ok(kind, value):
+            self.type_error(value, node, struct, gopath, path)
 
     def walk_object(self, node: _Node, value: dict[str, Any], path: str) -> None:
         props = node.props
@@ -292,6 +279,11 @@ def _clean(node: _Node, value: Any) -> bool:
         item = node.item
         assert item is not None
         return item.kind == _ANY or all(v is None or _clean(item, v) for v in value.values())
+    return _scalar_ok(kind, value)
+
+
+def _scalar_ok(kind: int, value: Any) -> bool:
+    """Whether a JSON scalar decodes into a Go field of this kind."""
     t = type(value)
     if kind == _STR:
         return t is str
