@@ -331,8 +331,14 @@ def test_job_rules():
     j["spec"]["backoffLimit"] = -1
     assert check("batch", "Job", j) == [
         "spec.backoffLimit: Invalid value: -1: must be greater than or equal to 0",
-        ('spec.template.spec.restartPolicy: Unsupported value: "Always": supported values: '
-        '"OnFailure", "Never"')]
+        'spec.template.spec.restartPolicy: Required value: valid values: "OnFailure", "Never"']
+    j["spec"]["template"]["spec"]["restartPolicy"] = "Sometimes"
+    # An unknown policy is refused by the pod template's check and the Job's.
+    assert check("batch", "Job", j)[1:] == [
+        ('spec.template.spec.restartPolicy: Unsupported value: "Sometimes": supported values: '
+         '"Always", "OnFailure", "Never"'),
+        ('spec.template.spec.restartPolicy: Unsupported value: "Sometimes": supported values: '
+         '"OnFailure", "Never"')]
 
 
 def cron(schedule):
