@@ -229,3 +229,77 @@ def test_daemonset_template_generation_annotation(server: Server, namespace: str
     assert generation() == "2"
     k("-n", ns, "label", "ds", "agent", "tier=node")  # not a template change
     assert generation() == "2"
+
+
+# -- pods: priority, scheduling gates, binding, eviction --------------------------------------
+
+def _pod(name: str, labels: dict[str, str] | None = None, **spec: Any) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "labels": labels or {}},
+            "spec": {"containers": [{"name": "c", "image": "busybox"}], **spec}}
+
+
+def _condition(pod: dict[str, Any], type_: str) -> dict[str, Any] | None:
+    return next((c for c in pod["status"].get("conditions") or [] if c["type"] == type_), None)
+
+
+def test_priority_admission(server: Server, http: HTTP, namespace: str) -> None:
+    base = f"/api/v1/namespaces/{namespace}/pods"
+    classes = "/apis/scheduling.k8s.io/v1/priorityclasses"
+    rows = server.kubectl("get", "priorityclasses", "--no-headers").stdout.splitlines()
+    assert {tuple(r.split()[:3]) for r in rows} >= {
+        ("system-node-critical", "2000001000", "false"),
+        ("system-cluster-critical", "2000000000", "false")}
+    suffix = namespace[-12:]
+    high, dflt = f"high-{suffix}", f"default-{suffix}"
+    try:
+        assert http.call("POST", classes, {"apiVersion": "scheduling.k8s.io/v1",
+                                           "kind": "PriorityClass", "metadata": {"name": high},
+                                           "value": 1000, "preemptionPolicy": "Never"})[0] == 201
+        code, pod = http.call("POST", base, _pod("named", priorityClassName=high))
+        assert code == 201
+        assert (pod["spec"]["priority"], pod["spec"]["preemptionPolicy"]) == (1000, "Never")
+        code, pod = http.call("POST", base, _pod("plain"))
+        assert (pod["spec"]["priority"], pod["spec"]["preemptionPolicy"]) == \
+            (0, "PreemptLowerPriority") and "priorityClassName" not in pod["spec"]
+        code, pod = http.call("POST", base, _pod("critical",
+                                                 priorityClassName="system-node-critical"))
+        assert code == 201 and pod["spec"]["priority"] == 2000001000
+
+        code, st = http.call("POST", base, _pod("unknown", priorityClassName="nope"))
+        assert (code, st["reason"]) == (403, "Forbidden")
+        assert st["message"] == 'pods "unknown" is forbidden: no PriorityClass with name nope was found'
+        code, st = http.call("POST", base, _pod("stated", priority=5))
+        assert code == 403 and st["message"] == (
+            'pods "stated" is forbidden: the integer value of priority (5) must not be provided '
+            "in pod spec; priority admission controller computed 0 from the given PriorityClass "
+            "name")
+        code, st = http.call("POST", base, _pod("policy", priorityClassName=high,
+                                                preemptionPolicy="PreemptLowerPriority"))
+        assert code == 403 and "the string value of PreemptionPolicy (PreemptLowerPriority) " \
+            "must not be provided in pod spec; priority admission controller computed Never" \
+            in st["message"]
+        # A pod generated from a template is named by its prefix, as upstream's admission sees it.
+        gen = _pod("", priorityClassName="nope")
+        gen["metadata"] = {"generateName": "gen-"}
+        assert http.call("POST", base, gen)[1]["message"].startswith('pods "gen-" is forbidden')
+
+        # The priority set on create stays when a replace leaves it out.
+        _, named = http.call("GET", f"{base}/named")
+        del named["spec"]["priority"], named["spec"]["preemptionPolicy"]
+        named["metadata"]["labels"] = {"replaced": "yes"}
+        code, named = http.call("PUT", f"{base}/named", named)
+        assert code == 200 and named["spec"]["priority"] == 1000
+
+        # The global default: its name and value for pods that name no class; only one.
+        assert http.call("POST", classes, {"apiVersion": "scheduling.k8s.io/v1",
+                                           "kind": "PriorityClass", "metadata": {"name": dflt},
+                                           "value": 7, "globalDefault": True})[0] == 201
+        code, pod = http.call("POST", base, _pod("defaulted"))
+        assert (pod["spec"]["priority"], pod["spec"]["priorityClassName"]) == (7, dflt)
+        second = server.kubectl("create", "priorityclass", f"second-{suffix}", "--value=8",
+                                "--global-default", check=False)
+        assert second.returncode != 0 and (
+            f'priorityclasses.scheduling.k8s.io "second-{suffix}" is forbidden: PriorityClass '
+            f"{dflt} is already marked as default. Only one default can exist") in second.stderr
+    finally:
+        server.kubectl("delete", "priorityclass", high, dflt, "--ignore-not-found")
