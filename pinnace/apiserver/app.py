@@ -48,6 +48,14 @@ KUBE_VERSION = {"major": "1", "minor": "37", "gitVersion": "v1.37.0+pinnace",
 COMPONENT_USERS = {"controller-manager": "system:kube-controller-manager",
                    "scheduler": "system:kube-scheduler"}
 BUILTIN_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
+# What upstream's scheduling/bootstrap-system-priority-classes hook creates.
+SYSTEM_PRIORITY_CLASSES = (
+    ("system-node-critical", 2_000_001_000,
+     "Used for system critical pods that must not be moved from their current node."),
+    ("system-cluster-critical", 2_000_000_000,
+     "Used for system critical pods that must run in the cluster, but can be moved to another "
+     "node if necessary."),
+)
 _ANONYMOUS_PATHS = ("/healthz", "/livez", "/readyz", "/version")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -162,6 +170,9 @@ class APIServer:
         ns_info = self.table.lookup("", "v1", "namespaces")
         assert ns_info is not None
         await self._follow(ns_info.key_prefix, self.strategies.namespace_event)
+        pcs = self.table.lookup("scheduling.k8s.io", "v1", "priorityclasses")
+        assert pcs is not None
+        await self._follow(pcs.key_prefix, self.strategies.priority_classes.event)
 
     async def _bootstrap(self) -> None:
         """What upstream's bootstrap controllers and post-start hooks ensure."""
@@ -172,6 +183,14 @@ class APIServer:
             if await self.store.get(ns_info.key(None, ns)) is None:
                 await self._create_quietly(ns_info, None, {
                     "apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}, system)
+        pcs = self.table.lookup("scheduling.k8s.io", "v1", "priorityclasses")
+        assert pcs is not None
+        for name, value, description in SYSTEM_PRIORITY_CLASSES:
+            if await self.store.get(pcs.key(None, name)) is None:
+                await self._create_quietly(pcs, None, {
+                    "apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass",
+                    "metadata": {"name": name}, "value": value,
+                    "description": description}, system)
         await self._ensure_kubernetes_service()
 
     async def _ensure_kubernetes_service(self) -> None:

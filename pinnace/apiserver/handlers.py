@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import datetime as dt
 import functools
 import logging
@@ -504,19 +505,30 @@ class ResourceHandlers:
 
         def bind(old: dict[str, Any]) -> dict[str, Any]:
             spec = old.setdefault("spec", {})
+            # Every refusal is a Conflict on pods/binding, as upstream words them.
             if old["metadata"].get("deletionTimestamp"):
-                raise status.conflict("pods", "", name, "pod is being deleted")
+                raise status.conflict("pods/binding", "", name,
+                                      f"pod {name} is being deleted, cannot be assigned to a host")
             if spec.get("nodeName"):
                 raise status.conflict("pods/binding", "", name,
                                       f"pod {name} is already assigned to node "
                                       f"\"{spec['nodeName']}\"")
+            if spec.get("schedulingGates"):
+                raise status.conflict("pods/binding", "", name,
+                                      f"pod {name} has non-empty .spec.schedulingGates")
             spec["nodeName"] = node
             st = old.setdefault("status", {})
-            conds = [c for c in st.get("conditions", []) if c.get("type") != "PodScheduled"]
-            conds.append({"type": "PodScheduled", "status": "True",
-                          "lastProbeTime": None,
-                          "lastTransitionTime": dt.datetime.now(dt.UTC).strftime(
-                              "%Y-%m-%dT%H:%M:%SZ")})
+            # A nomination is stale once the pod is placed (ClearingNominatedNodeNameAfterBinding).
+            st.pop("nominatedNodeName", None)
+            scheduled = {"type": "PodScheduled", "status": "True", "lastProbeTime": None,
+                         "lastTransitionTime": dt.datetime.now(dt.UTC).strftime(
+                             "%Y-%m-%dT%H:%M:%SZ")}
+            conds = list(st.get("conditions") or [])
+            at = next((i for i, c in enumerate(conds) if c.get("type") == "PodScheduled"), None)
+            if at is None:
+                conds.append(scheduled)
+            else:
+                conds[at] = scheduled  # in its place, as upstream's UpdatePodCondition
             st["conditions"] = conds
             return old
 
@@ -567,33 +579,142 @@ class ResourceHandlers:
 
     async def _evict(self, request: web.Request, pods: ResourceInfo, ns: str | None, name: str,
                      body: dict[str, Any]) -> web.Response:
-        pod = await self.registry.get(pods, ns, name)
-        pdbs = self.table.lookup("policy", "v1", "poddisruptionbudgets")
-        if pdbs is not None and pod.get("status", {}).get("phase") not in ("Succeeded", "Failed"):
-            kvs, _, _, _ = await self.registry.list_kvs(pdbs, ns)
-            labels = pod["metadata"].get("labels") or {}
-            for kv in kvs:
-                pdb = codec.decode_stored(kv.value, kv.mod_revision)
-                sel = (pdb.get("spec") or {}).get("selector")
-                if sel is None or not selectors.label_selector_from_dict(sel).matches(labels):
-                    continue
-                pst = pdb.get("status") or {}
-                if pst.get("disruptionsAllowed", 0) <= 0:
-                    why = (f"The disruption budget {pdb['metadata']['name']} needs "
-                           f"{pst.get('desiredHealthy', 0)} healthy pods and has "
-                           f"{pst.get('currentHealthy', 0)} currently")
-                    raise APIError(429, "TooManyRequests",
-                                   "Cannot evict pod as it would violate the pod's disruption "
-                                   "budget.", {"causes": [{"reason": "DisruptionBudget",
-                                                           "message": why}]})
+        """Evict a pod as upstream's eviction REST does: terminal, pending and
+        terminating pods go at once; otherwise the one PodDisruptionBudget
+        covering the pod must allow a disruption, which the eviction takes
+        (disruptionsAllowed down by one, the pod in disruptedPods) by a
+        compare-and-swap on the budget before the pod is marked
+        DisruptionTarget and deleted."""
+        if (body.get("metadata") or {}).get("name") != name:
+            raise status.bad_request("name in URL does not match name in Eviction object")
         do = body.get("deleteOptions") or {}
         pre = do.get("preconditions") or {}
         dopts = DeleteOptions(grace_period=do.get("gracePeriodSeconds"),
                               uid=pre.get("uid") or "",
                               resource_version=pre.get("resourceVersion") or "",
                               dry_run=bool(do.get("dryRun") or request.query.getall("dryRun", [])))
-        await self.registry.delete(pods, ns, name, dopts)
+        client_rv = bool(dopts.resource_version)
+        pod: dict[str, Any] = {}
+        for _attempt in range(20):
+            pod = await self.registry.get(pods, ns, name)
+            meta, phase = pod["metadata"], (pod.get("status") or {}).get("phase")
+            if phase not in ("Succeeded", "Failed", "Pending") and not meta.get(
+                    "deletionTimestamp"):
+                break
+            # Nothing a budget guards: it has disrupted already, or never ran.
+            opts = dopts
+            if phase == "Pending" and not meta.get("deletionTimestamp") and not client_rv:
+                # Unless it became ready meanwhile, which the budget would guard.
+                opts = dataclasses.replace(dopts, resource_version=meta["resourceVersion"])
+            try:
+                await self._mark_and_delete(pods, ns, name, opts)
+            except APIError as e:
+                if e.reason == "Conflict" and not client_rv:
+                    continue
+                raise
+            return self.respond(request, status.success(), 201)
+        else:
+            raise status.conflict("pods", "", name, status.STALE)
+        pdb_info = self.table.lookup("policy", "v1", "poddisruptionbudgets")
+        assert pdb_info is not None
+        covering = [pdb for pdb in await self._pdbs(pdb_info, ns)
+                    if _selects(pdb, pod["metadata"].get("labels") or {})]
+        if len(covering) > 1:
+            return self.respond(request, {
+                "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                "message": "This pod has more than one PodDisruptionBudget, which the eviction "
+                           "subresource does not support.", "code": 500}, 500)
+        opts = dopts
+        if covering:
+            pdb = covering[0]
+            pdb_name = pdb["metadata"]["name"]
+            pst = pdb.get("status") or {}
+            unhealthy_goes = not _pod_ready(pod) and (
+                (pdb.get("spec") or {}).get("unhealthyPodEvictionPolicy") == "AlwaysAllow" or
+                (int(pst.get("currentHealthy") or 0) >= int(pst.get("desiredHealthy") or 0) > 0))
+            if unhealthy_goes:
+                # An unready pod takes nothing from the budget; it must still be
+                # unready (the same version) when it is deleted.
+                if not client_rv:
+                    opts = dataclasses.replace(dopts,
+                                               resource_version=pod["metadata"]["resourceVersion"])
+            else:
+                await self._take_disruption(pdb_info, ns, pdb_name, name, dopts.dry_run)
+        try:
+            await self._mark_and_delete(pods, ns, name, opts)
+        except APIError as e:
+            if e.reason == "Conflict" and covering and opts is not dopts:
+                raise _too_many_requests(covering[0]["metadata"]["name"]) from None
+            raise
         return self.respond(request, status.success(), 201)
+
+    async def _pdbs(self, info: ResourceInfo, ns: str | None) -> Sequence[dict[str, Any]]:
+        kvs, _, _, _ = await self.registry.list_kvs(info, ns)
+        return [codec.decode_stored(kv.value, kv.mod_revision) for kv in kvs]
+
+    async def _take_disruption(self, info: ResourceInfo, ns: str | None, pdb_name: str,
+                               pod_name: str, dry_run: bool) -> None:
+        """Check the budget allows a disruption and take it, on the budget as
+        stored (a conflicting write means: read it again and check again)."""
+        def take(pdb: dict[str, Any]) -> dict[str, Any]:
+            st = pdb.setdefault("status", {})
+            if int(st.get("observedGeneration") or 0) < int(
+                    pdb["metadata"].get("generation") or 0):
+                raise _too_many_requests(pdb_name)
+            allowed = int(st.get("disruptionsAllowed") or 0)
+            if allowed < 0:
+                raise _pdb_forbidden(pdb_name, "pdb disruptions allowed is negative",
+                                     "pdb disruptions allowed is negative")
+            if len(st.get("disruptedPods") or {}) > MAX_DISRUPTED_PODS:
+                raise _pdb_forbidden(
+                    pdb_name, "DisruptedPods map too big - too many evictions not confirmed by "
+                              "PDB controller",
+                    "too many pending evictions not confirmed by PDB controller")
+            if allowed == 0:
+                raise APIError(429, "TooManyRequests", EVICTION_REFUSED, {
+                    "causes": [{"reason": "DisruptionBudget",
+                                "message": _refusal_cause(pdb_name, st)}]})
+            st["disruptionsAllowed"] = allowed - 1
+            if allowed == 1:
+                _set_condition(st, "DisruptionAllowed", "False", "InsufficientPods", "",
+                               st.get("observedGeneration"))
+            st.setdefault("disruptedPods", {})[pod_name] = dt.datetime.now(dt.UTC).strftime(
+                "%Y-%m-%dT%H:%M:%SZ")
+            return pdb
+
+        kv = await self.registry.get_kv(info, ns, pdb_name)
+        await self.registry.guaranteed_update(
+            info, ns, pdb_name, kv, take, Options(dry_run=dry_run), "status", manage=False)
+
+    async def _mark_and_delete(self, pods: ResourceInfo, ns: str | None, name: str,
+                               dopts: DeleteOptions) -> None:
+        """The DisruptionTarget condition on the pod as stored, then the delete."""
+        if not dopts.dry_run:
+            def mark(pod: dict[str, Any]) -> dict[str, Any]:
+                meta = pod["metadata"]
+                if dopts.uid and dopts.uid != meta.get("uid"):
+                    raise status.conflict("Pod", "", name, (
+                        f"the UID in the precondition ({dopts.uid}) does not match the UID in "
+                        f"record ({meta.get('uid')}). The object might have been deleted and "
+                        f"then recreated"))
+                if dopts.resource_version and dopts.resource_version != meta["resourceVersion"]:
+                    raise status.conflict("Pod", "", name, (
+                        f"the ResourceVersion in the precondition ({dopts.resource_version}) "
+                        f"does not match the ResourceVersion in record "
+                        f"({meta['resourceVersion']}). The object might have been modified"))
+                _set_pod_condition(pod.setdefault("status", {}), {
+                    "type": "DisruptionTarget", "status": "True",
+                    "reason": "EvictionByEvictionAPI", "message": "Eviction API: evicting"})
+                return pod
+
+            kv = await self.registry.get_kv(pods, ns, name)
+            out = await self.registry.guaranteed_update(pods, ns, name, kv, mark, Options(),
+                                                        "status", manage=False)
+            if dopts.resource_version:
+                # The condition is this eviction's own write: the delete expects it.
+                dopts = dataclasses.replace(dopts,
+                                            resource_version=out["metadata"]["resourceVersion"])
+        await self.registry.delete(pods, ns, name, dopts)
 
     # -- watch -------------------------------------------------------------
 
@@ -813,6 +934,98 @@ class _EventWriter:
 
 
 # -- helpers ---------------------------------------------------------------
+
+EVICTION_REFUSED = "Cannot evict pod as it would violate the pod's disruption budget."
+MAX_DISRUPTED_PODS = 2000  # evictions the disruption controller has yet to confirm
+
+
+def _too_many_requests(pdb_name: str) -> APIError:
+    return APIError(429, "TooManyRequests", EVICTION_REFUSED, {
+        "causes": [{"reason": "DisruptionBudget",
+                    "message": f"The disruption budget {pdb_name} is still being processed by "
+                               f"the server."}],
+        "retryAfterSeconds": 10}, headers={"Retry-After": "10"})
+
+
+def _pdb_forbidden(pdb_name: str, why: str, cause: str) -> APIError:
+    err = status.forbidden(f'poddisruptionbudget.policy "{pdb_name}" is forbidden: {why}',
+                           "poddisruptionbudget", "policy", pdb_name)
+    assert err.details is not None
+    err.details["causes"] = [{"reason": "DisruptionBudget",
+                              "message": f"The disruption budget {pdb_name} does not allow "
+                                         f"evicting pods currently: {cause}"}]
+    return err
+
+
+def _refusal_cause(pdb_name: str, st: dict[str, Any]) -> str:
+    """Why a budget with no disruption left refuses, in upstream's words."""
+    cond = next((c for c in st.get("conditions") or [] if c.get("type") == "DisruptionAllowed"),
+                None)
+    said = cond is not None and cond.get("status") == "False" and bool(cond.get("message"))
+    if said and cond is not None and cond.get("reason") == "SyncFailed":
+        # Healthy counts are not to be trusted when the controller could not compute them.
+        return (f"The disruption budget {pdb_name} does not allow evicting pods currently "
+                f"because it failed sync: {cond['message']}")
+    current, desired = int(st.get("currentHealthy") or 0), int(st.get("desiredHealthy") or 0)
+    if current <= desired:
+        return (f"The disruption budget {pdb_name} needs {desired} healthy pods and has "
+                f"{current} currently")
+    if said and cond is not None:
+        return (f"The disruption budget {pdb_name} does not allow evicting pods currently "
+                f"({cond.get('reason')}): {cond['message']}")
+    return f"The disruption budget {pdb_name} does not allow evicting pods currently"
+
+
+def _selects(pdb: dict[str, Any], labels: dict[str, str]) -> bool:
+    """policy/v1: no selector selects nothing, an empty one every pod."""
+    sel = (pdb.get("spec") or {}).get("selector")
+    if sel is None:
+        return False
+    try:
+        return bool(selectors.label_selector_from_dict(sel, plain_map=False).matches(labels))
+    except selectors.SelectorError:
+        return False  # a selector that cannot be read matches nothing
+
+
+def _pod_ready(pod: dict[str, Any]) -> bool:
+    return any(c.get("type") == "Ready" and c.get("status") == "True"
+               for c in (pod.get("status") or {}).get("conditions") or [])
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _set_pod_condition(st: dict[str, Any], cond: dict[str, Any]) -> None:
+    """upstream's UpdatePodCondition: replaced in place, its transition time
+    kept while its status stays."""
+    conds = st.setdefault("conditions", [])
+    new = {"type": cond["type"], "status": cond["status"], "lastProbeTime": None,
+           "lastTransitionTime": _now(), "reason": cond["reason"], "message": cond["message"]}
+    for i, c in enumerate(conds):
+        if c.get("type") == cond["type"]:
+            if c.get("status") == cond["status"]:
+                new["lastTransitionTime"] = c.get("lastTransitionTime")
+            conds[i] = new
+            return
+    conds.append(new)
+
+
+def _set_condition(st: dict[str, Any], type_: str, status_: str, reason: str, message: str,
+                   observed_generation: Any) -> None:
+    """apimachinery's SetStatusCondition (a metav1.Condition)."""
+    conds = st.setdefault("conditions", [])
+    new = {"type": type_, "status": status_, "observedGeneration": observed_generation,
+           "lastTransitionTime": _now(), "reason": reason, "message": message}
+    if not observed_generation:
+        del new["observedGeneration"]
+    for i, c in enumerate(conds):
+        if c.get("type") == type_:
+            if c.get("status") == status_:
+                new["lastTransitionTime"] = c.get("lastTransitionTime")
+            conds[i] = new
+            return
+    conds.append(new)
 
 
 _STREAM_ITEMS = 2000  # larger LISTs are streamed in pieces instead of joined whole

@@ -105,26 +105,148 @@ class Strategy:
         return obj["metadata"].get("deletionGracePeriodSeconds", 0) == 0
 
 
+class PriorityClasses:
+    """The PriorityClasses pods are admitted against, by name (upstream's
+    Priority plugin reads an informer): kept current by a watch of the store
+    (writes through other servers) and at once by this server's own writes.
+    Each entry remembers the revision it is known at, so a late watch event
+    never undoes a newer write; a deleted class stays as a tombstone."""
+
+    def __init__(self) -> None:
+        self._by_name: dict[str, tuple[int, dict[str, Any] | None]] = {}
+
+    def event(self, type_: str, pc: dict[str, Any]) -> None:
+        self.record(pc, int(pc["metadata"].get("resourceVersion") or 0), type_ == "DELETED")
+
+    def record(self, pc: dict[str, Any], revision: int, deleted: bool = False) -> None:
+        name = pc["metadata"]["name"]
+        known = self._by_name.get(name)
+        if known is not None and known[0] > revision:
+            return
+        self._by_name[name] = (revision, None if deleted else pc)
+
+    def get(self, name: str) -> dict[str, Any] | None:
+        return self._by_name.get(name, (0, None))[1]
+
+    def global_default(self) -> dict[str, Any] | None:
+        """The globalDefault class; should a race have made two, the lowest
+        value wins, as upstream picks."""
+        best: dict[str, Any] | None = None
+        for _, pc in self._by_name.values():
+            if pc is not None and pc.get("globalDefault") and (
+                    best is None or int(pc.get("value") or 0) < int(best.get("value") or 0)):
+                best = pc
+        return best
+
+
+class PriorityClassStrategy(Strategy):
+    def __init__(self, classes: PriorityClasses):
+        self.classes = classes
+
+    def _only_one_default(self, pc: dict[str, Any], creating: bool) -> None:
+        if not pc.get("globalDefault"):
+            return
+        current = self.classes.global_default()
+        name = pc["metadata"]["name"]
+        if current is not None and (creating or current["metadata"]["name"] != name):
+            raise status.forbidden(
+                f'priorityclasses.scheduling.k8s.io "{name}" is forbidden: PriorityClass '
+                f"{current['metadata']['name']} is already marked as default. Only one default "
+                f"can exist", "priorityclasses", "scheduling.k8s.io", name)
+
+    async def admit_create(self, info: ResourceInfo, obj: dict[str, Any], dry_run: bool) -> Undo:
+        self._only_one_default(obj, True)
+        return _nothing
+
+    async def admit_update(self, info: ResourceInfo, new: dict[str, Any], old: dict[str, Any],
+                           dry_run: bool) -> Undo:
+        self._only_one_default(new, False)
+        return _nothing
+
+    # Hooks that run before the new revision is known: the write's revision
+    # is at least one past the old object's, and that is what is recorded.
+    async def after_create(self, info: ResourceInfo, obj: dict[str, Any]) -> None:
+        self.classes.record(obj, int(obj["metadata"].get("resourceVersion") or 0))
+
+    async def after_update(self, info: ResourceInfo, new: dict[str, Any],
+                           old: dict[str, Any]) -> None:
+        self.classes.record(new, int(old["metadata"].get("resourceVersion") or 0) + 1)
+
+    async def after_delete(self, info: ResourceInfo, obj: dict[str, Any]) -> None:
+        self.classes.record(obj, int(obj["metadata"].get("resourceVersion") or 0) + 1, True)
+
+
+SCHEDULING_GATED_MESSAGE = "Scheduling is blocked due to non-empty scheduling gates"
+
+
 class PodStrategy(Strategy):
-    def __init__(self, not_ready_seconds: int = 300, unreachable_seconds: int = 300):
+    def __init__(self, not_ready_seconds: int = 300, unreachable_seconds: int = 300,
+                 priority_classes: PriorityClasses | None = None):
         self.toleration_seconds = {"node.kubernetes.io/not-ready": not_ready_seconds,
                                    "node.kubernetes.io/unreachable": unreachable_seconds}
+        self.priority_classes = priority_classes or PriorityClasses()
 
     def prepare_create(self, info: ResourceInfo, obj: dict[str, Any]) -> None:
         spec = obj.setdefault("spec", {})
         obj["status"] = {"phase": "Pending", "qosClass": _qos_class(spec)}
         # What the ServiceAccount, Priority and DefaultTolerationSeconds
         # admission plugins add to every pod.
+        self._admit_priority(obj)
         sa = spec.get("serviceAccountName") or spec.get("serviceAccount") or "default"
         spec["serviceAccountName"] = spec["serviceAccount"] = sa
-        spec.setdefault("priority", 0)
-        spec.setdefault("preemptionPolicy", "PreemptLowerPriority")
         tolerations = spec.setdefault("tolerations", [])
         for key in ("node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable"):
             if not any(t.get("key") == key and t.get("effect") in (None, "", "NoExecute")
                        for t in tolerations if isinstance(t, dict)):
                 tolerations.append({"key": key, "operator": "Exists", "effect": "NoExecute",
                                     "tolerationSeconds": self.toleration_seconds[key]})
+        if spec.get("schedulingGates"):
+            # Said at once, so nobody mistakes a held pod for one the scheduler failed.
+            obj["status"]["conditions"] = [{
+                "type": "PodScheduled", "status": "False", "lastProbeTime": None,
+                "lastTransitionTime": _now(), "reason": "SchedulingGated",
+                "message": SCHEDULING_GATED_MESSAGE}]
+
+    def prepare_update(self, info: ResourceInfo, new: dict[str, Any], old: dict[str, Any],
+                       subresource: str) -> None:
+        super().prepare_update(info, new, old, subresource)
+        if subresource == "":
+            # Admission set these on create; a client that leaves them out keeps them.
+            spec, old_spec = new.setdefault("spec", {}), old.get("spec") or {}
+            if isinstance(spec, dict):
+                for key in ("priority", "preemptionPolicy"):
+                    if spec.get(key) is None and old_spec.get(key) is not None:
+                        spec[key] = old_spec[key]
+
+    def _admit_priority(self, pod: dict[str, Any]) -> None:
+        """The Priority admission plugin: spec.priority (and preemptionPolicy)
+        from the named PriorityClass, or from the globalDefault one."""
+        spec = pod["spec"]
+        name = spec.get("priorityClassName") or ""
+        if not name:
+            pc = self.priority_classes.global_default()
+            if pc is not None:
+                spec["priorityClassName"] = pc["metadata"]["name"]
+        else:
+            pc = self.priority_classes.get(name)
+            if pc is None:
+                raise _pod_forbidden(pod, f"no PriorityClass with name {name} was found")
+        value = int(pc.get("value") or 0) if pc is not None else 0
+        policy = pc.get("preemptionPolicy") if pc is not None else "PreemptLowerPriority"
+        given = spec.get("priority")
+        if given is not None and given != value:
+            raise _pod_forbidden(pod, f"the integer value of priority ({given}) must not be "
+                                      f"provided in pod spec; priority admission controller "
+                                      f"computed {value} from the given PriorityClass name")
+        spec["priority"] = value
+        if policy is not None:
+            given = spec.get("preemptionPolicy")
+            if given is not None and given != policy:
+                raise _pod_forbidden(pod, f"the string value of PreemptionPolicy ({given}) must "
+                                          f"not be provided in pod spec; priority admission "
+                                          f"controller computed {policy} from the given "
+                                          f"PriorityClass name")
+            spec["preemptionPolicy"] = policy
 
     def grace_period(self, info: ResourceInfo, obj: dict[str, Any], requested: int | None) -> int:
         spec, st = obj.get("spec", {}), obj.get("status", {})
@@ -133,6 +255,29 @@ class PodStrategy(Strategy):
         if requested is not None:
             return max(requested, 0)
         return int(spec.get("terminationGracePeriodSeconds", 30))
+
+
+def _pod_forbidden(pod: dict[str, Any], why: str) -> status.APIError:
+    meta = pod["metadata"]
+    name = meta.get("name", "")
+    gen = meta.get("generateName") or ""
+    # Admission runs before a name is generated upstream, so it names the prefix.
+    if gen and name.startswith(gen) and len(name) == len(gen) + 5:
+        name = gen
+    return status.forbidden(f'pods "{name}" is forbidden: {why}', "pods", "", name)
+
+
+def _now() -> str:
+    from .rest import now_rfc3339
+
+    return now_rfc3339()
+
+
+class PodDisruptionBudgetStrategy(Strategy):
+    def prepare_create(self, info: ResourceInfo, obj: dict[str, Any]) -> None:
+        # A new budget allows nothing until the disruption controller has counted.
+        obj["status"] = {"disruptionsAllowed": 0, "currentHealthy": 0, "desiredHealthy": 0,
+                         "expectedPods": 0}
 
 
 class NodeStrategy(Strategy):
@@ -420,9 +565,13 @@ class Strategies:
         self.table = table
         self.namespaces: dict[str, bool] = {}  # name -> accepts new content
         self.default = Strategy()
+        self.priority_classes = PriorityClasses()
         self.by_resource: dict[tuple[str, str], Strategy] = {
-            ("", "pods"): PodStrategy(*toleration_seconds),
+            ("", "pods"): PodStrategy(*toleration_seconds, priority_classes=self.priority_classes),
+            ("scheduling.k8s.io", "priorityclasses"): PriorityClassStrategy(
+                self.priority_classes),
             ("batch", "jobs"): JobStrategy(),
+            ("policy", "poddisruptionbudgets"): PodDisruptionBudgetStrategy(),
             ("apps", "daemonsets"): DaemonSetStrategy(),
             ("", "nodes"): NodeStrategy(),
             ("", "namespaces"): NamespaceStrategy(),

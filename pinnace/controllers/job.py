@@ -42,7 +42,7 @@ Obj = dict[str, Any]
 __all__ = ["FINALIZER", "INDEX_KEY", "JobController", "build_pod", "format_indexes",
            "parse_indexes", "pod_index"]
 
-FINALIZER = "batch.kubernetes.io/job-tracking"
+FINALIZER = jp.FINALIZER
 CONTROLLER_NAME = "kubernetes.io/job-controller"
 BURST = 500  # pods created or deleted per sync (upstream MaxPodCreateDeletePerSync)
 MAX_UNCOUNTED = 500  # uids kept in uncountedTerminatedPods at once (about 20 KB)
@@ -335,9 +335,8 @@ class JobController(Controller):
                 and (ix := pod_index(p)) is not None and ix < comp}
             st.succeeded = len(st.succ_idx)
             if jp.per_index(job):
-                st.failed_idx = parse_indexes(status.get("failedIndexes"), comp) | {
-                    ix for p in pods if _has_finalizer(p) and (ix := pod_index(p)) is not None
-                    and ix < comp and jp.is_index_failed(job, p)}
+                st.failed_idx = jp.failed_indexes(job, pods, status.get("failedIndexes"),
+                                                  expected | set(st.unc_f))
                 if finished is None:
                     cap = spec.get("maxFailedIndexes")
                     if cap is not None and len(st.failed_idx) > int(cap):

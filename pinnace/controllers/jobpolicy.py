@@ -15,6 +15,7 @@ from . import pods as podutil
 Obj = dict[str, Any]
 
 INDEX_KEY = "batch.kubernetes.io/job-completion-index"
+FINALIZER = "batch.kubernetes.io/job-tracking"
 FAILURE_COUNT_KEY = "batch.kubernetes.io/job-index-failure-count"
 IGNORED_COUNT_KEY = "batch.kubernetes.io/job-index-ignored-failure-count"
 MAX_INT32 = 2**31 - 1
@@ -231,6 +232,26 @@ def is_index_failed(job: Obj, pod: Obj) -> bool:
         if action == "FailIndex":
             return True
     return counted and index_failure_count(pod) >= int(spec(job).get("backoffLimitPerIndex") or 0)
+
+
+def failed_indexes(job: Obj, pods: list[Obj], recorded: str | None,
+                   accounted: set[str]) -> set[int]:
+    """The Job's failed indexes: those already recorded in status.failedIndexes
+    and those a pod not yet accounted for has failed since. A pod whose
+    tracking finalizer is already on its way out (its uid in ``accounted``)
+    was judged when that was decided; judged again now, a pod the finishing
+    Job stopped would count as a failed index (it is terminating, so it
+    looks failed) in the moment before it is gone from the cache."""
+    completions = int(spec(job).get("completions") or 0)
+    out = parse_indexes(recorded, completions)
+    for p in pods:
+        meta = p["metadata"]
+        if FINALIZER not in (meta.get("finalizers") or []) or meta.get("uid") in accounted:
+            continue
+        ix = pod_index(p)
+        if ix is not None and ix < completions and is_index_failed(job, p):
+            out.add(ix)
+    return out
 
 
 # -- success policy ------------------------------------------------------------------

@@ -18,6 +18,7 @@ from . import (
     cronjob,
     daemonset,
     deployment,
+    disruption,
     endpoints,
     endpointslice,
     garbagecollector,
@@ -41,8 +42,9 @@ log = logging.getLogger("pinnace.controllers.manager")
 # name -> controller class; `--controllers` picks from these ("*" = all).
 CONTROLLERS: dict[str, type[Controller]] = {}
 for _module in (replicaset, deployment, statefulset, daemonset, job, ttlafterfinished, cronjob,
-                endpoints, endpointslice, garbagecollector, podgc, namespace, nodelifecycle,
-                nodeipam, resourcequota, serviceaccount, serviceaccounttoken, servicelb):
+                disruption, endpoints, endpointslice, garbagecollector, podgc, namespace,
+                nodelifecycle, nodeipam, resourcequota, serviceaccount, serviceaccounttoken,
+                servicelb):
     CONTROLLERS.update(_module.CONTROLLERS)
 
 

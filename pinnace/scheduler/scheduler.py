@@ -37,11 +37,8 @@ from .framework import (
     pod_scheduled_condition_unschedulable,
 )
 from .preemption import DISRUPTION_TARGET, disruption_target_condition
-from .queue import SchedulingQueue, gated
+from .queue import SchedulingQueue
 
-# The API server's own words for a pod created with scheduling gates.
-SCHEDULING_GATED = "SchedulingGated"
-SCHEDULING_GATED_MESSAGE = "Scheduling is blocked due to non-empty scheduling gates"
 NOTE_LENGTH_LIMIT = 1024  # events and condition messages are cut to this
 
 log = logging.getLogger("pinnace.scheduler")
@@ -98,7 +95,6 @@ class Scheduler:
             default_spread_selector=self._default_selector,
             pdb_lister=self.pdbs.objects)])}
         self._binding: set[asyncio.Task[None]] = set()
-        self._gating: set[str] = set()  # gated pods whose condition is being written
         self._selectors_changed = 0
         self._selector_memo: dict[tuple[str, tuple[tuple[str, str], ...]],
                                   tuple[int, Obj | None]] = {}
@@ -165,7 +161,6 @@ class Scheduler:
                 self.queue.add(pod)
                 if _nominated_node(pod):
                     self.cache.add_nominated_pod(PodInfo(pod))
-                self._note_gated(pod)
 
         def pod_updated(old: Obj, new: Obj) -> None:
             if _assigned(new):
@@ -178,7 +173,6 @@ class Scheduler:
                 self.queue.update(new)
                 if _nominated_node(new) or self.cache.nominated_node_of(pod_key(new)):
                     self.cache.update_nominated_pod(old, PodInfo(new))
-                self._note_gated(new)
             else:
                 self.queue.delete(new)
                 self.cache.delete_nominated_pod(pod_key(new))
@@ -323,49 +317,16 @@ class Scheduler:
             if current is not None and not _assigned(current):
                 self.queue.add(current)
             return
+        # The API server has cleared the nomination as it bound the pod.
         self.recorder.event(pod, "Normal", "Scheduled",
                             f"Successfully assigned {meta['namespace']}/{meta['name']} to {node}")
-        if _nominated_node(pod):
-            # A bound pod's nomination is stale. Upstream's API server clears it
-            # as it binds (ClearingNominatedNodeNameAfterBinding); ours does not
-            # yet, so the scheduler does right after.
-            await self._patch_status(pod, {"status": {"nominatedNodeName": None}})
 
-    def _note_gated(self, pod: Obj) -> None:
-        """Give a gated pod its PodScheduled=False/SchedulingGated condition if
-        it has no PodScheduled condition yet. Upstream's API server adds it on
-        create; until ours does, the scheduler fills it in."""
-        if not gated(pod) or any(c.get("type") == "PodScheduled"
-                                 for c in (pod.get("status") or {}).get("conditions") or ()):
-            return
-        key = pod_key(pod)
-        if key in self._gating:
-            return
-        self._gating.add(key)
-        cond = {"type": "PodScheduled", "status": "False", "reason": SCHEDULING_GATED,
-                "message": SCHEDULING_GATED_MESSAGE, "lastProbeTime": None,
-                "lastTransitionTime": _now()}
-        # Only onto the version seen: a pod ungated (and bound) meanwhile keeps its own.
-        patch = {"metadata": {"resourceVersion": pod["metadata"].get("resourceVersion", "")},
-                 "status": {"conditions": list((pod.get("status") or {}).get("conditions") or [])
-                            + [cond]}}
-
-        async def write() -> None:
-            try:
-                await self._patch_status(pod, patch, quiet_conflict=True)
-            finally:
-                self._gating.discard(key)
-
-        task = asyncio.create_task(write())
-        self._binding.add(task)
-        task.add_done_callback(self._binding.discard)
-
-    async def _patch_status(self, pod: Obj, patch: Obj, quiet_conflict: bool = False) -> None:
+    async def _patch_status(self, pod: Obj, patch: Obj) -> None:
         meta = pod["metadata"]
         try:
             await self.pod_api.patch(meta["name"], patch, meta["namespace"], subresource="status")
         except ApiError as e:
-            if not e.not_found and not (quiet_conflict and e.conflict):
+            if not e.not_found:
                 log.info("updating %s status failed: %s", pod_key(pod), e)
         except (OSError, asyncio.TimeoutError) as e:
             log.info("updating %s status failed: %s", pod_key(pod), e)

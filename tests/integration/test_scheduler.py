@@ -131,11 +131,10 @@ def test_preemption_spares_pdb_pods_marks_victims_and_nominates(scratch: Scratch
     scratch.create({"apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
                     "metadata": {"name": "db"},
                     "spec": {"minAvailable": 1, "selector": {"matchLabels": {"app": "db"}}}})
-    # No disruption controller here: the budget's status is what one would write.
-    k("-n", ns, "patch", "pdb", "db", "--subresource=status", "--type=merge", "-p", json.dumps(
-        {"status": {"disruptionsAllowed": 0, "currentHealthy": 1, "desiredHealthy": 1,
-                    "expectedPods": 1, "observedGeneration": 1}}))
-    wait_for(lambda: "db" in k("-n", ns, "get", "pdb").stdout, what="PDB listed")
+    # The disruption controller counts the budget: its one pod must stay.
+    wait_for(lambda: (st := scratch.get("pdb", "db").get("status") or {}).get(
+        "observedGeneration") == 1 and st.get("expectedPods") == 1 and
+        st.get("disruptionsAllowed") == 0, what="PDB counted")
     scratch.create(_pod("urgent", "1500m", selector={"group": group}, priority=high))
 
     urgent = wait_for(lambda: (p := scratch.get("pod", "urgent"))["status"].get("nominatedNodeName")

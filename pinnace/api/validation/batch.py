@@ -143,8 +143,12 @@ def _job_spec(spec: Obj, path: str) -> Errs:
         return errs
     errs += pods.validate_pod_template_spec(tmpl, tpath)
     policy = d(tmpl, "spec", "restartPolicy")
-    if policy not in ("OnFailure", "Never"):
-        errs.append(not_supported(f"{tpath}.spec.restartPolicy", policy or "", ["OnFailure", "Never"]))
+    if policy in ("Always", "", None):
+        # Upstream names the two a Job may use rather than refusing the value.
+        errs.append(required(f"{tpath}.spec.restartPolicy",
+                             'valid values: "OnFailure", "Never"'))
+    elif policy not in ("OnFailure", "Never"):
+        errs.append(not_supported(f"{tpath}.spec.restartPolicy", policy, ["OnFailure", "Never"]))
     elif pfp is not None and policy != "Never":
         errs.append(invalid(f"{tpath}.spec.restartPolicy", policy,
                             'only "Never" is supported when podFailurePolicy is specified'))

@@ -370,6 +370,21 @@ def validate_pod_spec(spec: Any, path: str) -> Errs:
         errs.append(required(f"{path}.dnsConfig", "must provide `dnsConfig` when `dnsPolicy` is None"))
     if spec.get("resources") is not None:
         errs += validate_resources(spec["resources"], f"{path}.resources")
+    errs += _validate_scheduling_gates(as_list(spec.get("schedulingGates")),
+                                       f"{path}.schedulingGates")
+    return errs
+
+
+def _validate_scheduling_gates(gates: list[Any], path: str) -> Errs:
+    errs: Errs = []
+    seen: set[str] = set()
+    for i, gate in enumerate(gates):
+        name = as_dict(gate).get("name") or ""
+        # Upstream reports a gate's problems at the list index, not at .name.
+        errs += names.qualified_name(name, f"{path}[{i}]")
+        if name in seen:
+            errs.append(duplicate(f"{path}[{i}]", name))
+        seen.add(name)
     return errs
 
 
@@ -388,7 +403,12 @@ def validate_pod_template_spec(tmpl: Any, path: str) -> Errs:
 
 def validate_pod(pod: Obj) -> Errs:
     errs = m.validate_object_meta(pod.get("metadata"), names.name_is_dns_subdomain)
-    errs += validate_pod_spec(pod.get("spec"), "spec")
+    spec = as_dict(pod.get("spec"))
+    errs += validate_pod_spec(spec, "spec")
+    if spec.get("nodeName") and as_list(spec.get("schedulingGates")):
+        # A pod bound at birth would skip the gates meant to hold it back.
+        errs.append(forbidden("spec.nodeName",
+                              "cannot be set until all schedulingGates have been cleared"))
     return errs
 
 
@@ -449,18 +469,33 @@ def validate_pod_update(new: Obj, old: Obj) -> Errs:
         munged["terminationGracePeriodSeconds"] = 1
     old_gates = as_list(os_.get("schedulingGates"))
     new_gates = as_list(ns.get("schedulingGates"))
-    if all(g in old_gates for g in new_gates):
-        munged["schedulingGates"] = ns.get("schedulingGates")
-        if munged["schedulingGates"] is None:
-            munged.pop("schedulingGates")
-        if old_gates:
-            for key in ("nodeSelector", "affinity"):
-                if key in ns:
-                    munged[key] = ns[key]
+    errs += _only_deleted_gates(new_gates, old_gates)
+    # Gates are checked above, not by the comparison of the rest of the spec.
+    if "schedulingGates" in ns:
+        munged["schedulingGates"] = ns["schedulingGates"]
+    else:
+        munged.pop("schedulingGates", None)
+    if old_gates:
+        for key in ("nodeSelector", "affinity"):
+            if key in ns:
+                munged[key] = ns[key]
     if munged != ns:
         errs.append(forbidden("spec", "pod updates may not change fields other than "
                               + POD_UPDATABLE + "\n" + _go_diff(munged, ns)))
     return errs
+
+
+def _only_deleted_gates(new: list[Any], old: list[Any]) -> Errs:
+    """One error per gate ``old`` lacks: a gate may be removed, never added."""
+    before = {as_dict(g).get("name") for g in old}
+    added: dict[str, int] = {}
+    for i, g in enumerate(new):
+        name = as_dict(g).get("name") or ""
+        if name not in before:
+            added[name] = i  # a repeated name is reported at its last place, as upstream
+    return [forbidden(f"spec.schedulingGates[{i}].name",
+                      f"only deletion is allowed, but found new scheduling gate '{name}'")
+            for name, i in sorted(added.items(), key=lambda kv: kv[1])]
 
 
 def _same_toleration(a: Any, b: Any) -> bool:

@@ -226,6 +226,42 @@ def test_pod_update_may_add_tolerations_but_not_containers():
         "spec.containers: Forbidden: pod updates may not add or remove containers"]
 
 
+def test_pod_scheduling_gates():
+    p = pod()
+    p["spec"]["schedulingGates"] = [{"name": "example.com/quota"}, {"name": "bad name"},
+                                    {"name": "example.com/quota"}]
+    assert check("", "Pod", p) == [
+        ('spec.schedulingGates[1]: Invalid value: "bad name": name part must consist of '
+         "alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric "
+         "character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is "
+         "'([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')"),
+        'spec.schedulingGates[2]: Duplicate value: "example.com/quota"']
+    p = pod()
+    p["spec"].update(schedulingGates=[{"name": "example.com/quota"}], nodeName="n1")
+    assert check("", "Pod", p) == [
+        "spec.nodeName: Forbidden: cannot be set until all schedulingGates have been cleared"]
+
+
+def test_pod_update_may_only_remove_scheduling_gates():
+    old = pod()
+    old["spec"]["schedulingGates"] = [{"name": "a"}, {"name": "b"}]
+    apply_defaults("", "Pod", old)
+    new = copy.deepcopy(old)
+    new["spec"]["schedulingGates"] = [{"name": "b"}]
+    assert validate("", "Pod", new, old) == []
+    del new["spec"]["schedulingGates"]
+    assert validate("", "Pod", new, old) == []
+    # A gated pod may still be narrowed down.
+    new["spec"]["nodeSelector"] = {"zone": "a"}
+    assert validate("", "Pod", new, old) == []
+    new["spec"]["schedulingGates"] = [{"name": "x"}, {"name": "a"}, {"name": "y"}]
+    assert [str(e) for e in validate("", "Pod", new, old)] == [
+        "spec.schedulingGates[0].name: Forbidden: only deletion is allowed, but found new "
+        "scheduling gate 'x'",
+        "spec.schedulingGates[2].name: Forbidden: only deletion is allowed, but found new "
+        "scheduling gate 'y'"]
+
+
 def test_metadata_immutable_on_update():
     old = pod()
     old["metadata"]["uid"] = "u1"
@@ -331,8 +367,14 @@ def test_job_rules():
     j["spec"]["backoffLimit"] = -1
     assert check("batch", "Job", j) == [
         "spec.backoffLimit: Invalid value: -1: must be greater than or equal to 0",
-        ('spec.template.spec.restartPolicy: Unsupported value: "Always": supported values: '
-        '"OnFailure", "Never"')]
+        'spec.template.spec.restartPolicy: Required value: valid values: "OnFailure", "Never"']
+    j["spec"]["template"]["spec"]["restartPolicy"] = "Sometimes"
+    # An unknown policy is refused by the pod template's check and the Job's.
+    assert check("batch", "Job", j)[1:] == [
+        ('spec.template.spec.restartPolicy: Unsupported value: "Sometimes": supported values: '
+         '"Always", "OnFailure", "Never"'),
+        ('spec.template.spec.restartPolicy: Unsupported value: "Sometimes": supported values: '
+         '"OnFailure", "Never"')]
 
 
 def cron(schedule):

@@ -104,3 +104,23 @@ def test_replacement_backoff() -> None:
     assert jp.backoff_left(10, 600, 1, 100, 104) == 6
     assert jp.backoff_left(10, 600, 3, 100, 100) == 40
     assert jp.backoff_left(10, 600, 30, 100, 100) == 600
+
+
+def test_failed_indexes_skip_pods_already_accounted_for() -> None:
+    """A Job that fails stops its running pods; until they are gone from the
+    cache they look failed (terminating, finalizer still on). They were
+    counted as the Job finished: they must not turn into failed indexes."""
+    job = {"spec": {"completions": 4, "completionMode": "Indexed", "backoffLimitPerIndex": 0}}
+
+    def pod(uid: str, ix: int, **status: object) -> dict:
+        meta = {"uid": uid, "finalizers": [FINALIZER], "annotations": {INDEX_KEY: str(ix)}}
+        if status.pop("deleting", False):
+            meta["deletionTimestamp"] = "2024-01-01T00:00:00Z"
+        return {"metadata": meta, "status": status}
+
+    pods = [pod("a", 0, phase="Failed"), pod("b", 1, phase="Running"),
+            pod("c", 3, phase="Running", deleting=True)]
+    assert jp.failed_indexes(job, pods, None, set()) == {0, 3}
+    # "c" was stopped (and its finalizer removal sent) by the finishing Job.
+    assert jp.failed_indexes(job, pods, "1", {"c"}) == {0, 1}
+    assert jp.failed_indexes(job, pods, "", {"a", "c"}) == set()
