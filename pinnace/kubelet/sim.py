@@ -169,6 +169,10 @@ class SimNodes:
             transform=slim_node)
         self.queue = WorkQueue()
         self.ready = asyncio.Event()
+        # Heartbeats (registration, Leases, node status) and pod work have
+        # budgets of their own: a burst of pod updates must never hold up
+        # the Lease renewals that keep the nodes Ready.
+        self._beats = asyncio.Semaphore(max_in_flight)
         self._sem = asyncio.Semaphore(max_in_flight)
         self._heap: list[tuple[float, int, int, str, bool]] = []
         self._seq = 0
@@ -224,7 +228,7 @@ class SimNodes:
             self.queue.add(key_of(pod))
 
     async def _bounded(self, coro: Any) -> Any:
-        async with self._sem:
+        async with self._beats:
             return await coro
 
     def _spawn(self, coro: Any) -> None:
@@ -373,7 +377,7 @@ class SimNodes:
                     if not periodic:  # a one-off report must not be lost
                         self._push(now + 0.1, kind, name)
                     continue
-                await self._sem.acquire()
+                await self._beats.acquire()
                 node.busy = True
                 self._spawn(self._beat(node, kind))
             self._wake.clear()
@@ -396,7 +400,7 @@ class SimNodes:
             log.info("heartbeat of %s: %s", node.name, e)
         finally:
             node.busy = False
-            self._sem.release()
+            self._beats.release()
 
     async def _renew(self, node: SimNode) -> None:
         """Renew (or create) the node's Lease with one request in the usual case."""
@@ -499,6 +503,7 @@ class SimNodes:
             ip = status.get("podIP")
             if ip and not host_network:
                 node.ipam.reserve(uid, ip)
+            await self._reassert_ready(pod, node, ip or "")
             await self._maybe_complete(key, pod, node)
             return
         now = time.monotonic()
@@ -515,6 +520,19 @@ class SimNodes:
         body = {"status": running_status(pod, host_ip=node.host_ip, pod_ip=ip)}
         await self.pods_rc.patch(name, body, ns, type="merge", subresource="status")
         self._first_seen.pop(uid, None)
+
+    async def _reassert_ready(self, pod: Obj, node: SimNode, ip: str) -> None:
+        """Someone else marked a running pod not Ready (the node lifecycle
+        controller, while this node looked down): report it Ready again, as a
+        kubelet's status manager puts back what it knows to be true."""
+        have = {c.get("type"): c.get("status") for c in pod["status"].get("conditions") or ()}
+        want = running_status(pod, host_ip=node.host_ip, pod_ip=ip)["conditions"]
+        if have.get("Ready") == "True" or \
+                not any(c["type"] == "Ready" and c["status"] == "True" for c in want):
+            return
+        meta = pod["metadata"]
+        await self.pods_rc.patch(meta["name"], {"status": {"conditions": want}},
+                                 meta.get("namespace"), type="merge", subresource="status")
 
     async def _maybe_complete(self, key: str, pod: Obj, node: SimNode) -> None:
         after = (pod["metadata"].get("annotations") or {}).get(COMPLETE_AFTER)

@@ -292,3 +292,27 @@ def test_deleted_node_goes_quiet_until_started_again(server: Server, namespace: 
     assert uid != old_uid
     wait_for(lambda: _get(server, "lease", names[0], "-n", "kube-node-lease")["metadata"]
              ["ownerReferences"][0]["uid"] == uid, 10, what="lease owned by the new node")
+
+
+def test_a_pod_marked_not_ready_by_someone_else_is_reported_ready_again(
+        server: Server, namespace: str, sims: Any) -> None:
+    """The node lifecycle controller marks a node's pods not Ready while the
+    node looks down; a live kubelet reports them Ready again."""
+    names = node_names(1, f"{namespace}-n")
+    sims(names)
+    _pod(server, namespace, "steady", names[0])
+    pod = wait_for(lambda: _running(server, namespace, "steady"), 20)
+    conditions = [c if c["type"] != "Ready" else {**c, "status": "False",
+                                                   "lastTransitionTime": "2026-01-01T00:00:00Z"}
+                  for c in pod["status"]["conditions"]]
+    code, body = server.http().call(
+        "PATCH", f"/api/v1/namespaces/{namespace}/pods/steady/status",
+        {"status": {"conditions": conditions}}, ctype="application/merge-patch+json")
+    assert code == 200, body
+
+    def ready() -> bool:
+        p = _get(server, "pod", "steady", "-n", namespace)
+        return any(c["type"] == "Ready" and c["status"] == "True"
+                   for c in p["status"]["conditions"])
+
+    wait_for(ready, 20, what="the pod Ready again")
