@@ -11,6 +11,7 @@ each family.
 from __future__ import annotations
 
 import ipaddress
+import logging
 from typing import Any
 
 from pinnace.client import ApiError
@@ -120,6 +121,8 @@ class NodeIpamController(Controller):
         self.nodes = ctx.informers.informer("v1", "nodes")
         self.node_api = self.client.resource("v1", "nodes")
         self._owned: dict[str, list[str]] = {}  # node -> CIDRs counted as taken for it
+        # Nodes told that no CIDR is left: told once, not at every update of theirs.
+        self._told_full: set[str] = set()
 
     def setup(self) -> None:
         self.nodes.add_handler(self.enqueue, lambda old, new: self.enqueue(new),
@@ -144,6 +147,7 @@ class NodeIpamController(Controller):
 
     def _node_deleted(self, node: Obj) -> None:
         self._release(node["metadata"]["name"])
+        self._told_full.discard(node["metadata"]["name"])
         for other in self.nodes.objects():  # a node that found the pool full may fit now
             if not node_cidrs(other):
                 self.enqueue(other)
@@ -168,12 +172,16 @@ class NodeIpamController(Controller):
                 for c in got:
                     for t in self.sets:
                         t.release(c)
-                self.recorder.event(node, "Warning", "CIDRNotAvailable",
-                                    f"Node {key} status is now: CIDRNotAvailable")
-                self.log.warning("no pod CIDR left in %s for node %s", s.network, key)
+                if key not in self._told_full:
+                    self._told_full.add(key)
+                    self.recorder.event(node, "Warning", "CIDRNotAvailable",
+                                        f"Node {key} status is now: CIDRNotAvailable")
+                    log_at = logging.WARNING if len(self._told_full) == 1 else logging.DEBUG
+                    self.log.log(log_at, "no pod CIDR left in %s for node %s", s.network, key)
                 return  # retried when a node is deleted
             got.append(cidr)
         self._owned[key] = got
+        self._told_full.discard(key)
         try:
             await self.node_api.patch(key, {
                 "metadata": {"resourceVersion": node["metadata"]["resourceVersion"]},
