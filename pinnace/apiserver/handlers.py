@@ -785,9 +785,11 @@ class ResourceHandlers:
                                            f"({e.compacted})"))
             await resp.write_eof()
             return resp
-        if isinstance(stream, WatchStream) and label_sel is None and field_sel is None \
-                and fmt.kind != "table" and request.transport is not None:
-            stream.push = functools.partial(writer.push, request.transport)
+        if isinstance(stream, WatchStream):
+            writer.joined = stream.cache.joined
+            if label_sel is None and field_sel is None and fmt.kind != "table" \
+                    and request.transport is not None:
+                stream.push = functools.partial(writer.push, request.transport)
         last = after
         try:
             while True:
@@ -834,6 +836,9 @@ class _EventWriter:
         self.plain = fmt.kind in ("json", "yaml", "protobuf") and not info.storage_version \
             and info.crd is None
         self.headers_sent = False
+        # Encoded batches shared with the other watchers of the resource for a
+        # wake-up (the watch cache's); None for a watch of its own.
+        self.joined: dict[Any, bytes] | None = None
 
     def _encode_obj(self, obj: dict[str, Any]) -> bytes:
         if self.fmt.kind == "table":
@@ -865,12 +870,14 @@ class _EventWriter:
             await self.resp.write(data)
 
     def _joined(self, batch: list[CacheEvent]) -> bytes:
-        key = ("batch", batch[0].rev, len(batch), self.fmt.kind, self.info.group,
-               self.info.version, self.include)
-        data = batch[-1].wire.get(key)
+        memo = self.joined
+        key = (batch[0].rev, len(batch), self.fmt.kind, self.info.group, self.info.version,
+               self.include)
+        data = memo.get(key) if memo is not None else None
         if data is None:
-            data = batch[-1].wire[key] = b"".join(
-                [self._line(ev, None, None) or b"" for ev in batch])
+            data = b"".join([self._line(ev, None, None) or b"" for ev in batch])
+            if memo is not None:
+                memo[key] = data
         return data
 
     def push(self, transport: asyncio.Transport, batch: list[CacheEvent]) -> bool:

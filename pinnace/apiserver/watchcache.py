@@ -82,6 +82,9 @@ class ResourceCache:
         # What the watchers woken together ask for alike, made once per wake-up:
         # (prefix, first, last sequence number) -> the events under prefix.
         self._batches: dict[tuple[str, int, int], list[CacheEvent]] = {}
+        # The encoded form of those batches, by the writers (handlers._EventWriter):
+        # kept for one wake-up only, so memory does not grow with the history.
+        self.joined: dict[Any, bytes] = {}
         self._task: asyncio.Task[None] | None = None
 
     def started(self) -> bool:
@@ -100,7 +103,7 @@ class ResourceCache:
         events = self.events
         events.append(ce)
         self.last_rev = ce.rev
-        if len(events) >= 2 * self.size:
+        if len(events) >= self.size + self.size // 4:
             # Trim in bulk: amortized O(1) per event, and cursors stay plain ints.
             cut = len(events) - self.size
             self.window_start = events[cut - 1].rev
@@ -127,6 +130,7 @@ class ResourceCache:
         self._wake_handle = None
         self._last_wake = asyncio.get_running_loop().time()
         self._batches.clear()
+        self.joined.clear()
         waiting, self._waiting = self._waiting, set()
         for stream in waiting:
             if stream.push is None:
@@ -215,6 +219,7 @@ class ResourceCache:
     def _cut_off(self) -> None:
         self.generation += 1
         self._batches.clear()
+        self.joined.clear()
         for stream in tuple(self.streams):
             stream.wake()
         self.streams.clear()
@@ -343,17 +348,19 @@ class _DirectStream:
     """A watcher from a revision older than its cache holds: it reads the
     store's history through a storage watch of its own."""
 
-    def __init__(self, events: AsyncIterator[CacheEvent]):
-        self._queue: asyncio.Queue[Any] = asyncio.Queue()
+    def __init__(self, events: AsyncIterator[CacheEvent], maxsize: int = 10_000):
+        # Bounded: a client that stops reading holds up its storage watch,
+        # which the store then drops (WatchClosedError), ending this stream.
+        self._queue: asyncio.Queue[Any] = asyncio.Queue(maxsize)
         self._pump = asyncio.create_task(self._feed(events))
 
     async def _feed(self, events: AsyncIterator[CacheEvent]) -> None:
         try:
             async for ev in events:
-                self._queue.put_nowait(ev)
-            self._queue.put_nowait(_CLOSED)
+                await self._queue.put(ev)
+            await self._queue.put(_CLOSED)
         except Exception as e:  # a compaction mid-replay ends the stream with an error
-            self._queue.put_nowait(e)
+            await self._queue.put(e)
 
     async def next_batch(self, timeout: float | None, limit: int = 500
                          ) -> list[CacheEvent] | None:
