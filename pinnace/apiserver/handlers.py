@@ -503,10 +503,20 @@ class ResourceHandlers:
         if not node:
             raise status.invalid("Binding", "", name, [field.required("target.name")])
 
+        want = body.get("metadata") or {}
+
         def bind(old: dict[str, Any]) -> dict[str, Any]:
             spec = old.setdefault("spec", {})
+            meta = old["metadata"]
             # Every refusal is a Conflict on pods/binding, as upstream words them.
-            if old["metadata"].get("deletionTimestamp"):
+            # The scheduler names the pod's uid, so a pod deleted and made
+            # again under the same name is not bound to the old pod's node.
+            for k, label in (("uid", "UID"), ("resourceVersion", "ResourceVersion")):
+                if want.get(k) and want[k] != meta.get(k):
+                    raise status.conflict("pods/binding", "", name,
+                                          f"Precondition failed: {label} in precondition: "
+                                          f"{want[k]}, {label} in object meta: {meta.get(k, '')}")
+            if meta.get("deletionTimestamp"):
                 raise status.conflict("pods/binding", "", name,
                                       f"pod {name} is being deleted, cannot be assigned to a host")
             if spec.get("nodeName"):

@@ -447,6 +447,7 @@ class Registry:
             kv = await self.get_kv(info, ns, name)
             obj = codec.decode_stored(kv.value, kv.mod_revision)
             meta = obj["metadata"]
+            strat.admit_delete(info, obj)
             if dopts.uid and meta.get("uid") != dopts.uid:
                 raise status.conflict(info.resource, info.group, name,
                                       f"Precondition failed: UID in precondition: {dopts.uid}, "

@@ -16,6 +16,7 @@ from typing import Any
 from pinnace.api import crdschema, defaults, fieldcheck, validation
 from pinnace.api.field import FieldError, invalid
 from pinnace.api.resources import ResourceInfo
+from pinnace.api.validation.others import SYSTEM_PRIORITY_CLASSES
 from pinnace.storage.interface import KeyNotFoundError, Store
 
 from . import codec, status
@@ -100,6 +101,9 @@ class Strategy:
     def prepare_delete(self, info: ResourceInfo, obj: dict[str, Any]) -> None:
         pass
 
+    def admit_delete(self, info: ResourceInfo, obj: dict[str, Any]) -> None:
+        """Raise to refuse deleting ``obj`` at all."""
+
     def finished_when_unfinalized(self, info: ResourceInfo, obj: dict[str, Any]) -> bool:
         # Upstream removes an object once it has no finalizers and no grace period left.
         return obj["metadata"].get("deletionGracePeriodSeconds", 0) == 0
@@ -162,6 +166,14 @@ class PriorityClassStrategy(Strategy):
                            dry_run: bool) -> Undo:
         self._only_one_default(new, False)
         return _nothing
+
+    def admit_delete(self, info: ResourceInfo, obj: dict[str, Any]) -> None:
+        name = obj["metadata"]["name"]
+        if name in SYSTEM_PRIORITY_CLASSES:
+            # Upstream names the class where the resource would go.
+            raise status.forbidden(f"{name}.scheduling.k8s.io is forbidden: this is a system "
+                                   "priority class and cannot be deleted",
+                                   name, "scheduling.k8s.io")
 
     # Hooks that run before the new revision is known: the write's revision
     # is at least one past the old object's, and that is what is recorded.

@@ -234,9 +234,14 @@ class ResourceClient:
                 raise ApiError(resp.status, _status_of(resp.status, await resp.read()))
             buf = b""
             async for chunk in resp.content.iter_any():
-                buf += chunk
-                while b"\n" in buf:
-                    line, buf = buf.split(b"\n", 1)
+                if b"\n" not in chunk:
+                    buf += chunk
+                    continue
+                # One split per chunk: a chunk can hold hundreds of events, and
+                # splitting off one line at a time would copy the rest each time.
+                lines = (buf + chunk).split(b"\n")
+                buf = lines.pop()
+                for line in lines:
                     if not line.strip():
                         continue
                     ev = orjson.loads(line)

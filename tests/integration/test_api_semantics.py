@@ -143,6 +143,14 @@ def test_pod_binding_and_eviction(http: HTTP, namespace: str) -> None:
     assert obj["spec"]["serviceAccountName"] == "default"
     binding = {"apiVersion": "v1", "kind": "Binding", "metadata": {"name": "p"},
                "target": {"apiVersion": "v1", "kind": "Node", "name": "node-1"}}
+    # A binding naming another pod's uid (the pod was made again) is refused.
+    stale = {**binding, "metadata": {"name": "p", "uid": "0000-not-this-pod"}}
+    code, st = http.call("POST", f"{base}/p/binding", stale)
+    assert code == 409 and st["reason"] == "Conflict"
+    assert "Precondition failed: UID in precondition: 0000-not-this-pod" in st["message"]
+    _, obj = http.call("GET", f"{base}/p")
+    assert not obj["spec"].get("nodeName")
+    binding["metadata"]["uid"] = obj["metadata"]["uid"]
     assert http.call("POST", f"{base}/p/binding", binding)[0] == 201
     _, obj = http.call("GET", f"{base}/p")
     assert obj["spec"]["nodeName"] == "node-1"
@@ -255,6 +263,10 @@ def test_priority_admission(server: Server, http: HTTP, namespace: str) -> None:
     assert {tuple(r.split()[:3]) for r in rows} >= {
         ("system-node-critical", "2000001000", "false"),
         ("system-cluster-critical", "2000000000", "false")}
+    refused = server.kubectl("delete", "priorityclass", "system-node-critical", check=False)
+    assert refused.returncode != 0
+    assert "system-node-critical.scheduling.k8s.io is forbidden: this is a system priority " \
+        "class and cannot be deleted" in refused.stderr
     suffix = namespace[-12:]
     high, dflt = f"high-{suffix}", f"default-{suffix}"
     try:
