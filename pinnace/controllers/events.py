@@ -1,7 +1,12 @@
 """Recording Events the way Kubernetes components do: one core/v1 Event per
 (object, reason, message), its count and lastTimestamp bumped when it
 happens again, so `kubectl describe` and `kubectl get events` show them.
-Recording never blocks or fails the caller."""
+
+Recording never blocks or fails the caller. As client-go's broadcaster,
+events wait in a bounded queue for a few senders, and an event that finds
+the queue full is dropped: under a burst (a scheduler binding a thousand
+pods a second) events must not take the API requests the work itself
+needs, nor pile up in memory."""
 
 from __future__ import annotations
 
@@ -27,24 +32,49 @@ def _now_micro() -> str:
     return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+MAX_QUEUED = 1000  # client-go's maxQueuedEvents
+SENDERS = 4  # requests in flight at once
+
+
 class EventRecorder:
-    def __init__(self, client: Client, component: str, host: str | None = None):
+    def __init__(self, client: Client, component: str, host: str | None = None,
+                 max_queued: int = MAX_QUEUED, senders: int = SENDERS):
         self.events = client.resource("v1", "events")
         self.component = component
         self.instance = f"{component}-{host or socket.gethostname()}"
         self._seen: dict[tuple[str, str, str, str], tuple[str, str, int]] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._queue: asyncio.Queue[tuple[Obj, str, str, str, str]] = asyncio.Queue(max_queued)
+        self._senders: list[asyncio.Task[None]] = []
+        self._n_senders = senders
+        self.dropped = 0
 
     def event(self, obj: Obj, type_: str, reason: str, message: str) -> None:
-        task = asyncio.get_running_loop().create_task(self._record(obj, type_, reason, message))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        if not self._senders:  # started on first use: the loop runs by then
+            loop = asyncio.get_running_loop()
+            self._senders = [loop.create_task(self._send()) for _ in range(self._n_senders)]
+        try:
+            # Stamped now: the time it happened, not the time it was sent.
+            self._queue.put_nowait((obj, type_, reason, message, _now()))
+        except asyncio.QueueFull:
+            self.dropped += 1
+            if self.dropped in (1, 10, 100) or self.dropped % 1000 == 0:
+                log.warning("%s: %d events dropped, more than %d waiting to be sent",
+                            self.component, self.dropped, self._queue.maxsize)
 
-    async def _record(self, obj: Obj, type_: str, reason: str, message: str) -> None:
+    async def _send(self) -> None:
+        while True:
+            item = await self._queue.get()
+            try:
+                await self._record(*item)
+            except Exception:  # never lose a sender to one bad event
+                log.exception("recording an event failed")
+            finally:
+                self._queue.task_done()
+
+    async def _record(self, obj: Obj, type_: str, reason: str, message: str, now: str) -> None:
         meta = obj.get("metadata") or {}
         ns = meta.get("namespace") or "default"
         key = (meta.get("uid", ""), type_, reason, message)
-        now = _now()
         try:
             prior = self._seen.get(key)
             if prior is not None:

@@ -1,0 +1,93 @@
+"""The event recorder: events are sent by a few senders from a bounded
+queue, a repeat bumps the count of the first, and a burst beyond the queue
+is dropped instead of held (client-go's broadcaster)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from pinnace.client import Client, ClientConfig
+from pinnace.controllers.events import EventRecorder
+
+POD = {"apiVersion": "v1", "kind": "Pod",
+       "metadata": {"name": "p", "namespace": "ns", "uid": "u-1", "resourceVersion": "7"}}
+
+
+class FakeEvents:
+    """Records what the recorder sends; each request waits on ``gate``."""
+
+    def __init__(self) -> None:
+        self.created: list[dict[str, Any]] = []
+        self.patched: list[tuple[str, dict[str, Any]]] = []
+        self.gate = asyncio.Event()
+        self.gate.set()
+        self.in_flight = 0
+        self.most_in_flight = 0
+
+    async def _wait(self) -> None:
+        self.in_flight += 1
+        self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        try:
+            await self.gate.wait()
+        finally:
+            self.in_flight -= 1
+
+    async def create(self, body: dict[str, Any], ns: str) -> dict[str, Any]:
+        await self._wait()
+        self.created.append(body)
+        return body
+
+    async def patch(self, name: str, patch: dict[str, Any], ns: str) -> dict[str, Any]:
+        await self._wait()
+        self.patched.append((name, patch))
+        return patch
+
+
+def recorder(**kw: Any) -> tuple[EventRecorder, FakeEvents]:
+    rec = EventRecorder(Client(ClientConfig(server="http://127.0.0.1:1")), "test-component",
+                        host="h", **kw)
+    fake = FakeEvents()
+    rec.events = fake  # type: ignore[assignment]
+    return rec, fake
+
+
+def test_event_then_repeat_bumps_count() -> None:
+    async def go() -> FakeEvents:
+        rec, fake = recorder(senders=1)
+        rec.event(POD, "Normal", "Scheduled", "Successfully assigned ns/p to n1")
+        await rec._queue.join()
+        rec.event(POD, "Normal", "Scheduled", "Successfully assigned ns/p to n1")
+        await rec._queue.join()
+        return fake
+
+    fake = asyncio.run(go())
+    [ev] = fake.created
+    assert ev["involvedObject"] == {"kind": "Pod", "namespace": "ns", "name": "p", "uid": "u-1",
+                                    "apiVersion": "v1", "resourceVersion": "7"}
+    assert (ev["reason"], ev["type"], ev["count"]) == ("Scheduled", "Normal", 1)
+    assert ev["source"] == {"component": "test-component"}
+    assert ev["reportingInstance"] == "test-component-h"
+    assert fake.patched == [(ev["metadata"]["name"],
+                             {"count": 2, "lastTimestamp": fake.patched[0][1]["lastTimestamp"]})]
+
+
+def test_burst_beyond_the_queue_is_dropped_and_senders_are_bounded() -> None:
+    async def go() -> tuple[EventRecorder, FakeEvents]:
+        rec, fake = recorder(max_queued=10, senders=2)
+        fake.gate.clear()  # the API is slow: nothing finishes yet
+        for i in range(50):
+            rec.event(POD, "Normal", "Reason", f"message {i}")
+        await asyncio.sleep(0.05)  # the senders take their first events
+        for i in range(50, 60):
+            rec.event(POD, "Normal", "Reason", f"message {i}")
+        fake.gate.set()
+        await rec._queue.join()
+        return rec, fake
+
+    rec, fake = asyncio.run(go())
+    assert fake.most_in_flight == 2
+    sent = {e["message"] for e in fake.created}
+    # The first ten queued, two of them taken by the senders, then room for two more.
+    assert sent == {f"message {i}" for i in (*range(10), 50, 51)}
+    assert rec.dropped == 48
