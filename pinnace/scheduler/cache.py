@@ -213,6 +213,16 @@ class PodInfo:
         a = self.affinity
         return bool(a.get("podAffinity") or a.get("podAntiAffinity"))
 
+    def same_facts(self, pod: Mapping[str, Any]) -> bool:
+        """Whether ``pod`` (a newer copy of this pod) changes nothing the
+        scheduler counts: the confirmation of an assumed pod, a status update."""
+        md = pod.get("metadata") or {}
+        spec = pod.get("spec") or {}
+        return self.node_name == (spec.get("nodeName") or "") and \
+            self.uid == md.get("uid", "") and self.labels == (md.get("labels") or {}) and \
+            self.terminating == bool(md.get("deletionTimestamp")) and \
+            self.pod.get("spec") == spec
+
     def memo(self, key: str, make: Any) -> Any:
         v = self._extra.get(key)
         if v is None:
@@ -429,6 +439,13 @@ class SchedulerCache:
         key = pod_key(pod)
         if not _counts(pod):
             self._drop_pod(key)
+            return
+        known = self.pods.get(key)
+        if known is not None and known.same_facts(pod):
+            # Most updates: the binding of an assumed pod comes back, or the
+            # kubelet reports status. The node's sums and memos stay valid.
+            known.pod = pod  # type: ignore[assignment]
+            known.assumed = False
             return
         self._drop_pod(key)
         self._put(PodInfo(pod))

@@ -45,6 +45,31 @@ def test_assume_confirm_forget(cache: SchedulerCache) -> None:
     assert cache.nodes["n1"].req_cpu == 500
 
 
+def test_confirmation_and_status_updates_keep_the_node_as_it_was(cache: SchedulerCache) -> None:
+    cache.add_node(make_node("n1"))
+    pod = make_pod("a", "500m", labels={"app": "web"})
+    cache.assume_pod(pod, "n1")
+    ni = cache.nodes["n1"]
+    ni.memo["score"] = 42  # a plugin's remembered result for this node
+    generation = ni.generation
+    bound = make_pod("a", "500m", node="n1", labels={"app": "web"})
+    cache.add_pod(bound)
+    assert not cache.is_assumed("default/a") and cache.get_pod("default/a").pod is bound
+    running = dict(bound, status={"phase": "Running", "startTime": "2026-01-01T00:00:00Z"})
+    cache.update_pod(running)
+    assert cache.get_pod("default/a").start_time == "2026-01-01T00:00:00Z"
+    assert (ni.memo, ni.generation, ni.req_cpu) == ({"score": 42}, generation, 500)
+    # A change the scheduler counts is taken in full.
+    relabeled = make_pod("a", "500m", node="n1", labels={"app": "db"})
+    cache.update_pod(relabeled)
+    assert ni.memo == {} and set(cache.pods_with_label("default", "app", "db")) == {"default/a"}
+    assert not cache.pods_with_label("default", "app", "web")
+    terminating = make_pod("a", "500m", node="n1", labels={"app": "db"})
+    terminating["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z"
+    cache.update_pod(terminating)
+    assert cache.get_pod("default/a").terminating and ni.req_cpu == 500
+
+
 def test_init_containers_sidecars_and_overhead() -> None:
     pod = make_pod("a", "100m", "100Mi")
     pod["spec"]["initContainers"] = [
