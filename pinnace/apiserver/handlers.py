@@ -543,7 +543,9 @@ class ResourceHandlers:
             return old
 
         kv = await self.registry.get_kv(pods, t.namespace, name)
-        await self.registry.guaranteed_update(pods, t.namespace, name, kv, bind, opts, "binding")
+        # Upstream binds in storage, past the field manager: no managedFields entry.
+        await self.registry.guaranteed_update(pods, t.namespace, name, kv, bind, opts, "binding",
+                                              manage=False)
         return self.respond(request, status.success(), 201)
 
     async def token_request(self, request: web.Request, t: Target) -> web.Response:
