@@ -243,7 +243,8 @@ class NodeInfo:
                  "alloc_cpu", "alloc_mem", "alloc_eph", "alloc_pods", "alloc_scalar",
                  "req_cpu", "req_mem", "req_eph", "req_scalar", "nz_cpu", "nz_mem",
                  "pods", "used_ports", "images", "generation", "n_affinity", "n_anti",
-                 "free_cpu", "free_mem", "free_pods", "memo")
+                 "free_cpu", "free_mem", "free_pods", "memo",
+                 "least_shape", "least", "balanced_shape", "balanced")
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -266,8 +267,17 @@ class NodeInfo:
         self.n_anti = 0  # pods here with required anti-affinity
         # What is left, kept current so the fit filter is three comparisons.
         self.free_cpu = self.free_mem = self.free_pods = 0
-        # Scores of this node for a pod shape; emptied whenever the node changes.
+        # Plugins' results for this node (by constraint, ...); emptied whenever
+        # the node changes.
         self.memo: dict[Any, Any] = {}
+        # The two resource scores for the last pod shape scored here, kept in
+        # slots rather than in ``memo``: scoring reads them on hundreds of nodes
+        # per pod, and a dict per node spread over a large heap makes each read
+        # a cache miss. The shape is compared by identity (see noderesources).
+        self.least_shape: object = None
+        self.least = 0
+        self.balanced_shape: object = None
+        self.balanced = 0
 
     def set_node(self, node: dict[str, Any]) -> None:
         self.node = node
@@ -294,7 +304,8 @@ class NodeInfo:
         self.free_cpu = self.alloc_cpu - self.req_cpu
         self.free_mem = self.alloc_mem - self.req_mem
         self.free_pods = self.alloc_pods - len(self.pods)
-        self.memo = {}
+        self.memo.clear()  # in place: the dict stays where the node is
+        self.least_shape = self.balanced_shape = None
         self.generation += 1
 
     def add_pod(self, pi: PodInfo) -> None:
@@ -339,6 +350,7 @@ class NodeInfo:
         c.req_scalar = dict(self.req_scalar)
         c.used_ports = {k: dict(v) for k, v in self.used_ports.items()}
         c.memo = {}
+        c.least_shape = c.balanced_shape = None
         return c
 
 

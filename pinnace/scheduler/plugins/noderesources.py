@@ -48,23 +48,32 @@ def _least_allocated_one(ni: NodeInfo, pc: int, pm: int) -> int:
     return s // 2
 
 
-def _memoized(name: str, fn: Any, pc: int, pm: int, nodes: Sequence[NodeInfo]) -> list[int]:
-    """fn(node, pc, pm) per node, remembered on the node: a node's score only
-    changes when its pods do, so most come from the memo."""
-    key = (name, pc, pm)
-    out: list[int] = []
-    app = out.append
-    for ni in nodes:
-        m = ni.memo
-        v = m.get(key)
-        if v is None:
-            v = m[key] = fn(ni, pc, pm)
-        app(v)
-    return out
+# One tuple per pod shape, so a node's remembered score is checked with
+# ``is``: no reads beyond the node itself. Forgetting the shapes only costs
+# recomputing (a node holds its tuple, so an identity is never reused).
+_SHAPES: dict[tuple[int, int], tuple[int, int]] = {}
+
+
+def _shape(pc: int, pm: int) -> tuple[int, int]:
+    k = (pc, pm)
+    s = _SHAPES.get(k)
+    if s is None:
+        if len(_SHAPES) > 10_000:
+            _SHAPES.clear()
+        s = _SHAPES[k] = k
+    return s
+
+
+def _least_fill(ni: NodeInfo, shape: tuple[int, int]) -> int:
+    v = ni.least = _least_allocated_one(ni, *shape)
+    ni.least_shape = shape
+    return v
 
 
 def least_allocated(pod: PodInfo, nodes: Sequence[NodeInfo]) -> list[int]:
-    return _memoized("least", _least_allocated_one, pod.nz_cpu, pod.nz_mem, nodes)
+    """Per node, remembered on it until its pods change."""
+    shape = _shape(pod.nz_cpu, pod.nz_mem)
+    return [ni.least if ni.least_shape is shape else _least_fill(ni, shape) for ni in nodes]
 
 
 def _balanced_one(ni: NodeInfo, pc: int, pm: int) -> int:
@@ -76,8 +85,16 @@ def _balanced_one(ni: NodeInfo, pc: int, pm: int) -> int:
     return int((1 - abs(fc - fm) / 2) * 100)
 
 
+def _balanced_fill(ni: NodeInfo, shape: tuple[int, int]) -> int:
+    v = ni.balanced = _balanced_one(ni, *shape)
+    ni.balanced_shape = shape
+    return v
+
+
 def balanced_allocation(pod: PodInfo, nodes: Sequence[NodeInfo]) -> list[int]:
-    return _memoized("balanced", _balanced_one, pod.cpu, pod.mem, nodes)
+    shape = _shape(pod.cpu, pod.mem)
+    return [ni.balanced if ni.balanced_shape is shape else _balanced_fill(ni, shape)
+            for ni in nodes]
 
 
 class NodeResourcesFit:
