@@ -244,7 +244,7 @@ class NodeInfo:
                  "req_cpu", "req_mem", "req_eph", "req_scalar", "nz_cpu", "nz_mem",
                  "pods", "used_ports", "images", "generation", "n_affinity", "n_anti",
                  "free_cpu", "free_mem", "free_pods", "memo",
-                 "least_shape", "least", "balanced_shape", "balanced")
+                 "least_shape", "least", "balanced_shape", "balanced", "fit_shape", "fit")
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -278,6 +278,8 @@ class NodeInfo:
         self.least = 0
         self.balanced_shape: object = None
         self.balanced = 0
+        self.fit_shape: object = None  # and whether that shape's requests fit
+        self.fit = False
 
     def set_node(self, node: dict[str, Any]) -> None:
         self.node = node
@@ -305,7 +307,7 @@ class NodeInfo:
         self.free_mem = self.alloc_mem - self.req_mem
         self.free_pods = self.alloc_pods - len(self.pods)
         self.memo.clear()  # in place: the dict stays where the node is
-        self.least_shape = self.balanced_shape = None
+        self.least_shape = self.balanced_shape = self.fit_shape = None
         self.generation += 1
 
     def add_pod(self, pi: PodInfo) -> None:
@@ -350,7 +352,7 @@ class NodeInfo:
         c.req_scalar = dict(self.req_scalar)
         c.used_ports = {k: dict(v) for k, v in self.used_ports.items()}
         c.memo = {}
-        c.least_shape = c.balanced_shape = None
+        c.least_shape = c.balanced_shape = c.fit_shape = None
         return c
 
 
@@ -372,7 +374,13 @@ class SchedulerCache:
         self.anti_affinity_pods: dict[str, PodInfo] = {}
         self.affinity_pods: dict[str, PodInfo] = {}
         self.image_nodes: dict[str, int] = {}
+        # The largest size any node reports for an image (an upper bound: not
+        # lowered when that node goes, only when the last one does).
+        self.image_max: dict[str, int] = {}
         self.soft_tainted_nodes = 0
+        # With none of these, the taint and unschedulable filters have nothing to do.
+        self.hard_tainted_nodes = 0
+        self.unschedulable_nodes = 0
         # (namespace, label key, label value) -> assigned pods carrying that label.
         self.pods_by_label: dict[tuple[str, str, str], dict[str, PodInfo]] = {}
         # Nominated pods: node name -> pod key -> pod, and each pod's node.
@@ -419,10 +427,16 @@ class SchedulerCache:
             del self.nodes[name]
 
     def _index_node(self, ni: NodeInfo) -> None:
-        for im in ni.images:
+        for im, size in ni.images.items():
             self.image_nodes[im] = self.image_nodes.get(im, 0) + 1
+            if size > self.image_max.get(im, -1):
+                self.image_max[im] = size
         if ni.soft_taints:
             self.soft_tainted_nodes += 1
+        if ni.hard_taints:
+            self.hard_tainted_nodes += 1
+        if ni.unschedulable:
+            self.unschedulable_nodes += 1
 
     def _unindex_node(self, ni: NodeInfo) -> None:
         for im in ni.images:
@@ -431,8 +445,13 @@ class SchedulerCache:
                 self.image_nodes[im] = n
             else:
                 self.image_nodes.pop(im, None)
+                self.image_max.pop(im, None)
         if ni.soft_taints:
             self.soft_tainted_nodes -= 1
+        if ni.hard_taints:
+            self.hard_tainted_nodes -= 1
+        if ni.unschedulable:
+            self.unschedulable_nodes -= 1
 
     def node_list(self) -> list[NodeInfo]:
         """Nodes known by their Node object, in a stable order."""

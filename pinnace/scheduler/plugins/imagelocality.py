@@ -33,6 +33,8 @@ class ImageLocality:
             return None  # no node has any of them: every score is 0
         total = max(len(cache.node_list()), 1)
         max_threshold = MAX_CONTAINER_THRESHOLD * max(len(images), 1)
+        if sum(cache.image_max.get(i, 0) * (spread[i] / total) for i in images) <= MIN_THRESHOLD:
+            return None  # even the node with the largest copies stays under the floor: all 0
 
         def from_sizes(sizes: tuple[int | None, ...]) -> int:
             s = 0.0

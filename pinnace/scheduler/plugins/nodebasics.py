@@ -29,7 +29,7 @@ class NodeUnschedulable:
     name = "NodeUnschedulable"
 
     def pre_filter(self, pod: PodInfo, cache: SchedulerCache, state: dict[str, Any]) -> Check | None:
-        if tolerates(pod.tolerations, UNSCHEDULABLE_TAINT):
+        if not cache.unschedulable_nodes or tolerates(pod.tolerations, UNSCHEDULABLE_TAINT):
             return None
         return Check(lambda ni: not ni.unschedulable, (ERR_UNSCHEDULABLE,), unresolvable=True,
                      batch=lambda nodes: [ni for ni in nodes if not ni.unschedulable])
@@ -42,7 +42,9 @@ def untolerated_taint_reason(taint: dict[str, Any]) -> str:
 class TaintToleration:
     name = "TaintToleration"
 
-    def pre_filter(self, pod: PodInfo, cache: SchedulerCache, state: dict[str, Any]) -> Check:
+    def pre_filter(self, pod: PodInfo, cache: SchedulerCache, state: dict[str, Any]) -> Check | None:
+        if not cache.hard_tainted_nodes:
+            return None
         tols = pod.tolerations
         seen: dict[int, Any] = {}
 

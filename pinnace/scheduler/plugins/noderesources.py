@@ -107,15 +107,20 @@ class NodeResourcesFit:
                 return not fit_reasons(pod, ni)
             return Check(ok, lambda ni: fit_reasons(pod, ni))
 
-        # The common shapes, each one comprehension over the batch.
+        # The common shapes: cpu, memory and a pod slot, the verdict remembered
+        # on the node as the scores are.
+        shape = _shape(cpu, mem)
+
+        def fits(ni: NodeInfo) -> bool:
+            # A resource the pod does not ask for is not checked (an overcommitted
+            # node can still take a pod that needs none of it).
+            v = ni.fit = ni.free_pods > 0 and (not cpu or cpu <= ni.free_cpu) and \
+                (not mem or mem <= ni.free_mem)
+            ni.fit_shape = shape
+            return v
+
         def batch(nodes: list[NodeInfo]) -> list[NodeInfo]:
-            if cpu and mem:
-                return [ni for ni in nodes if ni.free_pods > 0 and cpu <= ni.free_cpu and mem <= ni.free_mem]
-            if cpu:
-                return [ni for ni in nodes if ni.free_pods > 0 and cpu <= ni.free_cpu]
-            if mem:
-                return [ni for ni in nodes if ni.free_pods > 0 and mem <= ni.free_mem]
-            return [ni for ni in nodes if ni.free_pods > 0]
+            return [ni for ni in nodes if (ni.fit if ni.fit_shape is shape else fits(ni))]
 
         return Check(lambda ni: not fit_reasons(pod, ni), lambda ni: fit_reasons(pod, ni), batch=batch)
 

@@ -160,6 +160,45 @@ def test_image_locality(cache: SchedulerCache) -> None:
     assert prof.schedule(make_pod("p", image="registry.example/app:v1"), cache).node_name == "has"
 
 
+def test_image_locality_skips_images_too_small_to_score(cache: SchedulerCache) -> None:
+    small = [{"names": ["registry.example/app:v1"], "sizeBytes": 300_000}]
+    nodes(cache, make_node("has", images=small), make_node("lacks"))
+    pod = PodInfo(make_pod("p", image="registry.example/app:v1"))
+    assert ImageLocality().pre_score(pod, cache, {}, cache.node_list()) is None
+    big = [{"names": ["registry.example/app:v1"], "sizeBytes": 800 * 1024 * 1024}]
+    cache.update_node(make_node("lacks", images=big))
+    scorer = ImageLocality().pre_score(pod, cache, {}, cache.node_list())
+    assert scorer is not None and scorer(cache.node_list()) == [0, 79]  # 100 * (800 - 23) // (1000 - 23)
+
+
+def test_taint_and_cordon_filters_follow_the_nodes(cache: SchedulerCache) -> None:
+    nodes(cache, make_node("a"), make_node("b"))
+    pod = PodInfo(make_pod("p"))
+    assert NodeUnschedulable().pre_filter(pod, cache, {}) is None  # nothing cordoned
+    assert TaintToleration().pre_filter(pod, cache, {}) is None  # nothing tainted
+    cache.update_node(make_node("b", unschedulable=True,
+                                taints=[{"key": "k", "value": "v", "effect": "NoSchedule"}]))
+    assert feasible(only(NodeUnschedulable()), cache, make_pod("p")) == {"a"}
+    assert feasible(only(TaintToleration()), cache, make_pod("p")) == {"a"}
+    cache.update_node(make_node("b"))  # uncordoned, untainted
+    assert NodeUnschedulable().pre_filter(pod, cache, {}) is None
+    assert TaintToleration().pre_filter(pod, cache, {}) is None
+    cache.update_node(make_node("b", unschedulable=True))
+    cache.remove_node("b")
+    assert NodeUnschedulable().pre_filter(pod, cache, {}) is None
+
+
+def test_fit_verdicts_follow_the_pods_on_a_node(cache: SchedulerCache) -> None:
+    nodes(cache, make_node("a", cpu="1"))
+    prof = only(NodeResourcesFit())
+    assert feasible(prof, cache, make_pod("p", "600m")) == {"a"}
+    cache.add_pod(make_pod("q", "600m", node="a"))
+    assert feasible(prof, cache, make_pod("p", "600m")) == set()
+    assert feasible(prof, cache, make_pod("p", None, "1Mi")) == {"a"}  # no cpu asked
+    cache.remove_pod(make_pod("q", "600m", node="a"))
+    assert feasible(prof, cache, make_pod("p", "600m")) == {"a"}
+
+
 def test_topology_spread_filter(cache: SchedulerCache) -> None:
     nodes(cache, make_node("a1", labels={"zone": "a"}), make_node("b1", labels={"zone": "b"}), make_node("nolabel"))
     for i in range(2):
