@@ -44,14 +44,11 @@ class EventRecorder:
         self.instance = f"{component}-{host or socket.gethostname()}"
         self._seen: dict[tuple[str, str, str, str], tuple[str, str, int]] = {}
         self._queue: asyncio.Queue[tuple[Obj, str, str, str, str]] = asyncio.Queue(max_queued)
-        self._senders: list[asyncio.Task[None]] = []
+        self._senders: set[asyncio.Task[None]] = set()
         self._n_senders = senders
         self.dropped = 0
 
     def event(self, obj: Obj, type_: str, reason: str, message: str) -> None:
-        if not self._senders:  # started on first use: the loop runs by then
-            loop = asyncio.get_running_loop()
-            self._senders = [loop.create_task(self._send()) for _ in range(self._n_senders)]
         try:
             # Stamped now: the time it happened, not the time it was sent.
             self._queue.put_nowait((obj, type_, reason, message, _now()))
@@ -60,16 +57,29 @@ class EventRecorder:
             if self.dropped in (1, 10, 100) or self.dropped % 1000 == 0:
                 log.warning("%s: %d events dropped, more than %d waiting to be sent",
                             self.component, self.dropped, self._queue.maxsize)
+            return
+        if len(self._senders) < self._n_senders:
+            # Senders come and go with the work, so none is left waiting on
+            # an empty queue when the loop ends.
+            task = asyncio.get_running_loop().create_task(self._send())
+            self._senders.add(task)
 
     async def _send(self) -> None:
-        while True:
-            item = await self._queue.get()
-            try:
-                await self._record(*item)
-            except Exception:  # never lose a sender to one bad event
-                log.exception("recording an event failed")
-            finally:
-                self._queue.task_done()
+        try:
+            while not self._queue.empty():
+                item = self._queue.get_nowait()
+                try:
+                    await self._record(*item)
+                except Exception:  # never lose a sender to one bad event
+                    log.exception("recording an event failed")
+                finally:
+                    self._queue.task_done()
+        finally:
+            # Leave the set in the same step that found the queue empty, so an
+            # event queued after that starts a new sender.
+            task = asyncio.current_task()
+            if task is not None:
+                self._senders.discard(task)
 
     async def _record(self, obj: Obj, type_: str, reason: str, message: str, now: str) -> None:
         meta = obj.get("metadata") or {}
