@@ -511,11 +511,8 @@ class ResourceHandlers:
             # Every refusal is a Conflict on pods/binding, as upstream words them.
             # The scheduler names the pod's uid, so a pod deleted and made
             # again under the same name is not bound to the old pod's node.
-            for k, label in (("uid", "UID"), ("resourceVersion", "ResourceVersion")):
-                if want.get(k) and want[k] != meta.get(k):
-                    raise status.conflict("pods/binding", "", name,
-                                          f"Precondition failed: {label} in precondition: "
-                                          f"{want[k]}, {label} in object meta: {meta.get(k, '')}")
+            status.check_preconditions("pods/binding", "", name, meta, want.get("uid"),
+                                       want.get("resourceVersion"))
             if meta.get("deletionTimestamp"):
                 raise status.conflict("pods/binding", "", name,
                                       f"pod {name} is being deleted, cannot be assigned to a host")

@@ -448,15 +448,8 @@ class Registry:
             obj = codec.decode_stored(kv.value, kv.mod_revision)
             meta = obj["metadata"]
             strat.admit_delete(info, obj)
-            if dopts.uid and meta.get("uid") != dopts.uid:
-                raise status.conflict(info.resource, info.group, name,
-                                      f"Precondition failed: UID in precondition: {dopts.uid}, "
-                                      f"UID in object meta: {meta.get('uid')}")
-            if dopts.resource_version and dopts.resource_version != meta["resourceVersion"]:
-                raise status.conflict(info.resource, info.group, name,
-                                      f"Precondition failed: ResourceVersion in precondition: "
-                                      f"{dopts.resource_version}, ResourceVersion in object meta:"
-                                      f" {meta['resourceVersion']}")
+            status.check_preconditions(info.resource, info.group, name, meta, dopts.uid,
+                                       dopts.resource_version)
             finalizers = list(meta.get("finalizers") or [])
             if dopts.propagation == "Foreground" and "foregroundDeletion" not in finalizers:
                 finalizers.append("foregroundDeletion")

@@ -68,6 +68,19 @@ def conflict(resource: str, group: str, name: str, why: str) -> APIError:
                     _details(name, group, resource))
 
 
+def check_preconditions(resource: str, group: str, name: str, meta: dict[str, Any],
+                        uid: str | None, resource_version: str | None) -> None:
+    """A Conflict, worded as upstream's, when the object is not the one a
+    DeleteOptions (or a Binding) names by uid or resourceVersion."""
+    for label, want, have in (("UID", uid, meta.get("uid", "")),
+                              ("ResourceVersion", resource_version,
+                               meta.get("resourceVersion", ""))):
+        if want and want != have:
+            raise conflict(resource, group, name, f"Precondition failed: {label} in "
+                                                  f"precondition: {want}, {label} in object "
+                                                  f"meta: {have}")
+
+
 STALE = ("the object has been modified; please apply your changes to the latest version and "
          "try again")
 

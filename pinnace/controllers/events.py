@@ -28,10 +28,6 @@ def _now() -> str:
     return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _now_micro() -> str:
-    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
 MAX_QUEUED = 1000  # client-go's maxQueuedEvents
 SENDERS = 4  # requests in flight at once
 
