@@ -139,14 +139,17 @@ def test_a_killed_worker_comes_back_and_nothing_is_lost(workers_server: Server) 
     assert http.call("POST", "/api/v1/namespaces", {"metadata": {"name": "wk"}})[0] == 201
     before = worker_pids(srv)
     acked = []
+    outcomes: list[str] = []  # what each POST got, for the message of a failure
     for i, victim in enumerate(before):
         for j in range(10):
             name = f"k{i}-{j}"
             try:
-                code, _ = http.call("POST", "/api/v1/namespaces/wk/configmaps",
-                                    configmap("wk", name))
-            except OSError:  # a connection the dying worker had accepted
+                code, answer = http.call("POST", "/api/v1/namespaces/wk/configmaps",
+                                         configmap("wk", name))
+            except OSError as e:  # a connection the dying worker had accepted
+                outcomes.append(f"{name}: {e!r}")
                 continue
+            outcomes.append(f"{name}: {code}" + ("" if code == 201 else f" {answer}"))
             if code == 201:
                 acked.append(name)
             if j == 5:
@@ -162,7 +165,7 @@ def test_a_killed_worker_comes_back_and_nothing_is_lost(workers_server: Server) 
         return code == 200 and {o["metadata"]["name"] for o in listed["items"]} >= set(acked)
 
     wait_for(all_there, timeout=30, what="every acknowledged configmap")
-    assert len(acked) >= 10
+    assert len(acked) >= 10, outcomes
     # The restarted owner (worker 0) still keeps the datastore: the server serves on.
     assert http.call("GET", "/readyz")[1] == b"ok"
     # Kubeconfig and URL are unchanged by restarts.
