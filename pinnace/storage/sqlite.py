@@ -318,11 +318,19 @@ class SQLiteStore:
                 log.info("another process compacts %s", self.path)
         if self._shared:
             self._wlock_fd = os.open(self.path + ".wlock", os.O_RDWR | os.O_CREAT, 0o600)
-        conn = self._connect()
-        mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-        if str(mode).lower() != "wal":
-            raise StoreError(f"{self.path}: cannot switch to WAL mode (got {mode})")
-        conn.executescript(_SCHEMA)
+            # Processes opening a new file together would race to switch it to
+            # WAL, and SQLite answers "database is locked" to the loser without
+            # waiting: they take turns under the write lock.
+            fcntl.flock(self._wlock_fd, fcntl.LOCK_EX)
+        try:
+            conn = self._connect()
+            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if str(mode).lower() != "wal":
+                raise StoreError(f"{self.path}: cannot switch to WAL mode (got {mode})")
+            conn.executescript(_SCHEMA)
+        finally:
+            if self._wlock_fd is not None:
+                fcntl.flock(self._wlock_fd, fcntl.LOCK_UN)
         meta = dict(conn.execute("SELECT name, value FROM meta").fetchall())
         self._compacted = int(meta.get("compact_rev", 0))
         self._compact_done = int(meta.get("compact_done", 0))

@@ -252,3 +252,48 @@ async def test_shared_and_unshared_stores_keep_off_each_others_file(tmp_path: Pa
             await SQLiteStore(str(path), compact_interval=0).start()
     finally:
         await peer.close()
+
+
+def _open_and_create(paths: list[str], name: str, ready: Any, gos: list[Any],
+                     results: Any) -> None:
+    async def one(path: str) -> None:
+        store = shared(Path(path), owner=name == "p0")
+        await store.start()
+        try:
+            await store.create(f"/k/{name}", b"v")
+        finally:
+            await store.close()
+
+    outcome = "ok"
+    for path, go in zip(paths, gos):
+        ready.release()
+        go.wait(WAIT)  # every process at once, for each new file
+        try:
+            asyncio.run(one(path))
+        except Exception as e:  # reported to the test, which names it
+            outcome = repr(e)
+    results.put((name, outcome))
+
+
+def test_processes_opening_a_new_file_together_all_start(tmp_path: Path) -> None:
+    """Workers start at once on an empty data dir: the one that does not win
+    the switch to WAL waits its turn instead of failing "database is locked"."""
+    ctx = multiprocessing.get_context("spawn")
+    n, rounds = 6, 8
+    ready, results = ctx.Semaphore(0), ctx.Queue()
+    gos = [ctx.Event() for _ in range(rounds)]
+    paths = [str(tmp_path / f"new{r}.db") for r in range(rounds)]
+    procs = []
+    for i in range(n):
+        procs.append(ctx.Process(target=_open_and_create,
+                                 args=(paths, f"p{i}", ready, gos, results)))
+    for p in procs:
+        p.start()
+    for go in gos:
+        for _ in procs:
+            assert ready.acquire(timeout=WAIT * 2)
+        go.set()
+    got = dict(results.get(timeout=WAIT * 2) for _ in procs)
+    for p in procs:
+        p.join(WAIT)
+    assert got == {f"p{i}": "ok" for i in range(n)}
