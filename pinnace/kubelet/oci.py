@@ -1,0 +1,409 @@
+"""Real containers: runc or crun, each container watched by conmon.
+
+conmon (the monitor CRI-O uses, a Debian package) starts `runc create`,
+stays as the container's parent, writes its output to a log file in the CRI
+format `kubectl logs` reads, and writes its exit code to a file when it ends.
+Because conmon, not the agent, is the parent, the agent can be stopped and
+started again while containers run: everything it needs to find them again
+lives in the bundle directories (docs/decisions/0006-node-agent-runtime.md).
+
+Layout under the runtime's root:
+  containers/<id>/   config.json, meta.json, rootfs (an overlay mount),
+                     upper/ and work/ (the container's writable layer),
+                     pid (the container's), conmon.pid, persist/ (conmon's oom file)
+  exits/<id>         the exit code, written by conmon
+  state/             the OCI runtime's own state (runc --root)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import dataclasses
+import json
+import logging
+import os
+import re
+import select
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger("pinnace.kubelet.oci")
+
+Obj = dict[str, Any]
+
+CREATED, RUNNING, EXITED = "created", "running", "exited"
+_MSG = re.compile(r'msg="((?:[^"\\]|\\.)*)"')
+
+
+class OCIError(Exception):
+    """The OCI runtime refused (the message is what a user sees in the pod's status)."""
+
+
+@dataclass
+class Record:
+    """What the agent knows of a container, kept in its bundle as meta.json."""
+    id: str
+    pod_uid: str
+    namespace: str
+    pod_name: str
+    name: str                  # container name; "" for a pod's sandbox
+    attempt: int = 0
+    image: str = ""            # as the pod spec names it
+    image_ref: str = ""        # normalized
+    image_id: str = ""
+    log_path: str = ""
+    init: bool = False
+    created_at: float = 0.0
+    started_at: float = 0.0
+    spec_hash: str = ""        # the container spec it was created from (a change restarts it)
+    labels: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def sandbox(self) -> bool:
+        return self.name == ""
+
+
+@dataclass
+class State:
+    record: Record
+    status: str                # created, running or exited
+    pid: int = 0
+    exit_code: int | None = None
+    finished_at: float = 0.0
+    oom: bool = False
+    reason: str = ""           # for an exit the runtime did not see (the node rebooted): "Unknown"
+
+
+def _libc() -> Any:
+    return ctypes.CDLL("libc.so.6", use_errno=True)
+
+
+def mount_overlay(lower: list[Path], upper: Path, work: Path, target: Path) -> None:
+    target.mkdir(parents=True, exist_ok=True)
+    if os.path.ismount(target):
+        return
+    opts = f"lowerdir={':'.join(str(p) for p in lower)},upperdir={upper},workdir={work}"
+    if _libc().mount(b"overlay", str(target).encode(), b"overlay", 0, opts.encode()) != 0:
+        err = ctypes.get_errno()
+        raise OCIError(f"mounting the root filesystem: {os.strerror(err)}")
+
+
+def unmount(target: Path) -> None:
+    """Lazy unmount, so a process still holding a file does not keep the mount."""
+    if os.path.ismount(target):
+        if _libc().umount2(str(target).encode(), 2) != 0:  # MNT_DETACH
+            log.warning("unmounting %s: %s", target, os.strerror(ctypes.get_errno()))
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def _read_int(path: Path) -> int | None:
+    try:
+        return int(path.read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def _probe(binary: str, root: Path) -> str:
+    """Run an empty container with ``binary``; '' if it works, else why not."""
+    catatonit = shutil.which("catatonit") or "/usr/libexec/podman/catatonit"
+    with tempfile.TemporaryDirectory(dir=root) as tmp:
+        bundle = Path(tmp)
+        (bundle / "rootfs").mkdir()
+        cfg = {"ociVersion": "1.0.2",
+               "process": {"args": ["/pause", "--version"],
+                           "cwd": "/", "user": {"uid": 0, "gid": 0}, "env": []},
+               "root": {"path": "rootfs", "readonly": True},
+               "mounts": [{"destination": "/pause", "type": "bind", "source": catatonit,
+                           "options": ["rbind", "ro"]}],
+               "linux": {"namespaces": [{"type": "mount"}, {"type": "pid"}],
+                         "cgroupsPath": f"/pinnace/probe-{os.getpid()}"}}
+        (bundle / "config.json").write_text(json.dumps(cfg))
+        state = bundle / "state"
+        proc = subprocess.run([binary, "--root", str(state), "run", "--bundle", str(bundle),
+                               f"probe-{os.getpid()}"], capture_output=True, text=True, timeout=30,
+                              stdin=subprocess.DEVNULL)
+        subprocess.run([binary, "--root", str(state), "delete", "-f", f"probe-{os.getpid()}"],
+                       capture_output=True, timeout=30)
+        if proc.returncode != 0:
+            return (proc.stderr or proc.stdout).strip().splitlines()[-1:][0] if (
+                proc.stderr or proc.stdout).strip() else f"exit code {proc.returncode}"
+    return ""
+
+
+def choose_runtime(root: Path, wanted: str = "") -> str:
+    """The OCI runtime binary: ``wanted`` if given, else crun where it works
+    on this host's cgroup layout, else runc."""
+    if wanted:
+        path = shutil.which(wanted)
+        if not path:
+            raise OCIError(f"OCI runtime {wanted!r} not found")
+        return path
+    crun, runc = shutil.which("crun"), shutil.which("runc")
+    if crun:
+        why = _probe(crun, root)
+        if not why:
+            return crun
+        if runc:
+            log.warning("crun does not work here (%s); using runc", why)
+    if runc:
+        return runc
+    raise OCIError("no OCI runtime: install crun or runc")
+
+
+class OCIRuntime:
+    """Create, start, stop and find containers. Blocking work (the runtime
+    binary, mounts) runs in threads or subprocesses; nothing blocks the loop."""
+
+    def __init__(self, root: Path, binary: str = ""):
+        self.root = root
+        for d in ("containers", "exits", "state", "sock"):
+            (root / d).mkdir(parents=True, exist_ok=True)
+        self.binary = choose_runtime(root, binary)
+        self.name = Path(self.binary).name
+        self.conmon = shutil.which("conmon") or ""
+        if not self.conmon:
+            raise OCIError("conmon not found: install the conmon package")
+        self._version = ""
+
+    # -- facts --------------------------------------------------------------------
+
+    def version(self) -> str:
+        if not self._version:
+            out = subprocess.run([self.binary, "--version"], capture_output=True, text=True).stdout
+            m = re.search(r"version (\S+)", out)
+            self._version = m.group(1) if m else "unknown"
+        return self._version
+
+    def bundle(self, cid: str) -> Path:
+        return self.root / "containers" / cid
+
+    def _cmd(self, *args: str) -> list[str]:
+        return [self.binary, "--root", str(self.root / "state"), *args]
+
+    # -- records ------------------------------------------------------------------
+
+    def records(self) -> list[Record]:
+        out = []
+        for d in (self.root / "containers").iterdir():
+            try:
+                data = json.loads((d / "meta.json").read_text())
+                out.append(Record(**data))
+            except (OSError, ValueError, TypeError):
+                continue
+        return out
+
+    def _save(self, rec: Record) -> None:
+        path = self.bundle(rec.id) / "meta.json"
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(dataclasses.asdict(rec)))
+        os.replace(tmp, path)
+
+    def state(self, rec: Record) -> State:
+        """Where the container is, from conmon's files: an exit file means it
+        ended; a live pid means it runs; neither (the machine rebooted, the
+        monitor was killed) means it is gone with an unknown exit."""
+        b = self.bundle(rec.id)
+        code = _read_int(self.root / "exits" / rec.id)
+        oom = (b / "persist" / "oom").exists()
+        if code is not None:
+            try:
+                finished = (self.root / "exits" / rec.id).stat().st_mtime
+            except OSError:
+                finished = time.time()
+            return State(rec, EXITED, exit_code=code, finished_at=finished, oom=oom)
+        pid = _read_int(b / "pid") or 0
+        if _pid_alive(pid):
+            return State(rec, RUNNING if rec.started_at else CREATED, pid=pid)
+        conmon_pid = _read_int(b / "conmon.pid") or 0
+        if _pid_alive(conmon_pid) and not pid:
+            return State(rec, CREATED)
+        return State(rec, EXITED, exit_code=255, finished_at=rec.started_at or rec.created_at,
+                     reason="Unknown")
+
+    # -- lifecycle ----------------------------------------------------------------
+
+    async def create(self, rec: Record, config: Obj, *, rootfs_layers: list[Path] | None = None) -> None:
+        """Write the bundle, mount the root filesystem and have conmon run
+        `runtime create`. Raises OCIError with the runtime's message."""
+        b = self.bundle(rec.id)
+        b.mkdir(parents=True, exist_ok=True)
+        (b / "persist").mkdir(exist_ok=True)
+        rec.created_at = rec.created_at or time.time()
+        self._save(rec)
+        if rootfs_layers is not None:
+            (b / "upper").mkdir(exist_ok=True)
+            (b / "work").mkdir(exist_ok=True)
+            # overlayfs wants the top layer first.
+            await asyncio.to_thread(mount_overlay, list(reversed(rootfs_layers)) or [b / "empty"],
+                                    b / "upper", b / "work", b / "rootfs")
+        else:
+            (b / "rootfs").mkdir(exist_ok=True)
+        config = {**config, "root": {**config["root"], "path": str(b / "rootfs")}}
+        (b / "config.json").write_text(json.dumps(config))
+        if rec.log_path:
+            Path(rec.log_path).parent.mkdir(parents=True, exist_ok=True)
+        for stale in (self.root / "exits" / rec.id, b / "pid", b / "persist" / "oom",
+                      b / "persist" / "exit"):
+            stale.unlink(missing_ok=True)
+        await asyncio.to_thread(self._conmon, rec, b)
+
+    def _conmon(self, rec: Record, b: Path) -> None:
+        sync_r, sync_w = os.pipe()
+        env = {k: v for k, v in os.environ.items() if not k.startswith("NOTIFY_SOCKET")}
+        env["_OCI_SYNCPIPE"] = str(sync_w)
+        args = [self.conmon, "--api-version", "1", "-c", rec.id, "-u", rec.id[:16],
+                "-n", f"{rec.namespace}_{rec.pod_name}_{rec.name or 'sandbox'}",
+                "-r", self.binary, "--runtime-arg", "--root", "--runtime-arg", str(self.root / "state"),
+                "-b", str(b), "-p", str(b / "pid"), "-P", str(b / "conmon.pid"),
+                "--exit-dir", str(self.root / "exits"), "-0", str(b / "persist"),
+                "--socket-dir-path", str(self.root / "sock"), "--log-level", "error", "--syslog"]
+        args += ["-l", f"k8s-file:{rec.log_path}" if rec.log_path else "none:"]
+        # conmon forks to stay with the container: a pipe on its stderr would
+        # never close, so its complaints go to a file.
+        err_path = b / "conmon.err"
+        try:
+            with open(err_path, "wb") as err:
+                proc = subprocess.run(args, pass_fds=(sync_w,), env=env, stdin=subprocess.DEVNULL,
+                                      stdout=subprocess.DEVNULL, stderr=err, timeout=60)
+        finally:
+            os.close(sync_w)
+        # The monitor keeps the pipe to report the exit later: read one message.
+        raw = b""
+        deadline = time.monotonic() + 60
+        try:
+            while b"\n" not in raw and time.monotonic() < deadline:
+                ready, _, _ = select.select([sync_r], [], [], 1.0)
+                if ready:
+                    chunk = os.read(sync_r, 4096)
+                    if not chunk:
+                        break
+                    raw += chunk
+        finally:
+            os.close(sync_r)
+        if proc.returncode != 0 and not raw:
+            raise OCIError(f"conmon failed: {err_path.read_text(errors='replace').strip()}")
+        msg = ""
+        for line in raw.splitlines():
+            try:
+                data = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(data.get("data"), int) and data["data"] > 0:
+                return
+            msg = data.get("message") or msg
+        raise OCIError(self._message(msg or "container create failed"))
+
+    def _message(self, raw: str) -> str:
+        """The runtime's words as containerd passes them on ("OCI runtime
+        create failed: runc create failed: ..."), without logrus decoration."""
+        m = _MSG.search(raw)
+        text = m.group(1).encode().decode("unicode_escape") if m else raw.strip()
+        return f"OCI runtime create failed: {text}"
+
+    async def start(self, rec: Record) -> None:
+        proc = await asyncio.create_subprocess_exec(
+            *self._cmd("start", rec.id), stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE, stdin=asyncio.subprocess.DEVNULL)
+        _, err = await proc.communicate()
+        if proc.returncode != 0:
+            m = _MSG.search(err.decode(errors="replace"))
+            raise OCIError("OCI runtime start failed: " + (m.group(1) if m else err.decode().strip()))
+        rec.started_at = time.time()
+        self._save(rec)
+
+    async def kill(self, rec: Record, sig: int) -> None:
+        proc = await asyncio.create_subprocess_exec(
+            *self._cmd("kill", rec.id, str(int(sig))), stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL, stdin=asyncio.subprocess.DEVNULL)
+        await proc.wait()
+
+    async def stop(self, rec: Record, grace: float) -> State:
+        """SIGTERM, then SIGKILL once ``grace`` seconds have passed."""
+        st = self.state(rec)
+        if st.status == EXITED:
+            return st
+        if st.status == CREATED:
+            await self.kill(rec, signal.SIGKILL)
+        else:
+            await self.kill(rec, signal.SIGTERM)
+            deadline = time.monotonic() + max(grace, 0)
+            while time.monotonic() < deadline:
+                if self.state(rec).status == EXITED:
+                    return self.state(rec)
+                await asyncio.sleep(0.1)
+            await self.kill(rec, signal.SIGKILL)
+        for _ in range(100):
+            st = self.state(rec)
+            if st.status == EXITED:
+                break
+            await asyncio.sleep(0.05)
+        return st
+
+    async def remove(self, rec: Record) -> None:
+        """Stop what is left, delete the runtime's state, unmount and delete the bundle."""
+        proc = await asyncio.create_subprocess_exec(
+            *self._cmd("delete", "-f", rec.id), stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL, stdin=asyncio.subprocess.DEVNULL)
+        await proc.wait()
+        conmon_pid = _read_int(self.bundle(rec.id) / "conmon.pid") or 0
+        _reap(conmon_pid)
+        await asyncio.to_thread(self._remove_files, rec)
+
+    def _remove_files(self, rec: Record) -> None:
+        b = self.bundle(rec.id)
+        unmount(b / "rootfs")
+        shutil.rmtree(b, ignore_errors=True)
+        (self.root / "exits" / rec.id).unlink(missing_ok=True)
+        (self.root / "sock" / rec.id[:16]).unlink(missing_ok=True)
+
+    def exec_argv(self, rec: Record, command: list[str], tty: bool) -> list[str]:
+        return self._cmd("exec", *(["-t"] if tty else []), rec.id, *command)
+
+    def cgroup_path(self, rec: Record) -> str:
+        try:
+            return str(json.loads((self.bundle(rec.id) / "config.json").read_text())["linux"]["cgroupsPath"])
+        except (OSError, ValueError, KeyError):
+            return ""
+
+
+def _reap(pid: int) -> None:
+    """Collect a conmon that was our child (the agent is their subreaper)."""
+    if pid > 0:
+        try:
+            os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            pass
+
+
+def become_subreaper() -> None:
+    """Orphaned conmons become our children rather than init's, so we can reap
+    them (PR_SET_CHILD_SUBREAPER); they outlive us all the same."""
+    try:
+        _libc().prctl(36, 1, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
+
+
+def reap_children(pids: set[int]) -> None:
+    for pid in pids:
+        _reap(pid)
+
+
+__all__ = ["CREATED", "EXITED", "OCIRuntime", "RUNNING", "Record", "OCIError", "State",
+           "become_subreaper", "choose_runtime", "mount_overlay", "unmount"]
