@@ -134,6 +134,8 @@ class NodeIpamController(Controller):
         await super().run()
 
     def _occupy(self, name: str, cidrs: list[str]) -> None:
+        if not cidrs:
+            return  # a node without a CIDR yet must not look like one we just assigned
         for cidr in cidrs:
             for s in self.sets:
                 if s.occupy(cidr):

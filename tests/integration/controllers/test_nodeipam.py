@@ -63,3 +63,13 @@ async def test_nodes_get_distinct_cidrs_and_released_ones_are_reused(own_server:
         assert got == a
         assert await _cidr(nodes, "ipam-b") == b
         await kubectl(own_server, "delete", "node", "ipam-b", "ipam-c")
+
+
+async def test_node_registered_before_the_controller_starts_gets_a_cidr(own_server: Server) -> None:
+    """`pinnace server` restarting, or its agent registering first: the
+    controller must not take a node with no CIDR for one it already served."""
+    async with run_controllers(own_server, options=OPTIONS) as run:
+        await register_node(run.client, "ipam-early", lease=False)
+    async with run_controllers(own_server, NodeIpamController, options=OPTIONS) as run:
+        nodes = run.client.resource("v1", "nodes")
+        assert await eventually(lambda: _cidr(nodes, "ipam-early"), what="ipam-early podCIDR")
