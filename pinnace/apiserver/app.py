@@ -31,6 +31,7 @@ from .discovery import AGGREGATED_CT, Discovery, wants_aggregated
 from .handlers import ResourceHandlers, Target
 from .kubeconfig import admin_kubeconfig, component_kubeconfig, write_kubeconfig
 from .metrics import Metrics
+from .nodeproxy import NodeProxy
 from .registry import ResourceTable
 from .rest import Options, Registry
 from .reviews import Authorizer
@@ -45,8 +46,10 @@ KUBE_VERSION = {"major": "1", "minor": "37", "gitVersion": "v1.37.0+pinnace",
                 "gitCommit": "", "gitTreeState": "clean", "buildDate": "2026-11-01T00:00:00Z",
                 "goVersion": "python3", "compiler": "cpython", "platform": "linux/amd64"}
 
-COMPONENT_USERS = {"controller-manager": "system:kube-controller-manager",
-                   "scheduler": "system:kube-scheduler"}
+COMPONENT_USERS = {"controller-manager": ("system:kube-controller-manager", []),
+                   "scheduler": ("system:kube-scheduler", []),
+                   # The node agent `pinnace server` runs on this machine, as a kubelet is known.
+                   "agent": (f"system:node:{socket.gethostname().lower()}", ["system:nodes"])}
 BUILTIN_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 # What upstream's scheduling/bootstrap-system-priority-classes hook creates.
 SYSTEM_PRIORITY_CLASSES = (
@@ -78,6 +81,7 @@ class APIServer:
         self.authn = Authenticator(config.data_dir / "tokens.csv", self.store)
         self.handlers = ResourceHandlers(self.registry, self.table, self.watches, self.authn,
                                          Authorizer())
+        self.handlers.node_proxy = NodeProxy(self.registry, self.table, config.data_dir / "tls")
         self.discovery = Discovery(self.table)
         self.metrics = Metrics(self.store, self.watches)
         self.pki: PKI | None = None
@@ -132,12 +136,12 @@ class APIServer:
     def _component_kubeconfigs(self, url: str) -> None:
         """A kubeconfig (own client certificate) per control-plane component."""
         assert self.pki is not None
-        for component, user in COMPONENT_USERS.items():
+        for component, (user, groups) in COMPONENT_USERS.items():
             path = self.config.data_dir / f"{component}.kubeconfig"
             cert_path = self.pki.dir / f"{component}.crt"
             key_path = self.pki.dir / f"{component}.key"
             if not cert_path.exists():
-                cert, key = issue_client_cert(self.pki, user, [])
+                cert, key = issue_client_cert(self.pki, user, groups)
                 key_path.write_bytes(key)
                 os.chmod(key_path, 0o600)
                 cert_path.write_bytes(cert)
@@ -149,6 +153,8 @@ class APIServer:
             task.cancel()
         await self.watches.stop()
         await self.authn.close()
+        if self.handlers.node_proxy is not None:
+            await self.handlers.node_proxy.close()
         if self._runner is not None:
             await self._runner.cleanup()
         await self.store.close()

@@ -26,6 +26,7 @@ from pinnace.storage.interface import CompactedError, KeyValue
 
 from . import codec, reviews, status, tables
 from .authn import Authenticator, User
+from .nodeproxy import NodeProxy
 from .registry import ResourceTable
 from .rest import DeleteOptions, Options, Registry
 from .reviews import Authorizer
@@ -112,6 +113,7 @@ class ResourceHandlers:
         self.authn = authn
         self.authz = authz
         self.rows = RowCache()
+        self.node_proxy: NodeProxy | None = None  # pods/log, exec, attach: set by the APIServer
 
     # -- routing -----------------------------------------------------------
 
@@ -165,6 +167,9 @@ class ResourceHandlers:
         if target.subresource in ("binding", "eviction") or (
                 target.info.resource == "bindings" and m == "POST"):
             return await self.pod_action(request, target)
+        if target.subresource in ("log", "exec", "attach", "portforward") and \
+                self.node_proxy is not None:
+            return await self.node_proxy.handle(request, target)
         if target.subresource in ("log", "exec", "attach", "portforward", "proxy"):
             raise APIError(400, "BadRequest",
                            f"pod {target.name} has no running containers (no node runs it yet)")

@@ -1,0 +1,325 @@
+"""The kubelet API (pinnace.kubelet.server) behind a real API server, driven
+by the real kubectl: `kubectl logs` (with --tail, --timestamps, -f) and
+`kubectl exec` (output, exit codes, stdin) reach a kubelet that serves a
+fake runtime: its log is a CRI file the test writes, its exec runs the
+command on this host.
+
+The kubelet runs in its own thread and event loop, so the synchronous
+kubectl calls of the test never stall it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import ssl
+import subprocess
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from pinnace.apiserver.certs import PKI, issue_client_cert
+from pinnace.kubelet.server import KubeletServer
+from tests.conftest import KUBECTL, Server
+
+T = "2024-05-01T10:00:0{}.000000001Z"
+
+
+class FakeRuntime:
+    """One pod's container "c": a log file and commands run on the host."""
+
+    def __init__(self, log: Path):
+        self.log = log
+        self.running = True
+        self.asked = 0  # how often a follower asked whether the container runs
+
+    def is_running(self) -> bool:
+        self.asked += 1
+        return self.running
+
+    def log_path(self, namespace: str, pod: str, container: str,
+                 previous: bool) -> tuple[Path, Callable[[], bool]]:
+        if container != "c":
+            raise KeyError(f'container "{container}" in pod "{pod}" not found')
+        if previous:
+            raise LookupError(f'previous terminated container "{container}" in pod "{pod}" '
+                              "not found")
+        return self.log, self.is_running
+
+    def exec_argv(self, namespace: str, pod: str, container: str, command: list[str],
+                  tty: bool) -> list[str]:
+        if container != "c":
+            raise KeyError(f'container "{container}" in pod "{pod}" not found')
+        return list(command)
+
+    def stats_summary(self) -> dict[str, Any]:
+        return {"node": {"nodeName": "test"}, "pods": []}
+
+    def write(self, *lines: str) -> None:
+        with open(self.log, "a") as f:
+            for i, line in enumerate(lines):
+                f.write(f"{T.format(i % 10)} stdout F {line}\n")
+
+
+class KubeletThread:
+    def __init__(self, server: Server, runtime: FakeRuntime, tls_dir: Path):
+        self.loop = asyncio.new_event_loop()
+        self.kubelet = KubeletServer(runtime, host="127.0.0.1", port=0, tls_dir=tls_dir,
+                                     client_ca=server.data_dir / "tls" / "ca.crt",
+                                     node_name="test-node")
+        self.ready = threading.Event()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        asyncio.run_coroutine_threadsafe(self.kubelet.start(), self.loop).result(30)
+
+    def run(self, coro: Any, timeout: float = 30) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def stop(self) -> None:
+        self.run(self.kubelet.stop())
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+
+
+@pytest.fixture
+def runtime(tmp_path: Path) -> FakeRuntime:
+    return FakeRuntime(tmp_path / "c.log")
+
+
+@pytest.fixture
+def kubelet(server: Server, runtime: FakeRuntime, tmp_path: Path) -> Iterator[KubeletThread]:
+    k = KubeletThread(server, runtime, tmp_path / "kubelet-tls")
+    yield k
+    k.stop()
+
+
+def make_node(server: Server, name: str, port: int, address: str = "127.0.0.1",
+              runtime_version: str = "fake://1") -> None:
+    http = server.http()
+    code, body = http.call("POST", "/api/v1/nodes", {
+        "apiVersion": "v1", "kind": "Node", "metadata": {"name": name}})
+    assert code == 201, body
+    body["status"] = {"addresses": [{"type": "InternalIP", "address": address},
+                                    {"type": "Hostname", "address": name}],
+                      "daemonEndpoints": {"kubeletEndpoint": {"Port": port}},
+                      "nodeInfo": {"containerRuntimeVersion": runtime_version}}
+    code, body = http.call("PUT", f"/api/v1/nodes/{name}/status", body)
+    assert code == 200, body
+
+
+def make_pod(server: Server, ns: str, name: str, node: str | None) -> None:
+    spec: dict[str, Any] = {"containers": [{"name": "c", "image": "busybox"}]}
+    if node:
+        spec["nodeName"] = node
+    code, body = server.http().call("POST", f"/api/v1/namespaces/{ns}/pods", {
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": name}, "spec": spec})
+    assert code == 201, body
+
+
+@pytest.fixture
+def pod(server: Server, namespace: str, kubelet: KubeletThread) -> str:
+    """Pod "p" in ``namespace`` on a node whose kubelet is the test's."""
+    node = f"kl-{namespace}"[:60]
+    make_node(server, node, kubelet.kubelet.port)
+    make_pod(server, namespace, "p", node)
+    return "p"
+
+
+def test_logs(server: Server, namespace: str, pod: str, runtime: FakeRuntime) -> None:
+    runtime.write("one", "two", "three")
+    k = server.kubectl
+    assert k("-n", namespace, "logs", pod).stdout == "one\ntwo\nthree\n"
+    assert k("-n", namespace, "logs", pod, "--tail=1").stdout == "three\n"
+    assert k("-n", namespace, "logs", pod, "-c", "c", "--limit-bytes=6").stdout == "one\ntw"
+    assert k("-n", namespace, "logs", pod, "--tail=1", "--timestamps").stdout == \
+        "2024-05-01T10:00:02.000000001Z three\n"
+    assert k("-n", namespace, "logs", pod, "--since-time=2024-05-01T10:00:01Z").stdout == \
+        "two\nthree\n"
+    bad = k("-n", namespace, "logs", pod, "-c", "nope", check=False)
+    assert bad.returncode == 1
+    assert "container nope is not valid for pod p" in bad.stderr
+    prev = k("-n", namespace, "logs", pod, "--previous", check=False)
+    assert prev.returncode == 1
+    assert 'previous terminated container "c" in pod "p" not found' in prev.stderr
+    missing = k("-n", namespace, "logs", "nosuch", check=False)
+    assert 'pods "nosuch" not found' in missing.stderr
+
+
+def test_logs_follow(server: Server, namespace: str, pod: str, runtime: FakeRuntime) -> None:
+    runtime.write("first")
+    env = {"KUBECONFIG": str(server.kubeconfig), "PATH": "/usr/bin:/bin"}
+    proc = subprocess.Popen([KUBECTL, "-n", namespace, "logs", "-f", pod],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline() == "first\n"
+        runtime.write("second")
+        assert proc.stdout.readline() == "second\n"
+        runtime.write("third")
+        runtime.running = False
+        out, err = proc.communicate(timeout=20)
+        assert proc.returncode == 0, err
+        assert out == "third\n"
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_logs_follow_ends_when_the_client_goes(server: Server, namespace: str, pod: str,
+                                               runtime: FakeRuntime) -> None:
+    runtime.write("only")
+    env = {"KUBECONFIG": str(server.kubeconfig), "PATH": "/usr/bin:/bin"}
+    proc = subprocess.Popen([KUBECTL, "-n", namespace, "logs", "-f", pod],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    assert proc.stdout is not None
+    assert proc.stdout.readline() == "only\n"
+    proc.kill()
+    proc.wait()
+    # The API server notices within a second and hangs up; the kubelet stops following.
+    deadline = time.monotonic() + 10
+    while True:
+        before = runtime.asked
+        time.sleep(0.5)
+        if runtime.asked == before:
+            break
+        assert time.monotonic() < deadline, "the kubelet still follows the log"
+
+
+def test_exec(server: Server, namespace: str, pod: str) -> None:
+    k = server.kubectl
+    assert k("-n", namespace, "exec", pod, "--", "echo", "hi").stdout == "hi\n"
+    failed = k("-n", namespace, "exec", pod, "--", "sh", "-c", "echo out; echo err >&2; exit 3",
+               check=False)
+    assert failed.returncode == 3, failed.stderr
+    assert failed.stdout == "out\n"
+    assert "err\n" in failed.stderr
+    assert k("-n", namespace, "exec", "-i", pod, "--", "cat",
+             input="hello\nworld\n").stdout == "hello\nworld\n"
+    big = "x" * 200_000 + "\n"
+    assert k("-n", namespace, "exec", "-i", pod, "--", "wc", "-c", input=big).stdout.strip() \
+        == str(len(big))
+    bad = k("-n", namespace, "exec", pod, "-c", "nope", "--", "true", check=False)
+    assert bad.returncode == 1
+    assert "container nope is not valid for pod p" in bad.stderr
+
+
+def test_exec_tty_and_resize(server: Server, namespace: str, pod: str,
+                             kubelet: KubeletThread) -> None:
+    """A terminal session straight against the kubelet (kubectl needs a terminal for -t)."""
+    tls = server.data_dir / "tls"
+
+    async def session() -> tuple[bytes, dict[str, Any]]:
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        ctx.load_cert_chain(tls / "admin.crt", tls / "admin.key")
+        url = (f"https://127.0.0.1:{kubelet.kubelet.port}/exec/{namespace}/{pod}/c"
+               "?command=sh&stdin=1&stdout=1&tty=1")
+        out, error = b"", b""
+        async with aiohttp.ClientSession() as s, \
+                s.ws_connect(url, ssl=ctx, protocols=["v5.channel.k8s.io"]) as ws:
+            assert ws.protocol == "v5.channel.k8s.io"
+            await ws.send_bytes(b"\x04" + json.dumps({"Width": 100, "Height": 40}).encode())
+            await ws.send_bytes(b"\x00test -t 0 && echo is-a-tty; stty size; exit 7\n")
+            async for msg in ws:
+                if msg.data[0] == 1:
+                    out += msg.data[1:]
+                elif msg.data[0] == 3:
+                    error += msg.data[1:]
+        return out, json.loads(error)
+
+    out, status = kubelet.run(session())
+    assert b"is-a-tty" in out and b"40 100" in out
+    assert status["reason"] == "NonZeroExitCode"
+    assert status["details"]["causes"] == [{"reason": "ExitCode", "message": "7"}]
+
+    async def unknown_container() -> dict[str, Any]:
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        ctx.load_cert_chain(tls / "admin.crt", tls / "admin.key")
+        url = (f"https://127.0.0.1:{kubelet.kubelet.port}/exec/{namespace}/{pod}/other"
+               "?command=true&stdout=1")
+        error = b""
+        async with aiohttp.ClientSession() as s, \
+                s.ws_connect(url, ssl=ctx, protocols=["v4.channel.k8s.io"]) as ws:
+            async for msg in ws:
+                if msg.data[0] == 3:
+                    error += msg.data[1:]
+        return json.loads(error)
+
+    status = kubelet.run(unknown_container())
+    assert status["status"] == "Failure" and status["code"] == 404
+    assert status["message"] == 'container "other" in pod "p" not found'
+
+
+def test_unscheduled_pod(server: Server, namespace: str) -> None:
+    make_pod(server, namespace, "q", None)
+    k = server.kubectl
+    assert k("-n", namespace, "logs", "q").stdout == ""  # as upstream: nothing yet
+    bad = k("-n", namespace, "exec", "q", "--", "true", check=False)
+    assert bad.returncode == 1
+    assert "pod q does not have a host assigned" in bad.stderr
+
+
+def test_simulated_and_unreachable_nodes(server: Server, namespace: str) -> None:
+    make_node(server, f"sim-{namespace}"[:60], 10250, address="10.255.255.1",
+              runtime_version="sim://1.0")
+    make_pod(server, namespace, "s", f"sim-{namespace}"[:60])
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        closed = sock.getsockname()[1]
+    make_node(server, f"gone-{namespace}"[:60], closed)
+    make_pod(server, namespace, "g", f"gone-{namespace}"[:60])
+    k = server.kubectl
+    start = time.monotonic()
+    logs = k("-n", namespace, "logs", "s", check=False)
+    assert logs.returncode == 1
+    assert "Error from server" in logs.stderr and "runs no kubelet" in logs.stderr
+    ex = k("-n", namespace, "exec", "s", "--", "true", check=False)
+    assert ex.returncode == 1 and "runs no kubelet" in ex.stderr
+    assert time.monotonic() - start < 10
+    logs = k("-n", namespace, "logs", "g", check=False)
+    assert logs.returncode == 1
+    assert f"dial tcp 127.0.0.1:{closed}: connect: connection refused" in logs.stderr
+    ex = k("-n", namespace, "exec", "g", "--", "true", check=False)
+    assert ex.returncode == 1 and "connection refused" in ex.stderr
+
+
+def test_kubelet_wants_a_client_certificate(server: Server, namespace: str, pod: str,
+                                            kubelet: KubeletThread, tmp_path: Path) -> None:
+    base = f"https://127.0.0.1:{kubelet.kubelet.port}"
+
+    def get(path: str, cert: tuple[Path, Path] | None = None) -> tuple[int, str]:
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        if cert:
+            ctx.load_cert_chain(*cert)
+        try:
+            with urllib.request.urlopen(base + path, context=ctx, timeout=10) as resp:
+                return resp.status, resp.read().decode()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read().decode()
+
+    logs = f"/containerLogs/{namespace}/{pod}/c"
+    assert get("/healthz") == (200, "ok")
+    assert get(logs)[0] == 401
+    bob = issue_client_cert(PKI(server.data_dir / "tls"), "bob", ["developers"])
+    (tmp_path / "bob.crt").write_bytes(bob[0])
+    (tmp_path / "bob.key").write_bytes(bob[1])
+    code, text = get(logs, (tmp_path / "bob.crt", tmp_path / "bob.key"))
+    assert code == 403 and "user=bob" in text
+    tls = server.data_dir / "tls"
+    assert get(logs, (tls / "admin.crt", tls / "admin.key")) == (200, "")
+    client = (tls / "apiserver-kubelet-client.crt", tls / "apiserver-kubelet-client.key")
+    if client[0].exists():  # made by the API server on its first call to a kubelet
+        assert get("/stats/summary", client)[0] == 200
