@@ -494,7 +494,7 @@ def running_cluster(nodes: int, datastore: str = "memory", sim_args: Sequence[st
         # A /24 per node: the default 10.244.0.0/16 holds 256 nodes, as upstream's does.
         cidr = "10.244.0.0/16" if nodes <= 256 else "10.128.0.0/9"
         server = start_server(data_dir, "--datastore", datastore, "--cluster-cidr", cidr,
-                              command="server", timeout=60)
+                              "--disable-agent", command="server", timeout=60)
         stack.callback(server.stop)
         sim = start_sim(server.kubeconfig, nodes, data_dir / "sim.log", *sim_args)
         stack.callback(stop_process, sim)

@@ -104,10 +104,13 @@ class HTTP:
 
 
 def start_server(data_dir: Path, *extra: str, port: int = 0, timeout: float = 30,
-                 command: str = "apiserver") -> Server:
+                 command: str = "apiserver", agent: bool = False) -> Server:
     """``command`` "apiserver" runs the API server alone; "server" runs the
-    whole supervised control plane (API server, controller manager, ...)."""
+    whole supervised control plane (API server, controller manager, ...),
+    without the node agent it would start as root unless ``agent``."""
     data_dir.mkdir(parents=True, exist_ok=True)
+    if command == "server" and not agent:
+        extra = (*extra, "--disable-agent")
     log = data_dir / f"server-{int(time.time() * 1000)}.log"
     logf = log.open("w")
     proc = subprocess.Popen(

@@ -68,6 +68,38 @@ def _controller_args(p: argparse.ArgumentParser) -> None:
                         "passes the API server's, DIR/tls/service-account.key)")
 
 
+def _agent_args(p: argparse.ArgumentParser, prefix: str = "") -> None:
+    p.add_argument(f"--{prefix}node-name", default="", help="the Node's name (default: hostname)")
+    p.add_argument(f"--{prefix}runtime", default="", help="OCI runtime: crun or runc "
+                   "(default: crun where it works, else runc)")
+    p.add_argument("--cluster-dns", action="append", default=[],
+                   help="DNS server address for pods (repeatable)")
+    p.add_argument("--cluster-domain", default="cluster.local")
+    p.add_argument("--insecure-registry", action="append", default=[], metavar="HOST:PORT",
+                   help="registry to pull from over plain http (repeatable)")
+    p.add_argument("--kubelet-port", type=int, default=10250,
+                   help="port of the kubelet API (logs, exec) (default 10250)")
+    if not prefix:
+        p.add_argument("--data-dir", type=Path, default=None,
+                       help="where containers, images and logs live (default as pinnace server)")
+
+
+def _agent_cli_args(args: argparse.Namespace, prefix: str = "") -> list[str]:
+    """`pinnace agent` flags from a server's or agent's parsed args."""
+    out = []
+    name = getattr(args, f"{prefix}node_name".replace("-", "_"), "")
+    runtime = getattr(args, f"{prefix}runtime".replace("-", "_"), "")
+    if name:
+        out += ["--node-name", name]
+    if runtime:
+        out += ["--runtime", runtime]
+    for d in args.cluster_dns:
+        out += ["--cluster-dns", d]
+    for r in args.insecure_registry:
+        out += ["--insecure-registry", r]
+    return out + ["--cluster-domain", args.cluster_domain, "--kubelet-port", str(args.kubelet_port)]
+
+
 def _controller_options(args: argparse.Namespace) -> dict[str, Any]:
     return {"node_monitor_grace_period": args.node_monitor_grace_period,
             "node_monitor_period": args.node_monitor_period,
@@ -80,10 +112,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="count", default=0,
                         help="more logging (-v info, -vv debug)")
     sub = parser.add_subparsers(dest="command", required=True)
-    server = sub.add_parser("server", help="run a whole control plane (and, later, a node)")
+    server = sub.add_parser("server", help="run a whole control plane (and, as root, this machine as a node)")
     _server_args(server)
     server.add_argument("--disable-agent", action="store_true",
-                        help="do not run a node agent in this process group")
+                        help="do not run a node agent (as root, one runs by default)")
+    _agent_args(server, prefix="agent-")
     _controller_args(server)
     apiserver = sub.add_parser("apiserver", help="run only the API server")
     _server_args(apiserver)
@@ -106,6 +139,15 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--pods", default="110")
     sim.add_argument("--pod-startup-delay", type=float, default=0.0,
                      help="seconds from bound to Running")
+    agent = sub.add_parser("agent", help="run a node agent: this machine runs pods (as root)")
+    agent.add_argument("--kubeconfig", default=None, help="how to reach the API server")
+    agent.add_argument("--reset", action="store_true",
+                       help="stop every container this agent started, remove its pod network "
+                            "and mounts (images stay), then exit")
+    _agent_args(agent)
+    from .image import add_parser as add_image_parser
+
+    add_image_parser(sub)
     sched = sub.add_parser("scheduler", help="run the scheduler")
     sched.add_argument("--kubeconfig", default=None, help="how to reach the API server")
     sched.add_argument("--leader-elect", default="true", choices=["true", "false"])
@@ -172,12 +214,15 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     level = [logging.WARNING, logging.INFO, logging.DEBUG][min(args.verbose, 2)]
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        import uvloop
+    # Not for the agent: pyroute2 runs its netlink sockets on asyncio loops of
+    # its own, which uvloop cannot open (AF_NETLINK datagram endpoints).
+    if args.command != "agent":
+        try:
+            import uvloop
 
-        uvloop.install()
-    except ImportError:  # pragma: no cover
-        pass
+            uvloop.install()
+        except ImportError:  # pragma: no cover
+            pass
     verbosity = ["-" + "v" * args.verbose] if args.verbose else []
     if args.command == "apiserver":
         config = _config(args)
@@ -204,8 +249,19 @@ def main(argv: list[str] | None = None) -> int:
                    "--service-account-private-key-file",
                    args.service_account_private_key_file or
                    str(config.data_dir / "tls" / "service-account.key")]
-        return asyncio.run(Supervisor(config.data_dir, api_args, SERVER_COMPONENTS,
-                                      verbosity, {"controller-manager": cm_args}).run())
+        components = list(SERVER_COMPONENTS)
+        extra = {"controller-manager": cm_args}
+        if args.disable_agent:
+            pass
+        elif os.geteuid() != 0:
+            print("pinnace: not root, so no node agent here: add nodes with `pinnace sim` or "
+                  "run `pinnace agent` as root", flush=True)
+        else:
+            components.append("agent")
+            extra["agent"] = ["--data-dir", str(config.data_dir),
+                              *_agent_cli_args(args, prefix="agent-")]
+        return asyncio.run(Supervisor(config.data_dir, api_args, components,
+                                      verbosity, extra).run())
     if args.command == "controller-manager":
         from pinnace.controllers.manager import run_controller_manager
 
@@ -219,6 +275,27 @@ def main(argv: list[str] | None = None) -> int:
                                          args.memory, args.pods,
                                          pod_startup_delay=args.pod_startup_delay,
                                          first_index=args.first_index))
+    if args.command == "image":
+        from .image import run as run_image
+
+        return run_image(args)
+    if args.command == "agent":
+        from pinnace.kubelet.agent import run_agent
+
+        if os.geteuid() != 0:
+            print("pinnace agent: must run as root (it creates namespaces, mounts and cgroups)",
+                  file=sys.stderr)
+            return 1
+        data_dir = (args.data_dir or default_data_dir()).resolve()
+        if args.reset:
+            from pinnace.kubelet.agent import reset_node
+
+            reset_node(data_dir)
+            return 0
+        return _run_until_signal(run_agent(
+            args.kubeconfig, data_dir, node_name=args.node_name, runtime=args.runtime, cluster_dns=args.cluster_dns,
+            cluster_domain=args.cluster_domain, insecure_registries=set(args.insecure_registry),
+            kubelet_port=args.kubelet_port))
     if args.command == "scheduler":
         from pinnace.scheduler.scheduler import run_scheduler
 

@@ -99,6 +99,16 @@ class NodeIPAM:
         self._by_owner[owner] = n
         return True
 
+    def resume_after(self, ip: str) -> None:
+        """Continue after ip, the last address handed out before a restart
+        (so a freed address is still not reused at once)."""
+        try:
+            off = int(ipaddress.ip_address(ip)) - self._first
+        except ValueError:
+            return
+        if 0 <= off < self._size:
+            self._cursor = (off + 1) % self._size
+
     def release(self, owner: str) -> None:
         n = self._by_owner.pop(owner, None)
         if n is not None:

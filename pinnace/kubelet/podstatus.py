@@ -218,5 +218,58 @@ def terminated_status(pod: Obj, *, exit_code: int = 0, host_ip: str, pod_ip: str
     return st
 
 
-__all__ = ["KUBELET_CONDITIONS", "container_id", "image_id", "normalize_image", "rfc3339",
+__all__ = ["KUBELET_CONDITIONS", "container_id", "image_id", "normalize_image", "pod_status", "rfc3339",
            "running_status", "terminated_status"]
+
+
+def pod_status(pod: Obj, *, phase: str, host_ip: str, pod_ip: str, sandbox: bool,
+               init_statuses: list[Obj], statuses: list[Obj], start_time: str | None,
+               reason: str | None = None, message: str | None = None) -> Obj:
+    """A real node's report: the caller has each container's status; the
+    conditions follow from them as the kubelet derives them."""
+    now = rfc3339()
+    spec = pod.get("spec") or {}
+    pending_inits = [s["name"] for s, c in zip(init_statuses, spec.get("initContainers") or [])
+                     if not _init_done(s, c)]
+    unready = [s["name"] for s in statuses if not s.get("ready")]
+    # Sidecars count for readiness too (they are ready when running and probed ready).
+    unready += [s["name"] for s, c in zip(init_statuses, spec.get("initContainers") or [])
+                if c.get("restartPolicy") == "Always" and not s.get("ready")]
+    initialized = not pending_inits
+    cr_reason = cr_msg = None
+    if unready:
+        cr_reason = "PodCompleted" if phase == "Succeeded" else "ContainersNotReady"
+        cr_msg = None if phase == "Succeeded" else \
+            f"containers with unready status: [{' '.join(unready)}]"
+    st = _base(pod, phase, now, start_time)
+    conds = _conditions(pod, now, sandbox=sandbox, initialized=initialized,
+                        containers_ready=not unready, reason=cr_reason, message=cr_msg)
+    if not initialized:
+        for c in conds:
+            if c["type"] == "Initialized":
+                c["reason"] = "ContainersNotInitialized"
+                c["message"] = f"containers with incomplete status: [{' '.join(pending_inits)}]"
+    elif phase == "Succeeded":
+        for c in conds:
+            if c["type"] == "Initialized":
+                c["reason"] = "PodCompleted"
+    st["conditions"] = conds
+    if pod_ip:
+        st.update(_addresses(pod, host_ip, pod_ip))
+    elif host_ip:
+        st.update({"hostIP": host_ip, "hostIPs": [{"ip": host_ip}]})
+    if init_statuses:
+        st["initContainerStatuses"] = init_statuses
+    st["containerStatuses"] = statuses
+    if reason:
+        st["reason"] = reason
+    if message:
+        st["message"] = message
+    return st
+
+
+def _init_done(status: Obj, container: Obj) -> bool:
+    if container.get("restartPolicy") == "Always":
+        return bool(status.get("started"))
+    term = (status.get("state") or {}).get("terminated")
+    return bool(term) and term.get("exitCode") == 0

@@ -1,0 +1,498 @@
+"""The node agent (kubelet): registers this machine as a Node, keeps its
+Lease and status, and runs the pods bound to it as real containers.
+
+It meets the rest of the cluster only through the API server: a pod
+informer filtered to this node, a service informer for the environment
+variables Kubernetes injects, the Node, its Lease and Events. Pods are
+worked on by a work queue (one pod never by two workers at once); each sync
+brings one pod in line (pods.py). Everything it must find again after a
+restart lives in the data dir, so restarting the agent never stops a
+container.
+
+Layout under DATA/agent/:
+  runtime/   containers, as oci.py lays them out
+  images/    the image store
+  pods/<uid>/ per-pod files: /etc/hosts, resolv.conf, volumes, termination messages
+  logs/      container logs, <ns>_<pod>_<uid>/<container>/<attempt>.log
+  network/   pod network state (addresses in use)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+from pinnace.client import ApiError, Client, Informer, WorkQueue, auto_config, key_of
+
+from . import host
+from .oci import RUNNING, OCIRuntime, become_subreaper
+from .pods import PodWorkers
+from .podstatus import rfc3339
+from .sim import LEASE_NAMESPACE, micro_now
+
+log = logging.getLogger("pinnace.kubelet.agent")
+
+Obj = dict[str, Any]
+
+KUBELET_VERSION = "v1.37.0-pinnace"
+LEASE_SECONDS = 40
+RENEW_INTERVAL = 10.0
+STATUS_INTERVAL = 10.0      # nodeStatusUpdateFrequency: looked at this often...
+STATUS_REPORT_EVERY = 60.0  # ...sent when changed, or at least this often
+HOUSEKEEPING_INTERVAL = 2.0
+MAX_PODS = 110
+
+
+class Agent:
+    def __init__(self, client: Client, data_dir: Path, *, node_name: str = "",
+                 runtime: str = "", cluster_dns: list[str] | None = None,
+                 cluster_domain: str = "cluster.local", insecure_registries: set[str] | None = None,
+                 kubelet_port: int = 10250, ca_file: Path | None = None,
+                 tls_dir: Path | None = None, workers: int = 8, labels: dict[str, str] | None = None):
+        from .images import ImageStore, image_root
+        from .network import PodNetwork
+        from .volumes import VolumeManager
+
+        self.client = client
+        self.root = data_dir / "agent"
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.facts = host.HostFacts.read(self.root)
+        self.node_name = (node_name or self.facts.hostname).lower()
+        self.kubelet_port = kubelet_port
+        self.ca_file = ca_file
+        self.tls_dir = tls_dir or self.root / "tls"
+        self.labels = dict(labels or {})
+        self.runtime = OCIRuntime(self.root / "runtime", runtime)
+        self.images = ImageStore(image_root(data_dir))
+        self.network = PodNetwork(self.root / "network", self.node_name)
+        self.volumes = VolumeManager(client, self.root / "pods", node_name=self.node_name,
+                                     ca_file=ca_file, cluster_domain=cluster_domain)
+        self.queue = WorkQueue()
+        self.nodes_rc = client.resource("v1", "nodes")
+        self.leases_rc = client.resource("coordination.k8s.io/v1", "leases")
+        self.events_rc = client.resource("v1", "events")
+        self.pod_informer = Informer(client.resource("v1", "pods"),
+                                     field_selector=f"spec.nodeName={self.node_name}")
+        self.service_informer = Informer(client.resource("v1", "services"))
+        self.pause = shutil.which("catatonit") or "/usr/libexec/podman/catatonit"
+        self.pods = PodWorkers(
+            client=client, runtime=self.runtime, images=self.images, network=self.network,
+            volumes=self.volumes, pods_dir=self.root / "pods", logs_dir=self.root / "logs",
+            node_name=self.node_name, host_ip=lambda: self.facts.ip,
+            service_env=self._service_env, requeue=self._requeue, event=self.event,
+            cluster_dns=list(cluster_dns or []), cluster_domain=cluster_domain,
+            insecure_registries=set(insecure_registries or ()), pause=self.pause)
+        self.workers = workers
+        self.ready = asyncio.Event()
+        self.network_ready = False
+        self._lease: Obj | None = None
+        self._node_uid = ""
+        self._sent_status: Obj | None = None
+        self._sent_at = 0.0
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self.server: Any = None
+
+    # -- running ----------------------------------------------------------------
+
+    async def run(self) -> None:
+        become_subreaper()
+        beats: asyncio.Future[Any] | None = None
+        try:
+            await self._register()
+            beats = asyncio.gather(self._lease_loop(), self._status_loop())
+            if not self.network_ready:
+                pod_cidr = await self._pod_cidr()
+                await asyncio.to_thread(self.network.ensure_host, pod_cidr)
+                self.network_ready = True
+                await self._post_status(self._sent_status["conditions"] if self._sent_status
+                                        else [])
+            self.pod_informer.add_handler(self._pod_event, lambda o, n: self._pod_event(n),
+                                          self._pod_event)
+            self.pod_informer.start()
+            self.service_informer.start()
+            await asyncio.gather(self.pod_informer.synced.wait(),
+                                 self.service_informer.synced.wait())
+            await self._start_server()
+            self.ready.set()
+            log.info("node %s ready (%s %s)", self.node_name, self.runtime.name,
+                     self.runtime.version())
+            await asyncio.gather(beats, self._housekeeping(),
+                                 *(self._worker() for _ in range(self.workers)))
+        finally:
+            if beats is not None:
+                beats.cancel()
+            await self.queue.shutdown()
+            for t in list(self._tasks):
+                t.cancel()
+            if self.server is not None:
+                await self.server.stop()
+            await self.pod_informer.stop()
+            await self.service_informer.stop()
+
+    async def _start_server(self) -> None:
+        if self.ca_file is None or not self.kubelet_port:
+            return
+        from .server import KubeletServer
+
+        self.server = KubeletServer(self, host="0.0.0.0", port=self.kubelet_port,
+                                    tls_dir=self.tls_dir, client_ca=self.ca_file,
+                                    node_name=self.node_name)
+        await self.server.start()
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # -- the node -----------------------------------------------------------------
+
+    def node_object(self) -> Obj:
+        labels = {"kubernetes.io/hostname": self.node_name, "kubernetes.io/os": "linux",
+                  "kubernetes.io/arch": host.arch(), "beta.kubernetes.io/os": "linux",
+                  "beta.kubernetes.io/arch": host.arch(), **self.labels}
+        return {"apiVersion": "v1", "kind": "Node",
+                "metadata": {"name": self.node_name, "labels": labels, "annotations": {
+                    "node.alpha.kubernetes.io/ttl": "0",
+                    "volumes.kubernetes.io/controller-managed-attach-detach": "true"}},
+                "spec": {}, "status": self.node_status([])}
+
+    def node_status(self, old_conditions: list[Obj]) -> Obj:
+        self.facts = host.HostFacts.read(self.root)
+        return {
+            "capacity": self.facts.capacity(MAX_PODS),
+            "allocatable": self.facts.allocatable(MAX_PODS),
+            "conditions": self._conditions(old_conditions),
+            "addresses": [{"type": "InternalIP", "address": self.facts.ip},
+                          {"type": "Hostname", "address": self.node_name}],
+            "daemonEndpoints": {"kubeletEndpoint": {"Port": self.kubelet_port}},
+            "nodeInfo": host.node_info(self.runtime.name, self.runtime.version(),
+                                       KUBELET_VERSION),
+            "images": self._images(),
+            "runtimeHandlers": [{"name": "", "features": {"recursiveReadOnlyMounts": False,
+                                                          "userNamespaces": False}}],
+        }
+
+    def _images(self) -> list[Obj]:
+        out = []
+        for img in sorted(self.images.list(), key=lambda i: -i.size)[:50]:
+            names = [*img.repo_digests, *img.repo_tags]
+            if names:
+                out.append({"names": names, "sizeBytes": img.size})
+        return out
+
+    def _conditions(self, old: list[Obj]) -> list[Obj]:
+        now = rfc3339()
+        prev = {c.get("type"): c for c in old}
+        pressure = host.pressures(self.root)
+        rows = []
+        for type_, (on, why), (ok_reason, ok_msg), (bad_reason, bad_msg) in (
+                ("MemoryPressure", pressure["MemoryPressure"],
+                 ("KubeletHasSufficientMemory", "kubelet has sufficient memory available"),
+                 ("KubeletHasInsufficientMemory", "kubelet has insufficient memory available")),
+                ("DiskPressure", pressure["DiskPressure"],
+                 ("KubeletHasNoDiskPressure", "kubelet has no disk pressure"),
+                 ("KubeletHasDiskPressure", "kubelet has disk pressure")),
+                ("PIDPressure", pressure["PIDPressure"],
+                 ("KubeletHasSufficientPID", "kubelet has sufficient PID available"),
+                 ("KubeletHasInsufficientPID", "kubelet has insufficient PID available"))):
+            rows.append((type_, "True" if on else "False", bad_reason if on else ok_reason,
+                         f"{bad_msg} ({why})" if on else ok_msg))
+        if self.network_ready:
+            rows.append(("Ready", "True", "KubeletReady", "kubelet is posting ready status"))
+        else:
+            rows.append(("Ready", "False", "KubeletNotReady",
+                         "container runtime network not ready: NetworkReady=false "
+                         "reason:NetworkPluginNotReady message:waiting for the node's podCIDR"))
+        out = []
+        for type_, value, reason, message in rows:
+            p = prev.get(type_) or {}
+            since = p.get("lastTransitionTime") if p.get("status") == value else None
+            out.append({"type": type_, "status": value, "lastHeartbeatTime": now,
+                        "lastTransitionTime": since or now, "reason": reason, "message": message})
+        return out
+
+    async def _register(self) -> None:
+        """Create the Node, or take over the one a previous run registered."""
+        while True:
+            try:
+                try:
+                    created = await self.nodes_rc.create(self.node_object())
+                except ApiError as e:
+                    if not e.conflict:
+                        raise
+                    created = await self.nodes_rc.get(self.node_name)
+                    cidr = (created.get("spec") or {}).get("podCIDR")
+                    if cidr:  # a restart: the network is there already, stay Ready
+                        await asyncio.to_thread(self.network.ensure_host, str(cidr))
+                        self.network_ready = True
+                    await self._post_status(created["status"].get("conditions") or [])
+                self._node_uid = created["metadata"]["uid"]
+                await self._renew()
+                return
+            except (ApiError, OSError) as e:
+                log.warning("registering node %s: %s; retrying", self.node_name, e)
+                await asyncio.sleep(2)
+
+    async def _pod_cidr(self) -> str:
+        """The node's podCIDR, once the node IPAM controller has given one
+        (pods wait for it: an address range of our own choosing could be
+        another node's)."""
+        started, told = time.monotonic(), False
+        while True:
+            try:
+                node = await self.nodes_rc.get(self.node_name)
+                cidr = (node.get("spec") or {}).get("podCIDR")
+                if cidr:
+                    return str(cidr)
+            except (ApiError, OSError) as e:
+                log.info("waiting for the node's podCIDR: %s", e)
+            if not told and time.monotonic() - started > 20:
+                told = True
+                log.warning("node %s has no podCIDR yet: pods wait for one (is the controller "
+                            "manager running, with node IPAM?)", self.node_name)
+            await asyncio.sleep(0.5)
+
+    async def _post_status(self, old_conditions: list[Obj]) -> None:
+        status = self.node_status(old_conditions)
+        await self.nodes_rc.patch(self.node_name, {"status": status}, type="strategic",
+                                  subresource="status")
+        self._sent_status, self._sent_at = status, time.monotonic()
+
+    async def _status_loop(self) -> None:
+        while True:
+            await asyncio.sleep(STATUS_INTERVAL)
+            try:
+                node = await self.nodes_rc.get(self.node_name)
+                old = node["status"].get("conditions") or []
+                status = self.node_status(old)
+                changed = self._sent_status is None or _strip(status) != _strip(self._sent_status)
+                not_ready = not any(c.get("type") == "Ready" and c.get("status") == "True"
+                                    for c in old)
+                if changed or not_ready or time.monotonic() - self._sent_at > STATUS_REPORT_EVERY:
+                    await self._post_status(old)
+            except ApiError as e:
+                if e.not_found:
+                    log.warning("node %s was deleted; registering it again", self.node_name)
+                    self._lease = None
+                    await self._register()
+                else:
+                    log.info("node status: %s", e)
+            except OSError as e:
+                log.info("node status: %s", e)
+
+    async def _lease_loop(self) -> None:
+        while True:
+            await asyncio.sleep(RENEW_INTERVAL)
+            try:
+                await self._renew()
+            except (ApiError, OSError) as e:
+                log.info("lease: %s", e)
+
+    async def _renew(self) -> None:
+        for _ in range(2):
+            lease = self._lease
+            if lease is None:
+                try:
+                    lease = await self.leases_rc.get(self.node_name, LEASE_NAMESPACE)
+                except ApiError as e:
+                    if not e.not_found:
+                        raise
+                    self._lease = await self.leases_rc.create(self._lease_object())
+                    return
+            body = {**lease, "metadata": {**lease["metadata"], "ownerReferences": self._owner()},
+                    "spec": {**(lease.get("spec") or {}), "holderIdentity": self.node_name,
+                             "leaseDurationSeconds": LEASE_SECONDS, "renewTime": micro_now()}}
+            try:
+                self._lease = await self.leases_rc.replace(body, LEASE_NAMESPACE)
+                return
+            except ApiError as e:
+                self._lease = None
+                if not (e.conflict or e.not_found):
+                    raise
+
+    def _owner(self) -> list[Obj]:
+        return [{"apiVersion": "v1", "kind": "Node", "name": self.node_name,
+                 "uid": self._node_uid}]
+
+    def _lease_object(self) -> Obj:
+        return {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+                "metadata": {"name": self.node_name, "namespace": LEASE_NAMESPACE,
+                             "ownerReferences": self._owner()},
+                "spec": {"holderIdentity": self.node_name, "leaseDurationSeconds": LEASE_SECONDS,
+                         "renewTime": micro_now()}}
+
+    # -- pods ---------------------------------------------------------------------
+
+    def _pod_event(self, pod: Obj) -> None:
+        self.queue.add(key_of(pod))
+
+    def _requeue(self, key: str, delay: float) -> None:
+        if delay <= 0:
+            self.queue.add(key)
+        else:
+            self.queue.add_after(key, delay)
+
+    async def _worker(self) -> None:
+        while True:
+            key = await self.queue.get()
+            assert isinstance(key, str)
+            try:
+                pod = self.pod_informer.get(key)
+                if pod is not None:
+                    await self.pods.sync(key, pod)
+                self.queue.forget(key)
+            except (ApiError, OSError, asyncio.TimeoutError) as e:
+                log.info("pod %s: %s; retrying", key, e)
+                self.queue.add_rate_limited(key)
+            except Exception:
+                log.exception("pod %s", key)
+                self.queue.add_rate_limited(key)
+            finally:
+                self.queue.done(key)
+
+    async def _housekeeping(self) -> None:
+        """Notice what changed underneath: containers that exited (conmon
+        wrote an exit file), pods gone from the API whose containers still
+        exist. The kubelet's PLEG does the first, its pod GC the second."""
+        exits = self.runtime.root / "exits"
+        seen: set[str] = set()
+        while True:
+            try:
+                now_exits = {p.name for p in exits.iterdir()}
+                for cid in now_exits - seen:
+                    rec = self.pods.records.get(cid)
+                    if rec is not None and not rec.sandbox:
+                        self.queue.add(f"{rec.namespace}/{rec.pod_name}")
+                seen = now_exits
+                live = {p["metadata"].get("uid") for p in self.pod_informer.objects()}
+                for uid in self.pods.pod_uids() - live:
+                    log.info("removing containers of pod %s, gone from the API", uid)
+                    await self.pods.kill_pod(uid)
+                for uid in set(self.network.pods()) - live - self.pods.pod_uids():
+                    await asyncio.to_thread(self.network.teardown_pod, uid)
+                for rec in list(self.pods.records.values()):
+                    if rec.sandbox and self.runtime.state(rec).status != RUNNING:
+                        self.queue.add(f"{rec.namespace}/{rec.pod_name}")
+            except OSError as e:
+                log.warning("housekeeping: %s", e)
+            await asyncio.sleep(HOUSEKEEPING_INTERVAL)
+
+    def _service_env(self, pod: Obj) -> dict[str, str]:
+        from .envvars import service_env
+
+        ns = pod["metadata"].get("namespace") or "default"
+        enable = pod["spec"].get("enableServiceLinks", True) is not False
+        services = [s for s in self.service_informer.objects()
+                    if s["metadata"].get("namespace") in (ns, "default")]
+        return service_env(services, ns, enable)
+
+    def event(self, pod: Obj, type_: str, reason: str, message: str) -> None:
+        meta = pod["metadata"]
+        now = micro_now()
+        body = {"apiVersion": "v1", "kind": "Event",
+                "metadata": {"generateName": f"{meta['name']}.", "namespace": meta.get("namespace")},
+                "involvedObject": {"apiVersion": "v1", "kind": "Pod", "name": meta["name"],
+                                   "namespace": meta.get("namespace"), "uid": meta.get("uid"),
+                                   "resourceVersion": meta.get("resourceVersion")},
+                "reason": reason, "message": message, "type": type_,
+                "source": {"component": "kubelet", "host": self.node_name},
+                "firstTimestamp": now[:19] + "Z", "lastTimestamp": now[:19] + "Z", "count": 1,
+                "reportingComponent": "kubelet", "reportingInstance": self.node_name}
+        self._spawn(self._post_event(body, meta.get("namespace")))
+
+    async def _post_event(self, body: Obj, ns: str | None) -> None:
+        try:
+            await self.events_rc.create(body, ns)
+        except (ApiError, OSError) as e:
+            log.debug("event: %s", e)
+
+    # -- what the kubelet API serves (server.Runtime) ----------------------------------
+
+    def log_path(self, namespace: str, pod: str, container: str, previous: bool
+                 ) -> tuple[Path, Any]:
+        rec = self.pods.find(namespace, pod, container, previous)
+        return Path(rec.log_path), lambda: self.runtime.state(rec).status == RUNNING
+
+    def exec_argv(self, namespace: str, pod: str, container: str, command: list[str],
+                  tty: bool) -> list[str]:
+        rec = self.pods.find(namespace, pod, container)
+        if self.runtime.state(rec).status != RUNNING:
+            raise KeyError(f'container "{container}" in pod "{pod}" is not running')
+        return self.runtime.exec_argv(rec, command, tty)
+
+    def stats_summary(self) -> Obj:
+        return {}
+
+
+def _strip(status: Obj) -> Obj:
+    return {**status, "conditions": [{k: v for k, v in c.items() if k != "lastHeartbeatTime"}
+                                     for c in status.get("conditions") or []]}
+
+
+async def run_agent(kubeconfig: str | None, data_dir: Path, **options: Any) -> None:
+    config = auto_config(kubeconfig)
+    ca = None
+    if config.ca_data:
+        # The cluster CA: pods trust it, and the kubelet API checks callers against it.
+        ca = data_dir / "agent" / "ca.crt"
+        ca.parent.mkdir(parents=True, exist_ok=True)
+        ca.write_bytes(config.ca_data)
+    async with Client(config) as client:
+        agent = Agent(client, data_dir, ca_file=ca, **options)
+        await agent.run()
+
+
+def reset_node(data_dir: Path) -> None:
+    """Stop every container the agent started and remove what it set up on
+    the host (mounts, pod network, cgroups); images stay. What k3s's
+    killall script does, for `pinnace agent --reset` and the tests."""
+    from .network import PodNetwork
+    from .oci import _read_int, unmount
+    from .pods import remove_node_cgroups, remove_pod_cgroups
+
+    root = (data_dir / "agent").resolve()
+    rt_root = root / "runtime"
+    runtimes = [b for b in (shutil.which("runc"), shutil.which("crun")) if b]
+    uids = set()
+    containers = rt_root / "containers"
+    for b in containers.iterdir() if containers.is_dir() else ():
+        try:
+            uids.add(json.loads((b / "meta.json").read_text()).get("pod_uid", ""))
+        except (OSError, ValueError):
+            pass
+        for binary in runtimes:
+            subprocess.run([binary, "--root", str(rt_root / "state"), "delete", "-f", b.name],
+                           capture_output=True, timeout=30)
+        pid = _read_int(b / "conmon.pid") or 0
+        if pid > 0:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        unmount(b / "rootfs")
+    # Whatever else is mounted under the agent's dir (volumes), deepest first.
+    mounts = []
+    try:
+        for line in Path("/proc/self/mountinfo").read_text().splitlines():
+            target = line.split()[4].replace("\\040", " ")
+            if target == str(root) or target.startswith(str(root) + "/"):
+                mounts.append(Path(target))
+    except OSError:
+        pass
+    for m in sorted(mounts, key=lambda p: -len(p.parts)):
+        unmount(m)
+    PodNetwork(root / "network", "").cleanup_all()
+    for uid in uids:
+        if uid:
+            remove_pod_cgroups(uid)
+    remove_node_cgroups()
+    shutil.rmtree(rt_root, ignore_errors=True)
+    shutil.rmtree(root / "pods", ignore_errors=True)

@@ -1,0 +1,909 @@
+"""Bringing one pod's containers in line with its spec, as the kubelet's pod
+workers do (SyncPod): sandbox and network first, then volumes, init
+containers one by one, then the containers, restarts with back-off, and the
+pod's status from what really runs.
+
+The runtime's records (one per container attempt, on disk) are the truth;
+what lives only in memory here is what a restart may forget: back-off
+timers, the last pull error, the last status sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import os
+import shutil
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from pinnace.client import ApiError, Client
+
+from . import ocispec
+from .oci import EXITED, RUNNING, OCIError, OCIRuntime, Record, State
+from .podstatus import normalize_image, pod_status, rfc3339
+from .probes import Prober, run_handler
+
+log = logging.getLogger("pinnace.kubelet.pods")
+
+Obj = dict[str, Any]
+
+BACKOFF_START, BACKOFF_MAX = 10.0, 300.0
+# A container that ran this long without trouble starts its back-off afresh.
+BACKOFF_RESET = 600.0
+TERMINATION_MESSAGE_MAX = 4096
+FALLBACK_LOG_LINES = 80
+
+
+class Images(Protocol):
+    def get(self, ref: str) -> Any: ...
+    async def pull(self, ref: str, **kw: Any) -> Any: ...
+
+
+@dataclass
+class Waiting:
+    reason: str
+    message: str = ""
+
+
+@dataclass
+class PodState:
+    """What the agent remembers of a pod between syncs."""
+    waiting: dict[str, Waiting] = field(default_factory=dict)
+    backoff: dict[str, tuple[float, float]] = field(default_factory=dict)  # name -> (not before, delay)
+    pull_backoff: dict[str, tuple[float, float]] = field(default_factory=dict)
+    pod_ip: str = ""
+    sent: Obj | None = None
+    start_time: str = ""
+    killed: set[str] = field(default_factory=set)  # containers being stopped on purpose
+
+
+def spec_hash(container: Obj) -> str:
+    """Changes to these fields restart the container (the kubelet hashes the
+    whole spec; with in-place resize, resources no longer count)."""
+    keep = {k: v for k, v in container.items() if k not in ("resources", "resizePolicy")}
+    return hashlib.sha256(json.dumps(keep, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex + uuid.uuid4().hex
+
+
+class PodWorkers:
+    """Everything one node does to pods. ``requeue(key, delay)`` asks for
+    another sync of a pod later; ``event(pod, type, reason, message)``
+    records an Event."""
+
+    def __init__(self, *, client: Client, runtime: OCIRuntime, images: Any, network: Any,
+                 volumes: Any, pods_dir: Path, logs_dir: Path, node_name: str,
+                 host_ip: Callable[[], str], service_env: Callable[[Obj], dict[str, str]],
+                 requeue: Callable[[str, float], None],
+                 event: Callable[[Obj, str, str, str], None],
+                 cluster_dns: list[str], cluster_domain: str, insecure_registries: set[str],
+                 pause: str):
+        self.client = client
+        self.rt = runtime
+        self.images = images
+        self.network = network
+        self.volumes = volumes
+        self.pods_dir = pods_dir
+        self.logs_dir = logs_dir
+        self.node_name = node_name
+        self.host_ip = host_ip
+        self.service_env = service_env
+        self.requeue = requeue
+        self.event = event
+        self.cluster_dns = cluster_dns
+        self.cluster_domain = cluster_domain
+        self.insecure = insecure_registries
+        self.pause = pause
+        self.pods_rc = client.resource("v1", "pods")
+        self.state: dict[str, PodState] = {}
+        self.records: dict[str, Record] = {r.id: r for r in runtime.records()}
+        self.prober = Prober(on_change=lambda key: self.requeue(key, 0),
+                             on_event=self._probe_event)
+        self._pods_by_key: dict[str, Obj] = {}
+
+    # -- records -----------------------------------------------------------------
+
+    def of_pod(self, uid: str) -> list[Record]:
+        return [r for r in self.records.values() if r.pod_uid == uid]
+
+    def sandbox(self, uid: str) -> Record | None:
+        recs = [r for r in self.of_pod(uid) if r.sandbox]
+        return max(recs, key=lambda r: r.created_at) if recs else None
+
+    def attempts(self, uid: str, name: str, init: bool) -> list[Record]:
+        """The container's attempts, oldest first."""
+        return sorted((r for r in self.of_pod(uid) if r.name == name and r.init == init
+                       and not r.sandbox), key=lambda r: r.attempt)
+
+    def pod_uids(self) -> set[str]:
+        return {r.pod_uid for r in self.records.values()}
+
+    def latest(self, uid: str, name: str, init: bool) -> Record | None:
+        a = self.attempts(uid, name, init)
+        return a[-1] if a else None
+
+    # -- the sync -----------------------------------------------------------------
+
+    async def sync(self, key: str, pod: Obj) -> None:
+        meta, spec = pod["metadata"], pod["spec"]
+        uid = meta["uid"]
+        self._pods_by_key[key] = pod
+        ps = self.state.setdefault(uid, PodState())
+        for other in {r.pod_uid for r in self.records.values()
+                      if r.namespace == meta.get("namespace") and r.pod_name == meta["name"]
+                      and r.pod_uid != uid}:
+            await self.kill_pod(other, grace=0)  # an older pod of the same name
+        phase = (pod.get("status") or {}).get("phase")
+        if meta.get("deletionTimestamp"):
+            await self._finish_deletion(pod, ps)
+            return
+        if phase in ("Succeeded", "Failed"):
+            await self._stop_terminal(pod, ps)
+            return
+        if not await self._ensure_sandbox(pod, ps):
+            await self._report(pod, ps)
+            return
+        paths = await self._ensure_volumes(pod, ps)
+        if paths is None:
+            await self._report(pod, ps)
+            return
+        failed = False
+        inits_done = True
+        for c in spec.get("initContainers") or []:
+            sidecar = c.get("restartPolicy") == "Always"
+            if sidecar:
+                await self._ensure_container(pod, ps, c, paths, init=True, policy="Always")
+                st = self._probe_state(uid, c["name"], True)
+                if not st:
+                    inits_done = False
+                    break
+                continue
+            done, failed = await self._run_init(pod, ps, c, paths)
+            if not done:
+                inits_done = False
+                break
+        if inits_done and not failed:
+            policy = spec.get("restartPolicy") or "Always"
+            for c in spec.get("containers") or []:
+                await self._ensure_container(pod, ps, c, paths, init=False, policy=policy)
+        status = await self._report(pod, ps)
+        if status.get("phase") in ("Succeeded", "Failed"):
+            await self._stop_terminal({**pod, "status": status}, ps)
+
+    def _probe_state(self, uid: str, name: str, init: bool) -> bool:
+        """A running sidecar counts as started once its startup probe passed."""
+        rec = self.latest(uid, name, init)
+        if rec is None or self.rt.state(rec).status != RUNNING:
+            return False
+        st = self.prober.get(rec.id)
+        return st.started if st else True
+
+    async def _run_init(self, pod: Obj, ps: PodState, c: Obj, paths: dict[str, Path]
+                        ) -> tuple[bool, bool]:
+        """(done, failed for good) for one init container."""
+        uid = pod["metadata"]["uid"]
+        rec = self.latest(uid, c["name"], True)
+        if rec is not None:
+            st = self.rt.state(rec)
+            if st.status != EXITED:
+                return False, False
+            if st.exit_code == 0 and not rec.labels.get("start-error"):
+                return True, False
+            if (pod["spec"].get("restartPolicy") or "Always") == "Never":
+                return False, True
+        await self._ensure_container(pod, ps, c, paths, init=True, policy="OnFailure")
+        return False, False
+
+    # -- sandbox ------------------------------------------------------------------
+
+    def pod_dir(self, uid: str) -> Path:
+        return self.pods_dir / uid
+
+    def _cgroup_parent(self, pod: Obj) -> str:
+        qos = ocispec.qos_class(pod)
+        tier = {"Guaranteed": "", "Burstable": "/burstable", "BestEffort": "/besteffort"}[qos]
+        return f"/kubepods{tier}/pod{pod['metadata']['uid']}"
+
+    async def _ensure_sandbox(self, pod: Obj, ps: PodState) -> bool:
+        meta, spec = pod["metadata"], pod["spec"]
+        uid = meta["uid"]
+        sb = self.sandbox(uid)
+        if sb is not None and self.rt.state(sb).status == RUNNING:
+            if not ps.pod_ip:
+                ps.pod_ip = self.host_ip() if spec.get("hostNetwork") else \
+                    getattr(self.network.pods().get(uid), "ip", "")
+            return True
+        if sb is not None:
+            # The sandbox died (the node rebooted, someone killed it): its
+            # containers go with it and come back in a new one.
+            log.info("pod %s/%s: sandbox gone; recreating it", meta.get("namespace"), meta["name"])
+            for rec in self.of_pod(uid):
+                if not rec.sandbox:
+                    self.prober.stop(rec.id)
+                    await self.rt.stop(rec, 0)
+            await self._remove(sb)
+        try:
+            if spec.get("hostNetwork"):
+                netns, ps.pod_ip = "", self.host_ip()
+            else:
+                net = await asyncio.to_thread(self.network.setup_pod, uid, meta.get("namespace"),
+                                              meta["name"])
+                netns, ps.pod_ip = net.netns, net.ip
+            await asyncio.to_thread(self._write_pod_files, pod, ps.pod_ip)
+            rec = Record(id=new_id(), pod_uid=uid, namespace=meta.get("namespace") or "default",
+                         pod_name=meta["name"], name="")
+            namespaces: list[Obj] = [{"type": "mount"}]
+            if not spec.get("hostIPC"):
+                namespaces.append({"type": "ipc"})
+            if not spec.get("hostPID"):
+                namespaces.append({"type": "pid"})
+            if netns:
+                namespaces += [{"type": "network", "path": netns}, {"type": "uts"}]
+            cfg = ocispec.config(
+                args=["/pause", "-P"], env=[], cwd="/", uid=0, gid=0, groups=[], rootfs="",
+                readonly_root=True, hostname=self._hostname(pod) if netns else None,
+                namespaces=namespaces, cgroups_path=f"{self._cgroup_parent(pod)}/{rec.id}",
+                linux_resources={"cpu": {"shares": 2}}, caps={k: [] for k in (
+                    "bounding", "effective", "permitted")}, privileged=False,
+                no_new_privileges=True, mounts=[ocispec.bind(self.pause, "/pause", True)])
+            self.records[rec.id] = rec
+            await self.rt.create(rec, cfg)
+            await self.rt.start(rec)
+            if ps.start_time == "":
+                ps.start_time = rfc3339()
+            return True
+        except (OCIError, OSError) as e:
+            msg = f"Failed to create pod sandbox: {e}"
+            ps.waiting["*"] = Waiting("ContainerCreating", msg)
+            self.event(pod, "Warning", "FailedCreatePodSandBox", msg)
+            self.requeue(_key(pod), 5)
+            return False
+        except Exception as e:  # the network module's errors are not ours to name
+            msg = f"Failed to create pod sandbox: {e}"
+            ps.waiting["*"] = Waiting("ContainerCreating", msg)
+            self.event(pod, "Warning", "FailedCreatePodSandBox", msg)
+            log.warning("pod %s: %s", _key(pod), msg)
+            self.requeue(_key(pod), 5)
+            return False
+
+    def _hostname(self, pod: Obj) -> str:
+        return str(pod["spec"].get("hostname") or pod["metadata"]["name"])[:63]
+
+    def _write_pod_files(self, pod: Obj, pod_ip: str) -> None:
+        from .network import write_hosts, write_resolv_conf
+
+        spec, meta = pod["spec"], pod["metadata"]
+        d = self.pod_dir(meta["uid"])
+        d.mkdir(parents=True, exist_ok=True)
+        host_net = bool(spec.get("hostNetwork"))
+        if host_net:
+            shutil.copyfile("/etc/hosts", d / "etc-hosts")
+        else:
+            write_hosts(d / "etc-hosts", pod_ip, self._hostname(pod), meta.get("namespace") or "",
+                        subdomain=spec.get("subdomain") or "",
+                        host_aliases=spec.get("hostAliases") or [], host_network=host_net)
+        policy = spec.get("dnsPolicy") or "ClusterFirst"
+        if host_net and policy == "ClusterFirst":
+            policy = "Default"  # ClusterFirstWithHostNet is the one that keeps cluster DNS
+        if policy == "ClusterFirstWithHostNet":
+            policy = "ClusterFirst"
+        write_resolv_conf(d / "resolv.conf", dns_policy=policy, cluster_dns=self.cluster_dns,
+                          cluster_domain=self.cluster_domain,
+                          namespace=meta.get("namespace") or "", dns_config=spec.get("dnsConfig"))
+        (d / "hostname").write_text(self._hostname(pod) + "\n" if not host_net else
+                                    Path("/etc/hostname").read_text())
+
+    async def _ensure_volumes(self, pod: Obj, ps: PodState) -> dict[str, Path] | None:
+        from .volumes import MountError
+
+        try:
+            paths = await self.volumes.setup(pod)
+            ps.waiting.pop("*", None)
+            return paths
+        except MountError as e:
+            msg = str(e)
+            ps.waiting["*"] = Waiting("ContainerCreating", msg)
+            self.event(pod, "Warning", "FailedMount", msg)
+            self.requeue(_key(pod), 5)
+            return None
+
+    # -- containers -----------------------------------------------------------------
+
+    async def _ensure_container(self, pod: Obj, ps: PodState, c: Obj, paths: dict[str, Path],
+                                *, init: bool, policy: str) -> None:
+        uid, name = pod["metadata"]["uid"], c["name"]
+        rec = self.latest(uid, name, init)
+        now = time.time()
+        if rec is not None:
+            st = self.rt.state(rec)
+            if st.status == RUNNING:
+                if rec.spec_hash != spec_hash(c):
+                    self.event(pod, "Normal", "Killing",
+                               f"Container {name} definition changed, will be restarted")
+                    await self._kill(pod, rec, c)
+                    ps.backoff.pop(name, None)  # a new spec starts at once
+                else:
+                    probes = self.prober.get(rec.id)
+                    if probes is None:  # the agent restarted: probe again
+                        self._start_probes(pod, ps, c, rec)
+                    elif probes.live_failed:
+                        self.event(pod, "Normal", "Killing", probes.live_failed)
+                        await self._kill(pod, rec, c)
+                    else:
+                        return
+                st = self.rt.state(rec)
+            if st.status != EXITED:
+                return
+            self.prober.stop(rec.id)
+            changed = rec.spec_hash != spec_hash(c)
+            if not changed and not _should_restart(policy, st):
+                ps.waiting.pop(name, None)
+                return
+            if not changed:
+                wait = self._backoff_wait(ps, name, st, now)
+                if wait > 0:
+                    ps.waiting[name] = Waiting(
+                        "CrashLoopBackOff",
+                        f"back-off {int(ps.backoff[name][1])}s restarting failed container={name} "
+                        f"pod={pod['metadata']['name']}_{pod['metadata'].get('namespace')}({uid})")
+                    self.requeue(_key(pod), wait)
+                    return
+        await self._start_container(pod, ps, c, paths, init=init,
+                                    attempt=(rec.attempt + 1) if rec else 0)
+
+    def _backoff_wait(self, ps: PodState, name: str, st: State, now: float) -> float:
+        """Seconds to wait before the next restart (0: now), moving the timer on."""
+        not_before, delay = ps.backoff.get(name, (0.0, 0.0))
+        ran = st.finished_at - (st.record.started_at or st.finished_at)
+        if ran > BACKOFF_RESET:
+            not_before, delay = 0.0, 0.0
+        if not_before == 0.0:
+            # The first restart is immediate; the next waits 10 s, then 20, 40, ... 5 min.
+            ps.backoff[name] = (st.finished_at + BACKOFF_START, BACKOFF_START) if delay == 0.0 \
+                else (st.finished_at + delay, delay)
+            return 0.0 if delay == 0.0 else max(st.finished_at + delay - now, 0)
+        if now >= not_before:
+            ps.backoff[name] = (0.0, min(delay * 2, BACKOFF_MAX))
+            return 0.0
+        return not_before - now
+
+    async def _image(self, pod: Obj, ps: PodState, c: Obj) -> Any:
+        """The container's image, pulled as its policy says; None (and a
+        waiting reason) when it is not there."""
+        from .images import ImageError, credentials_for
+
+        ref = c.get("image") or ""
+        name = c["name"]
+        policy = c.get("imagePullPolicy") or ("Always" if _latest(ref) else "IfNotPresent")
+        have = self.images.get(ref)
+        if have is not None and policy != "Always":
+            return have
+        if policy == "Never":
+            msg = f'Container image "{ref}" is not present with pull policy of Never'
+            ps.waiting[name] = Waiting("ErrImageNeverPull", msg)
+            self.event(pod, "Warning", "ErrImageNeverPull", msg)
+            return None
+        not_before, delay = ps.pull_backoff.get(name, (0.0, 0.0))
+        if time.time() < not_before:
+            ps.waiting[name] = Waiting("ImagePullBackOff", f'Back-off pulling image "{ref}"')
+            self.requeue(_key(pod), not_before - time.time())
+            return None
+        self.event(pod, "Normal", "Pulling", f'Pulling image "{ref}"')
+        ps.waiting[name] = Waiting("ContainerCreating")
+        started = time.monotonic()
+        try:
+            auth = credentials_for(ref, await self._pull_secrets(pod))
+            image = await self.images.pull(ref, auth=auth, insecure=self.insecure)
+        except ImageError as e:
+            if have is not None:
+                # Offline with the image already here: use it (an air-gapped
+                # node cannot ask a registry whether a tag moved).
+                self.event(pod, "Warning", "Failed", f'Failed to pull image "{ref}": {e}; '
+                           "using the image present on the node")
+                return have
+            msg = f'Failed to pull image "{ref}": {e}'
+            ps.waiting[name] = Waiting("ErrImagePull", msg)
+            delay = min(delay * 2, BACKOFF_MAX) if delay else BACKOFF_START
+            ps.pull_backoff[name] = (time.time() + delay, delay)
+            self.event(pod, "Warning", "Failed", msg)
+            self.requeue(_key(pod), delay)
+            return None
+        ps.pull_backoff.pop(name, None)
+        self.event(pod, "Normal", "Pulled", f'Successfully pulled image "{ref}" in '
+                   f"{time.monotonic() - started:.3f}s. Image size: {image.size} bytes.")
+        return image
+
+    async def _pull_secrets(self, pod: Obj) -> list[Obj]:
+        out = []
+        ns = pod["metadata"].get("namespace")
+        for ref in pod["spec"].get("imagePullSecrets") or []:
+            try:
+                secret = await self.client.resource("v1", "secrets").get(ref["name"], ns)
+            except ApiError:
+                continue
+            import base64
+
+            raw = (secret.get("data") or {}).get(".dockerconfigjson")
+            if raw:
+                try:
+                    out.append(json.loads(base64.b64decode(raw)))
+                except ValueError:
+                    pass
+        return out
+
+    async def _start_container(self, pod: Obj, ps: PodState, c: Obj, paths: dict[str, Path], *,
+                               init: bool, attempt: int) -> None:
+        from .envvars import ConfigError, container_env, merge_image_env
+        from .volumes import MountError, container_mounts
+
+        meta, spec = pod["metadata"], pod["spec"]
+        uid, name = meta["uid"], c["name"]
+        image = await self._image(pod, ps, c)
+        if image is None:
+            return
+        try:
+            env = await container_env(self.client, pod, c, node_ip=self.host_ip(),
+                                      pod_ip=ps.pod_ip, service_env=self.service_env(pod))
+            env = merge_image_env(list(image.config.get("Env") or []), env)
+            mounts = container_mounts(pod, c, paths, env=env)
+            user_root = next((p for p in reversed(image.layers) if (p / "etc/passwd").exists()),
+                             image.layers[-1] if image.layers else self.pods_dir)
+            uid_, gid, groups = ocispec.resolve_user(pod, c, image.config, user_root)
+        except (ConfigError, ocispec.SpecError, MountError) as e:
+            ps.waiting[name] = Waiting("CreateContainerConfigError", str(e))
+            self.event(pod, "Warning", "Failed", f"Error: {e}")
+            self.requeue(_key(pod), 5)
+            return
+        sb = self.sandbox(uid)
+        if sb is None:
+            return
+        sb_pid = self.rt.state(sb).pid
+        rec = Record(id=new_id(), pod_uid=uid, namespace=meta.get("namespace") or "default",
+                     pod_name=meta["name"], name=name, attempt=attempt, image=c.get("image") or "",
+                     image_ref=normalize_image(c.get("image") or ""), image_id=image.id,
+                     init=init, spec_hash=spec_hash(c),
+                     log_path=str(self.logs_dir / f"{meta.get('namespace')}_{meta['name']}_{uid}"
+                                  / name / f"{attempt}.log"))
+        term = self.pod_dir(uid) / "termination" / f"{name}-{attempt}"
+        term.parent.mkdir(parents=True, exist_ok=True)
+        term.write_bytes(b"")
+        d = self.pod_dir(uid)
+        extra = [ocispec.bind(d / "etc-hosts", "/etc/hosts"),
+                 ocispec.bind(d / "resolv.conf", "/etc/resolv.conf"),
+                 ocispec.bind(d / "hostname", "/etc/hostname"),
+                 ocispec.bind(term, c.get("terminationMessagePath") or "/dev/termination-log")]
+        own = {m["destination"] for m in mounts}
+        mounts = [m for m in extra if m["destination"] not in own] + mounts
+        namespaces: list[Obj] = [{"type": "mount"}]
+        for kind, ns_name, shared in (("network", "net", not spec.get("hostNetwork")),
+                                      ("ipc", "ipc", not spec.get("hostIPC")),
+                                      ("uts", "uts", not spec.get("hostNetwork")),
+                                      ("pid", "pid", spec.get("shareProcessNamespace")
+                                       and not spec.get("hostPID"))):
+            if shared:
+                namespaces.append({"type": kind, "path": f"/proc/{sb_pid}/ns/{ns_name}"})
+        if not spec.get("shareProcessNamespace") and not spec.get("hostPID"):
+            namespaces.append({"type": "pid"})
+        sc = c.get("securityContext") or {}
+        qos = ocispec.qos_class(pod)
+        mem_req = ocispec.parse_quantity(str(((c.get("resources") or {}).get("requests") or {})
+                                             .get("memory", "0")))
+        from .host import meminfo
+
+        cfg = ocispec.config(
+            args=ocispec.process_args(c, image.config), env=env,
+            cwd=c.get("workingDir") or image.config.get("WorkingDir") or "/",
+            uid=uid_, gid=gid, groups=groups, rootfs="",
+            readonly_root=bool(sc.get("readOnlyRootFilesystem")), hostname=None,
+            namespaces=namespaces, cgroups_path=f"{self._cgroup_parent(pod)}/{rec.id}",
+            linux_resources=ocispec.resources(c, qos), caps=ocispec.capabilities(c),
+            privileged=bool(sc.get("privileged")),
+            no_new_privileges=sc.get("allowPrivilegeEscalation") is False,
+            mounts=mounts, oom_score_adj=ocispec.oom_score_adj(
+                qos, float(mem_req), float(meminfo().get("MemTotal", 1))),
+            annotations={"io.kubernetes.pod.name": meta["name"],
+                         "io.kubernetes.pod.namespace": meta.get("namespace") or "",
+                         "io.kubernetes.pod.uid": uid, "io.kubernetes.container.name": name})
+        self.records[rec.id] = rec
+        self._prune_attempts(uid, name, init, keep_from=attempt - 1)
+        try:
+            await self.rt.create(rec, cfg, rootfs_layers=image.layers)
+            self.event(pod, "Normal", "Created", f"Created container {name}")
+            await self.rt.start(rec)
+        except OCIError as e:
+            await self._start_failed(rec, str(e))
+            ps.waiting[name] = Waiting("RunContainerError", str(e))
+            self.event(pod, "Warning", "Failed", f"Error: {e}")
+            self.requeue(_key(pod), 1)
+            return
+        ps.waiting.pop(name, None)
+        self.event(pod, "Normal", "Started", f"Started container {name}")
+        post = (c.get("lifecycle") or {}).get("postStart")
+        if post:
+            res = await run_handler(post, container=c, pod_ip=ps.pod_ip, timeout=30,
+                                    exec_argv=lambda cmd: self.rt.exec_argv(rec, cmd, False))
+            if not res.ok:
+                self.event(pod, "Warning", "FailedPostStartHook",
+                           f"PostStartHook failed: {res.message}")
+                await self._kill(pod, rec, c)
+                return
+        self._start_probes(pod, ps, c, rec)
+
+    def _start_probes(self, pod: Obj, ps: PodState, c: Obj, rec: Record) -> None:
+        if any(c.get(k) for k in ("startupProbe", "livenessProbe", "readinessProbe")):
+            self.prober.start(rec.id, _key(pod), c, ps.pod_ip,
+                              lambda cmd: self.rt.exec_argv(rec, cmd, False), rec.started_at)
+
+    async def _start_failed(self, rec: Record, message: str) -> None:
+        """A container the runtime would not start ends as StartError, exit 128,
+        as containerd reports it; its bundle goes, its record stays for the status."""
+        rec.labels["start-error"] = message[:TERMINATION_MESSAGE_MAX]
+        await self.rt.remove(rec)
+        self.rt.bundle(rec.id).mkdir(parents=True, exist_ok=True)
+        self.rt._save(rec)
+        (self.rt.root / "exits" / rec.id).write_text("128")
+
+    def _prune_attempts(self, uid: str, name: str, init: bool, keep_from: int) -> None:
+        """Keep the current and the previous attempt (for `logs --previous`)."""
+        for old in self.attempts(uid, name, init):
+            if old.attempt < keep_from:
+                self.records.pop(old.id, None)
+                asyncio.get_running_loop().create_task(self._remove(old, keep_log=False))
+
+    async def _kill(self, pod: Obj, rec: Record, c: Obj | None, grace: float | None = None) -> None:
+        """preStop, then SIGTERM, then SIGKILL once the grace period is over."""
+        self.prober.stop(rec.id)
+        if grace is None:
+            grace = float(pod["spec"].get("terminationGracePeriodSeconds", 30) or 0)
+        deadline = time.monotonic() + grace
+        pre = ((c or {}).get("lifecycle") or {}).get("preStop")
+        if pre and self.rt.state(rec).status == RUNNING and grace > 0:
+            try:
+                await asyncio.wait_for(run_handler(
+                    pre, container=c or {}, pod_ip=self.state.get(rec.pod_uid, PodState()).pod_ip,
+                    timeout=grace, exec_argv=lambda cmd: self.rt.exec_argv(rec, cmd, False)), grace)
+            except asyncio.TimeoutError:
+                pass
+        await self.rt.stop(rec, max(deadline - time.monotonic(), 0))
+
+    async def _remove(self, rec: Record, keep_log: bool = True) -> None:
+        self.records.pop(rec.id, None)
+        self.prober.stop(rec.id)
+        await self.rt.remove(rec)
+        if not keep_log and rec.log_path:
+            Path(rec.log_path).unlink(missing_ok=True)
+
+    # -- ending -------------------------------------------------------------------
+
+    async def _stop_terminal(self, pod: Obj, ps: PodState) -> None:
+        """A Succeeded or Failed pod: nothing runs any more, its sandbox and
+        address go; container records stay for status and logs."""
+        uid = pod["metadata"]["uid"]
+        for rec in self.of_pod(uid):
+            if not rec.sandbox and self.rt.state(rec).status != EXITED:
+                await self._kill(pod, rec, _container_spec(pod, rec))
+        sb = self.sandbox(uid)
+        if sb is not None:
+            await self._remove(sb)
+            await self._release_network(pod)
+
+    async def _release_network(self, pod: Obj) -> None:
+        if not pod["spec"].get("hostNetwork"):
+            await asyncio.to_thread(self.network.teardown_pod, pod["metadata"]["uid"])
+
+    async def _finish_deletion(self, pod: Obj, ps: PodState) -> None:
+        meta = pod["metadata"]
+        grace = meta.get("deletionGracePeriodSeconds")
+        if grace is None:
+            grace = pod["spec"].get("terminationGracePeriodSeconds", 30)
+        recs = [r for r in self.of_pod(meta["uid"]) if not r.sandbox]
+        await asyncio.gather(*(self._kill(pod, r, _container_spec(pod, r), float(grace or 0))
+                               for r in recs if self.rt.state(r).status != EXITED))
+        await self.kill_pod(meta["uid"], grace=0)
+        try:
+            await self.pods_rc.delete(meta["name"], meta.get("namespace"), grace_period_seconds=0,
+                                      preconditions={"uid": meta["uid"]})
+        except ApiError as e:
+            if not (e.not_found or e.conflict):
+                raise
+
+    async def kill_pod(self, uid: str, grace: float = 0) -> None:
+        """Everything of a pod that is gone from the API: containers, sandbox,
+        network, volumes, cgroups, logs."""
+        recs = self.of_pod(uid)
+        for rec in recs:
+            if not rec.sandbox:
+                self.prober.stop(rec.id)
+                await self.rt.stop(rec, grace)
+        sb = [r for r in recs if r.sandbox]
+        for rec in [r for r in recs if not r.sandbox] + sb:
+            await self._remove(rec, keep_log=False)
+        await asyncio.to_thread(self.network.teardown_pod, uid)
+        await self.volumes.teardown(uid)
+        for rec in recs:
+            if rec.log_path:
+                shutil.rmtree(Path(rec.log_path).parent.parent, ignore_errors=True)
+                break
+        await asyncio.to_thread(_remove_pod_dirs, self.pod_dir(uid), uid)
+        self.state.pop(uid, None)
+
+    # -- status -------------------------------------------------------------------
+
+    def _container_status(self, pod: Obj, ps: PodState, c: Obj, init: bool) -> Obj:
+        uid, name = pod["metadata"]["uid"], c["name"]
+        attempts = self.attempts(uid, name, init)
+        rec = attempts[-1] if attempts else None
+        image = c.get("image") or ""
+        out: Obj = {"name": name, "state": {}, "lastState": {}, "ready": False,
+                    "restartCount": rec.attempt if rec else 0,
+                    "image": normalize_image(image) if image else "", "imageID": "",
+                    "started": False}
+        waiting = ps.waiting.get(name) or ps.waiting.get("*")
+        if rec is None:
+            out["state"] = {"waiting": {"reason": waiting.reason if waiting else
+                                        ("PodInitializing" if not init and pod["spec"].get(
+                                            "initContainers") else "ContainerCreating")}}
+            if waiting and waiting.message:
+                out["state"]["waiting"]["message"] = waiting.message
+            return out
+        st = self.rt.state(rec)
+        out["imageID"] = rec.image_id
+        out["containerID"] = f"{self.rt.name}://{rec.id}"
+        if rec.image and rec.image == image:
+            out["image"] = rec.image_ref
+        if len(attempts) > 1:
+            prev = self.rt.state(attempts[-2])
+            if prev.status == EXITED:
+                out["lastState"] = {"terminated": self._terminated(prev, c)}
+        if st.status == RUNNING:
+            probes = self.prober.get(rec.id)
+            out["state"] = {"running": {"startedAt": rfc3339(rec.started_at)}}
+            out["started"] = probes.started if probes else True
+            out["ready"] = (probes.started and probes.ready) if probes else True
+        elif st.status == EXITED:
+            term = self._terminated(st, c)
+            if waiting and waiting.reason in ("CrashLoopBackOff", "RunContainerError",
+                                              "ErrImagePull", "ImagePullBackOff",
+                                              "CreateContainerConfigError"):
+                out["state"] = {"waiting": {"reason": waiting.reason, "message": waiting.message}}
+                out["lastState"] = {"terminated": term}
+            else:
+                out["state"] = {"terminated": term}
+        else:
+            out["state"] = {"waiting": {"reason": "ContainerCreating"}}
+        return out
+
+    def _terminated(self, st: State, c: Obj) -> Obj:
+        rec = st.record
+        code = st.exit_code if st.exit_code is not None else 255
+        if rec.labels.get("start-error"):
+            reason = "StartError"
+        elif st.oom:
+            reason = "OOMKilled"
+        elif st.reason:
+            reason = st.reason
+        else:
+            reason = "Completed" if code == 0 else "Error"
+        out: Obj = {"exitCode": code, "reason": reason,
+                    "startedAt": rfc3339(rec.started_at) if rec.started_at else
+                    "1970-01-01T00:00:00Z",
+                    "finishedAt": rfc3339(st.finished_at or time.time()),
+                    "containerID": f"{self.rt.name}://{rec.id}"}
+        msg = rec.labels.get("start-error") or self._termination_message(rec, c, code)
+        if msg:
+            out["message"] = msg
+        return out
+
+    def _termination_message(self, rec: Record, c: Obj, code: int) -> str:
+        path = self.pod_dir(rec.pod_uid) / "termination" / f"{rec.name}-{rec.attempt}"
+        try:
+            with open(path, "rb") as f:
+                text = f.read(TERMINATION_MESSAGE_MAX).decode(errors="replace")
+        except OSError:
+            text = ""
+        if not text and code != 0 and c.get("terminationMessagePolicy") == "FallbackToLogsOnError":
+            text = _log_tail(Path(rec.log_path), FALLBACK_LOG_LINES)[-TERMINATION_MESSAGE_MAX:]
+        return text
+
+    def status(self, pod: Obj, ps: PodState) -> Obj:
+        spec = pod["spec"]
+        uid = pod["metadata"]["uid"]
+        inits = [self._container_status(pod, ps, c, True) for c in spec.get("initContainers") or []]
+        conts = [self._container_status(pod, ps, c, False) for c in spec.get("containers") or []]
+        sidecars = {c["name"] for c in spec.get("initContainers") or []
+                    if c.get("restartPolicy") == "Always"}
+        for s in inits:
+            if s["name"] not in sidecars:
+                s["ready"] = "terminated" in s["state"] and s["state"]["terminated"]["exitCode"] == 0
+        phase = _phase(pod, inits, conts, sidecars)
+        if phase in ("Succeeded", "Failed"):
+            for s in conts + inits:
+                s["ready"] = False
+        sb = self.sandbox(uid)
+        sandbox_up = sb is not None and self.rt.state(sb).status == RUNNING
+        return pod_status(pod, phase=phase, host_ip=self.host_ip(), pod_ip=ps.pod_ip,
+                          sandbox=sandbox_up, init_statuses=inits, statuses=conts,
+                          start_time=ps.start_time or None)
+
+    async def _report(self, pod: Obj, ps: PodState) -> Obj:
+        status = self.status(pod, ps)
+        if ps.sent is not None and _same(ps.sent, status):
+            return status
+        old = pod.get("status") or {}
+        if ps.sent is None and _same(old, status):
+            ps.sent = status
+            return status
+        meta = pod["metadata"]
+        try:
+            await self.pods_rc.patch(meta["name"], {"status": status}, meta.get("namespace"),
+                                     type="merge", subresource="status")
+            ps.sent = status
+        except ApiError as e:
+            if not e.not_found:
+                raise
+        return status
+
+    def _probe_event(self, key: str, reason: str, message: str) -> None:
+        pod = self._pods_by_key.get(key)
+        if pod is not None:
+            self.event(pod, "Warning", reason, message)
+
+    # -- for the kubelet API ----------------------------------------------------------
+
+    def find(self, namespace: str, pod: str, container: str, previous: bool = False) -> Record:
+        recs = [r for r in self.records.values() if r.namespace == namespace
+                and r.pod_name == pod and r.name == container and not r.sandbox]
+        if not recs:
+            raise KeyError(f'container "{container}" in pod "{pod}" is waiting to start')
+        uid = max(recs, key=lambda r: r.created_at).pod_uid
+        recs = sorted((r for r in recs if r.pod_uid == uid), key=lambda r: (r.init, r.attempt))
+        if previous:
+            if len(recs) < 2:
+                raise KeyError(f'previous terminated container "{container}" in pod "{pod}" '
+                               "not found")
+            return recs[-2]
+        return recs[-1]
+
+
+def _key(pod: Obj) -> str:
+    return f"{pod['metadata'].get('namespace')}/{pod['metadata']['name']}"
+
+
+def _latest(ref: str) -> bool:
+    name = ref.partition("@")[0]
+    if "@" in ref:
+        return False
+    tail = name.rpartition("/")[2]
+    return ":" not in tail or tail.endswith(":latest")
+
+
+def _should_restart(policy: str, st: State) -> bool:
+    if policy == "Always":
+        return True
+    if policy == "OnFailure":
+        return st.exit_code != 0 or bool(st.record.labels.get("start-error"))
+    return False
+
+
+def _container_spec(pod: Obj, rec: Record) -> Obj | None:
+    spec = pod["spec"]
+    for c in (spec.get("initContainers") if rec.init else spec.get("containers")) or []:
+        if c.get("name") == rec.name:
+            return c
+    return None
+
+
+def _phase(pod: Obj, inits: list[Obj], conts: list[Obj], sidecars: set[str]) -> str:
+    """The kubelet's getPhase, on container statuses."""
+    policy = pod["spec"].get("restartPolicy") or "Always"
+    for s in inits:
+        if s["name"] in sidecars:
+            continue
+        term = s["state"].get("terminated") or (s.get("lastState") or {}).get("terminated")
+        if "terminated" in s["state"] and term and term.get("exitCode") != 0 and policy == "Never":
+            return "Failed"
+        if not ("terminated" in s["state"] and s["state"]["terminated"].get("exitCode") == 0):
+            return "Pending"
+    running = waiting = stopped = succeeded = 0
+    for s in conts:
+        st = s["state"]
+        if "running" in st:
+            running += 1
+        elif "terminated" in st:
+            stopped += 1
+            if st["terminated"].get("exitCode") == 0:
+                succeeded += 1
+        elif "waiting" in st:
+            if s.get("lastState", {}).get("terminated"):
+                stopped += 1  # restarting
+                if policy != "Never":
+                    running += 0
+            else:
+                waiting += 1
+    if waiting:
+        return "Pending"
+    if running:
+        return "Running"
+    if stopped and policy == "Always":
+        return "Running"
+    if stopped == len(conts) and conts:
+        restarting = any("waiting" in s["state"] for s in conts)
+        if policy == "OnFailure":
+            return "Succeeded" if succeeded == len(conts) else "Running"
+        if restarting:
+            return "Running"
+        return "Succeeded" if succeeded == len(conts) else "Failed"
+    return "Pending"
+
+
+_VOLATILE = ("lastHeartbeatTime", "lastProbeTime")
+
+
+def _same(a: Obj, b: Obj) -> bool:
+    """Equal but for times that change on every report."""
+    def strip(o: Any) -> Any:
+        if isinstance(o, dict):
+            return {k: strip(v) for k, v in o.items() if k not in _VOLATILE}
+        if isinstance(o, list):
+            return [strip(v) for v in o]
+        return o
+    return strip(a) == strip(b)
+
+
+def _log_tail(path: Path, lines: int) -> str:
+    try:
+        raw = path.read_bytes()[-256 * 1024:]
+    except OSError:
+        return ""
+    out = []
+    for line in raw.decode(errors="replace").splitlines()[-lines:]:
+        parts = line.split(" ", 3)
+        out.append(parts[3] if len(parts) == 4 else line)
+    return "\n".join(out) + ("\n" if out else "")
+
+
+def _remove_pod_dirs(pod_dir: Path, uid: str) -> None:
+    shutil.rmtree(pod_dir, ignore_errors=True)
+    remove_pod_cgroups(uid)
+
+
+_TIERS = ("kubepods/burstable", "kubepods/besteffort", "kubepods")
+
+
+def _hierarchies() -> list[Path]:
+    root = Path("/sys/fs/cgroup")
+    return [root] + ([p for p in root.iterdir() if p.is_dir() and not p.is_symlink()]
+                     if root.is_dir() else [])
+
+
+def _rmdir(d: Path) -> None:
+    try:
+        os.rmdir(d)
+    except OSError:
+        pass  # not there, or still in use
+
+
+def remove_pod_cgroups(uid: str) -> None:
+    """The pod's own cgroup directories, under every hierarchy (v1 and v2)."""
+    for base in _hierarchies():
+        for tier in _TIERS:
+            _rmdir(base / tier / f"pod{uid}")
+
+
+def remove_node_cgroups() -> None:
+    """The QoS tiers themselves, once no pod is left in them."""
+    for base in _hierarchies():
+        for tier in _TIERS:
+            _rmdir(base / tier)
+
+
+__all__ = ["PodState", "PodWorkers", "remove_node_cgroups", "remove_pod_cgroups"]

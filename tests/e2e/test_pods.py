@@ -1,0 +1,155 @@
+"""Pods on a real node, seen through kubectl as a user sees them."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+
+from tests.e2e.conftest import cstate, phase, pod_json, wait_pod
+
+IMAGE = "busybox:1.36"
+
+
+def _pod(name: str, command: str, **spec) -> str:  # type: ignore[no-untyped-def]
+    body = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
+            "spec": {"terminationGracePeriodSeconds": 1,
+                     "containers": [{"name": "c", "image": IMAGE, "command": ["sh", "-c", command]}],
+                     **spec}}
+    return json.dumps(body)
+
+
+def _pid_of(p: dict) -> int:
+    """The container's main process, found on the host by its container id."""
+    cid = p["status"]["containerStatuses"][0]["containerID"].split("://", 1)[1]
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open(f"/proc/{d}/cgroup") as f:
+                    if cid in f.read():
+                        with open(f"/proc/{d}/cmdline", "rb") as c:
+                            if b"sleep" in c.read():
+                                return int(d)
+            except OSError:
+                continue
+    return 0
+
+
+def test_busybox_pod_runs_with_an_ip_and_its_output_logged(node, ns):
+    node.kubectl("apply", "-n", ns, "-f", "-", input=_pod("bb", "echo hello from $HOSTNAME; sleep 3600"))
+    p = wait_pod(node, ns, "bb", lambda p: phase(p) == "Running" and cstate(p).get("running"),
+                 what="busybox Running")
+    st = p["status"]
+    assert st["podIP"].startswith("10.244.")
+    assert st["hostIP"] and st["startTime"]
+    c = st["containerStatuses"][0]
+    assert c["ready"] and c["started"] and c["restartCount"] == 0
+    assert c["containerID"].split("://")[0] in ("runc", "crun")
+    assert c["image"] == "docker.io/library/busybox:1.36"
+    assert c["imageID"].startswith("sha256:") or "@sha256:" in c["imageID"]
+    conds = {x["type"]: x["status"] for x in st["conditions"]}
+    assert conds == {"PodReadyToStartContainers": "True", "Initialized": "True", "Ready": "True",
+                     "ContainersReady": "True", "PodScheduled": "True"}
+    assert _pid_of(p) > 0
+    get = node.kubectl("get", "pod", "bb", "-n", ns).stdout
+    assert "Running" in get and "1/1" in get
+
+
+def test_job_runs_to_completion(node, ns):
+    node.kubectl("create", "job", "j", "-n", ns, f"--image={IMAGE}", "--", "sh", "-c", "echo done")
+    node.kubectl("wait", "-n", ns, "--for=condition=complete", "job/j", "--timeout=60s", timeout=70)
+    pods = node.kubectl("get", "pods", "-n", ns, "-l", "job-name=j").stdout
+    assert "Completed" in pods, pods
+    p = json.loads(node.kubectl("get", "pods", "-n", ns, "-l", "job-name=j", "-o", "json").stdout)["items"][0]
+    term = p["status"]["containerStatuses"][0]["state"]["terminated"]
+    assert term["exitCode"] == 0 and term["reason"] == "Completed"
+    assert p["status"]["phase"] == "Succeeded"
+
+
+def test_failing_command_is_restarted_with_back_off(node, ns):
+    node.kubectl("apply", "-n", ns, "-f", "-", input=_pod("crash", "echo bye; exit 3"))
+    p = wait_pod(node, ns, "crash", lambda p: p["status"].get("containerStatuses", [{}])[0]
+                 .get("restartCount", 0) >= 1 and cstate(p).get("waiting", {}).get("reason")
+                 == "CrashLoopBackOff", what="CrashLoopBackOff")
+    last = p["status"]["containerStatuses"][0]["lastState"]["terminated"]
+    assert last["exitCode"] == 3 and last["reason"] == "Error"
+    assert "back-off 10s restarting failed container=c" in cstate(p)["waiting"]["message"]
+    assert "CrashLoopBackOff" in node.kubectl("get", "pod", "crash", "-n", ns).stdout
+
+
+def test_missing_executable_is_a_run_container_error(node, ns):
+    body = json.loads(_pod("nocmd", ""))
+    body["spec"]["containers"][0]["command"] = ["/no/such/binary"]
+    body["spec"]["restartPolicy"] = "Never"
+    node.kubectl("apply", "-n", ns, "-f", "-", input=json.dumps(body))
+    p = wait_pod(node, ns, "nocmd", lambda p: phase(p) == "Failed", what="pod Failed")
+    term = cstate(p)["terminated"]
+    assert term["reason"] == "StartError" and term["exitCode"] == 128
+    assert "no such file or directory" in term["message"] or "not found" in term["message"]
+
+
+def test_missing_configmap_is_a_config_error(node, ns):
+    body = json.loads(_pod("nocm", "sleep 3600"))
+    body["spec"]["containers"][0]["env"] = [{"name": "X", "valueFrom": {
+        "configMapKeyRef": {"name": "absent", "key": "k"}}}]
+    node.kubectl("apply", "-n", ns, "-f", "-", input=json.dumps(body))
+    p = wait_pod(node, ns, "nocm", lambda p: cstate(p).get("waiting", {}).get("reason")
+                 == "CreateContainerConfigError", what="CreateContainerConfigError")
+    assert cstate(p)["waiting"]["message"] == 'configmap "absent" not found'
+    node.kubectl("create", "configmap", "absent", "-n", ns, "--from-literal=k=v")
+    wait_pod(node, ns, "nocm", lambda p: phase(p) == "Running", what="Running once the ConfigMap exists")
+
+
+def test_unknown_image_is_err_image_pull_then_back_off(node, ns):
+    body = json.loads(_pod("noimg", "true"))
+    body["spec"]["containers"][0]["image"] = "127.0.0.1:1/nothing:1"
+    node.kubectl("apply", "-n", ns, "-f", "-", input=json.dumps(body))
+    p = wait_pod(node, ns, "noimg", lambda p: cstate(p).get("waiting", {}).get("reason")
+                 in ("ErrImagePull", "ImagePullBackOff"), what="ErrImagePull")
+    assert '127.0.0.1:1/nothing:1' in cstate(p)["waiting"]["message"]
+    wait_pod(node, ns, "noimg", lambda p: cstate(p).get("waiting", {}).get("reason")
+             == "ImagePullBackOff", timeout=30, what="ImagePullBackOff")
+
+
+def test_memory_limit_ends_greedy_container_as_oom_killed(node, ns):
+    body = json.loads(_pod("greedy", "sleep 1; head -c 200m /dev/zero | tail"))
+    body["spec"]["restartPolicy"] = "Never"
+    body["spec"]["containers"][0]["resources"] = {"limits": {"memory": "32Mi"}}
+    node.kubectl("apply", "-n", ns, "-f", "-", input=json.dumps(body))
+    p = wait_pod(node, ns, "greedy", lambda p: phase(p) == "Failed", what="greedy pod Failed")
+    term = cstate(p)["terminated"]
+    assert term["reason"] == "OOMKilled" and term["exitCode"] == 137, term
+
+
+def test_deleting_a_pod_leaves_nothing_behind(node, ns):
+    node.kubectl("apply", "-n", ns, "-f", "-", input=_pod("gone", "sleep 3600"))
+    p = wait_pod(node, ns, "gone", lambda p: phase(p) == "Running", what="Running")
+    uid, pid = p["metadata"]["uid"], _pid_of(p)
+    assert pid
+    t = time.monotonic()
+    node.kubectl("delete", "pod", "gone", "-n", ns, "--timeout=30s", timeout=40)
+    assert time.monotonic() - t < 20
+    assert not os.path.exists(f"/proc/{pid}")
+    with open("/proc/self/mountinfo") as f:
+        assert uid not in f.read()
+    netns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    assert uid[:12] not in netns
+
+
+def test_agent_restart_keeps_containers_running(node, ns):
+    node.kubectl("apply", "-n", ns, "-f", "-", input=_pod("stay", "sleep 3600"))
+    p = wait_pod(node, ns, "stay", lambda p: phase(p) == "Running", what="Running")
+    pid = _pid_of(p)
+    agent = [int(x) for x in subprocess.run(["pgrep", "-f", "pinnace.cli.main.* agent"],
+                                           capture_output=True, text=True).stdout.split()]
+    assert agent, "no agent process"
+    for a in agent:
+        os.kill(a, 9)
+    time.sleep(1)
+    # The supervisor starts a new agent; it finds the container and carries on.
+    node.kubectl("apply", "-n", ns, "-f", "-", input=_pod("after", "sleep 3600"))
+    wait_pod(node, ns, "after", lambda p: phase(p) == "Running", timeout=60, what="a new pod Running")
+    p2 = pod_json(node, ns, "stay")
+    assert _pid_of(p2) == pid
+    assert p2["status"]["containerStatuses"][0]["restartCount"] == 0
