@@ -279,8 +279,9 @@ class OCIRuntime:
         err_path = b / "conmon.err"
         try:
             with open(err_path, "wb") as err:
+                # In the bundle: conmon drops an "oom" file in its working directory too.
                 proc = subprocess.run(args, pass_fds=(sync_w,), env=env, stdin=subprocess.DEVNULL,
-                                      stdout=subprocess.DEVNULL, stderr=err, timeout=60)
+                                      stdout=subprocess.DEVNULL, stderr=err, timeout=60, cwd=b)
         finally:
             os.close(sync_w)
         # The monitor keeps the pipe to report the exit later: read one message.
