@@ -1128,6 +1128,18 @@ def _basic(auth: dict[str, str] | None) -> str | None:
     return None
 
 
+# Docker Hub's images are named docker.io/..., but its registry API answers
+# elsewhere (as containerd and every other client know); its credentials
+# are filed under the old index name.
+DOCKER_HUB = "docker.io"
+DOCKER_HUB_API = "registry-1.docker.io"
+DOCKER_HUB_ALIASES = ("docker.io", "index.docker.io", "registry-1.docker.io")
+
+
+def _api_host(registry: str) -> str:
+    return DOCKER_HUB_API if registry == DOCKER_HUB else registry
+
+
 class _Registry:
     """One repository on one registry, for the span of a pull: scheme choice, auth, errors."""
 
@@ -1142,8 +1154,8 @@ class _Registry:
         headers = {"Accept": accept} if accept else {}
         if self.base is None:
             try:
-                resp = await self._send(f"https://{self.ref.registry}{path}", headers)
-                self.base = f"https://{self.ref.registry}"
+                resp = await self._send(f"https://{_api_host(self.ref.registry)}{path}", headers)
+                self.base = f"https://{_api_host(self.ref.registry)}"
                 return resp
             except (aiohttp.ClientConnectorError, aiohttp.ClientOSError, aiohttp.ServerDisconnectedError,
                     aiohttp.ClientSSLError):
@@ -1285,6 +1297,8 @@ def credentials_for(ref: str, docker_configs: list[dict[str, Any]]) -> dict[str,
             k_host, _, k_path = k.partition("/")
             if k_path in ("v1", "v2"):
                 k_path = ""
+            if host == DOCKER_HUB and k_host in DOCKER_HUB_ALIASES:
+                k_host = host
             if not (k_host == host or (k_host.startswith("*.") and fnmatch.fnmatchcase(host, k_host))):
                 continue
             if k_path and not (repo == k_path or repo.startswith(k_path + "/")):
