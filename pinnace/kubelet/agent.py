@@ -48,6 +48,7 @@ RENEW_INTERVAL = 10.0
 STATUS_INTERVAL = 10.0      # nodeStatusUpdateFrequency: looked at this often...
 STATUS_REPORT_EVERY = 60.0  # ...sent when changed, or at least this often
 HOUSEKEEPING_INTERVAL = 2.0
+VOLUME_REFRESH_INTERVAL = 5.0
 MAX_PODS = 110
 
 
@@ -124,7 +125,7 @@ class Agent:
             self.ready.set()
             log.info("node %s ready (%s %s)", self.node_name, self.runtime.name,
                      self.runtime.version())
-            await asyncio.gather(beats, self._housekeeping(),
+            await asyncio.gather(beats, self._housekeeping(), self._refresh_volumes(),
                                  *(self._worker() for _ in range(self.workers)))
         finally:
             if beats is not None:
@@ -384,6 +385,21 @@ class Agent:
             except OSError as e:
                 log.warning("housekeeping: %s", e)
             await asyncio.sleep(HOUSEKEEPING_INTERVAL)
+
+    async def _refresh_volumes(self) -> None:
+        """ConfigMaps, Secrets, downward API files and tokens change under a
+        running pod: its files follow (atomically, as the kubelet swaps them)."""
+        while True:
+            await asyncio.sleep(VOLUME_REFRESH_INTERVAL)
+            running = {r.pod_uid for r in self.pods.records.values()
+                       if r.sandbox and self.runtime.state(r).status == RUNNING}
+            for pod in self.pod_informer.objects():
+                if pod["metadata"].get("uid") in running and not pod["metadata"].get(
+                        "deletionTimestamp"):
+                    try:
+                        await self.volumes.refresh(pod)
+                    except Exception as e:  # one pod's trouble must not stop the others'
+                        log.info("refreshing volumes of %s: %s", key_of(pod), e)
 
     def _service_env(self, pod: Obj) -> dict[str, str]:
         from .envvars import service_env

@@ -1,0 +1,194 @@
+"""What users do with pods on a real node, each through real kubectl:
+configuration in env and files, containers sharing localhost, probes,
+logs -f, exec with a tty, cp, init containers, and a reboot."""
+
+from __future__ import annotations
+
+import json
+import os
+import pty
+import select
+import subprocess
+import time
+
+from tests.conftest import KUBECTL, start_server, wait_for
+from tests.e2e.conftest import cstate, phase, pod_json, wait_pod
+
+IMAGE = "busybox:1.36"
+
+
+def _apply(node, ns, obj) -> None:  # type: ignore[no-untyped-def]
+    node.kubectl("apply", "-n", ns, "-f", "-", input=json.dumps(obj))
+
+
+def _pod(name: str, *containers: dict, **spec) -> dict:  # type: ignore[no-untyped-def]
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
+            "spec": {"terminationGracePeriodSeconds": 1, "containers": list(containers), **spec}}
+
+
+def _c(name: str, command: str, **extra) -> dict:  # type: ignore[no-untyped-def]
+    return {"name": name, "image": IMAGE, "command": ["sh", "-c", command], **extra}
+
+
+def _running(p: dict) -> bool:
+    return phase(p) == "Running" and all("running" in s["state"] for s in p["status"]["containerStatuses"])
+
+
+def test_configmap_and_secret_arrive_as_env_and_files_and_updates_follow(node, ns):
+    node.kubectl("create", "configmap", "cfg", "-n", ns, "--from-literal=greeting=hello")
+    node.kubectl("create", "secret", "generic", "sec", "-n", ns, "--from-literal=password=s3cret")
+    c = _c("c", "sleep 3600", env=[
+        {"name": "GREETING", "valueFrom": {"configMapKeyRef": {"name": "cfg", "key": "greeting"}}},
+        {"name": "PASSWORD", "valueFrom": {"secretKeyRef": {"name": "sec", "key": "password"}}},
+        {"name": "MY_POD", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}],
+        envFrom=[{"configMapRef": {"name": "cfg"}, "prefix": "CFG_"}],
+        volumeMounts=[{"name": "cfg", "mountPath": "/etc/cfg"}, {"name": "sec", "mountPath": "/etc/sec"}])
+    _apply(node, ns, _pod("conf", c, volumes=[{"name": "cfg", "configMap": {"name": "cfg"}},
+                                               {"name": "sec", "secret": {"secretName": "sec"}}]))
+    wait_pod(node, ns, "conf", _running, what="Running")
+    env = node.kubectl("exec", "conf", "-n", ns, "--", "env").stdout
+    for line in ("GREETING=hello", "PASSWORD=s3cret", "MY_POD=conf", "CFG_greeting=hello"):
+        assert line in env.splitlines(), env
+    assert node.kubectl("exec", "conf", "-n", ns, "--", "cat", "/etc/cfg/greeting").stdout == "hello"
+    assert node.kubectl("exec", "conf", "-n", ns, "--", "cat", "/etc/sec/password").stdout == "s3cret"
+    node.kubectl("patch", "configmap", "cfg", "-n", ns, "-p", '{"data":{"greeting":"bonjour"}}')
+    wait_for(lambda: node.kubectl("exec", "conf", "-n", ns, "--", "cat", "/etc/cfg/greeting",
+                                  check=False).stdout == "bonjour", timeout=40, interval=1,
+             what="the changed ConfigMap in the file")
+
+
+def test_two_containers_talk_over_localhost(node, ns):
+    server = _c("web", "mkdir -p /www && echo hi-from-web > /www/index.html && httpd -f -p 8080 -h /www")
+    client = _c("client", "sleep 3600")
+    _apply(node, ns, _pod("duo", server, client))
+    wait_pod(node, ns, "duo", _running, what="both containers Running")
+    out = wait_for(lambda: node.kubectl("exec", "duo", "-c", "client", "-n", ns, "--", "wget", "-qO-",
+                                        "http://127.0.0.1:8080/", check=False).stdout, timeout=20,
+                   what="the web container from the client")
+    assert out.strip() == "hi-from-web"
+
+
+def test_readiness_probe_flips_ready(node, ns):
+    c = _c("c", "sleep 3600", readinessProbe={"exec": {"command": ["test", "-f", "/tmp/ready"]},
+                                              "periodSeconds": 1, "failureThreshold": 1})
+    _apply(node, ns, _pod("ready", c))
+    p = wait_pod(node, ns, "ready", lambda p: phase(p) == "Running", what="Running")
+    assert not p["status"]["containerStatuses"][0]["ready"]
+    node.kubectl("exec", "ready", "-n", ns, "--", "touch", "/tmp/ready")
+    wait_pod(node, ns, "ready", lambda p: p["status"]["containerStatuses"][0]["ready"], timeout=20,
+             what="Ready after the file appears")
+    node.kubectl("exec", "ready", "-n", ns, "--", "rm", "/tmp/ready")
+    p = wait_pod(node, ns, "ready", lambda p: not p["status"]["containerStatuses"][0]["ready"],
+                 timeout=20, what="not Ready after the file goes")
+    conds = {c["type"]: c for c in p["status"]["conditions"]}
+    assert conds["Ready"]["status"] == "False" and conds["Ready"]["reason"] == "ContainersNotReady"
+
+
+def test_failing_liveness_probe_restarts_the_container(node, ns):
+    c = _c("c", "touch /tmp/alive; sleep 3600",
+           livenessProbe={"exec": {"command": ["test", "-f", "/tmp/alive"]}, "periodSeconds": 1,
+                          "failureThreshold": 2})
+    _apply(node, ns, _pod("live", c))
+    wait_pod(node, ns, "live", _running, what="Running")
+    node.kubectl("exec", "live", "-n", ns, "--", "rm", "/tmp/alive")
+    p = wait_pod(node, ns, "live", lambda p: p["status"]["containerStatuses"][0]["restartCount"] >= 1,
+                 timeout=40, what="a restart after liveness fails")
+    events = node.kubectl("get", "events", "-n", ns, "--field-selector", "involvedObject.name=live").stdout
+    assert "Unhealthy" in events and "failed liveness probe, will be restarted" in events, events
+    assert p["status"]["containerStatuses"][0]["lastState"]["terminated"]["exitCode"] in (137, 143)
+
+
+def test_logs_follow_and_previous(node, ns):
+    _apply(node, ns, _pod("talk", _c("c", "i=0; while true; do echo line $i; i=$((i+1)); sleep 0.2; done")))
+    wait_pod(node, ns, "talk", _running, what="Running")
+    env = dict(os.environ, KUBECONFIG=str(node.kubeconfig))
+    proc = subprocess.Popen([KUBECTL, "logs", "-f", "talk", "-n", ns], stdout=subprocess.PIPE, env=env)
+    try:
+        assert proc.stdout is not None
+        seen = [proc.stdout.readline().decode().strip() for _ in range(12)]
+    finally:
+        proc.kill()
+        proc.wait()
+    assert seen[:2] == ["line 0", "line 1"] and seen[-1] == "line 11"
+    tail = node.kubectl("logs", "talk", "-n", ns, "--tail=1", "--timestamps").stdout
+    assert tail.count("\n") == 1 and tail.split()[1] == "line" and tail[:4].isdigit()
+
+
+def test_exec_with_a_tty(node, ns):
+    _apply(node, ns, _pod("tty", _c("c", "sleep 3600")))
+    wait_pod(node, ns, "tty", _running, what="Running")
+    env = dict(os.environ, KUBECONFIG=str(node.kubeconfig))
+    primary, secondary = pty.openpty()
+    proc = subprocess.Popen([KUBECTL, "exec", "-it", "tty", "-n", ns, "--", "sh"], stdin=secondary,
+                            stdout=secondary, stderr=secondary, env=env, start_new_session=True)
+    os.close(secondary)
+    out = b""
+    try:
+        os.write(primary, b"tty; echo marker-$((6*7)); exit 5\n")
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and proc.poll() is None:
+            if select.select([primary], [], [], 0.2)[0]:
+                try:
+                    out += os.read(primary, 4096)
+                except OSError:
+                    break
+        proc.wait(5)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        os.close(primary)
+    assert b"/dev/pts/" in out and b"marker-42" in out, out
+    assert proc.returncode == 5
+
+
+def test_cp_both_ways(node, ns, tmp_path):
+    _apply(node, ns, _pod("cp", _c("c", "sleep 3600")))
+    wait_pod(node, ns, "cp", _running, what="Running")
+    src = tmp_path / "in.txt"
+    src.write_text("to the pod\n")
+    node.kubectl("cp", str(src), f"{ns}/cp:/tmp/in.txt")
+    assert node.kubectl("exec", "cp", "-n", ns, "--", "cat", "/tmp/in.txt").stdout == "to the pod\n"
+    node.kubectl("exec", "cp", "-n", ns, "--", "sh", "-c", "echo from the pod > /tmp/out.txt")
+    node.kubectl("cp", f"{ns}/cp:/tmp/out.txt", str(tmp_path / "out.txt"))
+    assert (tmp_path / "out.txt").read_text() == "from the pod\n"
+
+
+def test_init_containers_run_first_in_order(node, ns):
+    init = [_c("one", "echo one > /work/order", volumeMounts=[{"name": "w", "mountPath": "/work"}]),
+            _c("two", "echo two >> /work/order", volumeMounts=[{"name": "w", "mountPath": "/work"}])]
+    main = _c("main", "cat /work/order; sleep 3600", volumeMounts=[{"name": "w", "mountPath": "/work"}])
+    _apply(node, ns, _pod("inits", main, initContainers=init, volumes=[{"name": "w", "emptyDir": {}}]))
+    p = wait_pod(node, ns, "inits", _running, what="Running after its init containers")
+    assert [s["state"]["terminated"]["reason"] for s in p["status"]["initContainerStatuses"]] == \
+        ["Completed", "Completed"]
+    assert wait_for(lambda: node.kubectl("logs", "inits", "-n", ns, check=False).stdout, timeout=10) == "one\ntwo\n"
+
+
+def test_reboot_brings_pods_back(node, ns):
+    """Processes, mounts and network namespaces go; the data dir stays."""
+    _apply(node, ns, _pod("survivor", _c("c", "sleep 3600")))
+    before = wait_pod(node, ns, "survivor", _running, what="Running")
+    node.stop()
+    data = node.data_dir / "agent"
+    for b in (data / "runtime" / "containers").iterdir():
+        subprocess.run(["runc", "--root", str(data / "runtime" / "state"), "delete", "-f", b.name],
+                       capture_output=True, timeout=30)
+        try:
+            os.kill(int((b / "conmon.pid").read_text()), 9)
+        except (OSError, ValueError):
+            pass
+        subprocess.run(["umount", "-l", str(b / "rootfs")], capture_output=True)
+    for n in os.listdir("/run/netns"):
+        if n.startswith("pinnace-"):
+            subprocess.run(["ip", "netns", "delete", n], capture_output=True)
+    subprocess.run(["ip", "link", "delete", "pinnace0"], capture_output=True)
+    again = start_server(node.data_dir, *node.extra_args, command="server", agent=True, timeout=60)
+    node.proc, node.url = again.proc, again.url
+    after = wait_pod(node, ns, "survivor", lambda p: _running(p) and
+                     p["status"]["containerStatuses"][0]["containerID"] !=
+                     before["status"]["containerStatuses"][0]["containerID"], timeout=90,
+                     what="Running again after the reboot")
+    assert after["status"]["podIP"] == before["status"]["podIP"]
+    assert after["status"]["containerStatuses"][0]["restartCount"] >= 1
+    assert cstate(after)["running"]
+    assert pod_json(node, ns, "survivor")["metadata"]["uid"] == before["metadata"]["uid"]
