@@ -22,7 +22,7 @@ from pinnace.runtime import tune_gc
 from pinnace.storage import open_store
 from pinnace.storage.interface import CompactedError, Store
 
-from . import codec, openapi, status
+from . import codec, metricsapi, openapi, status
 from .allocator import NodePortAllocator, ServiceIPAllocator
 from .authn import Authenticator
 from .certs import PKI, ensure_pki, issue_client_cert
@@ -82,7 +82,9 @@ class APIServer:
         self.handlers = ResourceHandlers(self.registry, self.table, self.watches, self.authn,
                                          Authorizer())
         self.handlers.node_proxy = NodeProxy(self.registry, self.table, config.data_dir / "tls")
-        self.discovery = Discovery(self.table)
+        self.discovery = Discovery(self.table, extra=[metricsapi.DISCOVERY])
+        self.metrics_api = metricsapi.MetricsAPI(self.registry, self.table,
+                                                 self.handlers.node_proxy)
         self.metrics = Metrics(self.store, self.watches)
         self.pki: PKI | None = None
         self.ready = asyncio.Event()
@@ -381,6 +383,8 @@ class APIServer:
             if parts[1] == "v1":
                 return await self._resource(request, ["", "v1", *_strip_watch(request,
                                                                               parts[2:])])
+        if head == "apis" and len(parts) > 1 and parts[1] == metricsapi.GROUP:
+            return await self.metrics_api.handle(request, parts[1:])
         if head == "apis":
             if len(parts) == 1:
                 if wants_aggregated(accept):

@@ -5,6 +5,7 @@ Built from the ResourceTable and cached until it changes.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from pinnace.api.resources import ResourceInfo
@@ -35,8 +36,11 @@ def wants_aggregated(accept: str) -> bool:
 
 
 class Discovery:
-    def __init__(self, table: ResourceTable):
+    def __init__(self, table: ResourceTable,
+                 extra: Sequence[tuple[dict[str, Any], dict[str, Any]]] = ()):
         self.table = table
+        # Groups served outside the table (metricsapi.DISCOVERY): (APIGroup, APIGroupDiscovery).
+        self.extra = list(extra)
         self._gen = -1
         self._cache: dict[str, bytes] = {}
 
@@ -62,7 +66,8 @@ class Discovery:
     def api_groups(self) -> bytes:
         return self._cached("apis", lambda: {
             "kind": "APIGroupList", "apiVersion": "v1",
-            "groups": [self._group(g, vs) for g, vs in self.table.groups() if g]})
+            "groups": [self._group(g, vs) for g, vs in self.table.groups() if g] +
+                      [g for g, _ in self.extra]})
 
     def api_group(self, group: str) -> bytes | None:
         versions = dict(self.table.groups()).get(group) if group else None
@@ -114,6 +119,8 @@ class Discovery:
                                   "resources": [_agg_resource(i) for i in
                                                 self.table.resources_in(group, v)]}
                                  for v in versions]})
+            if not legacy:
+                items.extend(agg for _, agg in self.extra)
             return {"kind": "APIGroupDiscoveryList", "apiVersion": "apidiscovery.k8s.io/v2",
                     "metadata": {}, "items": items}
 

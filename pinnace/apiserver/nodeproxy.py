@@ -17,9 +17,12 @@ v5.channel.k8s.io): the client's WebSocket is accepted, one to the kubelet
 opened in the same subprotocol, and messages copied both ways; failing to
 reach the kubelet is reported on the error channel, as upstream's stream
 translator does. A SPDY upgrade is refused with a Status (kubectl then
-reports it). Port-forward answers 501 for now. Simulated nodes (`pinnace
-sim`) run no kubelet: the answer is the one an unreachable kubelet gets,
-at once.
+reports it). Port-forward is a WebSocket whose binary messages carry SPDY
+(subprotocol SPDY/3.1+portforward.k8s.io, what kubectl 1.31 and later
+send): it is relayed unchanged to the kubelet, which speaks SPDY itself;
+the kubelet is reached before the client is answered, so that failing to
+reach it is a Status. Simulated nodes (`pinnace sim`) run no kubelet: the
+answer is the one an unreachable kubelet gets, at once.
 """
 
 from __future__ import annotations
@@ -60,6 +63,9 @@ ADDRESS_TYPES = ("InternalIP", "InternalDNS", "Hostname", "ExternalIP", "Externa
 # The remote command subprotocols relayed (pinnace's kubelet speaks them all).
 PROTOCOLS = ("v5.channel.k8s.io", "v4.channel.k8s.io", "v4.base64.channel.k8s.io",
              "channel.k8s.io", "base64.channel.k8s.io")
+# What kubectl 1.31 and later ask for pods/portforward: SPDY in a WebSocket.
+TUNNEL_PREFIX = "SPDY/3.1+"
+PORT_FORWARD_PROTOCOL = TUNNEL_PREFIX + "portforward.k8s.io"
 SIM_RUNTIME_PREFIX = "sim://"  # nodeInfo.containerRuntimeVersion of `pinnace sim` nodes
 CONNECT_TIMEOUT = 10.0
 _STATUSES = {int(s) for s in HTTPStatus}
@@ -121,10 +127,9 @@ class NodeProxy:
                 raise status.method_not_allowed()
             return await self.stream(request, t.namespace or "", t.name, t.subresource)
         if t.subresource == "portforward":
-            pod = await self._pod(t.namespace or "", t.name)
-            _node_name(pod, t.name)
-            raise APIError(501, "NotImplemented",
-                           "pinnace does not serve pods/portforward yet", {})
+            if request.method not in ("GET", "POST"):
+                raise status.method_not_allowed()
+            return await self.port_forward(request, t.namespace or "", t.name)
         raise status.method_not_allowed()
 
     # -- logs ----------------------------------------------------------------
@@ -211,6 +216,67 @@ class NodeProxy:
         finally:
             await ws.close()
         return ws
+
+    # -- port-forward ------------------------------------------------------------
+
+    async def port_forward(self, request: web.Request, ns: str, name: str) -> web.StreamResponse:
+        """kubectl's SPDY-in-WebSocket session, relayed to the kubelet as it
+        comes (the kubelet speaks SPDY itself). The kubelet is reached before
+        the client's upgrade is answered, so failures are Status answers;
+        kubectl then retries with plain SPDY, which gets the same answer
+        (and, if the kubelet was reachable after all, a refusal)."""
+        pod = await self._pod(ns, name)
+        node = _node_name(pod, name)
+        base, sim = await self._kubelet(node)
+        upgrade = request.headers.get("Upgrade", "").lower()
+        if not upgrade:
+            raise status.bad_request("Upgrade request required")
+        offered = [p.strip() for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",")]
+        tunneled = [p for p in offered if p.startswith(TUNNEL_PREFIX) and p.endswith(".k8s.io")]
+        if upgrade == "websocket" and not tunneled:
+            raise status.bad_request("unable to upgrade: no tunneling spdy protocols provided")
+        url = f"{base}/portForward/{ns}/{name}"
+        if sim:
+            raise _unreachable(f"error dialing backend: {_sim_error(node)}")
+        session = await self._client()
+        try:
+            kws = await session.ws_connect(url, protocols=tunneled or [PORT_FORWARD_PROTOCOL],
+                                           max_msg_size=0, autoclose=False)
+        except aiohttp.WSServerHandshakeError as e:
+            raise await self._refusal(session, url, e.status, name) from None
+        except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as e:
+            raise _unreachable(f"error dialing backend: {_dial_error(base, e)}") from None
+        try:
+            if upgrade != "websocket":
+                raise status.bad_request(
+                    f"pinnace serves pods/portforward over WebSocket only "
+                    f"({PORT_FORWARD_PROTOCOL}); this client asked to upgrade to "
+                    f"{request.headers.get('Upgrade')}")
+            ws = web.WebSocketResponse(protocols=[kws.protocol or PORT_FORWARD_PROTOCOL],
+                                       max_msg_size=0)
+            await ws.prepare(request)
+            try:
+                await _relay(ws, kws)
+            except Exception:  # the response is a WebSocket now: no Status can follow
+                log.exception("pods/portforward %s/%s failed", ns, name)
+            finally:
+                await ws.close()
+            return ws
+        finally:
+            await kws.close()
+
+    async def _refusal(self, session: aiohttp.ClientSession, url: str, code: int,
+                       name: str) -> APIError:
+        """The kubelet refused the upgrade: ask again without one to read why."""
+        body = ""
+        with contextlib.suppress(aiohttp.ClientError, OSError, asyncio.TimeoutError):
+            async with session.get(url) as resp:
+                if resp.status == code:
+                    body = (await resp.text()).strip()
+        if not body:
+            phrase = HTTPStatus(code).phrase if code in _STATUSES else ""
+            body = f"unable to upgrade connection to the kubelet: {code} {phrase}".rstrip()
+        return _kubelet_error(code, body, name)
 
     # -- helpers ---------------------------------------------------------------
 

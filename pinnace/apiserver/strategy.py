@@ -19,7 +19,7 @@ from pinnace.api.resources import ResourceInfo
 from pinnace.api.validation.others import SYSTEM_PRIORITY_CLASSES
 from pinnace.storage.interface import KeyNotFoundError, Store
 
-from . import codec, status
+from . import codec, serviceaccount_admission, status
 from .allocator import AllocationError, NodePortAllocator, ServiceIPAllocator
 from .registry import ResourceTable
 
@@ -193,10 +193,11 @@ SCHEDULING_GATED_MESSAGE = "Scheduling is blocked due to non-empty scheduling ga
 
 class PodStrategy(Strategy):
     def __init__(self, not_ready_seconds: int = 300, unreachable_seconds: int = 300,
-                 priority_classes: PriorityClasses | None = None):
+                 priority_classes: PriorityClasses | None = None, store: Store | None = None):
         self.toleration_seconds = {"node.kubernetes.io/not-ready": not_ready_seconds,
                                    "node.kubernetes.io/unreachable": unreachable_seconds}
         self.priority_classes = priority_classes or PriorityClasses()
+        self.store = store  # where the ServiceAccount plugin looks accounts up
 
     def prepare_create(self, info: ResourceInfo, obj: dict[str, Any]) -> None:
         spec = obj.setdefault("spec", {})
@@ -204,8 +205,9 @@ class PodStrategy(Strategy):
         # What the ServiceAccount, Priority and DefaultTolerationSeconds
         # admission plugins add to every pod.
         self._admit_priority(obj)
-        sa = spec.get("serviceAccountName") or spec.get("serviceAccount") or "default"
-        spec["serviceAccountName"] = spec["serviceAccount"] = sa
+        if not serviceaccount_admission.is_mirror_pod(obj):  # a mirror pod names none
+            sa = spec.get("serviceAccountName") or spec.get("serviceAccount") or "default"
+            spec["serviceAccountName"] = spec["serviceAccount"] = sa
         tolerations = spec.setdefault("tolerations", [])
         for key in ("node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable"):
             if not any(t.get("key") == key and t.get("effect") in (None, "", "NoExecute")
@@ -218,6 +220,13 @@ class PodStrategy(Strategy):
                 "type": "PodScheduled", "status": "False", "lastProbeTime": None,
                 "lastTransitionTime": _now(), "reason": "SchedulingGated",
                 "message": SCHEDULING_GATED_MESSAGE}]
+
+    async def admit_create(self, info: ResourceInfo, obj: dict[str, Any], dry_run: bool) -> Undo:
+        # The rest of the ServiceAccount plugin: it needs the account itself.
+        if self.store is not None:
+            await serviceaccount_admission.admit_pod(
+                self.store, obj, lambda why: _pod_forbidden(obj, why))
+        return _nothing
 
     def prepare_update(self, info: ResourceInfo, new: dict[str, Any], old: dict[str, Any],
                        subresource: str) -> None:
@@ -579,7 +588,8 @@ class Strategies:
         self.default = Strategy()
         self.priority_classes = PriorityClasses()
         self.by_resource: dict[tuple[str, str], Strategy] = {
-            ("", "pods"): PodStrategy(*toleration_seconds, priority_classes=self.priority_classes),
+            ("", "pods"): PodStrategy(*toleration_seconds, priority_classes=self.priority_classes,
+                                        store=store),
             ("scheduling.k8s.io", "priorityclasses"): PriorityClassStrategy(
                 self.priority_classes),
             ("batch", "jobs"): JobStrategy(),

@@ -414,7 +414,9 @@ class Agent:
         meta = pod["metadata"]
         now = micro_now()
         body = {"apiVersion": "v1", "kind": "Event",
-                "metadata": {"generateName": f"{meta['name']}.", "namespace": meta.get("namespace")},
+                # Named as client-go's recorder names them: <object>.<unix nanos in hex>.
+                "metadata": {"name": f"{meta['name']}.{time.time_ns():x}",
+                             "namespace": meta.get("namespace")},
                 "involvedObject": {"apiVersion": "v1", "kind": "Pod", "name": meta["name"],
                                    "namespace": meta.get("namespace"), "uid": meta.get("uid"),
                                    "resourceVersion": meta.get("resourceVersion")},
@@ -428,7 +430,7 @@ class Agent:
         try:
             await self.events_rc.create(body, ns)
         except (ApiError, OSError) as e:
-            log.debug("event: %s", e)
+            log.info("event: %s", e)
 
     # -- what the kubelet API serves (server.Runtime) ----------------------------------
 
@@ -444,8 +446,32 @@ class Agent:
             raise KeyError(f'container "{container}" in pod "{pod}" is not running')
         return self.runtime.exec_argv(rec, command, tty)
 
+    def netns_path(self, namespace: str, pod: str) -> str:
+        obj = self.pod_informer.get(f"{namespace}/{pod}")
+        if obj is None:
+            raise KeyError(f'pod "{pod}" not found')
+        if (obj.get("spec") or {}).get("hostNetwork"):
+            return ""
+        return str(self.network.netns_path(obj["metadata"]["uid"]))
+
     def stats_summary(self) -> Obj:
-        return {}
+        """The /stats/summary body (stats.py), for the running containers."""
+        from .stats import ContainerRef, StatsCollector
+
+        collector = getattr(self, "_stats", None)
+        if collector is None:
+            collector = self._stats = StatsCollector(veth_name=self.network.host_veth_name,
+                                                     image_dir=self.images.root)
+        refs = []
+        for rec in list(self.pods.records.values()):
+            if rec.sandbox or self.runtime.state(rec).status != RUNNING:
+                continue
+            refs.append(ContainerRef(
+                pod_uid=rec.pod_uid, namespace=rec.namespace, pod_name=rec.pod_name,
+                name=rec.name, cgroup=self.runtime.cgroup_path(rec), started_at=rec.started_at,
+                log_path=rec.log_path, rootfs_upper=str(self.runtime.bundle(rec.id) / "upper")))
+        return collector.summary(self.node_name, self.pod_informer.objects(), refs,
+                                 rootfs_dir=self.root)
 
 
 def _strip(status: Obj) -> Obj:

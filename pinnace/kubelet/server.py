@@ -1,13 +1,14 @@
 """The kubelet's HTTPS API (port 10250): what the API server calls for
-`kubectl logs` and `kubectl exec`.
+`kubectl logs`, `kubectl exec` and `kubectl port-forward`.
 
   GET  /healthz                                   "ok" (no client certificate needed)
   GET  /containerLogs/{ns}/{pod}/{container}      follow, previous, tailLines, sinceSeconds,
                                                   sinceTime, timestamps, limitBytes, stream
   GET|POST /exec/{ns}/{pod}/{container}           WebSocket: command=..&stdin=1&stdout=1&stderr=1&tty=1
   GET|POST /attach/{ns}/{pod}/{container}         not yet: 501 (on the error channel for WebSocket)
-  GET|POST /portForward/{ns}/{pod}                501 for now
+  GET|POST /portForward/{ns}/{pod}                WebSocket, SPDY/3.1+portforward.k8s.io (portforward.py)
   GET  /stats/summary                             the runtime's stats
+  GET  /metrics/resource                          the same as Prometheus metrics
 
 Clients authenticate with a TLS client certificate signed by the cluster CA;
 only the API server's (user kube-apiserver-kubelet-client or
@@ -19,6 +20,10 @@ WebSocket: v5.channel.k8s.io (which adds the CLOSE signal, so stdin can end),
 v4.channel.k8s.io (exit codes as a Status on the error channel), and the
 older channel.k8s.io / base64.channel.k8s.io. Each message starts with its
 channel: 0 stdin, 1 stdout, 2 stderr, 3 error, 4 resize, 255 close (v5).
+
+Port-forward speaks what kubectl 1.31 and later send: SPDY/3.1 tunneled in
+the WebSocket's binary messages; it connects to the pod's localhost ports
+from inside the pod's network namespace (portforward.py).
 """
 
 from __future__ import annotations
@@ -51,7 +56,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from . import crilog
+from . import crilog, portforward
 
 log = logging.getLogger("pinnace.kubelet.server")
 
@@ -84,6 +89,12 @@ class Runtime(Protocol):
                   tty: bool) -> list[str]:
         """The host command that runs ``command`` in the container (for
         example ``runc exec [-t] ID cmd...``); KeyError / LookupError as above."""
+        ...
+
+    def netns_path(self, namespace: str, pod: str) -> str:
+        """The path of the pod's network namespace (/run/netns/...), or ""
+        when the pod uses the host's network (the agent's own namespace);
+        KeyError(message) when there is no such pod."""
         ...
 
     def stats_summary(self) -> dict[str, Any]:
@@ -126,8 +137,9 @@ class KubeletServer:
         for verb in ("GET", "POST"):
             app.router.add_route(verb, "/exec/{ns}/{pod}/{container}", self._exec)
             app.router.add_route(verb, "/attach/{ns}/{pod}/{container}", self._attach)
-            app.router.add_route(verb, "/portForward/{ns}/{pod}", self._not_yet)
+            app.router.add_route(verb, "/portForward/{ns}/{pod}", self._port_forward)
         app.router.add_get("/stats/summary", self._stats)
+        app.router.add_get("/metrics/resource", self._resource_metrics)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False,
                                      shutdown_timeout=1.0)
         await self._runner.setup()
@@ -180,9 +192,17 @@ class KubeletServer:
     async def _stats(self, request: web.Request) -> web.Response:
         return web.json_response(self.runtime.stats_summary())
 
-    async def _not_yet(self, request: web.Request) -> web.Response:
-        what = request.path.split("/")[1]
-        return web.Response(status=501, text=f"{what} is not implemented by this kubelet yet")
+    async def _resource_metrics(self, request: web.Request) -> web.Response:
+        """The kubelet's resource metrics, as metrics-server used to scrape them."""
+        from .stats import resource_metrics
+
+        try:
+            summary: dict[str, Any] | None = self.runtime.stats_summary()
+        except Exception:
+            log.exception("stats for /metrics/resource")
+            summary = None
+        return web.Response(text=resource_metrics(summary),
+                            headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
 
     async def _attach(self, request: web.Request) -> web.StreamResponse:
         """Not yet: a WebSocket client is told so on the error channel, where
@@ -195,6 +215,31 @@ class KubeletServer:
         await Channels(ws, ws.ws_protocol or "").status(
             _status_failure(501, "NotImplemented", message))
         await ws.close()
+        return ws
+
+    async def _port_forward(self, request: web.Request) -> web.StreamResponse:
+        m = request.match_info
+        try:
+            netns = self.runtime.netns_path(m["ns"], m["pod"])
+        except KeyError as e:
+            return web.Response(status=404, text=_message(e))
+        if request.headers.get("Upgrade", "").lower() != "websocket":
+            return web.Response(status=400, text="this kubelet serves port-forward over "
+                                                 f"WebSocket only ({portforward.TUNNEL_PROTOCOL})")
+        ws = web.WebSocketResponse(protocols=(portforward.TUNNEL_PROTOCOL,), max_msg_size=0)
+        if not ws.can_prepare(request).protocol:
+            return web.Response(status=400, text="unable to upgrade: no tunneling spdy "
+                                                 "protocols provided")
+        await ws.prepare(request)
+        where = Path(netns).name if netns else "host"
+
+        def dial(port: int) -> Awaitable[portforward.Stream]:
+            return portforward.connect(netns, port, where)
+
+        try:
+            await portforward.Tunnel(ws, dial, m["pod"]).run()
+        finally:
+            await ws.close()
         return ws
 
     async def _logs(self, request: web.Request) -> web.StreamResponse:

@@ -45,6 +45,11 @@ def require_node() -> None:
 
 
 @pytest.fixture(scope="session")
+def node_packages() -> None:
+    require_node()
+
+
+@pytest.fixture(scope="session")
 def busybox_archive() -> Path:
     require_node()
     out = subprocess.run(["bash", str(REPO / "scripts/test-image.sh")], capture_output=True,

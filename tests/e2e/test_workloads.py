@@ -192,3 +192,56 @@ def test_reboot_brings_pods_back(node, ns):
     assert after["status"]["containerStatuses"][0]["restartCount"] >= 1
     assert cstate(after)["running"]
     assert pod_json(node, ns, "survivor")["metadata"]["uid"] == before["metadata"]["uid"]
+
+
+def test_port_forward_reaches_a_server_in_the_pod(node, ns):
+    import socket
+    import urllib.request
+
+    _apply(node, ns, _pod("pf", _c("web", "mkdir -p /www && echo forwarded > /www/index.html && "
+                                          "httpd -f -p 127.0.0.1:8080 -h /www")))
+    wait_pod(node, ns, "pf", _running, what="Running")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        local = s.getsockname()[1]
+    env = dict(os.environ, KUBECONFIG=str(node.kubeconfig))
+    proc = subprocess.Popen([KUBECTL, "port-forward", "-n", ns, "pod/pf", f"{local}:8080"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
+    try:
+        def get() -> str:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{local}/", timeout=5) as r:
+                    return r.read().decode()
+            except OSError:
+                return ""
+        # The server listens on the pod's loopback only: reached inside its network namespace.
+        assert wait_for(get, timeout=20, interval=0.3, what="the forwarded port").strip() == "forwarded"
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_top_pod_and_node(node, ns):
+    _apply(node, ns, _pod("busy", _c("c", "while true; do :; done")))
+    wait_pod(node, ns, "busy", _running, what="Running")
+    out = wait_for(lambda: node.kubectl("top", "pod", "busy", "-n", ns, check=False).stdout,
+                   timeout=30, interval=1, what="kubectl top pod")
+    name, cpu, mem = out.splitlines()[1].split()
+    assert name == "busy" and cpu.endswith("m") and int(cpu[:-1]) > 50 and mem.endswith("Mi")
+    nodes = node.kubectl("top", "node").stdout
+    assert "CPU(cores)" in nodes and len(nodes.splitlines()) == 2
+
+
+def test_service_account_token_is_mounted(node, ns):
+    _apply(node, ns, _pod("sa", _c("c", "sleep 3600")))
+    wait_pod(node, ns, "sa", _running, what="Running")
+    d = "/var/run/secrets/kubernetes.io/serviceaccount"
+    assert node.kubectl("exec", "sa", "-n", ns, "--", "cat", f"{d}/namespace").stdout == ns
+    token = node.kubectl("exec", "sa", "-n", ns, "--", "cat", f"{d}/token").stdout
+    assert token.count(".") == 2
+    assert "BEGIN CERTIFICATE" in node.kubectl("exec", "sa", "-n", ns, "--", "cat", f"{d}/ca.crt").stdout
+    # The token is the pod's own: the API server accepts it.
+    review = node.kubectl("create", "-f", "-", "-o", "json", input=json.dumps({
+        "apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview", "spec": {"token": token}})).stdout
+    st = json.loads(review)["status"]
+    assert st["authenticated"] and st["user"]["username"] == f"system:serviceaccount:{ns}:default"

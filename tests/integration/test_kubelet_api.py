@@ -1,8 +1,9 @@
 """The kubelet API (pinnace.kubelet.server) behind a real API server, driven
-by the real kubectl: `kubectl logs` (with --tail, --timestamps, -f) and
-`kubectl exec` (output, exit codes, stdin) reach a kubelet that serves a
-fake runtime: its log is a CRI file the test writes, its exec runs the
-command on this host.
+by the real kubectl: `kubectl logs` (with --tail, --timestamps, -f),
+`kubectl exec` (output, exit codes, stdin) and `kubectl port-forward` reach
+a kubelet that serves a fake runtime: its log is a CRI file the test writes,
+its exec runs the command on this host, and its pods use the host's network
+(a small HTTP server on a loopback port stands for the pod's).
 
 The kubelet runs in its own thread and event loop, so the synchronous
 kubectl calls of the test never stall it.
@@ -11,7 +12,12 @@ kubectl calls of the test never stall it.
 from __future__ import annotations
 
 import asyncio
+import http.client
+import http.server
 import json
+import os
+import queue
+import re
 import socket
 import ssl
 import subprocess
@@ -59,6 +65,11 @@ class FakeRuntime:
         if container != "c":
             raise KeyError(f'container "{container}" in pod "{pod}" not found')
         return list(command)
+
+    def netns_path(self, namespace: str, pod: str) -> str:
+        if pod == "ghost":
+            raise KeyError(f'pod "{pod}" not found')
+        return ""  # the host's network, as a hostNetwork pod
 
     def stats_summary(self) -> dict[str, Any]:
         return {"node": {"nodeName": "test"}, "pods": []}
@@ -323,3 +334,168 @@ def test_kubelet_wants_a_client_certificate(server: Server, namespace: str, pod:
     client = (tls / "apiserver-kubelet-client.crt", tls / "apiserver-kubelet-client.key")
     if client[0].exists():  # made by the API server on its first call to a kubelet
         assert get("/stats/summary", client)[0] == 200
+
+
+# -- port-forward ------------------------------------------------------------------
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self) -> None:
+        if self.path.startswith("/slow"):
+            time.sleep(1.0)
+        self._answer(f"hello from {self.path}".encode())
+
+    def do_POST(self) -> None:
+        self._answer(self.rfile.read(int(self.headers["Content-Length"])))
+
+    def _answer(self, body: bytes) -> None:
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def pod_server() -> Iterator[int]:
+    """The pod's HTTP server: its port on 127.0.0.1."""
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    httpd.daemon_threads = True
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield httpd.server_address[1]
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(10)
+
+
+def running(server: Server, ns: str, name: str) -> None:
+    """kubectl port-forward wants the pod Running."""
+    http_ = server.http()
+    code, body = http_.call("GET", f"/api/v1/namespaces/{ns}/pods/{name}")
+    assert code == 200, body
+    body["status"] = {"phase": "Running", "podIP": "127.0.0.1"}
+    code, body = http_.call("PUT", f"/api/v1/namespaces/{ns}/pods/{name}/status", body)
+    assert code == 200, body
+
+
+class PortForward:
+    """`kubectl port-forward pod/NAME :PORT` in the background; ``local`` is the
+    port kubectl listens on. Killed by ``close`` whatever happened."""
+
+    def __init__(self, server: Server, ns: str, pod: str, port: int):
+        env = {"KUBECONFIG": str(server.kubeconfig), "PATH": "/usr/bin:/bin"}
+        self.proc = subprocess.Popen([KUBECTL, "-n", ns, "port-forward", f"pod/{pod}",
+                                      f":{port}"], stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True, env=env)
+        self.lines: queue.Queue[str] = queue.Queue()
+        self.stderr: list[str] = []
+        assert self.proc.stdout is not None and self.proc.stderr is not None
+        threading.Thread(target=self._read, args=(self.proc.stdout, self.lines.put),
+                         daemon=True).start()
+        threading.Thread(target=self._read, args=(self.proc.stderr, self.stderr.append),
+                         daemon=True).start()
+        self.local = 0
+
+    @staticmethod
+    def _read(stream: Any, put: Callable[[str], None]) -> None:
+        for line in stream:
+            put(line)
+
+    def ready(self, timeout: float = 30) -> int:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                line = self.lines.get(timeout=0.2)
+            except queue.Empty:
+                if self.proc.poll() is not None:
+                    break
+                continue
+            m = re.match(r"Forwarding from 127\.0\.0\.1:(\d+) ->", line)
+            if m:
+                self.local = int(m.group(1))
+                return self.local
+        raise AssertionError(f"kubectl port-forward did not start: {''.join(self.stderr)}")
+
+    def wait(self, timeout: float = 20) -> int:
+        return self.proc.wait(timeout)
+
+    def close(self) -> None:
+        self.proc.kill()
+        self.proc.wait(10)
+
+
+def fetch(port: int, path: str, body: bytes | None = None, timeout: float = 20) -> bytes:
+    req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=body,
+                                 method="POST" if body is not None else "GET")
+    with urllib.request.urlopen(req, timeout=timeout) as resp:
+        return bytes(resp.read())
+
+
+def test_port_forward(server: Server, namespace: str, pod: str, pod_server: int) -> None:
+    running(server, namespace, pod)
+    pf = PortForward(server, namespace, pod, pod_server)
+    try:
+        local = pf.ready()
+        assert fetch(local, "/one") == b"hello from /one"
+        assert fetch(local, "/two") == b"hello from /two"
+        big = os.urandom(3 << 20)  # both ways, in many frames
+        assert fetch(local, "/echo", big) == big
+        # Two connections at once, each waiting a second for its answer.
+        results: dict[str, bytes] = {}
+        start = time.monotonic()
+        threads = [threading.Thread(target=lambda p=p: results.__setitem__(p, fetch(local, p)))
+                   for p in ("/slow/a", "/slow/b")]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(20)
+        assert results == {"/slow/a": b"hello from /slow/a", "/slow/b": b"hello from /slow/b"}
+        assert time.monotonic() - start < 1.9
+        assert pf.proc.poll() is None, "".join(pf.stderr)
+    finally:
+        pf.close()
+
+
+def test_port_forward_refused(server: Server, namespace: str, pod: str) -> None:
+    running(server, namespace, pod)
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        closed = sock.getsockname()[1]
+    pf = PortForward(server, namespace, pod, closed)
+    try:
+        local = pf.ready()
+        with pytest.raises((urllib.error.URLError, ConnectionError, http.client.HTTPException)):
+            fetch(local, "/")
+        # kubectl reports the kubelet's words and gives the session up.
+        assert pf.wait() == 1
+        err = "".join(pf.stderr)
+        assert f"error forwarding port {closed} to pod p, uid : failed to connect to " \
+               f"localhost:{closed} inside namespace" in err, err
+        assert f"IPv4: dial tcp4 127.0.0.1:{closed}: connect: connection refused" in err, err
+        assert "lost connection to pod" in err, err
+    finally:
+        pf.close()
+
+
+def test_port_forward_failures(server: Server, namespace: str, kubelet: KubeletThread) -> None:
+    node = f"kl-{namespace}"[:60]
+    make_node(server, node, kubelet.kubelet.port)
+    make_pod(server, namespace, "ghost", node)  # the kubelet does not know it
+    running(server, namespace, "ghost")
+    sim = f"sim-{namespace}"[:60]
+    make_node(server, sim, 10250, address="10.255.255.1", runtime_version="sim://1.0")
+    make_pod(server, namespace, "s", sim)
+    running(server, namespace, "s")
+    k = server.kubectl
+    ghost = k("-n", namespace, "port-forward", "pod/ghost", ":80", check=False, timeout=30)
+    assert ghost.returncode == 1
+    assert "ghost" in ghost.stderr and "not found" in ghost.stderr, ghost.stderr
+    s = k("-n", namespace, "port-forward", "pod/s", ":80", check=False, timeout=30)
+    assert s.returncode == 1 and "runs no kubelet" in s.stderr, s.stderr

@@ -18,10 +18,10 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from conftest import Server, wait_for
 
 from pinnace.client import Client, load_kubeconfig
 from pinnace.kubelet.sim import SimNodes, node_names
+from tests.conftest import Server, wait_for
 
 
 class SimThread:

@@ -1,0 +1,232 @@
+"""Pod start on a real node, next to the bare OCI runtime, and the agent's memory.
+
+    sudo python bench/node_pod_start.py            # 1, 10 and 50 pods at once
+    sudo python bench/node_pod_start.py --quick    # 1 and 5 pods (< 30 s)
+
+Needs root (the agent makes namespaces, mounts and cgroups) and the packages
+scripts/test.sh installs. Starts `pinnace server` with its agent in a temp
+data dir, imports the busybox test image (scripts/test-image.sh), then for
+each batch size N creates N pods at once (image present, `sleep`) and
+records, per pod, POST -> first seen Running by a watch. The baseline, in
+the same run: N containers of the same image started at once by the bare
+runtime the agent uses (overlay mount + `runc run -d` of a bundle), timed
+per container. Reports p50/p99 of both, their ratio (the agent's overhead
+per pod), the agent's RSS with the pods running, and the RSS of the whole
+`pinnace server` process tree. Targets (issue 9): p99 <= 1 s for 50 pods,
+overhead <= 3x the bare runtime, agent RSS <= 60 MB with 50 pods, the whole
+server <= 200 MB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from _common import (
+    REPO,
+    child_pids,
+    console,
+    machine_note,
+    percentile,
+    print_table,
+    process_tree,
+    progress,
+    rss_mb,
+    start_server,
+    verdict,
+)
+
+from pinnace.client import Client, load_kubeconfig
+from pinnace.kubelet import ocispec
+from pinnace.kubelet.images import ImageStore, image_root
+from pinnace.kubelet.oci import mount_overlay, unmount
+
+NAMESPACE = "bench"
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def build_image() -> Path:
+    out = subprocess.run(["bash", str(REPO / "scripts/test-image.sh")], capture_output=True,
+                         text=True, check=True)
+    return Path(out.stdout.strip().splitlines()[-1])
+
+
+async def bare_runtime(n: int, layers: list[Path], work: Path, runtime: str) -> list[float]:
+    """Seconds per container for n containers started at once by the bare runtime."""
+    state = work / "state"
+
+    async def one(i: int) -> float:
+        b = work / f"c{i}"
+        for d in ("upper", "work", "rootfs"):
+            (b / d).mkdir(parents=True, exist_ok=True)
+        start = time.monotonic()
+        await asyncio.to_thread(mount_overlay, list(reversed(layers)), b / "upper", b / "work",
+                                b / "rootfs")
+        cfg = ocispec.config(args=["sleep", "3600"], env=["PATH=/bin"], cwd="/", uid=0, gid=0,
+                             groups=[], rootfs=str(b / "rootfs"), readonly_root=False,
+                             hostname="bare", namespaces=[{"type": t} for t in (
+                                 "mount", "pid", "ipc", "uts", "network")],
+                             cgroups_path=f"/pinnace-bench/c{i}", linux_resources={},
+                             caps=ocispec.capabilities({}), privileged=False,
+                             no_new_privileges=False, mounts=[])
+        (b / "config.json").write_text(json.dumps(cfg))
+        # A detached container keeps runc's stdio: a pipe would never close.
+        with open(b / "runc.err", "wb") as err:
+            proc = await asyncio.create_subprocess_exec(
+                runtime, "--root", str(state), "run", "-d", "--bundle", str(b), f"bench-c{i}",
+                stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL, stderr=err)
+            await proc.wait()
+        if proc.returncode:
+            raise RuntimeError((b / "runc.err").read_text())
+        return time.monotonic() - start
+
+    try:
+        return sorted(await asyncio.gather(*(one(i) for i in range(n))))
+    finally:
+        for i in range(n):
+            subprocess.run([runtime, "--root", str(state), "delete", "-f", f"bench-c{i}"],
+                           capture_output=True)
+            unmount(work / f"c{i}" / "rootfs")
+        shutil.rmtree(work, ignore_errors=True)
+        for h in Path("/sys/fs/cgroup").iterdir():
+            try:
+                (h / "pinnace-bench").rmdir()
+            except OSError:
+                pass
+
+
+async def agent_pods(kubeconfig: Path, n: int, batch: str) -> list[float]:
+    """Seconds from POST to first seen Running, per pod, for n pods posted at once."""
+    async with Client(load_kubeconfig(kubeconfig)) as client:
+        pods = client.resource("v1", "pods")
+        posted: dict[str, float] = {}
+        running: dict[str, float] = {}
+        done = asyncio.Event()
+
+        async def watch() -> None:
+            async for _, obj in pods.watch(NAMESPACE, label_selector=f"batch={batch}"):
+                name = obj["metadata"]["name"]
+                if obj.get("status", {}).get("phase") == "Running" and name not in running:
+                    running[name] = time.monotonic()
+                    if len(running) == n:
+                        done.set()
+                        return
+
+        watcher = asyncio.create_task(watch())
+        await asyncio.sleep(0.2)
+
+        async def create(i: int) -> None:
+            name = f"{batch}-{i}"
+            posted[name] = time.monotonic()
+            await pods.create({"apiVersion": "v1", "kind": "Pod",
+                               "metadata": {"name": name, "labels": {"batch": batch}},
+                               "spec": {"terminationGracePeriodSeconds": 0, "containers": [{
+                                   "name": "c", "image": "busybox:1.36",
+                                   "command": ["sleep", "3600"]}]}}, NAMESPACE)
+
+        await asyncio.gather(*(create(i) for i in range(n)))
+        try:
+            await asyncio.wait_for(asyncio.shield(done.wait()), 120)
+        finally:
+            watcher.cancel()
+        if watcher.done() and not watcher.cancelled() and watcher.exception():
+            raise RuntimeError("watch failed") from watcher.exception()
+        return sorted(running[k] - posted[k] for k in running)
+
+
+async def delete_batch(kubeconfig: Path, batch: str) -> None:
+    async with Client(load_kubeconfig(kubeconfig)) as client:
+        pods = client.resource("v1", "pods")
+        await client.request("DELETE", f"/api/v1/namespaces/{NAMESPACE}/pods",
+                             params={"labelSelector": f"batch={batch}"})
+        for _ in range(600):
+            if not (await pods.list(NAMESPACE, label_selector=f"batch={batch}"))["items"]:
+                return
+            await asyncio.sleep(0.1)
+
+
+async def wait_node_ready(kubeconfig: Path) -> None:
+    async with Client(load_kubeconfig(kubeconfig)) as client:
+        for _ in range(600):
+            try:
+                nodes = (await client.resource("v1", "nodes").list())["items"]
+                if any(c["type"] == "Ready" and c["status"] == "True"
+                       for n in nodes for c in n["status"].get("conditions", [])):
+                    await client.resource("v1", "namespaces").create(
+                        {"apiVersion": "v1", "kind": "Namespace",
+                         "metadata": {"name": NAMESPACE}})
+                    await asyncio.sleep(1)  # the namespace's default ServiceAccount
+                    return
+            except OSError:
+                pass
+            await asyncio.sleep(0.1)
+    raise RuntimeError("the node never became Ready")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="1 and 5 pods")
+    ap.add_argument("--sizes", default="", help="comma-separated batch sizes (default 1,10,50)")
+    args = ap.parse_args()
+    if os.geteuid() != 0:
+        console.print("node_pod_start: needs root (the node agent makes namespaces and mounts); "
+                      "skipped")
+        return 0
+    sizes = [int(x) for x in args.sizes.split(",") if x] or ([1, 5] if args.quick else [1, 10, 50])
+    archive = build_image()
+    data = Path(tempfile.mkdtemp(prefix="pinnace-node-bench-"))
+    subprocess.run([sys.executable, "-m", "pinnace.cli.main", "image", "import", "--data-dir",
+                    str(data), str(archive)], check=True, capture_output=True)
+    image = ImageStore(image_root(data)).get("busybox:1.36")
+    assert image is not None
+    runtime = shutil.which("runc") or "runc"
+    server = start_server(data, "--kubelet-port", str(free_port()), command="server", timeout=60)
+    rows: list[list[Any]] = []
+    mem: list[list[Any]] = []
+    try:
+        asyncio.run(wait_node_ready(server.kubeconfig))
+        with progress() as bar:
+            task = bar.add_task("pod batches", total=len(sizes))
+            for n in sizes:
+                bare = asyncio.run(bare_runtime(n, image.layers, data / "bare", runtime))
+                agent = asyncio.run(agent_pods(server.kubeconfig, n, f"b{n}"))
+                agent_pid = child_pids(server.pid).get("agent", 0)
+                mem.append([f"{n} pods running", rss_mb(agent_pid) if agent_pid else float("nan"),
+                            sum(rss_mb(p) for p in process_tree(server.pid))])
+                p99 = percentile(agent, 0.99)
+                ratio = percentile(agent, 0.5) / max(percentile(bare, 0.5), 1e-6)
+                rows.append([n, percentile(bare, 0.5) * 1000, percentile(bare, 0.99) * 1000,
+                             percentile(agent, 0.5) * 1000, p99 * 1000, f"{ratio:.1f}x",
+                             verdict(p99 <= 1.0 and ratio <= 3.0) if n >= 50 else ""])
+                asyncio.run(delete_batch(server.kubeconfig, f"b{n}"))
+                bar.advance(task)
+    finally:
+        server.stop()
+        subprocess.run([sys.executable, "-m", "pinnace.cli.main", "agent", "--reset",
+                        "--data-dir", str(data)], capture_output=True)
+        shutil.rmtree(data, ignore_errors=True)
+    print_table(f"Pod start on one real node ({machine_note()}, {Path(runtime).name})",
+                ["pods at once", "bare p50 ms", "bare p99 ms", "agent p50 ms", "agent p99 ms",
+                 "agent/bare p50", "target (p99 <= 1 s, <= 3x)"], rows)
+    print_table("Memory (RSS, MB)", ["when", "agent", "whole pinnace server"], mem)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
