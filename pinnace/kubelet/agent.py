@@ -49,6 +49,7 @@ STATUS_INTERVAL = 10.0      # nodeStatusUpdateFrequency: looked at this often...
 STATUS_REPORT_EVERY = 60.0  # ...sent when changed, or at least this often
 HOUSEKEEPING_INTERVAL = 2.0
 VOLUME_REFRESH_INTERVAL = 5.0
+IMAGE_GC_INTERVAL = 300.0
 MAX_PODS = 110
 
 
@@ -126,6 +127,7 @@ class Agent:
             log.info("node %s ready (%s %s)", self.node_name, self.runtime.name,
                      self.runtime.version())
             await asyncio.gather(beats, self._housekeeping(), self._refresh_volumes(),
+                                 self._image_gc(),
                                  *(self._worker() for _ in range(self.workers)))
         finally:
             if beats is not None:
@@ -400,6 +402,19 @@ class Agent:
                         await self.volumes.refresh(pod)
                     except Exception as e:  # one pod's trouble must not stop the others'
                         log.info("refreshing volumes of %s: %s", key_of(pod), e)
+
+    async def _image_gc(self) -> None:
+        """Unused images go when the disk fills (the kubelet's 85 % / 80 %)."""
+        while True:
+            await asyncio.sleep(IMAGE_GC_INTERVAL)
+            in_use = {r.image_id for r in self.pods.records.values() if r.image_id}
+            in_use |= {c.get("image") or "" for p in self.pod_informer.objects()
+                       for c in [*(p["spec"].get("initContainers") or []),
+                                 *(p["spec"].get("containers") or [])]}
+            try:
+                await asyncio.to_thread(self.images.collect_garbage, in_use - {""})
+            except Exception as e:  # never let a GC problem stop the node
+                log.warning("image garbage collection: %s", e)
 
     def _service_env(self, pod: Obj) -> dict[str, str]:
         from .envvars import service_env

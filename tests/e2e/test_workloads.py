@@ -245,3 +245,50 @@ def test_service_account_token_is_mounted(node, ns):
         "apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview", "spec": {"token": token}})).stdout
     st = json.loads(review)["status"]
     assert st["authenticated"] and st["user"]["username"] == f"system:serviceaccount:{ns}:default"
+
+
+def test_sidecar_starts_before_and_runs_beside_the_main_container(node, ns):
+    sidecar = _c("side", "echo side-up > /shared/flag; sleep 3600", restartPolicy="Always",
+                 volumeMounts=[{"name": "s", "mountPath": "/shared"}])
+    main = _c("main", "cat /shared/flag; sleep 3600", volumeMounts=[{"name": "s", "mountPath": "/shared"}])
+    _apply(node, ns, _pod("side", main, initContainers=[sidecar], volumes=[{"name": "s", "emptyDir": {}}]))
+    p = wait_pod(node, ns, "side", lambda p: _running(p) and p["status"]["initContainerStatuses"][0]
+                 ["state"].get("running"), what="sidecar and main container running")
+    assert p["status"]["initContainerStatuses"][0]["started"]
+    assert "2/2" in node.kubectl("get", "pod", "side", "-n", ns).stdout
+    assert wait_for(lambda: node.kubectl("logs", "side", "-c", "main", "-n", ns, check=False).stdout,
+                    timeout=10) == "side-up\n"
+
+
+def test_set_image_on_a_bare_pod_restarts_that_container(node, ns):
+    _apply(node, ns, _pod("img", _c("c", "sleep 3600")))
+    before = wait_pod(node, ns, "img", _running, what="Running")
+    node.kubectl("set", "image", "pod/img", "-n", ns, "c=busybox:latest")
+    after = wait_pod(node, ns, "img", lambda p: _running(p) and
+                     p["status"]["containerStatuses"][0]["image"].endswith("busybox:latest"),
+                     timeout=60, what="running the new image")
+    assert after["status"]["containerStatuses"][0]["restartCount"] == 1
+    assert after["status"]["containerStatuses"][0]["containerID"] != \
+        before["status"]["containerStatuses"][0]["containerID"]
+
+
+def test_host_network_pod_sees_the_host_interfaces(node, ns):
+    _apply(node, ns, _pod("hostnet", _c("c", "sleep 3600"), hostNetwork=True))
+    p = wait_pod(node, ns, "hostnet", _running, what="Running")
+    assert p["status"]["podIP"] == p["status"]["hostIP"]
+    links = node.kubectl("exec", "hostnet", "-n", ns, "--", "ip", "-o", "link").stdout
+    assert "pinnace0" in links
+
+
+def test_image_pulled_from_a_local_registry(node, ns, tmp_path, busybox_archive):
+    from tests.e2e.registry import push_oci_archive, run_registry
+
+    with run_registry(tmp_path / "registry") as reg:
+        push_oci_archive(reg, busybox_archive, "team/tools", "7")
+        ref = f"{reg.host}/team/tools:7"
+        _apply(node, ns, _pod("pulled", {"name": "c", "image": ref, "command": ["sleep", "3600"]}))
+        p = wait_pod(node, ns, "pulled", _running, timeout=90, what="Running from the pulled image")
+    c = p["status"]["containerStatuses"][0]
+    assert c["image"] == ref and c["imageID"]
+    events = node.kubectl("get", "events", "-n", ns, "--field-selector", "involvedObject.name=pulled").stdout
+    assert "Pulling" in events and "Successfully pulled image" in events, events
