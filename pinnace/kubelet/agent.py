@@ -58,7 +58,7 @@ class Agent:
                  runtime: str = "", cluster_dns: list[str] | None = None,
                  cluster_domain: str = "cluster.local", insecure_registries: set[str] | None = None,
                  kubelet_port: int = 10250, ca_file: Path | None = None,
-                 tls_dir: Path | None = None, workers: int = 8, labels: dict[str, str] | None = None):
+                 tls_dir: Path | None = None, workers: int = 16, labels: dict[str, str] | None = None):
         from .images import ImageStore, image_root
         from .network import PodNetwork
         from .volumes import VolumeManager
@@ -461,6 +461,12 @@ class Agent:
             raise KeyError(f'container "{container}" in pod "{pod}" is not running')
         return self.runtime.exec_argv(rec, command, tty)
 
+    def attach_socket(self, namespace: str, pod: str, container: str) -> tuple[Path, Path | None]:
+        rec = self.pods.find(namespace, pod, container)
+        if self.runtime.state(rec).status != RUNNING:
+            raise KeyError(f'container "{container}" in pod "{pod}" is not running')
+        return self.runtime.attach_socket(rec)
+
     def netns_path(self, namespace: str, pod: str) -> str:
         obj = self.pod_informer.get(f"{namespace}/{pod}")
         if obj is None:
@@ -495,6 +501,13 @@ def _strip(status: Obj) -> Obj:
 
 
 async def run_agent(kubeconfig: str | None, data_dir: Path, **options: Any) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    # Netlink calls, mounts and the runtime's create wait more than they
+    # compute: the default pool (CPUs + 4 threads) would queue pods behind
+    # each other when many start at once.
+    asyncio.get_running_loop().set_default_executor(
+        ThreadPoolExecutor(max_workers=32, thread_name_prefix="agent"))
     config = auto_config(kubeconfig)
     ca = None
     if config.ca_data:

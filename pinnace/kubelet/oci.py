@@ -238,9 +238,13 @@ class OCIRuntime:
 
     # -- lifecycle ----------------------------------------------------------------
 
-    async def create(self, rec: Record, config: Obj, *, rootfs_layers: list[Path] | None = None) -> None:
+    async def create(self, rec: Record, config: Obj, *, rootfs_layers: list[Path] | None = None,
+                     stdin: bool = False, stdin_once: bool = False, tty: bool = False) -> None:
         """Write the bundle, mount the root filesystem and have conmon run
-        `runtime create`. Raises OCIError with the runtime's message."""
+        `runtime create`. Raises OCIError with the runtime's message.
+        ``tty`` gives the process a terminal (conmon holds its other end);
+        ``stdin`` keeps a pipe open for what `attach` writes, closed when the
+        first attach ends if ``stdin_once`` (the container spec's fields)."""
         b = self.bundle(rec.id)
         b.mkdir(parents=True, exist_ok=True)
         (b / "persist").mkdir(exist_ok=True)
@@ -254,16 +258,24 @@ class OCIRuntime:
                                     b / "upper", b / "work", b / "rootfs")
         else:
             (b / "rootfs").mkdir(exist_ok=True)
-        config = {**config, "root": {**config["root"], "path": str(b / "rootfs")}}
+        config = {**config, "root": {**config["root"], "path": str(b / "rootfs")},
+                  "process": {**config["process"], "terminal": tty}}
         (b / "config.json").write_text(json.dumps(config))
         if rec.log_path:
             Path(rec.log_path).parent.mkdir(parents=True, exist_ok=True)
         for stale in (self.root / "exits" / rec.id, b / "pid", b / "persist" / "oom",
                       b / "persist" / "exit"):
             stale.unlink(missing_ok=True)
-        await asyncio.to_thread(self._conmon, rec, b)
+        # As CRI-O starts conmon: a terminal carries stdin itself; a stdin
+        # pipe is closed when an attach ends unless the spec keeps it open.
+        streams: list[str] = []
+        if tty:
+            streams = ["-t"]
+        elif stdin:
+            streams = ["-i"] if stdin_once else ["-i", "--leave-stdin-open"]
+        await asyncio.to_thread(self._conmon, rec, b, streams)
 
-    def _conmon(self, rec: Record, b: Path) -> None:
+    def _conmon(self, rec: Record, b: Path, streams: list[str] | None = None) -> None:
         sync_r, sync_w = os.pipe()
         env = {k: v for k, v in os.environ.items() if not k.startswith("NOTIFY_SOCKET")}
         env["_OCI_SYNCPIPE"] = str(sync_w)
@@ -273,7 +285,7 @@ class OCIRuntime:
                 "-b", str(b), "-p", str(b / "pid"), "-P", str(b / "conmon.pid"),
                 "--exit-dir", str(self.root / "exits"), "-0", str(b / "persist"),
                 "--socket-dir-path", str(self.root / "sock"), "--log-level", "error", "--syslog"]
-        args += ["-l", f"k8s-file:{rec.log_path}" if rec.log_path else "none:"]
+        args += ["-l", f"k8s-file:{rec.log_path}" if rec.log_path else "none:", *(streams or [])]
         # conmon forks to stay with the container: a pipe on its stderr would
         # never close, so its complaints go to a file.
         err_path = b / "conmon.err"
@@ -375,6 +387,19 @@ class OCIRuntime:
 
     def exec_argv(self, rec: Record, command: list[str], tty: bool) -> list[str]:
         return self._cmd("exec", *(["-t"] if tty else []), rec.id, *command)
+
+    def attach_socket(self, rec: Record) -> tuple[Path, Path | None]:
+        """conmon's attach socket for the container (SOCK_SEQPACKET: each
+        packet read is one chunk of output after a byte naming its pipe, 1
+        stdout or 2 stderr; each packet written goes to the container's
+        stdin), and its control fifo when the container has a terminal
+        (a line "1 HEIGHT WIDTH" resizes it), else None."""
+        b = self.bundle(rec.id)
+        try:
+            terminal = bool(json.loads((b / "config.json").read_text())["process"].get("terminal"))
+        except (OSError, ValueError, KeyError, AttributeError):
+            terminal = False
+        return b / "attach", (b / "ctl" if terminal else None)
 
     def cgroup_path(self, rec: Record) -> str:
         try:

@@ -5,7 +5,7 @@
   GET  /containerLogs/{ns}/{pod}/{container}      follow, previous, tailLines, sinceSeconds,
                                                   sinceTime, timestamps, limitBytes, stream
   GET|POST /exec/{ns}/{pod}/{container}           WebSocket: command=..&stdin=1&stdout=1&stderr=1&tty=1
-  GET|POST /attach/{ns}/{pod}/{container}         not yet: 501 (on the error channel for WebSocket)
+  GET|POST /attach/{ns}/{pod}/{container}         WebSocket: stdin=1&stdout=1&stderr=1&tty=1
   GET|POST /portForward/{ns}/{pod}                WebSocket, SPDY/3.1+portforward.k8s.io (portforward.py)
   GET  /stats/summary                             the runtime's stats
   GET  /metrics/resource                          the same as Prometheus metrics
@@ -15,7 +15,7 @@ only the API server's (user kube-apiserver-kubelet-client or
 system:kube-apiserver) and members of system:masters are let in. Errors are
 plain text, as the kubelet writes them; the API server words them for kubectl.
 
-Exec speaks the channel protocols of k8s.io/apimachinery remotecommand over
+Exec and attach speak the channel protocols of k8s.io/apimachinery remotecommand over
 WebSocket: v5.channel.k8s.io (which adds the CLOSE signal, so stdin can end),
 v4.channel.k8s.io (exit codes as a Status on the error channel), and the
 older channel.k8s.io / base64.channel.k8s.io. Each message starts with its
@@ -89,6 +89,14 @@ class Runtime(Protocol):
                   tty: bool) -> list[str]:
         """The host command that runs ``command`` in the container (for
         example ``runc exec [-t] ID cmd...``); KeyError / LookupError as above."""
+        ...
+
+    def attach_socket(self, namespace: str, pod: str, container: str
+                      ) -> tuple[Path, Path | None]:
+        """conmon's attach socket for the running container (SOCK_SEQPACKET:
+        output arrives as packets whose first byte names the pipe, 1 stdout
+        or 2 stderr; packets sent are its stdin), and its control fifo when
+        the container has a terminal, else None; KeyError / LookupError as above."""
         ...
 
     def netns_path(self, namespace: str, pod: str) -> str:
@@ -205,16 +213,51 @@ class KubeletServer:
                             headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
 
     async def _attach(self, request: web.Request) -> web.StreamResponse:
-        """Not yet: a WebSocket client is told so on the error channel, where
-        kubectl shows it."""
-        message = "attach is not implemented by this kubelet yet"
+        """The container's own stdin and output, through conmon's attach
+        socket. Whether it is a terminal is the container's (as the kubelet
+        takes tty from the pod spec); a terminal has no stderr."""
+        m = request.match_info
+        try:
+            stdin, stdout, stderr, _ = (_flag(request.query, k) for k in (
+                "stdin", "stdout", "stderr", "tty"))  # tty is the container's, not the client's
+        except BadRequest as e:
+            return web.Response(status=e.code, text=e.message)
+        if not (stdin or stdout or stderr):
+            return web.Response(status=400,
+                                text="you must specify at least 1 of stdin, stdout, stderr")
         if request.headers.get("Upgrade", "").lower() != "websocket":
-            return web.Response(status=501, text=message)
-        ws = web.WebSocketResponse(protocols=PROTOCOLS)
+            return web.Response(status=400, text="this kubelet serves attach over WebSocket "
+                                                 f"only ({', '.join(PROTOCOLS)})")
+        failure: dict[str, Any] | None = None
+        path, ctl = Path(), None
+        try:
+            path, ctl = self.runtime.attach_socket(m["ns"], m["pod"], m["container"])
+        except KeyError as e:
+            failure = _status_failure(404, "NotFound", _message(e))
+        except LookupError as e:
+            failure = _status_failure(400, "BadRequest", _message(e))
+        ws = web.WebSocketResponse(protocols=PROTOCOLS, max_msg_size=0)
         await ws.prepare(request)
-        await Channels(ws, ws.ws_protocol or "").status(
-            _status_failure(501, "NotImplemented", message))
-        await ws.close()
+        chans = Channels(ws, ws.ws_protocol or "")
+        conn: _Attached | None = None
+        try:
+            if failure is None:
+                try:
+                    conn = await _Attached.connect(path, ctl)
+                except OSError as e:
+                    msg = f"error attaching to container: {e}"
+                    failure = _status_failure(500, "InternalError",
+                                              f"Internal error occurred: {msg}")
+            if conn is None:
+                await chans.status(failure or {})
+            else:
+                stderr = stderr and ctl is None
+                await chans.send(STDOUT if stdout else STDERR if stderr else ERROR, b"")
+                outcome = await _attach_session(chans, conn, stdin, stdout, stderr)
+                if outcome is not None:
+                    await chans.status(outcome)
+        finally:
+            await ws.close()
         return ws
 
     async def _port_forward(self, request: web.Request) -> web.StreamResponse:
@@ -510,7 +553,7 @@ async def _pump(read: Callable[[], Awaitable[bytes]], chans: Channels, channel: 
         await chans.send(channel, data)
 
 
-async def _inbound(chans: Channels, proc: _Process, stdin: bool, tty: bool) -> None:
+async def _inbound(chans: Channels, proc: _Input, stdin: bool, tty: bool) -> None:
     """The client's messages: stdin, terminal size, CLOSE. Ends when the
     client closes the connection."""
     async for msg in chans.ws:
@@ -530,12 +573,15 @@ async def _inbound(chans: Channels, proc: _Process, stdin: bool, tty: bool) -> N
             await proc.close_stdin()
 
 
-class _Process(Protocol):
-    async def start(self) -> None: ...
-    def outputs(self) -> list[tuple[int, Callable[[], Awaitable[bytes]]]]: ...
+class _Input(Protocol):
     async def write(self, data: bytes) -> None: ...
     async def close_stdin(self) -> None: ...
     def resize(self, width: int, height: int) -> None: ...
+
+
+class _Process(_Input, Protocol):
+    async def start(self) -> None: ...
+    def outputs(self) -> list[tuple[int, Callable[[], Awaitable[bytes]]]]: ...
     async def wait(self) -> int: ...
     def kill(self) -> None: ...
     def close(self) -> None: ...
@@ -661,6 +707,102 @@ class _TTYProcess:
         if self.master >= 0:
             os.close(self.master)
             self.master = -1
+
+
+# -- attaching to a container ---------------------------------------------------
+
+_ATTACH_READ = 8192 + 1  # conmon reads its pipes 8 KiB at a time (STDIO_BUF_SIZE), plus the pipe byte
+_ATTACH_WRITE = 8192  # stdin per packet; conmon reads at most 32 KiB of one and drops the rest
+_UNIX_PATH_MAX = 107  # bytes of sun_path before the terminating NUL
+_RESIZE_EVENT = 1  # conmon's ctl fifo: "1 HEIGHT WIDTH\n"
+
+
+class _Attached:
+    """A connection to conmon's attach socket (conmon/src/conn_sock.c); the
+    control fifo, when the container has a terminal, takes its size."""
+
+    def __init__(self, sock: socket.socket, ctl: Path | None):
+        self.sock = sock
+        self.ctl = -1
+        if ctl is not None:
+            with contextlib.suppress(OSError):  # conmon holds the fifo's read end
+                self.ctl = os.open(ctl, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+
+    @classmethod
+    async def connect(cls, path: Path, ctl: Path | None) -> _Attached:
+        def dial() -> socket.socket:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+            try:
+                sock.settimeout(10)
+                if len(os.fsencode(path)) <= _UNIX_PATH_MAX:
+                    sock.connect(str(path))
+                else:  # too long for an address: through the directory's descriptor
+                    fd = os.open(path.parent, os.O_PATH | os.O_CLOEXEC)
+                    try:
+                        sock.connect(f"/proc/self/fd/{fd}/{path.name}")
+                    finally:
+                        os.close(fd)
+                sock.setblocking(False)
+                return sock
+            except BaseException:
+                sock.close()
+                raise
+
+        return cls(await asyncio.to_thread(dial), ctl)
+
+    async def read(self) -> bytes:
+        """One packet (pipe byte, then output); b"" when conmon hangs up."""
+        try:
+            return await asyncio.get_running_loop().sock_recv(self.sock, _ATTACH_READ)
+        except OSError:
+            return b""
+
+    async def write(self, data: bytes) -> None:
+        loop = asyncio.get_running_loop()
+        for i in range(0, len(data), _ATTACH_WRITE):
+            try:
+                await loop.sock_sendall(self.sock, data[i:i + _ATTACH_WRITE])
+            except OSError:
+                return
+
+    async def close_stdin(self) -> None:
+        """conmon closes the container's stdin unless told to leave it open."""
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_WR)
+
+    def resize(self, width: int, height: int) -> None:
+        if self.ctl >= 0 and width > 0 and height > 0:
+            with contextlib.suppress(OSError):
+                os.write(self.ctl, f"{_RESIZE_EVENT} {height} {width}\n".encode())
+
+    def close(self) -> None:
+        self.sock.close()
+        if self.ctl >= 0:
+            os.close(self.ctl)
+            self.ctl = -1
+
+
+async def _attach_session(chans: Channels, conn: _Attached, stdin: bool, stdout: bool,
+                          stderr: bool) -> dict[str, Any] | None:
+    """Copy both ways until the container's output ends (Success) or the
+    client goes away (None: nobody to tell)."""
+    wanted = {STDOUT: stdout, STDERR: stderr}
+
+    async def outbound() -> None:
+        while packet := await conn.read():
+            if wanted.get(packet[0]) and len(packet) > 1:
+                await chans.send(packet[0], packet[1:])
+
+    out = asyncio.create_task(outbound())
+    inbound = asyncio.create_task(_inbound(chans, conn, stdin, tty=conn.ctl >= 0))
+    try:
+        done, _ = await asyncio.wait({out, inbound}, return_when=asyncio.FIRST_COMPLETED)
+        return _status_success() if out in done else None
+    finally:
+        for t in (out, inbound):
+            t.cancel()
+        await asyncio.gather(out, inbound, return_exceptions=True)
+        conn.close()
 
 
 def _take_terminal() -> None:
