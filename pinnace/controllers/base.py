@@ -16,8 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pinnace.client import Client, InformerFactory, ShutDown, WorkQueue, key_of
-
-from .events import EventRecorder
+from pinnace.client.events import EventRecorder
 
 Obj = dict[str, Any]
 

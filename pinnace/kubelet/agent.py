@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from pinnace.client import ApiError, Client, Informer, WorkQueue, auto_config, key_of
+from pinnace.client.events import EventRecorder
 
 from . import host
 from .oci import RUNNING, OCIRuntime, become_subreaper
@@ -80,7 +81,7 @@ class Agent:
         self.queue = WorkQueue()
         self.nodes_rc = client.resource("v1", "nodes")
         self.leases_rc = client.resource("coordination.k8s.io/v1", "leases")
-        self.events_rc = client.resource("v1", "events")
+        self.recorder = EventRecorder(client, "kubelet", node=self.node_name)
         self.pod_informer = Informer(client.resource("v1", "pods"),
                                      field_selector=f"spec.nodeName={self.node_name}")
         self.service_informer = Informer(client.resource("v1", "services"))
@@ -426,26 +427,7 @@ class Agent:
         return service_env(services, ns, enable)
 
     def event(self, pod: Obj, type_: str, reason: str, message: str) -> None:
-        meta = pod["metadata"]
-        now = micro_now()
-        body = {"apiVersion": "v1", "kind": "Event",
-                # Named as client-go's recorder names them: <object>.<unix nanos in hex>.
-                "metadata": {"name": f"{meta['name']}.{time.time_ns():x}",
-                             "namespace": meta.get("namespace")},
-                "involvedObject": {"apiVersion": "v1", "kind": "Pod", "name": meta["name"],
-                                   "namespace": meta.get("namespace"), "uid": meta.get("uid"),
-                                   "resourceVersion": meta.get("resourceVersion")},
-                "reason": reason, "message": message, "type": type_,
-                "source": {"component": "kubelet", "host": self.node_name},
-                "firstTimestamp": now[:19] + "Z", "lastTimestamp": now[:19] + "Z", "count": 1,
-                "reportingComponent": "kubelet", "reportingInstance": self.node_name}
-        self._spawn(self._post_event(body, meta.get("namespace")))
-
-    async def _post_event(self, body: Obj, ns: str | None) -> None:
-        try:
-            await self.events_rc.create(body, ns)
-        except (ApiError, OSError) as e:
-            log.info("event: %s", e)
+        self.recorder.event({**pod, "kind": "Pod", "apiVersion": "v1"}, type_, reason, message)
 
     # -- what the kubelet API serves (server.Runtime) ----------------------------------
 

@@ -351,6 +351,9 @@ class PodWorkers:
             if not changed:
                 wait = self._backoff_wait(ps, name, st, now)
                 if wait > 0:
+                    self.event(pod, "Warning", "BackOff", f"Back-off restarting failed container "
+                               f"{name} in pod {pod['metadata']['name']}_"
+                               f"{pod['metadata'].get('namespace')}({uid})")
                     ps.waiting[name] = Waiting(
                         "CrashLoopBackOff",
                         f"back-off {int(ps.backoff[name][1])}s restarting failed container={name} "
@@ -386,6 +389,7 @@ class PodWorkers:
         policy = c.get("imagePullPolicy") or ("Always" if _latest(ref) else "IfNotPresent")
         have = self.images.get(ref)
         if have is not None and policy != "Always":
+            self.event(pod, "Normal", "Pulled", f'Container image "{ref}" already present on machine')
             return have
         if policy == "Never":
             msg = f'Container image "{ref}" is not present with pull policy of Never'

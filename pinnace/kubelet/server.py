@@ -228,35 +228,33 @@ class KubeletServer:
         if request.headers.get("Upgrade", "").lower() != "websocket":
             return web.Response(status=400, text="this kubelet serves attach over WebSocket "
                                                  f"only ({', '.join(PROTOCOLS)})")
-        failure: dict[str, Any] | None = None
-        path, ctl = Path(), None
+        failure: dict[str, Any] = {}
+        conn: _Attached | None = None
         try:
             path, ctl = self.runtime.attach_socket(m["ns"], m["pod"], m["container"])
+            conn = await _Attached.connect(path, ctl)
         except KeyError as e:
             failure = _status_failure(404, "NotFound", _message(e))
         except LookupError as e:
             failure = _status_failure(400, "BadRequest", _message(e))
+        except OSError as e:
+            failure = _status_failure(500, "InternalError", "Internal error occurred: error "
+                                                            f"attaching to container: {e}")
         ws = web.WebSocketResponse(protocols=PROTOCOLS, max_msg_size=0)
-        await ws.prepare(request)
-        chans = Channels(ws, ws.ws_protocol or "")
-        conn: _Attached | None = None
         try:
-            if failure is None:
-                try:
-                    conn = await _Attached.connect(path, ctl)
-                except OSError as e:
-                    msg = f"error attaching to container: {e}"
-                    failure = _status_failure(500, "InternalError",
-                                              f"Internal error occurred: {msg}")
+            await ws.prepare(request)
+            chans = Channels(ws, ws.ws_protocol or "")
             if conn is None:
-                await chans.status(failure or {})
+                await chans.status(failure)
             else:
-                stderr = stderr and ctl is None
+                stderr = stderr and not conn.terminal
                 await chans.send(STDOUT if stdout else STDERR if stderr else ERROR, b"")
                 outcome = await _attach_session(chans, conn, stdin, stdout, stderr)
                 if outcome is not None:
                     await chans.status(outcome)
         finally:
+            if conn is not None:
+                conn.close()
             await ws.close()
         return ws
 
@@ -723,6 +721,7 @@ class _Attached:
 
     def __init__(self, sock: socket.socket, ctl: Path | None):
         self.sock = sock
+        self.terminal = ctl is not None
         self.ctl = -1
         if ctl is not None:
             with contextlib.suppress(OSError):  # conmon holds the fifo's read end
@@ -794,7 +793,7 @@ async def _attach_session(chans: Channels, conn: _Attached, stdin: bool, stdout:
                 await chans.send(packet[0], packet[1:])
 
     out = asyncio.create_task(outbound())
-    inbound = asyncio.create_task(_inbound(chans, conn, stdin, tty=conn.ctl >= 0))
+    inbound = asyncio.create_task(_inbound(chans, conn, stdin, conn.terminal))
     try:
         done, _ = await asyncio.wait({out, inbound}, return_when=asyncio.FIRST_COMPLETED)
         return _status_success() if out in done else None
@@ -802,7 +801,6 @@ async def _attach_session(chans: Channels, conn: _Attached, stdin: bool, stdout:
         for t in (out, inbound):
             t.cancel()
         await asyncio.gather(out, inbound, return_exceptions=True)
-        conn.close()
 
 
 def _take_terminal() -> None:

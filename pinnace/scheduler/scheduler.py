@@ -25,7 +25,7 @@ from typing import Any
 
 from pinnace.api import selectors
 from pinnace.client import ApiError, Client, InformerFactory, LeaderElector, auto_config
-from pinnace.controllers.events import EventRecorder
+from pinnace.client.events import EventRecorder
 from pinnace.runtime import tune_gc
 
 from .cache import PodInfo, SchedulerCache, pod_key

@@ -1,8 +1,9 @@
 """The kubelet API (pinnace.kubelet.server) behind a real API server, driven
 by the real kubectl: `kubectl logs` (with --tail, --timestamps, -f),
-`kubectl exec` (output, exit codes, stdin) and `kubectl port-forward` reach
-a kubelet that serves a fake runtime: its log is a CRI file the test writes,
-its exec runs the command on this host, and its pods use the host's network
+`kubectl exec` (output, exit codes, stdin), `kubectl attach` and `kubectl
+port-forward` reach a kubelet that serves a fake runtime: its log is a CRI
+file the test writes, its exec runs the command on this host, its attach
+socket is a fake conmon the test drives, and its pods use the host's network
 (a small HTTP server on a loopback port stands for the pod's).
 
 The kubelet runs in its own thread and event loop, so the synchronous
@@ -12,6 +13,7 @@ kubectl calls of the test never stall it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import http.client
 import http.server
 import json
@@ -46,6 +48,7 @@ class FakeRuntime:
         self.log = log
         self.running = True
         self.asked = 0  # how often a follower asked whether the container runs
+        self.conmon: FakeConmon | None = None  # None: the attach socket is gone
 
     def is_running(self) -> bool:
         self.asked += 1
@@ -66,6 +69,14 @@ class FakeRuntime:
             raise KeyError(f'container "{container}" in pod "{pod}" not found')
         return list(command)
 
+    def attach_socket(self, namespace: str, pod: str, container: str
+                      ) -> tuple[Path, Path | None]:
+        if container != "c":
+            raise KeyError(f'container "{container}" in pod "{pod}" not found')
+        if self.conmon is None:
+            return self.log.parent / "gone" / "attach", None
+        return self.conmon.path, self.conmon.ctl
+
     def netns_path(self, namespace: str, pod: str) -> str:
         if pod == "ghost":
             raise KeyError(f'pod "{pod}" not found')
@@ -78,6 +89,107 @@ class FakeRuntime:
         with open(self.log, "a") as f:
             for i, line in enumerate(lines):
                 f.write(f"{T.format(i % 10)} stdout F {line}\n")
+
+
+class FakeConmon:
+    """What conmon offers a container's attach (conmon/src/conn_sock.c,
+    ctrl.c): a SOCK_SEQPACKET socket whose packets out are a pipe byte (1
+    stdout, 2 stderr) and output, whose packets in are stdin; and with a
+    terminal the ctl fifo, read for "1 HEIGHT WIDTH" lines. It lives in a
+    directory too deep for a socket address, as conmon's bundles can be."""
+
+    def __init__(self, directory: Path, terminal: bool):
+        directory.mkdir(parents=True)
+        assert len(str(directory / "attach")) > 108
+        self.path = directory / "attach"
+        self.ctl = directory / "ctl" if terminal else None
+        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        fd = os.open(directory, os.O_PATH)
+        try:
+            self.listener.bind(f"/proc/self/fd/{fd}/attach")
+        finally:
+            os.close(fd)
+        self.listener.listen(4)
+        self.conns: list[socket.socket] = []
+        self.stdin: queue.Queue[bytes | None] = queue.Queue()  # None: the client's stdin ended
+        self.ctl_lines: queue.Queue[str] = queue.Queue()
+        threading.Thread(target=self._accept, daemon=True).start()
+        self._ctl_fd = -1
+        if self.ctl is not None:
+            os.mkfifo(self.ctl)
+            self._ctl_fd = os.open(self.ctl, os.O_RDWR)  # conmon keeps both ends open
+            threading.Thread(target=self._read_ctl, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            self.conns.append(conn)
+            threading.Thread(target=self._read, args=(conn,), daemon=True).start()
+
+    def _read(self, conn: socket.socket) -> None:
+        while True:
+            try:
+                data = conn.recv(32768)
+            except OSError:
+                data = b""
+            self.stdin.put(data or None)
+            if not data:
+                return
+
+    def _read_ctl(self) -> None:
+        with os.fdopen(self._ctl_fd, "r") as f:
+            for line in f:
+                if line == "stop\n":
+                    return
+                self.ctl_lines.put(line)
+
+    def connected(self, timeout: float = 20) -> None:
+        deadline = time.monotonic() + timeout
+        while not self.conns:
+            assert time.monotonic() < deadline, "nobody attached"
+            time.sleep(0.02)
+
+    def send(self, pipe: int, data: bytes) -> None:
+        for conn in self.conns:
+            conn.send(bytes((pipe,)) + data)
+
+    def stdin_until_closed(self, timeout: float = 20) -> bytes:
+        got = b""
+        while (data := self.stdin.get(timeout=timeout)) is not None:
+            got += data
+        return got
+
+    def hang_up(self) -> None:
+        """The container ended: conmon closes every attached connection."""
+        for conn in self.conns:
+            conn.close()
+        self.conns.clear()
+
+    def close(self) -> None:
+        self.hang_up()
+        self.listener.close()
+        if self.ctl is not None:
+            with contextlib.suppress(OSError):
+                with open(self.ctl, "w") as f:
+                    f.write("stop\n")
+
+
+@pytest.fixture
+def conmon(runtime: FakeRuntime, tmp_path: Path) -> Iterator[Callable[[bool], FakeConmon]]:
+    made: list[FakeConmon] = []
+
+    def make(terminal: bool) -> FakeConmon:
+        deep = tmp_path.joinpath(*["bundle-directory-of-a-container"] * 4, str(len(made)))
+        made.append(FakeConmon(deep, terminal))
+        runtime.conmon = made[-1]
+        return made[-1]
+
+    yield make
+    for c in made:
+        c.close()
 
 
 class KubeletThread:
@@ -270,6 +382,150 @@ def test_exec_tty_and_resize(server: Server, namespace: str, pod: str,
     status = kubelet.run(unknown_container())
     assert status["status"] == "Failure" and status["code"] == 404
     assert status["message"] == 'container "other" in pod "p" not found'
+
+
+# -- attach ------------------------------------------------------------------------
+
+
+def _kubectl_attach(server: Server, *args: str) -> subprocess.Popen[bytes]:
+    env = {"KUBECONFIG": str(server.kubeconfig), "PATH": "/usr/bin:/bin"}
+    return subprocess.Popen([KUBECTL, "attach", *args], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+
+
+def test_attach_stdin_and_output(server: Server, namespace: str, pod: str,
+                                 conmon: Callable[[bool], FakeConmon]) -> None:
+    running(server, namespace, pod)
+    c = conmon(False)
+    proc = _kubectl_attach(server, "-n", namespace, "-i", pod, "-c", "c")
+    try:
+        assert proc.stdin is not None
+        c.connected()
+        big = b"y" * 100_000  # many packets, none longer than conmon reads
+        proc.stdin.write(b"hello\n" + big)
+        proc.stdin.close()  # v5 tells the kubelet, which shuts its half down
+        assert c.stdin_until_closed() == b"hello\n" + big
+        c.send(1, b"to stdout\n")
+        c.send(2, b"to stderr\n")
+        c.send(1, b"more\n")
+        time.sleep(0.2)
+        c.hang_up()  # the container ended
+        assert proc.stdout is not None and proc.stderr is not None
+        watchdog = threading.Timer(20, proc.kill)
+        watchdog.start()
+        out, err = proc.stdout.read(), proc.stderr.read()
+        watchdog.cancel()
+        proc.wait(20)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert proc.returncode == 0, err
+    assert out == b"to stdout\nmore\n"
+    assert b"to stderr\n" in err
+
+
+def test_attach_streams_output(server: Server, namespace: str, pod: str,
+                               conmon: Callable[[bool], FakeConmon]) -> None:
+    running(server, namespace, pod)
+    c = conmon(False)
+    proc = _kubectl_attach(server, "-n", namespace, pod)
+    try:
+        assert proc.stdout is not None
+        c.connected()
+        for i in range(3):
+            c.send(1, f"line {i}\n".encode())
+            assert proc.stdout.readline() == f"line {i}\n".encode()
+        proc.terminate()  # the user leaves; the container goes on
+        assert c.stdin.get(timeout=20) is None
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_attach_terminal_and_resize(server: Server, namespace: str, pod: str,
+                                    kubelet: KubeletThread,
+                                    conmon: Callable[[bool], FakeConmon]) -> None:
+    """A terminal session straight against the kubelet (kubectl needs a terminal for -t)."""
+    c = conmon(True)
+    tls = server.data_dir / "tls"
+
+    async def session(query: str, protocol: str, leave: bool) -> tuple[bytes, bytes, bytes]:
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        ctx.load_cert_chain(tls / "admin.crt", tls / "admin.key")
+        url = f"https://127.0.0.1:{kubelet.kubelet.port}/attach/{namespace}/{pod}/c?{query}"
+        out, err, error = b"", b"", b""
+        async with aiohttp.ClientSession() as s, \
+                s.ws_connect(url, ssl=ctx, protocols=[protocol]) as ws:
+            assert ws.protocol == protocol
+            await ws.send_bytes(b"\x04" + json.dumps({"Width": 100, "Height": 40}).encode())
+            await ws.send_bytes(b"\x00ls\r")
+            async for msg in ws:
+                channel, data = msg.data[0], msg.data[1:]
+                out += data if channel == 1 else b""
+                err += data if channel == 2 else b""
+                error += data if channel == 3 else b""
+                if leave and b"ls" in out:
+                    break
+        return out, err, error
+
+    def conmon_side(leave: bool) -> None:
+        c.connected()
+        assert c.ctl_lines.get(timeout=20) == "1 40 100\n"
+        assert c.stdin.get(timeout=20) == b"ls\r"
+        c.send(2, b"what runc said before the terminal\n")
+        c.send(1, b"ls\r\nbin etc\r\n")
+        if not leave:
+            time.sleep(0.2)
+            c.hang_up()
+
+    # The container ends: the session ends with Success; a terminal has no stderr.
+    helper = threading.Thread(target=conmon_side, args=(False,))
+    helper.start()
+    out, err, error = kubelet.run(session("stdin=1&stdout=1&stderr=1&tty=1",
+                                          "v5.channel.k8s.io", leave=False))
+    helper.join(20)
+    assert out == b"ls\r\nbin etc\r\n" and err == b""
+    assert json.loads(error) == {"metadata": {}, "status": "Success"}
+
+    # The client leaves: conmon sees the connection end, the container goes on.
+    helper = threading.Thread(target=conmon_side, args=(True,))
+    helper.start()
+    out, _, _ = kubelet.run(session("stdin=1&stdout=1&tty=1", "v4.channel.k8s.io", leave=True))
+    helper.join(20)
+    assert b"bin etc" in out
+    assert c.stdin.get(timeout=20) is None
+
+
+def test_attach_failures(server: Server, namespace: str, pod: str,
+                         kubelet: KubeletThread) -> None:
+    tls = server.data_dir / "tls"
+
+    async def status(container: str) -> dict[str, Any]:
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        ctx.load_cert_chain(tls / "admin.crt", tls / "admin.key")
+        url = (f"https://127.0.0.1:{kubelet.kubelet.port}/attach/{namespace}/{pod}/{container}"
+               "?stdout=1")
+        error = b""
+        async with aiohttp.ClientSession() as s, \
+                s.ws_connect(url, ssl=ctx, protocols=["v4.channel.k8s.io"]) as ws:
+            async for msg in ws:
+                if msg.data[0] == 3:
+                    error += msg.data[1:]
+        return json.loads(error)
+
+    st = kubelet.run(status("other"))
+    assert st["code"] == 404 and st["message"] == 'container "other" in pod "p" not found'
+    st = kubelet.run(status("c"))  # no conmon listens
+    assert st["code"] == 500 and st["reason"] == "InternalError"
+    assert st["message"].startswith("Internal error occurred: error attaching to container: ")
+    running(server, namespace, pod)
+    k = server.kubectl
+    gone = k("-n", namespace, "attach", pod, check=False, timeout=30)
+    assert gone.returncode == 1 and "error attaching to container" in gone.stderr, gone.stderr
 
 
 def test_unscheduled_pod(server: Server, namespace: str) -> None:

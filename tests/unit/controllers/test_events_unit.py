@@ -8,7 +8,7 @@ import asyncio
 from typing import Any
 
 from pinnace.client import Client, ClientConfig
-from pinnace.controllers.events import EventRecorder
+from pinnace.client.events import EventRecorder
 
 POD = {"apiVersion": "v1", "kind": "Pod",
        "metadata": {"name": "p", "namespace": "ns", "uid": "u-1", "resourceVersion": "7"}}

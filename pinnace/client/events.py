@@ -19,7 +19,7 @@ from typing import Any
 
 from pinnace.client import ApiError, Client
 
-log = logging.getLogger("pinnace.controllers.events")
+log = logging.getLogger("pinnace.client.events")
 
 Obj = dict[str, Any]
 
@@ -34,10 +34,12 @@ SENDERS = 4  # requests in flight at once
 
 class EventRecorder:
     def __init__(self, client: Client, component: str, host: str | None = None,
-                 max_queued: int = MAX_QUEUED, senders: int = SENDERS):
+                 max_queued: int = MAX_QUEUED, senders: int = SENDERS, node: str = ""):
         self.events = client.resource("v1", "events")
         self.component = component
-        self.instance = f"{component}-{host or socket.gethostname()}"
+        self.instance = node or f"{component}-{host or socket.gethostname()}"
+        # A kubelet names its node as the source host (kubectl describe's "From").
+        self.source: Obj = {"component": component, **({"host": node} if node else {})}
         self._seen: dict[tuple[str, str, str, str], tuple[str, str, int]] = {}
         self._queue: asyncio.Queue[tuple[Obj, str, str, str, str]] = asyncio.Queue(max_queued)
         self._senders: set[asyncio.Task[None]] = set()
@@ -97,7 +99,7 @@ class EventRecorder:
                     "metadata": {"name": name, "namespace": ns},
                     "involvedObject": {k: v for k, v in involved.items() if v},
                     "reason": reason, "message": message, "type": type_,
-                    "source": {"component": self.component},
+                    "source": dict(self.source),
                     "firstTimestamp": now, "lastTimestamp": now, "count": 1,
                     "eventTime": None, "reportingComponent": self.component,
                     "reportingInstance": self.instance}
