@@ -373,7 +373,7 @@ class Agent:
                 now_exits = {p.name for p in exits.iterdir()}
                 for cid in now_exits - seen:
                     rec = self.pods.records.get(cid)
-                    if rec is not None and not rec.sandbox:
+                    if rec is not None:
                         self.queue.add(f"{rec.namespace}/{rec.pod_name}")
                 seen = now_exits
                 live = {p["metadata"].get("uid") for p in self.pod_informer.objects()}
@@ -382,9 +382,11 @@ class Agent:
                     await self.pods.kill_pod(uid)
                 for uid in set(self.network.pods()) - live - self.pods.pod_uids():
                     await asyncio.to_thread(self.network.teardown_pod, uid)
-                for rec in list(self.pods.records.values()):
-                    if rec.sandbox and self.runtime.state(rec).status != RUNNING:
-                        self.queue.add(f"{rec.namespace}/{rec.pod_name}")
+                # A sandbox that died (its pause container, its pinned namespaces).
+                for pod in self.pod_informer.objects():
+                    uid = pod["metadata"].get("uid") or ""
+                    if self.pods.sandboxes.existed(uid) and not self.pods.sandboxes.alive(uid):
+                        self.queue.add(key_of(pod))
             except OSError as e:
                 log.warning("housekeeping: %s", e)
             await asyncio.sleep(HOUSEKEEPING_INTERVAL)
@@ -394,11 +396,9 @@ class Agent:
         running pod: its files follow (atomically, as the kubelet swaps them)."""
         while True:
             await asyncio.sleep(VOLUME_REFRESH_INTERVAL)
-            running = {r.pod_uid for r in self.pods.records.values()
-                       if r.sandbox and self.runtime.state(r).status == RUNNING}
             for pod in self.pod_informer.objects():
-                if pod["metadata"].get("uid") in running and not pod["metadata"].get(
-                        "deletionTimestamp"):
+                if self.pods.sandboxes.alive(pod["metadata"].get("uid") or "") and \
+                        not pod["metadata"].get("deletionTimestamp"):
                     try:
                         await self.volumes.refresh(pod)
                     except Exception as e:  # one pod's trouble must not stop the others'
@@ -467,7 +467,7 @@ class Agent:
                                                      image_dir=self.images.root)
         refs = []
         for rec in list(self.pods.records.values()):
-            if rec.sandbox or self.runtime.state(rec).status != RUNNING:
+            if self.runtime.state(rec).status != RUNNING:
                 continue
             refs.append(ContainerRef(
                 pod_uid=rec.pod_uid, namespace=rec.namespace, pod_name=rec.pod_name,
@@ -509,6 +509,8 @@ def reset_node(data_dir: Path) -> None:
     from .network import PodNetwork
     from .oci import _read_int, unmount
     from .pods import remove_node_cgroups, remove_pod_cgroups
+    from .sandbox import MARKER as SANDBOX_MARKER
+    from .sandbox import RUN_DIR
 
     root = (data_dir / "agent").resolve()
     rt_root = root / "runtime"
@@ -530,7 +532,11 @@ def reset_node(data_dir: Path) -> None:
             except OSError:
                 pass
         unmount(b / "rootfs")
-    # Whatever else is mounted under the agent's dir (volumes), deepest first.
+    # Pods' pinned namespaces, then whatever else is mounted under the agent's
+    # dir (volumes), deepest first.
+    sandboxes = {p.parent.name for p in (root / "pods").glob(f"*/{SANDBOX_MARKER}")}
+    uids |= sandboxes
+    pinned = [RUN_DIR / f"{uid}.{kind}" for uid in sandboxes for kind in ("ipc", "uts")]
     mounts = []
     try:
         for line in Path("/proc/self/mountinfo").read_text().splitlines():
@@ -541,6 +547,9 @@ def reset_node(data_dir: Path) -> None:
         pass
     for m in sorted(mounts, key=lambda p: -len(p.parts)):
         unmount(m)
+    for pin in pinned:
+        unmount(pin)
+        pin.unlink(missing_ok=True)
     PodNetwork(root / "network", "").cleanup_all()
     for uid in uids:
         if uid:

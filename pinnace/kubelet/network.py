@@ -34,7 +34,6 @@ other work ever changes namespace.
 
 from __future__ import annotations
 
-import ctypes
 import errno
 import fcntl
 import hashlib
@@ -47,17 +46,17 @@ import shutil
 import socket
 import subprocess
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
+from . import namespaces
 from .ipam import NodeIPAM, PoolExhausted
 
 log = logging.getLogger("pinnace.kubelet.network")
 
-T = TypeVar("T")
 
 NETNS_DIR = Path("/run/netns")
 RUN_DIR = Path("/run/pinnace")
@@ -67,10 +66,6 @@ GUARD_KINDS = ("dummy", "ifb", "bridge")
 _MAIN_TABLE = 254
 _IFF_UP = 0x1
 _IFF_LOWER_UP = 0x10000
-_CLONE_NEWNET = 0x40000000
-_NS_GET_NSTYPE = 0xB703
-_MS_BIND, _MS_REC, _MS_SHARED = 0x1000, 0x4000, 1 << 20
-_MNT_DETACH = 2
 _IFNAME = re.compile(r"[A-Za-z0-9_.-]{1,15}")
 
 
@@ -87,99 +82,21 @@ class PodNet:
     host_veth: str
 
 
-# --- namespaces, without forking -------------------------------------------
+# --- namespaces, without forking (namespaces.py) ------------------------------
 
-_libc_handle: ctypes.CDLL | None = None
-_netns_dir_ready = threading.Lock()
-_netns_dir_shared: set[Path] = set()
-
-
-def _libc() -> ctypes.CDLL:
-    global _libc_handle
-    if _libc_handle is None:
-        _libc_handle = ctypes.CDLL(None, use_errno=True)
-    return _libc_handle
-
-
-def _check(rc: int, what: str, path: Any = None) -> None:
-    if rc != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, f"{what}: {os.strerror(err)}", str(path) if path is not None else None)
-
-
-def _on_fresh_thread(fn: Callable[[], T]) -> T:
-    """Run fn on a new OS thread that ends with it: a namespace it enters
-    dies with the thread."""
-    box: dict[str, Any] = {}
-
-    def run() -> None:
-        try:
-            box["value"] = fn()
-        except BaseException as e:  # handed to the caller
-            box["error"] = e
-
-    t = threading.Thread(target=run, name="pinnace-netns", daemon=True)
-    t.start()
-    t.join()
-    if "error" in box:
-        raise box["error"]
-    return box["value"]  # type: ignore[no-any-return]
-
-
-def _share_netns_dir(d: Path) -> None:
-    """Make d a shared mount point of its own, as `ip netns add` does, so the
-    netns mounts in it (and their removal) propagate to mount namespaces
-    copied later."""
-    with _netns_dir_ready:
-        if d in _netns_dir_shared:
-            return
-        d.mkdir(parents=True, exist_ok=True)
-        libc, b = _libc(), bytes(d)
-        if libc.mount(b"none", b, None, _MS_SHARED | _MS_REC, None) != 0:
-            _check(libc.mount(b, b, b"none", _MS_BIND | _MS_REC, None), "bind netns dir", d)
-            _check(libc.mount(b"none", b, None, _MS_SHARED | _MS_REC, None), "share netns dir", d)
-        _netns_dir_shared.add(d)
+def create_netns(path: Path) -> None:
+    """A new, empty network namespace bind-mounted at path."""
+    namespaces.pin({"net": path})
 
 
 def is_netns(path: str | Path) -> bool:
     """True if path is a (bind-mounted) network namespace."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    except OSError:
-        return False
-    try:
-        return fcntl.ioctl(fd, _NS_GET_NSTYPE) == _CLONE_NEWNET
-    except OSError:
-        return False
-    finally:
-        os.close(fd)
-
-
-def create_netns(path: Path) -> None:
-    """A new, empty network namespace bind-mounted at path."""
-    _share_netns_dir(path.parent)
-    os.close(os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0))
-
-    def unshare_and_bind() -> None:
-        libc = _libc()
-        _check(libc.unshare(_CLONE_NEWNET), "unshare", path)
-        _check(libc.mount(b"/proc/thread-self/ns/net", bytes(path), b"none", _MS_BIND, None),
-               "bind netns", path)
-
-    try:
-        _on_fresh_thread(unshare_and_bind)
-    except BaseException:
-        path.unlink(missing_ok=True)
-        raise
+    return namespaces.is_pinned(path, "net")
 
 
 def remove_netns(path: Path) -> None:
     """Unmount and remove a namespace file; no error if it is gone."""
-    if _libc().umount2(bytes(path), _MNT_DETACH) != 0:
-        err = ctypes.get_errno()
-        if err not in (errno.EINVAL, errno.ENOENT):
-            raise OSError(err, f"umount: {os.strerror(err)}", str(path))
-    path.unlink(missing_ok=True)
+    namespaces.unpin(path)
 
 
 def _netlink_socket_in(path: Path) -> socket.socket:
@@ -188,11 +105,11 @@ def _netlink_socket_in(path: Path) -> socket.socket:
     def make() -> socket.socket:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         try:
-            _check(_libc().setns(fd, _CLONE_NEWNET), "setns", path)
+            namespaces.check(namespaces.libc().setns(fd, namespaces.CLONE["net"]), "setns", path)
         finally:
             os.close(fd)
         return socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, socket.NETLINK_ROUTE)
-    return _on_fresh_thread(make)
+    return namespaces.on_fresh_thread(make)
 
 
 @contextmanager

@@ -29,6 +29,7 @@ from . import ocispec
 from .oci import EXITED, RUNNING, OCIError, OCIRuntime, Record, State
 from .podstatus import normalize_image, pod_status, rfc3339
 from .probes import Prober, run_handler
+from .sandbox import Sandboxes, cgroup_parent
 
 log = logging.getLogger("pinnace.kubelet.pods")
 
@@ -105,7 +106,9 @@ class PodWorkers:
         self.pause = pause
         self.pods_rc = client.resource("v1", "pods")
         self.state: dict[str, PodState] = {}
-        self.records: dict[str, Record] = {r.id: r for r in runtime.records()}
+        # Containers only: a pause container belongs to the pod's sandbox.
+        self.records: dict[str, Record] = {r.id: r for r in runtime.records() if not r.sandbox}
+        self.sandboxes = Sandboxes(runtime, pods_dir, pause)
         self.prober = Prober(on_change=lambda key: self.requeue(key, 0),
                              on_event=self._probe_event)
         self._pods_by_key: dict[str, Obj] = {}
@@ -115,17 +118,14 @@ class PodWorkers:
     def of_pod(self, uid: str) -> list[Record]:
         return [r for r in self.records.values() if r.pod_uid == uid]
 
-    def sandbox(self, uid: str) -> Record | None:
-        recs = [r for r in self.of_pod(uid) if r.sandbox]
-        return max(recs, key=lambda r: r.created_at) if recs else None
-
     def attempts(self, uid: str, name: str, init: bool) -> list[Record]:
         """The container's attempts, oldest first."""
-        return sorted((r for r in self.of_pod(uid) if r.name == name and r.init == init
-                       and not r.sandbox), key=lambda r: r.attempt)
+        return sorted((r for r in self.of_pod(uid) if r.name == name and r.init == init),
+                      key=lambda r: r.attempt)
 
     def pod_uids(self) -> set[str]:
-        return {r.pod_uid for r in self.records.values()}
+        """Pods with anything on this node: containers or a sandbox."""
+        return {r.pod_uid for r in self.records.values()} | self.sandboxes.uids()
 
     def latest(self, uid: str, name: str, init: bool) -> Record | None:
         a = self.attempts(uid, name, init)
@@ -208,29 +208,22 @@ class PodWorkers:
     def pod_dir(self, uid: str) -> Path:
         return self.pods_dir / uid
 
-    def _cgroup_parent(self, pod: Obj) -> str:
-        qos = ocispec.qos_class(pod)
-        tier = {"Guaranteed": "", "Burstable": "/burstable", "BestEffort": "/besteffort"}[qos]
-        return f"/kubepods{tier}/pod{pod['metadata']['uid']}"
-
     async def _ensure_sandbox(self, pod: Obj, ps: PodState) -> bool:
         meta, spec = pod["metadata"], pod["spec"]
         uid = meta["uid"]
-        sb = self.sandbox(uid)
-        if sb is not None and self.rt.state(sb).status == RUNNING:
+        if self.sandboxes.alive(uid):
             if not ps.pod_ip:
                 ps.pod_ip = self.host_ip() if spec.get("hostNetwork") else \
                     getattr(self.network.pods().get(uid), "ip", "")
             return True
-        if sb is not None:
-            # The sandbox died (the node rebooted, someone killed it): its
+        if self.sandboxes.existed(uid):
+            # The sandbox died (the node rebooted, someone removed it): its
             # containers go with it and come back in a new one.
             log.info("pod %s/%s: sandbox gone; recreating it", meta.get("namespace"), meta["name"])
             for rec in self.of_pod(uid):
-                if not rec.sandbox:
-                    self.prober.stop(rec.id)
-                    await self.rt.stop(rec, 0)
-            await self._remove(sb)
+                self.prober.stop(rec.id)
+                await self.rt.stop(rec, 0)
+            await self.sandboxes.remove(uid)
         try:
             if spec.get("hostNetwork"):
                 netns, ps.pod_ip = "", self.host_ip()
@@ -239,35 +232,11 @@ class PodWorkers:
                                               meta["name"])
                 netns, ps.pod_ip = net.netns, net.ip
             await asyncio.to_thread(self._write_pod_files, pod, ps.pod_ip)
-            rec = Record(id=new_id(), pod_uid=uid, namespace=meta.get("namespace") or "default",
-                         pod_name=meta["name"], name="")
-            namespaces: list[Obj] = [{"type": "mount"}]
-            if not spec.get("hostIPC"):
-                namespaces.append({"type": "ipc"})
-            if not spec.get("hostPID"):
-                namespaces.append({"type": "pid"})
-            if netns:
-                namespaces += [{"type": "network", "path": netns}, {"type": "uts"}]
-            cfg = ocispec.config(
-                args=["/pause", "-P"], env=[], cwd="/", uid=0, gid=0, groups=[], rootfs="",
-                readonly_root=True, hostname=self._hostname(pod) if netns else None,
-                namespaces=namespaces, cgroups_path=f"{self._cgroup_parent(pod)}/{rec.id}",
-                linux_resources={"cpu": {"shares": 2}}, caps={k: [] for k in (
-                    "bounding", "effective", "permitted")}, privileged=False,
-                no_new_privileges=True, mounts=[ocispec.bind(self.pause, "/pause", True)])
-            self.records[rec.id] = rec
-            await self.rt.create(rec, cfg)
-            await self.rt.start(rec)
+            await self.sandboxes.create(pod, netns, self._hostname(pod))
             if ps.start_time == "":
                 ps.start_time = rfc3339()
             return True
-        except (OCIError, OSError) as e:
-            msg = f"Failed to create pod sandbox: {e}"
-            ps.waiting["*"] = Waiting("ContainerCreating", msg)
-            self.event(pod, "Warning", "FailedCreatePodSandBox", msg)
-            self.requeue(_key(pod), 5)
-            return False
-        except Exception as e:  # the network module's errors are not ours to name
+        except Exception as e:  # runtime, mount and network errors alike
             msg = f"Failed to create pod sandbox: {e}"
             ps.waiting["*"] = Waiting("ContainerCreating", msg)
             self.event(pod, "Warning", "FailedCreatePodSandBox", msg)
@@ -449,7 +418,7 @@ class PodWorkers:
         from .envvars import ConfigError, container_env, merge_image_env
         from .volumes import MountError, container_mounts
 
-        meta, spec = pod["metadata"], pod["spec"]
+        meta = pod["metadata"]
         uid, name = meta["uid"], c["name"]
         image = await self._image(pod, ps, c)
         if image is None:
@@ -467,10 +436,8 @@ class PodWorkers:
             self.event(pod, "Warning", "Failed", f"Error: {e}")
             self.requeue(_key(pod), 5)
             return
-        sb = self.sandbox(uid)
-        if sb is None:
+        if not self.sandboxes.alive(uid):
             return
-        sb_pid = self.rt.state(sb).pid
         rec = Record(id=new_id(), pod_uid=uid, namespace=meta.get("namespace") or "default",
                      pod_name=meta["name"], name=name, attempt=attempt, image=c.get("image") or "",
                      image_ref=normalize_image(c.get("image") or ""), image_id=image.id,
@@ -487,16 +454,7 @@ class PodWorkers:
                  ocispec.bind(term, c.get("terminationMessagePath") or "/dev/termination-log")]
         own = {m["destination"] for m in mounts}
         mounts = [m for m in extra if m["destination"] not in own] + mounts
-        namespaces: list[Obj] = [{"type": "mount"}]
-        for kind, ns_name, shared in (("network", "net", not spec.get("hostNetwork")),
-                                      ("ipc", "ipc", not spec.get("hostIPC")),
-                                      ("uts", "uts", not spec.get("hostNetwork")),
-                                      ("pid", "pid", spec.get("shareProcessNamespace")
-                                       and not spec.get("hostPID"))):
-            if shared:
-                namespaces.append({"type": kind, "path": f"/proc/{sb_pid}/ns/{ns_name}"})
-        if not spec.get("shareProcessNamespace") and not spec.get("hostPID"):
-            namespaces.append({"type": "pid"})
+        namespaces = self.sandboxes.container_namespaces(pod)
         sc = c.get("securityContext") or {}
         qos = ocispec.qos_class(pod)
         mem_req = ocispec.parse_quantity(str(((c.get("resources") or {}).get("requests") or {})
@@ -508,7 +466,7 @@ class PodWorkers:
             cwd=c.get("workingDir") or image.config.get("WorkingDir") or "/",
             uid=uid_, gid=gid, groups=groups, rootfs="",
             readonly_root=bool(sc.get("readOnlyRootFilesystem")), hostname=None,
-            namespaces=namespaces, cgroups_path=f"{self._cgroup_parent(pod)}/{rec.id}",
+            namespaces=namespaces, cgroups_path=f"{cgroup_parent(pod)}/{rec.id}",
             linux_resources=ocispec.resources(c, qos), caps=ocispec.capabilities(c),
             privileged=bool(sc.get("privileged")),
             no_new_privileges=sc.get("allowPrivilegeEscalation") is False,
@@ -593,11 +551,10 @@ class PodWorkers:
         address go; container records stay for status and logs."""
         uid = pod["metadata"]["uid"]
         for rec in self.of_pod(uid):
-            if not rec.sandbox and self.rt.state(rec).status != EXITED:
+            if self.rt.state(rec).status != EXITED:
                 await self._kill(pod, rec, _container_spec(pod, rec))
-        sb = self.sandbox(uid)
-        if sb is not None:
-            await self._remove(sb)
+        if self.sandboxes.existed(uid):
+            await self.sandboxes.remove(uid)
             await self._release_network(pod)
 
     async def _release_network(self, pod: Obj) -> None:
@@ -609,7 +566,7 @@ class PodWorkers:
         grace = meta.get("deletionGracePeriodSeconds")
         if grace is None:
             grace = pod["spec"].get("terminationGracePeriodSeconds", 30)
-        recs = [r for r in self.of_pod(meta["uid"]) if not r.sandbox]
+        recs = self.of_pod(meta["uid"])
         await asyncio.gather(*(self._kill(pod, r, _container_spec(pod, r), float(grace or 0))
                                for r in recs if self.rt.state(r).status != EXITED))
         await self.kill_pod(meta["uid"], grace=0)
@@ -625,12 +582,11 @@ class PodWorkers:
         network, volumes, cgroups, logs."""
         recs = self.of_pod(uid)
         for rec in recs:
-            if not rec.sandbox:
-                self.prober.stop(rec.id)
-                await self.rt.stop(rec, grace)
-        sb = [r for r in recs if r.sandbox]
-        for rec in [r for r in recs if not r.sandbox] + sb:
+            self.prober.stop(rec.id)
+            await self.rt.stop(rec, grace)
+        for rec in recs:
             await self._remove(rec, keep_log=False)
+        await self.sandboxes.remove(uid)
         await asyncio.to_thread(self.network.teardown_pod, uid)
         await self.volumes.teardown(uid)
         for rec in recs:
@@ -732,8 +688,7 @@ class PodWorkers:
         if phase in ("Succeeded", "Failed"):
             for s in conts + inits:
                 s["ready"] = False
-        sb = self.sandbox(uid)
-        sandbox_up = sb is not None and self.rt.state(sb).status == RUNNING
+        sandbox_up = self.sandboxes.alive(uid)
         return pod_status(pod, phase=phase, host_ip=self.host_ip(), pod_ip=ps.pod_ip,
                           sandbox=sandbox_up, init_statuses=inits, statuses=conts,
                           start_time=ps.start_time or None)
@@ -765,7 +720,7 @@ class PodWorkers:
 
     def find(self, namespace: str, pod: str, container: str, previous: bool = False) -> Record:
         recs = [r for r in self.records.values() if r.namespace == namespace
-                and r.pod_name == pod and r.name == container and not r.sandbox]
+                and r.pod_name == pod and r.name == container]
         if not recs:
             raise KeyError(f'container "{container}" in pod "{pod}" is waiting to start')
         uid = max(recs, key=lambda r: r.created_at).pod_uid

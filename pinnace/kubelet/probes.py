@@ -108,13 +108,9 @@ async def _tcp(spec: Obj, container: Obj, pod_ip: str, timeout: float) -> Result
 
 
 async def _grpc(spec: Obj, pod_ip: str, timeout: float) -> Result:
-    """The standard health check (grpc.health.v1.Health/Check) over
-    plaintext HTTP/2 is more than a small job without a gRPC library; until
-    then a grpc probe passes when the port accepts connections."""
-    port = int(spec.get("port") or 0)
-    _, writer = await asyncio.wait_for(asyncio.open_connection(pod_ip, port), timeout)
-    writer.close()
-    return Result(True)
+    from .grpcprobe import health_check  # HTTP/2 is loaded only by pods that use it
+
+    return Result(*await health_check(spec, pod_ip, timeout))
 
 
 @dataclass

@@ -107,6 +107,11 @@ def ns(node: Server, request: pytest.FixtureRequest) -> Iterator[str]:
     from tests.conftest import _new_namespace
 
     name = _new_namespace(node, request)
+    # As Kubernetes' e2e framework does: pods are refused until the namespace's
+    # default ServiceAccount exists (the controller manager may be starting).
+    wait_for(lambda: node.kubectl("get", "serviceaccount", "default", "-n", name,
+                                  check=False).returncode == 0, timeout=60, interval=0.2,
+             what="the namespace's default ServiceAccount")
     yield name
     node.kubectl("delete", "namespace", name, "--wait=false", check=False)
 

@@ -182,6 +182,9 @@ def test_reboot_brings_pods_back(node, ns):
         if n.startswith("pinnace-"):
             subprocess.run(["ip", "netns", "delete", n], capture_output=True)
     subprocess.run(["ip", "link", "delete", "pinnace0"], capture_output=True)
+    pinned = "/run/pinnace/pods"  # the pods' IPC and UTS namespaces, in /run like netns
+    for name in os.listdir(pinned) if os.path.isdir(pinned) else ():
+        subprocess.run(["umount", "-l", f"{pinned}/{name}"], capture_output=True)
     again = start_server(node.data_dir, *node.extra_args, command="server", agent=True, timeout=60)
     node.proc, node.url = again.proc, again.url
     after = wait_pod(node, ns, "survivor", lambda p: _running(p) and

@@ -1,0 +1,132 @@
+"""Linux namespaces kept alive by a bind mount instead of a process, as
+`ip netns add` keeps a network namespace and CRI-O's pinns keeps a pod's.
+
+A namespace is made by a short-lived thread of our own that unshares it and
+bind-mounts /proc/thread-self/ns/<kind> onto a file; the thread ends, the
+mount keeps the namespace. Containers join it by path. No fork: a forked
+child of a threaded asyncio process is a hazard, and a thread is cheaper.
+Mounts live under /run, so a reboot takes them away as it takes the
+processes.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import fcntl
+import os
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+CLONE = {"ipc": 0x08000000, "uts": 0x04000000, "net": 0x40000000}
+_NS_GET_NSTYPE = 0xB703
+_MS_BIND, _MS_REC, _MS_SHARED = 0x1000, 0x4000, 1 << 20
+_MNT_DETACH = 2
+
+_libc_handle: ctypes.CDLL | None = None
+_dirs_lock = threading.Lock()
+_shared_dirs: set[Path] = set()
+
+
+def libc() -> ctypes.CDLL:
+    global _libc_handle
+    if _libc_handle is None:
+        _libc_handle = ctypes.CDLL(None, use_errno=True)
+    return _libc_handle
+
+
+def check(rc: int, what: str, path: Any = None) -> None:
+    if rc != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"{what}: {os.strerror(err)}", str(path) if path is not None else None)
+
+
+def on_fresh_thread(fn: Callable[[], T]) -> T:
+    """Run fn on a new OS thread that ends with it: a namespace it enters
+    dies with the thread."""
+    box: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            box["value"] = fn()
+        except BaseException as e:  # handed to the caller
+            box["error"] = e
+
+    t = threading.Thread(target=run, name="pinnace-ns", daemon=True)
+    t.start()
+    t.join()
+    if "error" in box:
+        raise box["error"]
+    return box["value"]  # type: ignore[no-any-return]
+
+
+def share_dir(d: Path) -> None:
+    """Make d a shared mount point of its own, as `ip netns add` does, so the
+    namespace mounts in it (and their removal) propagate to mount namespaces
+    copied later."""
+    with _dirs_lock:
+        if d in _shared_dirs:
+            return
+        d.mkdir(parents=True, exist_ok=True)
+        lib, b = libc(), bytes(d)
+        if lib.mount(b"none", b, None, _MS_SHARED | _MS_REC, None) != 0:
+            check(lib.mount(b, b, b"none", _MS_BIND | _MS_REC, None), "bind namespace dir", d)
+            check(lib.mount(b"none", b, None, _MS_SHARED | _MS_REC, None), "share namespace dir", d)
+        _shared_dirs.add(d)
+
+
+def pin(paths: dict[str, Path], hostname: str | None = None) -> None:
+    """New namespaces of the given kinds ("ipc", "uts", "net"), each
+    bind-mounted at its path; ``hostname`` is set in a new UTS namespace."""
+    if not paths:
+        return
+    for p in paths.values():
+        share_dir(p.parent)
+        os.close(os.open(p, os.O_RDONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0))
+    flags = 0
+    for kind in paths:
+        flags |= CLONE[kind]
+
+    def unshare_and_bind() -> None:
+        lib = libc()
+        check(lib.unshare(flags), "unshare", ",".join(paths))
+        if hostname is not None and "uts" in paths:
+            name = hostname.encode()
+            check(lib.sethostname(name, len(name)), "sethostname", hostname)
+        for kind, p in paths.items():
+            check(lib.mount(f"/proc/thread-self/ns/{kind}".encode(), bytes(p), b"none", _MS_BIND,
+                            None), f"bind {kind} namespace", p)
+
+    try:
+        on_fresh_thread(unshare_and_bind)
+    except BaseException:
+        for p in paths.values():
+            unpin(p)
+        raise
+
+
+def is_pinned(path: str | Path, kind: str) -> bool:
+    """True if path is a bind-mounted namespace of that kind."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        return fcntl.ioctl(fd, _NS_GET_NSTYPE) == CLONE[kind]
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+
+
+def unpin(path: Path) -> None:
+    """Unmount and remove a namespace file; no error if it is gone."""
+    if libc().umount2(bytes(path), _MNT_DETACH) != 0:
+        err = ctypes.get_errno()
+        if err not in (errno.EINVAL, errno.ENOENT):
+            raise OSError(err, f"umount: {os.strerror(err)}", str(path))
+    path.unlink(missing_ok=True)

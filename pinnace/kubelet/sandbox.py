@@ -1,0 +1,155 @@
+"""A pod's sandbox: the namespaces its containers share.
+
+Network, IPC and UTS namespaces are pinned by bind mounts (namespaces.py;
+the network one by PodNetwork), so no process has to hold them: starting a
+pod costs two runtime calls fewer than with a pause container. Only a pod
+that shares one PID namespace among its containers (shareProcessNamespace)
+needs a process to be that namespace's init: then a catatonit container
+runs as the sandbox, as before.
+
+A marker file in the pod's directory (data dir, kept over a reboot) says a
+sandbox was made; the pins live under /run (gone after a reboot). A marker
+without live pins is a sandbox that died: the pod worker makes a new one and
+restarts the containers in it, as the kubelet does after a reboot.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from . import namespaces, ocispec
+from .oci import RUNNING, OCIRuntime, Record
+
+Obj = dict[str, Any]
+
+RUN_DIR = Path("/run/pinnace/pods")
+MARKER = "sandbox.json"
+
+
+class Sandboxes:
+    def __init__(self, runtime: OCIRuntime, pods_dir: Path, pause: str, run_dir: Path = RUN_DIR):
+        self.rt = runtime
+        self.pods_dir = pods_dir
+        self.pause = pause
+        self.run_dir = run_dir
+
+    # -- what exists ----------------------------------------------------------------
+
+    def _marker(self, uid: str) -> Path:
+        return self.pods_dir / uid / MARKER
+
+    def info(self, uid: str) -> Obj | None:
+        try:
+            return json.loads(self._marker(uid).read_text())  # type: ignore[no-any-return]
+        except (OSError, ValueError):
+            return None
+
+    def existed(self, uid: str) -> bool:
+        return self._marker(uid).exists()
+
+    def uids(self) -> set[str]:
+        return {p.parent.name for p in self.pods_dir.glob(f"*/{MARKER}")}
+
+    def pause_record(self, uid: str) -> Record | None:
+        info = self.info(uid) or {}
+        pid = info.get("pause") or ""
+        if not pid:
+            return None
+        try:
+            return Record(**json.loads((self.rt.bundle(pid) / "meta.json").read_text()))
+        except (OSError, ValueError, TypeError):
+            return Record(id=pid, pod_uid=uid, namespace="", pod_name="", name="")
+
+    def alive(self, uid: str) -> bool:
+        info = self.info(uid)
+        if info is None:
+            return False
+        if not all(namespaces.is_pinned(p, kind) for kind, p in info.get("pins", {}).items()):
+            return False
+        if info.get("netns") and not namespaces.is_pinned(info["netns"], "net"):
+            return False
+        pause = self.pause_record(uid)
+        return pause is None or self.rt.state(pause).status == RUNNING
+
+    # -- making and removing ---------------------------------------------------------
+
+    async def create(self, pod: Obj, netns: str, hostname: str) -> None:
+        """Pin the pod's namespaces (and start its pause container when its
+        containers share a PID namespace)."""
+        import asyncio
+
+        meta, spec = pod["metadata"], pod["spec"]
+        uid = meta["uid"]
+        pins: dict[str, Path] = {}
+        # Files side by side in one directory, which is made a shared mount once.
+        if not spec.get("hostIPC"):
+            pins["ipc"] = self.run_dir / f"{uid}.ipc"
+        if netns:  # a pod on the host's network has the host's name too
+            pins["uts"] = self.run_dir / f"{uid}.uts"
+        info: Obj = {"pins": {k: str(v) for k, v in pins.items()}, "netns": netns,
+                     "pause": "", "created": time.time()}
+        (self.pods_dir / uid).mkdir(parents=True, exist_ok=True)
+        self._marker(uid).write_text(json.dumps(info))
+        await asyncio.to_thread(namespaces.pin, pins, hostname if "uts" in pins else None)
+        if spec.get("shareProcessNamespace") and not spec.get("hostPID"):
+            rec = Record(id=uuid.uuid4().hex + uuid.uuid4().hex, pod_uid=uid,
+                         namespace=meta.get("namespace") or "default", pod_name=meta["name"],
+                         name="")
+            info["pause"] = rec.id
+            self._marker(uid).write_text(json.dumps(info))
+            ns = [{"type": "mount"}, {"type": "pid"}, *self._joined(info)]
+            cfg = ocispec.config(
+                args=["/pause", "-P"], env=[], cwd="/", uid=0, gid=0, groups=[], rootfs="",
+                readonly_root=True, hostname=None, namespaces=ns,
+                cgroups_path=f"{cgroup_parent(pod)}/{rec.id}",
+                linux_resources={"cpu": {"shares": 2}},
+                caps={k: [] for k in ("bounding", "effective", "permitted")}, privileged=False,
+                no_new_privileges=True, mounts=[ocispec.bind(self.pause, "/pause", True)])
+            await self.rt.create(rec, cfg)
+            await self.rt.start(rec)
+
+    async def remove(self, uid: str) -> None:
+        """Stop the pause container, unpin the namespaces, forget the marker
+        (the network namespace is PodNetwork's to remove)."""
+        import asyncio
+
+        info = self.info(uid) or {}
+        pause = self.pause_record(uid)
+        if pause is not None:
+            await self.rt.stop(pause, 0)
+            await self.rt.remove(pause)
+        for p in info.get("pins", {}).values():
+            await asyncio.to_thread(namespaces.unpin, Path(p))
+        self._marker(uid).unlink(missing_ok=True)
+
+    # -- for the containers ----------------------------------------------------------
+
+    def _joined(self, info: Obj) -> list[Obj]:
+        out = [{"type": {"ipc": "ipc", "uts": "uts"}[k], "path": p}
+               for k, p in info.get("pins", {}).items()]
+        if info.get("netns"):
+            out.append({"type": "network", "path": info["netns"]})
+        return out
+
+    def container_namespaces(self, pod: Obj) -> list[Obj]:
+        """The namespaces a container of the pod joins or gets, for its config.json."""
+        uid = pod["metadata"]["uid"]
+        info = self.info(uid) or {}
+        out: list[Obj] = [{"type": "mount"}, *self._joined(info)]
+        pause = self.pause_record(uid)
+        if pause is not None:
+            out.append({"type": "pid", "path": f"/proc/{self.rt.state(pause).pid}/ns/pid"})
+        elif not pod["spec"].get("hostPID"):
+            out.append({"type": "pid"})
+        return out
+
+
+def cgroup_parent(pod: Obj) -> str:
+    """The pod's cgroup, under its QoS tier, as the kubelet's cgroupfs driver names it."""
+    qos = ocispec.qos_class(pod)
+    tier = {"Guaranteed": "", "Burstable": "/burstable", "BestEffort": "/besteffort"}[qos]
+    return f"/kubepods{tier}/pod{pod['metadata']['uid']}"
