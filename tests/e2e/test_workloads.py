@@ -295,3 +295,13 @@ def test_image_pulled_from_a_local_registry(node, ns, tmp_path, busybox_archive)
     assert c["image"] == ref and c["imageID"]
     events = node.kubectl("get", "events", "-n", ns, "--field-selector", "involvedObject.name=pulled").stdout
     assert "Pulling" in events and "Successfully pulled image" in events, events
+
+
+def test_shared_process_namespace(node, ns):
+    _apply(node, ns, _pod("shared", _c("a", "sleep 3601"), _c("b", "sleep 3602"),
+                          shareProcessNamespace=True))
+    wait_pod(node, ns, "shared", _running, what="both containers Running")
+    ps = node.kubectl("exec", "shared", "-c", "b", "-n", ns, "--", "ps", "-o", "pid,args").stdout
+    assert "sleep 3601" in ps and "sleep 3602" in ps and "/pause" in ps, ps
+    alone = node.kubectl("exec", "shared", "-c", "b", "-n", ns, "--", "hostname").stdout.strip()
+    assert alone == "shared"
