@@ -14,9 +14,10 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-from pinnace.kubelet.images import HOST_PLATFORM, Image, ImageError, ImageStore, image_root
+if TYPE_CHECKING:  # the store (and aiohttp) load only when an image command runs
+    from pinnace.kubelet.images import Image, ImageStore
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -36,8 +37,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     pull.add_argument("--insecure-registry", action="append", default=[], metavar="HOST:PORT",
                       help="reach this registry over plain http or unverified TLS (repeatable)")
     pull.add_argument("--creds", metavar="USER[:PASSWORD]", help="registry credentials")
-    pull.add_argument("--platform", default="/".join(HOST_PLATFORM),
-                      help="os/arch[/variant] to pick from multi-platform images (default: %(default)s)")
+    pull.add_argument("--platform", default="",
+                      help="os/arch[/variant] to pick from multi-platform images (default: this host's)")
     imp = sub.add_parser("import", parents=[common],
                          help="load images from docker-archive or oci-archive tarballs or OCI layout dirs")
     imp.add_argument("files", nargs="+", type=Path)
@@ -56,6 +57,8 @@ def run(args: argparse.Namespace) -> int:
         from .main import default_data_dir  # here, not at the top: main imports this module
 
         data_dir = default_data_dir()
+    from pinnace.kubelet.images import ImageError, ImageStore, image_root
+
     store = ImageStore(image_root(Path(data_dir).resolve()))
     try:
         if args.image_command == "pull":
@@ -80,10 +83,13 @@ def _pull(store: ImageStore, args: argparse.Namespace) -> int:
     if args.creds:
         user, _, password = args.creds.partition(":")
         auth = {"username": user, "password": password}
+    from pinnace.kubelet.images import HOST_PLATFORM
+
+    platform = tuple(args.platform.split("/")) if args.platform else HOST_PLATFORM
     bar = ProgressBar(sys.stderr)
     try:
         image = asyncio.run(store.pull(args.ref, auth=auth, insecure=set(args.insecure_registry),
-                                       platform=tuple(args.platform.split("/")), progress=bar))
+                                       platform=platform, progress=bar))
     finally:
         bar.close()
     print(f"Image is up to date for {image.id}")
