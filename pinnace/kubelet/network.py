@@ -234,6 +234,7 @@ class PodNetwork:
         self._ips_dir = self.state_dir / "ips"
         self._pods_dir = self.state_dir / "pods"
         self._chain = f"masq-{bridge}"
+        self._host_port_chains = (f"hostports-{bridge}", f"hostports-out-{bridge}")
         self._lock = threading.RLock()          # IPAM, the owner map, the uid locks
         self._uid_locks: dict[str, threading.Lock] = {}
         self._ipam: NodeIPAM | None = None
@@ -400,13 +401,49 @@ class PodNetwork:
             if proc.returncode != 0:
                 return  # no table
             chains = set(re.findall(r"^\s*chain (\S+) \{", proc.stdout, re.M))
-            if self._chain not in chains:
+            ours = chains & {self._chain, *self._host_port_chains}
+            if not ours:
                 return
-            script = (f"delete table ip {NFT_TABLE}\n" if chains == {self._chain}
-                      else f"delete chain ip {NFT_TABLE} {self._chain}\n")
+            script = (f"delete table ip {NFT_TABLE}\n" if chains == ours else
+                      "".join(f"delete chain ip {NFT_TABLE} {c}\n" for c in sorted(ours)))
             proc = _nft(script)
         if proc.returncode != 0:
             raise NetworkError(f"nft: {proc.stderr.strip()}")
+
+    # host ports ---------------------------------------------------------
+    def set_host_ports(self, uid: str, ip: str, ports: list[tuple[str, int, int]]) -> None:
+        """A pod's hostPorts, (protocol, host port, container port) each, to
+        its address, as the portmap CNI plugin maps them: packets arriving
+        for any of this host's addresses and the host's own connections to
+        them are sent on to the pod. [] removes the pod's."""
+        path = self.state_dir / "hostports.json"
+        with self._lock, _host_lock("nft.lock"):
+            try:
+                table = json.loads(_read(path) or "{}")
+            except ValueError:
+                table = {}
+            if ports:
+                table[uid] = {"ip": ip, "ports": [list(p) for p in ports]}
+            elif uid in table:
+                del table[uid]
+            else:
+                return
+            self.state_dir.mkdir(parents=True, exist_ok=True)
+            _write_atomic(path, json.dumps(table))
+            t, chains = NFT_TABLE, self._host_port_chains
+            script = f"add table ip {t}\n"
+            for chain, hook in zip(chains, ("prerouting", "output")):
+                # -100 is dstnat; older nft knows the name only for prerouting.
+                script += (f"add chain ip {t} {chain} {{ type nat hook {hook} priority -100; "
+                           "policy accept; }\n" f"flush chain ip {t} {chain}\n")
+                for entry in table.values():
+                    for proto, host_port, port in entry["ports"]:
+                        script += (f"add rule ip {t} {chain} fib daddr type local "
+                                   f"{proto.lower()} dport {int(host_port)} "
+                                   f"dnat to {entry['ip']}:{int(port)}\n")
+            proc = _nft(script)
+        if proc.returncode != 0:
+            raise NetworkError(f"hostPort: nft: {proc.stderr.strip()}")
 
     # addresses ----------------------------------------------------------
     def _load_ips(self) -> None:
@@ -591,6 +628,7 @@ class PodNetwork:
 
     def teardown_pod(self, uid: str) -> None:
         """Delete the veth, the namespace and the address; no error if gone."""
+        self.set_host_ports(uid, "", [])
         with self._uid_lock(uid):
             pod = self._load_record(uid)
             self._remove_links(uid, pod)

@@ -232,6 +232,9 @@ class PodWorkers:
                                               meta["name"])
                 netns, ps.pod_ip = net.netns, net.ip
             await asyncio.to_thread(self._write_pod_files, pod, ps.pod_ip)
+            ports = _host_ports(pod)
+            if ports and netns:  # before the sandbox: a failure here is retried whole
+                await asyncio.to_thread(self.network.set_host_ports, uid, ps.pod_ip, ports)
             await self.sandboxes.create(pod, netns, self._hostname(pod))
             if ps.start_time == "":
                 ps.start_time = rfc3339()
@@ -731,6 +734,13 @@ class PodWorkers:
                                "not found")
             return recs[-2]
         return recs[-1]
+
+
+def _host_ports(pod: Obj) -> list[tuple[str, int, int]]:
+    spec = pod["spec"]
+    return [(str(p.get("protocol") or "TCP"), int(p["hostPort"]), int(p["containerPort"]))
+            for c in [*(spec.get("initContainers") or []), *(spec.get("containers") or [])]
+            for p in c.get("ports") or [] if p.get("hostPort")]
 
 
 def _key(pod: Obj) -> str:

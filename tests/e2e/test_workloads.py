@@ -305,3 +305,31 @@ def test_shared_process_namespace(node, ns):
     assert "sleep 3601" in ps and "sleep 3602" in ps and "/pause" in ps, ps
     alone = node.kubectl("exec", "shared", "-c", "b", "-n", ns, "--", "hostname").stdout.strip()
     assert alone == "shared"
+
+
+def test_host_port_reaches_the_pod(node, ns):
+    import socket
+    import urllib.request
+
+    from pinnace.kubelet.host import primary_ip
+
+    with socket.socket() as s:
+        s.bind(("0.0.0.0", 0))
+        port = s.getsockname()[1]
+    web = _c("web", "mkdir -p /www && echo via-host-port > /www/index.html && httpd -f -p 8080 -h /www",
+             ports=[{"containerPort": 8080, "hostPort": port}])
+    _apply(node, ns, _pod("hp", web))
+    wait_pod(node, ns, "hp", _running, what="Running")
+    # The host's own address: a packet to it never leaves the machine.
+    host = primary_ip()
+
+    def get() -> str:
+        try:
+            with urllib.request.urlopen(f"http://{host}:{port}/", timeout=3) as r:
+                return r.read().decode()
+        except OSError:
+            return ""
+    assert wait_for(get, timeout=20, interval=0.3, what="the host port").strip() == "via-host-port"
+    node.kubectl("delete", "pod", "hp", "-n", ns, "--timeout=30s", timeout=40)
+    rules = subprocess.run(["nft", "list", "table", "ip", "pinnace"], capture_output=True, text=True).stdout
+    assert f"dport {port}" not in rules
