@@ -473,7 +473,7 @@ class PodWorkers:
             linux_resources=ocispec.resources(c, qos), caps=ocispec.capabilities(c),
             privileged=bool(sc.get("privileged")),
             no_new_privileges=sc.get("allowPrivilegeEscalation") is False,
-            mounts=mounts, oom_score_adj=ocispec.oom_score_adj(
+            mounts=mounts, shm=self.sandboxes.shm(uid), oom_score_adj=ocispec.oom_score_adj(
                 qos, float(mem_req), float(meminfo().get("MemTotal", 1))),
             annotations={"io.kubernetes.pod.name": meta["name"],
                          "io.kubernetes.pod.namespace": meta.get("namespace") or "",

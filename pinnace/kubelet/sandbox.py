@@ -16,13 +16,14 @@ restarts the containers in it, as the kubelet does after a reboot.
 from __future__ import annotations
 
 import json
+import os
 import time
 import uuid
 from pathlib import Path
 from typing import Any
 
 from . import namespaces, ocispec
-from .oci import RUNNING, OCIRuntime, Record
+from .oci import RUNNING, OCIRuntime, Record, unmount
 
 Obj = dict[str, Any]
 
@@ -95,6 +96,10 @@ class Sandboxes:
         (self.pods_dir / uid).mkdir(parents=True, exist_ok=True)
         self._marker(uid).write_text(json.dumps(info))
         await asyncio.to_thread(namespaces.pin, pins, hostname if "uts" in pins else None)
+        if "ipc" in pins:
+            # One /dev/shm for the pod, as its IPC namespace is one (containerd's
+            # sandbox shm, 64 MiB).
+            await asyncio.to_thread(mount_shm, self.shm_dir(uid))
         if spec.get("shareProcessNamespace") and not spec.get("hostPID"):
             rec = Record(id=uuid.uuid4().hex + uuid.uuid4().hex, pod_uid=uid,
                          namespace=meta.get("namespace") or "default", pod_name=meta["name"],
@@ -124,9 +129,18 @@ class Sandboxes:
             await self.rt.remove(pause)
         for p in info.get("pins", {}).values():
             await asyncio.to_thread(namespaces.unpin, Path(p))
+        await asyncio.to_thread(unmount, self.shm_dir(uid))
         self._marker(uid).unlink(missing_ok=True)
 
     # -- for the containers ----------------------------------------------------------
+
+    def shm_dir(self, uid: str) -> Path:
+        return self.pods_dir / uid / "shm"
+
+    def shm(self, uid: str) -> str | None:
+        """The pod's /dev/shm, when it has its own IPC namespace."""
+        d = self.shm_dir(uid)
+        return str(d) if os.path.ismount(d) else None
 
     def _joined(self, info: Obj) -> list[Obj]:
         out = [{"type": {"ipc": "ipc", "uts": "uts"}[k], "path": p}
@@ -146,6 +160,15 @@ class Sandboxes:
         elif not pod["spec"].get("hostPID"):
             out.append({"type": "pid"})
         return out
+
+
+def mount_shm(target: Path) -> None:
+    target.mkdir(parents=True, exist_ok=True)
+    if os.path.ismount(target):
+        return
+    lib = namespaces.libc()
+    namespaces.check(lib.mount(b"shm", bytes(target), b"tmpfs", 0x2 | 0x4 | 0x8,  # nosuid nodev noexec
+                               b"mode=1777,size=67108864"), "mount shm", target)
 
 
 def cgroup_parent(pod: Obj) -> str:

@@ -66,6 +66,9 @@ def test_two_containers_talk_over_localhost(node, ns):
                                         "http://127.0.0.1:8080/", check=False).stdout, timeout=20,
                    what="the web container from the client")
     assert out.strip() == "hi-from-web"
+    # One IPC namespace, one /dev/shm.
+    node.kubectl("exec", "duo", "-c", "web", "-n", ns, "--", "sh", "-c", "echo in-shm > /dev/shm/f")
+    assert node.kubectl("exec", "duo", "-c", "client", "-n", ns, "--", "cat", "/dev/shm/f").stdout == "in-shm\n"
 
 
 def test_readiness_probe_flips_ready(node, ns):
