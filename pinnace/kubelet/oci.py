@@ -231,8 +231,10 @@ class OCIRuntime:
         if _pid_alive(pid):
             return State(rec, RUNNING if rec.started_at else CREATED, pid=pid)
         conmon_pid = _read_int(b / "conmon.pid") or 0
-        if _pid_alive(conmon_pid) and not pid:
-            return State(rec, CREATED)
+        if _pid_alive(conmon_pid):
+            # Not started yet, or just ended with the monitor about to write
+            # the exit code: not an unknown exit.
+            return State(rec, RUNNING if pid and rec.started_at else CREATED, pid=pid)
         return State(rec, EXITED, exit_code=255, finished_at=rec.started_at or rec.created_at,
                      reason="Unknown")
 
@@ -390,8 +392,8 @@ class OCIRuntime:
 
     def attach_socket(self, rec: Record) -> tuple[Path, Path | None]:
         """conmon's attach socket for the container (SOCK_SEQPACKET: each
-        packet read is one chunk of output after a byte naming its pipe, 1
-        stdout or 2 stderr; each packet written goes to the container's
+        packet read is one chunk of output after a byte naming its pipe, 2
+        stdout or 3 stderr; each packet written goes to the container's
         stdin), and its control fifo when the container has a terminal
         (a line "1 HEIGHT WIDTH" resizes it), else None."""
         b = self.bundle(rec.id)

@@ -481,7 +481,8 @@ class PodWorkers:
         self.records[rec.id] = rec
         self._prune_attempts(uid, name, init, keep_from=attempt - 1)
         try:
-            await self.rt.create(rec, cfg, rootfs_layers=image.layers)
+            await self.rt.create(rec, cfg, rootfs_layers=image.layers, stdin=bool(c.get("stdin")),
+                                 stdin_once=bool(c.get("stdinOnce")), tty=bool(c.get("tty")))
             self.event(pod, "Normal", "Created", f"Created container {name}")
             await self.rt.start(rec)
         except OCIError as e:

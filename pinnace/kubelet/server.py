@@ -94,8 +94,8 @@ class Runtime(Protocol):
     def attach_socket(self, namespace: str, pod: str, container: str
                       ) -> tuple[Path, Path | None]:
         """conmon's attach socket for the running container (SOCK_SEQPACKET:
-        output arrives as packets whose first byte names the pipe, 1 stdout
-        or 2 stderr; packets sent are its stdin), and its control fifo when
+        output arrives as packets whose first byte names the pipe, 2 stdout
+        or 3 stderr; packets sent are its stdin), and its control fifo when
         the container has a terminal, else None; KeyError / LookupError as above."""
         ...
 
@@ -713,6 +713,8 @@ _ATTACH_READ = 8192 + 1  # conmon reads its pipes 8 KiB at a time (STDIO_BUF_SIZ
 _ATTACH_WRITE = 8192  # stdin per packet; conmon reads at most 32 KiB of one and drops the rest
 _UNIX_PATH_MAX = 107  # bytes of sun_path before the terminating NUL
 _RESIZE_EVENT = 1  # conmon's ctl fifo: "1 HEIGHT WIDTH\n"
+_RESIZE_GAP = 0.05  # seconds between two resizes: see _Attached._resizes
+_PIPES = {2: STDOUT, 3: STDERR}  # conmon's stdpipe_t (src/utils.h): 1 would be stdin, unused
 
 
 class _Attached:
@@ -723,6 +725,8 @@ class _Attached:
         self.sock = sock
         self.terminal = ctl is not None
         self.ctl = -1
+        self._size: tuple[int, int] | None = None  # the newest size not written yet
+        self._resizer: asyncio.Task[None] | None = None
         if ctl is not None:
             with contextlib.suppress(OSError):  # conmon holds the fifo's read end
                 self.ctl = os.open(ctl, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
@@ -771,10 +775,32 @@ class _Attached:
 
     def resize(self, width: int, height: int) -> None:
         if self.ctl >= 0 and width > 0 and height > 0:
-            with contextlib.suppress(OSError):
-                os.write(self.ctl, f"{_RESIZE_EVENT} {height} {width}\n".encode())
+            self._size = (width, height)
+            if self._resizer is None or self._resizer.done():
+                self._write_size()
+                self._resizer = asyncio.get_running_loop().create_task(self._resizes())
+
+    async def _resizes(self) -> None:
+        """One line at a time, apart: conmon before 2.2.0 acts on the first
+        line of what it reads at once as many times as it got lines, so of
+        kubectl's two sizes on attach (one cell larger, then the real one,
+        to make the program redraw) only the larger would stay. Sizes that
+        come meanwhile are skipped for the newest."""
+        await asyncio.sleep(_RESIZE_GAP)
+        while self._size is not None and self.ctl >= 0:
+            self._write_size()
+            await asyncio.sleep(_RESIZE_GAP)
+
+    def _write_size(self) -> None:
+        assert self._size is not None
+        width, height = self._size
+        self._size = None
+        with contextlib.suppress(OSError):
+            os.write(self.ctl, f"{_RESIZE_EVENT} {height} {width}\n".encode())
 
     def close(self) -> None:
+        if self._resizer is not None:
+            self._resizer.cancel()
         self.sock.close()
         if self.ctl >= 0:
             os.close(self.ctl)
@@ -789,8 +815,9 @@ async def _attach_session(chans: Channels, conn: _Attached, stdin: bool, stdout:
 
     async def outbound() -> None:
         while packet := await conn.read():
-            if wanted.get(packet[0]) and len(packet) > 1:
-                await chans.send(packet[0], packet[1:])
+            channel = _PIPES.get(packet[0], -1)
+            if wanted.get(channel) and len(packet) > 1:
+                await chans.send(channel, packet[1:])
 
     out = asyncio.create_task(outbound())
     inbound = asyncio.create_task(_inbound(chans, conn, stdin, conn.terminal))

@@ -91,10 +91,13 @@ class FakeRuntime:
                 f.write(f"{T.format(i % 10)} stdout F {line}\n")
 
 
+STDOUT_PIPE, STDERR_PIPE = 2, 3  # conmon's stdpipe_t (src/utils.h)
+
+
 class FakeConmon:
     """What conmon offers a container's attach (conmon/src/conn_sock.c,
-    ctrl.c): a SOCK_SEQPACKET socket whose packets out are a pipe byte (1
-    stdout, 2 stderr) and output, whose packets in are stdin; and with a
+    ctrl.c): a SOCK_SEQPACKET socket whose packets out are a pipe byte (2
+    stdout, 3 stderr) and output, whose packets in are stdin; and with a
     terminal the ctl fifo, read for "1 HEIGHT WIDTH" lines. It lives in a
     directory too deep for a socket address, as conmon's bundles can be."""
 
@@ -140,11 +143,10 @@ class FakeConmon:
                 return
 
     def _read_ctl(self) -> None:
-        with os.fdopen(self._ctl_fd, "r") as f:
-            for line in f:
-                if line == "stop\n":
-                    return
-                self.ctl_lines.put(line)
+        # As conmon: what one read gives is taken as one message.
+        while (data := os.read(self._ctl_fd, 200).decode()) != "stop\n":
+            self.ctl_lines.put(data)
+        os.close(self._ctl_fd)
 
     def connected(self, timeout: float = 20) -> None:
         deadline = time.monotonic() + timeout
@@ -165,6 +167,8 @@ class FakeConmon:
     def hang_up(self) -> None:
         """The container ended: conmon closes every attached connection."""
         for conn in self.conns:
+            with contextlib.suppress(OSError):  # wakes the reader thread, which holds it open
+                conn.shutdown(socket.SHUT_RDWR)
             conn.close()
         self.conns.clear()
 
@@ -405,9 +409,9 @@ def test_attach_stdin_and_output(server: Server, namespace: str, pod: str,
         proc.stdin.write(b"hello\n" + big)
         proc.stdin.close()  # v5 tells the kubelet, which shuts its half down
         assert c.stdin_until_closed() == b"hello\n" + big
-        c.send(1, b"to stdout\n")
-        c.send(2, b"to stderr\n")
-        c.send(1, b"more\n")
+        c.send(STDOUT_PIPE, b"to stdout\n")
+        c.send(STDERR_PIPE, b"to stderr\n")
+        c.send(STDOUT_PIPE, b"more\n")
         time.sleep(0.2)
         c.hang_up()  # the container ended
         assert proc.stdout is not None and proc.stderr is not None
@@ -433,7 +437,7 @@ def test_attach_streams_output(server: Server, namespace: str, pod: str,
         assert proc.stdout is not None
         c.connected()
         for i in range(3):
-            c.send(1, f"line {i}\n".encode())
+            c.send(STDOUT_PIPE, f"line {i}\n".encode())
             assert proc.stdout.readline() == f"line {i}\n".encode()
         proc.terminate()  # the user leaves; the container goes on
         assert c.stdin.get(timeout=20) is None
@@ -459,6 +463,8 @@ def test_attach_terminal_and_resize(server: Server, namespace: str, pod: str,
         async with aiohttp.ClientSession() as s, \
                 s.ws_connect(url, ssl=ctx, protocols=[protocol]) as ws:
             assert ws.protocol == protocol
+            # As kubectl attach: one cell larger first, so that the program redraws.
+            await ws.send_bytes(b"\x04" + json.dumps({"Width": 101, "Height": 41}).encode())
             await ws.send_bytes(b"\x04" + json.dumps({"Width": 100, "Height": 40}).encode())
             await ws.send_bytes(b"\x00ls\r")
             async for msg in ws:
@@ -472,10 +478,12 @@ def test_attach_terminal_and_resize(server: Server, namespace: str, pod: str,
 
     def conmon_side(leave: bool) -> None:
         c.connected()
+        # One line per read: conmon 2.1 acts on the first line of a read only.
+        assert c.ctl_lines.get(timeout=20) == "1 41 101\n"
         assert c.ctl_lines.get(timeout=20) == "1 40 100\n"
         assert c.stdin.get(timeout=20) == b"ls\r"
-        c.send(2, b"what runc said before the terminal\n")
-        c.send(1, b"ls\r\nbin etc\r\n")
+        c.send(STDERR_PIPE, b"what runc said before the terminal\n")
+        c.send(STDOUT_PIPE, b"ls\r\nbin etc\r\n")
         if not leave:
             time.sleep(0.2)
             c.hang_up()
@@ -488,6 +496,7 @@ def test_attach_terminal_and_resize(server: Server, namespace: str, pod: str,
     helper.join(20)
     assert out == b"ls\r\nbin etc\r\n" and err == b""
     assert json.loads(error) == {"metadata": {}, "status": "Success"}
+    assert c.stdin.get(timeout=20) is None  # the fake's reader saw its own hang-up
 
     # The client leaves: conmon sees the connection end, the container goes on.
     helper = threading.Thread(target=conmon_side, args=(True,))
