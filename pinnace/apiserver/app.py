@@ -199,6 +199,17 @@ class APIServer:
                     "apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass",
                     "metadata": {"name": name}, "value": value,
                     "description": description}, system)
+        # The default StorageClass k3s ships (its local-storage manifest); the
+        # controller manager's local-path provisioner serves it.
+        scs = self.table.lookup("storage.k8s.io", "v1", "storageclasses")
+        assert scs is not None
+        if await self.store.get(scs.key(None, "local-path")) is None:
+            await self._create_quietly(scs, None, {
+                "apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
+                "metadata": {"name": "local-path", "annotations": {
+                    "storageclass.kubernetes.io/is-default-class": "true"}},
+                "provisioner": "rancher.io/local-path", "reclaimPolicy": "Delete",
+                "volumeBindingMode": "WaitForFirstConsumer"}, system)
         await self._ensure_kubernetes_service()
 
     async def _ensure_kubernetes_service(self) -> None:

@@ -301,6 +301,34 @@ class PodDisruptionBudgetStrategy(Strategy):
                          "expectedPods": 0}
 
 
+class PersistentVolumeClaimStrategy(Strategy):
+    """DefaultStorageClass admission: a claim created with no storageClassName
+    (absent or null, not "") gets the default class, the newest if several."""
+
+    def __init__(self, store: Store):
+        self.store = store
+
+    async def admit_create(self, info: ResourceInfo, obj: dict[str, Any], dry_run: bool) -> Undo:
+        spec = obj.get("spec")
+        if not isinstance(spec, dict) or spec.get("storageClassName") is not None or \
+                "volume.beta.kubernetes.io/storage-class" in _annotations(obj):
+            return _nothing
+        best: dict[str, Any] | None = None
+        for kv in (await self.store.list("/registry/storage.k8s.io/storageclasses/")).kvs:
+            sc = codec.decode_stored(kv.value, kv.mod_revision)
+            ann = _annotations(sc)
+            if "true" not in (ann.get("storageclass.kubernetes.io/is-default-class"),
+                              ann.get("storageclass.beta.kubernetes.io/is-default-class")):
+                continue
+            rank = (sc["metadata"].get("creationTimestamp") or "", sc["metadata"]["name"])
+            if best is None or rank > (best["metadata"].get("creationTimestamp") or "",
+                                       best["metadata"]["name"]):
+                best = sc
+        if best is not None:
+            spec["storageClassName"] = best["metadata"]["name"]
+        return _nothing
+
+
 class NodeStrategy(Strategy):
     def prepare_create(self, info: ResourceInfo, obj: dict[str, Any]) -> None:
         pass  # a kubelet registers its node with its status, which is kept
@@ -596,6 +624,7 @@ class Strategies:
             ("policy", "poddisruptionbudgets"): PodDisruptionBudgetStrategy(),
             ("apps", "daemonsets"): DaemonSetStrategy(),
             ("", "nodes"): NodeStrategy(),
+            ("", "persistentvolumeclaims"): PersistentVolumeClaimStrategy(store),
             ("", "namespaces"): NamespaceStrategy(),
             ("", "services"): ServiceStrategy(ips, ports),
             ("apiextensions.k8s.io", "customresourcedefinitions"): CRDStrategy(self),

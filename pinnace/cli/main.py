@@ -63,6 +63,9 @@ def _controller_args(p: argparse.ArgumentParser) -> None:
                    help="how often node health is checked, in seconds (default 5)")
     p.add_argument("--cluster-cidr", default="10.244.0.0/16",
                    help="pod network range nodes get their podCIDR from")
+    p.add_argument("--local-path-root", default=None,
+                   help="where the local-path provisioner puts volumes (default: /var/lib/pinnace; "
+                        "pinnace server passes its data dir)")
     p.add_argument("--service-account-private-key-file", default="",
                    help="key that signs legacy service-account token Secrets (pinnace server "
                         "passes the API server's, DIR/tls/service-account.key)")
@@ -104,6 +107,7 @@ def _controller_options(args: argparse.Namespace) -> dict[str, Any]:
     return {"node_monitor_grace_period": args.node_monitor_grace_period,
             "node_monitor_period": args.node_monitor_period,
             "cluster_cidr": args.cluster_cidr,
+            "local_path_root": args.local_path_root,
             "service_account_private_key_file": args.service_account_private_key_file}
 
 
@@ -246,6 +250,7 @@ def main(argv: list[str] | None = None) -> int:
         cm_args = ["--node-monitor-grace-period", str(args.node_monitor_grace_period),
                    "--node-monitor-period", str(args.node_monitor_period),
                    "--cluster-cidr", args.cluster_cidr,
+                   "--local-path-root", args.local_path_root or str(config.data_dir),
                    "--service-account-private-key-file",
                    args.service_account_private_key_file or
                    str(config.data_dir / "tls" / "service-account.key")]

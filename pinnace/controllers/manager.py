@@ -26,6 +26,7 @@ from . import (
     namespace,
     nodeipam,
     nodelifecycle,
+    persistentvolume,
     podgc,
     replicaset,
     resourcequota,
@@ -44,7 +45,7 @@ CONTROLLERS: dict[str, type[Controller]] = {}
 for _module in (replicaset, deployment, statefulset, daemonset, job, ttlafterfinished, cronjob,
                 disruption, endpoints, endpointslice, garbagecollector, podgc, namespace,
                 nodelifecycle, nodeipam, resourcequota, serviceaccount, serviceaccounttoken,
-                servicelb):
+                servicelb, persistentvolume):
     CONTROLLERS.update(_module.CONTROLLERS)
 
 

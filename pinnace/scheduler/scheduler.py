@@ -36,6 +36,7 @@ from .framework import (
     default_profile,
     pod_scheduled_condition_unschedulable,
 )
+from .plugins.volumebinding import ANN_SELECTED_NODE, VolumeBinding
 from .preemption import DISRUPTION_TARGET, disruption_target_condition
 from .queue import SchedulingQueue
 
@@ -80,6 +81,8 @@ class Scheduler:
         self.nodes = self.informers.informer("v1", "nodes")
         self.pvcs = self.informers.informer("v1", "persistentvolumeclaims")
         self.pvs = self.informers.informer("v1", "persistentvolumes")
+        self.storage_classes = self.informers.informer("storage.k8s.io/v1", "storageclasses")
+        self.pvc_api = client.resource("v1", "persistentvolumeclaims")
         self.pdbs = self.informers.informer("policy/v1", "poddisruptionbudgets")
         # What selects a pod, for spreading replicas by default.
         self.selecting = [self.informers.informer("v1", "services"),
@@ -94,6 +97,11 @@ class Scheduler:
             pvc_lookup=self._pvc, pv_lookup=self._pv,
             default_spread_selector=self._default_selector,
             pdb_lister=self.pdbs.objects)])}
+        self.volume_binding = [f for p in self.profiles.values() for f in p.filters
+                               if isinstance(f, VolumeBinding)]
+        for vb in self.volume_binding:
+            if vb.class_lookup is None:
+                vb.class_lookup = self.storage_classes.get
         self._binding: set[asyncio.Task[None]] = set()
         self._selectors_changed = 0
         self._selector_memo: dict[tuple[str, tuple[tuple[str, str], ...]],
@@ -186,6 +194,12 @@ class Scheduler:
                 self.cache.delete_nominated_pod(pod_key(pod))
 
         self.pods.add_handler(pod_added, pod_updated, pod_deleted)
+
+        def volumes_changed(*_: Obj) -> None:  # a claim, volume or class may unblock pods
+            self.queue.move_all_to_active_or_backoff("VolumeChange")
+
+        for inf in (self.pvcs, self.pvs, self.storage_classes):
+            inf.add_handler(volumes_changed, volumes_changed, None)
 
     def _node_added(self, node: Obj) -> None:
         self.cache.add_node(node)
@@ -306,6 +320,15 @@ class Scheduler:
     async def _bind(self, qp: Any, pod: Obj, node: str) -> None:
         meta = pod["metadata"]
         try:
+            await self._prebind_volumes(pod, node)
+        except (ApiError, OSError, asyncio.TimeoutError) as e:
+            self.cache.forget_pod(pod)
+            log.warning("binding volumes of %s to %s failed: %s", qp.key, node, e)
+            current = self.pods.get(qp.key)
+            if current is not None and not _assigned(current):
+                self.queue.add(current)
+            return
+        try:
             await self.pod_api.create_subresource(meta["name"], "binding",
                                                   binding_for(pod, node), meta["namespace"])
         except (ApiError, OSError, asyncio.TimeoutError) as e:
@@ -320,6 +343,23 @@ class Scheduler:
         # The API server has cleared the nomination as it bound the pod.
         self.recorder.event(pod, "Normal", "Scheduled",
                             f"Successfully assigned {meta['namespace']}/{meta['name']} to {node}")
+
+    async def _prebind_volumes(self, pod: Obj, node: str) -> None:
+        """VolumeBinding's PreBind: each unbound WaitForFirstConsumer claim of
+        the pod learns the chosen node (volume.kubernetes.io/selected-node),
+        which the provisioner then serves. Unlike upstream this does not wait
+        for the claims to bind: the kubelet retries the pod's volumes until
+        they are bound."""
+        seen: set[str] = set()
+        for vb in self.volume_binding:
+            for pvc in vb.claims_to_provision(pod):
+                meta = pvc["metadata"]
+                if meta["name"] in seen or \
+                        (meta.get("annotations") or {}).get(ANN_SELECTED_NODE) == node:
+                    continue
+                seen.add(meta["name"])
+                await self.pvc_api.patch(meta["name"], {"metadata": {"annotations": {
+                    ANN_SELECTED_NODE: node}}}, meta["namespace"])
 
     async def _patch_status(self, pod: Obj, patch: Obj) -> None:
         meta = pod["metadata"]

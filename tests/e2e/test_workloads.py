@@ -336,3 +336,19 @@ def test_host_port_reaches_the_pod(node, ns):
     node.kubectl("delete", "pod", "hp", "-n", ns, "--timeout=30s", timeout=40)
     rules = subprocess.run(["nft", "list", "table", "ip", "pinnace"], capture_output=True, text=True).stdout
     assert f"dport {port}" not in rules
+
+
+def test_persistent_volume_claim_keeps_data_across_pods(node, ns):
+    node.kubectl("apply", "-n", ns, "-f", "-", input=json.dumps({
+        "apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "data"},
+        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}}))
+    vol = [{"name": "d", "persistentVolumeClaim": {"claimName": "data"}}]
+    mount = [{"name": "d", "mountPath": "/data"}]
+    _apply(node, ns, _pod("writer", _c("c", "echo kept > /data/f; sleep 3600", volumeMounts=mount), volumes=vol))
+    wait_pod(node, ns, "writer", _running, timeout=60, what="writer Running on its provisioned volume")
+    pvc = json.loads(node.kubectl("get", "pvc", "data", "-n", ns, "-o", "json").stdout)
+    assert pvc["status"]["phase"] == "Bound" and pvc["spec"]["storageClassName"] == "local-path"
+    node.kubectl("delete", "pod", "writer", "-n", ns, "--timeout=30s", timeout=40)
+    _apply(node, ns, _pod("reader", _c("c", "cat /data/f; sleep 3600", volumeMounts=mount), volumes=vol))
+    wait_pod(node, ns, "reader", _running, timeout=60, what="reader Running")
+    assert wait_for(lambda: node.kubectl("logs", "reader", "-n", ns, check=False).stdout, timeout=10) == "kept\n"
