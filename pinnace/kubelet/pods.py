@@ -773,46 +773,36 @@ def _container_spec(pod: Obj, rec: Record) -> Obj | None:
 
 
 def _phase(pod: Obj, inits: list[Obj], conts: list[Obj], sidecars: set[str]) -> str:
-    """The kubelet's getPhase, on container statuses."""
+    """The kubelet's getPhase, from container statuses: Pending until the init
+    containers are done and every container has started once; Running while
+    any runs or waits to be restarted; Succeeded or Failed once all have
+    ended for good."""
     policy = pod["spec"].get("restartPolicy") or "Always"
     for s in inits:
         if s["name"] in sidecars:
             continue
-        term = s["state"].get("terminated") or (s.get("lastState") or {}).get("terminated")
-        if "terminated" in s["state"] and term and term.get("exitCode") != 0 and policy == "Never":
-            return "Failed"
-        if not ("terminated" in s["state"] and s["state"]["terminated"].get("exitCode") == 0):
-            return "Pending"
-    running = waiting = stopped = succeeded = 0
+        term = s["state"].get("terminated")
+        if term and term.get("exitCode") == 0:
+            continue
+        return "Failed" if term and policy == "Never" else "Pending"
+    running = restarting = waiting = succeeded = 0
     for s in conts:
         st = s["state"]
         if "running" in st:
             running += 1
         elif "terminated" in st:
-            stopped += 1
-            if st["terminated"].get("exitCode") == 0:
-                succeeded += 1
-        elif "waiting" in st:
-            if s.get("lastState", {}).get("terminated"):
-                stopped += 1  # restarting
-                if policy != "Never":
-                    running += 0
-            else:
-                waiting += 1
-    if waiting:
+            succeeded += st["terminated"].get("exitCode") == 0
+        elif (s.get("lastState") or {}).get("terminated"):
+            restarting += 1  # waiting out its back-off
+        else:
+            waiting += 1
+    if waiting or not conts:
         return "Pending"
-    if running:
+    if running or restarting or policy == "Always":
         return "Running"
-    if stopped and policy == "Always":
-        return "Running"
-    if stopped == len(conts) and conts:
-        restarting = any("waiting" in s["state"] for s in conts)
-        if policy == "OnFailure":
-            return "Succeeded" if succeeded == len(conts) else "Running"
-        if restarting:
-            return "Running"
-        return "Succeeded" if succeeded == len(conts) else "Failed"
-    return "Pending"
+    if succeeded == len(conts):
+        return "Succeeded"
+    return "Running" if policy == "OnFailure" else "Failed"
 
 
 _VOLATILE = ("lastHeartbeatTime", "lastProbeTime")
