@@ -100,7 +100,6 @@ class Agent:
         self._node_uid = ""
         self._sent_status: Obj | None = None
         self._sent_at = 0.0
-        self._tasks: set[asyncio.Task[Any]] = set()
         self.server: Any = None
 
     # -- running ----------------------------------------------------------------
@@ -134,8 +133,6 @@ class Agent:
             if beats is not None:
                 beats.cancel()
             await self.queue.shutdown()
-            for t in list(self._tasks):
-                t.cancel()
             if self.server is not None:
                 await self.server.stop()
             await self.pod_informer.stop()
@@ -150,11 +147,6 @@ class Agent:
                                     tls_dir=self.tls_dir, client_ca=self.ca_file,
                                     node_name=self.node_name)
         await self.server.start()
-
-    def _spawn(self, coro: Any) -> None:
-        task = asyncio.create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
 
     # -- the node -----------------------------------------------------------------
 
