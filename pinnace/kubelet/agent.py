@@ -33,11 +33,10 @@ from typing import Any
 from pinnace.client import ApiError, Client, Informer, WorkQueue, auto_config, key_of
 from pinnace.client.events import EventRecorder
 
-from . import host
+from . import host, lease
 from .oci import RUNNING, OCIRuntime, become_subreaper
 from .pods import PodWorkers
 from .podstatus import rfc3339
-from .sim import LEASE_NAMESPACE, micro_now
 
 log = logging.getLogger("pinnace.kubelet.agent")
 
@@ -293,37 +292,8 @@ class Agent:
                 log.info("lease: %s", e)
 
     async def _renew(self) -> None:
-        for _ in range(2):
-            lease = self._lease
-            if lease is None:
-                try:
-                    lease = await self.leases_rc.get(self.node_name, LEASE_NAMESPACE)
-                except ApiError as e:
-                    if not e.not_found:
-                        raise
-                    self._lease = await self.leases_rc.create(self._lease_object())
-                    return
-            body = {**lease, "metadata": {**lease["metadata"], "ownerReferences": self._owner()},
-                    "spec": {**(lease.get("spec") or {}), "holderIdentity": self.node_name,
-                             "leaseDurationSeconds": LEASE_SECONDS, "renewTime": micro_now()}}
-            try:
-                self._lease = await self.leases_rc.replace(body, LEASE_NAMESPACE)
-                return
-            except ApiError as e:
-                self._lease = None
-                if not (e.conflict or e.not_found):
-                    raise
-
-    def _owner(self) -> list[Obj]:
-        return [{"apiVersion": "v1", "kind": "Node", "name": self.node_name,
-                 "uid": self._node_uid}]
-
-    def _lease_object(self) -> Obj:
-        return {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
-                "metadata": {"name": self.node_name, "namespace": LEASE_NAMESPACE,
-                             "ownerReferences": self._owner()},
-                "spec": {"holderIdentity": self.node_name, "leaseDurationSeconds": LEASE_SECONDS,
-                         "renewTime": micro_now()}}
+        self._lease = await lease.renew(self.leases_rc, self._lease, self.node_name,
+                                        self._node_uid, LEASE_SECONDS)
 
     # -- pods ---------------------------------------------------------------------
 

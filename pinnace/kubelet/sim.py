@@ -31,7 +31,9 @@ from typing import Any
 
 from pinnace.client import ApiError, Client, Informer, WorkQueue, auto_config, key_of
 
+from . import lease
 from .ipam import NodeIPAM, PoolExhausted, fallback_cidr
+from .lease import LEASE_NAMESPACE
 from .podstatus import rfc3339, running_status, terminated_status
 
 log = logging.getLogger("pinnace.kubelet.sim")
@@ -40,17 +42,12 @@ Obj = dict[str, Any]
 
 KUBELET_VERSION = "v1.37.0-pinnace-sim"
 RUNTIME_VERSION = "sim://1.0"
-LEASE_NAMESPACE = "kube-node-lease"
 COMPLETE_AFTER = "pinnace.dev/sim-complete-after"
 HOST_IP_BASE = int(ipaddress.IPv4Address("10.200.0.0"))
 DEFAULT_CAPACITY = {"cpu": "32", "memory": "256Gi", "pods": "110",
                     "ephemeral-storage": "100Gi", "hugepages-1Gi": "0", "hugepages-2Mi": "0"}
 
 _LEASE, _STATUS = 0, 1
-
-
-def micro_now() -> str:
-    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 _DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
@@ -403,44 +400,8 @@ class SimNodes:
             self._beats.release()
 
     async def _renew(self, node: SimNode) -> None:
-        """Renew (or create) the node's Lease with one request in the usual case."""
-        for _ in range(2):
-            lease = node.lease
-            if lease is None:
-                try:
-                    lease = await self.leases_rc.get(node.name, LEASE_NAMESPACE)
-                except ApiError as e:
-                    if not e.not_found:
-                        raise
-                    node.lease = await self.leases_rc.create(self._lease(node))
-                    return
-            body = {**lease, "spec": {**(lease.get("spec") or {}),
-                                      "holderIdentity": node.name,
-                                      "leaseDurationSeconds": self.lease_duration,
-                                      "renewTime": micro_now()}}
-            refs = lease["metadata"].get("ownerReferences") or []
-            if node.uid and not any(r.get("uid") == node.uid for r in refs):
-                # Owned by this Node (a Lease left from a deleted one is taken over).
-                body["metadata"] = {**lease["metadata"], "ownerReferences": self._owner(node)}
-            try:
-                node.lease = await self.leases_rc.replace(body, LEASE_NAMESPACE)
-                return
-            except ApiError as e:
-                node.lease = None
-                if not (e.conflict or e.not_found):
-                    raise
-
-    def _owner(self, node: SimNode) -> list[Obj]:
-        return [{"apiVersion": "v1", "kind": "Node", "name": node.name, "uid": node.uid}]
-
-    def _lease(self, node: SimNode) -> Obj:
-        meta: Obj = {"name": node.name, "namespace": LEASE_NAMESPACE}
-        if node.uid:
-            meta["ownerReferences"] = self._owner(node)
-        return {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": meta,
-                "spec": {"holderIdentity": node.name,
-                         "leaseDurationSeconds": self.lease_duration,
-                         "renewTime": micro_now()}}
+        node.lease = await lease.renew(self.leases_rc, node.lease, node.name, node.uid,
+                                       self.lease_duration)
 
     # -- pods ----------------------------------------------------------------------
 
