@@ -380,6 +380,14 @@ class OCIRuntime:
         _reap(conmon_pid)
         await asyncio.to_thread(self._remove_files, rec)
 
+    async def give_up(self, rec: Record, exit_code: int) -> None:
+        """A container that could not be started: its runtime state and bundle
+        go, its record stays, ended with ``exit_code``."""
+        await self.remove(rec)
+        self.bundle(rec.id).mkdir(parents=True, exist_ok=True)
+        self._save(rec)
+        (self.root / "exits" / rec.id).write_text(str(exit_code))
+
     def _remove_files(self, rec: Record) -> None:
         b = self.bundle(rec.id)
         unmount(b / "rootfs")

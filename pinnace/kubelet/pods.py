@@ -11,6 +11,7 @@ timers, the last pull error, the last status sent.
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import json
 import logging
@@ -21,7 +22,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from pinnace.client import ApiError, Client
 
@@ -42,11 +43,6 @@ TERMINATION_MESSAGE_MAX = 4096
 FALLBACK_LOG_LINES = 80
 
 
-class Images(Protocol):
-    def get(self, ref: str) -> Any: ...
-    async def pull(self, ref: str, **kw: Any) -> Any: ...
-
-
 @dataclass
 class Waiting:
     reason: str
@@ -62,7 +58,6 @@ class PodState:
     pod_ip: str = ""
     sent: Obj | None = None
     start_time: str = ""
-    killed: set[str] = field(default_factory=set)  # containers being stopped on purpose
 
 
 def spec_hash(container: Obj) -> str:
@@ -406,8 +401,6 @@ class PodWorkers:
                 secret = await self.client.resource("v1", "secrets").get(ref["name"], ns)
             except ApiError:
                 continue
-            import base64
-
             raw = (secret.get("data") or {}).get(".dockerconfigjson")
             if raw:
                 try:
@@ -511,12 +504,9 @@ class PodWorkers:
 
     async def _start_failed(self, rec: Record, message: str) -> None:
         """A container the runtime would not start ends as StartError, exit 128,
-        as containerd reports it; its bundle goes, its record stays for the status."""
+        as containerd reports it; its record stays for the status."""
         rec.labels["start-error"] = message[:TERMINATION_MESSAGE_MAX]
-        await self.rt.remove(rec)
-        self.rt.bundle(rec.id).mkdir(parents=True, exist_ok=True)
-        self.rt._save(rec)
-        (self.rt.root / "exits" / rec.id).write_text("128")
+        await self.rt.give_up(rec, 128)
 
     def _prune_attempts(self, uid: str, name: str, init: bool, keep_from: int) -> None:
         """Keep the current and the previous attempt (for `logs --previous`)."""
