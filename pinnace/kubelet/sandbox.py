@@ -15,6 +15,7 @@ restarts the containers in it, as the kubelet does after a reboot.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import time
@@ -81,8 +82,6 @@ class Sandboxes:
     async def create(self, pod: Obj, netns: str, hostname: str) -> None:
         """Pin the pod's namespaces (and start its pause container when its
         containers share a PID namespace)."""
-        import asyncio
-
         meta, spec = pod["metadata"], pod["spec"]
         uid = meta["uid"]
         pins: dict[str, Path] = {}
@@ -120,8 +119,6 @@ class Sandboxes:
     async def remove(self, uid: str) -> None:
         """Stop the pause container, unpin the namespaces, forget the marker
         (the network namespace is PodNetwork's to remove)."""
-        import asyncio
-
         info = self.info(uid) or {}
         pause = self.pause_record(uid)
         if pause is not None:
