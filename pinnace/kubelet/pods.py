@@ -27,7 +27,7 @@ from typing import Any
 from pinnace.client import ApiError, Client
 
 from . import ocispec
-from .oci import EXITED, RUNNING, OCIError, OCIRuntime, Record, State
+from .oci import CREATED, EXITED, RUNNING, OCIError, OCIRuntime, Record, State
 from .podstatus import normalize_image, pod_status, rfc3339
 from .probes import Prober, run_handler
 from .sandbox import Sandboxes, cgroup_parent
@@ -189,6 +189,9 @@ class PodWorkers:
         rec = self.latest(uid, c["name"], True)
         if rec is not None:
             st = self.rt.state(rec)
+            if st.status == CREATED:
+                await self._finish_start(pod, ps, c, rec)  # the agent stopped in between
+                return False, False
             if st.status != EXITED:
                 return False, False
             if st.exit_code == 0 and not rec.labels.get("start-error"):
@@ -292,6 +295,9 @@ class PodWorkers:
         now = time.time()
         if rec is not None:
             st = self.rt.state(rec)
+            if st.status == CREATED:
+                await self._finish_start(pod, ps, c, rec)  # the agent stopped in between
+                return
             if st.status == RUNNING:
                 if rec.spec_hash != spec_hash(c):
                     self.event(pod, "Normal", "Killing",
@@ -495,6 +501,18 @@ class PodWorkers:
                            f"PostStartHook failed: {res.message}")
                 await self._kill(pod, rec, c)
                 return
+        self._start_probes(pod, ps, c, rec)
+
+    async def _finish_start(self, pod: Obj, ps: PodState, c: Obj, rec: Record) -> None:
+        """Start a container the runtime has created but nobody started."""
+        try:
+            await self.rt.start(rec)
+        except OCIError as e:
+            await self._start_failed(rec, str(e))
+            ps.waiting[c["name"]] = Waiting("RunContainerError", str(e))
+            self.requeue(_key(pod), 1)
+            return
+        self.event(pod, "Normal", "Started", f"Started container {c['name']}")
         self._start_probes(pod, ps, c, rec)
 
     def _start_probes(self, pod: Obj, ps: PodState, c: Obj, rec: Record) -> None:
