@@ -11,8 +11,11 @@ Failed items come back after a per-item exponential delay.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import deque
-from collections.abc import Callable, Hashable
+from collections.abc import Awaitable, Callable, Hashable
+
+from .rest import ApiError
 
 
 class ShutDown(Exception):
@@ -116,3 +119,27 @@ class WorkQueue:
             t.cancel()
         async with self._cond:
             self._cond.notify_all()
+
+
+async def process(queue: WorkQueue, sync: Callable[[str], Awaitable[None]],
+                  log: logging.Logger, what: str = "item") -> None:
+    """One worker: take keys from ``queue`` and ``sync`` each until the queue
+    shuts down. A key that fails comes back after its back-off; expected
+    failures (the API or the network) are logged in a line, others with the
+    traceback."""
+    while True:
+        try:
+            key = await queue.get()
+        except ShutDown:
+            return
+        try:
+            await sync(str(key))
+            queue.forget(key)
+        except (ApiError, OSError, asyncio.TimeoutError) as e:
+            log.info("%s %s: %s; retrying", what, key, e)
+            queue.add_rate_limited(key)
+        except Exception:
+            log.exception("%s %s", what, key)
+            queue.add_rate_limited(key)
+        finally:
+            queue.done(key)

@@ -32,6 +32,7 @@ from typing import Any
 
 from pinnace.client import ApiError, Client, Informer, WorkQueue, auto_config, key_of
 from pinnace.client.events import EventRecorder
+from pinnace.client.workqueue import process
 
 from . import host, lease
 from .oci import RUNNING, OCIRuntime, become_subreaper
@@ -127,7 +128,8 @@ class Agent:
                      self.runtime.version())
             await asyncio.gather(beats, self._housekeeping(), self._refresh_volumes(),
                                  self._image_gc(),
-                                 *(self._worker() for _ in range(self.workers)))
+                                 *(process(self.queue, self._sync, log, "pod")
+                                   for _ in range(self.workers)))
         finally:
             if beats is not None:
                 beats.cancel()
@@ -306,23 +308,10 @@ class Agent:
         else:
             self.queue.add_after(key, delay)
 
-    async def _worker(self) -> None:
-        while True:
-            key = await self.queue.get()
-            assert isinstance(key, str)
-            try:
-                pod = self.pod_informer.get(key)
-                if pod is not None:
-                    await self.pods.sync(key, pod)
-                self.queue.forget(key)
-            except (ApiError, OSError, asyncio.TimeoutError) as e:
-                log.info("pod %s: %s; retrying", key, e)
-                self.queue.add_rate_limited(key)
-            except Exception:
-                log.exception("pod %s", key)
-                self.queue.add_rate_limited(key)
-            finally:
-                self.queue.done(key)
+    async def _sync(self, key: str) -> None:
+        pod = self.pod_informer.get(key)
+        if pod is not None:
+            await self.pods.sync(key, pod)
 
     async def _housekeeping(self) -> None:
         """Notice what changed underneath: containers that exited (conmon

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pinnace.client import ApiError, Client, Informer, WorkQueue, auto_config, key_of
+from pinnace.client.workqueue import process
 
 from . import lease
 from .ipam import NodeIPAM, PoolExhausted, fallback_cidr
@@ -200,7 +201,8 @@ class SimNodes:
             self.ready.set()
             log.info("simulating %d nodes", len(self.nodes))
             await asyncio.gather(self._heartbeat_loop(),
-                                 *(self._worker() for _ in range(self.workers)))
+                                 *(process(self.queue, self._bounded_sync, log, "pod")
+                                   for _ in range(self.workers)))
         finally:
             await self.queue.shutdown()
             for t in list(self._tasks):
@@ -417,22 +419,9 @@ class SimNodes:
         if node is not None:
             node.ipam.release(uid)
 
-    async def _worker(self) -> None:
-        while True:
-            key = await self.queue.get()
-            assert isinstance(key, str)
-            try:
-                async with self._sem:
-                    await self.sync_pod(key)
-                self.queue.forget(key)
-            except (ApiError, OSError, asyncio.TimeoutError) as e:
-                log.info("pod %s: %s; retrying", key, e)
-                self.queue.add_rate_limited(key)
-            except Exception:
-                log.exception("pod %s", key)
-                self.queue.add_rate_limited(key)
-            finally:
-                self.queue.done(key)
+    async def _bounded_sync(self, key: str) -> None:
+        async with self._sem:
+            await self.sync_pod(key)
 
     async def sync_pod(self, key: str) -> None:
         """Move one pod on a running node one step towards what a kubelet would show."""
