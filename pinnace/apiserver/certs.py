@@ -56,7 +56,8 @@ def _key() -> ec.EllipticCurvePrivateKey:
     return ec.generate_private_key(ec.SECP256R1())
 
 
-def _write(path: Path, data: bytes, private: bool = False) -> None:
+def write_pem(path: Path, data: bytes, private: bool = False) -> None:
+    """Write a certificate or key file whole (a crash leaves the old one or the new one)."""
     tmp = path.with_suffix(path.suffix + ".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600 if private else 0o644)
     with os.fdopen(fd, "wb") as f:
@@ -127,8 +128,8 @@ def ensure_pki(dir: Path, listen_host: str, extra_sans: list[str] = ()) -> PKI: 
     else:
         ca_key = _key()
         ca_cert = _issue(_name("pinnace-ca"), ca_key, None, ca_key, is_ca=True)
-        _write(pki.ca_key, _pem_key(ca_key), private=True)
-        _write(pki.ca_cert, ca_cert.public_bytes(serialization.Encoding.PEM))
+        write_pem(pki.ca_key, _pem_key(ca_key), private=True)
+        write_pem(pki.ca_cert, ca_cert.public_bytes(serialization.Encoding.PEM))
     if not (pki.server_cert.exists() and pki.server_key.exists()):
         hosts = ["127.0.0.1", "localhost", "::1", socket.gethostname(), "kubernetes",
                  "kubernetes.default", "kubernetes.default.svc",
@@ -138,13 +139,13 @@ def ensure_pki(dir: Path, listen_host: str, extra_sans: list[str] = ()) -> PKI: 
         key = _key()
         cert = _issue(_name("pinnace-apiserver"), key, ca_cert, ca_key, server=True,
                       sans=_sans(hosts))
-        _write(pki.server_key, _pem_key(key), private=True)
-        _write(pki.server_cert, cert.public_bytes(serialization.Encoding.PEM))
+        write_pem(pki.server_key, _pem_key(key), private=True)
+        write_pem(pki.server_cert, cert.public_bytes(serialization.Encoding.PEM))
     if not (pki.admin_cert.exists() and pki.admin_key.exists()):
         key = _key()
         cert = _issue(_name("admin", ["system:masters"]), key, ca_cert, ca_key, client=True)
-        _write(pki.admin_key, _pem_key(key), private=True)
-        _write(pki.admin_cert, cert.public_bytes(serialization.Encoding.PEM))
+        write_pem(pki.admin_key, _pem_key(key), private=True)
+        write_pem(pki.admin_cert, cert.public_bytes(serialization.Encoding.PEM))
     return pki
 
 

@@ -33,7 +33,6 @@ import contextlib
 import fcntl
 import json
 import logging
-import os
 import ssl
 from http import HTTPStatus
 from pathlib import Path
@@ -46,7 +45,7 @@ from aiohttp import WSMsgType, web
 from pinnace.api import field
 
 from . import status
-from .certs import PKI, issue_client_cert
+from .certs import PKI, issue_client_cert, write_pem
 from .registry import ResourceTable
 from .rest import Registry
 from .status import APIError
@@ -86,19 +85,9 @@ def ensure_kubelet_client_cert(pki: PKI) -> tuple[Path, Path]:
         if not (cert.exists() and key.exists()):
             cert_pem, key_pem = issue_client_cert(pki, KUBELET_CLIENT_USER,
                                                   KUBELET_CLIENT_GROUPS)
-            _write(key, key_pem, 0o600)
-            _write(cert, cert_pem, 0o644)
+            write_pem(key, key_pem, private=True)
+            write_pem(cert, cert_pem)
     return cert, key
-
-
-def _write(path: Path, data: bytes, mode: int) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 class NodeProxy:
