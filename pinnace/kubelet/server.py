@@ -589,10 +589,28 @@ def _exit_code(returncode: int) -> int:
     return 128 - returncode if returncode < 0 else returncode  # killed by a signal: 128+n
 
 
-class _PipeProcess:
+class _Command:
+    """What both kinds of exec share: the process, in a session of its own
+    so that killing it takes its children too."""
+
+    proc: asyncio.subprocess.Process | None = None
+
+    async def wait(self) -> int:
+        assert self.proc is not None
+        return _exit_code(await self.proc.wait())
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+
+    def close(self) -> None:
+        self.kill()
+
+
+class _PipeProcess(_Command):
     def __init__(self, argv: list[str], stdin: bool, stdout: bool, stderr: bool):
         self.argv, self.stdin, self.stdout, self.stderr = argv, stdin, stdout, stderr
-        self.proc: asyncio.subprocess.Process | None = None
 
     async def start(self) -> None:
         pipe, null = asyncio.subprocess.PIPE, asyncio.subprocess.DEVNULL
@@ -625,26 +643,13 @@ class _PipeProcess:
     def resize(self, width: int, height: int) -> None:
         pass
 
-    async def wait(self) -> int:
-        assert self.proc is not None
-        return _exit_code(await self.proc.wait())
 
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.returncode is None:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(self.proc.pid, signal.SIGKILL)
-
-    def close(self) -> None:
-        self.kill()
-
-
-class _TTYProcess:
+class _TTYProcess(_Command):
     """The command on a new terminal it has as its controlling terminal."""
 
     def __init__(self, argv: list[str]):
         self.argv = argv
         self.master = -1
-        self.proc: asyncio.subprocess.Process | None = None
 
     async def start(self) -> None:
         master, slave = os.openpty()
@@ -691,17 +696,8 @@ class _TTYProcess:
         if self.master >= 0 and width > 0 and height > 0:
             fcntl.ioctl(self.master, termios.TIOCSWINSZ, struct.pack("HHHH", height, width, 0, 0))
 
-    async def wait(self) -> int:
-        assert self.proc is not None
-        return _exit_code(await self.proc.wait())
-
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.returncode is None:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(self.proc.pid, signal.SIGKILL)
-
     def close(self) -> None:
-        self.kill()
+        super().close()
         if self.master >= 0:
             os.close(self.master)
             self.master = -1
