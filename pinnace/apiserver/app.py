@@ -6,6 +6,7 @@ resource handlers.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import os
 import socket
@@ -228,7 +229,8 @@ class APIServer:
                                     "targetPort": self.port}]}}, system)
         ep = self.table.lookup("", "v1", "endpoints")
         assert ep is not None
-        address = self.config.advertise_address or _default_address()
+        address = self.config.advertise_address or _default_address(self.config.host)
+        await self._ensure_kubernetes_slice(address)
         want = {"apiVersion": "v1", "kind": "Endpoints",
                 "metadata": {"name": "kubernetes", "namespace": "default",
                              "labels": {"endpointslice.kubernetes.io/skip-mirror": "true"}},
@@ -243,6 +245,30 @@ class APIServer:
                 await self.registry.update(ep, "default", "kubernetes", want, system)
             except APIError as e:
                 log.warning("cannot update the kubernetes endpoints: %s", e.message)
+
+    async def _ensure_kubernetes_slice(self, address: str) -> None:
+        """The EndpointSlice of the `kubernetes` service, which proxies read
+        (the Endpoints object is kept for older clients), as upstream's
+        endpoint reconciler writes both."""
+        system = Options(field_manager="pinnace-apiserver", field_validation="Ignore")
+        res = self.table.lookup("discovery.k8s.io", "v1", "endpointslices")
+        assert res is not None
+        want = {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+                "metadata": {"name": "kubernetes", "namespace": "default",
+                             "labels": {"kubernetes.io/service-name": "kubernetes"}},
+                "addressType": "IPv6" if ":" in address else "IPv4",
+                "endpoints": [{"addresses": [address], "conditions": {"ready": True}}],
+                "ports": [{"name": "https", "port": self.port, "protocol": "TCP"}]}
+        kv = await self.store.get(res.key("default", "kubernetes"))
+        if kv is None:
+            await self._create_quietly(res, "default", want, system)
+            return
+        have = codec.decode_stored(kv.value, kv.mod_revision)
+        if any(have.get(k) != want[k] for k in ("addressType", "endpoints", "ports")):
+            try:
+                await self.registry.update(res, "default", "kubernetes", {**have, **want}, system)
+            except APIError as e:
+                log.warning("cannot update the kubernetes endpoint slice: %s", e.message)
 
     def _crd_event(self, type_: str, obj: dict[str, Any]) -> None:
         meta = obj["metadata"]
@@ -542,14 +568,19 @@ def _url_host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
-def _default_address() -> str:
-    """The address pods should use for the API server: the host's own first
-    non-loopback IPv4 address, found without sending anything."""
+def _default_address(listen_host: str) -> str:
+    """The address pods and other nodes should use for the API server: the
+    one it listens on when that is a single routable address, else the
+    source address of the host's default route (as kube-apiserver picks it)."""
+    from pinnace.kubelet.host import primary_ip
+
     try:
-        for info in socket.getaddrinfo(socket.gethostname(), None, socket.AF_INET):
-            addr = str(info[4][0])
-            if not addr.startswith("127."):
-                return addr
-    except OSError:
-        pass
-    return "127.0.0.1"
+        ip = ipaddress.ip_address(listen_host)
+    except ValueError:
+        return primary_ip()
+    if ip.is_unspecified:
+        return primary_ip()
+    if ip.is_loopback:
+        log.warning("the API server listens on %s only: pods cannot reach it through the "
+                    "kubernetes service (use --listen 0.0.0.0:PORT or --advertise-address)", ip)
+    return str(ip)

@@ -2,8 +2,9 @@
 Lease and status, and runs the pods bound to it as real containers.
 
 It meets the rest of the cluster only through the API server: a pod
-informer filtered to this node, a service informer for the environment
-variables Kubernetes injects, the Node, its Lease and Events. Pods are
+informer filtered to this node, a service informer (for the environment
+variables Kubernetes injects, shared with the service proxy it runs:
+pinnace/proxy), the Node, its Lease and Events. Pods are
 worked on by a work queue (one pod never by two workers at once); each sync
 brings one pod in line (pods.py). Everything it must find again after a
 restart lives in the data dir, so restarting the agent never stops a
@@ -59,7 +60,8 @@ class Agent:
                  runtime: str = "", cluster_dns: list[str] | None = None,
                  cluster_domain: str = "cluster.local", insecure_registries: set[str] | None = None,
                  kubelet_port: int = 10250, ca_file: Path | None = None,
-                 tls_dir: Path | None = None, workers: int = 16, labels: dict[str, str] | None = None):
+                 tls_dir: Path | None = None, workers: int = 16, labels: dict[str, str] | None = None,
+                 proxy: bool = True):
         from .images import ImageStore, image_root
         from .network import PodNetwork
         from .volumes import VolumeManager
@@ -93,6 +95,13 @@ class Agent:
             service_env=self._service_env, requeue=self._requeue, event=self.event,
             cluster_dns=list(cluster_dns or []), cluster_domain=cluster_domain,
             insecure_registries=set(insecure_registries or ()), pause=self.pause)
+        self.proxier: Any = None
+        if proxy:
+            from pinnace.proxy.proxier import Proxier
+
+            self.proxier = Proxier(client, self.node_name, self.root / "proxy",
+                                   cluster_cidr=str(self.network.cluster),
+                                   services=self.service_informer)
         self.workers = workers
         self.ready = asyncio.Event()
         self.network_ready = False
@@ -126,8 +135,9 @@ class Agent:
             self.ready.set()
             log.info("node %s ready (%s %s)", self.node_name, self.runtime.name,
                      self.runtime.version())
+            proxy = [self.proxier.run()] if self.proxier is not None else []
             await asyncio.gather(beats, self._housekeeping(), self._refresh_volumes(),
-                                 self._image_gc(),
+                                 self._image_gc(), *proxy,
                                  *(process(self.queue, self._sync, log, "pod")
                                    for _ in range(self.workers)))
         finally:
@@ -502,6 +512,9 @@ def reset_node(data_dir: Path) -> None:
         unmount(pin)
         pin.unlink(missing_ok=True)
     PodNetwork(root / "network", "").cleanup_all()
+    from pinnace.proxy.proxier import cleanup as proxy_cleanup
+
+    proxy_cleanup(root / "proxy")
     for uid in uids:
         if uid:
             remove_pod_cgroups(uid)

@@ -86,8 +86,10 @@ def guard_routes() -> dict[str, str]:
 def node(tmp_path_factory: pytest.TempPathFactory, busybox_archive: Path) -> Iterator[Server]:
     data = tmp_path_factory.mktemp("node")
     pinnace("image", "import", "--data-dir", str(data), str(busybox_archive))
-    srv = start_server(data, "--kubelet-port", str(_free_port()), command="server", agent=True,
-                       timeout=60)
+    # Listening on every address: pods reach the API server through the
+    # kubernetes service, at the host's own address.
+    srv = start_server(data, "--kubelet-port", str(_free_port()), "--listen", "0.0.0.0:0",
+                       command="server", agent=True, timeout=60)
     try:
         def ready() -> bool:
             out = srv.kubectl("get", "nodes", "-o", "json", check=False)
@@ -106,6 +108,10 @@ def node(tmp_path_factory: pytest.TempPathFactory, busybox_archive: Path) -> Ite
         pinnace("agent", "--reset", "--data-dir", str(data), check=False)
         if srv.proc.returncode not in (0, -15, None):
             print(srv.log.read_text()[-5000:])
+        # The reset leaves no service rules or addresses behind.
+        left = subprocess.run(["nft", "list", "table", "ip", "pinnace-proxy"], capture_output=True)
+        assert left.returncode != 0, "the proxy's nft table is still there after the reset"
+        assert subprocess.run(["ip", "link", "show", "pinnace-lb"], capture_output=True).returncode != 0
 
 
 @pytest.fixture

@@ -1,0 +1,135 @@
+"""The proxy's nftables table: written whole once (atomically replacing
+whatever a previous run left), then changed service by service.
+
+Each change is one ``nft -f`` transaction, so a packet sees the old rules or
+the new ones, never a half-written service. Within it, things are created
+before anything refers to them and unreferenced before they are deleted:
+sets, chains, rules, map elements, then old chains and sets go.
+
+Connections keep working across a rewrite: their NAT bindings live in
+conntrack, not in the rules.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import subprocess
+import time
+
+from .rules import TABLE, Rules, skeleton
+
+log = logging.getLogger("pinnace.proxy.nft")
+
+T = f"ip {TABLE}"
+
+
+class NftError(Exception):
+    pass
+
+
+def nft_binary() -> str:
+    found = shutil.which("nft") or shutil.which("nft", path="/usr/sbin:/sbin")
+    if found is None:
+        raise NftError("the service proxy needs the nft command (package nftables)")
+    return found
+
+
+def run(script: str) -> None:
+    proc = subprocess.run([nft_binary(), "-f", "-"], input=script, capture_output=True,
+                          text=True, timeout=120)
+    if proc.returncode != 0:
+        raise NftError(proc.stderr.strip() or f"nft exited with {proc.returncode}")
+
+
+def table_exists() -> bool:
+    proc = subprocess.run([nft_binary(), "list", "table", "ip", TABLE], capture_output=True,
+                          text=True, timeout=60)
+    return proc.returncode == 0
+
+
+def delete_table() -> bool:
+    """Remove every rule the proxy made; False if there was none."""
+    if not table_exists():
+        return False
+    run(f"delete table {T}\n")
+    return True
+
+
+def _chain_cmds(name: str, rules: list[str]) -> list[str]:
+    return [f"flush chain {T} {name}", *(f"add rule {T} {name} {r}" for r in rules)]
+
+
+def diff(old: Rules, new: Rules) -> list[str]:
+    """Commands turning one service's ``old`` rules into ``new``."""
+    cmds = [f"add set {T} {n} {decl}" for n, decl in new.sets.items() if old.sets.get(n) != decl]
+    cmds += [f"add chain {T} {n}" for n in new.chains if n not in old.chains]
+    for n, rules in new.chains.items():
+        if old.chains.get(n) != rules:
+            cmds += _chain_cmds(n, rules)
+    for m in old.elements.keys() | new.elements.keys():
+        before, after = old.elements.get(m, {}), new.elements.get(m, {})
+        gone = [k for k, v in before.items() if after.get(k) != v]
+        if gone:
+            cmds.append(f"delete element {T} {m} {{ {', '.join(gone)} }}")
+        added = [f"{k} : {v}" for k, v in after.items() if before.get(k) != v]
+        if added:
+            cmds.append(f"add element {T} {m} {{ {', '.join(added)} }}")
+    dropped = [n for n in old.chains if n not in new.chains]
+    cmds += [f"flush chain {T} {n}" for n in dropped]
+    cmds += [f"delete chain {T} {n}" for n in dropped]
+    cmds += [f"delete set {T} {n}" for n in old.sets if n not in new.sets]
+    return cmds
+
+
+class Table:
+    """The applied state, service by service, and the commands to change it."""
+
+    def __init__(self, cluster_cidr: str):
+        self.cluster_cidr = cluster_cidr
+        self.applied: dict[str, Rules] = {}
+        self.synced = False
+
+    def replace_all(self, desired: dict[str, Rules]) -> None:
+        """The whole table in one transaction, replacing whatever is there
+        (a previous run's rules included)."""
+        cmds = [f"add table {T}", f"delete table {T}", *skeleton(self.cluster_cidr)]
+        empty = Rules()
+        for rules in desired.values():
+            cmds += diff(empty, rules)
+        started = time.monotonic()
+        run("\n".join(cmds) + "\n")
+        self.applied = dict(desired)
+        self.synced = True
+        log.info("proxy rules for %d services written in %.0f ms", len(desired),
+                 (time.monotonic() - started) * 1000)
+
+    def update(self, changed: dict[str, Rules | None]) -> int:
+        """Apply the services in ``changed`` (None: the service is gone).
+        Returns how many nft commands it took (0: nothing differed)."""
+        if not self.synced:
+            desired = dict(self.applied)
+            for key, rules in changed.items():
+                if rules is None:
+                    desired.pop(key, None)
+                else:
+                    desired[key] = rules
+            self.replace_all(desired)
+            return -1
+        cmds: list[str] = []
+        empty = Rules()
+        for key, rules in changed.items():
+            cmds += diff(self.applied.get(key, empty), rules or empty)
+        if not cmds:
+            return 0
+        try:
+            run("\n".join(cmds) + "\n")
+        except NftError:
+            self.synced = False  # the next update rewrites the table whole
+            raise
+        for key, rules in changed.items():
+            if rules is None or not (rules.chains or rules.elements):
+                self.applied.pop(key, None)
+            else:
+                self.applied[key] = rules
+        return len(cmds)

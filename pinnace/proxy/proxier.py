@@ -1,0 +1,144 @@
+"""The service proxy of a node: watches Services and EndpointSlices and keeps
+this node's nftables table (rules.py, nft.py) in line with them, plus the
+LoadBalancer addresses the node answers for (addresses.py).
+
+Changes are coalesced: a handler only marks the service dirty and wakes the
+sync loop, which applies every dirty service in one transaction. The first
+sync after the informers have listed writes the whole table, which is how
+rules left by a previous run are reconciled; after that only dirty services
+are touched. Runs in the agent (one per node) or alone as `pinnace proxy`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+from pinnace.client import Client, Informer, key_of
+from pinnace.client.informer import strip_managed_fields
+
+from . import addresses, nft, sysctl
+from .rules import Rules, service_rules
+
+log = logging.getLogger("pinnace.proxy")
+
+Obj = dict[str, Any]
+SERVICE_LABEL = "kubernetes.io/service-name"
+
+
+def _slice_service(sl: Obj) -> str:
+    meta = sl.get("metadata") or {}
+    name = (meta.get("labels") or {}).get(SERVICE_LABEL)
+    return f"{meta.get('namespace')}/{name}" if name else ""
+
+
+class Proxier:
+    def __init__(self, client: Client, node_name: str, state_dir: Path, *,
+                 cluster_cidr: str = "10.244.0.0/16",
+                 services: Informer | None = None):
+        self.node_name = node_name
+        self.cluster_cidr = cluster_cidr
+        self.state_dir = state_dir
+        # The agent shares its service informer; alone we make our own.
+        self.services = services or Informer(client.resource("v1", "services"))
+        self._own_services = services is None
+        self.slices = Informer(client.resource("discovery.k8s.io/v1", "endpointslices"),
+                               transform=strip_managed_fields)
+        self.slices.add_index("service", lambda sl: [_slice_service(sl)] if _slice_service(sl) else [])
+        self.table = nft.Table(cluster_cidr)
+        self.lb = addresses.LocalAddresses()
+        self._dirty: set[str] = set()
+        self._wake = asyncio.Event()
+        self.synced = asyncio.Event()
+        self.last_sync_ms = 0.0
+
+    def _mark(self, key: str) -> None:
+        if key:
+            self._dirty.add(key)
+            self._wake.set()
+
+    def _service_event(self, *objs: Obj) -> None:
+        self._mark(key_of(objs[-1]))
+
+    def _slice_event(self, *objs: Obj) -> None:
+        for o in objs:
+            self._mark(_slice_service(o))
+
+    def rules_for(self, key: str) -> Rules | None:
+        svc = self.services.get(key)
+        if svc is None:
+            return None
+        return service_rules(svc, self.slices.by_index("service", key), self.node_name,
+                             self.cluster_cidr)
+
+    def _lb_addresses(self) -> set[str]:
+        out = set()
+        for svc in self.services.objects():
+            if (svc.get("spec") or {}).get("type") == "LoadBalancer":
+                for ing in ((svc.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []:
+                    if ing.get("ip") and ":" not in ing["ip"]:
+                        out.add(ing["ip"])
+        return out
+
+    async def run(self) -> None:
+        await asyncio.to_thread(sysctl.prepare, self.state_dir)
+        self.services.add_handler(self._service_event, self._service_event, self._service_event)
+        self.slices.add_handler(self._slice_event, self._slice_event, self._slice_event)
+        if self._own_services:
+            self.services.start()
+        self.slices.start()
+        try:
+            await asyncio.gather(self.services.synced.wait(), self.slices.synced.wait())
+            await self._sync_all()
+            self.synced.set()
+            await self._loop()
+        finally:
+            if self._own_services:
+                await self.services.stop()
+            await self.slices.stop()
+
+    async def _sync_all(self) -> None:
+        self._dirty.clear()
+        desired = {}
+        for svc in self.services.objects():
+            key = key_of(svc)
+            rules = self.rules_for(key)
+            if rules is not None and (rules.chains or rules.elements):
+                desired[key] = rules
+        await asyncio.to_thread(self.table.replace_all, desired)
+        await asyncio.to_thread(self.lb.set, self._lb_addresses())
+
+    async def _loop(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            dirty, self._dirty = self._dirty, set()
+            started = time.monotonic()
+            changed = {key: self.rules_for(key) for key in dirty}
+            try:
+                n = await asyncio.to_thread(self.table.update, changed)
+                await asyncio.to_thread(self.lb.set, self._lb_addresses())
+            except (nft.NftError, OSError) as e:
+                log.warning("updating the proxy rules failed (retrying): %s", e)
+                self._dirty |= dirty
+                await asyncio.sleep(1)
+                self._wake.set()
+                continue
+            self.last_sync_ms = (time.monotonic() - started) * 1000
+            if n:
+                log.debug("proxy: %d services, %d nft commands, %.1f ms", len(dirty), n,
+                          self.last_sync_ms)
+
+
+def cleanup(state_dir: Path) -> list[str]:
+    """Remove every rule and address the proxy made and restore the sysctls
+    it changed (`pinnace proxy --cleanup`). Returns what was removed."""
+    done = []
+    if nft.delete_table():
+        done.append(f"nft table ip {nft.TABLE}")
+    done += addresses.LocalAddresses().remove()
+    done += sysctl.restore(state_dir)
+    return done

@@ -1,0 +1,135 @@
+"""The proxy's rules as text: what a Service and its EndpointSlices become,
+and the commands that change one service without touching the others."""
+
+from __future__ import annotations
+
+from pinnace.proxy.nft import diff
+from pinnace.proxy.rules import (
+    NO_ENDPOINT_NODEPORTS,
+    NO_ENDPOINT_SERVICES,
+    SERVICE_IPS,
+    SERVICE_NODEPORTS,
+    Rules,
+    service_rules,
+    skeleton,
+)
+
+CIDR = "10.244.0.0/16"
+
+
+def svc(name="web", type_="ClusterIP", ports=None, **spec):
+    return {"metadata": {"namespace": "default", "name": name},
+            "spec": {"type": type_, "clusterIP": "10.96.0.20", "clusterIPs": ["10.96.0.20"],
+                     "ports": ports or [{"name": "http", "port": 80, "protocol": "TCP",
+                                         "targetPort": 8080, "nodePort": 30001}], **spec}}
+
+
+def slice_(*eps, port=8080, name="http"):
+    return {"metadata": {"namespace": "default", "name": "web-abc",
+                         "labels": {"kubernetes.io/service-name": "web"}},
+            "addressType": "IPv4", "ports": [{"name": name, "port": port, "protocol": "TCP"}],
+            "endpoints": [{"addresses": [ip], "nodeName": node,
+                           "conditions": {"ready": ready, "serving": ready, "terminating": False}}
+                          for ip, node, ready in eps]}
+
+
+def dnats(rules: Rules) -> list[str]:
+    return sorted(r for rs in rules.chains.values() for r in rs if "dnat to" in r)
+
+
+def test_cluster_ip_spreads_over_ready_endpoints_only():
+    r = service_rules(svc(), [slice_(("10.244.0.5", "n1", True), ("10.244.1.7", "n2", True),
+                                     ("10.244.1.8", "n2", False))], "n1", CIDR)
+    assert dnats(r) == ["meta l4proto tcp dnat to 10.244.0.5:8080",
+                        "meta l4proto tcp dnat to 10.244.1.7:8080"]
+    (key, verdict), = r.elements[SERVICE_IPS].items()
+    assert key == "10.96.0.20 . tcp . 80"
+    chain = r.chains[verdict.removeprefix("goto ")]
+    assert chain[0] == f"ip saddr != {CIDR} jump mark-for-masquerade"
+    assert chain[1].startswith("numgen random mod 2 vmap")
+    # hairpin: an endpoint reaching itself through the service is masqueraded
+    ep = next(rs for n, rs in r.chains.items() if n.endswith("__10.244.0.5/8080"))
+    assert ep[0] == "ip saddr 10.244.0.5 jump mark-for-masquerade"
+
+
+def test_no_ready_endpoints_rejects_instead_of_hanging():
+    r = service_rules(svc(type_="NodePort"), [slice_(("10.244.0.5", "n1", False))], "n1", CIDR)
+    assert r.elements[NO_ENDPOINT_SERVICES] == {"10.96.0.20 . tcp . 80": "goto reject-chain"}
+    assert r.elements[NO_ENDPOINT_NODEPORTS] == {"tcp . 30001": "goto reject-chain"}
+    assert SERVICE_IPS not in r.elements and not r.chains
+
+
+def test_terminating_endpoints_serve_when_none_is_ready():
+    sl = slice_(("10.244.0.5", "n1", False))
+    sl["endpoints"][0]["conditions"] = {"ready": False, "serving": True, "terminating": True}
+    r = service_rules(svc(), [sl], "n1", CIDR)
+    assert dnats(r) == ["meta l4proto tcp dnat to 10.244.0.5:8080"]
+
+
+def test_nodeport_and_external_traffic_policy():
+    eps = [slice_(("10.244.0.5", "n1", True), ("10.244.1.7", "n2", True))]
+    cluster = service_rules(svc(type_="NodePort"), eps, "n1", CIDR)
+    ext = cluster.elements[SERVICE_NODEPORTS]["tcp . 30001"].removeprefix("goto ")
+    assert cluster.chains[ext][0] == "jump mark-for-masquerade"
+    local = service_rules(svc(type_="NodePort", externalTrafficPolicy="Local"), eps, "n1", CIDR)
+    ext = local.chains[local.elements[SERVICE_NODEPORTS]["tcp . 30001"].removeprefix("goto ")]
+    assert "jump mark-for-masquerade" not in ext      # the client address is kept
+    assert ext[-1].startswith("goto endpoint-") and ext[-1].endswith("__10.244.0.5/8080")
+    # a node without local endpoints drops external traffic
+    other = service_rules(svc(type_="NodePort", externalTrafficPolicy="Local"), eps, "n3", CIDR)
+    ext = other.chains[other.elements[SERVICE_NODEPORTS]["tcp . 30001"].removeprefix("goto ")]
+    assert ext[-1] == "drop"
+
+
+def test_internal_traffic_policy_local_uses_this_nodes_endpoints():
+    r = service_rules(svc(internalTrafficPolicy="Local"),
+                      [slice_(("10.244.0.5", "n1", True), ("10.244.1.7", "n2", True))], "n2", CIDR)
+    chain = r.chains[r.elements[SERVICE_IPS]["10.96.0.20 . tcp . 80"].removeprefix("goto ")]
+    assert chain[-1].endswith("__10.244.1.7/8080")
+
+
+def test_session_affinity_pins_clients():
+    r = service_rules(svc(sessionAffinity="ClientIP",
+                          sessionAffinityConfig={"clientIP": {"timeoutSeconds": 60}}),
+                      [slice_(("10.244.0.5", "n1", True), ("10.244.0.6", "n1", True))], "n1", CIDR)
+    assert len(r.sets) == 2 and all("timeout 60s" in d for d in r.sets.values())
+    chain = r.chains[r.elements[SERVICE_IPS]["10.96.0.20 . tcp . 80"].removeprefix("goto ")]
+    assert sum(rule.startswith("ip saddr @affinity-") for rule in chain) == 2
+
+
+def test_load_balancer_addresses_and_headless():
+    lb = svc(type_="LoadBalancer")
+    lb["status"] = {"loadBalancer": {"ingress": [{"ip": "172.18.255.200"}]}}
+    r = service_rules(lb, [slice_(("10.244.0.5", "n1", True))], "n1", CIDR)
+    assert "172.18.255.200 . tcp . 80" in r.elements[SERVICE_IPS]
+    headless = svc(clusterIP="None", clusterIPs=["None"])
+    assert service_rules(headless, [slice_(("10.244.0.5", "n1", True))], "n1", CIDR).elements == {}
+    assert service_rules(svc(type_="ExternalName"), [], "n1", CIDR).chains == {}
+
+
+def test_diff_touches_only_what_changed():
+    one = service_rules(svc(), [slice_(("10.244.0.5", "n1", True))], "n1", CIDR)
+    two = service_rules(svc(), [slice_(("10.244.0.5", "n1", True), ("10.244.0.6", "n1", True))],
+                        "n1", CIDR)
+    cmds = diff(one, two)
+    assert sum(c.startswith("add chain") for c in cmds) == 1       # the new endpoint
+    assert not any("delete" in c for c in cmds)
+    old_ep = next(n for n in one.chains if n.endswith("__10.244.0.5/8080"))
+    assert not any(c.split()[3] == old_ep for c in cmds if c.startswith(("flush", "add rule")))
+    gone = diff(two, Rules())
+    assert gone[-1].startswith("delete chain") and any(c.startswith("delete element") for c in gone)
+    assert diff(two, two) == []
+
+
+def test_skeleton_has_the_hooks():
+    text = "\n".join(skeleton(CIDR))
+    for hook in ("prerouting", "output", "postrouting", "forward", "input"):
+        assert f"hook {hook}" in text
+
+
+def test_both_policies_local_keep_local_clients_on_every_endpoint():
+    r = service_rules(svc(type_="NodePort", internalTrafficPolicy="Local", externalTrafficPolicy="Local"),
+                      [slice_(("10.244.0.5", "n1", True), ("10.244.1.7", "n2", True))], "n1", CIDR)
+    ext = r.chains[r.elements[SERVICE_NODEPORTS]["tcp . 30001"].removeprefix("goto ")]
+    everyone = ext[1].removeprefix("fib saddr type local goto ")
+    assert everyone.startswith("cluster-") and r.chains[everyone][0].startswith("numgen random mod 2")
