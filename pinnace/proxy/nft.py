@@ -39,7 +39,9 @@ def run(script: str) -> None:
     proc = subprocess.run([nft_binary(), "-f", "-"], input=script, capture_output=True,
                           text=True, timeout=120)
     if proc.returncode != 0:
-        raise NftError(proc.stderr.strip() or f"nft exited with {proc.returncode}")
+        lines = proc.stderr.strip().splitlines()
+        more = f"\n... and {len(lines) - 6} more lines" if len(lines) > 6 else ""
+        raise NftError("\n".join(lines[:6]) + more if lines else f"nft exited with {proc.returncode}")
 
 
 def table_exists() -> bool:
@@ -65,7 +67,9 @@ def diff(old: Rules, new: Rules) -> list[str]:
     cmds = [f"add set {T} {n} {decl}" for n, decl in new.sets.items() if old.sets.get(n) != decl]
     cmds += [f"add chain {T} {n}" for n in new.chains if n not in old.chains]
     for n, rules in new.chains.items():
-        if old.chains.get(n) != rules:
+        if n not in old.chains:
+            cmds += [f"add rule {T} {n} {r}" for r in rules]
+        elif old.chains[n] != rules:
             cmds += _chain_cmds(n, rules)
     for m in old.elements.keys() | new.elements.keys():
         before, after = old.elements.get(m, {}), new.elements.get(m, {})

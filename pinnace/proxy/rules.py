@@ -169,11 +169,17 @@ class _Port:
         if self.affinity:
             rules += [f"ip saddr @affinity-{_id(self.label, e.ip)} goto {self.chains[e]}"
                       for e in targets]
-        if len(targets) == 1:
-            rules.append(f"goto {self.chains[targets[0]]}")
-        elif targets:
-            arms = ", ".join(f"{i} : goto {self.chains[e]}" for i, e in enumerate(targets))
-            rules.append(f"numgen random mod {len(targets)} vmap {{ {arms} }}")
+        # Endpoint i of n is taken with probability 1/(n-i) when none before
+        # it was, which makes each equally likely (iptables' statistic
+        # trick). Not one numgen vmap: each is an anonymous set, and the
+        # kernel names a new one by walking all others, so a table of
+        # thousands of services would take minutes to load.
+        n = len(targets)
+        for i, e in enumerate(targets):
+            if i < n - 1:
+                rules.append(f"numgen random mod {n - i} == 0 goto {self.chains[e]}")
+            else:
+                rules.append(f"goto {self.chains[e]}")
         return rules
 
 

@@ -46,7 +46,8 @@ def test_cluster_ip_spreads_over_ready_endpoints_only():
     assert key == "10.96.0.20 . tcp . 80"
     chain = r.chains[verdict.removeprefix("goto ")]
     assert chain[0] == f"ip saddr != {CIDR} jump mark-for-masquerade"
-    assert chain[1].startswith("numgen random mod 2 vmap")
+    assert chain[1].startswith("numgen random mod 2 == 0 goto endpoint-")
+    assert chain[2].startswith("goto endpoint-")
     # hairpin: an endpoint reaching itself through the service is masqueraded
     ep = next(rs for n, rs in r.chains.items() if n.endswith("__10.244.0.5/8080"))
     assert ep[0] == "ip saddr 10.244.0.5 jump mark-for-masquerade"
@@ -132,4 +133,4 @@ def test_both_policies_local_keep_local_clients_on_every_endpoint():
                       [slice_(("10.244.0.5", "n1", True), ("10.244.1.7", "n2", True))], "n1", CIDR)
     ext = r.chains[r.elements[SERVICE_NODEPORTS]["tcp . 30001"].removeprefix("goto ")]
     everyone = ext[1].removeprefix("fib saddr type local goto ")
-    assert everyone.startswith("cluster-") and r.chains[everyone][0].startswith("numgen random mod 2")
+    assert everyone.startswith("cluster-") and r.chains[everyone][0].startswith("numgen random mod 2 ")
