@@ -4,7 +4,8 @@ Lease and status, and runs the pods bound to it as real containers.
 It meets the rest of the cluster only through the API server: a pod
 informer filtered to this node, a service informer (for the environment
 variables Kubernetes injects, shared with the service proxy it runs:
-pinnace/proxy), the Node, its Lease and Events. Pods are
+pinnace/proxy), the Nodes (routes to their pods: routes.py), its own
+Node, its Lease and Events. Pods are
 worked on by a work queue (one pod never by two workers at once); each sync
 brings one pod in line (pods.py). Everything it must find again after a
 restart lives in the data dir, so restarting the agent never stops a
@@ -61,7 +62,7 @@ class Agent:
                  cluster_domain: str = "cluster.local", insecure_registries: set[str] | None = None,
                  kubelet_port: int = 10250, ca_file: Path | None = None,
                  tls_dir: Path | None = None, workers: int = 16, labels: dict[str, str] | None = None,
-                 proxy: bool = True):
+                 proxy: bool = True, node_ip: str = ""):
         from .images import ImageStore, image_root
         from .network import PodNetwork
         from .volumes import VolumeManager
@@ -71,6 +72,7 @@ class Agent:
         self.root.mkdir(parents=True, exist_ok=True)
         self.facts = host.HostFacts.read(self.root)
         self.node_name = (node_name or self.facts.hostname).lower()
+        self.node_ip = node_ip  # the InternalIP to report; default: the default route's source
         self.kubelet_port = kubelet_port
         self.ca_file = ca_file
         self.tls_dir = tls_dir or self.root / "tls"
@@ -91,10 +93,13 @@ class Agent:
         self.pods = PodWorkers(
             client=client, runtime=self.runtime, images=self.images, network=self.network,
             volumes=self.volumes, pods_dir=self.root / "pods", logs_dir=self.root / "logs",
-            node_name=self.node_name, host_ip=lambda: self.facts.ip,
+            node_name=self.node_name, host_ip=lambda: self.node_ip or self.facts.ip,
             service_env=self._service_env, requeue=self._requeue, event=self.event,
             cluster_dns=list(cluster_dns or []), cluster_domain=cluster_domain,
             insecure_registries=set(insecure_registries or ()), pause=self.pause)
+        from .routes import NodeRoutes
+
+        self.routes = NodeRoutes(client, self.node_name, str(self.network.cluster))
         self.proxier: Any = None
         if proxy:
             from pinnace.proxy.proxier import Proxier
@@ -137,7 +142,7 @@ class Agent:
                      self.runtime.version())
             proxy = [self.proxier.run()] if self.proxier is not None else []
             await asyncio.gather(beats, self._housekeeping(), self._refresh_volumes(),
-                                 self._image_gc(), *proxy,
+                                 self._image_gc(), self.routes.run(), *proxy,
                                  *(process(self.queue, self._sync, log, "pod")
                                    for _ in range(self.workers)))
         finally:
@@ -177,7 +182,7 @@ class Agent:
             "capacity": self.facts.capacity(MAX_PODS),
             "allocatable": self.facts.allocatable(MAX_PODS),
             "conditions": self._conditions(old_conditions),
-            "addresses": [{"type": "InternalIP", "address": self.facts.ip},
+            "addresses": [{"type": "InternalIP", "address": self.node_ip or self.facts.ip},
                           {"type": "Hostname", "address": self.node_name}],
             "daemonEndpoints": {"kubeletEndpoint": {"Port": self.kubelet_port}},
             "nodeInfo": host.node_info(self.runtime.name, self.runtime.version(),
@@ -512,6 +517,9 @@ def reset_node(data_dir: Path) -> None:
         unmount(pin)
         pin.unlink(missing_ok=True)
     PodNetwork(root / "network", "").cleanup_all()
+    from .routes import remove_routes
+
+    remove_routes()
     from pinnace.proxy.proxier import cleanup as proxy_cleanup
 
     proxy_cleanup(root / "proxy")
