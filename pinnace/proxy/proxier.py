@@ -20,7 +20,7 @@ from typing import Any
 from pinnace.client import Client, Informer, key_of
 from pinnace.client.informer import strip_managed_fields
 
-from . import addresses, nft, sysctl
+from . import addresses, conntrack, nft, sysctl
 from .rules import Rules, service_rules
 
 log = logging.getLogger("pinnace.proxy")
@@ -118,8 +118,16 @@ class Proxier:
             dirty, self._dirty = self._dirty, set()
             started = time.monotonic()
             changed = {key: self.rules_for(key) for key in dirty}
+            gone: set[str] = set()
+            served: set[tuple[str, int]] = set()
+            for key, rules in changed.items():
+                g, s = conntrack.stale(self.table.applied.get(key) or Rules(), rules or Rules())
+                gone |= g
+                served |= s
             try:
                 n = await asyncio.to_thread(self.table.update, changed)
+                if gone or served:
+                    await asyncio.to_thread(conntrack.forget, gone, served)
                 await asyncio.to_thread(self.lb.set, self._lb_addresses())
             except (nft.NftError, OSError) as e:
                 log.warning("updating the proxy rules failed (retrying): %s", e)

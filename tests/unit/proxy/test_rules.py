@@ -134,3 +134,19 @@ def test_both_policies_local_keep_local_clients_on_every_endpoint():
     ext = r.chains[r.elements[SERVICE_NODEPORTS]["tcp . 30001"].removeprefix("goto ")]
     everyone = ext[1].removeprefix("fib saddr type local goto ")
     assert everyone.startswith("cluster-") and r.chains[everyone][0].startswith("numgen random mod 2 ")
+
+
+def test_udp_flows_to_forget_when_endpoints_change():
+    from pinnace.proxy.conntrack import stale
+
+    dns = svc(name="dns", ports=[{"name": "dns", "port": 53, "protocol": "UDP"}])
+    one = slice_(("10.244.0.5", "n1", True), port=53, name="dns")
+    one["ports"][0]["protocol"] = "UDP"
+    other = slice_(("10.244.0.9", "n1", True), port=53, name="dns")
+    other["ports"][0]["protocol"] = "UDP"
+    none = service_rules(dns, [], "n1", CIDR)
+    first = service_rules(dns, [one], "n1", CIDR)
+    second = service_rules(dns, [other], "n1", CIDR)
+    assert stale(none, first) == (set(), {("10.96.0.20", 53)})   # refused flows now served
+    assert stale(first, second) == ({"10.244.0.5"}, set())       # the old endpoint's flows
+    assert stale(first, first) == (set(), set())
