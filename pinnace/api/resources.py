@@ -114,6 +114,8 @@ BUILTIN: list[ResourceInfo] = [
        cats="all", sub="status"),
     _r("autoscaling", "v1", "horizontalpodautoscalers", "HorizontalPodAutoscaler", short="hpa",
        cats="all", sub="status", storage_version="v2"),
+    _r("certificates.k8s.io", "v1", "certificatesigningrequests", "CertificateSigningRequest",
+       False, short="csr", sub="status approval"),
     _r("coordination.k8s.io", "v1", "leases", "Lease"),
     _r("discovery.k8s.io", "v1", "endpointslices", "EndpointSlice"),
     # events.k8s.io/v1 events are core events seen through another schema
@@ -152,6 +154,7 @@ BUILTIN: list[ResourceInfo] = [
 # Preferred version per group, in the order discovery lists groups.
 GROUP_ORDER = [
     "", "apps", "events.k8s.io", "authentication.k8s.io", "authorization.k8s.io", "autoscaling",
-    "batch", "networking.k8s.io", "policy", "rbac.authorization.k8s.io", "storage.k8s.io",
-    "apiextensions.k8s.io", "scheduling.k8s.io", "coordination.k8s.io", "discovery.k8s.io",
+    "batch", "certificates.k8s.io", "networking.k8s.io", "policy", "rbac.authorization.k8s.io",
+    "storage.k8s.io", "apiextensions.k8s.io", "scheduling.k8s.io", "coordination.k8s.io",
+    "discovery.k8s.io",
 ]

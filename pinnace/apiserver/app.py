@@ -6,6 +6,7 @@ resource handlers.
 from __future__ import annotations
 
 import asyncio
+import base64
 import ipaddress
 import logging
 import os
@@ -23,10 +24,11 @@ from pinnace.runtime import tune_gc
 from pinnace.storage import open_store
 from pinnace.storage.interface import CompactedError, Store
 
+from . import bootstraptoken as bt
 from . import codec, metricsapi, openapi, status
 from .allocator import NodePortAllocator, ServiceIPAllocator
 from .authn import Authenticator
-from .certs import PKI, ensure_pki, issue_client_cert
+from .certs import PKI, ensure_pki, issue_client_cert, write_pem
 from .config import Config
 from .discovery import AGGREGATED_CT, Discovery, wants_aggregated
 from .handlers import ResourceHandlers, Target
@@ -61,6 +63,11 @@ SYSTEM_PRIORITY_CLASSES = (
      "node if necessary."),
 )
 _ANONYMOUS_PATHS = ("/healthz", "/livez", "/readyz", "/version")
+# The one object anyone may read without credentials (kubeadm grants the same
+# to system:anonymous): a kubeconfig with the cluster's CA, which a joining
+# node checks against the hash in its join token before it trusts the server.
+CLUSTER_INFO_PATH = "/api/v1/namespaces/kube-public/configmaps/cluster-info"
+NODE_TOKEN_DESCRIPTION = "the server's node join token"
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -101,6 +108,24 @@ class APIServer:
     @property
     def kubeconfig_path(self) -> Path:
         return self.config.data_dir / "kubeconfig.yaml"
+
+    @property
+    def node_token_path(self) -> Path:
+        return self.config.data_dir / "node-token"
+
+    @property
+    def public_url(self) -> str:
+        """Where other machines reach this server: the advertised address,
+        else the address it listens on, else this host's own address."""
+        cfg = self.config
+        host = cfg.advertise_address or (
+            cfg.host if cfg.host not in ("0.0.0.0", "::", "") else _default_address(cfg.host))
+        return f"https://{_url_host(host)}:{self.port}"
+
+    def join_hint(self) -> str:
+        """One line telling how to join a node to this server."""
+        return (f"pinnace agent --server {self.public_url} --token-file {self.node_token_path}"
+                " (on another machine: copy the file, or pass its content with --token)")
 
     async def start(self) -> None:
         cfg = self.config
@@ -212,6 +237,77 @@ class APIServer:
                 "provisioner": "rancher.io/local-path", "reclaimPolicy": "Delete",
                 "volumeBindingMode": "WaitForFirstConsumer"}, system)
         await self._ensure_kubernetes_service()
+        try:  # what joining nodes need; the API server serves without them
+            await self._ensure_cluster_info()
+            await self._ensure_node_token()
+        except (APIError, OSError, ValueError):
+            log.exception("cannot set up node joining (cluster-info, %s)", self.node_token_path)
+
+    async def _ensure_cluster_info(self) -> None:
+        """kube-public/cluster-info: a kubeconfig with the CA and this
+        server's address, readable anonymously (kubeadm's bootstrap discovery)."""
+        assert self.pki is not None
+        import yaml
+
+        cms = self.table.lookup("", "v1", "configmaps")
+        assert cms is not None
+        kubeconfig = yaml.safe_dump({
+            "apiVersion": "v1", "kind": "Config", "clusters": [{"name": "", "cluster": {
+                "certificate-authority-data": base64.b64encode(
+                    self.pki.ca_cert.read_bytes()).decode(),
+                "server": self.public_url}}],
+            "contexts": None, "current-context": "", "preferences": {}, "users": None},
+            sort_keys=False)
+        want = {"apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": {"name": "cluster-info", "namespace": "kube-public"},
+                "data": {"kubeconfig": kubeconfig}}
+        system = Options(field_manager="pinnace-apiserver", field_validation="Ignore")
+        kv = await self.store.get(cms.key("kube-public", "cluster-info"))
+        if kv is None:
+            await self._create_quietly(cms, "kube-public", want, system)
+            return
+        old = codec.decode_stored(kv.value, kv.mod_revision)
+        if (old.get("data") or {}).get("kubeconfig") != kubeconfig:
+            old["data"] = {**(old.get("data") or {}), "kubeconfig": kubeconfig}
+            try:
+                await self.registry.update(cms, "kube-public", "cluster-info", old, system)
+            except APIError as e:
+                log.warning("cannot update kube-public/cluster-info: %s", e.message)
+
+    async def _ensure_node_token(self) -> None:
+        """DIR/node-token holds a join token whose bootstrap token never
+        expires: made on first start, its Secret made again if it is gone
+        (delete both to retire it; the next start makes a new one)."""
+        assert self.pki is not None
+        path = self.node_token_path
+        ca_hash = bt.ca_hash(self.pki.ca_cert.read_bytes())
+        token: bt.JoinToken | None = None
+        if path.exists():
+            try:
+                token = bt.parse_join_token(path.read_text())
+            except ValueError as e:
+                log.warning("%s: %s; making a new join token", path, e)
+        if token is None:
+            token = bt.JoinToken(ca_hash, *bt.generate())
+        elif token.ca_hash != ca_hash:  # the CA was replaced: the file names the new one
+            token = bt.JoinToken(ca_hash, token.token_id, token.secret)
+        secrets_info = self.table.lookup("", "v1", "secrets")
+        assert secrets_info is not None
+        name = bt.secret_name(token.token_id)
+        kv = await self.store.get(secrets_info.key(bt.NAMESPACE, name))
+        want = bt.token_secret(token.token_id, token.secret,
+                               description=NODE_TOKEN_DESCRIPTION)
+        system = Options(field_manager="pinnace-apiserver", field_validation="Ignore")
+        if kv is None:
+            await self._create_quietly(secrets_info, bt.NAMESPACE, want, system)
+            log.info("bootstrap token %s for %s created", token.token_id, path)
+        elif bt.secret_data(codec.decode_stored(kv.value, kv.mod_revision)) != \
+                bt.secret_data(want):
+            await self.registry.update(secrets_info, bt.NAMESPACE, name, want, system)
+            log.info("bootstrap token %s for %s restored", token.token_id, path)
+        text = f"{token}\n"
+        if not path.exists() or path.read_text() != text:
+            write_pem(path, text.encode(), private=True)
 
     async def _ensure_kubernetes_service(self) -> None:
         """The `kubernetes` Service and its Endpoints point at this server;
@@ -384,10 +480,17 @@ class APIServer:
         user = await self.authn.authenticate(request)
         if user is None:
             if request.path in _ANONYMOUS_PATHS or request.path.startswith(
-                    ("/readyz/", "/livez/", "/healthz/")):
+                    ("/readyz/", "/livez/", "/healthz/")) or (
+                    request.path == CLUSTER_INFO_PATH and request.method == "GET"
+                    and "Authorization" not in request.headers
+                    and "watch" not in request.query):
                 request["user"] = "system:anonymous"
                 return await handler(request)
             raise status.unauthorized()
+        if bt.GROUP in user.groups and not _bootstrapper_may(request.method, request.path):
+            raise status.forbidden(
+                f'User "{user.name}" cannot {request.method.lower()} path "{request.path}": '
+                "a bootstrap token may only request a node certificate")
         request["user"] = user.name
         request["userinfo"] = user
         return await handler(request)
@@ -515,6 +618,27 @@ class APIServer:
         if "hash" in request.query:
             resp.headers["Cache-Control"] = "public, immutable"
         return resp
+
+
+_CSRS = ["apis", "certificates.k8s.io", "v1", "certificatesigningrequests"]
+
+
+def _bootstrapper_may(method: str, path: str) -> bool:
+    """What a bootstrap token is good for (upstream grants system:bootstrappers
+    the system:node-bootstrapper role: create, get, list and watch CSRs),
+    plus discovery and `kubectl auth whoami`. Until RBAC exists, every other
+    authenticated user may do anything: a leaked join token must not."""
+    parts = [p for p in path.split("/") if p]
+    if parts[3:4] == ["watch"] and method == "GET":  # /apis/G/V/watch/R: the old watch path
+        parts = parts[:3] + parts[4:]
+    if parts[:4] == _CSRS:
+        return (len(parts) == 4 and method in ("GET", "POST")) or \
+            (len(parts) == 5 and method == "GET")
+    if method == "POST":
+        return parts == ["apis", "authentication.k8s.io", "v1", "selfsubjectreviews"]
+    return method == "GET" and (
+        parts[:1] in ([], ["version"], ["openapi"], ["healthz"], ["livez"], ["readyz"])
+        or (parts[0] == "api" and len(parts) <= 2) or (parts[0] == "apis" and len(parts) <= 3))
 
 
 def _crd_schemas(resources: list[ResourceInfo]) -> dict[tuple[str, str, str], dict[str, Any]]:

@@ -1,9 +1,10 @@
 """Authentication: who is asking. Client certificates signed by the cluster
 CA (user in CN, groups in O, as Kubernetes' x509 authenticator reads them),
 static bearer tokens from DIR/tokens.csv (token,user,uid,"group1,group2",
-the format of kube-apiserver's --token-auth-file), and service-account
+the format of kube-apiserver's --token-auth-file), service-account
 tokens: bound ones from the TokenRequest API and legacy ones the token
-controller keeps in Secrets (see tokens.py).
+controller keeps in Secrets (see tokens.py), and bootstrap tokens kept in
+kube-system Secrets (see bootstraptoken.py), which nodes join with.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import asyncio
 import base64
 import binascii
 import csv
+import datetime as dt
 import hashlib
 import hmac
 import logging
@@ -26,6 +28,7 @@ from aiohttp import web
 
 from pinnace.storage.interface import Store
 
+from . import bootstraptoken as bt
 from .tokens import LEGACY_ISSUER, TokenIssuer, bound_claims_valid, legacy_subject
 
 log = logging.getLogger("pinnace.apiserver.authn")
@@ -200,7 +203,51 @@ class Authenticator:
     async def user_for_bearer(self, token: str) -> User | None:
         if token.count(".") == 2 and self.issuer is not None:
             return await self._service_account(token)
-        return self.user_for_token(token)
+        user = self.user_for_token(token)
+        if user is None and bt.TOKEN_RE.fullmatch(token):
+            return await self._bootstrap(token)
+        return user
+
+    async def _bootstrap(self, token: str) -> User | None:
+        """A bootstrap token ``<id>.<secret>``: valid while the Secret
+        kube-system/bootstrap-token-<id> of type bootstrap.kubernetes.io/token
+        holds that secret, allows authentication and has not expired
+        (upstream's bootstrap token authenticator)."""
+        if self.store is None or self.cache is None:
+            return None
+        digest = TokenCache.digest(token)
+        user = self.cache.get(digest)
+        if user is not None:
+            return user
+        token_id, secret = token.split(".", 1)
+        mark = self.cache.begin()
+        key = f"{SECRETS}{bt.NAMESPACE}/{bt.secret_name(token_id)}"
+        obj = await self._get(key)
+        if obj is None or obj.get("type") != bt.SECRET_TYPE or \
+                obj["metadata"].get("deletionTimestamp"):
+            log.debug("bootstrap token %s refused: no such secret", token_id)
+            return None
+        data = bt.secret_data(obj)
+        if not hmac.compare_digest(data.get("token-secret", "").encode(), secret.encode()) or \
+                data.get("token-id") != token_id:
+            log.debug("bootstrap token %s refused: wrong secret", token_id)
+            return None
+        expires = bt.expiration(data)
+        if expires is not None and expires <= dt.datetime.now(dt.UTC):
+            log.debug("bootstrap token %s refused: expired at %s", token_id, expires)
+            return None
+        if data.get("usage-bootstrap-authentication") != "true":
+            log.debug("bootstrap token %s refused: not for authentication", token_id)
+            return None
+        groups = bt.extra_groups(data)
+        if groups is None:
+            log.debug("bootstrap token %s refused: bad auth-extra-groups", token_id)
+            return None
+        user = User(bt.USER_PREFIX + token_id, "",
+                    (bt.GROUP, *groups, "system:authenticated"))
+        self.cache.put(digest, user, (key,),
+                       expires.timestamp() if expires is not None else None, mark)
+        return user
 
     async def _service_account(self, token: str) -> User | None:
         assert self.issuer is not None

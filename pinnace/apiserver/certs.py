@@ -117,8 +117,20 @@ def _sans(hosts: list[str]) -> list[x509.GeneralName]:
     return out
 
 
+def _covers(cert_path: Path, sans: list[x509.GeneralName]) -> bool:
+    """The certificate is valid for every one of ``sans`` (else it is made
+    again, e.g. after --tls-san or the host's address changed)."""
+    try:
+        cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
+        have = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except (OSError, ValueError, x509.ExtensionNotFound):
+        return False
+    return all(san in have for san in sans)
+
+
 def ensure_pki(dir: Path, listen_host: str, extra_sans: list[str] = ()) -> PKI:  # type: ignore[assignment]
-    """Create whatever of the PKI is missing; existing files are kept."""
+    """Create whatever of the PKI is missing; existing files are kept, but
+    for a serving certificate that lacks one of the names it should have."""
     dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     pki = PKI(dir)
     if pki.ca_cert.exists() and pki.ca_key.exists():
@@ -130,12 +142,17 @@ def ensure_pki(dir: Path, listen_host: str, extra_sans: list[str] = ()) -> PKI: 
         ca_cert = _issue(_name("pinnace-ca"), ca_key, None, ca_key, is_ca=True)
         write_pem(pki.ca_key, _pem_key(ca_key), private=True)
         write_pem(pki.ca_cert, ca_cert.public_bytes(serialization.Encoding.PEM))
-    if not (pki.server_cert.exists() and pki.server_key.exists()):
-        hosts = ["127.0.0.1", "localhost", "::1", socket.gethostname(), "kubernetes",
-                 "kubernetes.default", "kubernetes.default.svc",
-                 "kubernetes.default.svc.cluster.local", *extra_sans]
-        if listen_host not in ("", "0.0.0.0", "::"):
-            hosts.insert(0, listen_host)
+    hosts = ["127.0.0.1", "localhost", "::1", socket.gethostname(), "kubernetes",
+             "kubernetes.default", "kubernetes.default.svc",
+             "kubernetes.default.svc.cluster.local", *extra_sans]
+    if listen_host not in ("", "0.0.0.0", "::"):
+        hosts.insert(0, listen_host)
+    else:
+        from pinnace.kubelet.host import primary_ip
+
+        hosts.append(primary_ip())  # where other machines (joining nodes) reach it
+    if not (pki.server_cert.exists() and pki.server_key.exists()) or \
+            not _covers(pki.server_cert, _sans(hosts)):
         key = _key()
         cert = _issue(_name("pinnace-apiserver"), key, ca_cert, ca_key, server=True,
                       sans=_sans(hosts))

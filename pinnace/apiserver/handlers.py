@@ -174,7 +174,7 @@ class ResourceHandlers:
             raise APIError(400, "BadRequest",
                            f"pod {target.name} has no running containers (no node runs it yet)")
         if m == "GET":
-            if target.subresource not in ("", "status"):
+            if target.subresource not in ("", "status", "approval"):
                 raise status.method_not_allowed()
             if watching:
                 return await self.watch(request, target)
@@ -239,7 +239,8 @@ class ResourceHandlers:
         if not manager:
             manager = ssa.manager_or_user_agent("", request.headers.get("User-Agent", ""))
         return Options(dry_run=bool(dry), field_manager=manager, field_validation=fv,
-                       force=_bool(q.get("force")), user=request.get("user", ""))
+                       force=_bool(q.get("force")), user=request.get("user", ""),
+                       userinfo=request.get("userinfo"))
 
     async def body(self, request: web.Request) -> Any:
         if request.content_length is not None and request.content_length > codec.MAX_BODY:

@@ -58,6 +58,7 @@ class Options:
     force: bool = False
     warnings: list[str] = field(default_factory=list)
     user: str = ""
+    userinfo: Any = None  # the authn.User making the request, when known
 
 
 @dataclass
@@ -237,6 +238,7 @@ class Registry:
         if info.crd is None:
             defaults.apply_defaults(info.storage_group, info.kind, obj)
         strat.prepare_create(info, obj)
+        strat.set_requester(info, obj, opts.userinfo)
         await self.strategies.admit_namespace(info, meta.get("namespace"), meta["name"])
         self._validate(info, obj, None)
         if not applied:
@@ -417,7 +419,7 @@ class Registry:
             except ssa.ApplyError as e:
                 raise status.bad_request(str(e)) from None
             create_opts = Options(opts.dry_run, opts.field_manager, "Ignore", opts.force,
-                                  opts.warnings, opts.user)
+                                  opts.warnings, opts.user, opts.userinfo)
             return await self.create(info, ns, obj, create_opts, applied=True), True
 
         def mutate(old: dict[str, Any]) -> dict[str, Any]:

@@ -75,6 +75,10 @@ class Strategy:
             else:
                 new.pop("status", None)
 
+    def set_requester(self, info: ResourceInfo, obj: dict[str, Any], user: Any) -> None:
+        """Record who creates ``obj`` (``user``: an authn.User, or None for
+        the server's own writes), for kinds that carry it (CSRs)."""
+
     async def admit_create(self, info: ResourceInfo, obj: dict[str, Any], dry_run: bool) -> Undo:
         return _nothing
 
@@ -610,6 +614,8 @@ class Strategies:
 
     def __init__(self, store: Store, table: ResourceTable, ips: ServiceIPAllocator,
                  ports: NodePortAllocator, toleration_seconds: tuple[int, int] = (300, 300)):
+        from .csr import CSRStrategy  # it builds on Strategy, defined here
+
         self.store = store
         self.table = table
         self.namespaces: dict[str, bool] = {}  # name -> accepts new content
@@ -628,6 +634,7 @@ class Strategies:
             ("", "namespaces"): NamespaceStrategy(),
             ("", "services"): ServiceStrategy(ips, ports),
             ("apiextensions.k8s.io", "customresourcedefinitions"): CRDStrategy(self),
+            ("certificates.k8s.io", "certificatesigningrequests"): CSRStrategy(),
         }
 
     def get(self, info: ResourceInfo) -> Strategy:

@@ -831,6 +831,26 @@ def _priority_class_cells(obj: Obj, now: float) -> list[Any]:
             bool(obj.get("globalDefault")), _age(obj, now), obj.get("preemptionPolicy") or ""]
 
 
+def _csr_condition(obj: Obj) -> str:
+    """extractCSRStatus: Denied or Approved or Pending, then Failed, then Issued."""
+    status = obj.get("status") or {}
+    types = {c.get("type") for c in status.get("conditions") or []}
+    out = "Denied" if "Denied" in types else "Approved" if "Approved" in types else "Pending"
+    if "Failed" in types:
+        out += ",Failed"
+    if status.get("certificate"):
+        out += ",Issued"
+    return out
+
+
+def _csr_cells(obj: Obj, now: float) -> list[Any]:
+    spec = obj.get("spec") or {}
+    exp = spec.get("expirationSeconds")
+    return [obj["metadata"].get("name", ""), _age(obj, now), spec.get("signerName") or "<none>",
+            spec.get("username", ""), human_duration(exp) if exp else "<none>",
+            _csr_condition(obj)]
+
+
 def _volume_attachment_cells(obj: Obj, now: float) -> list[Any]:
     spec = obj.get("spec") or {}
     return [obj["metadata"].get("name", ""), spec.get("attacher", ""),
@@ -867,6 +887,7 @@ Column = tuple[str, str, str, Desc, int]
 _APPS = "io.k8s.api.apps.v1."
 _BATCH = "io.k8s.api.batch.v1."
 _STORAGE = "io.k8s.api.storage.v1."
+_CERTS = "io.k8s.api.certificates.v1."
 
 _POD_COLUMNS: list[Column] = [
     NAME,
@@ -1101,6 +1122,14 @@ PRINTERS: dict[tuple[str, str], tuple[list[Column], RowFn]] = {
         _c("PreemptionPolicy", desc=("io.k8s.api.scheduling.v1.PriorityClass",
                                      "preemptionPolicy")),
     ], _priority_class_cells),
+    ("certificates.k8s.io", "certificatesigningrequests"): ([
+        NAME, AGE,
+        _c("SignerName", desc=(_CERTS + "CertificateSigningRequestSpec", "signerName")),
+        _c("Requestor", desc=(_CERTS + "CertificateSigningRequestSpec", "request")),
+        _c("RequestedDuration", desc=(_CERTS + "CertificateSigningRequestSpec",
+                                      "expirationSeconds")),
+        _c("Condition", desc=(_CERTS + "CertificateSigningRequestStatus", "conditions")),
+    ], _csr_cells),
     ("storage.k8s.io", "volumeattachments"): ([
         NAME,
         _c("Attacher", fmt="name", desc=(_STORAGE + "VolumeAttachmentSpec", "attacher")),

@@ -8,6 +8,7 @@ import asyncio
 import logging
 import os
 import signal
+import socket
 import sys
 from collections.abc import Coroutine
 from pathlib import Path
@@ -69,6 +70,11 @@ def _controller_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--service-account-private-key-file", default="",
                    help="key that signs legacy service-account token Secrets (pinnace server "
                         "passes the API server's, DIR/tls/service-account.key)")
+    p.add_argument("--cluster-signing-cert-file", default="",
+                   help="CA certificate that signs approved CertificateSigningRequests "
+                        "(pinnace server passes DIR/tls/ca.crt)")
+    p.add_argument("--cluster-signing-key-file", default="",
+                   help="key of that CA (pinnace server passes DIR/tls/ca.key)")
 
 
 def _agent_args(p: argparse.ArgumentParser, prefix: str = "") -> None:
@@ -108,7 +114,9 @@ def _controller_options(args: argparse.Namespace) -> dict[str, Any]:
             "node_monitor_period": args.node_monitor_period,
             "cluster_cidr": args.cluster_cidr,
             "local_path_root": args.local_path_root,
-            "service_account_private_key_file": args.service_account_private_key_file}
+            "service_account_private_key_file": args.service_account_private_key_file,
+            "cluster_signing_cert_file": args.cluster_signing_cert_file,
+            "cluster_signing_key_file": args.cluster_signing_key_file}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -148,10 +156,23 @@ def build_parser() -> argparse.ArgumentParser:
     agent.add_argument("--reset", action="store_true",
                        help="stop every container this agent started, remove its pod network "
                             "and mounts (images stay), then exit")
+    agent.add_argument("--server", default="", metavar="URL",
+                       help="join the cluster of this API server (https://HOST:PORT), with "
+                            "--token or --token-file; once joined, DATA/agent/kubeconfig is used")
+    agent.add_argument("--token", default="", help="join token (K10...::ID.SECRET, from the "
+                       "server's DATA/node-token or `pinnace token create`)")
+    agent.add_argument("--token-file", type=Path, default=None, help="file holding the join token")
+    agent.add_argument("--node-ip", default="", metavar="IP",
+                       help="the node's InternalIP to report (default: the source address of "
+                            "the default route)")
+    # Join (write DATA/agent/kubeconfig) and exit: for tests, and to join as non-root.
+    agent.add_argument("--join-only", action="store_true", help=argparse.SUPPRESS)
     _agent_args(agent)
     from .image import add_parser as add_image_parser
+    from .token import add_parser as add_token_parser
 
     add_image_parser(sub)
+    add_token_parser(sub)
     sched = sub.add_parser("scheduler", help="run the scheduler")
     sched.add_argument("--kubeconfig", default=None, help="how to reach the API server")
     sched.add_argument("--leader-elect", default="true", choices=["true", "false"])
@@ -167,7 +188,10 @@ def _config(args: argparse.Namespace) -> Config:
     return Config(data_dir=(args.data_dir or default_data_dir()).resolve(),
                   host=args.listen[0], port=args.listen[1], datastore=args.datastore,
                   service_cidr=args.service_cidr, advertise_address=args.advertise_address,
-                  extra_sans=args.tls_san,
+                  # Nodes reach the server at its advertised address: its certificate says so.
+                  extra_sans=list(dict.fromkeys(
+                      [*args.tls_san, *([args.advertise_address] if args.advertise_address
+                                        else [])])),
                   default_not_ready_toleration_seconds=args.default_not_ready_toleration_seconds,
                   default_unreachable_toleration_seconds=args.default_unreachable_toleration_seconds,
                   workers=args.workers, worker_index=getattr(args, "worker_index", None) or 0)
@@ -199,6 +223,7 @@ async def run_apiserver(config: Config) -> None:
     await server.start()
     if config.owner:
         print(f"pinnace: API server on https://{config.host}:{server.port}", flush=True)
+        print(f"pinnace: to join a node: {server.join_hint()}", flush=True)
         print(f"pinnace: kubeconfig written to {server.kubeconfig_path}", flush=True)
         print(f"pinnace: try  KUBECONFIG={server.kubeconfig_path} kubectl get ns", flush=True)
     else:
@@ -253,7 +278,11 @@ def main(argv: list[str] | None = None) -> int:
                    "--local-path-root", args.local_path_root or str(config.data_dir),
                    "--service-account-private-key-file",
                    args.service_account_private_key_file or
-                   str(config.data_dir / "tls" / "service-account.key")]
+                   str(config.data_dir / "tls" / "service-account.key"),
+                   "--cluster-signing-cert-file",
+                   args.cluster_signing_cert_file or str(config.data_dir / "tls" / "ca.crt"),
+                   "--cluster-signing-key-file",
+                   args.cluster_signing_key_file or str(config.data_dir / "tls" / "ca.key")]
         components = list(SERVER_COMPONENTS)
         extra = {"controller-manager": cm_args}
         if args.disable_agent:
@@ -284,23 +313,33 @@ def main(argv: list[str] | None = None) -> int:
         from .image import run as run_image
 
         return run_image(args)
+    if args.command == "token":
+        from .token import run as run_token
+
+        return run_token(args)
     if args.command == "agent":
         from pinnace.kubelet.agent import run_agent
 
+        data_dir = (args.data_dir or default_data_dir()).resolve()
+        if args.join_only:
+            joined = _agent_kubeconfig(args, data_dir)
+            return 0 if joined else 1
         if os.geteuid() != 0:
             print("pinnace agent: must run as root (it creates namespaces, mounts and cgroups)",
                   file=sys.stderr)
             return 1
-        data_dir = (args.data_dir or default_data_dir()).resolve()
         if args.reset:
             from pinnace.kubelet.agent import reset_node
 
             reset_node(data_dir)
             return 0
+        kubeconfig = _agent_kubeconfig(args, data_dir)
+        if kubeconfig == "":
+            return 1
         return _run_until_signal(run_agent(
-            args.kubeconfig, data_dir, node_name=args.node_name, runtime=args.runtime, cluster_dns=args.cluster_dns,
+            kubeconfig, data_dir, node_name=args.node_name, runtime=args.runtime, cluster_dns=args.cluster_dns,
             cluster_domain=args.cluster_domain, insecure_registries=set(args.insecure_registry),
-            kubelet_port=args.kubelet_port))
+            kubelet_port=args.kubelet_port, node_ip=args.node_ip))
     if args.command == "scheduler":
         from pinnace.scheduler.scheduler import run_scheduler
 
@@ -310,6 +349,48 @@ def main(argv: list[str] | None = None) -> int:
 
 
 SERVER_COMPONENTS = ["controller-manager", "scheduler"]
+
+
+def _agent_kubeconfig(args: argparse.Namespace, data_dir: Path) -> str | None:
+    """The kubeconfig `pinnace agent` runs with: --kubeconfig if given; else
+    the one an earlier join wrote (DATA/agent/kubeconfig); else, with
+    --server and a token, join now and use the one that writes. None: the
+    default ($KUBECONFIG, ~/.kube/config); "" when joining failed (said why)."""
+    from pinnace.kubelet import bootstrap
+
+    if args.kubeconfig:
+        return str(args.kubeconfig)
+    joined = bootstrap.kubeconfig_path(data_dir)
+    if joined.exists():
+        if args.join_only:
+            print(f"pinnace agent: already joined: {joined} exists", flush=True)
+        return str(joined)
+    token = args.token
+    if not token and args.token_file is not None:
+        try:
+            token = args.token_file.read_text().strip()
+        except OSError as e:
+            print(f"pinnace agent: cannot read the token file: {e}", file=sys.stderr)
+            return ""
+    if not args.server and not token:
+        if args.join_only:
+            print("pinnace agent: joining needs --server and --token or --token-file",
+                  file=sys.stderr)
+            return ""
+        return None
+    if not args.server or not token:
+        print("pinnace agent: joining needs both --server URL and --token (or --token-file)",
+              file=sys.stderr)
+        return ""
+    node_name = (args.node_name or socket.gethostname()).lower()
+    try:
+        path = asyncio.run(bootstrap.join(args.server, token, data_dir, node_name))
+    except bootstrap.JoinError as e:
+        print(f"pinnace agent: {e}", file=sys.stderr)
+        return ""
+    print(f"pinnace agent: joined {args.server} as node {node_name}; kubeconfig written to "
+          f"{path}", flush=True)
+    return str(path)
 
 
 def _run_until_signal(main_coro: Coroutine[Any, Any, None]) -> int:

@@ -15,6 +15,7 @@ from pinnace.client import Client, InformerFactory, LeaderElector, auto_config
 from pinnace.runtime import tune_gc
 
 from . import (
+    certificates,
     cronjob,
     daemonset,
     deployment,
@@ -45,7 +46,7 @@ CONTROLLERS: dict[str, type[Controller]] = {}
 for _module in (replicaset, deployment, statefulset, daemonset, job, ttlafterfinished, cronjob,
                 disruption, endpoints, endpointslice, garbagecollector, podgc, namespace,
                 nodelifecycle, nodeipam, resourcequota, serviceaccount, serviceaccounttoken,
-                servicelb, persistentvolume):
+                servicelb, persistentvolume, certificates):
     CONTROLLERS.update(_module.CONTROLLERS)
 
 

@@ -15,7 +15,7 @@ from functools import partial
 
 from pinnace.api.field import FieldError
 
-from . import apps, batch, core, names, others, pods
+from . import apps, batch, certificates, core, names, others, pods
 from . import meta as m
 from ._common import Obj
 
@@ -70,6 +70,7 @@ _VALIDATORS: dict[tuple[str, str], Validator] = {
     ("storage.k8s.io", "VolumeAttachment"): others.validate_volume_attachment,
     ("scheduling.k8s.io", "PriorityClass"): others.validate_priority_class,
     ("events.k8s.io", "Event"): others.validate_events_v1,
+    ("certificates.k8s.io", "CertificateSigningRequest"): certificates.validate_csr,
 }
 
 # Built-in groups whose names follow DNS-1123 subdomain rules; any other
@@ -100,6 +101,7 @@ _STATUS: dict[tuple[str, str], Callable[[Obj, Obj], list[FieldError]]] = {
     ("", "ResourceQuota"): core.validate_resource_quota_status,
     ("", "PersistentVolume"): core.validate_pv_status,
     ("", "PersistentVolumeClaim"): core.validate_pvc_status,
+    ("certificates.k8s.io", "CertificateSigningRequest"): certificates.validate_csr_status,
     ("", "ReplicationController"): lambda o, p: (
         m.validate_object_meta_update(o.get("metadata"), p.get("metadata"))
         + core.validate_replica_status(o.get("status"))),
