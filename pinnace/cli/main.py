@@ -173,6 +173,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_image_parser(sub)
     add_token_parser(sub)
+    proxy = sub.add_parser("proxy", help="run the service proxy alone (the agent runs one)")
+    proxy.add_argument("--kubeconfig", default=None, help="how to reach the API server")
+    proxy.add_argument("--node-name", default="", help="this node's name (default: hostname); "
+                       "externalTrafficPolicy Local uses its endpoints")
+    proxy.add_argument("--cluster-cidr", default="10.244.0.0/16",
+                       help="the pod range: traffic from elsewhere is masqueraded")
+    proxy.add_argument("--data-dir", type=Path, default=None,
+                       help="where the proxy keeps what it changed (default as pinnace agent)")
+    proxy.add_argument("--cleanup", action="store_true",
+                       help="remove every rule and address the proxy made, restore the "
+                            "settings it changed, and exit")
     sched = sub.add_parser("scheduler", help="run the scheduler")
     sched.add_argument("--kubeconfig", default=None, help="how to reach the API server")
     sched.add_argument("--leader-elect", default="true", choices=["true", "false"])
@@ -243,9 +254,10 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     level = [logging.WARNING, logging.INFO, logging.DEBUG][min(args.verbose, 2)]
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    # Not for the agent: pyroute2 runs its netlink sockets on asyncio loops of
-    # its own, which uvloop cannot open (AF_NETLINK datagram endpoints).
-    if args.command != "agent":
+    # Not for the agent and the proxy: pyroute2 runs its netlink sockets on
+    # asyncio loops of its own, which uvloop cannot open (AF_NETLINK datagram
+    # endpoints).
+    if args.command not in ("agent", "proxy"):
         try:
             import uvloop
 
@@ -340,6 +352,8 @@ def main(argv: list[str] | None = None) -> int:
             kubeconfig, data_dir, node_name=args.node_name, runtime=args.runtime, cluster_dns=args.cluster_dns,
             cluster_domain=args.cluster_domain, insecure_registries=set(args.insecure_registry),
             kubelet_port=args.kubelet_port, node_ip=args.node_ip))
+    if args.command == "proxy":
+        return _proxy(args)
     if args.command == "scheduler":
         from pinnace.scheduler.scheduler import run_scheduler
 
@@ -349,6 +363,22 @@ def main(argv: list[str] | None = None) -> int:
 
 
 SERVER_COMPONENTS = ["controller-manager", "scheduler"]
+
+
+def _proxy(args: argparse.Namespace) -> int:
+    from pinnace.proxy.proxier import cleanup, run_proxy
+
+    if os.geteuid() != 0:
+        print("pinnace proxy: must run as root (it writes nftables rules)", file=sys.stderr)
+        return 1
+    # The agent's proxy keeps its state here too: --cleanup undoes either.
+    state = (args.data_dir or default_data_dir()).resolve() / "agent" / "proxy"
+    if args.cleanup:
+        for what in cleanup(state):
+            print(f"removed {what}")
+        return 0
+    return _run_until_signal(run_proxy(args.kubeconfig, (args.node_name or socket.gethostname()).lower(),
+                                       state, args.cluster_cidr))
 
 
 def _agent_kubeconfig(args: argparse.Namespace, data_dir: Path) -> str | None:

@@ -150,3 +150,12 @@ def cleanup(state_dir: Path) -> list[str]:
     done += addresses.LocalAddresses().remove()
     done += sysctl.restore(state_dir)
     return done
+
+
+async def run_proxy(kubeconfig: str | None, node_name: str, state_dir: Path,
+                    cluster_cidr: str = "10.244.0.0/16") -> None:
+    """`pinnace proxy`: the proxy alone, for nodes whose agent runs without one."""
+    from pinnace.client import auto_config
+
+    async with Client(auto_config(kubeconfig)) as client:
+        await Proxier(client, node_name, state_dir, cluster_cidr=cluster_cidr).run()

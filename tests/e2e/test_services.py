@@ -233,3 +233,36 @@ def test_the_kubernetes_service_reaches_the_api_server_from_a_pod(node, ns):
         "printf 'hello\\r\\n\\r\\n' | timeout 5 nc 10.96.0.1 443 >/dev/null; echo $?",
         check=False)), "the API server through 10.96.0.1")
     assert out.returncode == 0
+
+
+def _agent_pid(node) -> int:  # type: ignore[no-untyped-def]
+    out = subprocess.run(["pgrep", "-P", str(node.proc.pid), "-f", "pinnace.cli.main.* agent"],
+                         capture_output=True, text=True)
+    return int(out.stdout.split()[0])
+
+
+def test_a_restarted_proxy_keeps_serving_and_drops_rules_it_no_longer_wants(node, ns):
+    _backend(node, ns, "keep-a", app="keep")
+    ip = _service(node, ns, "keep", app="keep")["spec"]["clusterIP"]
+    _until_answers(lambda: _get(f"http://{ip}/cgi-bin/id"), "the service")
+    # What a previous run could have left: a service the API no longer has.
+    subprocess.run(["nft", "add", "element", "ip", "pinnace-proxy", "service-ips",
+                    "{ 10.96.255.254 . tcp . 80 : goto reject-chain }"], check=True)
+    old = _agent_pid(node)
+    subprocess.run(["kill", "-9", str(old)], check=True)
+    # The rules stay in the kernel while no proxy runs: the service answers.
+    assert _get(f"http://{ip}/cgi-bin/id").split()[0] == "keep-a"
+
+    def restarted() -> bool:
+        try:
+            return _agent_pid(node) != old
+        except IndexError:
+            return False
+    wait_for(restarted, timeout=30, what="the agent restarted by pinnace server")
+
+    def reconciled() -> bool:
+        table = subprocess.run(["nft", "list", "map", "ip", "pinnace-proxy", "service-ips"],
+                               capture_output=True, text=True).stdout
+        return "10.96.255.254" not in table and ip in table
+    wait_for(reconciled, timeout=30, interval=0.3, what="the table rewritten by the new proxy")
+    assert _get(f"http://{ip}/cgi-bin/id").split()[0] == "keep-a"
