@@ -111,6 +111,9 @@ def start_server(data_dir: Path, *extra: str, port: int = 0, timeout: float = 30
     data_dir.mkdir(parents=True, exist_ok=True)
     if command == "server" and not agent:
         extra = (*extra, "--disable-agent")
+    if command == "server":
+        # Test servers run side by side: their cluster DNS takes any free port.
+        extra = ("--cluster-dns-port", "0", *extra)
     log = data_dir / f"server-{int(time.time() * 1000)}.log"
     logf = log.open("w")
     proc = subprocess.Popen(

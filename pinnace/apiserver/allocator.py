@@ -22,11 +22,15 @@ class AllocationError(Exception):
 
 
 class RangeAllocator:
-    def __init__(self, store: Store, prefix: str, first: int, size: int):
+    def __init__(self, store: Store, prefix: str, first: int, size: int, reserved: int = 0):
+        """reserved: how many values at the start of the range dynamic
+        allocation leaves for users who ask for a value (Kubernetes' static
+        subranges, KEP-3070 and KEP-3668), unless the rest is full."""
         self.store = store
         self.prefix = prefix
         self.first = first
         self.size = size
+        self.reserved = min(reserved, size // 2)
 
     def _key(self, value: int) -> str:
         return f"{self.prefix}{value}"
@@ -46,15 +50,16 @@ class RangeAllocator:
     async def allocate_next(self, owner: bytes) -> int:
         # Random probing keeps allocation O(1) expected while the range is
         # sparse; a full scan guarantees an answer when it is nearly full.
+        dynamic = self.first + self.reserved
         for _ in range(32):
-            value = self.first + random.randrange(self.size)
+            value = dynamic + random.randrange(self.size - self.reserved)
             try:
                 await self.store.create(self._key(value), owner)
                 return value
             except KeyExistsError:
                 continue
         used = {int(kv.key[len(self.prefix):]) for kv in (await self.store.list(self.prefix)).kvs}
-        for value in range(self.first, self.first + self.size):
+        for value in [*range(dynamic, self.first + self.size), *range(self.first, dynamic)]:
             if value not in used:
                 try:
                     await self.store.create(self._key(value), owner)
@@ -76,7 +81,10 @@ class ServiceIPAllocator:
         base = int(self.network.network_address)
         # The network address and (for IPv4) broadcast address are never handed out.
         size = self.network.num_addresses - (2 if self.network.version == 4 else 1)
-        self.range = RangeAllocator(store, IP_PREFIX, base + 1, size)
+        # The static band: min(max(16, size/16), 256) addresses, so the
+        # kube-dns address (the tenth) is free when the DNS asks for it.
+        self.range = RangeAllocator(store, IP_PREFIX, base + 1, size,
+                                    reserved=min(max(16, size // 16), 256))
 
     @property
     def first_ip(self) -> str:
@@ -111,7 +119,9 @@ class ServiceIPAllocator:
 class NodePortAllocator:
     def __init__(self, store: Store, first: int = 30000, last: int = 32767):
         self.first, self.last = first, last
-        self.range = RangeAllocator(store, PORT_PREFIX, first, last - first + 1)
+        size = last - first + 1
+        self.range = RangeAllocator(store, PORT_PREFIX, first, size,
+                                    reserved=min(max(16, size // 32), 128))
 
     async def allocate(self, port: int, owner: bytes) -> None:
         if not self.range.contains(port):

@@ -51,6 +51,7 @@ KUBE_VERSION = {"major": "1", "minor": "37", "gitVersion": "v1.37.0+pinnace",
 
 COMPONENT_USERS = {"controller-manager": ("system:kube-controller-manager", []),
                    "scheduler": ("system:kube-scheduler", []),
+                   "dns": ("system:pinnace-dns", []),
                    # The node agent `pinnace server` runs on this machine, as a kubelet is known.
                    "agent": (f"system:node:{socket.gethostname().lower()}", ["system:nodes"])}
 BUILTIN_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")

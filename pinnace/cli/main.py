@@ -16,6 +16,9 @@ from typing import Any
 
 from pinnace.apiserver.config import Config
 
+# Where `pinnace server`'s cluster DNS answers; pods reach it as kube-dns on port 53.
+DNS_PORT = 10053
+
 
 def default_data_dir() -> Path:
     if os.geteuid() == 0:
@@ -82,7 +85,8 @@ def _agent_args(p: argparse.ArgumentParser, prefix: str = "") -> None:
     p.add_argument(f"--{prefix}runtime", default="", help="OCI runtime: crun or runc "
                    "(default: crun where it works, else runc)")
     p.add_argument("--cluster-dns", action="append", default=[],
-                   help="DNS server address for pods (repeatable)")
+                   help="DNS server address for pods (repeatable; default: kube-dns, the tenth "
+                        "address of the service range, 10.96.0.10)")
     p.add_argument("--cluster-domain", default="cluster.local")
     p.add_argument("--insecure-registry", action="append", default=[], metavar="HOST:PORT",
                    help="registry to pull from over plain http (repeatable)")
@@ -93,7 +97,8 @@ def _agent_args(p: argparse.ArgumentParser, prefix: str = "") -> None:
                        help="where containers, images and logs live (default as pinnace server)")
 
 
-def _agent_cli_args(args: argparse.Namespace, prefix: str = "") -> list[str]:
+def _agent_cli_args(args: argparse.Namespace, prefix: str = "",
+                    cluster_dns: list[str] | None = None) -> list[str]:
     """`pinnace agent` flags from a server's or agent's parsed args."""
     out = []
     name = getattr(args, f"{prefix}node_name".replace("-", "_"), "")
@@ -102,7 +107,7 @@ def _agent_cli_args(args: argparse.Namespace, prefix: str = "") -> list[str]:
         out += ["--node-name", name]
     if runtime:
         out += ["--runtime", runtime]
-    for d in args.cluster_dns:
+    for d in cluster_dns or args.cluster_dns:
         out += ["--cluster-dns", d]
     for r in args.insecure_registry:
         out += ["--insecure-registry", r]
@@ -128,6 +133,12 @@ def build_parser() -> argparse.ArgumentParser:
     _server_args(server)
     server.add_argument("--disable-agent", action="store_true",
                         help="do not run a node agent (as root, one runs by default)")
+    server.add_argument("--disable-dns", action="store_true",
+                        help="do not run the cluster DNS (kube-dns at the service range's "
+                             "tenth address)")
+    server.add_argument("--cluster-dns-port", type=int, default=DNS_PORT,
+                        help=f"port the cluster DNS listens on, at the advertised address "
+                             f"(default {DNS_PORT}; 0: any free port)")
     _agent_args(server, prefix="agent-")
     _controller_args(server)
     apiserver = sub.add_parser("apiserver", help="run only the API server")
@@ -173,6 +184,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_image_parser(sub)
     add_token_parser(sub)
+    dns = sub.add_parser("dns", help="run the cluster DNS (pinnace server runs one)")
+    dns.add_argument("--kubeconfig", default=None, help="how to reach the API server")
+    dns.add_argument("--listen", type=_listen, default=("0.0.0.0", DNS_PORT), metavar="HOST:PORT",
+                     help=f"where to answer (default 0.0.0.0:{DNS_PORT}; port 0: any free port)")
+    dns.add_argument("--advertise-address", default="",
+                     help="the address the kube-dns service sends queries to (default: the "
+                          "--listen address, or this host's when that is 0.0.0.0)")
+    dns.add_argument("--service-cidr", default="10.96.0.0/12",
+                     help="the service range: kube-dns gets its tenth address")
+    dns.add_argument("--cluster-cidr", default="10.244.0.0/16", help="the pod range")
+    dns.add_argument("--cluster-domain", default="cluster.local")
+    dns.add_argument("--allow", action="append", default=[], metavar="CIDR",
+                     help="more client networks to answer (pods, nodes and loopback always are)")
     proxy = sub.add_parser("proxy", help="run the service proxy alone (the agent runs one)")
     proxy.add_argument("--kubeconfig", default=None, help="how to reach the API server")
     proxy.add_argument("--node-name", default="", help="this node's name (default: hostname); "
@@ -297,6 +321,19 @@ def main(argv: list[str] | None = None) -> int:
                    args.cluster_signing_key_file or str(config.data_dir / "tls" / "ca.key")]
         components = list(SERVER_COMPONENTS)
         extra = {"controller-manager": cm_args}
+        from pinnace.dns.service import cluster_dns_ip
+
+        cluster_dns = args.cluster_dns or [cluster_dns_ip(config.service_cidr)]
+        if not args.disable_dns:
+            from pinnace.apiserver.app import _default_address
+
+            address = config.advertise_address or _default_address(config.host)
+            components.append("dns")
+            extra["dns"] = ["--listen", f"{address}:{args.cluster_dns_port}",
+                            "--advertise-address", address,
+                            "--service-cidr", config.service_cidr,
+                            "--cluster-cidr", args.cluster_cidr,
+                            "--cluster-domain", args.cluster_domain]
         if args.disable_agent:
             pass
         elif os.geteuid() != 0:
@@ -305,7 +342,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             components.append("agent")
             extra["agent"] = ["--data-dir", str(config.data_dir),
-                              *_agent_cli_args(args, prefix="agent-")]
+                              *_agent_cli_args(args, prefix="agent-", cluster_dns=cluster_dns)]
         return asyncio.run(Supervisor(config.data_dir, api_args, components,
                                       verbosity, extra).run())
     if args.command == "controller-manager":
@@ -349,11 +386,15 @@ def main(argv: list[str] | None = None) -> int:
         if kubeconfig == "":
             return 1
         return _run_until_signal(run_agent(
-            kubeconfig, data_dir, node_name=args.node_name, runtime=args.runtime, cluster_dns=args.cluster_dns,
+            kubeconfig, data_dir, node_name=args.node_name, runtime=args.runtime,
+            # As k3s does: the default service range's kube-dns unless told otherwise.
+            cluster_dns=args.cluster_dns or ["10.96.0.10"],
             cluster_domain=args.cluster_domain, insecure_registries=set(args.insecure_registry),
             kubelet_port=args.kubelet_port, node_ip=args.node_ip))
     if args.command == "proxy":
         return _proxy(args)
+    if args.command == "dns":
+        return _dns(args)
     if args.command == "scheduler":
         from pinnace.scheduler.scheduler import run_scheduler
 
@@ -363,6 +404,21 @@ def main(argv: list[str] | None = None) -> int:
 
 
 SERVER_COMPONENTS = ["controller-manager", "scheduler"]
+
+
+def _dns(args: argparse.Namespace) -> int:
+    from functools import partial
+
+    from pinnace.apiserver.app import _default_address
+    from pinnace.dns.server import run_dns
+    from pinnace.dns.service import cluster_dns_ip, publish
+
+    host, port = args.listen
+    address = args.advertise_address or _default_address(host)
+    return _run_until_signal(run_dns(
+        args.kubeconfig, (host, port), args.cluster_domain, allowed=args.allow,
+        service_cidrs=[args.service_cidr], pod_cidrs=[args.cluster_cidr],
+        publish=partial(publish, cluster_ip=cluster_dns_ip(args.service_cidr), address=address)))
 
 
 def _proxy(args: argparse.Namespace) -> int:

@@ -29,7 +29,7 @@ import asyncio
 import ipaddress
 import logging
 import socket
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -492,13 +492,15 @@ async def run_dns(kubeconfig: str | None, listen: Address = ("0.0.0.0", 53),
                   service_cidrs: Iterable[str] = DEFAULT_SERVICE_CIDRS,
                   pod_cidrs: Iterable[str] = DEFAULT_POD_CIDRS, ttl: int = DEFAULT_TTL,
                   resolv_conf: str = "/etc/resolv.conf",
-                  on_started: Callable[[ClusterDNS], Any] | None = None) -> None:
+                  on_started: Callable[[ClusterDNS], Any] | None = None,
+                  publish: Callable[[Client, int], Awaitable[None]] | None = None) -> None:
     """`pinnace dns`: a client from `kubeconfig` (as `auto_config` finds one:
     the file, $KUBECONFIG or ~/.kube/config, else the in-cluster config),
     informers on Services and EndpointSlices, and a ClusterDNS on `listen`
     (port 0: any free port) until cancelled. `on_started(server)` is called
-    once the sockets are bound (`server.port` is the port). The other
-    parameters are ClusterDNS's."""
+    once the sockets are bound (`server.port` is the port); `publish(client,
+    port)` then tells the cluster where to find it (service.publish). The
+    other parameters are ClusterDNS's."""
     config = auto_config(kubeconfig)
     config.user_agent = "pinnace-dns"
     async with Client(config) as client:
@@ -513,6 +515,8 @@ async def run_dns(kubeconfig: str | None, listen: Address = ("0.0.0.0", 53),
             await server.start(*listen)
             if on_started is not None:
                 on_started(server)
+            if publish is not None:
+                await publish(client, server.port)
             await asyncio.Event().wait()
         finally:
             await server.stop()

@@ -271,5 +271,5 @@ def pod_status(pod: Obj, *, phase: str, host_ip: str, pod_ip: str, sandbox: bool
 def _init_done(status: Obj, container: Obj) -> bool:
     if container.get("restartPolicy") == "Always":
         return bool(status.get("started"))
-    term = (status.get("state") or {}).get("terminated")
+    term = (status.get("state") or {}).get("terminated") or {}
     return bool(term) and term.get("exitCode") == 0

@@ -39,3 +39,13 @@ async def test_two_allocators_on_one_store_never_share_a_port() -> None:
         await a.allocate(30003, b"y")
     with pytest.raises(AllocationError, match="valid range"):
         await a.allocate(80, b"y")
+
+
+async def test_dynamic_allocation_leaves_the_static_band_to_those_who_ask() -> None:
+    store = MemoryStore()
+    ips = ServiceIPAllocator(store, "10.96.0.0/24")    # 254 addresses: the first 16 are static
+    got = [await ips.allocate_next(b"o") for _ in range(100)]
+    assert all(int(ip.rsplit(".", 1)[1]) > 16 for ip in got)
+    await ips.allocate("10.96.0.10", b"dns")             # the kube-dns address stays free
+    ports = NodePortAllocator(MemoryStore())             # 2,768 ports: the first 86 are static
+    assert all(p >= 30086 for p in [await ports.allocate_next(b"o") for _ in range(100)])
