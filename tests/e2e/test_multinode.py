@@ -1,129 +1,32 @@
 """Two real nodes: the server's own agent, and a second agent joined with the
-server's token from a network namespace that plays a second machine.
-
-Layout (all made here, all removed afterwards, pass or fail):
-
-  host ── pn-test0 bridge 198.18.1.1/24 ─┬─ pinnace-node2  198.18.1.2 (eth0)
-                                         └─ pinnace-outside 198.18.1.3 (a client, not a node)
-
-198.18.0.0/15 is the benchmarking range: nothing outside this machine
-answers it. The second agent runs with only its network namespace changed
-(nsenter --net), so its mounts and cgroups are the host's, as a second
-machine's would be its own. Before it gets any cluster address its agent
-routes the pod and service ranges to a guard device, which the test checks
-before starting a pod there.
-"""
+server's token from a network namespace that plays a second machine
+(tests/e2e/cluster.py)."""
 
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import Server, _free_port, wait_for
-from tests.e2e.conftest import phase, pinnace, wait_pod
+from tests.conftest import Server, wait_for
+from tests.e2e.cluster import HOST_IP, NODE2, NODE_IP, OUTSIDE_IP, OUTSIDE_NS, outside_get, second_node
+from tests.e2e.conftest import phase, wait_pod
 
-BRIDGE = "pn-test0"
-NODE_NS, NODE_IP = "pinnace-node2", "198.18.1.2"
-OUTSIDE_NS, OUTSIDE_IP = "pinnace-outside", "198.18.1.3"
-HOST_IP = "198.18.1.1"
-NODE2 = "node2"
 IMAGE = "busybox:1.36"
 SERVE = ("mkdir -p /www/cgi-bin && printf '#!/bin/sh\\necho Content-Type: text/plain\\necho\\n"
          "echo $(hostname) $REMOTE_ADDR\\n' > /www/cgi-bin/id && chmod +x /www/cgi-bin/id && "
          "exec httpd -f -p 8080 -h /www")
 
 
-def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["ip", *args], capture_output=True, text=True, check=check)
-
-
-def _remove_topology() -> None:
-    for ns in (NODE_NS, OUTSIDE_NS):
-        _ip("netns", "del", ns, check=False)
-    for link in (BRIDGE, "pn-n2", "pn-out"):
-        _ip("link", "del", link, check=False)
-
-
-def _host(ns: str, veth: str, ip: str) -> None:
-    _ip("netns", "add", ns)
-    _ip("link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", ns)
-    _ip("link", "set", veth, "master", BRIDGE, "up")
-    _ip("-n", ns, "addr", "add", f"{ip}/24", "dev", "eth0")
-    _ip("-n", ns, "link", "set", "eth0", "up")
-    _ip("-n", ns, "link", "set", "lo", "up")
-
-
-def _guard_in(ns: str) -> dict[str, str]:
-    out = {}
-    for cidr in ("10.244.0.0/16", "10.96.0.0/12"):
-        routes = json.loads(_ip("-n", ns, "-j", "route", "show", cidr).stdout or "[]")
-        out[cidr] = routes[0].get("dev", "") if routes else ""
-    return out
-
-
 @pytest.fixture(scope="module")
 def two_nodes(node: Server, busybox_archive: Path, tmp_path_factory: pytest.TempPathFactory
               ) -> Iterator[Server]:
-    data = tmp_path_factory.mktemp("node2")
-    pinnace("image", "import", "--data-dir", str(data), str(busybox_archive))
-    _remove_topology()
-    agent: subprocess.Popen[bytes] | None = None
-    log = data / "agent.log"
-    try:
-        _ip("link", "add", BRIDGE, "type", "bridge")
-        _ip("addr", "add", f"{HOST_IP}/24", "dev", BRIDGE)
-        _ip("link", "set", BRIDGE, "up")
-        _host(NODE_NS, "pn-n2", NODE_IP)
-        # The second machine reaches the first (and its API at 192.0.2.x) through it.
-        _ip("-n", NODE_NS, "route", "add", "default", "via", HOST_IP)
-        _host(OUTSIDE_NS, "pn-out", OUTSIDE_IP)
-        # The address the server's certificate names (the first node's), which
-        # the second machine reaches through its default route.
-        port = node.url.rsplit(":", 1)[1]
-        first = json.loads(node.kubectl("get", "nodes", "-o", "json").stdout)["items"][0]
-        server_ip = next(a["address"] for a in first["status"]["addresses"]
-                         if a["type"] == "InternalIP")
-        with log.open("wb") as out:
-            agent = subprocess.Popen(
-                ["nsenter", f"--net=/run/netns/{NODE_NS}", sys.executable, "-m", "pinnace.cli.main",
-                 "agent", "--server", f"https://{server_ip}:{port}",
-                 "--token-file", str(node.data_dir / "node-token"), "--data-dir", str(data),
-                 "--node-name", NODE2, "--node-ip", NODE_IP, "--kubelet-port", str(_free_port())],
-                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-
-        def ready() -> bool:
-            assert agent is not None and agent.poll() is None, log.read_text()[-3000:]
-            out = node.kubectl("get", "node", NODE2, "-o", "json", check=False)
-            return out.returncode == 0 and any(
-                c["type"] == "Ready" and c["status"] == "True"
-                for c in json.loads(out.stdout)["status"].get("conditions", []))
-        wait_for(ready, timeout=90, interval=0.5, what="node2 to join and be Ready")
-        # The network safety rule, in the second machine too.
-        assert all(_guard_in(NODE_NS).values()), _guard_in(NODE_NS)
+    with second_node(node, tmp_path_factory.mktemp("node2"), [busybox_archive]):
         yield node
-    finally:
-        if agent is not None and agent.poll() is None:
-            os.killpg(agent.pid, signal.SIGTERM)
-            try:
-                agent.wait(15)
-            except subprocess.TimeoutExpired:
-                os.killpg(agent.pid, signal.SIGKILL)
-                agent.wait()
-        subprocess.run(["nsenter", f"--net=/run/netns/{NODE_NS}", sys.executable, "-m",
-                        "pinnace.cli.main", "agent", "--reset", "--data-dir", str(data)],
-                       capture_output=True, timeout=120)
-        node.kubectl("delete", "node", NODE2, "--wait=false", check=False)
-        _remove_topology()
-        assert _ip("link", "show", BRIDGE, check=False).returncode != 0
-        assert NODE_NS not in _ip("netns", "list").stdout
 
 
 def _apply(node, ns, obj) -> None:  # type: ignore[no-untyped-def]
@@ -146,15 +49,6 @@ def _first_node(node) -> str:  # type: ignore[no-untyped-def]
     names = [n["metadata"]["name"] for n in
              json.loads(node.kubectl("get", "nodes", "-o", "json").stdout)["items"]]
     return next(n for n in names if n != NODE2)
-
-
-def _outside_get(url: str) -> str:
-    out = subprocess.run(["ip", "netns", "exec", OUTSIDE_NS, "python3", "-c",
-                          "import sys, urllib.request; print(urllib.request.urlopen("
-                          "sys.argv[1], timeout=5).read().decode().strip())", url],
-                         capture_output=True, text=True, timeout=20)
-    assert out.returncode == 0, out.stderr[-500:]
-    return out.stdout.strip()
 
 
 def _until(fn, what: str):  # type: ignore[no-untyped-def]
@@ -215,7 +109,7 @@ def test_pods_on_two_nodes_reach_each_other_by_ip_by_service_and_by_name(two_nod
         deadline = time.monotonic() + 30
         while got != {"web-a", "web-b"} and time.monotonic() < deadline:
             try:
-                got.add(_outside_get(f"http://{node_ip}:{port}/cgi-bin/id").split()[0])
+                got.add(outside_get(f"http://{node_ip}:{port}/cgi-bin/id").split()[0])
             except AssertionError:
                 time.sleep(0.5)
         assert got == {"web-a", "web-b"}, (node_ip, got)
@@ -230,7 +124,7 @@ def test_external_traffic_policy_local_on_the_second_node(two_nodes, ns):
                                "ports": [{"port": 80, "targetPort": 8080}]}})
     svc = json.loads(node.kubectl("get", "svc", "local", "-n", ns, "-o", "json").stdout)
     port = svc["spec"]["ports"][0]["nodePort"]
-    out = _until(lambda: _outside_get(f"http://{NODE_IP}:{port}/cgi-bin/id"), "the NodePort on node2")
+    out = _until(lambda: outside_get(f"http://{NODE_IP}:{port}/cgi-bin/id"), "the NodePort on node2")
     pod, client = out.split()
     assert pod == "local-b" and client.strip("[]").removeprefix("::ffff:") == OUTSIDE_IP
     # The first node has no local endpoint: it drops, it does not forward.
