@@ -39,6 +39,14 @@ NO_ENDPOINT_SERVICES = "no-endpoint-services"
 NO_ENDPOINT_NODEPORTS = "no-endpoint-nodeports"
 _PROTOCOLS = {"TCP": "tcp", "UDP": "udp", "SCTP": "sctp"}
 DEFAULT_AFFINITY_SECONDS = 10800
+# Who is masqueraded on the way to an endpoint: anything from another
+# machine (its replies must come back through this node to be un-NATed);
+# not this node's own connections, whose replies come back here anyway and
+# which would otherwise all share the bridge address and run out of source
+# ports while closed connections linger in conntrack; except those from
+# 127/8, which cannot leave lo as they are.
+_MASQ_OUTSIDERS = "ip saddr != {cidr} fib saddr type != local jump mark-for-masquerade"
+_MASQ_LOOPBACK = "ip saddr 127.0.0.0/8 jump mark-for-masquerade"
 
 
 @dataclass(frozen=True)
@@ -229,8 +237,7 @@ def service_rules(svc: Obj, slices: list[Obj], node_name: str, cluster_cidr: str
             else:
                 out.element(NO_ENDPOINT_SERVICES, key, "goto reject-chain")
         if cluster_eps:
-            out.chains[svc_chain] = [f"ip saddr != {cluster_cidr} jump mark-for-masquerade",
-                                     *p.pick(cluster_eps)]
+            out.chains[svc_chain] = [_MASQ_OUTSIDERS.format(cidr=cluster_cidr), *p.pick(cluster_eps)]
 
         if not (p.node_port or ext_addrs):
             continue
@@ -248,12 +255,12 @@ def service_rules(svc: Obj, slices: list[Obj], node_name: str, cluster_cidr: str
             if cluster_eps != all_eps:  # internalTrafficPolicy Local narrowed service-<id>
                 everyone = f"cluster-{sid}-{p.label}"
                 out.chains[everyone] = p.pick(all_eps)
-            out.chains[ext_chain] = ["fib saddr type local jump mark-for-masquerade",
-                                     f"fib saddr type local goto {everyone}",
+            out.chains[ext_chain] = [_MASQ_LOOPBACK, f"fib saddr type local goto {everyone}",
                                      f"ip saddr {cluster_cidr} goto {everyone}",
                                      *(p.pick(local_eps) if local_eps else ["drop"])]
         else:
-            out.chains[ext_chain] = ["jump mark-for-masquerade", *p.pick(all_eps)]
+            out.chains[ext_chain] = [_MASQ_LOOPBACK, "fib saddr type != local jump mark-for-masquerade",
+                                     *p.pick(all_eps)]
         for ip in ext_addrs:
             out.element(SERVICE_IPS, f"{ip} . {proto} . {p.port}", f"goto {ext_chain}")
         if p.node_port:

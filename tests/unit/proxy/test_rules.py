@@ -45,7 +45,8 @@ def test_cluster_ip_spreads_over_ready_endpoints_only():
     (key, verdict), = r.elements[SERVICE_IPS].items()
     assert key == "10.96.0.20 . tcp . 80"
     chain = r.chains[verdict.removeprefix("goto ")]
-    assert chain[0] == f"ip saddr != {CIDR} jump mark-for-masquerade"
+    # other machines' connections are masqueraded, not this node's own or its pods'
+    assert chain[0] == f"ip saddr != {CIDR} fib saddr type != local jump mark-for-masquerade"
     assert chain[1].startswith("numgen random mod 2 == 0 goto endpoint-")
     assert chain[2].startswith("goto endpoint-")
     # hairpin: an endpoint reaching itself through the service is masqueraded
@@ -71,10 +72,11 @@ def test_nodeport_and_external_traffic_policy():
     eps = [slice_(("10.244.0.5", "n1", True), ("10.244.1.7", "n2", True))]
     cluster = service_rules(svc(type_="NodePort"), eps, "n1", CIDR)
     ext = cluster.elements[SERVICE_NODEPORTS]["tcp . 30001"].removeprefix("goto ")
-    assert cluster.chains[ext][0] == "jump mark-for-masquerade"
+    assert cluster.chains[ext][:2] == ["ip saddr 127.0.0.0/8 jump mark-for-masquerade",
+                                       "fib saddr type != local jump mark-for-masquerade"]
     local = service_rules(svc(type_="NodePort", externalTrafficPolicy="Local"), eps, "n1", CIDR)
     ext = local.chains[local.elements[SERVICE_NODEPORTS]["tcp . 30001"].removeprefix("goto ")]
-    assert "jump mark-for-masquerade" not in ext      # the client address is kept
+    assert not any("type != local jump mark" in r for r in ext)   # the client address is kept
     assert ext[-1].startswith("goto endpoint-") and ext[-1].endswith("__10.244.0.5/8080")
     # a node without local endpoints drops external traffic
     other = service_rules(svc(type_="NodePort", externalTrafficPolicy="Local"), eps, "n3", CIDR)
