@@ -5,8 +5,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # etcd for the etcd store; the rest for real nodes: OCI runtimes, the container
-# monitor, the sandbox's init, image building, a local registry, the pod network.
-DEBS="etcd-server runc crun conmon catatonit umoci busybox-static docker-registry nftables iptables iproute2"
+# monitor, the sandbox's init, image building (busybox, and the classic example's
+# Debian root filesystems), a local registry, the pod network.
+DEBS="etcd-server runc crun conmon catatonit umoci busybox-static docker-registry nftables iptables iproute2 mmdebstrap"
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   missing=""
   for p in $DEBS; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done

@@ -45,9 +45,12 @@ def require_node() -> None:
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The benchmark starts (and resets) a node of its own: it runs before the
-    shared node exists, as two agents on one host would share its bridge."""
-    items.sort(key=lambda item: 0 if "test_bench_node" in item.nodeid else 1)
+    """The benchmark and the classic example start (and reset) nodes of their
+    own: they run before the shared node exists, as two agents in one network
+    namespace would share its bridge."""
+    # The classic example runs its own server and nodes too, before the shared one.
+    items.sort(key=lambda item: 0 if "test_bench_node" in item.nodeid else
+               1 if "test_classic" in item.nodeid else 2)
 
 
 @pytest.fixture(scope="session")
