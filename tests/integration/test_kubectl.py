@@ -172,6 +172,25 @@ def test_as_printed_manifests_fail_and_store_nothing(server: Server, namespace: 
     assert server.kubectl("-n", namespace, "get", "rc,svc", "-o", "name").stdout.strip() == ""
 
 
+def test_as_printed_mistakes_past_the_yaml_are_named(server: Server, namespace: str) -> None:
+    """The printed manifests stop at their YAML (comments glued to values,
+    wrong indentation: kubectl names the line). With the YAML repaired, each
+    remaining mistake of the walk-through gets a message naming it."""
+    rc = ("apiVersion: V1\nkind: ReplicationController\nmetadata: {name: mysql}\nspec:\n"
+          "  replicas: 1\n  selector: {app: mysql}\n  template:\n    metadata: {labels: {app: mysql}}\n"
+          "    spec: {containers: [{name: mysql, image: mysql}]}\n")
+    svc = ("apiVersion: v1\nkind: Service\nmetadata: {name: myweb}\nspec:\n  {ports}:\n"
+           "  - port: 8080\n    nodePort: 30001\n  selector: {app: myweb}\n")
+    for manifest, message in (
+            (rc, 'no matches for kind "ReplicationController" in version "V1"'),
+            (svc.replace("{ports}", "prots"), 'unknown field "spec.prots"'),
+            (svc.replace("{ports}", "ports"),
+             "spec.ports[0].nodePort: Forbidden: may not be used when `type` is 'ClusterIP'")):
+        res = server.kubectl("-n", namespace, "apply", "-f", "-", input=manifest, check=False)
+        assert res.returncode != 0 and message in res.stderr, res.stderr
+    assert server.kubectl("-n", namespace, "get", "rc,svc", "-o", "name").stdout.strip() == ""
+
+
 def test_stale_resource_version_conflicts(server: Server, namespace: str) -> None:
     k = server.kubectl
     k("-n", namespace, "create", "configmap", "c", "--from-literal=x=1")
