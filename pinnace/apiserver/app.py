@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import ipaddress
 import logging
 import os
 import socket
@@ -20,6 +19,7 @@ from typing import Any
 from aiohttp import web
 
 from pinnace.api.resources import ResourceInfo
+from pinnace.hostaddr import advertised_address
 from pinnace.runtime import tune_gc
 from pinnace.storage import open_store
 from pinnace.storage.interface import CompactedError, Store
@@ -120,7 +120,7 @@ class APIServer:
         else the address it listens on, else this host's own address."""
         cfg = self.config
         host = cfg.advertise_address or (
-            cfg.host if cfg.host not in ("0.0.0.0", "::", "") else _default_address(cfg.host))
+            cfg.host if cfg.host not in ("0.0.0.0", "::", "") else advertised_address(cfg.host))
         return f"https://{_url_host(host)}:{self.port}"
 
     def join_hint(self) -> str:
@@ -326,7 +326,7 @@ class APIServer:
                                     "targetPort": self.port}]}}, system)
         ep = self.table.lookup("", "v1", "endpoints")
         assert ep is not None
-        address = self.config.advertise_address or _default_address(self.config.host)
+        address = self.config.advertise_address or advertised_address(self.config.host)
         await self._ensure_kubernetes_slice(address)
         want = {"apiVersion": "v1", "kind": "Endpoints",
                 "metadata": {"name": "kubernetes", "namespace": "default",
@@ -693,19 +693,3 @@ def _url_host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
-def _default_address(listen_host: str) -> str:
-    """The address pods and other nodes should use for the API server: the
-    one it listens on when that is a single routable address, else the
-    source address of the host's default route (as kube-apiserver picks it)."""
-    from pinnace.kubelet.host import primary_ip
-
-    try:
-        ip = ipaddress.ip_address(listen_host)
-    except ValueError:
-        return primary_ip()
-    if ip.is_unspecified:
-        return primary_ip()
-    if ip.is_loopback:
-        log.warning("the API server listens on %s only: pods cannot reach it through the "
-                    "kubernetes service (use --listen 0.0.0.0:PORT or --advertise-address)", ip)
-    return str(ip)

@@ -325,9 +325,9 @@ def main(argv: list[str] | None = None) -> int:
 
         cluster_dns = args.cluster_dns or [cluster_dns_ip(config.service_cidr)]
         if not args.disable_dns:
-            from pinnace.apiserver.app import _default_address
+            from pinnace.hostaddr import advertised_address
 
-            address = config.advertise_address or _default_address(config.host)
+            address = config.advertise_address or advertised_address(config.host)
             components.append("dns")
             extra["dns"] = ["--listen", f"{address}:{args.cluster_dns_port}",
                             "--advertise-address", address,
@@ -409,12 +409,12 @@ SERVER_COMPONENTS = ["controller-manager", "scheduler"]
 def _dns(args: argparse.Namespace) -> int:
     from functools import partial
 
-    from pinnace.apiserver.app import _default_address
     from pinnace.dns.server import run_dns
     from pinnace.dns.service import cluster_dns_ip, publish
+    from pinnace.hostaddr import advertised_address
 
     host, port = args.listen
-    address = args.advertise_address or _default_address(host)
+    address = args.advertise_address or advertised_address(host)
     return _run_until_signal(run_dns(
         args.kubeconfig, (host, port), args.cluster_domain, allowed=args.allow,
         service_cidrs=[args.service_cidr], pod_cidrs=[args.cluster_cidr],

@@ -13,6 +13,8 @@ import socket
 from dataclasses import dataclass
 from pathlib import Path
 
+from pinnace.hostaddr import primary_ip
+
 # GOARCH spelling, which Kubernetes labels and image platforms use.
 _ARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "ppc64le": "ppc64le",
          "s390x": "s390x", "riscv64": "riscv64"}
@@ -51,20 +53,6 @@ def os_image() -> str:
         if line.startswith("PRETTY_NAME="):
             return line.split("=", 1)[1].strip().strip('"')
     return "Linux"
-
-
-def primary_ip() -> str:
-    """The address this host uses to reach other hosts: the source address of
-    the default route (found with a UDP connect, which sends nothing)."""
-    for target in ("192.0.2.1", "2001:db8::1"):  # documentation ranges: never reached
-        family = socket.AF_INET6 if ":" in target else socket.AF_INET
-        try:
-            with socket.socket(family, socket.SOCK_DGRAM) as s:
-                s.connect((target, 9))
-                return str(s.getsockname()[0])
-        except OSError:
-            continue
-    return "127.0.0.1"
 
 
 @dataclass
