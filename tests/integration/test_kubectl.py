@@ -109,9 +109,14 @@ def test_classic_example_applies_and_pods_stay_pending(server: Server, namespace
     assert "8080:30001/TCP" in table
     rc = json.loads(k("-n", namespace, "get", "rc", "myweb", "-o", "json").stdout)
     assert rc["spec"]["replicas"] == 2
+    # Tagged images (not :latest) default to IfNotPresent: built locally, never pulled.
     assert rc["spec"]["template"]["spec"]["containers"][0]["imagePullPolicy"] == "IfNotPresent"
     mysql = json.loads(k("-n", namespace, "get", "rc", "mysql", "-o", "json").stdout)
-    assert mysql["spec"]["template"]["spec"]["containers"][0]["imagePullPolicy"] == "Always"
+    assert mysql["spec"]["template"]["spec"]["containers"][0]["imagePullPolicy"] == "IfNotPresent"
+    # An untagged image means :latest, which is pulled every time.
+    k("-n", namespace, "create", "deployment", "latest", "--image=mysql")
+    dep = json.loads(k("-n", namespace, "get", "deployment", "latest", "-o", "json").stdout)
+    assert dep["spec"]["template"]["spec"]["containers"][0]["imagePullPolicy"] == "Always"
     # A second apply changes nothing.
     again = k("-n", namespace, "apply", "-f", str(EXAMPLES)).stdout
     assert "replicationcontroller/myweb unchanged" in again
