@@ -1,6 +1,7 @@
 """The service proxy of a node: watches Services and EndpointSlices and keeps
 this node's nftables table (rules.py, nft.py) in line with them, plus the
-LoadBalancer addresses the node answers for (addresses.py).
+LoadBalancer addresses the node answers for (addresses.py; one node per
+address, elected from the Ready nodes the same way on every node).
 
 Changes are coalesced: a handler only marks the service dirty and wakes the
 sync loop, which applies every dirty service in one transaction. The first
@@ -12,6 +13,7 @@ are touched. Runs in the agent (one per node) or alone as `pinnace proxy`.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import time
 from pathlib import Path
@@ -48,6 +50,7 @@ class Proxier:
         self.slices = Informer(client.resource("discovery.k8s.io/v1", "endpointslices"),
                                transform=strip_managed_fields)
         self.slices.add_index("service", lambda sl: [_slice_service(sl)] if _slice_service(sl) else [])
+        self.nodes = Informer(client.resource("v1", "nodes"), transform=_node_readiness)
         self.table = nft.Table(cluster_cidr)
         self.lb = addresses.LocalAddresses()
         self._dirty: set[str] = set()
@@ -74,13 +77,35 @@ class Proxier:
         return service_rules(svc, self.slices.by_index("service", key), self.node_name,
                              self.cluster_cidr)
 
+    def _node_event(self, *objs: Obj) -> None:
+        # Heartbeats change nothing here: only a node coming, going or
+        # changing readiness moves an announcement.
+        if len(objs) == 2 and objs[0] == objs[1]:
+            return
+        self._wake.set()
+
     def _lb_addresses(self) -> set[str]:
+        """The LoadBalancer addresses this node announces: for each, one node
+        of those that can serve it (Ready; with externalTrafficPolicy Local,
+        holding a ready endpoint), the same on every node (highest hash of
+        node and address), as MetalLB's layer-2 mode elects a speaker. Every
+        node has the rules; only one answers for the address."""
+        ready = sorted(n["name"] for n in self.nodes.objects() if n["ready"])
         out = set()
         for svc in self.services.objects():
-            if (svc.get("spec") or {}).get("type") == "LoadBalancer":
-                for ing in ((svc.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []:
-                    if ing.get("ip") and ":" not in ing["ip"]:
-                        out.add(ing["ip"])
+            spec = svc.get("spec") or {}
+            if spec.get("type") != "LoadBalancer":
+                continue
+            candidates = ready
+            if spec.get("externalTrafficPolicy") == "Local":
+                local = {ep.get("nodeName") for sl in self.slices.by_index("service", key_of(svc))
+                         for ep in sl.get("endpoints") or []
+                         if (ep.get("conditions") or {}).get("ready") is not False}
+                candidates = [n for n in ready if n in local]
+            for ing in ((svc.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []:
+                ip = ing.get("ip")
+                if ip and ":" not in ip and announcer(ip, candidates) == self.node_name:
+                    out.add(ip)
         return out
 
     async def run(self) -> None:
@@ -89,9 +114,12 @@ class Proxier:
         self.slices.add_handler(self._slice_event, self._slice_event, self._slice_event)
         if self._own_services:
             self.services.start()
+        self.nodes.add_handler(self._node_event, self._node_event, self._node_event)
         self.slices.start()
+        self.nodes.start()
         try:
-            await asyncio.gather(self.services.synced.wait(), self.slices.synced.wait())
+            await asyncio.gather(self.services.synced.wait(), self.slices.synced.wait(),
+                                 self.nodes.synced.wait())
             await self._sync_all()
             self.synced.set()
             await self._loop()
@@ -99,6 +127,7 @@ class Proxier:
             if self._own_services:
                 await self.services.stop()
             await self.slices.stop()
+            await self.nodes.stop()
 
     async def _sync_all(self) -> None:
         self._dirty.clear()
@@ -139,6 +168,20 @@ class Proxier:
             if n:
                 log.debug("proxy: %d services, %d nft commands, %.1f ms", len(dirty), n,
                           self.last_sync_ms)
+
+
+def _node_readiness(node: Obj) -> Obj:
+    return {"metadata": {"name": node["metadata"]["name"]}, "name": node["metadata"]["name"],
+            "ready": any(c.get("type") == "Ready" and c.get("status") == "True"
+                         for c in (node.get("status") or {}).get("conditions") or [])}
+
+
+def announcer(ip: str, nodes: list[str]) -> str:
+    """Which of ``nodes`` answers for ``ip`` (rendezvous hashing: a node
+    leaving moves only its own addresses)."""
+    if not nodes:
+        return ""
+    return max(nodes, key=lambda n: hashlib.sha256(f"{n}/{ip}".encode()).digest())
 
 
 def cleanup(state_dir: Path) -> list[str]:

@@ -28,6 +28,7 @@ from tests.e2e.cluster import (
     HOST_IP,
     NODE2,
     NODE_IP,
+    NODE_NS,
     OUTSIDE_NS,
     SecondNode,
     outside_get,
@@ -205,11 +206,15 @@ def test_5_as_a_load_balancer_it_gets_an_address_that_answers(cluster):
         ingress = svc.get("status", {}).get("loadBalancer", {}).get("ingress") or []
         return ingress[0]["ip"] if ingress else None
     ip = wait_for(address, timeout=30, what="a LoadBalancer address")
-    # The client reaches it through the nodes' network; the nodes hold it.
-    wait_for(lambda: "local" in subprocess.run(["ip", "route", "get", ip], capture_output=True,
-                                               text=True).stdout.split()[:1],
-             timeout=20, what=f"{ip} held by the first node")
-    subprocess.run(["ip", "-n", OUTSIDE_NS, "route", "replace", f"{ip}/32", "via", HOST_IP],
+    # One node, elected, holds the address and answers ARP for it on the
+    # nodes' network, where the client finds it (it has no other route).
+    def held() -> bool:
+        here = subprocess.run(["ip", "route", "get", ip], capture_output=True, text=True).stdout
+        there = subprocess.run(["ip", "-n", NODE_NS, "route", "get", ip], capture_output=True,
+                               text=True).stdout
+        return (here.split()[:1] == ["local"]) != (there.split()[:1] == ["local"])
+    wait_for(held, timeout=20, what=f"{ip} held by exactly one node")
+    subprocess.run(["ip", "-n", OUTSIDE_NS, "route", "replace", f"{ip}/32", "dev", "eth0"],
                    check=True)
     got = wait_for(lambda: (lambda r: r)(json.loads(outside_get(f"http://{ip}:8080/records"))),
                    timeout=30, what="myweb at its LoadBalancer address")

@@ -152,3 +152,16 @@ def test_udp_flows_to_forget_when_endpoints_change():
     assert stale(none, first) == (set(), {("10.96.0.20", 53)})   # refused flows now served
     assert stale(first, second) == ({"10.244.0.5"}, set())       # the old endpoint's flows
     assert stale(first, first) == (set(), set())
+
+
+def test_one_node_announces_each_load_balancer_address():
+    from pinnace.proxy.proxier import announcer
+
+    nodes = ["a", "b", "c"]
+    ips = [f"172.18.255.{i}" for i in range(200, 240)]
+    chosen = {ip: announcer(ip, nodes) for ip in ips}
+    assert set(chosen.values()) == set(nodes)              # spread over the nodes
+    assert chosen == {ip: announcer(ip, list(reversed(nodes))) for ip in ips}   # order-free
+    without_b = {ip: announcer(ip, ["a", "c"]) for ip in ips}
+    assert all(without_b[ip] == n for ip, n in chosen.items() if n != "b")   # only b's move
+    assert announcer("172.18.255.200", []) == ""
