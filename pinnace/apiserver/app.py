@@ -132,7 +132,7 @@ class APIServer:
         cfg = self.config
         cfg.data_dir.mkdir(parents=True, exist_ok=True)
         self.pki = await asyncio.to_thread(ensure_pki, cfg.data_dir / "tls", cfg.host,
-                                           cfg.extra_sans)
+                                           cfg.serving_sans)
         self.authn.issuer = TokenIssuer(await asyncio.to_thread(
             load_or_create_key, cfg.data_dir / "tls" / "service-account.key"))
         await self.store.start()

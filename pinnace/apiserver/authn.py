@@ -341,8 +341,11 @@ class Authenticator:
 
     async def authenticate(self, request: web.Request) -> User | None:
         auth = request.headers.get("Authorization", "")
-        if auth.startswith("Bearer "):
-            return await self.user_for_bearer(auth[7:].strip())
+        scheme, _, token = auth.partition(" ")
+        # The scheme is case-insensitive (RFC 7235): the official Python
+        # client's in-cluster configuration sends "bearer".
+        if scheme.lower() == "bearer" and token.strip():
+            return await self.user_for_bearer(token.strip())
         transport = request.transport
         if transport is None:
             return None

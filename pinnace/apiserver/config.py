@@ -28,3 +28,13 @@ class Config:
     @property
     def owner(self) -> bool:
         return self.worker_index == 0
+
+    @property
+    def serving_sans(self) -> list[str]:
+        """Extra names of the serving certificate: the configured ones and the
+        kubernetes service's IP, which in-cluster clients connect to (as
+        kube-apiserver adds the first address of its service range)."""
+        import ipaddress
+
+        first = str(ipaddress.ip_network(self.service_cidr, strict=False).network_address + 1)
+        return [*self.extra_sans, *([first] if first not in self.extra_sans else [])]

@@ -40,7 +40,7 @@ def prepare(config: Config) -> None:
     from pinnace.apiserver.tokens import load_or_create_key
 
     config.data_dir.mkdir(parents=True, exist_ok=True)
-    ensure_pki(config.data_dir / "tls", config.host, config.extra_sans)
+    ensure_pki(config.data_dir / "tls", config.host, config.serving_sans)
     load_or_create_key(config.data_dir / "tls" / "service-account.key")
 
 

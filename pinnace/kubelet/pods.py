@@ -17,6 +17,7 @@ import json
 import logging
 import os
 import shutil
+import socket
 import time
 import uuid
 from collections.abc import Callable
@@ -428,7 +429,10 @@ class PodWorkers:
         try:
             env = await container_env(self.client, pod, c, node_ip=self.host_ip(),
                                       pod_ip=ps.pod_ip, service_env=self.service_env(pod))
-            env = merge_image_env(list(image.config.get("Env") or []), env)
+            # HOSTNAME first, as containerd sets it: the image's ENV and the
+            # pod's may override it.
+            host = socket.gethostname() if pod["spec"].get("hostNetwork") else self._hostname(pod)
+            env = merge_image_env([f"HOSTNAME={host}", *(image.config.get("Env") or [])], env)
             mounts = container_mounts(pod, c, paths, env=env)
             user_root = next((p for p in reversed(image.layers) if (p / "etc/passwd").exists()),
                              image.layers[-1] if image.layers else self.pods_dir)
