@@ -14,6 +14,7 @@ no schema, maps are granular and lists atomic (upstream's "deduced" type).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -25,7 +26,10 @@ __all__ = [
     "MAX_UPDATE_MANAGERS",
     "ApplyConflict",
     "ApplyError",
+    "KUBECTL",
+    "LAST_APPLIED",
     "conflict_causes",
+    "go_json",
     "manager_or_user_agent",
     "path_string",
     "server_side_apply",
@@ -986,13 +990,21 @@ def server_side_apply(live: dict | None, applied: dict, manager: str, force: boo
         if c:
             conflicts.append((e, c))
     if conflicts and not force:
-        pairs: list[tuple[str, str]] = []
-        described: list[tuple[str, str]] = []
-        for e, c in sorted(conflicts, key=lambda ec: ec[0].describe()):
-            for path in _members(c):
-                pairs.append((e.manager, path_string(path)))
-                described.append((e.describe(), path_string(path)))
-        raise ApplyConflict(pairs, described)
+        refused = conflicts
+        if manager == KUBECTL and live is not None:
+            # kubectl taking over from its client-side apply: the fields its
+            # last-applied annotation set, still as it set them, are its own.
+            allowed = _last_applied_set(live, schema_node, api_version, reset_fields)
+            if allowed:
+                refused = [(e, d) for e, c in conflicts if (d := _difference(c, allowed))]
+        if refused:
+            pairs: list[tuple[str, str]] = []
+            described: list[tuple[str, str]] = []
+            for e, c in sorted(refused, key=lambda ec: ec[0].describe()):
+                for path in _members(c):
+                    pairs.append((e.manager, path_string(path)))
+                    described.append((e.describe(), path_string(path)))
+            raise ApplyConflict(pairs, described)
     for e, c in conflicts:
         e.set = _difference(e.set, c)
         e.dirty = True
@@ -1005,4 +1017,78 @@ def server_side_apply(live: dict | None, applied: dict, manager: str, force: boo
                     e.dirty = True
     if mine.time is None or live is None or changed or removed:
         mine.time = now
-    return _with_managed(merged, _encode(entries))
+    out = _with_managed(merged, _encode(entries))
+    if manager == KUBECTL:
+        out = _update_last_applied(out, applied)
+    return out
+
+
+# --------------------------------------------------------------------------
+# kubectl's client-side apply annotation, kept in step with server-side
+# apply by the manager "kubectl" (upstream's lastAppliedManager and
+# lastAppliedUpdater; any other manager name opts out)
+
+KUBECTL = "kubectl"
+LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
+
+
+def _last_applied_set(live: dict, schema_node: dict | None, api_version: str,
+                      reset_fields: Iterable[tuple[str, ...]] | None) -> Tree | None:
+    """The fields ``live``'s last-applied annotation sets that still hold
+    the value it gave them; None without a usable annotation (absent, not
+    JSON, or of another version than the apply)."""
+    text = ((live.get("metadata") or {}).get("annotations") or {}).get(LAST_APPLIED)
+    if not text or not isinstance(text, str):
+        return None
+    try:
+        last = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(last, dict) or last.get("apiVersion") != api_version:
+        return None
+    fields: Tree = {}
+    _to_set(last, schema_node, fields)
+    changed: Tree = {}
+    removed: Tree = {}
+    _compare(last, live, schema_node, changed, removed)
+    return _strip(_difference(_difference(fields, changed), removed), reset_fields)
+
+
+def _update_last_applied(obj: dict, applied: dict) -> dict:
+    """``obj`` with its last-applied annotation, when it has one, rewritten
+    to the applied configuration (without that annotation), encoded as
+    kubectl's Go encoder writes it."""
+    meta = obj.get("metadata") or {}
+    annotations = meta.get("annotations") or {}
+    if not annotations.get(LAST_APPLIED):
+        return obj
+    cfg = dict(applied)
+    cfg_meta = cfg.get("metadata")
+    if isinstance(cfg_meta, dict) and isinstance(cfg_meta.get("annotations"), dict):
+        cfg_anns = {k: v for k, v in cfg_meta["annotations"].items() if k != LAST_APPLIED}
+        cfg["metadata"] = {**cfg_meta, "annotations": cfg_anns}
+    annotations = {**annotations, LAST_APPLIED: go_json(cfg)}
+    return {**obj, "metadata": {**meta, "annotations": annotations}}
+
+
+_GO_ESCAPES = str.maketrans({"<": "\\u003c", ">": "\\u003e", "&": "\\u0026",
+                             "\u2028": "\\u2028", "\u2029": "\\u2029"})
+
+
+def go_json(value: Any) -> str:
+    """JSON as Go's encoding/json Encoder writes a decoded document: keys
+    sorted, compact, HTML characters escaped, whole numbers without a
+    fraction, a newline at the end."""
+    text = json.dumps(_go_numbers(value), sort_keys=True, separators=(",", ":"),
+                      ensure_ascii=False)
+    return text.translate(_GO_ESCAPES) + "\n"
+
+
+def _go_numbers(v: Any) -> Any:
+    if isinstance(v, dict):
+        return {k: _go_numbers(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [_go_numbers(x) for x in v]
+    if isinstance(v, float) and v.is_integer() and abs(v) < 1e21:
+        return int(v)
+    return v

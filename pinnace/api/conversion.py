@@ -6,11 +6,16 @@
   ``autoscaling.alpha.kubernetes.io/*`` annotations, as upstream keeps them.
 - core/v1 Event <-> events.k8s.io/v1 Event.
 
+and ``to_internal``: what upstream's decoding into the internal version
+does to an object of the same version (write-only fields folded into the
+fields that are stored).
+
 Objects are never modified in place; the result is a new dict.
 """
 
 from __future__ import annotations
 
+import base64
 import copy
 from typing import Any
 
@@ -58,6 +63,62 @@ def convert(group: str, kind: str, obj: Obj, to_version: str) -> Obj:
     if source == target:
         return obj
     raise ConversionError(f"no conversion for {kind} from {source or group} to {target}")
+
+
+def to_internal(group: str, kind: str, obj: Obj) -> Obj:
+    """``obj`` as it is stored: what the conversion of a request body to the
+    internal version and back does besides the version.
+
+    - A Secret's write-only ``stringData`` is merged into ``data`` (base64,
+      its keys winning) and never stored, so never returned.
+    - The singular fields that mirror a list's first item (a Node's
+      ``podCIDR``/``podCIDRs``, a Pod's ``podIP``/``podIPs`` and
+      ``hostIP``/``hostIPs``): the list is made from the singular field when
+      it is empty or starts elsewhere (the singular one is authoritative, for
+      older clients), and the singular field from the list.
+    """
+    if group:
+        return obj
+    if kind == "Secret" and "stringData" in obj:
+        return secret_string_data_merged(obj)
+    if kind == "Node":
+        return _mirrored(obj, "spec", [("podCIDR", "podCIDRs", None)])
+    if kind == "Pod":
+        return _mirrored(obj, "status", [("podIP", "podIPs", "ip"), ("hostIP", "hostIPs", "ip")])
+    return obj
+
+
+def secret_string_data_merged(secret: Obj) -> Obj:
+    out = dict(secret)
+    string_data = out.pop("stringData")
+    if isinstance(string_data, dict) and string_data:
+        data = dict(out.get("data") or {})
+        for key, value in string_data.items():
+            text = "" if value is None else str(value)
+            data[key] = base64.b64encode(text.encode()).decode()
+        out["data"] = data
+    return out
+
+
+def _mirrored(obj: Obj, part: str, pairs: list[tuple[str, str, str | None]]) -> Obj:
+    """``obj`` with each (singular, list, item key) pair of ``obj[part]`` in
+    step; items are strings, or objects holding the value under the key."""
+    holder = obj.get(part)
+    if not isinstance(holder, dict):
+        return obj
+    out: Obj | None = None
+    for one, many, key in pairs:
+        single, items = holder.get(one), holder.get(many)
+        first = None
+        if isinstance(items, list) and items:
+            first = items[0].get(key) if key and isinstance(items[0], dict) else items[0]
+        if single and isinstance(single, str) and first != single:
+            items, first = [{key: single} if key else single], single
+        elif first is None or single == first or not isinstance(first, str):
+            continue
+        out = out if out is not None else dict(holder)
+        out[many], out[one] = items, first
+    return obj if out is None else {**obj, part: out}
 
 
 # HPA metric specs: v1 (v2beta1-like) <-> v2 ----------------------------------------

@@ -85,7 +85,7 @@ def _field_ref(ref: Any) -> None:
         ref["apiVersion"] = "v1"
 
 
-def _container(c: Obj, host_network: bool) -> None:
+def _container(c: Obj) -> None:
     if not c.get("imagePullPolicy"):
         c["imagePullPolicy"] = image_pull_policy(c.get("image") or "")
     c.setdefault("terminationMessagePath", "/dev/termination-log")
@@ -93,8 +93,6 @@ def _container(c: Obj, host_network: bool) -> None:
     for port in _dicts(c.get("ports")):
         if not port.get("protocol"):
             port["protocol"] = "TCP"
-        if host_network and not port.get("hostPort") and port.get("containerPort"):
-            port["hostPort"] = port["containerPort"]
     for probe in ("livenessProbe", "readinessProbe", "startupProbe"):
         _probe(c.get(probe))
     lifecycle = c.get("lifecycle")
@@ -158,8 +156,8 @@ def _volume(v: Obj) -> None:
 
 
 def pod_spec_defaults(spec: Obj) -> None:
-    """SetDefaults_PodSpec plus the per-container, volume and probe defaults,
-    and the limits-to-requests copy of SetDefaults_Pod."""
+    """SetDefaults_PodSpec plus the per-container, volume and probe defaults:
+    what every pod template gets. What only a Pod gets is ``_pod``'s."""
     if not spec.get("dnsPolicy"):
         spec["dnsPolicy"] = "ClusterFirst"
     if not spec.get("restartPolicy"):
@@ -170,19 +168,12 @@ def pod_spec_defaults(spec: Obj) -> None:
         spec["terminationGracePeriodSeconds"] = 30
     if not spec.get("schedulerName"):
         spec["schedulerName"] = "default-scheduler"
-    if spec.get("enableServiceLinks") is None:
-        spec["enableServiceLinks"] = True
-    host_network = spec.get("hostNetwork") is True
-    for key in ("initContainers", "containers"):
+    for key in ("initContainers", "containers", "ephemeralContainers"):
         for c in _dicts(spec.get(key)):
-            _copy_limits_to_requests(c.get("resources"))
-            _container(c, host_network)
-    for c in _dicts(spec.get("ephemeralContainers")):
-        _container(c, False)
+            _container(c)
     for v in _dicts(spec.get("volumes")):
         _volume(v)
     if isinstance(spec.get("resources"), dict):
-        _copy_limits_to_requests(spec["resources"])
         _resource_list(spec["resources"].get("limits"))
         _resource_list(spec["resources"].get("requests"))
     _resource_list(spec.get("overhead"))
@@ -197,7 +188,24 @@ def _template(holder: Obj) -> None:
 # core/v1 -------------------------------------------------------------------------
 
 def _pod(obj: Obj) -> None:
-    pod_spec_defaults(_sub(obj, "spec"))
+    """SetDefaults_Pod: what a Pod gets beyond its PodSpec's defaults, and a
+    workload's pod template (Deployment, Job, PodTemplate, ...) does not."""
+    spec = _sub(obj, "spec")
+    pod_spec_defaults(spec)
+    # Limits copied to missing requests, for each container and the pod level.
+    for key in ("initContainers", "containers"):
+        for c in _dicts(spec.get(key)):
+            _copy_limits_to_requests(c.get("resources"))
+    if isinstance(spec.get("resources"), dict):
+        _copy_limits_to_requests(spec["resources"])
+    if spec.get("enableServiceLinks") is None:
+        spec["enableServiceLinks"] = True
+    if spec.get("hostNetwork") is True:
+        for key in ("initContainers", "containers"):
+            for c in _dicts(spec.get(key)):
+                for port in _dicts(c.get("ports")):
+                    if not port.get("hostPort") and port.get("containerPort"):
+                        port["hostPort"] = port["containerPort"]
 
 
 def _rc(obj: Obj) -> None:

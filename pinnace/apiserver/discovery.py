@@ -1,5 +1,6 @@
 """API discovery: the legacy documents (/api, /apis, /apis/G, resource lists)
-and the aggregated form (apidiscovery.k8s.io/v2) kubectl 1.37 asks for first.
+and the aggregated form (apidiscovery.k8s.io/v2) kubectl 1.30+ asks for first,
+chosen by the request's Accept header as kube-apiserver chooses (``negotiate``).
 Built from the ResourceTable and cached until it changes.
 """
 
@@ -13,7 +14,17 @@ from pinnace.api.resources import ResourceInfo
 from . import codec
 from .registry import ResourceTable
 
-AGGREGATED_CT = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList"
+AGGREGATED_GROUP = "apidiscovery.k8s.io"
+AGGREGATED_KIND = "APIGroupDiscoveryList"
+# The aggregated document's versions pinnace serves. Kubernetes 1.37 serves
+# only v2 (AggregatedDiscoveryRemoveBetaType is locked on since 1.35), so a
+# client that offers v2beta1 and plain JSON (kubectl 1.27-1.29) gets the
+# legacy documents, as it would from kube-apiserver.
+AGGREGATED_VERSIONS = ("v2",)
+AGGREGATED_CT = f"application/json;g={AGGREGATED_GROUP};v=v2;as={AGGREGATED_KIND}"
+# Media types whose clauses may select a discovery document (pinnace writes
+# discovery as JSON only; a clause for another type is passed over).
+_JSON_RANGES = {("application", "json"), ("application", "*"), ("*", "*")}
 
 _SUB_VERBS = {
     "status": ["get", "patch", "update"],
@@ -31,8 +42,61 @@ _SUB_KIND = {
 }
 
 
+def aggregated_content_type(version: str) -> str:
+    return f"application/json;g={AGGREGATED_GROUP};v={version};as={AGGREGATED_KIND}"
+
+
+def _accept_clauses(accept: str) -> list[tuple[str, str, dict[str, str]]]:
+    """The clauses of an Accept header, most preferred first, as upstream's
+    negotiation orders them: by q, then concrete types before wildcards,
+    otherwise in the client's order. Each is (type, subtype, parameters)."""
+    clauses: list[tuple[float, int, int, str, str, dict[str, str]]] = []
+    for i, part in enumerate(accept.split(",")):
+        fields = part.split(";")
+        media = fields[0].strip()
+        if not media:
+            continue
+        mtype, _, subtype = media.partition("/")
+        params: dict[str, str] = {}
+        q = 1.0
+        for param in fields[1:]:
+            key, _, value = param.partition("=")
+            key, value = key.strip(), value.strip(' "')
+            if key == "q":
+                try:
+                    q = float(value)
+                except ValueError:
+                    q = 0.0
+            elif key:
+                params[key] = value
+        subtype = subtype.strip() or "*"
+        wild = (mtype == "*") + (subtype == "*")
+        clauses.append((-q, wild, i, mtype.strip(), subtype, params))
+    clauses.sort(key=lambda c: c[:3])
+    return [(t, st, p) for _, _, _, t, st, p in clauses]
+
+
+def negotiate(accept: str) -> str | None:
+    """The version of the aggregated discovery document to answer a request
+    for /api or /apis with, or None for the legacy documents.
+
+    The first acceptable clause decides: one that names a group, version
+    and kind (``g=``, ``v=``, ``as=``) is acceptable only for an aggregated
+    version pinnace serves; a plain one means the legacy documents. When no
+    clause is acceptable the legacy documents are the answer too."""
+    for mtype, subtype, params in _accept_clauses(accept):
+        if (mtype, subtype) not in _JSON_RANGES:
+            continue
+        if not ({"g", "v", "as"} & params.keys()):
+            return None
+        if (params.get("g") == AGGREGATED_GROUP and params.get("as") == AGGREGATED_KIND
+                and params.get("v") in AGGREGATED_VERSIONS):
+            return params["v"]
+    return None
+
+
 def wants_aggregated(accept: str) -> bool:
-    return "as=APIGroupDiscoveryList" in accept and "g=apidiscovery.k8s.io" in accept
+    return negotiate(accept) is not None
 
 
 class Discovery:
@@ -106,8 +170,9 @@ class Discovery:
 
         return self._cached(f"resources/{gv}", build)
 
-    def aggregated(self, legacy: bool) -> bytes:
-        """The aggregated document for /api (legacy=True) or /apis."""
+    def aggregated(self, legacy: bool, version: str = "v2") -> bytes:
+        """The aggregated document for /api (legacy=True) or /apis, in
+        apidiscovery.k8s.io ``version`` (v2 and v2beta1 share one shape)."""
         def build() -> dict[str, Any]:
             items = []
             for group, versions in self.table.groups():
@@ -121,10 +186,10 @@ class Discovery:
                                  for v in versions]})
             if not legacy:
                 items.extend(agg for _, agg in self.extra)
-            return {"kind": "APIGroupDiscoveryList", "apiVersion": "apidiscovery.k8s.io/v2",
+            return {"kind": AGGREGATED_KIND, "apiVersion": f"{AGGREGATED_GROUP}/{version}",
                     "metadata": {}, "items": items}
 
-        return self._cached(f"aggregated/{legacy}", build)
+        return self._cached(f"aggregated/{legacy}/{version}", build)
 
 
 def _agg_resource(i: ResourceInfo) -> dict[str, Any]:

@@ -100,6 +100,20 @@ def negotiate(accept: str) -> Format:
         "application/vnd.kubernetes.protobuf")
 
 
+def _field_manager_errors(manager: str) -> list[field.FieldError]:
+    """ValidateFieldManager: at most 128 bytes, printable characters only."""
+    errs: list[field.FieldError] = []
+    if len(manager.encode()) > 128:
+        errs.append(field.too_long("fieldManager", manager, 128))
+    pos = 0
+    for ch in manager:
+        if not ch.isprintable():
+            errs.append(field.invalid("fieldManager", manager,
+                                      f"invalid character U+{ord(ch):04X} (at position {pos})"))
+        pos += len(ch.encode())
+    return errs
+
+
 def _bool(v: str | None) -> bool:
     return v is not None and v.lower() in ("true", "1")
 
@@ -222,23 +236,33 @@ class ResourceHandlers:
             resp.headers["Content-Type"] = "application/json"
         return resp
 
-    def options(self, request: web.Request) -> Options:
+    def options(self, request: web.Request, kind: str = "CreateOptions",
+                patch_type: str = "") -> Options:
+        """The write options of a request, checked as upstream validates its
+        ``kind`` (CreateOptions, UpdateOptions or PatchOptions): 422 Invalid."""
         q = request.query
         dry = q.getall("dryRun", [])
-        for d in dry:
-            if d != "All":
-                raise status.bad_request(f'Invalid dryRun value: "{d}", only "All" is supported')
-        fv = q.get("fieldValidation", "Warn") or "Warn"
-        if fv not in ("Strict", "Warn", "Ignore"):
-            raise status.bad_request(
-                f"fieldValidation parameter unsupported: {fv}. must be one of Ignore, Warn, or "
-                f"Strict")
+        fv = q.get("fieldValidation", "")
         manager = q.get("fieldManager", "")
-        if len(manager) > 128:
-            raise status.bad_request("fieldManager must be no more than 128 characters")
+        errs: list[field.FieldError] = []
+        if kind == "PatchOptions":
+            if patch_type != "apply":
+                if "force" in q:
+                    errs.append(field.forbidden("force", "may not be specified for non-apply patch"))
+            elif not manager:
+                # kubectl sends "kubectl"; a controller must name itself.
+                errs.append(field.required("fieldManager", "is required for apply patch"))
+        errs += _field_manager_errors(manager)
+        if any(d != "All" for d in dry):
+            errs.append(field.not_supported("dryRun", dry, ["All"]))
+        if fv not in ("", "Ignore", "Strict", "Warn"):
+            errs.append(field.not_supported("fieldValidation", fv,
+                                            ["", "Ignore", "Strict", "Warn"]))
+        if errs:
+            raise status.invalid(kind, "meta.k8s.io", "", errs)
         if not manager:
             manager = ssa.manager_or_user_agent("", request.headers.get("User-Agent", ""))
-        return Options(dry_run=bool(dry), field_manager=manager, field_validation=fv,
+        return Options(dry_run=bool(dry), field_manager=manager, field_validation=fv or "Warn",
                        force=_bool(q.get("force")), user=request.get("user", ""),
                        userinfo=request.get("userinfo"))
 
@@ -360,14 +384,13 @@ class ResourceHandlers:
 
     async def update(self, request: web.Request, t: Target) -> web.Response:
         assert t.name is not None
-        opts = self.options(request)
+        opts = self.options(request, "UpdateOptions")
         obj = await self.body(request)
         out = await self.registry.update(t.info, t.namespace, t.name, obj, opts, t.subresource)
         return self.respond(request, out, 200, opts, t.info)
 
     async def patch(self, request: web.Request, t: Target) -> web.Response:
         assert t.name is not None
-        opts = self.options(request)
         ct = request.headers.get("Content-Type", "").split(";")[0].strip().lower()
         patch_type = PATCH_TYPES.get(ct)
         if patch_type is None or patch_type == "apply-cbor":
@@ -376,8 +399,7 @@ class ResourceHandlers:
                 "include: application/json-patch+json, application/merge-patch+json, "
                 "application/apply-patch+yaml, application/strategic-merge-patch+json")
         body = await self.body(request)
-        if patch_type != "apply" and "force" in request.query:
-            raise status.bad_request("force may not be specified for non-apply patch")
+        opts = self.options(request, "PatchOptions", patch_type)
         out, created = await self.registry.patch(t.info, t.namespace, t.name, patch_type, body,
                                                  opts, t.subresource)
         return self.respond(request, out, 201 if created else 200, opts, t.info)
@@ -407,15 +429,22 @@ class ResourceHandlers:
             grace = _int_param(q, "gracePeriodSeconds")
         pre = body.get("preconditions") or {}
         propagation = q.get("propagationPolicy") or body.get("propagationPolicy") or ""
-        if not propagation:
-            orphan = q.get("orphanDependents", body.get("orphanDependents"))
-            if orphan in (True, "true"):
-                propagation = "Orphan"
-        if propagation not in ("", "Orphan", "Background", "Foreground"):
-            raise status.invalid("DeleteOptions", "", "", [
-                field.not_supported("propagationPolicy", propagation,
-                                    ["Foreground", "Background", "Orphan", "nil"])])
+        orphan = q.get("orphanDependents", body.get("orphanDependents"))
         dry = q.getall("dryRun", []) or body.get("dryRun") or []
+        # ValidateDeleteOptions: 422 Invalid, as for the other write options.
+        errs: list[field.FieldError] = []
+        if propagation and orphan is not None:
+            errs.append(field.invalid("propagationPolicy", propagation,
+                                      "orphanDependents and deletionPropagation cannot be both set"))
+        if propagation not in ("", "Orphan", "Background", "Foreground"):
+            errs.append(field.not_supported("propagationPolicy", propagation,
+                                            ["Foreground", "Background", "Orphan", "nil"]))
+        if not isinstance(dry, list) or any(d != "All" for d in dry):
+            errs.append(field.not_supported("dryRun", dry, ["All"]))
+        if errs:
+            raise status.invalid("DeleteOptions", "meta.k8s.io", "", errs)
+        if not propagation and orphan in (True, "true"):
+            propagation = "Orphan"
         return DeleteOptions(grace_period=grace, propagation=propagation,
                              uid=pre.get("uid") or "", resource_version=pre.get(
                                  "resourceVersion") or "", dry_run=bool(dry))
@@ -448,9 +477,12 @@ class ResourceHandlers:
         if request.method == "GET":
             obj = await self.registry.get(info, t.namespace, t.name)
             return self.respond(request, _to_scale(info, obj))
-        opts = self.options(request)
+        if request.method not in ("PUT", "PATCH"):
+            raise status.method_not_allowed()
         body = await self.body(request)
         if request.method == "PUT":
+            opts = self.options(request, "UpdateOptions")
+
             def replicas_of(current_scale: dict[str, Any]) -> Any:
                 if not isinstance(body, dict) or body.get("kind") not in ("Scale", None):
                     raise status.bad_request("expected a Scale object")
@@ -458,9 +490,10 @@ class ResourceHandlers:
                 if rv and rv != current_scale["metadata"]["resourceVersion"]:
                     raise status.conflict(info.resource, info.group, t.name or "", status.STALE)
                 return (body.get("spec") or {}).get("replicas")
-        elif request.method == "PATCH":
+        else:
             ct = request.headers.get("Content-Type", "").split(";")[0].strip()
             ptype = PATCH_TYPES.get(ct)
+            opts = self.options(request, "PatchOptions", ptype or "")
 
             def replicas_of(current_scale: dict[str, Any]) -> Any:
                 try:
@@ -473,8 +506,6 @@ class ResourceHandlers:
                 except patches.PatchError as e:
                     raise status.APIError(422, "Invalid", str(e)) from None
                 return (out.get("spec") or {}).get("replicas")
-        else:
-            raise status.method_not_allowed()
 
         def mutate(old: dict[str, Any]) -> dict[str, Any]:
             served = self.registry.to_served(info, old)

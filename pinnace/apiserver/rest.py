@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pinnace.api import apply as ssa
-from pinnace.api import defaults, fieldcheck, schema, validation
+from pinnace.api import conversion, defaults, fieldcheck, schema, validation
 from pinnace.api import patch as patches
 from pinnace.api.field import required
 from pinnace.api.resources import ResourceInfo
@@ -84,12 +84,14 @@ class Registry:
         return info.storage_version or info.version
 
     def to_storage(self, info: ResourceInfo, obj: dict[str, Any]) -> dict[str, Any]:
+        """A request's object (create, update, patch and apply results alike)
+        as it is stored: in the storage version, with write-only fields folded
+        in as the conversion to the internal version does."""
         if info.crd is not None:
             # CRDs use the None conversion: only apiVersion changes.
             return _with_api_version(obj, f"{info.group}/{info.storage_version or info.version}")
+        obj = conversion.to_internal(info.group, info.kind, obj)
         if info.storage_version and info.storage_version != info.version:
-            from pinnace.api import conversion
-
             return conversion.convert(info.group, info.kind, obj, info.storage_version)
         return obj
 
@@ -97,8 +99,6 @@ class Registry:
         if info.crd is not None:
             return _with_api_version(obj, info.group_version)
         if info.storage_version and info.storage_version != info.version:
-            from pinnace.api import conversion
-
             return conversion.convert(info.group, info.kind, obj, info.version)
         return obj
 
@@ -398,8 +398,8 @@ class Registry:
     async def _apply(self, info: ResourceInfo, ns: str | None, name: str, body: Any,
                      opts: Options, subresource: str) -> tuple[dict[str, Any], bool]:
         if not opts.field_manager:
-            raise status.bad_request("PATCH, application/apply-patch+yaml: fieldManager is "
-                                     "required for apply requests")
+            raise status.invalid("PatchOptions", "meta.k8s.io", "", [
+                required("fieldManager", "is required for apply patch")])
         meta = self._check_type(info, body)
         if meta.get("name") and meta["name"] != name:
             raise status.bad_request(f"the name of the object ({meta['name']}) does not match "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from . import meta as m
@@ -10,6 +11,7 @@ from ._common import (
     Errs,
     Obj,
     as_dict,
+    as_list,
     d,
     forbidden,
     immutable,
@@ -43,7 +45,7 @@ def _selector(spec: Obj, path: str, kind_word: str) -> Errs:
     return errs
 
 
-def _template(spec: Obj, path: str, kind: str) -> Errs:
+def _template(spec: Obj, path: str, kind: str, claim_templates: Iterable[str] = ()) -> Errs:
     tmpl = spec.get("template")
     tpath = f"{path}.template"
     if tmpl is None:
@@ -53,7 +55,7 @@ def _template(spec: Obj, path: str, kind: str) -> Errs:
     labels = d(tmpl, "metadata", "labels")
     if sel is not None and not m.selector_is_empty(sel) and not m.selector_matches(sel, labels):
         errs.append(invalid(f"{tpath}.metadata.labels", as_dict(labels), NOT_MATCH))
-    errs += pods.validate_pod_template_spec(tmpl, tpath)
+    errs += pods.validate_pod_template_spec(tmpl, tpath, claim_templates)
     policy = d(tmpl, "spec", "restartPolicy")
     if policy and policy != "Always":
         errs.append(not_supported(f"{tpath}.spec.restartPolicy", policy, ["Always"]))
@@ -220,7 +222,11 @@ def validate_stateful_set(sts: Obj, old: Obj | None = None) -> Errs:
     if spec.get("serviceName"):
         errs += names.dns1123_label(spec["serviceName"], "spec.serviceName")
     errs += _selector(spec, "spec", "statefulset")
-    errs += _template(spec, "spec", "StatefulSet")
+    # Upstream leaves a StatefulSet's pod spec unchecked (its TODO: "check that the
+    # union of the given volumes and volumeClaims match volume mounts"); pinnace
+    # checks it so, each claim template a volume its pods will have.
+    claims = [d(c, "metadata", "name") for c in as_list(spec.get("volumeClaimTemplates"))]
+    errs += _template(spec, "spec", "StatefulSet", claims)
     if old is not None:
         frozen = ("replicas", "ordinals", "template", "updateStrategy", "revisionHistoryLimit",
                   "persistentVolumeClaimRetentionPolicy", "minReadySeconds")

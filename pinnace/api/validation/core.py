@@ -335,19 +335,19 @@ _SECRET_REQUIRED = {
 
 
 def validate_secret(secret: Obj, old: Obj | None = None) -> Errs:
+    """A Secret as stored: ``stringData`` is already merged into ``data``
+    (conversion.to_internal), so its keys are checked as ``data[key]``."""
     errs = _meta(secret) if old is None else _meta_update(secret, old)
     size = 0
     data = as_dict(secret.get("data"))
     for key, val in data.items():
         errs += names.messages_to_errors(names.is_config_map_key(key), f"data[{key}]", key)
         size += _b64len(val)
-    for key in as_dict(secret.get("stringData")):
-        errs += names.messages_to_errors(names.is_config_map_key(key), f"stringData[{key}]", key)
     if size > MAX_SECRET_SIZE:
         errs.append(too_long("data", MAX_SECRET_SIZE))
     stype = secret.get("type") or "Opaque"
     for key in _SECRET_REQUIRED.get(stype, []):
-        if key not in data and key not in as_dict(secret.get("stringData")):
+        if key not in data:
             errs.append(required(f"data[{key}]"))
     if stype == "kubernetes.io/service-account-token" and \
             not d(secret, "metadata", "annotations", "kubernetes.io/service-account.name"):

@@ -4,6 +4,7 @@ shared by pods and every workload's template."""
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterable
 from typing import Any
 
 from pinnace.api import quantity
@@ -339,9 +340,12 @@ def _validate_tolerations(tols: list[Any], path: str) -> Errs:
     return errs
 
 
-def validate_pod_spec(spec: Any, path: str) -> Errs:
+def validate_pod_spec(spec: Any, path: str, claim_templates: Iterable[str] = ()) -> Errs:
+    """``claim_templates``: names a StatefulSet's volumeClaimTemplates give
+    its pods as volumes, so containers may mount them."""
     spec = as_dict(spec)
     errs, volumes = _validate_volumes(as_list(spec.get("volumes")), f"{path}.volumes")
+    volumes.update(n for n in claim_templates if isinstance(n, str) and n)
     all_names: set[str] = set()
     containers = as_list(spec.get("containers"))
     if not containers:
@@ -388,13 +392,13 @@ def _validate_scheduling_gates(gates: list[Any], path: str) -> Errs:
     return errs
 
 
-def validate_pod_template_spec(tmpl: Any, path: str) -> Errs:
+def validate_pod_template_spec(tmpl: Any, path: str, claim_templates: Iterable[str] = ()) -> Errs:
     """ValidatePodTemplateSpec; note upstream names labels ``<path>.labels``."""
     tmpl = as_dict(tmpl)
     md = as_dict(tmpl.get("metadata"))
     errs = m.validate_labels(md.get("labels"), f"{path}.labels")
     errs += m.validate_annotations(md.get("annotations"), f"{path}.annotations")
-    errs += validate_pod_spec(tmpl.get("spec"), f"{path}.spec")
+    errs += validate_pod_spec(tmpl.get("spec"), f"{path}.spec", claim_templates)
     if as_list(as_dict(tmpl.get("spec")).get("ephemeralContainers")):
         errs.append(forbidden(f"{path}.spec.ephemeralContainers",
                               "ephemeral containers not allowed in pod template"))

@@ -11,6 +11,7 @@ from pinnace.api import schema
 from pinnace.api.apply import (
     ApplyConflict,
     ApplyError,
+    go_json,
     path_string,
     server_side_apply,
     track_update,
@@ -402,3 +403,71 @@ def test_custom_resource_metadata_is_typed_as_object_meta() -> None:
     obj = track_update(None, cr, "op", "Update", "example.com/v1", CRD_SCHEMA, T0)
     assert fields(obj, "op", "Update") == {"f:metadata": {"f:labels": {".": {}, "f:a": {}}},
                                            "f:spec": {".": {}, "f:size": {}}}
+
+
+# ------------------------------------------- kubectl's last-applied annotation
+
+LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
+
+
+def client_side_applied(cfg: dict) -> dict:
+    """What `kubectl apply` (client-side) creates: the annotation holds the
+    manifest, the fields belong to kubectl-client-side-apply."""
+    obj = copy.deepcopy(cfg)
+    obj["metadata"].setdefault("annotations", {})[LAST_APPLIED] = go_json(cfg)
+    return track_update(None, obj, "kubectl-client-side-apply", "Update", "apps/v1", DEPLOY, T0)
+
+
+def test_kubectl_takes_over_fields_its_annotation_still_matches() -> None:
+    live = client_side_applied(deployment())
+    obj = server_side_apply(live, deployment(replicas=3, LOG="1"), "kubectl", False, DEPLOY, T1)
+    assert obj["spec"]["replicas"] == 3
+    # The takeover is a forced apply: kubectl owns replicas alone now.
+    assert "f:replicas" in fields(obj, "kubectl")["f:spec"]
+    assert "f:replicas" not in fields(obj, "kubectl-client-side-apply", "Update")["f:spec"]
+    # And the annotation is the applied configuration now.
+    assert obj["metadata"]["annotations"][LAST_APPLIED] == go_json(deployment(replicas=3, LOG="1"))
+    # Another manager gets no such allowance.
+    with pytest.raises(ApplyConflict):
+        server_side_apply(live, deployment(replicas=3), "ci", False, DEPLOY, T1)
+
+
+def test_fields_changed_since_the_annotation_still_conflict() -> None:
+    live = client_side_applied(deployment())
+    scaled = copy.deepcopy(live)
+    scaled["spec"]["replicas"] = 5
+    scaled = track_update(live, scaled, "kubectl", "Update", "apps/v1", DEPLOY, T1,
+                          subresource="scale")
+    with pytest.raises(ApplyConflict) as e:
+        server_side_apply(scaled, deployment(replicas=3, image="nginx:2"), "kubectl", False,
+                          DEPLOY, T2)
+    # The image still holds the annotation's value: only replicas is refused.
+    assert [p for _, p in e.value.conflicts] == [".spec.replicas"]
+
+
+def test_annotation_of_another_version_or_unreadable_allows_nothing() -> None:
+    for text in ("not json", go_json({**deployment(), "apiVersion": "apps/v1beta1"})):
+        live = client_side_applied(deployment())
+        live["metadata"]["annotations"][LAST_APPLIED] = text
+        with pytest.raises(ApplyConflict):
+            server_side_apply(live, deployment(replicas=3), "kubectl", False, DEPLOY, T1)
+
+
+def test_last_applied_is_rewritten_only_when_present() -> None:
+    cfg = {"apiVersion": "v1", "kind": "ConfigMap",
+           "metadata": {"name": "c", "annotations": {"a": "<b>", LAST_APPLIED: "stale"}},
+           "data": {"n": "1"}}
+    made = server_side_apply(None, cfg, "kubectl", False, CONFIGMAP, T0)
+    assert made["metadata"]["annotations"][LAST_APPLIED] == (
+        '{"apiVersion":"v1","data":{"n":"1"},"kind":"ConfigMap",'
+        '"metadata":{"annotations":{"a":"\\u003cb\\u003e"},"name":"c"}}\n')
+    plain = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}}
+    assert "annotations" not in server_side_apply(None, plain, "kubectl", False, CONFIGMAP,
+                                                  T0)["metadata"]
+    assert server_side_apply(None, cfg, "other", False, CONFIGMAP,
+                             T0)["metadata"]["annotations"][LAST_APPLIED] == "stale"
+
+
+def test_go_json_matches_go_encoder() -> None:
+    assert go_json({"b": [1.0, 2.5, None, True], "a": "x&y\u2028é"}) == \
+        '{"a":"x\\u0026y\\u2028é","b":[1,2.5,null,true]}\n'

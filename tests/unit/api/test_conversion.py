@@ -6,6 +6,7 @@ from pinnace.api.conversion import (
     CONDITIONS_ANNOTATION,
     METRICS_ANNOTATION,
     convert,
+    to_internal,
 )
 
 
@@ -97,3 +98,37 @@ def test_event_bare_version_as_the_registry_calls_it():
     stored = convert("events.k8s.io", "Event", served, "v1")
     assert stored["apiVersion"] == "v1" and stored["message"] == "hi"
     assert convert("events.k8s.io", "Event", served, "core/v1")["apiVersion"] == "v1"
+
+
+def test_secret_string_data_is_merged_into_data():
+    secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"},
+              "data": {"a": "b2xk", "b": "Yg=="}, "stringData": {"a": "new", "c": "ü", "n": None}}
+    out = to_internal("", "Secret", secret)
+    assert out == {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"},
+                   "data": {"a": "bmV3", "b": "Yg==", "c": "w7w=", "n": ""}}
+    assert "stringData" in secret  # the input is left as it was
+    assert to_internal("", "Secret", {"stringData": None, "data": {"x": "eA=="}}) == \
+        {"data": {"x": "eA=="}}
+    assert to_internal("", "Secret", {"stringData": {"k": "v"}}) == {"data": {"k": "dg=="}}
+    other = {"stringData": {"k": "v"}}
+    assert to_internal("", "ConfigMap", other) is other
+    assert to_internal("example.com", "Secret", other) is other
+
+
+def test_singular_fields_mirror_the_first_list_item():
+    assert to_internal("", "Node", {"spec": {"podCIDR": "a"}}) == \
+        {"spec": {"podCIDR": "a", "podCIDRs": ["a"]}}
+    assert to_internal("", "Node", {"spec": {"podCIDRs": ["a", "b"]}}) == \
+        {"spec": {"podCIDR": "a", "podCIDRs": ["a", "b"]}}
+    # The singular field wins when they differ (older clients write only it).
+    assert to_internal("", "Node", {"spec": {"podCIDR": "c", "podCIDRs": ["a", "b"]}}) == \
+        {"spec": {"podCIDR": "c", "podCIDRs": ["c"]}}
+    same = {"spec": {"podCIDR": "a", "podCIDRs": ["a", "b"]}}
+    assert to_internal("", "Node", same) is same
+    pod = {"status": {"podIP": "10.0.0.1", "hostIPs": [{"ip": "192.0.2.1"}, {"ip": "::1"}]}}
+    assert to_internal("", "Pod", pod) == {"status": {
+        "podIP": "10.0.0.1", "podIPs": [{"ip": "10.0.0.1"}],
+        "hostIP": "192.0.2.1", "hostIPs": [{"ip": "192.0.2.1"}, {"ip": "::1"}]}}
+    assert pod == {"status": {"podIP": "10.0.0.1",
+                              "hostIPs": [{"ip": "192.0.2.1"}, {"ip": "::1"}]}}
+    assert to_internal("", "Pod", {"spec": {}}) == {"spec": {}}

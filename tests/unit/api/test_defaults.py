@@ -34,7 +34,7 @@ def test_pod_template_defaults():
     assert spec["schedulerName"] == "default-scheduler"
     assert spec["terminationGracePeriodSeconds"] == 30
     assert spec["securityContext"] == {}
-    assert spec["enableServiceLinks"] is True
+    assert "enableServiceLinks" not in spec  # SetDefaults_Pod's, for Pods only
     assert "priority" not in spec and "tolerations" not in spec  # admission's job
     c = spec["containers"][0]
     assert c["imagePullPolicy"] == "Always"
@@ -202,3 +202,41 @@ def test_other_group_defaults():
     netpol = {"spec": {"egress": [{}]}}
     apply_defaults("networking.k8s.io", "NetworkPolicy", netpol)
     assert netpol["spec"]["policyTypes"] == ["Ingress", "Egress"]
+
+
+WORKLOADS = [("apps", "Deployment"), ("apps", "ReplicaSet"), ("apps", "StatefulSet"),
+             ("apps", "DaemonSet"), ("batch", "Job"), ("", "ReplicationController")]
+
+
+def limited_spec() -> dict:
+    c = {"name": "a", "image": "a:1", "ports": [{"containerPort": 80}],
+         "resources": {"limits": {"cpu": "0.5", "memory": "1024Mi"}}}
+    return {"hostNetwork": True, "containers": [dict(c)], "initContainers": [dict(c, name="i")],
+            "resources": {"limits": {"cpu": "1"}}}
+
+
+def test_only_pods_get_requests_from_limits_service_links_and_host_ports():
+    templates = [{"spec": {"template": {"spec": limited_spec()}}} for _ in WORKLOADS]
+    for (group, kind), obj in zip(WORKLOADS, templates):
+        apply_defaults(group, kind, obj)
+    cron = {"spec": {"jobTemplate": {"spec": {"template": {"spec": limited_spec()}}}}}
+    apply_defaults("batch", "CronJob", cron)
+    pt = {"template": {"spec": limited_spec()}}
+    apply_defaults("", "PodTemplate", pt)
+    specs = [t["spec"]["template"]["spec"] for t in templates] + [
+        cron["spec"]["jobTemplate"]["spec"]["template"]["spec"], pt["template"]["spec"]]
+    for spec in specs:
+        for c in spec["containers"] + spec["initContainers"]:
+            # Limits are written back canonically, and nothing more.
+            assert c["resources"] == {"limits": {"cpu": "500m", "memory": "1Gi"}}
+            assert c["ports"] == [{"containerPort": 80, "protocol": "TCP"}]
+        assert spec["resources"] == {"limits": {"cpu": "1"}}
+        assert "enableServiceLinks" not in spec
+    pod = {"spec": limited_spec()}
+    apply_defaults("", "Pod", pod)
+    spec = pod["spec"]
+    for c in spec["containers"] + spec["initContainers"]:
+        assert c["resources"]["requests"] == {"cpu": "500m", "memory": "1Gi"}
+        assert c["ports"] == [{"containerPort": 80, "protocol": "TCP", "hostPort": 80}]
+    assert spec["resources"] == {"limits": {"cpu": "1"}, "requests": {"cpu": "1"}}
+    assert spec["enableServiceLinks"] is True

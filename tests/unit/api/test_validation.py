@@ -470,3 +470,32 @@ def test_status_update_checks():
     new["status"] = {"replicas": 1, "readyReplicas": 2}
     assert [str(e) for e in validate_status("apps", "ReplicaSet", new, old)] == [
         "status.readyReplicas: Invalid value: 2: cannot be greater than status.replicas"]
+
+
+def statefulset(mount: str) -> dict:
+    return {"metadata": {"name": "db", "namespace": "default"},
+            "spec": {"serviceName": "db", "selector": {"matchLabels": {"app": "db"}},
+                     "template": {"metadata": {"labels": {"app": "db"}}, "spec": {
+                         "containers": [{"name": "db", "image": "postgres:16", "volumeMounts": [
+                             {"name": mount, "mountPath": "/data"}]}]}},
+                     "volumeClaimTemplates": [{"metadata": {"name": "data"}}]}}
+
+
+def test_statefulset_claim_templates_count_as_volumes():
+    assert check("apps", "StatefulSet", statefulset("data")) == []
+    assert check("apps", "StatefulSet", statefulset("other")) == [
+        'spec.template.spec.containers[0].volumeMounts[0].name: Not found: "other"']
+    # Only a StatefulSet's pods get them: a Deployment's template has no such volume.
+    dep = statefulset("data")
+    dep["spec"].pop("serviceName")
+    dep["spec"]["template"]["spec"]["volumes"] = [{"name": "x", "emptyDir": {}}]
+    assert check("apps", "Deployment", dep) == [
+        'spec.template.spec.containers[0].volumeMounts[0].name: Not found: "data"']
+
+
+def test_secret_keys_are_checked_as_data():
+    secret = {"metadata": {"name": "s", "namespace": "default"}, "data": {"a/b": "eA=="}}
+    assert check("", "Secret", secret)[0].startswith('data[a/b]: Invalid value: "a/b"')
+    tls = {"metadata": {"name": "t", "namespace": "default"}, "type": "kubernetes.io/tls",
+           "data": {"tls.crt": "eA=="}}
+    assert check("", "Secret", tls) == ["data[tls.key]: Required value"]
