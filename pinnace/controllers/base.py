@@ -28,6 +28,12 @@ class Context:
     options: dict[str, Any] = field(default_factory=dict)
 
 
+class Requeue(Exception):
+    """Raised by ``sync`` to have its key retried with back-off when waiting
+    is the answer, not an error (upstream's requeueItem): logged at debug
+    level, with no traceback however often it happens."""
+
+
 class Controller:
     name = "controller"
     # The component name its Events carry ("From" in kubectl describe), as upstream's.
@@ -68,6 +74,9 @@ class Controller:
                 self.queue.forget(key)
             except asyncio.CancelledError:
                 raise
+            except Requeue as e:
+                self.log.debug("sync %s: retrying later: %s", key, e)
+                self.queue.add_rate_limited(key)
             except Exception as e:
                 level = logging.INFO if self.queue.retries(key) < 5 else logging.WARNING
                 self.log.log(level, "sync %s failed (will retry): %s", key, e,

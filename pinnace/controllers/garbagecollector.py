@@ -16,17 +16,30 @@ owner uid -> dependent uids. Work items are uids:
   remove the finalizer.
 Owners not in the graph are checked with a live GET before anything is
 deleted, so a lagging informer never causes a wrong deletion.
+
+Discovery (upstream's GarbageCollector.Sync): every ``gc_discovery_seconds``
+(30 s), and soon after a CustomResourceDefinition changes or an item names
+an owner of a kind the collector does not know, the collector asks the API
+for its resources again; it starts monitors (informers) for new ones and
+stops those of resources gone from discovery (never of group versions whose
+discovery failed). An item whose owner's kind is unknown is not kept as if
+the owner lived: it is retried with back-off until discovery knows the kind
+(upstream's restMappingError -> requeueItem), and at once when a discovery
+finds new kinds. A cluster-scoped object with an owner of a namespaced kind
+is left alone, as upstream leaves it (such a reference cannot be resolved).
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
 from pinnace.client import ApiError, Client, Informer
+from pinnace.client.informer import strip_managed_fields
 
-from .base import Context, Controller
+from .base import Context, Controller, Requeue
 
 Obj = dict[str, Any]
 
@@ -34,6 +47,15 @@ ORPHAN = "orphan"
 FOREGROUND = "foregroundDeletion"
 # Never owners or dependents worth tracking (upstream ignores events too).
 IGNORED = {("", "events"), ("events.k8s.io", "events")}
+CRDS = ("apiextensions.k8s.io", "customresourcedefinitions")
+# After a CRD changes, discovery is re-run until it serves the CRD's resource
+# (the API server may publish it a moment after the CRD is stored), for up to:
+CRD_DISCOVERY_PATIENCE = 10.0
+
+
+class UnresolvableOwner(Exception):
+    """A reference that can never be resolved (a cluster-scoped dependent
+    naming an owner of a namespaced kind): the item is left alone."""
 
 
 # -- discovery ---------------------------------------------------------------------
@@ -158,9 +180,18 @@ class GarbageCollector(Controller):
         super().__init__(ctx)
         self.graph = Graph()
         self.resync_seconds = float(ctx.options.get("gc_discovery_seconds", 30))
+        # Discoveries asked for by events come at most this often.
+        self.min_discovery_interval = float(ctx.options.get("gc_discovery_min_interval", 0.5))
         self._watched: dict[tuple[str, str], tuple[APIResource, Informer]] = {}
+        self._builtin: set[tuple[str, str]] = set()  # monitors that are never stopped
         self._by_kind: dict[tuple[str, str], APIResource] = {}  # (apiVersion, kind)
         self._by_gk: dict[tuple[str, str], APIResource] = {}  # (group, kind)
+        self._discovery_wanted = asyncio.Event()
+        self._last_discovery = 0.0
+        # Items whose owner's kind was unknown, retried when discovery changes.
+        self._unresolved: set[str] = set()
+        # (group, resource) of changed CRDs -> until when to re-run discovery for them.
+        self._expected: dict[tuple[str, str], float] = {}
 
     # -- informers ---------------------------------------------------------------
 
@@ -171,58 +202,126 @@ class GarbageCollector(Controller):
                 continue
             res = APIResource(info.group, info.version, info.resource, info.kind,
                               info.namespaced, frozenset(info.verbs))
-            self._watch(res)
+            if self._watch(res) is not None:
+                self._builtin.add((res.group, res.resource))
 
     def _eligible(self, res: APIResource) -> bool:
         return {"list", "watch", "delete"} <= res.verbs and \
             (res.group, res.resource) not in IGNORED
 
-    def _watch(self, res: APIResource) -> Informer | None:
+    def _watch(self, res: APIResource, private: bool = False) -> Informer | None:
+        """Map res's kind and start watching it (unless it is watched already
+        or not eligible). Built-in resources share the process's informers;
+        ``private`` ones (found by discovery, so possibly custom resources
+        that go away again) get informers of their own, which can be stopped."""
         self._by_kind[(res.api_version, res.kind)] = res
         self._by_gk.setdefault((res.group, res.kind), res)
         gr = (res.group, res.resource)
         if not self._eligible(res) or gr in self._watched:
             return None
-        inf = self.ctx.informers.informer(res.api_version, res.resource, namespaced=res.namespaced)
+        if private:
+            inf = Informer(self.client.resource(res.api_version, res.resource, res.namespaced),
+                           transform=strip_managed_fields)
+        else:
+            inf = self.ctx.informers.informer(res.api_version, res.resource,
+                                              namespaced=res.namespaced)
         inf.add_handler(lambda o: self._on_add(res, o), lambda a, b: self._on_update(res, a, b),
                         lambda o: self._on_delete(res, o))
         self._watched[gr] = (res, inf)
         return inf
 
+    async def _unwatch(self, gr: tuple[str, str]) -> None:
+        res, inf = self._watched.pop(gr)
+        for table, key in ((self._by_kind, (res.api_version, res.kind)),
+                           (self._by_gk, (res.group, res.kind))):
+            if table.get(key) == res:
+                del table[key]
+        await inf.stop()
+        self.log.info("stopped monitoring %s (gone from discovery)", res.api_version + "/" +
+                      res.resource)
+
     async def rediscover(self) -> None:
+        """Sync the monitors with discovery (upstream GarbageCollector.Sync):
+        watch new resources, stop watching vanished custom ones, and retry
+        the items that waited for a kind."""
+        self._last_discovery = time.monotonic()
         try:
-            found, _ = await discover(self.client)
+            found, failed = await discover(self.client)
         except (ApiError, OSError, asyncio.TimeoutError) as e:
             self.log.info("discovery failed: %s", e)
             return
+        known = set(self._by_kind)
+        started = False
         for res in found:
-            inf = self._watch(res)
+            inf = self._watch(res, private=True)
             if inf is not None:
                 inf.start()
+                started = True
+        present = {(r.group, r.resource) for r in found}
+        failed_groups = {gv.rpartition("/")[0] for gv in failed}
+        for gr in [gr for gr in self._watched if gr not in present and
+                   gr not in self._builtin and gr[0] not in failed_groups]:
+            await self._unwatch(gr)
+        now = time.monotonic()
+        self._expected = {gr: until for gr, until in self._expected.items()
+                          if gr not in present and until > now}
+        if (started or set(self._by_kind) != known) and self._unresolved:
+            waiting, self._unresolved = self._unresolved, set()
+            for uid in waiting:
+                self.queue.add(uid)
+
+    def want_discovery(self) -> None:
+        """Ask for a discovery soon (coalesced, at most one per
+        min_discovery_interval)."""
+        self._discovery_wanted.set()
 
     async def run(self) -> None:
-        await self.rediscover()
-        await asyncio.gather(*(inf.synced.wait() for _, inf in self._watched.values()))
-        # Objects seen before every informer synced are checked now.
-        for node in list(self.graph.nodes.values()):
-            if node.owners or node.deleting:
-                self.queue.add(node.uid)
-        await asyncio.gather(super().run(), self._rediscover_loop())
+        try:
+            await self.rediscover()
+            await asyncio.gather(*(inf.synced.wait() for _, inf in self._watched.values()))
+            # Objects seen before every informer synced are checked now.
+            for node in list(self.graph.nodes.values()):
+                if node.owners or node.deleting:
+                    self.queue.add(node.uid)
+            await asyncio.gather(super().run(), self._rediscover_loop())
+        finally:
+            for gr in [gr for gr in self._watched if gr not in self._builtin]:
+                await self._watched.pop(gr)[1].stop()
 
     async def _rediscover_loop(self) -> None:
         while True:
-            await asyncio.sleep(self.resync_seconds)
+            try:
+                await asyncio.wait_for(self._discovery_wanted.wait(), self.resync_seconds)
+            except asyncio.TimeoutError:
+                pass
+            wait = self._last_discovery + self.min_discovery_interval - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            self._discovery_wanted.clear()
             await self.rediscover()
+            if self._expected:  # a changed CRD is not served yet: look again soon
+                self._discovery_wanted.set()
 
     # -- graph upkeep --------------------------------------------------------------
 
+    def _crd_changed(self, crd: Obj) -> None:
+        spec = crd.get("spec") or {}
+        plural = (spec.get("names") or {}).get("plural")
+        if spec.get("group") and plural:
+            self._expected[(spec["group"], plural)] = time.monotonic() + CRD_DISCOVERY_PATIENCE
+        self.want_discovery()
+
     def _on_add(self, res: APIResource, obj: Obj) -> None:
+        if (res.group, res.resource) == CRDS:
+            self._crd_changed(obj)
         node = node_of(res, obj)
         self.graph.upsert(node)
         if node.owners or _pending_finalizer(node):
             self.queue.add(node.uid)
 
     def _on_update(self, res: APIResource, old: Obj, new: Obj) -> None:
+        if (res.group, res.resource) == CRDS and old.get("spec") != new.get("spec"):
+            self._crd_changed(new)
         node = node_of(res, new)
         prev = self.graph.upsert(node)
         owners_changed = prev is None or prev.owners != node.owners
@@ -237,7 +336,10 @@ class GarbageCollector(Controller):
                 self.queue.add(r.get("uid", ""))
 
     def _on_delete(self, res: APIResource, obj: Obj) -> None:
+        if (res.group, res.resource) == CRDS:
+            self.want_discovery()
         uid = (obj.get("metadata") or {}).get("uid", "")
+        self._unresolved.discard(uid)
         node = self.graph.remove(uid)
         for d in self.graph.dependents.get(uid, ()):
             self.queue.add(d)
@@ -261,7 +363,10 @@ class GarbageCollector(Controller):
                 return
             return
         if node.owners:
-            await self._check_owners(node)
+            try:
+                await self._check_owners(node)
+            except UnresolvableOwner as e:
+                self.log.info("%s %s: %s; leaving it alone", node.res.kind, node.name, e)
 
     async def _owner_state(self, node: Node, ref: Obj) -> str:
         """"absent", "present" or "waiting" (being deleted in the foreground)."""
@@ -270,11 +375,15 @@ class GarbageCollector(Controller):
             return "waiting" if owner.deleting and FOREGROUND in owner.finalizers else "present"
         res = self._resolve(ref)
         if res is None:
-            self.log.info("%s/%s: owner kind %s %s unknown; keeping it", node.namespace,
-                          node.name, ref.get("apiVersion"), ref.get("kind"))
-            return "present"
+            # Perhaps a custom resource discovery has not caught up with: try
+            # again (with back-off) once discovery has run again.
+            self._unresolved.add(node.uid)
+            self.want_discovery()
+            raise Requeue(f"owner kind {ref.get('kind')} in {ref.get('apiVersion')} is not "
+                          "known (yet)")
+        self._unresolved.discard(node.uid)
         if res.namespaced and not node.namespace:
-            return "absent"  # a cluster-scoped object cannot have a namespaced owner
+            raise UnresolvableOwner("cluster-scoped objects cannot refer to namespaced owners")
         api = self.client.resource(res.api_version, res.resource, res.namespaced)
         try:
             live = await api.get(ref["name"], node.namespace if res.namespaced else None)

@@ -22,7 +22,9 @@ from . import (
     disruption,
     endpoints,
     endpointslice,
+    ephemeral,
     garbagecollector,
+    horizontal,
     job,
     namespace,
     nodeipam,
@@ -36,6 +38,7 @@ from . import (
     servicelb,
     statefulset,
     ttlafterfinished,
+    volumeprotection,
 )
 from .base import Context, Controller
 
@@ -46,7 +49,8 @@ CONTROLLERS: dict[str, type[Controller]] = {}
 for _module in (replicaset, deployment, statefulset, daemonset, job, ttlafterfinished, cronjob,
                 disruption, endpoints, endpointslice, garbagecollector, podgc, namespace,
                 nodelifecycle, nodeipam, resourcequota, serviceaccount, serviceaccounttoken,
-                servicelb, persistentvolume, certificates):
+                servicelb, persistentvolume, volumeprotection, ephemeral, certificates,
+                horizontal):
     CONTROLLERS.update(_module.CONTROLLERS)
 
 

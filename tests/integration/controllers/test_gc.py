@@ -4,6 +4,8 @@ orphan cascading deletion, dangling owners, custom resources."""
 from __future__ import annotations
 
 import json
+import time
+import uuid
 from collections.abc import Iterator
 
 import pytest
@@ -137,3 +139,94 @@ def test_podgc_terminated_threshold_and_orphans(server: Server, namespace: str) 
         wait_for(lambda: not exists(server, ns, "pod", "lost"), what="orphaned pod deleted")
         wait_for(lambda: [n for n in names if exists(server, ns, "pod", n)] == names[2:],
                  what="oldest terminated pods deleted")
+
+
+# -- owners of a kind the collector has not discovered yet (issue 11, item 4) ----------
+
+
+@pytest.fixture
+def gc_default(server: Server) -> Iterator[Controllers]:
+    """The collector with its production discovery period (30 s), so nothing
+    but its own reaction to an unknown kind can find a new CRD in time."""
+    with Controllers(server, [GarbageCollector]) as h:
+        yield h
+
+
+def _new_crd_with_widget(server: Server, ns: str, suffix: str) -> tuple[dict, dict]:
+    crd = open_crd(f"{ns}-{suffix}.example.com", "gadgets", "Gadget")
+    server.kubectl("create", "-f", "-", input=json.dumps(crd))
+    widget = wait_for(lambda: (r := server.kubectl(
+        "-n", ns, "create", "-f", "-", "-o", "json", check=False,
+        input=json.dumps({"apiVersion": f"{ns}-{suffix}.example.com/v1", "kind": "Gadget",
+                          "metadata": {"name": "g"}}))).returncode == 0 and
+        json.loads(r.stdout), what="a gadget")
+    return crd, widget
+
+
+def test_owner_of_a_new_crd_kind_is_retried_until_discovered(
+        server: Server, namespace: str, gc_default: Controllers) -> None:
+    """An operator installs its CRD, creates an object and its children at
+    once, then deletes the object: the children must go (upstream retries an
+    item whose owner's kind is not known yet, and re-runs discovery)."""
+    ns = namespace
+    crd, gadget = _new_crd_with_widget(server, ns, "bg")
+    try:
+        create(server, ns, cm("gadget-child", gadget))
+        create(server, ns, cm("gadget-grandchild", create(server, ns, cm("gadget-mid", gadget))))
+        server.kubectl("-n", ns, "delete", "gadget", "g")
+        wait_for(lambda: not any(exists(server, ns, "cm", n) for n in
+                                 ("gadget-child", "gadget-mid", "gadget-grandchild")),
+                 timeout=20, what="children of a deleted custom resource collected")
+    finally:
+        server.kubectl("delete", "crd", crd["metadata"]["name"], check=False)
+    # The CRD is gone: so is the collector's monitor of its resource.
+    collector = gc_default.get(GarbageCollector)
+    gr = (crd["spec"]["group"], "gadgets")
+    wait_for(lambda: gc_default.call(lambda: gr not in collector._watched), timeout=20,
+             what="the custom resource's monitor stopped")
+
+
+def test_foreground_deletion_of_a_new_crd_kind(server: Server, namespace: str,
+                                               gc_default: Controllers) -> None:
+    """Foreground deletion of a custom resource whose CRD was just created
+    completes promptly: the collector re-runs discovery when CRDs change."""
+    ns = namespace
+    crd, gadget = _new_crd_with_widget(server, ns, "fg")
+    try:
+        create(server, ns, cm("fg-gadget-child", gadget))
+        server.kubectl("-n", ns, "delete", "gadget", "g", "--cascade=foreground",
+                       "--timeout=20s", timeout=30)
+        assert not exists(server, ns, "gadget", "g")
+        assert not exists(server, ns, "cm", "fg-gadget-child")
+    finally:
+        server.kubectl("delete", "crd", crd["metadata"]["name"], check=False)
+
+
+def test_cluster_scoped_dependent_of_a_namespaced_owner_kind_is_kept(
+        server: Server, gc: Controllers) -> None:
+    """Upstream leaves a cluster-scoped object whose owner reference names a
+    namespaced kind alone (the reference cannot be resolved); one whose
+    cluster-scoped owner is gone is collected."""
+    name = f"gc-scope-{uuid.uuid4().hex[:6]}"
+
+    def role(suffix: str, owner: dict) -> dict:
+        return {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+                "metadata": {"name": f"{name}-{suffix}", "ownerReferences": [owner]},
+                "rules": []}
+
+    gone_ns = {"apiVersion": "v1", "kind": "Namespace", "name": f"{name}-nowhere",
+               "uid": str(uuid.uuid4())}
+    cm_owner = {"apiVersion": "v1", "kind": "ConfigMap", "name": "somewhere",
+                "uid": str(uuid.uuid4())}
+    server.kubectl("create", "-f", "-", input=json.dumps(
+        {"apiVersion": "v1", "kind": "List",
+         "items": [role("control", gone_ns), role("odd", cm_owner)]}))
+    try:
+        wait_for(lambda: server.kubectl("get", "clusterrole", f"{name}-control",
+                                        check=False).returncode != 0,
+                 what="the role whose owner is gone collected")
+        time.sleep(1)
+        assert server.kubectl("get", "clusterrole", f"{name}-odd", check=False).returncode == 0
+    finally:
+        server.kubectl("delete", "clusterrole", f"{name}-odd", f"{name}-control",
+                       "--ignore-not-found", check=False)
