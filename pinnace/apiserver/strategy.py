@@ -332,6 +332,26 @@ class PersistentVolumeClaimStrategy(Strategy):
             spec["storageClassName"] = best["metadata"]["name"]
         return _nothing
 
+    def prepare_create(self, info: ResourceInfo, obj: dict[str, Any]) -> None:
+        super().prepare_create(info, obj)
+        _protect(obj, "kubernetes.io/pvc-protection")
+
+
+class PersistentVolumeStrategy(Strategy):
+    def prepare_create(self, info: ResourceInfo, obj: dict[str, Any]) -> None:
+        super().prepare_create(info, obj)
+        _protect(obj, "kubernetes.io/pv-protection")
+
+
+def _protect(obj: dict[str, Any], finalizer: str) -> None:
+    """StorageObjectInUseProtection admission: a claim or volume carries its
+    protection finalizer from its creation, so one deleted while a pod
+    still uses it waits (the volume-protection controllers remove it)."""
+    meta = obj.setdefault("metadata", {})
+    finalizers = meta.get("finalizers") or []
+    if finalizer not in finalizers:
+        meta["finalizers"] = [*finalizers, finalizer]
+
 
 class NodeStrategy(Strategy):
     def prepare_create(self, info: ResourceInfo, obj: dict[str, Any]) -> None:
@@ -631,6 +651,7 @@ class Strategies:
             ("apps", "daemonsets"): DaemonSetStrategy(),
             ("", "nodes"): NodeStrategy(),
             ("", "persistentvolumeclaims"): PersistentVolumeClaimStrategy(store),
+            ("", "persistentvolumes"): PersistentVolumeStrategy(),
             ("", "namespaces"): NamespaceStrategy(),
             ("", "services"): ServiceStrategy(ips, ports),
             ("apiextensions.k8s.io", "customresourcedefinitions"): CRDStrategy(self),

@@ -151,3 +151,25 @@ def test_ephemeral_volume_gets_its_claim(server: Server, namespace: str,
     server.kubectl("-n", ns, "delete", "pod", "app", "--grace-period=0", "--force")
     wait_for(lambda: _get(server, ns, "pvc", "app-scratch") is None, what="the claim collected")
     assert _get(server, ns, "pvc", "other-scratch") is not None
+
+
+def test_claims_and_volumes_carry_their_protection_from_creation(server: Server,
+                                                                 namespace: str) -> None:
+    """StorageObjectInUseProtection admission: the finalizer is there from
+    the first write, before any controller could add it."""
+    k = server.kubectl
+    k("-n", namespace, "apply", "-f", "-", input=json.dumps({
+        "apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "early"},
+        "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": "",
+                 "resources": {"requests": {"storage": "1Gi"}}}}))
+    pvc = json.loads(k("-n", namespace, "get", "pvc", "early", "-o", "json").stdout)
+    assert pvc["metadata"]["finalizers"] == ["kubernetes.io/pvc-protection"]
+    name = f"early-{namespace}"[:60]
+    k("apply", "-f", "-", input=json.dumps({
+        "apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": name},
+        "spec": {"capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"],
+                 "hostPath": {"path": "/tmp/unused"}}}))
+    pv = json.loads(k("get", "pv", name, "-o", "json").stdout)
+    assert pv["metadata"]["finalizers"] == ["kubernetes.io/pv-protection"]
+    k("patch", "pv", name, "--type=json", "-p", '[{"op": "remove", "path": "/metadata/finalizers"}]')
+    k("delete", "pv", name)
