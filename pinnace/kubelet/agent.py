@@ -106,7 +106,7 @@ class Agent:
 
             self.proxier = Proxier(client, self.node_name, self.root / "proxy",
                                    cluster_cidr=str(self.network.cluster),
-                                   services=self.service_informer)
+                                   services=self.service_informer, nodes=self.routes.nodes)
         self.workers = workers
         self.ready = asyncio.Event()
         self.network_ready = False

@@ -113,8 +113,10 @@ class NodeRoutes:
 
 
 def _slim(node: Obj) -> Obj:
-    """Only what routing needs: node status (images, conditions) changes
-    often and is large."""
-    return {"metadata": {"name": node["metadata"]["name"]},
+    """Only what routing and the service proxy need (the proxy shares this
+    informer): node status (images, heartbeats) changes often and is large."""
+    from pinnace.proxy.proxier import node_readiness
+
+    return {**node_readiness(node),
             "spec": {"podCIDR": (node.get("spec") or {}).get("podCIDR")},
             "status": {"addresses": (node.get("status") or {}).get("addresses") or []}}

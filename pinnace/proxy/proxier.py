@@ -40,7 +40,7 @@ def _slice_service(sl: Obj) -> str:
 class Proxier:
     def __init__(self, client: Client, node_name: str, state_dir: Path, *,
                  cluster_cidr: str = "10.244.0.0/16",
-                 services: Informer | None = None):
+                 services: Informer | None = None, nodes: Informer | None = None):
         self.node_name = node_name
         self.cluster_cidr = cluster_cidr
         self.state_dir = state_dir
@@ -50,7 +50,10 @@ class Proxier:
         self.slices = Informer(client.resource("discovery.k8s.io/v1", "endpointslices"),
                                transform=strip_managed_fields)
         self.slices.add_index("service", lambda sl: [_slice_service(sl)] if _slice_service(sl) else [])
-        self.nodes = Informer(client.resource("v1", "nodes"), transform=_node_readiness)
+        # The agent shares its node informer (kubelet/routes.py: whose
+        # transform keeps node_readiness's fields); alone we make our own.
+        self.nodes = nodes or Informer(client.resource("v1", "nodes"), transform=node_readiness)
+        self._own_nodes = nodes is None
         self.table = nft.Table(cluster_cidr)
         self.lb = addresses.LocalAddresses()
         self._dirty: set[str] = set()
@@ -116,7 +119,8 @@ class Proxier:
             self.services.start()
         self.nodes.add_handler(self._node_event, self._node_event, self._node_event)
         self.slices.start()
-        self.nodes.start()
+        if self._own_nodes:
+            self.nodes.start()
         try:
             await asyncio.gather(self.services.synced.wait(), self.slices.synced.wait(),
                                  self.nodes.synced.wait())
@@ -127,7 +131,8 @@ class Proxier:
             if self._own_services:
                 await self.services.stop()
             await self.slices.stop()
-            await self.nodes.stop()
+            if self._own_nodes:
+                await self.nodes.stop()
 
     async def _sync_all(self) -> None:
         self._dirty.clear()
@@ -170,7 +175,9 @@ class Proxier:
                           self.last_sync_ms)
 
 
-def _node_readiness(node: Obj) -> Obj:
+def node_readiness(node: Obj) -> Obj:
+    """What the proxy needs of a Node: its name and whether it is Ready
+    (its status, heartbeats included, is large and changes often)."""
     return {"metadata": {"name": node["metadata"]["name"]}, "name": node["metadata"]["name"],
             "ready": any(c.get("type") == "Ready" and c.get("status") == "True"
                          for c in (node.get("status") or {}).get("conditions") or [])}
