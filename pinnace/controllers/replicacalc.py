@@ -29,6 +29,7 @@ upstream computes them when the PodLevelResources feature is off.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -262,6 +263,24 @@ def _settle(inp: Inputs, g: PodGroups, ratio: float, new_ratio: float, counted: 
     return replicas
 
 
+def _assume(metrics: dict[str, PodMetric], g: PodGroups, ratio: float,
+            scale_up_with_unready: bool, at_target: Callable[[str], int]) -> None:
+    """Upstream's conservative guesses before the ratio is computed again:
+    pods without metrics count as using what the target allows
+    (``at_target``) when scaling down and nothing when scaling up; unready
+    pods count as using nothing when they would push a scale-up."""
+    if g.missing:
+        if ratio < 1.0:
+            for name in g.missing:
+                metrics[name] = PodMetric(at_target(name))
+        elif ratio > 1.0:
+            for name in g.missing:
+                metrics[name] = PodMetric(0)
+    if scale_up_with_unready:
+        for name in g.unready:
+            metrics[name] = PodMetric(0)
+
+
 def resource_replicas(inp: Inputs, target_utilization: int,
                       container: str = "") -> tuple[int, int, int]:
     """Utilization target: (replicas, utilization %, average raw usage)."""
@@ -273,17 +292,9 @@ def resource_replicas(inp: Inputs, target_utilization: int,
         if inp.tolerances.within(ratio):
             return inp.current, utilization, raw
         return math.ceil(ratio * g.ready), utilization, raw
-    if g.missing:
-        if ratio < 1.0:
-            fallback = max(100, target_utilization)
-            for name in g.missing:
-                metrics[name] = PodMetric(requests[name] * fallback // 100)
-        elif ratio > 1.0:
-            for name in g.missing:
-                metrics[name] = PodMetric(0)
-    if scale_up_with_unready:
-        for name in g.unready:
-            metrics[name] = PodMetric(0)
+    fallback = max(100, target_utilization)
+    _assume(metrics, g, ratio, scale_up_with_unready,
+            lambda name: requests[name] * fallback // 100)
     new_ratio, _, _ = utilization_ratio(metrics, requests, target_utilization)
     return _settle(inp, g, ratio, new_ratio, len(metrics)), utilization, raw
 
@@ -297,15 +308,6 @@ def raw_resource_replicas(inp: Inputs, target_usage: int) -> tuple[int, int]:
         if inp.tolerances.within(ratio):
             return inp.current, usage
         return math.ceil(ratio * g.ready), usage
-    if g.missing:
-        if ratio < 1.0:
-            for name in g.missing:
-                metrics[name] = PodMetric(target_usage)
-        elif ratio > 1.0:
-            for name in g.missing:
-                metrics[name] = PodMetric(0)
-    if scale_up_with_unready:
-        for name in g.unready:
-            metrics[name] = PodMetric(0)
+    _assume(metrics, g, ratio, scale_up_with_unready, lambda name: target_usage)
     new_ratio, _ = usage_ratio(metrics, target_usage)
     return _settle(inp, g, ratio, new_ratio, len(metrics)), usage
