@@ -92,6 +92,14 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def stop_node(server: Any, data: Path) -> None:
+    """Stop the server, reset its node (containers, network, mounts), drop its data."""
+    server.stop()
+    subprocess.run([sys.executable, "-m", "pinnace.cli.main", "agent", "--reset",
+                    "--data-dir", str(data)], capture_output=True)
+    shutil.rmtree(data, ignore_errors=True)
+
+
 def build_image() -> Path:
     out = subprocess.run(["bash", str(REPO / "scripts/test-image.sh")], capture_output=True,
                          text=True, check=True)
@@ -259,10 +267,7 @@ def main() -> int:
                 asyncio.run(delete_batch(server.kubeconfig, f"b{n}"))
                 bar.advance(task)
     finally:
-        server.stop()
-        subprocess.run([sys.executable, "-m", "pinnace.cli.main", "agent", "--reset",
-                        "--data-dir", str(data)], capture_output=True)
-        shutil.rmtree(data, ignore_errors=True)
+        stop_node(server, data)
     print_table(f"Pod start on one real node ({machine_note()}, {Path(runtime).name})",
                 ["pods at once", "bare p50 ms", "bare p99 ms", "agent p50 ms", "agent p99 ms",
                  "agent/bare p50", "target (p99 <= 1 s, <= 3x)"], rows)

@@ -22,7 +22,6 @@ import argparse
 import asyncio
 import json
 import os
-import shutil
 import statistics
 import subprocess
 import sys
@@ -31,7 +30,7 @@ import time
 from pathlib import Path
 
 from _common import console, machine_note, print_table, progress, start_server, verdict
-from node_pod_start import NAMESPACE, build_image, free_port, wait_node_ready
+from node_pod_start import NAMESPACE, build_image, free_port, stop_node, wait_node_ready
 
 SERVE = "mkdir -p /www && echo ok > /www/index.html && exec httpd -f -p 8080 -h /www"
 CONCURRENCY = 16
@@ -126,10 +125,7 @@ def main() -> int:
                         console.print(f"{name}: {errors} errors")
                     bar.advance(task)
     finally:
-        server.stop()
-        subprocess.run([sys.executable, "-m", "pinnace.cli.main", "agent", "--reset",
-                        "--data-dir", str(data)], capture_output=True)
-        shutil.rmtree(data, ignore_errors=True)
+        stop_node(server, data)
     base = statistics.median(results["pod IP (baseline)"])
     rows = []
     for name, rates in results.items():
