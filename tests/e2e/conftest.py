@@ -153,6 +153,17 @@ def wait_pod(node: Server, ns: str, name: str, check, timeout: float = 60, what:
                              f"\nevents:\n{events}") from None
 
 
+def until_answers(fn, what: str, timeout: float = 20, interval: float = 0.3):  # type: ignore[no-untyped-def]
+    """``fn()`` once it stops failing (AssertionError, OSError): a proxy or a
+    DNS change takes effect within moments, so wait for that, not a sleep."""
+    def attempt():  # type: ignore[no-untyped-def]
+        try:
+            return fn()
+        except (AssertionError, OSError):
+            return None
+    return wait_for(attempt, timeout=timeout, interval=interval, what=what)
+
+
 def phase(p: dict) -> str:
     return p.get("status", {}).get("phase", "")
 

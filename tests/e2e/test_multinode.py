@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Server, wait_for
+from tests.conftest import Server
 from tests.e2e.cluster import HOST_IP, NODE2, NODE_IP, OUTSIDE_IP, OUTSIDE_NS, outside_get, second_node
-from tests.e2e.conftest import phase, wait_pod
+from tests.e2e.conftest import phase, until_answers, wait_pod
 
 IMAGE = "busybox:1.36"
 SERVE = ("mkdir -p /www/cgi-bin && printf '#!/bin/sh\\necho Content-Type: text/plain\\necho\\n"
@@ -51,15 +51,6 @@ def _first_node(node) -> str:  # type: ignore[no-untyped-def]
     return next(n for n in names if n != NODE2)
 
 
-def _until(fn, what: str):  # type: ignore[no-untyped-def]
-    def attempt():  # type: ignore[no-untyped-def]
-        try:
-            return fn()
-        except (AssertionError, OSError):
-            return None
-    return wait_for(attempt, timeout=30, interval=0.5, what=what)
-
-
 def test_the_joined_node_has_its_own_identity(two_nodes):
     csrs = json.loads(two_nodes.kubectl("get", "csr", "-o", "json").stdout)["items"]
     mine = [c for c in csrs if c["spec"].get("username", "").startswith("system:bootstrap:")]
@@ -85,7 +76,8 @@ def test_pods_on_two_nodes_reach_each_other_by_ip_by_service_and_by_name(two_nod
         return out.stdout.strip()
     # Across nodes by pod IP (host-gw routes), client address kept.
     pod_ip, client_ip = a["status"]["podIP"], None
-    answer = _until(lambda: get(f"http://{pod_ip}:8080/cgi-bin/id"), "web-a from node2 by pod IP")
+    answer = until_answers(lambda: get(f"http://{pod_ip}:8080/cgi-bin/id"), "web-a from node2 by pod IP",
+                           timeout=30, interval=0.5)
     client_ip = json.loads(node.kubectl("get", "pod", "client", "-n", ns, "-o", "json").stdout
                            )["status"]["podIP"]
     assert answer.split()[0] == "web-a" and answer.split()[1].strip("[]").endswith(client_ip)
@@ -124,7 +116,8 @@ def test_external_traffic_policy_local_on_the_second_node(two_nodes, ns):
                                "ports": [{"port": 80, "targetPort": 8080}]}})
     svc = json.loads(node.kubectl("get", "svc", "local", "-n", ns, "-o", "json").stdout)
     port = svc["spec"]["ports"][0]["nodePort"]
-    out = _until(lambda: outside_get(f"http://{NODE_IP}:{port}/cgi-bin/id"), "the NodePort on node2")
+    out = until_answers(lambda: outside_get(f"http://{NODE_IP}:{port}/cgi-bin/id"), "the NodePort on node2",
+                        timeout=30, interval=0.5)
     pod, client = out.split()
     assert pod == "local-b" and client.strip("[]").removeprefix("::ffff:") == OUTSIDE_IP
     # The first node has no local endpoint: it drops, it does not forward.

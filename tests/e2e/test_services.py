@@ -20,7 +20,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.conftest import wait_for
-from tests.e2e.conftest import guard_routes, phase, wait_pod
+from tests.e2e.conftest import guard_routes, phase, until_answers, wait_pod
 
 IMAGE = "busybox:1.36"
 # A CGI answering "<pod name> <client address>": which pod answered, and whom it saw.
@@ -97,16 +97,6 @@ def _node_ip(node) -> str:  # type: ignore[no-untyped-def]
     return next(a["address"] for a in n["status"]["addresses"] if a["type"] == "InternalIP")
 
 
-def _until_answers(fn, what: str):  # type: ignore[no-untyped-def]
-    """The proxy applies a change within moments of it: wait for that, not a sleep."""
-    def attempt():  # type: ignore[no-untyped-def]
-        try:
-            return fn()
-        except (AssertionError, OSError):
-            return None
-    return wait_for(attempt, timeout=20, interval=0.3, what=what)
-
-
 @pytest.fixture(scope="module")
 def outside(node) -> Iterator[str]:  # type: ignore[no-untyped-def]
     """A client namespace outside the cluster, reaching the node at 198.18.0.1."""
@@ -137,7 +127,7 @@ def test_cluster_ip_spreads_over_pods_and_reaches_them_from_pods_and_the_node(no
     _client(node, ns)
     ip = _service(node, ns)["spec"]["clusterIP"]
     assert ipaddress.ip_address(ip) in ipaddress.ip_network("10.96.0.0/12")
-    seen = _until_answers(lambda: _answers(lambda: _wget(node, ns, "client", f"http://{ip}/cgi-bin/id").stdout),
+    seen = until_answers(lambda: _answers(lambda: _wget(node, ns, "client", f"http://{ip}/cgi-bin/id").stdout),
                           "both pods through the ClusterIP")
     assert set(seen) == {"web-a", "web-b"}, seen
     client_ip = json.loads(node.kubectl("get", "pod", "client", "-n", ns, "-o", "json").stdout
@@ -157,7 +147,7 @@ def test_session_affinity_keeps_a_client_on_one_pod(node, ns):
         _backend(node, ns, name, app="aff")
     _client(node, ns)
     ip = _service(node, ns, "aff", app="aff", sessionAffinity="ClientIP")["spec"]["clusterIP"]
-    seen = _until_answers(lambda: _answers(lambda: _wget(node, ns, "client", f"http://{ip}/cgi-bin/id").stdout, 12),
+    seen = until_answers(lambda: _answers(lambda: _wget(node, ns, "client", f"http://{ip}/cgi-bin/id").stdout, 12),
                           "the service")
     assert len(seen) == 1, seen
 
@@ -165,7 +155,7 @@ def test_session_affinity_keeps_a_client_on_one_pod(node, ns):
 def test_a_pod_reaches_itself_through_its_service(node, ns):
     _backend(node, ns, "self", app="self")
     ip = _service(node, ns, "self", app="self")["spec"]["clusterIP"]
-    out = _until_answers(lambda: _wget(node, ns, "self", f"http://{ip}/cgi-bin/id").stdout,
+    out = until_answers(lambda: _wget(node, ns, "self", f"http://{ip}/cgi-bin/id").stdout,
                          "the pod through its own service")
     assert out.split()[0] == "self"
 
@@ -173,7 +163,7 @@ def test_a_pod_reaches_itself_through_its_service(node, ns):
 def test_a_service_without_endpoints_refuses_at_once(node, ns):
     _client(node, ns)
     ip = _service(node, ns, "nobody", app="nobody")["spec"]["clusterIP"]
-    out = _until_answers(lambda: (lambda r: r if "refused" in r.stderr else None)(
+    out = until_answers(lambda: (lambda r: r if "refused" in r.stderr else None)(
         _wget(node, ns, "client", f"http://{ip}/", check=False)), "a refusal")
     assert out.returncode != 0 and "Connection refused" in out.stderr, out.stderr
 
@@ -184,8 +174,8 @@ def test_node_port_answers_on_every_node_address_and_localhost(node, ns, outside
     port = svc["spec"]["ports"][0]["nodePort"]
     node_ip = _node_ip(node)
     for url in (f"http://{node_ip}:{port}/cgi-bin/id", f"http://127.0.0.1:{port}/cgi-bin/id"):
-        assert _until_answers(lambda u=url: _get(u), url).split()[0] == "np-a"
-    out = _until_answers(lambda: _get(f"http://{node_ip}:{port}/cgi-bin/id", outside),
+        assert until_answers(lambda u=url: _get(u), url).split()[0] == "np-a"
+    out = until_answers(lambda: _get(f"http://{node_ip}:{port}/cgi-bin/id", outside),
                          "the NodePort from outside")
     pod, client = out.split()
     assert pod == "np-a" and _addr(client) != "198.18.0.2"  # Cluster policy: masqueraded
@@ -195,7 +185,7 @@ def test_external_traffic_policy_local_keeps_the_client_address(node, ns, outsid
     _backend(node, ns, "local-a", app="local")
     svc = _service(node, ns, "local", app="local", type="NodePort", externalTrafficPolicy="Local")
     url = f"http://{_node_ip(node)}:{svc['spec']['ports'][0]['nodePort']}/cgi-bin/id"
-    out = _until_answers(lambda: _get(url, outside), "the NodePort from outside")
+    out = until_answers(lambda: _get(url, outside), "the NodePort from outside")
     pod, client = out.split()
     assert (pod, _addr(client)) == ("local-a", "198.18.0.2")
 
@@ -213,9 +203,9 @@ def test_load_balancer_address_answers(node, ns, outside):
     wait_for(lambda: "local" in subprocess.run(["ip", "route", "get", ip], capture_output=True,
                                                text=True).stdout.split()[:1],
              timeout=20, what=f"{ip} local on the node")
-    assert _until_answers(lambda: _get(f"http://{ip}/cgi-bin/id"), "the LB address").split()[0] == "lb-a"
+    assert until_answers(lambda: _get(f"http://{ip}/cgi-bin/id"), "the LB address").split()[0] == "lb-a"
     subprocess.run(["ip", "-n", outside, "route", "add", f"{ip}/32", "via", "198.18.0.1"], check=True)
-    out = _until_answers(lambda: _get(f"http://{ip}/cgi-bin/id", outside), "the LB address from outside")
+    out = until_answers(lambda: _get(f"http://{ip}/cgi-bin/id", outside), "the LB address from outside")
     assert out.split()[0] == "lb-a"
     node.kubectl("delete", "svc", "lb", "-n", ns)
     wait_for(lambda: "local" not in subprocess.run(["ip", "route", "get", ip], capture_output=True,
@@ -228,7 +218,7 @@ def test_the_kubernetes_service_reaches_the_api_server_from_a_pod(node, ns):
     # nc exits 0 when the server closes the connection (a TLS server does,
     # given plain text); 1 when refused (no endpoints); timeout's 124 when
     # the packets go nowhere.
-    out = _until_answers(lambda: (lambda r: r if r.stdout.strip() == "0" else None)(node.kubectl(
+    out = until_answers(lambda: (lambda r: r if r.stdout.strip() == "0" else None)(node.kubectl(
         "exec", "client", "-n", ns, "--", "sh", "-c",
         "printf 'hello\\r\\n\\r\\n' | timeout 5 nc 10.96.0.1 443 >/dev/null; echo $?",
         check=False)), "the API server through 10.96.0.1")
@@ -244,7 +234,7 @@ def _agent_pid(node) -> int:  # type: ignore[no-untyped-def]
 def test_a_restarted_proxy_keeps_serving_and_drops_rules_it_no_longer_wants(node, ns):
     _backend(node, ns, "keep-a", app="keep")
     ip = _service(node, ns, "keep", app="keep")["spec"]["clusterIP"]
-    _until_answers(lambda: _get(f"http://{ip}/cgi-bin/id"), "the service")
+    until_answers(lambda: _get(f"http://{ip}/cgi-bin/id"), "the service")
     # What a previous run could have left: a service the API no longer has.
     subprocess.run(["nft", "add", "element", "ip", "pinnace-proxy", "service-ips",
                     "{ 10.96.255.254 . tcp . 80 : goto reject-chain }"], check=True)
