@@ -28,16 +28,20 @@ from . import bootstraptoken as bt
 from . import codec, metricsapi, openapi, status
 from .allocator import NodePortAllocator, ServiceIPAllocator
 from .authn import Authenticator
+from .authz import Authorizer
 from .certs import PKI, ensure_pki, issue_client_cert, write_pem
 from .config import Config
 from .discovery import AGGREGATED_CT, Discovery, wants_aggregated
 from .handlers import ResourceHandlers, Target
+from .impersonation import impersonated
 from .kubeconfig import admin_kubeconfig, component_kubeconfig, write_kubeconfig
 from .metrics import Metrics
 from .nodeproxy import NodeProxy
+from .rbac import RBAC
+from .rbacbootstrap import ensure_default_policy
 from .registry import ResourceTable
+from .requestinfo import request_info
 from .rest import Options, Registry
-from .reviews import Authorizer
 from .status import APIError
 from .strategy import Strategies
 from .tokens import TokenIssuer, load_or_create_key
@@ -82,14 +86,17 @@ class APIServer:
         self.table = ResourceTable()
         self.ips = ServiceIPAllocator(self.store, config.service_cidr)
         self.ports = NodePortAllocator(self.store, *config.node_port_range)
+        self.rbac = RBAC(self.store)
+        self.authz = Authorizer(self.rbac)
         self.strategies = Strategies(self.store, self.table, self.ips, self.ports,
                                      (config.default_not_ready_toleration_seconds,
-                                      config.default_unreachable_toleration_seconds))
+                                      config.default_unreachable_toleration_seconds),
+                                     self.authz)
         self.registry = Registry(self.store, self.strategies)
         self.watches = WatchCache(self.store)
         self.authn = Authenticator(config.data_dir / "tokens.csv", self.store)
         self.handlers = ResourceHandlers(self.registry, self.table, self.watches, self.authn,
-                                         Authorizer())
+                                         self.authz)
         self.handlers.node_proxy = NodeProxy(self.registry, self.table, config.data_dir / "tls")
         self.discovery = Discovery(self.table, extra=[metricsapi.DISCOVERY])
         self.metrics_api = metricsapi.MetricsAPI(self.registry, self.table,
@@ -136,6 +143,7 @@ class APIServer:
         self.authn.issuer = TokenIssuer(await asyncio.to_thread(
             load_or_create_key, cfg.data_dir / "tls" / "service-account.key"))
         await self.store.start()
+        await self.rbac.start()
         app = web.Application(middlewares=[self._errors, self._authenticate],
                               client_max_size=codec.MAX_BODY + 1024)
         app.router.add_route("*", "/{tail:.*}", self._route)
@@ -182,6 +190,7 @@ class APIServer:
             task.cancel()
         await self.watches.stop()
         await self.authn.close()
+        await self.rbac.close()
         if self.handlers.node_proxy is not None:
             await self.handlers.node_proxy.close()
         if self._runner is not None:
@@ -218,6 +227,7 @@ class APIServer:
             if await self.store.get(ns_info.key(None, ns)) is None:
                 await self._create_quietly(ns_info, None, {
                     "apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}, system)
+        await ensure_default_policy(self.registry, self.table)
         pcs = self.table.lookup("scheduling.k8s.io", "v1", "priorityclasses")
         assert pcs is not None
         for name, value, description in SYSTEM_PRIORITY_CLASSES:
@@ -488,10 +498,10 @@ class APIServer:
                 request["user"] = "system:anonymous"
                 return await handler(request)
             raise status.unauthorized()
-        if bt.GROUP in user.groups and not _bootstrapper_may(request.method, request.path):
-            raise status.forbidden(
-                f'User "{user.name}" cannot {request.method.lower()} path "{request.path}": '
-                "a bootstrap token may only request a node certificate")
+        user = await impersonated(request, user, self.authz)
+        info = request_info(request.method, request.path, request.query,
+                            upgrade="upgrade" in request.headers.get("Connection", "").lower())
+        await self.authz.check(user, info)
         request["user"] = user.name
         request["userinfo"] = user
         return await handler(request)
@@ -619,27 +629,6 @@ class APIServer:
         if "hash" in request.query:
             resp.headers["Cache-Control"] = "public, immutable"
         return resp
-
-
-_CSRS = ["apis", "certificates.k8s.io", "v1", "certificatesigningrequests"]
-
-
-def _bootstrapper_may(method: str, path: str) -> bool:
-    """What a bootstrap token is good for (upstream grants system:bootstrappers
-    the system:node-bootstrapper role: create, get, list and watch CSRs),
-    plus discovery and `kubectl auth whoami`. Until RBAC exists, every other
-    authenticated user may do anything: a leaked join token must not."""
-    parts = [p for p in path.split("/") if p]
-    if parts[3:4] == ["watch"] and method == "GET":  # /apis/G/V/watch/R: the old watch path
-        parts = parts[:3] + parts[4:]
-    if parts[:4] == _CSRS:
-        return (len(parts) == 4 and method in ("GET", "POST")) or \
-            (len(parts) == 5 and method == "GET")
-    if method == "POST":
-        return parts == ["apis", "authentication.k8s.io", "v1", "selfsubjectreviews"]
-    return method == "GET" and (
-        parts[:1] in ([], ["version"], ["openapi"], ["healthz"], ["livez"], ["readyz"])
-        or (parts[0] == "api" and len(parts) <= 2) or (parts[0] == "apis" and len(parts) <= 3))
 
 
 def _crd_schemas(resources: list[ResourceInfo]) -> dict[tuple[str, str, str], dict[str, Any]]:

@@ -26,10 +26,10 @@ from pinnace.storage.interface import CompactedError, KeyValue
 
 from . import codec, reviews, status, tables
 from .authn import Authenticator, User
+from .authz import Authorizer
 from .nodeproxy import NodeProxy
 from .registry import ResourceTable
 from .rest import DeleteOptions, Options, Registry
-from .reviews import Authorizer
 from .rowcache import RowCache
 from .status import APIError
 from .watchcache import CacheEvent, WatchCache, WatchStream
@@ -162,8 +162,9 @@ class ResourceHandlers:
             if not isinstance(body, dict):
                 raise status.bad_request("the body of the request must be an object")
             user = request.get("userinfo") or User("system:anonymous")
-            return self.respond(request, await reviews.answer(target.info, body, user,
-                                                              self.authn, self.authz), 201)
+            answer = await reviews.answer(target.info, target.namespace, body, user, self.authn,
+                                          self.authz)
+            return self.respond(request, answer, 201)
         if target.name is None:
             if m == "GET":
                 if watching:

@@ -239,6 +239,7 @@ class Registry:
             defaults.apply_defaults(info.storage_group, info.kind, obj)
         strat.prepare_create(info, obj)
         strat.set_requester(info, obj, opts.userinfo)
+        await strat.authorize_content(info, obj, opts.userinfo)
         await self.strategies.admit_namespace(info, meta.get("namespace"), meta["name"])
         self._validate(info, obj, None)
         if not applied:
@@ -321,6 +322,7 @@ class Registry:
             self._validate(info, new, old, subresource)
             if manage:
                 new = self._track(info, old, new, opts, subresource)
+            await strat.authorize_content(info, new, opts.userinfo)
             undo = await strat.admit_update(info, new, old, opts.dry_run)
             data = codec.encode_for_storage(new)
             try:

@@ -1,10 +1,7 @@
 """The review resources: create-only questions the server answers about
-identity and permission (`kubectl auth whoami`, `kubectl auth can-i`), never
-stored.
-
-Until RBAC lands, every authenticated user may do everything, so access
-reviews answer "allowed" for authenticated subjects; the answers go through
-``Authorizer`` so that RBAC only has to replace it.
+identity and permission (`kubectl auth whoami`, `kubectl auth can-i`,
+`can-i --list`, and the SubjectAccessReviews other servers send), never
+stored. Access questions go to the same authorizer requests meet.
 """
 
 from __future__ import annotations
@@ -15,15 +12,8 @@ from pinnace.api.resources import ResourceInfo
 
 from . import status
 from .authn import Authenticator, User
-
-
-class Authorizer:
-    """Allows every authenticated user everything (no RBAC yet)."""
-
-    def allowed(self, user: str, groups: list[str], attributes: dict[str, Any]) -> tuple[bool, str]:
-        if "system:authenticated" in groups or "system:masters" in groups:
-            return True, "pinnace allows authenticated users everything (no RBAC yet)"
-        return False, "not authenticated"
+from .authz import Authorizer
+from .requestinfo import RequestInfo
 
 
 def _user_info(user: User) -> dict[str, Any]:
@@ -33,10 +23,12 @@ def _user_info(user: User) -> dict[str, Any]:
     return info
 
 
-async def answer(info: ResourceInfo, body: dict[str, Any], user: User, authn: Authenticator,
-                 authz: Authorizer) -> dict[str, Any]:
+async def answer(info: ResourceInfo, namespace: str | None, body: dict[str, Any], user: User,
+                 authn: Authenticator, authz: Authorizer) -> dict[str, Any]:
     out = dict(body)
-    out.setdefault("metadata", {})
+    out["metadata"] = dict(out.get("metadata") or {})
+    if namespace:
+        out["metadata"]["namespace"] = namespace
     out["apiVersion"], out["kind"] = info.group_version, info.kind
     spec = body.get("spec") or {}
     kind = info.kind
@@ -48,20 +40,46 @@ async def answer(info: ResourceInfo, body: dict[str, Any], user: User, authn: Au
                          else {"authenticated": False, "error": "invalid bearer token"})
     elif kind in ("SelfSubjectAccessReview", "SubjectAccessReview", "LocalSubjectAccessReview"):
         if kind == "SelfSubjectAccessReview":
-            name, groups = user.name, list(user.groups)
+            subject = user
         else:
-            name, groups = spec.get("user", ""), list(spec.get("groups") or [])
-            if name or groups:
-                groups.append("system:authenticated")
-        attrs = spec.get("resourceAttributes") or spec.get("nonResourceAttributes") or {}
-        if not (spec.get("resourceAttributes") or spec.get("nonResourceAttributes")):
+            subject = User(spec.get("user", ""), spec.get("uid", ""),
+                           tuple(spec.get("groups") or ()))
+        resource = spec.get("resourceAttributes") or {}
+        non_resource = spec.get("nonResourceAttributes") or {}
+        if not isinstance(resource, dict) or not isinstance(non_resource, dict) or \
+                bool(resource) == bool(non_resource):
             raise status.bad_request("exactly one of nonResourceAttributes or "
                                      "resourceAttributes must be specified")
-        allowed, reason = authz.allowed(name, groups, attrs)
-        out["status"] = {"allowed": allowed, "reason": reason}
+        if resource:
+            if kind == "LocalSubjectAccessReview" and \
+                    resource.get("namespace", "") != out["metadata"].get("namespace", ""):
+                raise status.bad_request("spec.resourceAttributes.namespace must match "
+                                         "metadata.namespace")
+            def field(key: str) -> str:
+                return str(resource.get(key, ""))
+
+            attrs = RequestInfo(field("verb"), "", True, field("group"), field("version"),
+                                field("namespace"), field("resource"), field("subresource"),
+                                field("name"))
+        else:
+            attrs = RequestInfo(str(non_resource.get("verb", "")),
+                                str(non_resource.get("path", "")))
+        allowed, reason = await authz.decide(subject, attrs)
+        out["status"] = {"allowed": allowed}
+        if reason:
+            out["status"]["reason"] = reason
     elif kind == "SelfSubjectRulesReview":
-        out["status"] = {"resourceRules": [{"verbs": ["*"], "apiGroups": ["*"],
-                                            "resources": ["*"]}],
-                         "nonResourceRules": [{"verbs": ["*"], "nonResourceURLs": ["*"]}],
+        resource_rules: list[dict[str, Any]] = []
+        non_resource_rules: list[dict[str, Any]] = []
+        for rule in authz.rules_for(user, spec.get("namespace", "")):
+            if rule.get("nonResourceURLs"):
+                non_resource_rules.append({"verbs": rule.get("verbs") or [],
+                                           "nonResourceURLs": rule["nonResourceURLs"]})
+            else:
+                entry = {"verbs": rule.get("verbs") or []}
+                entry.update({k: rule[k] for k in ("apiGroups", "resources", "resourceNames")
+                              if rule.get(k)})
+                resource_rules.append(entry)
+        out["status"] = {"resourceRules": resource_rules, "nonResourceRules": non_resource_rules,
                          "incomplete": False}
     return out

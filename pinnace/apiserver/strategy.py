@@ -79,6 +79,12 @@ class Strategy:
         """Record who creates ``obj`` (``user``: an authn.User, or None for
         the server's own writes), for kinds that carry it (CSRs)."""
 
+    async def authorize_content(self, info: ResourceInfo, obj: dict[str, Any],
+                                user: Any) -> None:
+        """Refuse content ``user`` (an authn.User, None for the server's own
+        writes) may not write even though it may write the object: what
+        RBAC's escalation prevention checks in roles and bindings."""
+
     async def admit_create(self, info: ResourceInfo, obj: dict[str, Any], dry_run: bool) -> Undo:
         return _nothing
 
@@ -633,8 +639,10 @@ class Strategies:
     """The strategy for each resource plus the admission checks that span kinds."""
 
     def __init__(self, store: Store, table: ResourceTable, ips: ServiceIPAllocator,
-                 ports: NodePortAllocator, toleration_seconds: tuple[int, int] = (300, 300)):
-        from .csr import CSRStrategy  # it builds on Strategy, defined here
+                 ports: NodePortAllocator, toleration_seconds: tuple[int, int] = (300, 300),
+                 authz: Any = None):
+        from .csr import CSRStrategy  # these build on Strategy, defined here
+        from .rbacstrategy import RBACStrategy
 
         self.store = store
         self.table = table
@@ -657,6 +665,10 @@ class Strategies:
             ("apiextensions.k8s.io", "customresourcedefinitions"): CRDStrategy(self),
             ("certificates.k8s.io", "certificatesigningrequests"): CSRStrategy(),
         }
+        if authz is not None:  # an authz.Authorizer: roles and bindings check escalation
+            rbac = RBACStrategy(authz)
+            for resource in ("roles", "clusterroles", "rolebindings", "clusterrolebindings"):
+                self.by_resource[("rbac.authorization.k8s.io", resource)] = rbac
 
     def get(self, info: ResourceInfo) -> Strategy:
         return self.by_resource.get((info.group, info.resource), self.default)

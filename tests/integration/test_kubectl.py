@@ -506,7 +506,7 @@ def test_create_only_kinds_validate_against_openapi_v2(server: Server, tmp_path:
         out = server.kubectl("create", "-f", str(tmp_path / "tr.yaml"), *cache).stdout
         assert out.strip() == "tokenreview.authentication.k8s.io/<unknown> created"
     out = server.kubectl("create", "-f", str(tmp_path / "sar.yaml"), "-o", "json", *cache).stdout
-    assert json.loads(out)["status"]["allowed"] is True
+    assert json.loads(out)["status"]["allowed"] is False  # jane is bound to nothing
 
     (tmp_path / "tr-bad.yaml").write_text(TOKEN_REVIEW % ", tokn: x")
     (tmp_path / "sar-bad.yaml").write_text(ACCESS_REVIEW % ", verbb: list")

@@ -146,6 +146,12 @@ async def test_legacy_token_secret_is_filled_and_authenticates(own_server: Serve
         assert user["uid"] == sa["metadata"]["uid"]
         assert set(user["groups"]) == {"system:serviceaccounts",
                                        f"system:serviceaccounts:{ns}", "system:authenticated"}
+    # It has exactly the rights RBAC gives it: none until bound to a role.
+    refused = await _kubectl_as(k, kc, "-n", ns, "get", "serviceaccounts", "-o", "name")
+    assert f'User "system:serviceaccount:{ns}:robot" cannot list resource "serviceaccounts"' \
+        in refused.stderr
+    await kubectl(k, "-n", ns, "create", "rolebinding", "robot-edit", "--clusterrole=edit",
+                  f"--serviceaccount={ns}:robot")
     listed = await _kubectl_as(k, kc, "-n", ns, "get", "serviceaccounts", "-o", "name")
     assert "serviceaccount/robot" in listed.stdout
 

@@ -1,0 +1,82 @@
+"""Authorization: may this user do what this request asks?
+
+Members of system:masters may do anything (upstream's privileged-group
+authorizer, which answers before any other); everyone else gets what RBAC
+grants. A refusal is the 403 Status kube-apiserver writes, word for word,
+because kubectl and client libraries show it to users as is.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from . import status
+from .authn import User
+from .rbac import RBAC, Rule
+from .requestinfo import RequestInfo
+
+log = logging.getLogger("pinnace.apiserver.authz")
+
+PRIVILEGED_GROUP = "system:masters"
+
+
+class Authorizer:
+    def __init__(self, rbac: RBAC | None):
+        self.rbac = rbac
+
+    def allowed(self, user: User, info: RequestInfo) -> tuple[bool, str]:
+        if PRIVILEGED_GROUP in user.groups:
+            return True, ""
+        if self.rbac is None:
+            return False, "no authorizer"
+        return self.rbac.authorize(user, info)
+
+    def rules_for(self, user: User, namespace: str) -> list[Rule]:
+        return [] if self.rbac is None else self.rbac.rules_for(user, namespace)
+
+    async def decide(self, user: User, info: RequestInfo) -> tuple[bool, str]:
+        """``allowed``, but a refusal is given only once RBAC has seen every
+        change committed so far: the watch feeding it may lag a binding
+        created a moment ago by the same client."""
+        ok, reason = self.allowed(user, info)
+        if not ok and self.rbac is not None and await self.rbac.caught_up(
+                await self.rbac.store.revision()):
+            ok, reason = self.allowed(user, info)
+        return ok, reason
+
+    async def check(self, user: User, info: RequestInfo) -> None:
+        """Raise the Forbidden Status unless ``user`` may do ``info``."""
+        ok, _ = await self.decide(user, info)
+        if ok:
+            return
+        # A pinnace component refused is a gap in the default policy: say so.
+        level = logging.WARNING if _component(user) else logging.DEBUG
+        log.log(level, "forbidden: %s (groups %s): %s", user.name, ",".join(user.groups), info)
+        raise forbidden(user, info)
+
+
+def _component(user: User) -> bool:
+    return "system:nodes" in user.groups or user.name.startswith(
+        ("system:kube-", "system:pinnace-"))
+
+
+def forbidden_message(user: User, info: RequestInfo) -> str:
+    if not info.resource_request:
+        return f'User "{user.name}" cannot {info.verb} path "{info.path}"'
+    resource = f"{info.resource}/{info.subresource}" if info.subresource else info.resource
+    where = (f'in the namespace "{info.namespace}"' if info.namespace
+             else "at the cluster scope")
+    return (f'User "{user.name}" cannot {info.verb} resource "{resource}" in API group '
+            f'"{info.api_group}" {where}')
+
+
+def forbidden(user: User, info: RequestInfo, reason: str = "") -> status.APIError:
+    message = forbidden_message(user, info)
+    if reason:
+        message = f"{message}: {reason}"
+    if not info.resource_request:
+        return status.APIError(403, "Forbidden", f"forbidden: {message}", {})
+    qualified = f"{info.resource}.{info.api_group}" if info.api_group else info.resource
+    head = f'{qualified} "{info.name}"' if info.name else qualified
+    return status.forbidden(f"{head} is forbidden: {message}", info.resource, info.api_group,
+                            info.name)

@@ -1,0 +1,253 @@
+"""RBAC through real kubectl, as a cluster admin and as users with their own
+certificates, obtained the way Kubernetes' docs tell a new user to get one:
+a CertificateSigningRequest for signer kubernetes.io/kube-apiserver-client,
+approved with `kubectl certificate approve`."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from tests.conftest import Server, wait_for
+
+
+class User:
+    """kubectl as someone else: a kubeconfig with that user's certificate."""
+
+    def __init__(self, admin: Server, name: str, kubeconfig: Path):
+        self.admin, self.name, self.kubeconfig = admin, name, kubeconfig
+
+    def kubectl(self, *args: str, check: bool = True, input: str | None = None):  # type: ignore[no-untyped-def]
+        saved = self.admin.kubeconfig
+        self.admin.kubeconfig = self.kubeconfig
+        try:
+            return self.admin.kubectl(*args, check=check, input=input)
+        finally:
+            self.admin.kubeconfig = saved
+
+
+def new_user(cluster: Server, name: str, groups: tuple[str, ...] = ()) -> User:
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([*(x509.NameAttribute(NameOID.ORGANIZATION_NAME, g) for g in groups),
+                         x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    csr = x509.CertificateSigningRequestBuilder().subject_name(subject).sign(key, hashes.SHA256())
+    csr_name = f"user-{name}-{os.getpid()}"
+    cluster.kubectl("apply", "-f", "-", input=json.dumps({
+        "apiVersion": "certificates.k8s.io/v1", "kind": "CertificateSigningRequest",
+        "metadata": {"name": csr_name},
+        "spec": {"request": base64.b64encode(csr.public_bytes(serialization.Encoding.PEM)).decode(),
+                 "signerName": "kubernetes.io/kube-apiserver-client",
+                 "usages": ["client auth"]}}))
+    cluster.kubectl("certificate", "approve", csr_name)
+    cert = wait_for(lambda: cluster.kubectl(
+        "get", "csr", csr_name, "-o", "jsonpath={.status.certificate}").stdout,
+        what=f"a certificate for {name}")
+    home = cluster.data_dir / "users" / name
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "user.crt").write_bytes(base64.b64decode(cert))
+    (home / "user.key").write_bytes(key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption()))
+    kubeconfig = home / "kubeconfig"
+    cfg = json.loads(cluster.kubectl("config", "view", "--raw", "--minify", "-o", "json").stdout)
+    cfg["users"] = [{"name": name, "user": {"client-certificate": str(home / "user.crt"),
+                                            "client-key": str(home / "user.key")}}]
+    cfg["contexts"][0]["context"]["user"] = name
+    kubeconfig.write_text(json.dumps(cfg))
+    return User(cluster, name, kubeconfig)
+
+
+@pytest.fixture
+def two_namespaces(cluster: Server, cluster_ns: str) -> tuple[str, str]:
+    other = f"{cluster_ns}-b"
+    cluster.kubectl("create", "namespace", other)
+    yield cluster_ns, other
+    cluster.kubectl("delete", "namespace", other, "--wait=false")
+
+
+def forbidden(user: User, *args: str) -> str:
+    proc = user.kubectl(*args, check=False)
+    assert proc.returncode != 0, f"{args} was allowed: {proc.stdout}"
+    # kubectl's create subcommands say "failed to create" instead of "(Forbidden)".
+    assert "(Forbidden)" in proc.stderr or " is forbidden: " in proc.stderr, proc.stderr
+    return proc.stderr.strip()
+
+
+def test_view_in_one_namespace(cluster: Server, two_namespaces: tuple[str, str]) -> None:
+    a, b = two_namespaces
+    alice = new_user(cluster, f"alice-{a}")
+    cluster.kubectl("run", "web", "--image=busybox", "-n", a)
+    cluster.kubectl("create", "secret", "generic", "s", "--from-literal=k=v", "-n", a)
+
+    msg = forbidden(alice, "get", "pods", "-n", a)
+    assert f'pods is forbidden: User "{alice.name}" cannot list resource "pods" in API group "" ' \
+           f'in the namespace "{a}"' in msg
+
+    cluster.kubectl("create", "rolebinding", "alice-view", "--clusterrole=view",
+                    f"--user={alice.name}", "-n", a)
+    assert "web" in alice.kubectl("get", "pods", "-n", a).stdout
+    assert alice.kubectl("get", "pod", "web", "-n", a, "-o", "name").stdout.strip() == "pod/web"
+    forbidden(alice, "get", "pods", "-n", b)
+    msg = forbidden(alice, "get", "secret", "s", "-n", a)
+    assert f'secrets "s" is forbidden: User "{alice.name}" cannot get resource "secrets" in API ' \
+           f'group "" in the namespace "{a}"' in msg
+    msg = forbidden(alice, "delete", "pod", "web", "-n", a)
+    assert 'cannot delete resource "pods"' in msg
+    msg = forbidden(alice, "get", "nodes")
+    assert 'cannot list resource "nodes" in API group "" at the cluster scope' in msg
+    # A non-resource path no role grants.
+    msg = forbidden(alice, "get", "--raw", "/metrics")
+    assert f'forbidden: User "{alice.name}" cannot get path "/metrics"' in msg
+
+    # can-i agrees with what happened, asked by alice and about alice.
+    def can_i(*args: str, who: User | None = None) -> str:
+        runner = who or cluster
+        return runner.kubectl("auth", "can-i", *args, check=False).stdout.strip()
+
+    assert can_i("list", "pods", "-n", a, who=alice) == "yes"
+    assert can_i("list", "pods", "-n", b, who=alice) == "no"
+    assert can_i("get", "secrets", "-n", a, who=alice) == "no"
+    assert can_i("list", "pods", "-n", a, f"--as={alice.name}") == "yes"
+    assert can_i("create", "deployments.apps", "-n", a, f"--as={alice.name}") == "no"
+    listed = alice.kubectl("auth", "can-i", "--list", "-n", a).stdout
+    pods_line = next(line for line in listed.splitlines() if line.startswith("pods "))
+    assert "[get list watch]" in pods_line
+    assert not any(line.startswith("secrets ") for line in listed.splitlines())
+    whoami = alice.kubectl("auth", "whoami", "-o", "json").stdout
+    assert json.loads(whoami)["status"]["userInfo"]["username"] == alice.name
+
+
+def test_impersonation_needs_its_own_right(cluster: Server, two_namespaces: tuple[str, str]) -> None:
+    a, _ = two_namespaces
+    alice = new_user(cluster, f"alice2-{a}")
+    bob = f"bob-{a}"
+    cluster.kubectl("create", "rolebinding", "bob-view", "--clusterrole=view", f"--user={bob}",
+                    "-n", a)
+    msg = forbidden(alice, "get", "pods", "-n", a, f"--as={bob}")
+    assert f'users "{bob}" is forbidden: User "{alice.name}" cannot impersonate resource ' \
+           '"users" in API group "" at the cluster scope' in msg
+    cluster.kubectl("create", "clusterrole", f"impersonate-{bob}", "--verb=impersonate",
+                    "--resource=users", f"--resource-name={bob}")
+    cluster.kubectl("create", "clusterrolebinding", f"alice-as-{bob}",
+                    f"--clusterrole=impersonate-{bob}", f"--user={alice.name}")
+    try:
+        alice.kubectl("get", "pods", "-n", a, f"--as={bob}")
+        # Bob's rights, not alice's (she has none here) and not more.
+        forbidden(alice, "get", "secrets", "-n", a, f"--as={bob}")
+        forbidden(alice, "get", "pods", "-n", a, "--as=carol")
+        forbidden(alice, "get", "pods", "-n", a, f"--as={bob}", "--as-group=system:masters")
+    finally:
+        cluster.kubectl("delete", "clusterrolebinding", f"alice-as-{bob}")
+        cluster.kubectl("delete", "clusterrole", f"impersonate-{bob}")
+
+
+def test_no_escalation_through_roles_or_bindings(cluster: Server,
+                                                 two_namespaces: tuple[str, str]) -> None:
+    a, _ = two_namespaces
+    dana = new_user(cluster, f"dana-{a}")
+    cluster.kubectl("create", "rolebinding", "dana-admin", "--clusterrole=admin",
+                    f"--user={dana.name}", "-n", a)
+    # What she holds she may grant...
+    dana.kubectl("create", "role", "pod-reader", "--verb=get,list", "--resource=pods", "-n", a)
+    dana.kubectl("create", "rolebinding", "friend-edit", "--clusterrole=edit", "--user=friend",
+                 "-n", a)
+    # ...but not what she does not.
+    msg = forbidden(dana, "create", "role", "node-reader", "--verb=get", "--resource=nodes",
+                    "-n", a)
+    assert f'roles.rbac.authorization.k8s.io "node-reader" is forbidden: user "{dana.name}"' in msg
+    assert "is attempting to grant RBAC permissions not currently held" in msg
+    assert '{APIGroups:[""], Resources:["nodes"], Verbs:["get"]}' in msg
+    forbidden(dana, "create", "rolebinding", "friend-admin", "--clusterrole=cluster-admin",
+              "--user=friend", "-n", a)
+    assert cluster.kubectl("get", "rolebinding", "friend-admin", "-n", a,
+                           check=False).returncode != 0
+
+
+def test_service_account_token_has_exactly_its_rights(cluster: Server, cluster_ns: str,
+                                                      tmp_path: Path) -> None:
+    ns = cluster_ns
+    cluster.kubectl("create", "serviceaccount", "robot", "-n", ns)
+    token = cluster.kubectl("create", "token", "robot", "-n", ns).stdout.strip()
+    cfg = json.loads(cluster.kubectl("config", "view", "--raw", "--minify", "-o", "json").stdout)
+    cfg["users"] = [{"name": "robot", "user": {"token": token}}]
+    cfg["contexts"][0]["context"]["user"] = "robot"
+    (tmp_path / "kubeconfig").write_text(json.dumps(cfg))
+    robot = User(cluster, f"system:serviceaccount:{ns}:robot", tmp_path / "kubeconfig")
+    msg = forbidden(robot, "get", "configmaps", "-n", ns)
+    assert f'User "system:serviceaccount:{ns}:robot" cannot list resource "configmaps"' in msg
+    cluster.kubectl("create", "role", "cm-reader", "--verb=get,list", "--resource=configmaps",
+                    "-n", ns)
+    cluster.kubectl("create", "rolebinding", "robot-cm", "--role=cm-reader",
+                    f"--serviceaccount={ns}:robot", "-n", ns)
+    assert "kube-root-ca.crt" in robot.kubectl("get", "configmaps", "-n", ns).stdout
+    forbidden(robot, "get", "pods", "-n", ns)
+    forbidden(robot, "create", "configmap", "x", "-n", ns)
+
+
+def test_aggregated_roles_follow_labelled_roles(cluster: Server, cluster_ns: str) -> None:
+    """A CRD's author labels a role aggregate-to-view; view then grants it."""
+    group = f"{cluster_ns}.example.com"
+    cluster.kubectl("apply", "-f", "-", input=json.dumps({
+        "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"widgets.{group}"},
+        "spec": {"group": group, "scope": "Namespaced",
+                 "names": {"plural": "widgets", "singular": "widget", "kind": "Widget"},
+                 "versions": [{"name": "v1", "served": True, "storage": True, "schema": {
+                     "openAPIV3Schema": {"type": "object"}}}]}}))
+    name = f"widgets-view-{cluster_ns}"
+    cluster.kubectl("apply", "-f", "-", input=json.dumps({
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+        "metadata": {"name": name,
+                     "labels": {"rbac.authorization.k8s.io/aggregate-to-view": "true"}},
+        "rules": [{"apiGroups": [group], "resources": ["widgets"], "verbs": ["get", "list"]}]}))
+
+    def aggregated() -> bool:
+        rules = json.loads(cluster.kubectl("get", "clusterrole", "view", "-o", "json").stdout)
+        return any(group in r.get("apiGroups", []) for r in rules["rules"])
+
+    def viewer_can_list() -> str:
+        return cluster.kubectl("auth", "can-i", "list", f"widgets.{group}", "-n", cluster_ns,
+                               "--as=viewer", "--as-group=viewers", check=False).stdout.strip()
+
+    try:
+        wait_for(aggregated, what="view to gather the labelled role's rules")
+        assert viewer_can_list() == "no"
+        cluster.kubectl("create", "rolebinding", "viewers", "--clusterrole=view",
+                        "--group=viewers", "-n", cluster_ns)
+        assert viewer_can_list() == "yes"
+    finally:
+        cluster.kubectl("delete", "clusterrole", name)
+        cluster.kubectl("delete", "crd", f"widgets.{group}")
+    wait_for(lambda: not aggregated(), what="view to drop the deleted role's rules")
+    assert viewer_can_list() == "no"
+
+
+def test_default_roles_exist(cluster: Server) -> None:
+    names = cluster.kubectl("get", "clusterroles", "-o", "name").stdout.split()
+    for role in ("cluster-admin", "admin", "edit", "view", "system:basic-user",
+                 "system:node", "system:kube-scheduler", "system:controller:job-controller"):
+        assert f"clusterrole.rbac.authorization.k8s.io/{role}" in names
+    binding = json.loads(cluster.kubectl("get", "clusterrolebinding", "cluster-admin", "-o",
+                                         "json").stdout)
+    assert binding["subjects"] == [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group",
+                                    "name": "system:masters"}]
+
+
+def test_access_reviews_refuse_malformed_attributes(cluster: Server) -> None:
+    path = "/apis/authorization.k8s.io/v1/subjectaccessreviews"
+    for spec in ({"user": "jane", "resourceAttributes": "pods"},
+                 {"user": "jane"},
+                 {"user": "jane", "resourceAttributes": {"verb": "get"},
+                  "nonResourceAttributes": {"path": "/x", "verb": "get"}}):
+        code, body = cluster.http().call("POST", path, {
+            "apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview", "spec": spec})
+        assert code == 400, body
+        assert "exactly one of nonResourceAttributes or resourceAttributes" in body["message"]
