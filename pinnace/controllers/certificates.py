@@ -6,12 +6,10 @@ controllers (pkg/controller/certificates/approver and signer).
   client certificate (subject exactly O=system:nodes,
   CN=system:node:<name>; no DNS, IP, email or URI names; usages "digital
   signature" and "client auth", with "key encipherment" for RSA keys) when
-  the requester is a bootstrapping node (group system:bootstrappers, i.e. a
-  bootstrap token) or the node itself renewing (user system:node:<name> in
-  group system:nodes, asking for its own name). Upstream asks RBAC
-  (SubjectAccessReviews on certificatesigningrequests/nodeclient and
-  /selfnodeclient, which kubeadm and k3s grant to those groups); with no
-  RBAC yet, the groups are checked here. Condition Approved, reason
+  the requester may create certificatesigningrequests/selfnodeclient (a node
+  renewing, asking for its own name) or /nodeclient (a bootstrapping node),
+  as a SubjectAccessReview tells; the default policy grants these to groups
+  system:nodes and system:bootstrappers, as kubeadm and k3s do. Condition Approved, reason
   AutoApproved. Anything else is left alone, neither approved nor denied,
   for a human (`kubectl certificate approve|deny`).
 - csrsigning signs approved requests for kubernetes.io/kube-apiserver-client
@@ -118,24 +116,30 @@ def apiserver_client_problem(usages: list[str]) -> str:
     return ""
 
 
-def approval_reason(csr: Obj) -> str:
-    """The Approved condition's message if csrapproving approves ``csr``, else ""."""
+SELF_MESSAGE = "Auto approving self kubelet client certificate after SubjectAccessReview."
+NODE_MESSAGE = "Auto approving kubelet client certificate after SubjectAccessReview."
+
+
+def approval_candidates(csr: Obj) -> list[tuple[str, str]]:
+    """What would let csrapproving approve ``csr``: (subresource of
+    certificatesigningrequests the requester must be allowed to create,
+    the Approved condition's message), most specific first; [] when the
+    request is not a node client certificate at all."""
     spec = csr.get("spec") or {}
     if spec.get("signerName") != KUBELET_CLIENT or is_finished(csr):
-        return ""
+        return []
     try:
         req = parse_request(csr)
     except ValueError:
-        return ""
+        return []
     if kubelet_client_problem(req, list(spec.get("usages") or [])):
-        return ""
+        return []
     cn = req.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value
-    groups = spec.get("groups") or []
-    if spec.get("username") == cn and "system:nodes" in groups:
-        return "Auto approving self kubelet client certificate after SubjectAccessReview."
-    if "system:bootstrappers" in groups:
-        return "Auto approving kubelet client certificate after SubjectAccessReview."
-    return ""
+    out = []
+    if spec.get("username") == cn:
+        out.append(("selfnodeclient", SELF_MESSAGE))
+    out.append(("nodeclient", NODE_MESSAGE))
+    return out
 
 
 def _now() -> str:
@@ -151,6 +155,7 @@ class CSRApprovingController(Controller):
         super().__init__(ctx)
         self.csrs = ctx.informers.informer("certificates.k8s.io/v1", "certificatesigningrequests")
         self.api = self.client.resource("certificates.k8s.io/v1", "certificatesigningrequests")
+        self.reviews = self.client.resource("authorization.k8s.io/v1", "subjectaccessreviews")
 
     def setup(self) -> None:
         self.csrs.add_handler(self.enqueue, lambda old, new: self.enqueue(new))
@@ -159,7 +164,11 @@ class CSRApprovingController(Controller):
         csr = self.csrs.get(key)
         if csr is None:
             return
-        message = approval_reason(csr)
+        message = ""
+        for subresource, why in approval_candidates(csr):
+            if await self._requester_may(csr, subresource):
+                message = why
+                break
         if not message:
             return
         status = dict(csr.get("status") or {})
@@ -168,6 +177,20 @@ class CSRApprovingController(Controller):
             "lastUpdateTime": _now()}]
         await self.api.replace({**csr, "status": status}, subresource="approval")
         self.log.info("approved %s for %s", key, (csr.get("spec") or {}).get("username"))
+
+    async def _requester_may(self, csr: Obj, subresource: str) -> bool:
+        """Ask the API server's authorizer whether the requester may create
+        ``certificatesigningrequests/<subresource>`` (a SubjectAccessReview,
+        as upstream's approver asks)."""
+        spec = csr.get("spec") or {}
+        review = await self.reviews.create({
+            "apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview",
+            "spec": {"user": spec.get("username", ""), "groups": spec.get("groups") or [],
+                     "uid": spec.get("uid", ""), "extra": spec.get("extra") or {},
+                     "resourceAttributes": {"group": "certificates.k8s.io",
+                                            "resource": "certificatesigningrequests",
+                                            "subresource": subresource, "verb": "create"}}})
+        return bool((review.get("status") or {}).get("allowed"))
 
 
 class Signer:

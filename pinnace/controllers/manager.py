@@ -16,6 +16,7 @@ from pinnace.runtime import tune_gc
 
 from . import (
     certificates,
+    clusterroleaggregation,
     cronjob,
     daemonset,
     deployment,
@@ -50,7 +51,7 @@ for _module in (replicaset, deployment, statefulset, daemonset, job, ttlafterfin
                 disruption, endpoints, endpointslice, garbagecollector, podgc, namespace,
                 nodelifecycle, nodeipam, resourcequota, serviceaccount, serviceaccounttoken,
                 servicelb, persistentvolume, volumeprotection, ephemeral, certificates,
-                horizontal):
+                horizontal, clusterroleaggregation):
     CONTROLLERS.update(_module.CONTROLLERS)
 
 

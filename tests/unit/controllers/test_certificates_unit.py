@@ -20,9 +20,11 @@ from pinnace.apiserver.certs import ensure_pki
 from pinnace.controllers.certificates import (
     APISERVER_CLIENT,
     KUBELET_CLIENT,
+    NODE_MESSAGE,
+    SELF_MESSAGE,
     Signer,
     apiserver_client_problem,
-    approval_reason,
+    approval_candidates,
     kubelet_client_problem,
     parse_request,
 )
@@ -61,33 +63,29 @@ def csr(pem: bytes | None = None, *, signer: str = KUBELET_CLIENT, usages: list[
 APPROVED = {"type": "Approved", "status": "True", "reason": "R"}
 
 
-def test_a_bootstrapping_node_is_approved() -> None:
-    assert approval_reason(csr()) == \
-        "Auto approving kubelet client certificate after SubjectAccessReview."
+def test_a_bootstrapping_node_asks_for_nodeclient() -> None:
+    assert approval_candidates(csr()) == [("nodeclient", NODE_MESSAGE)]
     # The agent's own request is one.
     own = csr_pem(ec.generate_private_key(ec.SECP256R1()), "worker-1")
-    assert approval_reason(csr(own))
+    assert approval_candidates(csr(own))
     assert parse_request(csr(own)).subject.rfc4514_string() == \
         "CN=system:node:worker-1,O=system:nodes"
 
 
-def test_a_node_renewing_its_own_certificate_is_approved() -> None:
+def test_a_node_renewing_its_own_certificate_asks_for_selfnodeclient_first() -> None:
     renew = csr(username="system:node:n1", groups=("system:nodes", "system:authenticated"))
-    assert approval_reason(renew) == \
-        "Auto approving self kubelet client certificate after SubjectAccessReview."
+    assert approval_candidates(renew) == [("selfnodeclient", SELF_MESSAGE),
+                                          ("nodeclient", NODE_MESSAGE)]
 
 
 @pytest.mark.parametrize("case", [
-    "another signer", "a node asking for another name", "not a bootstrapper", "server auth",
+    "another signer", "server auth",
     "key encipherment with EC too many", "wrong organization", "extra organization",
     "not a node name", "bare prefix", "with a DNS name", "already approved", "denied",
     "already issued", "garbage request"])
 def test_left_for_a_human(case: str) -> None:
     obj = {
         "another signer": lambda: csr(signer=APISERVER_CLIENT),
-        "a node asking for another name": lambda: csr(
-            username="system:node:n2", groups=("system:nodes", "system:authenticated")),
-        "not a bootstrapper": lambda: csr(username="admin", groups=("system:masters",)),
         "server auth": lambda: csr(usages=["digital signature", "server auth"]),
         "key encipherment with EC too many": lambda: csr(
             usages=["digital signature", "client auth", "server auth"]),
@@ -101,7 +99,7 @@ def test_left_for_a_human(case: str) -> None:
         "already issued": lambda: {**csr(), "status": {"certificate": "eA=="}},
         "garbage request": lambda: {**csr(), "spec": {**csr()["spec"], "request": "eA=="}},
     }[case]()
-    assert approval_reason(obj) == ""
+    assert approval_candidates(obj) == []
 
 
 def test_kubelet_usages_as_upstream() -> None:
