@@ -52,11 +52,18 @@ async def publish(client: Client, port: int, *, cluster_ip: str, address: str) -
     point its slice at ``address:port``."""
     services = client.resource("v1", "services")
     try:
-        await services.create(service(cluster_ip), NAMESPACE)
-        log.info("service %s/%s created at %s", NAMESPACE, NAME, cluster_ip)
+        await services.get(NAME, NAMESPACE)
     except ApiError as e:
-        if not e.conflict:
+        if not e.not_found:
             raise
+        # Asked only when missing: creating it again would be refused for its
+        # cluster IP (already allocated, 422) before its name (409).
+        try:
+            await services.create(service(cluster_ip), NAMESPACE)
+            log.info("service %s/%s created at %s", NAMESPACE, NAME, cluster_ip)
+        except ApiError as e:
+            if not e.conflict:
+                raise
     slices = client.resource("discovery.k8s.io/v1", "endpointslices")
     want = endpoint_slice(address, port)
     try:
