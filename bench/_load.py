@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing as mp
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -63,6 +64,8 @@ async def _child_async(url: str, data_dir: Path, path: str, namespace: str, indi
                        go: Any) -> dict[str, Any]:
     bodies = [orjson.dumps(factory(namespace, f"bench-{i:07d}", i)) for i in indices]
     headers = {"Content-Type": "application/json", "Accept": "application/json"}
+    if os.environ.get("PINNACE_BENCH_AS"):  # the admin impersonates a user RBAC decides for
+        headers["Impersonate-User"] = os.environ["PINNACE_BENCH_AS"]
     latencies: list[float] = []
     errors: list[str] = []
     n_err = 0

@@ -18,9 +18,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import tempfile
 import time
 
+import aiohttp
 import orjson
 from _common import (
     client_session,
@@ -51,6 +53,19 @@ async def store_baseline(n: int, c: int, value_size: int) -> dict[str, float]:
             await store.close()
 
 
+async def bind_edit(session: aiohttp.ClientSession, url: str, user: str) -> None:
+    binding = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+               "metadata": {"name": f"bench-{user}"},
+               "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                           "name": "edit"},
+               "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User",
+                             "name": user}]}
+    async with session.post(f"{url}/apis/rbac.authorization.k8s.io/v1/namespaces/{NAMESPACE}"
+                            "/rolebindings", json=binding) as r:
+        if r.status not in (201, 409):
+            raise RuntimeError(f"bind {user}: {r.status} {await r.text()}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-n", type=int, default=20_000, help="pods to create")
@@ -64,6 +79,9 @@ def main() -> None:
                              "(.txt = raw collapsed stacks, .svg, .json = speedscope)")
     parser.add_argument("--native", action="store_true",
                         help="with --py-spy: include C frames (ssl, sqlite, orjson)")
+    parser.add_argument("--as-user", default="", metavar="NAME",
+                        help="create as NAME, bound to the edit role in the namespace, so "
+                             "every request is authorized by RBAC (the admin skips it)")
     args = parser.parse_args()
     if args.quick:
         args.n, args.c = 2_000, 32
@@ -79,7 +97,11 @@ def main() -> None:
         async def prepare() -> None:
             async with client_session(server.data_dir) as s:
                 await ensure_namespace(s, server.url, NAMESPACE)
+                if args.as_user:
+                    await bind_edit(s, server.url, args.as_user)
         asyncio.run(prepare())
+        if args.as_user:
+            os.environ["PINNACE_BENCH_AS"] = args.as_user
 
         cpu_before = [0.0]
         with py_spy(server.pid, args.py_spy, native=args.native):
@@ -96,7 +118,8 @@ def main() -> None:
         ["path", "creates/s", "p50 ms", "p99 ms", "errors", "server cores", "client cores"],
         [["Store.create, sqlite in-process", store["creates_per_s"], store["p50_ms"],
           store["p99_ms"], 0, "-", "-"],
-         [f"POST pods via HTTP API, {args.procs} client proc", api.per_s, api.p50_ms,
+         [f"POST pods via HTTP API, {args.procs} client proc"
+          + (f", as {args.as_user}" if args.as_user else ""), api.per_s, api.p50_ms,
           api.p99_ms, api.n_err, server_cores, api.client_cores]])
     if api.first_error:
         console.print(f"[red]first error:[/] {api.first_error}")
