@@ -11,12 +11,15 @@ manager's aggregation controller first runs (and in servers without one).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
 from pinnace.api.aggregation import aggregated_rules
+from pinnace.api.resources import ResourceInfo
 
 from . import bootstrappolicy as policy
+from . import codec
 from .registry import ResourceTable
 from .rest import Options, Registry
 from .status import APIError
@@ -67,32 +70,40 @@ async def ensure_default_policy(registry: Registry, table: ResourceTable) -> Non
                               ("rolebindings", policy.role_bindings())):
         info = table.lookup(GROUP, "v1", resource)
         assert info is not None
-        for obj in objects:
-            meta = obj["metadata"]
-            ns, name = meta.get("namespace"), meta["name"]
-            try:
-                current = await registry.get(info, ns, name)
-            except APIError as e:
-                if e.code != 404:
-                    raise
-                # An aggregated role is created empty (validation wants it so) and
-                # filled by the update below, as the aggregation controller would.
-                fresh = {**obj, "rules": []} if obj.get("aggregationRule") else obj
-                try:
-                    current = await registry.create(info, ns, fresh, opts)
-                except APIError as e:
-                    if e.code not in (404, 409):  # 404: a namespace not there yet
-                        raise
-                    continue
-            if (current["metadata"].get("annotations") or {}).get(AUTOUPDATE) == "false":
-                continue
-            if current.get("roleRef", obj.get("roleRef")) != obj.get("roleRef"):
-                log.warning("%s %s refers to another role than the default; left alone",
-                            resource, name)
-                continue
-            if _merge(current, obj):
-                try:
-                    await registry.update(info, ns, name, current, opts)
-                except APIError as e:
-                    if e.code != 409:  # someone else changed it: next start tries again
-                        raise
+        # One list instead of a read per object, and the objects reconciled
+        # concurrently: this runs before every start completes.
+        kvs = (await registry.list_kvs(info, None))[0]
+        existing = {(o["metadata"].get("namespace"), o["metadata"]["name"]): o for o in (
+            codec.decode_stored(kv.value, kv.mod_revision) for kv in kvs)}
+        await asyncio.gather(*(
+            _reconcile(registry, info, obj, existing.get(
+                (obj["metadata"].get("namespace"), obj["metadata"]["name"])), opts)
+            for obj in objects))
+
+
+async def _reconcile(registry: Registry, info: ResourceInfo, obj: dict[str, Any],
+                     current: dict[str, Any] | None, opts: Options) -> None:
+    meta = obj["metadata"]
+    ns, name = meta.get("namespace"), meta["name"]
+    if current is None:
+        # An aggregated role is created empty (validation wants it so) and
+        # filled by the update below, as the aggregation controller would.
+        fresh = {**obj, "rules": []} if obj.get("aggregationRule") else obj
+        try:
+            current = await registry.create(info, ns, fresh, opts)
+        except APIError as e:
+            if e.code not in (404, 409):  # 404: a namespace not there yet
+                raise
+            return
+    if (current["metadata"].get("annotations") or {}).get(AUTOUPDATE) == "false":
+        return
+    if current.get("roleRef", obj.get("roleRef")) != obj.get("roleRef"):
+        log.warning("%s %s refers to another role than the default; left alone",
+                    info.resource, name)
+        return
+    if _merge(current, obj):
+        try:
+            await registry.update(info, ns, name, current, opts)
+        except APIError as e:
+            if e.code != 409:  # someone else changed it: next start tries again
+                raise
