@@ -36,11 +36,11 @@ class Authorizer:
 
     async def decide(self, user: User, info: RequestInfo) -> tuple[bool, str]:
         """``allowed``, but a refusal is given only once RBAC has seen every
-        change committed so far: the watch feeding it may lag a binding
+        change this server wrote: the watch feeding it may lag a binding
         created a moment ago by the same client."""
         ok, reason = self.allowed(user, info)
-        if not ok and self.rbac is not None and await self.rbac.caught_up(
-                await self.rbac.store.revision()):
+        if not ok and self.rbac is not None and self.rbac.expected > self.rbac.revision and \
+                await self.rbac.caught_up():
             ok, reason = self.allowed(user, info)
         return ok, reason
 

@@ -162,7 +162,8 @@ class RBAC:
         self._bindings: dict[str, tuple[Binding, list[str]]] = {}  # store key -> binding, subjects
         self._by_subject: dict[str, dict[str, Binding]] = {}  # subject key -> store key -> binding
         self._decisions: dict[tuple[Any, ...], tuple[bool, str]] = {}
-        self.revision = 0
+        self.revision = 0  # the newest RBAC change applied
+        self.expected = 0  # the newest RBAC change this server wrote
         self._synced = asyncio.Event()
         self._changed = asyncio.Condition()
         self._task: asyncio.Task[None] | None = None
@@ -215,9 +216,18 @@ class RBAC:
             self.revision = max(self.revision, revision)
             self._changed.notify_all()
 
-    async def caught_up(self, revision: int, timeout: float = 2.0) -> bool:
-        """Wait until every RBAC change up to ``revision`` is applied: a
-        denial rechecks after this, so a binding created a moment ago counts."""
+    def expect(self, revision: int) -> None:
+        """This server wrote an RBAC change at ``revision``."""
+        self.expected = max(self.expected, revision)
+
+    async def caught_up(self, timeout: float = 2.0) -> bool:
+        """Wait until every RBAC change this server wrote is applied: a
+        denial rechecks after this, so a binding created a moment ago
+        through this server counts. (The watch only sees RBAC keys, so the
+        store's own revision, moved by every other write, is no guide.)"""
+        revision = self.expected
+        if self.revision >= revision:
+            return True
         try:
             async with asyncio.timeout(timeout):
                 async with self._changed:

@@ -81,6 +81,18 @@ class RBACStrategy(Strategy):
                 "permissions not currently held:\n" + "\n".join(_compact(r) for r in missing),
                 info.resource, GROUP, name)
 
+    async def after_create(self, info: ResourceInfo, obj: dict[str, Any]) -> None:
+        self._written(obj)
+
+    async def after_update(self, info: ResourceInfo, new: dict[str, Any],
+                           old: dict[str, Any]) -> None:
+        self._written(new)
+
+    def _written(self, obj: dict[str, Any]) -> None:
+        # Refusals wait for RBAC's watch to reach this write (authz.decide).
+        if self.authz.rbac is not None:
+            self.authz.rbac.expect(int(obj["metadata"].get("resourceVersion") or 0))
+
     def _may(self, user: User, verb: str, resource: str, ns: str, name: str) -> bool:
         return self.authz.allowed(user, RequestInfo(verb, "", True, GROUP, "v1", ns, resource,
                                                     "", name))[0]

@@ -352,8 +352,8 @@ class Registry:
             except BaseException:
                 await undo()
                 raise
-            await strat.after_update(info, new, old)
             new["metadata"]["resourceVersion"] = str(written.mod_revision)
+            await strat.after_update(info, new, old)
             return self.to_served(info, new)
         raise status.conflict(info.resource, info.group, name, status.STALE)
 

@@ -251,3 +251,44 @@ def test_access_reviews_refuse_malformed_attributes(cluster: Server) -> None:
             "apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview", "spec": spec})
         assert code == 400, body
         assert "exactly one of nonResourceAttributes or resourceAttributes" in body["message"]
+
+
+def test_a_user_without_rights_gets_403_from_every_verb(cluster: Server, cluster_ns: str) -> None:
+    """Never 404 or 500: authorization answers before existence is looked up."""
+    ns = cluster_ns
+    nobody = new_user(cluster, f"nobody-{ns}")
+    cluster.kubectl("create", "deployment", "web", "--image=busybox", "-n", ns)
+    cluster.kubectl("create", "configmap", "cm", "--from-literal=a=b", "-n", ns)
+    manifest = json.dumps({"apiVersion": "v1", "kind": "ConfigMap",
+                           "metadata": {"name": "cm2", "namespace": ns}, "data": {"a": "b"}})
+    verbs = [
+        ("get", "pods", "-n", ns), ("get", "pod", "missing", "-n", ns),
+        ("get", "deployments", "-A"), ("get", "all", "-n", ns),
+        ("describe", "configmap", "cm", "-n", ns),
+        ("create", "configmap", "new", "-n", ns),
+        ("delete", "configmap", "cm", "-n", ns),
+        ("delete", "configmaps", "--all", "-n", ns),
+        ("label", "configmap", "cm", "x=y", "-n", ns),
+        ("annotate", "configmap", "cm", "x=y", "-n", ns),
+        ("patch", "configmap", "cm", "-n", ns, "-p", '{"data":{"a":"c"}}'),
+        ("scale", "deployment", "web", "--replicas=3", "-n", ns),
+        ("set", "image", "deployment/web", "busybox=busybox:2", "-n", ns),
+        ("rollout", "restart", "deployment/web", "-n", ns),
+        ("logs", "deployment/web", "-n", ns),
+        ("exec", "missing", "-n", ns, "--", "true"),
+        ("get", "nodes"), ("get", "namespaces"), ("get", "clusterroles"),
+        ("create", "namespace", f"{ns}-x"),
+        ("get", "--raw", f"/api/v1/namespaces/{ns}/secrets"),
+    ]
+    for args in verbs:
+        proc = nobody.kubectl(*args, check=False)
+        assert proc.returncode != 0, f"kubectl {' '.join(args)} was allowed"
+        assert "forbidden" in proc.stderr.lower(), f"kubectl {' '.join(args)}: {proc.stderr}"
+        assert "NotFound" not in proc.stderr and "InternalError" not in proc.stderr, proc.stderr
+    for args in (("apply", "-f", "-"), ("apply", "--server-side", "-f", "-")):
+        proc = nobody.kubectl(*args, check=False, input=manifest)
+        assert proc.returncode != 0 and "forbidden" in proc.stderr.lower(), proc.stderr
+    # What every authenticated user may do still works.
+    assert nobody.kubectl("auth", "whoami", "-o", "name", check=False).returncode == 0
+    assert nobody.kubectl("api-resources", check=False).returncode == 0
+    assert nobody.kubectl("version", check=False).returncode == 0
