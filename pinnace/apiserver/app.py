@@ -86,7 +86,7 @@ class APIServer:
         self.table = ResourceTable()
         self.ips = ServiceIPAllocator(self.store, config.service_cidr)
         self.ports = NodePortAllocator(self.store, *config.node_port_range)
-        self.rbac = RBAC(self.store)
+        self.rbac = RBAC()
         self.authz = Authorizer(self.rbac)
         self.strategies = Strategies(self.store, self.table, self.ips, self.ports,
                                      (config.default_not_ready_toleration_seconds,
@@ -143,7 +143,10 @@ class APIServer:
         self.authn.issuer = TokenIssuer(await asyncio.to_thread(
             load_or_create_key, cfg.data_dir / "tls" / "service-account.key"))
         await self.store.start()
-        await self.rbac.start()
+        for kind in ("clusterroles", "roles", "clusterrolebindings", "rolebindings"):
+            rbac_info = self.table.lookup("rbac.authorization.k8s.io", "v1", kind)
+            assert rbac_info is not None
+            await self._follow(rbac_info.key_prefix, self.rbac.event)
         app = web.Application(middlewares=[self._errors, self._authenticate],
                               client_max_size=codec.MAX_BODY + 1024)
         app.router.add_route("*", "/{tail:.*}", self._route)
@@ -190,7 +193,6 @@ class APIServer:
             task.cancel()
         await self.watches.stop()
         await self.authn.close()
-        await self.rbac.close()
         if self.handlers.node_proxy is not None:
             await self.handlers.node_proxy.close()
         if self._runner is not None:

@@ -39,7 +39,7 @@ class Authorizer:
         change this server wrote: the watch feeding it may lag a binding
         created a moment ago by the same client."""
         ok, reason = self.allowed(user, info)
-        if not ok and self.rbac is not None and self.rbac.expected > self.rbac.revision and \
+        if not ok and self.rbac is not None and self.rbac.behind and \
                 await self.rbac.caught_up():
             ok, reason = self.allowed(user, info)
         return ok, reason

@@ -1,7 +1,7 @@
 """RBAC: Roles, ClusterRoles and their bindings decide what a user may do.
 
-The four kinds are held in memory, fed by one store watch on their common
-prefix, and indexed by subject, so that a decision looks only at the
+The four kinds are held in memory, fed by the API server's watch cache, and
+indexed by subject, so that a decision looks only at the
 bindings naming the user, one of its groups, or its service account. A
 request is allowed when any rule of any role bound to it allows it, as
 upstream's RBAC authorizer decides; a RoleBinding applies only in its own
@@ -20,16 +20,11 @@ import logging
 from collections.abc import Iterable
 from typing import Any
 
-import orjson
-
-from pinnace.storage.interface import CompactedError, Store
-
 from .authn import User
 from .requestinfo import RequestInfo
 
 log = logging.getLogger("pinnace.apiserver.rbac")
 
-PREFIX = "/registry/rbac.authorization.k8s.io/"
 SA_PREFIX = "system:serviceaccount:"
 
 Rule = dict[str, Any]
@@ -116,7 +111,11 @@ def uncovered(owner_rules: list[Rule], wanted: list[Rule]) -> list[Rule]:
 
 # -- the authorizer -------------------------------------------------------------
 
-def _subject_keys(subject: dict[str, Any], binding_ns: str) -> str | None:
+KINDS = ("ClusterRole", "Role", "ClusterRoleBinding", "RoleBinding")
+ObjectKey = tuple[str, str, str]  # kind, namespace, name
+
+
+def _subject_key(subject: dict[str, Any], binding_ns: str) -> str | None:
     kind, name = subject.get("kind"), subject.get("name", "")
     if kind == "User":
         return "u:" + name
@@ -132,16 +131,17 @@ def _user_keys(user: User) -> list[str]:
 
 
 class Binding:
-    __slots__ = ("kind", "name", "namespace", "role_kind", "role_name")
+    __slots__ = ("kind", "name", "namespace", "role_kind", "role_name", "subjects")
 
     def __init__(self, obj: dict[str, Any]):
         meta = obj["metadata"]
-        self.kind = obj.get("kind") or ("RoleBinding" if meta.get("namespace")
-                                        else "ClusterRoleBinding")
+        self.kind = obj["kind"]
         self.name = meta["name"]
         self.namespace = meta.get("namespace", "")
         ref = obj.get("roleRef") or {}
         self.role_kind, self.role_name = ref.get("kind", ""), ref.get("name", "")
+        self.subjects = [k for s in obj.get("subjects") or ()
+                         if (k := _subject_key(s, self.namespace)) is not None]
 
     def describe(self, subject_key: str) -> str:
         kind = "User" if subject_key.startswith("u:") else "Group"
@@ -151,137 +151,84 @@ class Binding:
 
 
 class RBAC:
-    """The RBAC objects in memory and the decisions they give."""
+    """The RBAC objects in memory and the decisions they give. The API
+    server feeds ``event`` from its watch cache, one stream per kind."""
 
     CACHE_SIZE = 50_000
 
-    def __init__(self, store: Store):
-        self.store = store
+    def __init__(self) -> None:
         self.cluster_roles: dict[str, list[Rule]] = {}
         self.roles: dict[tuple[str, str], list[Rule]] = {}
-        self._bindings: dict[str, tuple[Binding, list[str]]] = {}  # store key -> binding, subjects
-        self._by_subject: dict[str, dict[str, Binding]] = {}  # subject key -> store key -> binding
+        self._bindings: dict[ObjectKey, Binding] = {}
+        self._by_subject: dict[str, dict[ObjectKey, Binding]] = {}  # subject key -> bindings
         self._decisions: dict[tuple[Any, ...], tuple[bool, str]] = {}
-        self.revision = 0  # the newest RBAC change applied
-        self.expected = 0  # the newest RBAC change this server wrote
-        self._synced = asyncio.Event()
-        self._changed = asyncio.Condition()
-        self._task: asyncio.Task[None] | None = None
+        # Per kind, as each kind arrives on its own stream: the newest change
+        # applied, and the newest one this server wrote.
+        self.applied = dict.fromkeys(KINDS, 0)
+        self.expected = dict.fromkeys(KINDS, 0)
+        self._progress = asyncio.Event()
 
     # -- feeding ----------------------------------------------------------
 
-    async def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._follow())
-        await self._synced.wait()
+    def event(self, type_: str, obj: dict[str, Any]) -> None:
+        kind, meta = obj["kind"], obj["metadata"]
+        key = (kind, meta.get("namespace", ""), meta["name"])
+        self._remove(key)
+        if type_ != "DELETED":
+            self._put(key, obj)
+        self.applied[kind] = max(self.applied[kind], int(meta.get("resourceVersion") or 0))
+        self._progress.set()
+        self._progress = asyncio.Event()
 
-    async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
+    def expect(self, kind: str, revision: int) -> None:
+        """This server wrote a ``kind`` at ``revision``."""
+        self.expected[kind] = max(self.expected[kind], revision)
 
-    async def _follow(self) -> None:
-        delay = 0.5
-        while True:
-            try:
-                listed = await self.store.list(PREFIX)
-                self._reset()
-                for kv in listed.kvs:
-                    self._put(kv.key, orjson.loads(kv.value))
-                await self._advance(listed.revision)
-                self._synced.set()
-                watch = self.store.watch(PREFIX, listed.revision)
-                try:
-                    async for ev in watch:
-                        if ev.type == "DELETED":
-                            self._remove(ev.kv.key)
-                        else:
-                            self._put(ev.kv.key, orjson.loads(ev.kv.value))
-                        await self._advance(ev.kv.mod_revision)
-                        delay = 0.5
-                finally:
-                    await watch.close()
-            except asyncio.CancelledError:
-                raise
-            except CompactedError:
-                delay = 0.0
-            except Exception as e:  # noqa: BLE001 - start over from a fresh list
-                log.warning("RBAC watch failed (%s); listing again", e)
-            await asyncio.sleep(delay)
-            delay = min(max(delay * 2, 0.5), 30.0)
-
-    async def _advance(self, revision: int) -> None:
-        async with self._changed:
-            self.revision = max(self.revision, revision)
-            self._changed.notify_all()
-
-    def expect(self, revision: int) -> None:
-        """This server wrote an RBAC change at ``revision``."""
-        self.expected = max(self.expected, revision)
+    @property
+    def behind(self) -> bool:
+        """Some RBAC write this server made has not reached ``event`` yet."""
+        return any(self.applied[k] < self.expected[k] for k in KINDS)
 
     async def caught_up(self, timeout: float = 2.0) -> bool:
-        """Wait until every RBAC change this server wrote is applied: a
-        denial rechecks after this, so a binding created a moment ago
-        through this server counts. (The watch only sees RBAC keys, so the
-        store's own revision, moved by every other write, is no guide.)"""
-        revision = self.expected
-        if self.revision >= revision:
-            return True
+        """Wait until every RBAC write this server made is applied: a denial
+        rechecks after this, so a binding created a moment ago through this
+        server counts. (The store's revision is no guide: every other write
+        moves it.)"""
         try:
             async with asyncio.timeout(timeout):
-                async with self._changed:
-                    await self._changed.wait_for(lambda: self.revision >= revision)
+                while self.behind:
+                    await self._progress.wait()
             return True
         except TimeoutError:
             return False
 
-    def add(self, obj: dict[str, Any]) -> None:
-        """Take ``obj`` (a Role, ClusterRole or binding) as if the store held it."""
-        meta = obj["metadata"]
-        where = f"{meta['namespace']}/" if meta.get("namespace") else ""
-        self._put(f"{PREFIX}{obj['kind'].lower()}s/{where}{meta['name']}", obj)
-
-    def _reset(self) -> None:
-        self.cluster_roles.clear()
-        self.roles.clear()
-        self._bindings.clear()
-        self._by_subject.clear()
-        self._decisions.clear()
-
-    def _put(self, key: str, obj: dict[str, Any]) -> None:
-        self._remove(key)
-        resource = key[len(PREFIX):].split("/", 1)[0]
-        meta = obj.get("metadata") or {}
-        if resource == "clusterroles":
-            self.cluster_roles[meta["name"]] = obj.get("rules") or []
-        elif resource == "roles":
-            self.roles[(meta.get("namespace", ""), meta["name"])] = obj.get("rules") or []
-        elif resource in ("rolebindings", "clusterrolebindings"):
+    def _put(self, key: ObjectKey, obj: dict[str, Any]) -> None:
+        kind, ns, name = key
+        if kind == "ClusterRole":
+            self.cluster_roles[name] = obj.get("rules") or []
+        elif kind == "Role":
+            self.roles[(ns, name)] = obj.get("rules") or []
+        else:
             binding = Binding(obj)
-            subjects = [k for s in obj.get("subjects") or ()
-                        if (k := _subject_keys(s, binding.namespace)) is not None]
-            self._bindings[key] = (binding, subjects)
-            for s in subjects:
+            self._bindings[key] = binding
+            for s in binding.subjects:
                 self._by_subject.setdefault(s, {})[key] = binding
 
-    def _remove(self, key: str) -> None:
+    def _remove(self, key: ObjectKey) -> None:
         self._decisions.clear()
-        resource, _, rest = key[len(PREFIX):].partition("/")
-        if resource == "clusterroles":
-            self.cluster_roles.pop(rest, None)
-        elif resource == "roles":
-            ns, _, name = rest.partition("/")
+        kind, ns, name = key
+        if kind == "ClusterRole":
+            self.cluster_roles.pop(name, None)
+        elif kind == "Role":
             self.roles.pop((ns, name), None)
         else:
-            found = self._bindings.pop(key, None)
-            if found is not None:
-                for s in found[1]:
-                    by_key = self._by_subject.get(s)
-                    if by_key is not None:
-                        by_key.pop(key, None)
-                        if not by_key:
-                            del self._by_subject[s]
+            binding = self._bindings.pop(key, None)
+            for s in binding.subjects if binding is not None else ():
+                by_key = self._by_subject.get(s)
+                if by_key is not None:
+                    by_key.pop(key, None)
+                    if not by_key:
+                        del self._by_subject[s]
 
     # -- deciding ---------------------------------------------------------
 

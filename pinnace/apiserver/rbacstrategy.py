@@ -91,7 +91,7 @@ class RBACStrategy(Strategy):
     def _written(self, obj: dict[str, Any]) -> None:
         # Refusals wait for RBAC's watch to reach this write (authz.decide).
         if self.authz.rbac is not None:
-            self.authz.rbac.expect(int(obj["metadata"].get("resourceVersion") or 0))
+            self.authz.rbac.expect(obj["kind"], int(obj["metadata"].get("resourceVersion") or 0))
 
     def _may(self, user: User, verb: str, resource: str, ns: str, name: str) -> bool:
         return self.authz.allowed(user, RequestInfo(verb, "", True, GROUP, "v1", ns, resource,
