@@ -22,9 +22,10 @@ EXTRA_PREFIX = "Impersonate-Extra-"
 AUTH_GROUP = "authentication.k8s.io"
 
 
-def _impersonate(resource: str, name: str, namespace: str = "",
-                 group: str = "") -> RequestInfo:
-    return RequestInfo("impersonate", "", True, group, "", namespace, resource, "", name)
+def _impersonate(resource: str, name: str, namespace: str = "", group: str = "",
+                 subresource: str = "") -> RequestInfo:
+    return RequestInfo("impersonate", "", True, group, "", namespace, resource, subresource,
+                       name)
 
 
 async def impersonated(request: web.Request, user: User, authz: Authorizer) -> User:
@@ -51,11 +52,12 @@ async def impersonated(request: web.Request, user: User, authz: Authorizer) -> U
     else:
         checks.append(_impersonate("users", name))
     checks.extend(_impersonate("groups", g) for g in groups)
-    checks.extend(_impersonate(f"userextras/{k}", v, group=AUTH_GROUP) for k, v in extras)
+    checks.extend(_impersonate("userextras", v, group=AUTH_GROUP, subresource=k)
+                  for k, v in extras)
     if uid is not None:
         checks.append(_impersonate("uids", uid, group=AUTH_GROUP))
     for info in checks:
-        ok, _ = authz.allowed(user, info)
+        ok, _ = await authz.decide(user, info)
         if not ok:
             raise forbidden(user, info)
 

@@ -232,10 +232,14 @@ class RBAC:
 
     # -- deciding ---------------------------------------------------------
 
+    def role_rules(self, kind: str, namespace: str, name: str) -> list[Rule] | None:
+        """The rules of ClusterRole ``name`` or of Role ``namespace/name``; None if missing."""
+        if kind == "ClusterRole":
+            return self.cluster_roles.get(name)
+        return self.roles.get((namespace, name))
+
     def _role_rules(self, binding: Binding) -> list[Rule]:
-        if binding.role_kind == "ClusterRole":
-            return self.cluster_roles.get(binding.role_name, [])
-        return self.roles.get((binding.namespace, binding.role_name), [])
+        return self.role_rules(binding.role_kind, binding.namespace, binding.role_name) or []
 
     def _applicable(self, user: User, namespace: str) -> Iterable[tuple[str, Binding]]:
         for subject in _user_keys(user):

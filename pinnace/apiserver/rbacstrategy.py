@@ -64,9 +64,8 @@ class RBACStrategy(Strategy):
             if self._may(user, "bind", role_resource, ns, ref.get("name", "")):
                 return
             rbac = self.authz.rbac
-            found = None if rbac is None else (
-                rbac.cluster_roles.get(ref.get("name", "")) if role_resource == "clusterroles"
-                else rbac.roles.get((ns, ref.get("name", ""))))
+            found = None if rbac is None else rbac.role_rules(ref.get("kind", ""), ns,
+                                                              ref.get("name", ""))
             if found is None:
                 raise status.forbidden(
                     f'{info.resource}.{GROUP} "{name}" is forbidden: {ref.get("kind")} '
