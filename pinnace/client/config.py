@@ -31,12 +31,16 @@ class ClientConfig:
     def ssl_context(self) -> ssl.SSLContext | bool:
         if not self.server.startswith("https"):
             return False
-        ctx = ssl.create_default_context()
+        # The system's CA bundle is read only when the kubeconfig names no CA
+        # (loading it costs more than the rest of a client's start).
         if self.insecure:
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
             ctx.check_hostname = False
             ctx.verify_mode = ssl.CERT_NONE
         elif self.ca_data:
             ctx = ssl.create_default_context(cadata=self.ca_data.decode())
+        else:
+            ctx = ssl.create_default_context()
         if self.cert_data and self.key_data:
             # ssl only loads a key pair from files: write them privately, load, remove.
             with tempfile.TemporaryDirectory() as d:

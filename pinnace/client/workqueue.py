@@ -15,6 +15,7 @@ import logging
 from collections import deque
 from collections.abc import Awaitable, Callable, Hashable
 
+from .clock import Cancellable
 from .rest import ApiError
 
 
@@ -44,7 +45,7 @@ class ExponentialBackoff:
 
 class WorkQueue:
     def __init__(self, limiter: ExponentialBackoff | None = None,
-                 call_later: Callable[..., asyncio.TimerHandle] | None = None):
+                 call_later: Callable[..., Cancellable] | None = None):
         self._queue: deque[Hashable] = deque()
         self._dirty: set[Hashable] = set()
         self._processing: set[Hashable] = set()
@@ -52,7 +53,7 @@ class WorkQueue:
         self._shutting_down = False
         self.limiter = limiter or ExponentialBackoff()
         self._call_later = call_later
-        self._timers: set[asyncio.TimerHandle] = set()
+        self._timers: set[Cancellable] = set()
 
     def __len__(self) -> int:
         return len(self._queue)
@@ -78,7 +79,7 @@ class WorkQueue:
             self.add(item)
             return
         call_later = self._call_later or asyncio.get_running_loop().call_later
-        handle: asyncio.TimerHandle
+        handle: Cancellable
 
         def fire() -> None:
             self._timers.discard(handle)

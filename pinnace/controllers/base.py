@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pinnace.client import Client, InformerFactory, ShutDown, WorkQueue, key_of
+from pinnace.client.clock import Clock
 from pinnace.client.events import EventRecorder
 
 Obj = dict[str, Any]
@@ -26,6 +27,9 @@ class Context:
     client: Client
     informers: InformerFactory
     options: dict[str, Any] = field(default_factory=dict)
+    # What controllers read the time and set timers with (a test's SteppedClock
+    # fast-forwards schedules, back-offs and TTLs).
+    clock: Clock = field(default_factory=Clock)
 
 
 class Requeue(Exception):
@@ -43,7 +47,7 @@ class Controller:
     def __init__(self, ctx: Context):
         self.ctx = ctx
         self.client = ctx.client
-        self.queue = WorkQueue()
+        self.queue = WorkQueue(call_later=ctx.clock.call_later)
         self.recorder = EventRecorder(ctx.client, self.event_source)
         self.log = logging.getLogger(f"pinnace.controllers.{self.name}")
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -86,7 +85,7 @@ class CronJobController(Controller):
 
     def __init__(self, ctx: Context):
         super().__init__(ctx)
-        self.clock: Callable[[], float] = time.time
+        self.clock: Callable[[], float] = ctx.clock.time
         self.cronjobs = ctx.informers.informer("batch/v1", "cronjobs")
         self.jobs = ctx.informers.informer("batch/v1", "jobs")
         self.cj_api = self.client.resource("batch/v1", "cronjobs")

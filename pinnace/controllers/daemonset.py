@@ -266,7 +266,8 @@ class DaemonSetController(Controller):
         self.pod_api = self.client.resource("v1", "pods")
         self.history = history.Revisions(self.client)
         self.expectations = Expectations()
-        self.failed_pods_backoff = Backoff(self.FAILED_POD_BACKOFF, self.FAILED_POD_BACKOFF_CAP)
+        self.failed_pods_backoff = Backoff(self.FAILED_POD_BACKOFF, self.FAILED_POD_BACKOFF_CAP,
+                                           ctx.clock.monotonic)
 
     def setup(self) -> None:
         self.sets.add_handler(self.enqueue, lambda old, new: self.enqueue(new), self._set_deleted)

@@ -707,7 +707,7 @@ class DeploymentController(Controller):
             and current.get("reason") == NEW_RS_AVAILABLE
         name = f'ReplicaSet "{new_rs["metadata"]["name"]}"' if new_rs else \
             f'Deployment "{d["metadata"]["name"]}"'
-        now = dt.datetime.now(dt.UTC).timestamp()
+        now = self.ctx.clock.time()
         if has_progress_deadline(d) and not complete:
             if deployment_complete(d, status):
                 set_condition(status, new_condition("Progressing", "True", NEW_RS_AVAILABLE,

@@ -143,7 +143,7 @@ class DisruptionController(Controller):
 
     def __init__(self, ctx: Context):
         super().__init__(ctx)
-        self.clock: Callable[[], float] = time.time
+        self.clock: Callable[[], float] = ctx.clock.time
         self.deletion_timeout = float(ctx.options.get("pdb_deletion_timeout_seconds",
                                                       DELETION_TIMEOUT))
         self.stale_timeout = float(ctx.options.get("pdb_stale_disruption_seconds",

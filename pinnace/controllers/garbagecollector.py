@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pinnace.client import ApiError, Client, Informer
+from pinnace.client.clock import wait_event
 from pinnace.client.informer import strip_managed_fields
 
 from .base import Context, Controller, Requeue
@@ -290,10 +291,7 @@ class GarbageCollector(Controller):
 
     async def _rediscover_loop(self) -> None:
         while True:
-            try:
-                await asyncio.wait_for(self._discovery_wanted.wait(), self.resync_seconds)
-            except asyncio.TimeoutError:
-                pass
+            await wait_event(self._discovery_wanted, self.resync_seconds)
             wait = self._last_discovery + self.min_discovery_interval - time.monotonic()
             if wait > 0:
                 await asyncio.sleep(wait)

@@ -44,7 +44,6 @@ from __future__ import annotations
 import asyncio
 import copy
 import datetime as dt
-import time
 from collections.abc import Callable
 from fractions import Fraction
 from typing import Any
@@ -125,7 +124,7 @@ class HorizontalController(Controller):
         self.tolerance = float(opts.get("hpa_tolerance", 0.1))
         self.cpu_initialization_period = float(opts.get("hpa_cpu_initialization_period", 300))
         self.initial_readiness_delay = float(opts.get("hpa_initial_readiness_delay", 30))
-        self.clock: Callable[[], float] = time.time
+        self.clock: Callable[[], float] = ctx.clock.time
         self.hpas = ctx.informers.informer("autoscaling/v2", "horizontalpodautoscalers")
         self.pods = ctx.informers.informer("v1", "pods")
         self.hpa_api = self.client.resource("autoscaling/v2", "horizontalpodautoscalers")

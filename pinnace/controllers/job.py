@@ -25,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import copy
 import datetime as dt
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
@@ -173,7 +172,7 @@ class JobController(Controller):
 
     def __init__(self, ctx: Context):
         super().__init__(ctx)
-        self.clock: Callable[[], float] = time.time
+        self.clock: Callable[[], float] = ctx.clock.time
         self.expectations = Expectations()
         self.jobs = ctx.informers.informer("batch/v1", "jobs")
         self.pods = ctx.informers.informer("v1", "pods")

@@ -9,6 +9,7 @@ import logging
 import os
 import socket
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from pinnace.client import Client, InformerFactory, LeaderElector, auto_config
@@ -64,6 +65,18 @@ def build(ctx: Context, names: list[str]) -> list[Controller]:
     return [CONTROLLERS[n](ctx) for n in chosen]
 
 
+async def run_controllers(ctx: Context, running: list[Controller],
+                          on_synced: Callable[[], None] | None = None) -> None:
+    """Start the shared informers, wait for their first lists, then run
+    every controller until cancelled."""
+    ctx.informers.start()
+    await ctx.informers.wait_synced()
+    if on_synced is not None:
+        on_synced()
+    log.info("controllers running: %s", ", ".join(c.name for c in running))
+    await asyncio.gather(*(c.run() for c in running))
+
+
 async def run_controller_manager(kubeconfig: str | None, controllers: list[str] | None = None,
                                  leader_elect: bool = True,
                                  options: dict[str, Any] | None = None) -> None:
@@ -77,11 +90,7 @@ async def run_controller_manager(kubeconfig: str | None, controllers: list[str] 
         c.setup()
 
     async def lead() -> None:
-        informers.start()
-        await informers.wait_synced()
-        tune_gc()
-        log.info("controllers running: %s", ", ".join(c.name for c in running))
-        await asyncio.gather(*(c.run() for c in running))
+        await run_controllers(ctx, running, on_synced=tune_gc)
 
     try:
         if leader_elect:

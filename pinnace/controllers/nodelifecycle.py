@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import time
 from typing import Any
 
 from pinnace.client import ApiError, key_of
@@ -48,8 +47,9 @@ NO_EXECUTE_KEYS = frozenset({NOT_READY, UNREACHABLE})
 NODE_INDEX = "spec.nodeName"
 
 
-def now_rfc3339() -> str:
-    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+def now_rfc3339(t: float | None = None) -> str:
+    when = dt.datetime.now(dt.UTC) if t is None else dt.datetime.fromtimestamp(t, dt.UTC)
+    return when.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def pods_by_node(pod: Obj) -> list[str]:
@@ -186,7 +186,7 @@ class NodeLifecycleController(Controller):
     async def _monitor(self) -> None:
         # A safety net next to the per-node timers: look at every node each period.
         while True:
-            await asyncio.sleep(self.period)
+            await self.ctx.clock.sleep(self.period)
             for node in self.nodes.objects():
                 self.enqueue(node)
 
@@ -195,7 +195,7 @@ class NodeLifecycleController(Controller):
         renew = ((lease or {}).get("spec") or {}).get("renewTime")
         ready = condition(node, "Ready") or {}
         beat = ready.get("lastHeartbeatTime")
-        now = time.monotonic()
+        now = self.ctx.clock.monotonic()
         prev = self._health.get(name)
         if prev is None or prev[0] != renew or prev[1] != beat:
             self._health[name] = (renew, beat, now)
@@ -215,7 +215,7 @@ class NodeLifecycleController(Controller):
         await self._reconcile_taints(node)
 
     async def _mark_unknown(self, node: Obj) -> Obj:
-        now = now_rfc3339()
+        now = now_rfc3339(self.ctx.clock.time())
         conds = unknown_conditions(node, now)
         if conds is None:
             return node
@@ -232,7 +232,7 @@ class NodeLifecycleController(Controller):
         return updated
 
     async def _mark_pods_not_ready(self, node_name: str) -> None:
-        now = now_rfc3339()
+        now = now_rfc3339(self.ctx.clock.time())
         for pod in self.pods.by_index(NODE_INDEX, node_name):
             if pod["metadata"].get("deletionTimestamp") or \
                     (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
@@ -251,7 +251,7 @@ class NodeLifecycleController(Controller):
 
     async def _reconcile_taints(self, node: Obj) -> None:
         current = (node.get("spec") or {}).get("taints") or []
-        want = desired_taints(node, now_rfc3339())
+        want = desired_taints(node, now_rfc3339(self.ctx.clock.time()))
         if want == current:
             return
         meta = node["metadata"]
@@ -313,7 +313,7 @@ class TaintEvictionController(Controller):
             return
         node_name = (pod.get("spec") or {}).get("nodeName")
         taints = no_execute_taints(self.nodes.get(node_name)) if node_name else []
-        now = time.time()
+        now = self.ctx.clock.time()
         added = {}
         for t in taints:
             added[t.get("key") or ""] = self._seen.setdefault((node_name or "", t.get("key") or ""),
@@ -338,7 +338,8 @@ class TaintEvictionController(Controller):
             await self.pod_api.patch(meta["name"], {"status": {"conditions": [{
                 "type": "DisruptionTarget", "status": "True", "reason": "DeletionByTaintManager",
                 "message": "Taint manager: deleting due to NoExecute taint",
-                "lastTransitionTime": now_rfc3339()}]}}, meta["namespace"], type="strategic",
+                "lastTransitionTime": now_rfc3339(self.ctx.clock.time())}]}},
+                meta["namespace"], type="strategic",
                 subresource="status")
             # The node's kubelet is gone: nobody would confirm a graceful stop.
             await self.pod_api.delete(meta["name"], meta["namespace"], grace_period_seconds=0,

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -37,7 +36,7 @@ class PodGCController(Controller):
 
     def __init__(self, ctx: Context):
         super().__init__(ctx)
-        self.clock: Callable[[], float] = time.monotonic
+        self.clock: Callable[[], float] = ctx.clock.monotonic
         self.pods = ctx.informers.informer("v1", "pods")
         self.nodes = ctx.informers.informer("v1", "nodes")
         self.pod_api = self.client.resource("v1", "pods")
@@ -55,7 +54,7 @@ class PodGCController(Controller):
                 raise
             except Exception as e:  # noqa: BLE001 - try again next period
                 self.log.warning("pod gc pass failed: %s", e)
-            await asyncio.sleep(self.period)
+            await self.ctx.clock.sleep(self.period)
 
     async def sync(self, key: str) -> None:  # driven by run(), not by the queue
         await self.gc()

@@ -5,7 +5,6 @@ background propagation so the garbage collector removes its pods
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -32,7 +31,7 @@ class TTLAfterFinishedController(Controller):
 
     def __init__(self, ctx: Context):
         super().__init__(ctx)
-        self.clock: Callable[[], float] = time.time
+        self.clock: Callable[[], float] = ctx.clock.time
         self.jobs = ctx.informers.informer("batch/v1", "jobs")
         self.job_api = self.client.resource("batch/v1", "jobs")
 

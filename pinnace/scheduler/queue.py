@@ -20,6 +20,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from pinnace.client.clock import wait_event
 from pinnace.scheduler.cache import pod_key
 
 INITIAL_BACKOFF = 1.0
@@ -163,10 +164,7 @@ class SchedulingQueue:
             timeout = 1.0
             if self._backoff:
                 timeout = max(0.0, min(timeout, self._backoff[0][0] - self.clock()))
-            try:
-                await asyncio.wait_for(self._event.wait(), timeout)
-            except TimeoutError:
-                pass
+            await wait_event(self._event, timeout)
         return None
 
     def done(self, pod: Mapping[str, Any] | str) -> None:
