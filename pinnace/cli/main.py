@@ -162,6 +162,9 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--pods", default="110")
     sim.add_argument("--pod-startup-delay", type=float, default=0.0,
                      help="seconds from bound to Running")
+    sim.add_argument("--stages", type=Path, default=None, metavar="FILE",
+                     help="what simulated pods do over time: start and readiness delays, exits, "
+                          "crash loops (format: docs/simulated-nodes.md)")
     agent = sub.add_parser("agent", help="run a node agent: this machine runs pods (as root)")
     agent.add_argument("--kubeconfig", default=None, help="how to reach the API server")
     agent.add_argument("--reset", action="store_true",
@@ -353,11 +356,17 @@ def main(argv: list[str] | None = None) -> int:
             leader_elect=args.leader_elect == "true", options=_controller_options(args)))
     if args.command == "sim":
         from pinnace.kubelet.sim import run_sim
+        from pinnace.kubelet.simstages import Stages, load_stages
 
+        try:
+            stages = load_stages(args.stages) if args.stages else Stages()
+        except ValueError as e:
+            print(f"pinnace sim: {e}", file=sys.stderr)
+            return 2
         return _run_until_signal(run_sim(args.kubeconfig, args.nodes, args.prefix, args.cpu,
                                          args.memory, args.pods,
                                          pod_startup_delay=args.pod_startup_delay,
-                                         first_index=args.first_index))
+                                         first_index=args.first_index, stages=stages))
     if args.command == "image":
         from .image import run as run_image
 

@@ -114,13 +114,14 @@ def _volume_mounts(container: Obj) -> list[Obj]:
     return out
 
 
-def _container_status(pod_uid: str, c: Obj, state: Obj, *, ready: bool, started: bool,
-                      runtime: str) -> Obj:
+def container_status(pod_uid: str, c: Obj, state: Obj, *, ready: bool, started: bool,
+                      runtime: str, restarts: int = 0, last_state: Obj | None = None) -> Obj:
     image = c.get("image") or ""
-    st: Obj = {"name": c.get("name"), "state": state, "lastState": {}, "ready": ready,
-               "restartCount": 0, "image": normalize_image(image) if image else "",
+    st: Obj = {"name": c.get("name"), "state": state, "lastState": last_state or {},
+               "ready": ready, "restartCount": restarts,
+               "image": normalize_image(image) if image else "",
                "imageID": image_id(image) if image else "",
-               "containerID": container_id(pod_uid, c.get("name") or "", 0, runtime),
+               "containerID": container_id(pod_uid, c.get("name") or "", restarts, runtime),
                "started": started}
     if c.get("resources"):
         st["resources"] = {k: v for k, v in c["resources"].items()
@@ -160,24 +161,32 @@ def running_status(pod: Obj, *, host_ip: str, pod_ip: str, now: str | None = Non
     st["conditions"] = _conditions(pod, now, sandbox=True, initialized=True,
                                    containers_ready=True)
     st.update(_addresses(pod, host_ip, pod_ip))
-    inits = []
-    for c in spec.get("initContainers") or []:
-        if c.get("restartPolicy") == "Always":  # a sidecar keeps running
-            inits.append(_container_status(uid, c, {"running": {"startedAt": started}},
-                                           ready=True, started=True, runtime=runtime))
-        else:
-            cid = container_id(uid, c.get("name") or "", 0, runtime)
-            inits.append(_container_status(uid, c, {"terminated": {
-                "exitCode": 0, "reason": "Completed", "startedAt": started,
-                "finishedAt": started, "containerID": cid}}, ready=True, started=False,
-                runtime=runtime))
+    inits = completed_inits(pod, started, runtime)
     if inits:
         st["initContainerStatuses"] = inits
     st["containerStatuses"] = [
-        _container_status(uid, c, {"running": {"startedAt": started}}, ready=True, started=True,
+        container_status(uid, c, {"running": {"startedAt": started}}, ready=True, started=True,
                           runtime=runtime)
         for c in spec.get("containers") or []]
     return st
+
+
+def completed_inits(pod: Obj, started: str, runtime: str = "sim") -> list[Obj]:
+    """Init container statuses once they have all run: each exited 0 at
+    ``started``; sidecars (restartPolicy Always) keep running."""
+    uid = (pod.get("metadata") or {}).get("uid") or ""
+    inits = []
+    for c in (pod.get("spec") or {}).get("initContainers") or []:
+        if c.get("restartPolicy") == "Always":
+            inits.append(container_status(uid, c, {"running": {"startedAt": started}},
+                                          ready=True, started=True, runtime=runtime))
+        else:
+            cid = container_id(uid, c.get("name") or "", 0, runtime)
+            inits.append(container_status(uid, c, {"terminated": {
+                "exitCode": 0, "reason": "Completed", "startedAt": started,
+                "finishedAt": started, "containerID": cid}}, ready=True, started=False,
+                runtime=runtime))
+    return inits
 
 
 def terminated_status(pod: Obj, *, exit_code: int = 0, host_ip: str, pod_ip: str,
@@ -204,12 +213,12 @@ def terminated_status(pod: Obj, *, exit_code: int = 0, host_ip: str, pod_ip: str
         cid = container_id(uid, c.get("name") or "", 0, runtime)
         term = {"exitCode": exit_code, "reason": "Completed" if ok else "Error",
                 "startedAt": started, "finishedAt": now, "containerID": cid}
-        statuses.append(_container_status(uid, c, {"terminated": term}, ready=False,
+        statuses.append(container_status(uid, c, {"terminated": term}, ready=False,
                                           started=False, runtime=runtime))
     st["containerStatuses"] = statuses
     if spec.get("initContainers"):
         st["initContainerStatuses"] = [
-            _container_status(uid, c, {"terminated": {
+            container_status(uid, c, {"terminated": {
                 "exitCode": 0, "reason": "Completed", "startedAt": started,
                 "finishedAt": started if c.get("restartPolicy") != "Always" else now,
                 "containerID": container_id(uid, c.get("name") or "", 0, runtime)}},
@@ -218,16 +227,18 @@ def terminated_status(pod: Obj, *, exit_code: int = 0, host_ip: str, pod_ip: str
     return st
 
 
-__all__ = ["KUBELET_CONDITIONS", "container_id", "image_id", "normalize_image", "pod_status", "rfc3339",
-           "running_status", "terminated_status"]
+__all__ = ["KUBELET_CONDITIONS", "completed_inits", "container_id", "container_status",
+           "image_id", "normalize_image", "pod_status", "rfc3339", "running_status",
+           "terminated_status"]
 
 
 def pod_status(pod: Obj, *, phase: str, host_ip: str, pod_ip: str, sandbox: bool,
                init_statuses: list[Obj], statuses: list[Obj], start_time: str | None,
-               reason: str | None = None, message: str | None = None) -> Obj:
-    """A real node's report: the caller has each container's status; the
+               reason: str | None = None, message: str | None = None,
+               now: str | None = None) -> Obj:
+    """A node's report from each container's status (the caller's); the
     conditions follow from them as the kubelet derives them."""
-    now = rfc3339()
+    now = now or rfc3339()
     spec = pod.get("spec") or {}
     pending_inits = [s["name"] for s, c in zip(init_statuses, spec.get("initContainers") or [])
                      if not _init_done(s, c)]

@@ -7,7 +7,9 @@ controller reads Leases for liveness), reports its status only when it
 changes or every nodeStatusReportFrequency (5 min), takes the pods bound to
 it to Running with a pod IP, finishes graceful deletion, and can be stopped
 to simulate a node failure (then it does nothing at all: its Lease expires
-and its pods stay as they are).
+and its pods stay as they are). What each pod does over time (start and
+readiness delays, exits, crash loops, flapping readiness) is its behaviour
+(pinnace.kubelet.simstages), played out here as a kubelet would.
 
 Built for thousands of nodes in one process: one pod informer and one node
 informer keep slim copies of only our objects, one timer heap drives every
@@ -22,7 +24,6 @@ import datetime as dt
 import heapq
 import ipaddress
 import logging
-import re
 import time
 import uuid
 from collections.abc import Iterable
@@ -30,12 +31,21 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pinnace.client import ApiError, Client, Informer, WorkQueue, auto_config, key_of
+from pinnace.client.clock import Clock, SteppedClock, wait_event
 from pinnace.client.workqueue import process
 
 from . import lease
 from .ipam import NodeIPAM, PoolExhausted, fallback_cidr
 from .lease import LEASE_NAMESPACE
-from .podstatus import rfc3339, running_status, terminated_status
+from .podstatus import (
+    completed_inits,
+    container_id,
+    container_status,
+    pod_status,
+    rfc3339,
+    running_status,
+)
+from .simstages import ANNOTATIONS, PLAIN, Behaviour, Stages, crash_backoff, parse_duration
 
 log = logging.getLogger("pinnace.kubelet.sim")
 
@@ -43,30 +53,11 @@ Obj = dict[str, Any]
 
 KUBELET_VERSION = "v1.37.0-pinnace-sim"
 RUNTIME_VERSION = "sim://1.0"
-COMPLETE_AFTER = "pinnace.dev/sim-complete-after"
 HOST_IP_BASE = int(ipaddress.IPv4Address("10.200.0.0"))
 DEFAULT_CAPACITY = {"cpu": "32", "memory": "256Gi", "pods": "110",
                     "ephemeral-storage": "100Gi", "hugepages-1Gi": "0", "hugepages-2Mi": "0"}
 
 _LEASE, _STATUS = 0, 1
-
-
-_DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
-_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
-
-
-def parse_duration(text: str) -> float | None:
-    """Seconds in a Go duration ("5s", "1m30s", "250ms"); None if malformed."""
-    text = text.strip()
-    if text in ("0", ""):
-        return 0.0 if text else None
-    pos, total = 0, 0.0
-    for m in _DURATION.finditer(text):
-        if m.start() != pos:
-            return None
-        total += float(m.group(1)) * _UNITS[m.group(2)]
-        pos = m.end()
-    return total if pos == len(text) and pos else None
 
 
 def _parse_time(value: str) -> float:
@@ -88,9 +79,9 @@ def slim_pod(pod: Obj) -> Obj:
     meta, spec, st = pod.get("metadata") or {}, pod.get("spec") or {}, pod.get("status") or {}
     m = {k: meta[k] for k in ("name", "namespace", "uid", "resourceVersion", "generation",
                               "deletionTimestamp") if k in meta}
-    ann = (meta.get("annotations") or {}).get(COMPLETE_AFTER)
-    if ann is not None:
-        m["annotations"] = {COMPLETE_AFTER: ann}
+    ann = meta.get("annotations")
+    if ann and any(k in ANNOTATIONS for k in ann):
+        m["annotations"] = {k: v for k, v in ann.items() if k in ANNOTATIONS}
     s = {k: spec[k] for k in ("nodeName", "restartPolicy", "hostNetwork", "readinessGates")
          if k in spec}
     s["containers"] = [_slim_container(c) for c in spec.get("containers") or []]
@@ -98,7 +89,22 @@ def slim_pod(pod: Obj) -> Obj:
         s["initContainers"] = [_slim_container(c) for c in spec["initContainers"]]
     status = {k: st[k] for k in ("phase", "podIP", "startTime", "qosClass", "conditions")
               if k in st}
+    # Where a restarted simulator picks up a crash-looping pod's count.
+    restarts = max((int(c.get("restartCount") or 0) for c in st.get("containerStatuses") or ()),
+                   default=0)
+    if restarts:
+        status["restarts"] = restarts
     return {"metadata": m, "spec": s, "status": status}
+
+
+def _slim_with(stages: Stages) -> Any:
+    def transform(pod: Obj) -> Obj:
+        slim = slim_pod(pod)
+        behaviour = stages.for_pod(pod)
+        if not behaviour.plain:
+            slim["behaviour"] = behaviour
+        return slim
+    return transform
 
 
 def slim_node(node: Obj) -> Obj:
@@ -109,6 +115,19 @@ def slim_node(node: Obj) -> Obj:
 
 
 # -- one simulated node --------------------------------------------------------
+
+@dataclass(slots=True)
+class PodRun:
+    """Where a pod with a behaviour is in it (clock seconds since the epoch)."""
+
+    started: float  # the containers' current (or last) start
+    restarts: int = 0
+    backoff: float = 0.0  # the crash back-off in force
+    waiting_until: float = 0.0  # > 0: in CrashLoopBackOff until then
+    backoff_shown: float = 0.0  # the wait being served, for the waiting message
+    last_exit: tuple[int, float, float] | None = None  # (code, started, finished)
+    reported: Any = None  # what the last status we sent said, to send only changes
+
 
 @dataclass(slots=True, eq=False)
 class SimNode:
@@ -143,8 +162,11 @@ class SimNodes:
                  *, pod_startup_delay: float = 0.0, lease_duration: int = 40,
                  renew_interval: float | None = None, status_report_frequency: float = 300.0,
                  first_index: int = 0, labels: dict[str, str] | None = None,
-                 workers: int = 16, max_in_flight: int = 32):
+                 workers: int = 16, max_in_flight: int = 32, stages: Stages | None = None,
+                 clock: Clock | None = None):
         self.client = client
+        self.stages = stages or Stages()
+        self.clock = clock or Clock()
         self.capacity = {**DEFAULT_CAPACITY, **(capacity or {})}
         self.pod_startup_delay = pod_startup_delay
         self.lease_duration = lease_duration
@@ -160,12 +182,13 @@ class SimNodes:
             idx = first_index + i
             self.nodes[name] = SimNode(name, idx, str(ipaddress.IPv4Address(
                 HOST_IP_BASE + 1 + idx)), NodeIPAM(fallback_cidr(idx)))
-        self.pod_informer = Informer(self.pods_rc, keep=self._ours, transform=slim_pod)
+        self.pod_informer = Informer(self.pods_rc, keep=self._ours,
+                                     transform=_slim_with(self.stages))
         self.pod_informer.add_index("node", lambda p: [p["spec"].get("nodeName") or ""])
         self.node_informer = Informer(
             self.nodes_rc, keep=lambda n: n["metadata"]["name"] in self.nodes,
             transform=slim_node)
-        self.queue = WorkQueue()
+        self.queue = WorkQueue(call_later=self.clock.call_later)
         self.ready = asyncio.Event()
         # Heartbeats (registration, Leases, node status) and pod work have
         # budgets of their own: a burst of pod updates must never hold up
@@ -176,6 +199,10 @@ class SimNodes:
         self._seq = 0
         self._wake = asyncio.Event()
         self._first_seen: dict[str, float] = {}
+        self._runs: dict[str, PodRun] = {}  # pod uid -> its behaviour's progress
+        # Pods we reported Succeeded or Failed: a sync that still sees the
+        # informer's older copy must not start them again.
+        self._ended: set[str] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
 
     def _ours(self, pod: Obj) -> bool:
@@ -198,6 +225,8 @@ class SimNodes:
             await asyncio.gather(self.node_informer.synced.wait(),
                                  self.pod_informer.synced.wait())
             self._schedule_all()
+            if isinstance(self.clock, SteppedClock):
+                self.clock.on_advance(self._clock_jumped)
             self.ready.set()
             log.info("simulating %d nodes", len(self.nodes))
             await asyncio.gather(self._heartbeat_loop(),
@@ -225,6 +254,14 @@ class SimNodes:
         self._push(time.monotonic(), _STATUS, name)
         for pod in self.pod_informer.by_index("node", name):
             self.queue.add(key_of(pod))
+
+    async def _clock_jumped(self, seconds: float) -> None:
+        """A test moved time forward: renew every live node's Lease now, as
+        they would have been renewed all along, so only stopped nodes look
+        silent to the node lifecycle controller."""
+        live = [n for n in self.nodes.values() if n.running and n.registered]
+        await asyncio.gather(*(self._bounded(self._renew(n)) for n in live),
+                             return_exceptions=True)
 
     async def _bounded(self, coro: Any) -> Any:
         async with self._beats:
@@ -381,10 +418,7 @@ class SimNodes:
                 self._spawn(self._beat(node, kind))
             self._wake.clear()
             delay = self._heap[0][0] - time.monotonic() if self._heap else 1.0
-            try:
-                await asyncio.wait_for(self._wake.wait(), max(min(delay, 1.0), 0.0))
-            except TimeoutError:
-                pass
+            await wait_event(self._wake, max(min(delay, 1.0), 0.0))
 
     async def _beat(self, node: SimNode, kind: int) -> None:
         try:
@@ -416,6 +450,8 @@ class SimNodes:
         node = self.nodes.get(pod["spec"].get("nodeName"))
         uid = pod["metadata"].get("uid") or ""
         self._first_seen.pop(uid, None)
+        self._runs.pop(uid, None)
+        self._ended.discard(uid)
         if node is not None:
             node.ipam.release(uid)
 
@@ -437,6 +473,7 @@ class SimNodes:
         if meta.get("deletionTimestamp"):
             # Containers "stop" at once; finish the graceful deletion as kubelet does.
             node.ipam.release(uid)
+            self._runs.pop(uid, None)
             try:
                 await self.pods_rc.delete(name, ns, grace_period_seconds=0,
                                           preconditions={"uid": uid})
@@ -444,32 +481,42 @@ class SimNodes:
                 if not (e.not_found or e.conflict):
                     raise
             return
-        if phase in ("Succeeded", "Failed"):
+        if phase in ("Succeeded", "Failed") or uid in self._ended:
             node.ipam.release(uid)
             self._first_seen.pop(uid, None)
+            self._runs.pop(uid, None)
             return
+        behaviour: Behaviour = pod.get("behaviour") or PLAIN
         host_network = bool(spec.get("hostNetwork"))
         if phase == "Running":
             ip = status.get("podIP")
             if ip and not host_network:
                 node.ipam.reserve(uid, ip)
-            await self._reassert_ready(pod, node, ip or "")
-            await self._maybe_complete(key, pod, node)
+            if behaviour.plain:
+                await self._reassert_ready(pod, node, ip or "")
+            else:
+                await self._play(key, pod, node, behaviour, ip or "")
             return
-        now = time.monotonic()
-        if self.pod_startup_delay > 0:
+        now = self.clock.monotonic()
+        delay = max(self.pod_startup_delay, behaviour.running_after)
+        if delay > 0:
             seen = self._first_seen.setdefault(uid, now)
-            if now < seen + self.pod_startup_delay:
-                self.queue.add_after(key, seen + self.pod_startup_delay - now)
+            if now < seen + delay:
+                self.queue.add_after(key, seen + delay - now)
                 return
         try:
             ip = node.host_ip if host_network else node.ipam.allocate(uid)
         except PoolExhausted as e:
             log.warning("pod %s on %s: %s", key, node.name, e)
             return
-        body = {"status": running_status(pod, host_ip=node.host_ip, pod_ip=ip)}
-        await self.pods_rc.patch(name, body, ns, type="merge", subresource="status")
         self._first_seen.pop(uid, None)
+        if not behaviour.plain:
+            self._runs[uid] = PodRun(started=self.clock.time())
+            await self._play(key, pod, node, behaviour, ip)
+            return
+        body = {"status": running_status(pod, host_ip=node.host_ip, pod_ip=ip,
+                                         now=rfc3339(self.clock.time()))}
+        await self.pods_rc.patch(name, body, ns, type="merge", subresource="status")
 
     async def _reassert_ready(self, pod: Obj, node: SimNode, ip: str) -> None:
         """Someone else marked a running pod not Ready (the node lifecycle
@@ -484,25 +531,109 @@ class SimNodes:
         await self.pods_rc.patch(meta["name"], {"status": {"conditions": want}},
                                  meta.get("namespace"), type="merge", subresource="status")
 
-    async def _maybe_complete(self, key: str, pod: Obj, node: SimNode) -> None:
-        after = (pod["metadata"].get("annotations") or {}).get(COMPLETE_AFTER)
-        if after is None or pod["spec"].get("restartPolicy") not in ("Never", "OnFailure"):
+    # -- behaviours: starts, readiness, exits and crash loops over time -------------
+
+    async def _play(self, key: str, pod: Obj, node: SimNode, b: Behaviour, ip: str) -> None:
+        """Bring a pod with a behaviour up to now: run its exits and restarts,
+        report what changed, and come back when the next thing happens."""
+        meta, spec = pod["metadata"], pod["spec"]
+        uid = meta.get("uid") or ""
+        now = self.clock.time()
+        run = self._runs.get(uid)
+        if run is None:  # a restarted simulator: carry on from the pod's status
+            run = self._runs[uid] = PodRun(started=now,
+                                           restarts=int(pod["status"].get("restarts") or 0))
+        policy = spec.get("restartPolicy") or "Always"
+        while True:
+            if run.waiting_until and now >= run.waiting_until:
+                run.started, run.waiting_until = run.waiting_until, 0.0
+            if run.waiting_until or b.exit_after is None or now < run.started + b.exit_after:
+                break
+            finished = run.started + b.exit_after
+            run.last_exit = (b.exit_code, run.started, finished)
+            if policy == "Never" or (policy == "OnFailure" and b.exit_code == 0):
+                await self._report(pod, node, run, b, ip, terminal=True)
+                self._ended.add(uid)
+                self._runs.pop(uid, None)
+                node.ipam.release(uid)
+                return
+            run.restarts += 1
+            wait, run.backoff = crash_backoff(run.backoff, b.exit_after)
+            if wait > 0:
+                run.waiting_until, run.backoff_shown = finished + wait, wait
+            else:
+                run.started = finished
+        await self._report(pod, node, run, b, ip, terminal=False)
+        upcoming = [t for t in self._next_events(run, b, now) if t > now]
+        if upcoming:
+            self.queue.add_after(key, min(upcoming) - now + 0.001)
+
+    @staticmethod
+    def _next_events(run: PodRun, b: Behaviour, now: float) -> list[float]:
+        """When this pod's status changes next, if nothing else happens."""
+        if run.waiting_until:
+            return [run.waiting_until]
+        ready_at = run.started + b.ready_after
+        out = [ready_at]
+        if b.exit_after is not None:
+            out.append(run.started + b.exit_after)
+        if b.readiness_flap and now >= ready_at:
+            out.append(ready_at + b.readiness_flap * (int((now - ready_at) // b.readiness_flap) + 1))
+        return out
+
+    def _ready(self, run: PodRun, b: Behaviour, now: float) -> bool:
+        if run.waiting_until or now < run.started + b.ready_after:
+            return False
+        if b.readiness_flap:
+            return int((now - run.started - b.ready_after) // b.readiness_flap) % 2 == 0
+        return True
+
+    async def _report(self, pod: Obj, node: SimNode, run: PodRun, b: Behaviour, ip: str,
+                      terminal: bool) -> None:
+        now = self.clock.time()
+        meta, spec = pod["metadata"], pod["spec"]
+        uid, name, ns = meta.get("uid") or "", meta["name"], meta.get("namespace")
+        ready = not terminal and self._ready(run, b, now)
+        last: Obj = {}
+        if run.last_exit is not None and (terminal or run.restarts):
+            code, started, finished = run.last_exit
+            last = {"terminated": {"exitCode": code, "reason": "Completed" if code == 0 else "Error",
+                                   "startedAt": rfc3339(started), "finishedAt": rfc3339(finished)}}
+        if terminal:
+            state, last_state, restarts = last, {}, run.restarts
+        elif run.waiting_until:
+            state = {"waiting": {"reason": "CrashLoopBackOff"}}
+            last_state, restarts = last, run.restarts
+        else:
+            state = {"running": {"startedAt": rfc3339(run.started)}}
+            last_state, restarts = last, run.restarts
+        have_ready = next((c.get("status") for c in pod["status"].get("conditions") or ()
+                           if c.get("type") == "Ready"), None)
+        signature = (terminal, next(iter(state)), restarts, ready)
+        if signature == run.reported and have_ready == ("True" if ready else "False"):
             return
-        seconds = parse_duration(after)
-        started = pod["status"].get("startTime")
-        if seconds is None or not started:
-            return
-        left = _parse_time(started) + seconds - time.time()
-        if left > 0:
-            self.queue.add_after(key, left)
-            return
-        status = pod["status"]
-        body = {"status": terminated_status(pod, exit_code=0, host_ip=node.host_ip,
-                                            pod_ip=status.get("podIP") or "")}
-        meta = pod["metadata"]
-        await self.pods_rc.patch(meta["name"], body, meta.get("namespace"), type="merge",
-                                 subresource="status")
-        node.ipam.release(meta.get("uid") or "")
+        statuses = []
+        for c in spec.get("containers") or []:
+            st = dict(state)
+            if "waiting" in st:
+                st = {"waiting": {"reason": "CrashLoopBackOff", "message": (
+                    f"back-off {int(run.backoff_shown)}s restarting failed "
+                    f"container={c.get('name')} pod={name}_{ns}({uid})")}}
+            elif "terminated" in st:
+                st = {"terminated": {**st["terminated"],
+                                     "containerID": container_id(uid, c.get("name") or "",
+                                                                 restarts)}}
+            statuses.append(container_status(uid, c, st, ready=ready, started="running" in st,
+                                             runtime="sim", restarts=restarts,
+                                             last_state=last_state))
+        start = pod["status"].get("startTime") or rfc3339(run.started)
+        phase = "Running" if not terminal else ("Succeeded" if b.exit_code == 0 else "Failed")
+        body = {"status": pod_status(
+            pod, phase=phase, host_ip=node.host_ip, pod_ip=ip, sandbox=not terminal,
+            init_statuses=completed_inits(pod, start), statuses=statuses,
+            start_time=start, now=rfc3339(now))}
+        await self.pods_rc.patch(name, body, ns, type="merge", subresource="status")
+        run.reported = signature
 
 
 def _is_ready(node: Obj) -> bool:
@@ -517,14 +648,16 @@ def node_names(count: int, prefix: str = "sim-node-", start: int = 0) -> list[st
 async def run_sim(kubeconfig: str | None, count: int, prefix: str = "sim-node-",
                   cpu: str = "32", memory: str = "256Gi", pods: str | int = "110", *,
                   ephemeral_storage: str = "100Gi", pod_startup_delay: float = 0.0,
-                  first_index: int = 0, labels: dict[str, str] | None = None) -> None:
+                  first_index: int = 0, labels: dict[str, str] | None = None,
+                  stages: Stages | None = None) -> None:
     """`pinnace sim`: simulate ``count`` nodes named prefix0..prefix{count-1}
     until cancelled."""
     client = Client(auto_config(kubeconfig), max_connections=64)
     sim = SimNodes(client, node_names(count, prefix, first_index),
                    {"cpu": str(cpu), "memory": str(memory), "pods": str(pods),
                     "ephemeral-storage": ephemeral_storage},
-                   pod_startup_delay=pod_startup_delay, first_index=first_index, labels=labels)
+                   pod_startup_delay=pod_startup_delay, first_index=first_index, labels=labels,
+                   stages=stages)
     try:
         await sim.run()
     finally:

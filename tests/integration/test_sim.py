@@ -316,3 +316,52 @@ def test_a_pod_marked_not_ready_by_someone_else_is_reported_ready_again(
                    for c in p["status"]["conditions"])
 
     wait_for(ready, 20, what="the pod Ready again")
+
+
+def test_pinnace_sim_plays_a_stage_file(server: Server, namespace: str, tmp_path: Any) -> None:
+    """`pinnace sim --stages F`: pods matching a stage exit with its code;
+    a bad stage file is refused, naming the field."""
+    import subprocess
+    import sys
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("stages:\n- match: {labels: {app: x}}\n  exitCode: 300\n")
+    proc = subprocess.run([sys.executable, "-m", "pinnace.cli.main", "sim", "--kubeconfig",
+                           str(server.kubeconfig), "--stages", str(bad)],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert "bad.yaml: stages[0].exitCode: exit code must be 0..255, got 300" in proc.stderr
+
+    stages = tmp_path / "stages.yaml"
+    stages.write_text(f"""
+apiVersion: pinnace.dev/v1alpha1
+kind: SimStages
+stages:
+- name: flaky
+  match: {{namespace: {namespace}, labels: {{app: flaky}}}}
+  exitAfter: 500ms
+  exitCode: 3
+""")
+    node = f"{namespace}-st"
+    sim = subprocess.Popen([sys.executable, "-m", "pinnace.cli.main", "sim", "--kubeconfig",
+                            str(server.kubeconfig), "--prefix", node, "--stages", str(stages)],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                           start_new_session=True)
+    try:
+        wait_for(lambda: server.kubectl("get", "node", f"{node}0", check=False).returncode == 0,
+                 30, what="the simulated node")
+        server.kubectl("create", "-f", "-", input=json.dumps({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "flaky", "namespace": namespace, "labels": {"app": "flaky"}},
+            "spec": {"restartPolicy": "Never",
+                     "containers": [{"name": "app", "image": "nginx:1.27"}]}}))
+        _pod(server, namespace, "steady", f"{node}0", restartPolicy="Never")
+        _bind(server, namespace, "flaky", f"{node}0")
+        pod = wait_for(lambda: (p := _get(server, "pod", "flaky", "-n", namespace))["status"]
+                       .get("phase") == "Failed" and p, 30, what="flaky failed")
+        term = pod["status"]["containerStatuses"][0]["state"]["terminated"]
+        assert (term["exitCode"], term["reason"]) == (3, "Error")
+        assert _get(server, "pod", "steady", "-n", namespace)["status"]["phase"] == "Running"
+    finally:
+        sim.terminate()
+        sim.wait(10)
