@@ -24,8 +24,11 @@ from typing import Any
 
 import pytest
 
-KUBECTL = shutil.which("kubectl", path=os.path.dirname(sys.executable) + os.pathsep +
-                       os.environ.get("PATH", "")) or "kubectl"
+from pinnace.testing.cluster import KUBECTL as KUBECTL  # re-exported for the tests
+from pinnace.testing.cluster import run_kubectl
+
+# pinnace.testing's own tests run a user's project through pytester.
+pytest_plugins = ("pytester",)
 
 
 @dataclass
@@ -39,14 +42,7 @@ class Server:
 
     def kubectl(self, *args: str, input: str | None = None, check: bool = True,
                 timeout: float = 60) -> subprocess.CompletedProcess[str]:
-        env = dict(os.environ, KUBECONFIG=str(self.kubeconfig))
-        env.pop("KUBERNETES_SERVICE_HOST", None)
-        proc = subprocess.run([KUBECTL, *args], input=input, capture_output=True, text=True,
-                              env=env, timeout=timeout)
-        if check and proc.returncode != 0:
-            raise AssertionError(f"kubectl {' '.join(args)} failed ({proc.returncode}):\n"
-                                 f"stdout: {proc.stdout}\nstderr: {proc.stderr}")
-        return proc
+        return run_kubectl(self.kubeconfig, *args, input=input, check=check, timeout=timeout)
 
     def stop(self, sig: int = signal.SIGTERM) -> int:
         if self.proc.poll() is None:
