@@ -308,7 +308,7 @@ class PodWorkers:
                 else:
                     probes = self.prober.get(rec.id)
                     if probes is None:  # the agent restarted: probe again
-                        self._start_probes(pod, ps, c, rec)
+                        self._start_probes(pod, ps, c, rec, resumed=True)
                     elif probes.live_failed:
                         self.event(pod, "Normal", "Killing", probes.live_failed)
                         await self._kill(pod, rec, c)
@@ -519,10 +519,19 @@ class PodWorkers:
         self.event(pod, "Normal", "Started", f"Started container {c['name']}")
         self._start_probes(pod, ps, c, rec)
 
-    def _start_probes(self, pod: Obj, ps: PodState, c: Obj, rec: Record) -> None:
-        if any(c.get(k) for k in ("startupProbe", "livenessProbe", "readinessProbe")):
-            self.prober.start(rec.id, _key(pod), c, ps.pod_ip,
-                              lambda cmd: self.rt.exec_argv(rec, cmd, False), rec.started_at)
+    def _start_probes(self, pod: Obj, ps: PodState, c: Obj, rec: Record,
+                      resumed: bool = False) -> None:
+        """Probe a container. ``resumed``: the agent restarted while it ran;
+        it keeps the started and ready it last reported until its probes say
+        otherwise, so a restart does not take it out of its Services (the
+        flip upstream's kubelet has, kubernetes#100277)."""
+        if not any(c.get(k) for k in ("startupProbe", "livenessProbe", "readinessProbe")):
+            return
+        was = _reported_status(pod, c["name"], f"{self.rt.name}://{rec.id}") if resumed else None
+        self.prober.start(rec.id, _key(pod), c, ps.pod_ip,
+                          lambda cmd: self.rt.exec_argv(rec, cmd, False), rec.started_at,
+                          started=was.get("started") if was else None,
+                          ready=was.get("ready") if was else None)
 
     async def _start_failed(self, rec: Record, message: str) -> None:
         """A container the runtime would not start ends as StartError, exit 128,
@@ -754,6 +763,15 @@ def _host_ports(pod: Obj) -> list[tuple[str, int, int]]:
     return [(str(p.get("protocol") or "TCP"), int(p["hostPort"]), int(p["containerPort"]))
             for c in [*(spec.get("initContainers") or []), *(spec.get("containers") or [])]
             for p in c.get("ports") or [] if p.get("hostPort")]
+
+
+def _reported_status(pod: Obj, name: str, container_id: str) -> Obj | None:
+    """The status the API has for this very container (same id), if any."""
+    status = pod.get("status") or {}
+    for s in (status.get("containerStatuses") or []) + (status.get("initContainerStatuses") or []):
+        if s.get("name") == name and s.get("containerID") == container_id:
+            return s  # type: ignore[no-any-return]
+    return None
 
 
 def _key(pod: Obj) -> str:

@@ -135,11 +135,15 @@ class Prober:
         return self.state.get(cid)
 
     def start(self, cid: str, key: str, container: Obj, pod_ip: str, exec_argv: ExecArgv,
-              started_at: float) -> ContainerProbes:
+              started_at: float, started: bool | None = None,
+              ready: bool | None = None) -> ContainerProbes:
+        """Probe a container; ``started`` and ``ready`` are where its probes
+        begin (default: not yet, for each probe the container has)."""
         if cid in self.state:
             return self.state[cid]
-        st = ContainerProbes(started="startupProbe" not in container,
-                             ready="readinessProbe" not in container)
+        st = ContainerProbes(
+            started="startupProbe" not in container if started is None else bool(started),
+            ready="readinessProbe" not in container if ready is None else bool(ready))
         self.state[cid] = st
         loop = asyncio.get_running_loop()
         for kind in ("startupProbe", "livenessProbe", "readinessProbe"):

@@ -13,13 +13,15 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import os
 import subprocess
+import time
 import urllib.request
 from collections.abc import Iterator
 
 import pytest
 
-from tests.conftest import wait_for
+from tests.conftest import KUBECTL, wait_for
 from tests.e2e.conftest import guard_routes, phase, until_answers, wait_pod
 
 IMAGE = "busybox:1.36"
@@ -238,6 +240,11 @@ def test_a_restarted_proxy_keeps_serving_and_drops_rules_it_no_longer_wants(node
     # What a previous run could have left: a service the API no longer has.
     subprocess.run(["nft", "add", "element", "ip", "pinnace-proxy", "service-ips",
                     "{ 10.96.255.254 . tcp . 80 : goto reject-chain }"], check=True)
+    # Every Ready change of the backend from here on, as `kubectl get -w` sees them.
+    env = dict(os.environ, KUBECONFIG=str(node.kubeconfig))
+    watch = subprocess.Popen([KUBECTL, "get", "pod", "keep-a", "-n", ns, "-w", "-o",
+                              'jsonpath={.status.conditions[?(@.type=="Ready")].status}{"\\n"}'],
+                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
     old = _agent_pid(node)
     subprocess.run(["kill", "-9", str(old)], check=True)
     # The rules stay in the kernel while no proxy runs: the service answers.
@@ -256,3 +263,9 @@ def test_a_restarted_proxy_keeps_serving_and_drops_rules_it_no_longer_wants(node
         return "10.96.255.254" not in table and ip in table
     wait_for(reconciled, timeout=30, interval=0.3, what="the table rewritten by the new proxy")
     assert _get(f"http://{ip}/cgi-bin/id").split()[0] == "keep-a"
+    # The restarted agent kept the pod ready while it probed again: the
+    # service never lost its endpoint (upstream's kubelet flips it, #100277).
+    time.sleep(3)
+    watch.terminate()
+    seen = watch.communicate(timeout=10)[0].split()
+    assert seen and set(seen) == {"True"}, seen
