@@ -38,11 +38,14 @@ INI = {
     "pinnace_stages": ("stage file for the simulated nodes' pods (docs/simulated-nodes.md)", ""),
     "pinnace_subprocess": ("run the session cluster in a child process: true or false", "false"),
 }
+CRDS_INI = ("pinnace_crds", "CRD files (globs, relative to the rootdir) installed into the session "
+                            "cluster before the first test")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     for name, (help_, default) in INI.items():
         parser.addini(name, help_, default=default)
+    parser.addini(CRDS_INI[0], CRDS_INI[1], type="linelist", default=[])
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -72,6 +75,20 @@ def session_options(config: pytest.Config) -> dict[str, Any]:
             "subprocess": ini("pinnace_subprocess").lower() == "true"}
 
 
+def crd_files(config: pytest.Config) -> list[Path]:
+    """The files the pinnace_crds ini option names (each line a path or a glob)."""
+    files: list[Path] = []
+    for pattern in config.getini(CRDS_INI[0]):
+        pattern = pattern.split("#")[0].strip()
+        if not pattern:
+            continue
+        found = sorted(Path(config.rootpath).glob(pattern))
+        if not found:
+            raise pytest.UsageError(f"pinnace_crds: no file matches {pattern!r}")
+        files.extend(found)
+    return files
+
+
 @pytest.fixture(scope="session")
 def pinnace_session_cluster(request: pytest.FixtureRequest,
                             tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
@@ -80,6 +97,9 @@ def pinnace_session_cluster(request: pytest.FixtureRequest,
 
     with Cluster(data_dir=tmp_path_factory.mktemp("pinnace"),
                  **session_options(request.config)) as cluster:
+        crds = crd_files(request.config)
+        if crds:
+            cluster.install_crds(*crds)
         yield cluster
 
 

@@ -93,6 +93,22 @@ spec:
             c.stop_node("node-9")
 
 
+def test_lightkube_and_an_sqlite_datastore(tmp_path: Path) -> None:
+    from lightkube.models.meta_v1 import ObjectMeta
+    from lightkube.resources.core_v1 import ConfigMap
+
+    data = tmp_path / "data"
+    with Cluster(controllers=None, datastore="sqlite", data_dir=data) as c:
+        client = c.lightkube()
+        client.create(ConfigMap(metadata=ObjectMeta(name="kept", namespace="default"),
+                                data={"k": "v"}))
+        assert client.get(ConfigMap, "kept", namespace="default").data == {"k": "v"}
+    assert (data / "state.db").exists()
+    # The data dir was the test's: a second cluster on it finds the object again.
+    with Cluster(controllers=None, datastore="sqlite", data_dir=data) as c:
+        assert c.get("configmap/kept", "default")["data"] == {"k": "v"}
+
+
 def test_install_crds_from_a_file_and_an_object(pinnace_cluster: Cluster, pinnace_namespace: str,
                                                 tmp_path: Path) -> None:
     import yaml
@@ -126,11 +142,18 @@ def test_wait_fails_with_what_the_object_looked_like(pinnace_cluster: Cluster,
 def test_the_plugin_works_in_a_users_own_project(pytester: pytest.Pytester) -> None:
     """What a user gets from `pip install pinnace`: the fixtures and the
     marker, configured from their ini file, in their own test run."""
+    import yaml
+
     pytester.makeini(textwrap.dedent("""
         [pytest]
         pinnace_controllers = namespace, serviceaccount
         pinnace_nodes = 2
+        pinnace_crds =
+            config/crd/*.yaml
     """))
+    crd_dir = pytester.path / "config" / "crd"
+    crd_dir.mkdir(parents=True)
+    (crd_dir / "widgets.yaml").write_text(yaml.safe_dump(CRD))
     pytester.makepyfile(test_user=textwrap.dedent("""
         import json
         import pytest
@@ -139,6 +162,7 @@ def test_the_plugin_works_in_a_users_own_project(pytester: pytest.Pytester) -> N
             nodes = json.loads(pinnace_cluster.kubectl("get", "nodes", "-o", "json").stdout)
             assert len(nodes["items"]) == 2
             pinnace_cluster.wait("serviceaccount/default", namespace=pinnace_namespace)
+            pinnace_cluster.kubectl("get", "widgets", "-n", pinnace_namespace)
 
         @pytest.mark.pinnace(nodes=0, controllers=None)
         def test_own(pinnace_cluster):

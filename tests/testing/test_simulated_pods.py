@@ -186,3 +186,41 @@ spec:
     c.advance(3600)
     c.wait("pod/slow", condition="Ready", namespace=ns, timeout=10)
     wait_for(lambda: c.get("job/once", ns) is None, 10, "the finished Job to be removed")
+
+
+@pytest.mark.pinnace(nodes=1, controllers=["endpointslice"])
+def test_flapping_readiness_takes_a_pod_in_and_out_of_its_service(
+        pinnace_cluster: Cluster, pinnace_namespace: str) -> None:
+    c, ns = pinnace_cluster, pinnace_namespace
+    c.apply("""
+apiVersion: v1
+kind: Pod
+metadata:
+  name: flappy
+  labels: {app: flappy}
+  annotations: {pinnace.dev/sim-readiness-flap: 30s}
+spec:
+  nodeName: node-0
+  containers: [{name: app, image: app:1}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: flappy}
+spec:
+  selector: {app: flappy}
+  ports: [{port: 80}]
+""", namespace=ns)
+
+    def endpoint_ready() -> str:
+        return c.kubectl("get", "endpointslices", "-n", ns, "-l",
+                         "kubernetes.io/service-name=flappy", "-o",
+                         "jsonpath={.items[*].endpoints[*].conditions.ready}").stdout
+
+    c.wait("pod/flappy", condition="Ready", namespace=ns)
+    wait_for(lambda: endpoint_ready() == "true", 10, "a ready endpoint")
+    c.advance(30)
+    c.wait("pod/flappy", condition="Ready", status="False", namespace=ns, timeout=10)
+    wait_for(lambda: endpoint_ready() == "false", 10, "the endpoint not ready")
+    c.advance(30)
+    c.wait("pod/flappy", condition="Ready", namespace=ns, timeout=10)
+    assert c.get("pod/flappy", ns)["status"]["containerStatuses"][0]["restartCount"] == 0
