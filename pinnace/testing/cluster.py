@@ -323,7 +323,12 @@ class Cluster:
              timeout: float = 30, status: str = "True") -> Obj:
         """Wait until the object ``ref`` ("job/pi", "pod/web-0") has condition
         ``condition`` with ``status``, or ``check(obj)`` is truthy; returns
-        the object. A timeout fails with what the object looked like."""
+        the object. A timeout fails with what the object looked like.
+        ``check`` may index fields the object does not have yet (a fresh
+        object has no status): KeyError, IndexError and TypeError count as
+        "not yet"."""
+        problem: list[BaseException] = []
+
         def ok(obj: Obj | None) -> bool:
             if obj is None:
                 return False
@@ -332,7 +337,13 @@ class Cluster:
                 if not any(c.get("type") == condition and c.get("status") == status
                            for c in conds):
                     return False
-            return bool(check(obj)) if check is not None else True
+            if check is None:
+                return True
+            try:
+                return bool(check(obj))
+            except (KeyError, IndexError, TypeError) as e:
+                problem[:] = [e]
+                return False
 
         what = ref + (f" in namespace {namespace}" if namespace else "")
         want = " and ".join(filter(None, [
@@ -348,8 +359,9 @@ class Cluster:
             if time.monotonic() >= deadline:
                 shown = yaml.safe_dump(_trim(last), sort_keys=False) if last is not None \
                     else "(not found)\n"
-                raise AssertionError(f"timed out after {timeout}s waiting for {what}: {want}; "
-                                     f"at the end it was:\n{shown}")
+                why = f" (the check last raised {problem[0]!r})" if problem else ""
+                raise AssertionError(f"timed out after {timeout}s waiting for {what}: {want}"
+                                     f"{why}; at the end it was:\n{shown}")
             time.sleep(0.05)
 
 

@@ -135,6 +135,10 @@ def test_wait_fails_with_what_the_object_looked_like(pinnace_cluster: Cluster,
     text = str(e.value)
     assert f"configmap/plain in namespace {pinnace_namespace}: condition Ready=True" in text
     assert "colour: blue" in text and "managedFields" not in text
+    # A check that indexes a field not there yet waits, and says so at the end.
+    with pytest.raises(AssertionError, match="the check last raised KeyError"):
+        pinnace_cluster.wait("configmap/plain", check=lambda o: o["status"]["ready"],
+                             namespace=pinnace_namespace, timeout=0.3)
     with pytest.raises(AssertionError, match=r"\(not found\)"):
         pinnace_cluster.wait("configmap/missing", namespace=pinnace_namespace, timeout=0.2)
 

@@ -124,7 +124,7 @@ def test_a_cronjob_fires_when_the_clock_moves_and_its_jobs_complete(
             items = json.loads(c.kubectl("get", "jobs", "-n", ns, "-o", "json").stdout)["items"]
             complete = [j for j in items if any(
                 cond["type"] == "Complete" and cond["status"] == "True"
-                for cond in j["status"].get("conditions") or [])]
+                for cond in (j.get("status") or {}).get("conditions") or [])]
             return complete if len(complete) == n else []
 
         done = wait_for(jobs_done, 30, f"{fired} completed job(s)")
