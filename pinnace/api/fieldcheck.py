@@ -4,7 +4,11 @@ and mistyped fields that kube-apiserver's strict JSON decoder reports.
 With ``fieldValidation=Strict`` unknown and duplicate fields fail the request
 (400 BadRequest, ``strict decoding error: unknown field "spec.prots", ...``);
 with ``Warn`` each one becomes a warning header (``unknown field
-"spec.prots"``); with ``Ignore`` they are dropped silently. Type mismatches
+"spec.prots"``); with ``Ignore`` they are silent. In every mode they are
+dropped (``prune``): Kubernetes never stores a field its schema lacks for
+a built-in kind, since the object is decoded into its Go type. For the
+same reason a null inside a list or map of strings, numbers or booleans
+becomes that type's zero value ("", 0, false). Type mismatches
 are not strict errors: the Go decoder always rejects them, whatever the mode,
 with ``json: cannot unmarshal string into Go struct field
 DeploymentSpec.spec.replicas of type int32``.
@@ -22,7 +26,7 @@ from typing import Any, Literal
 
 from pinnace.api import schema
 
-IssueKind = Literal["unknown", "duplicate", "type"]
+IssueKind = Literal["unknown", "duplicate", "type", "null"]
 
 
 @dataclass(frozen=True)
@@ -34,6 +38,8 @@ class FieldIssue:
 
 # Node kinds
 _OBJ, _MAP, _ARR, _STR, _INT, _NUM, _BOOL, _ANY, _INTSTR, _QTY = range(10)
+# What Go's decoder leaves in a string, number or boolean slot given null.
+_ZERO: dict[int, Any] = {_STR: "", _INT: 0, _NUM: 0, _BOOL: False}
 
 # Definitions whose content is free-form even though upstream types them "object".
 _FREEFORM = {
@@ -167,6 +173,9 @@ class _Walker:
         self.issues.append(FieldIssue(
             "type", path, f"json: cannot unmarshal {got} into {where} of type {node.gotype}"))
 
+    def null(self, path: str) -> None:
+        self.issues.append(FieldIssue("null", path, f'null becomes a zero value at "{path}"'))
+
     def walk(self, node: _Node, value: Any, path: str, struct: str, gopath: str) -> None:
         if value is None:
             return
@@ -183,6 +192,8 @@ class _Walker:
             item = node.item
             assert item is not None
             for i, v in enumerate(value):
+                if v is None and item.kind in _ZERO:
+                    self.null(f"{path}[{i}]")
                 self.walk(item, v, f"{path}[{i}]", struct, gopath)
         elif kind == _MAP:
             if not isinstance(value, dict):
@@ -192,6 +203,8 @@ class _Walker:
             assert item is not None
             if item.kind != _ANY:
                 for k, v in value.items():
+                    if v is None and item.kind in _ZERO:
+                        self.null(f"{path}[{k}]")
                     self.walk(item, v, f"{path}[{k}]", struct, gopath)
         elif not _scalar_ok(kind, value):
             self.type_error(value, node, struct, gopath, path)
@@ -272,12 +285,16 @@ def _clean(node: _Node, value: Any) -> bool:
             return False
         item = node.item
         assert item is not None
+        if item.kind in _ZERO:
+            return all(v is not None and _scalar_ok(item.kind, v) for v in value)
         return all(v is None or _clean(item, v) for v in value)
     if kind == _MAP:
         if type(value) is not dict:
             return False
         item = node.item
         assert item is not None
+        if item.kind in _ZERO:
+            return all(v is not None and _scalar_ok(item.kind, v) for v in value.values())
         return item.kind == _ANY or all(v is None or _clean(item, v) for v in value.values())
     return _scalar_ok(kind, value)
 
@@ -314,7 +331,41 @@ def check_definition(name: str, value: Any, path: str = "") -> list[FieldIssue]:
 
 def strict_issues(issues: list[FieldIssue]) -> list[FieldIssue]:
     """The issues that fieldValidation decides about (unknown and duplicate)."""
-    return [i for i in issues if i.kind != "type"]
+    return [i for i in issues if i.kind in ("unknown", "duplicate")]
+
+
+def prune(group: str, version: str, kind: str, obj: dict[str, Any]) -> None:
+    """Make ``obj`` what decoding it into the kind's Go type leaves: unknown
+    fields dropped, nulls in lists and maps of scalars made zero values.
+    In place; only for objects ``check_fields`` found issues in."""
+    name = schema.definition_name(group, version, kind)
+    if name is not None:
+        _prune(_def_node(name), obj)
+
+
+def _prune(node: _Node, value: Any) -> None:
+    kind = node.kind
+    if kind == _OBJ and isinstance(value, dict):
+        props = node.props
+        for key in list(value):
+            child = props.get(key)
+            if child is None:
+                del value[key]
+            elif value[key] is not None and child.kind != _ANY:
+                _prune(child, value[key])
+    elif kind in (_ARR, _MAP) and isinstance(value, (list, dict)):
+        item = node.item
+        assert item is not None
+        if item.kind == _ANY:
+            return
+        keys = range(len(value)) if isinstance(value, list) else list(value)
+        for k in keys:
+            v = value[k]
+            if v is None:
+                if item.kind in _ZERO:
+                    value[k] = _ZERO[item.kind]
+            else:
+                _prune(item, v)
 
 
 def strict_error_message(issues: list[FieldIssue]) -> str:

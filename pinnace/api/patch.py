@@ -55,7 +55,8 @@ def _find_parent(doc: Any, path: str) -> tuple[list[Any], str] | None:
     (already copied) containers from the root and the last token, or None
     when some part of the path is missing (upstream: "doc is missing path")."""
     parts = path.split("/")
-    if len(parts) < 2:
+    if len(parts) < 2 or parts[0]:
+        # RFC 6901: a pointer is "" or starts with "/" ("data/k9" points nowhere).
         return None
     chain = [doc]
     cur = doc
@@ -188,7 +189,9 @@ def json_patch(obj: dict, ops: list) -> dict:
                                  f"{frm}" + _MISSING)
             chain, key = found
             try:
-                _, val = _get(chain[-1], key)
+                present, val = _get(chain[-1], key)
+                if not present:  # RFC 6902: "from" must exist
+                    raise PatchError(f"Unable to get nonexistent key: {key}{_MISSING}")
                 if kind == "move":
                     _remove(chain[-1], key)
             except PatchError as e:

@@ -21,6 +21,7 @@ from aiohttp import web
 from pinnace.api.resources import ResourceInfo
 from pinnace.hostaddr import advertised_address
 from pinnace.runtime import tune_gc
+from pinnace.servertls import HTTP_LIMITS, server_context
 from pinnace.storage import open_store
 from pinnace.storage.interface import CompactedError, Store
 
@@ -92,7 +93,7 @@ class APIServer:
                                      (config.default_not_ready_toleration_seconds,
                                       config.default_unreachable_toleration_seconds),
                                      self.authz)
-        self.registry = Registry(self.store, self.strategies)
+        self.registry = Registry(self.store, self.strategies, config.max_object_bytes)
         self.watches = WatchCache(self.store)
         self.authn = Authenticator(config.data_dir / "tokens.csv", self.store)
         self.handlers = ResourceHandlers(self.registry, self.table, self.watches, self.authn,
@@ -151,7 +152,7 @@ class APIServer:
                               client_max_size=codec.MAX_BODY + 1024)
         app.router.add_route("*", "/{tail:.*}", self._route)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False,
-                                     shutdown_timeout=1.0)
+                                     shutdown_timeout=1.0, **HTTP_LIMITS)
         await self._runner.setup()
         # Workers each listen on the same port; the kernel spreads connections.
         site = web.TCPSite(self._runner, cfg.host, cfg.port, ssl_context=self._ssl_context(),
@@ -201,12 +202,7 @@ class APIServer:
 
     def _ssl_context(self) -> ssl.SSLContext:
         assert self.pki is not None
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        ctx.load_cert_chain(self.pki.server_cert, self.pki.server_key)
-        ctx.load_verify_locations(cafile=str(self.pki.ca_cert))
-        ctx.verify_mode = ssl.CERT_OPTIONAL
-        ctx.set_alpn_protocols(["http/1.1"])
-        return ctx
+        return server_context(self.pki.server_cert, self.pki.server_key, self.pki.ca_cert)
 
     async def _follow_tables(self) -> None:
         """Serve the CRDs and know the namespaces every server on the store sees."""
@@ -481,6 +477,17 @@ class APIServer:
             raise
         except asyncio.CancelledError:
             code = 499
+            raise
+        except RecursionError:
+            # A body nested hundreds of levels deep (a patch, a value): the
+            # client's doing, and nothing was written.
+            code = 400
+            return _status_response(status.bad_request(
+                "the request is nested too deeply to be processed"))
+        except ConnectionResetError:
+            # The client went away mid-response (a watch it closed): normal.
+            code = 499
+            log.debug("client closed %s %s", request.method, request.path)
             raise
         except Exception as e:  # pragma: no cover - a bug; answer as upstream does
             log.exception("internal error serving %s %s", request.method, request.path)

@@ -24,6 +24,8 @@ class Config:
     # worker 0 owns the datastore and runs the bootstrap work.
     workers: int = 1
     worker_index: int = 0
+    # The largest object stored, in bytes (etcd's default request limit).
+    max_object_bytes: int = 1572864
 
     @property
     def owner(self) -> bool:

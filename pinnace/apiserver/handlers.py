@@ -6,7 +6,6 @@ PartialObjectMetadata), and stream watches.
 from __future__ import annotations
 
 import asyncio
-import base64
 import dataclasses
 import datetime as dt
 import functools
@@ -24,7 +23,7 @@ from pinnace.api import patch as patches
 from pinnace.api.resources import ResourceInfo
 from pinnace.storage.interface import CompactedError, KeyValue
 
-from . import codec, reviews, status, tables
+from . import codec, listoptions, reviews, status, tables
 from .authn import Authenticator, User
 from .authz import Authorizer
 from .nodeproxy import NodeProxy
@@ -112,6 +111,51 @@ def _field_manager_errors(manager: str) -> list[field.FieldError]:
                                       f"invalid character U+{ord(ch):04X} (at position {pos})"))
         pos += len(ch.encode())
     return errs
+
+
+# DeleteOptions fields -> (JSON type, Go type), for the errors Go's decoder gives.
+_DELETE_OPTION_TYPES: dict[str, tuple[type | tuple[type, ...], str]] = {
+    "gracePeriodSeconds": (int, "int64"), "preconditions": (dict, "v1.Preconditions"),
+    "orphanDependents": (bool, "bool"), "propagationPolicy": (str, "v1.DeletionPropagation"),
+    "dryRun": (list, "[]string"), "ignoreStoreReadErrorWithClusterBreakingPotential":
+    (bool, "bool"), "apiVersion": (str, "string"), "kind": (str, "string")}
+
+
+def check_delete_options(body: dict[str, Any], where: str) -> None:
+    """400, as kube-apiserver's decoder answers, for DeleteOptions fields of
+    the wrong JSON type (rather than a 500 further on)."""
+    def wrong(path: str, value: Any, go_type: str) -> APIError:
+        return status.bad_request(f"json: cannot unmarshal {_json_type(value)} into Go struct "
+                                  f"field {where}.{path} of type {go_type}")
+
+    if not isinstance(body, dict):
+        raise status.bad_request(f"json: cannot unmarshal {_json_type(body)} into Go value of "
+                                 f"type v1.DeleteOptions")
+    for name, (typ, go_type) in _DELETE_OPTION_TYPES.items():
+        value = body.get(name)
+        if value is None:
+            continue
+        if not isinstance(value, typ) or (typ is int and isinstance(value, bool)):
+            raise wrong(name, value, go_type)
+    for key in ("uid", "resourceVersion"):
+        value = (body.get("preconditions") or {}).get(key)
+        if value is not None and not isinstance(value, str):
+            raise wrong(f"preconditions.{key}", value, "string")
+    for item in body.get("dryRun") or []:
+        if not isinstance(item, str):
+            raise wrong("dryRun", item, "string")
+
+
+def _json_type(value: Any) -> str:
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, (int, float)):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    return "object"
 
 
 def _bool(v: str | None) -> bool:
@@ -291,16 +335,13 @@ class ResourceHandlers:
         q = request.query
         fmt = negotiate(request.headers.get("Accept", ""))
         label_sel, field_sel = _selectors(t.info, q)
-        limit = _int_param(q, "limit")
+        listoptions.validate(q, watch=False)
+        limit = listoptions.limit(q)
         start, revision = "", 0
         cont = q.get("continue", "")
         rv = q.get("resourceVersion", "")
         if cont:
-            try:
-                token = orjson.loads(base64.urlsafe_b64decode(cont + "=" * (-len(cont) % 4)))
-                start, revision = token["start"], int(token["rv"])
-            except Exception:
-                raise status.bad_request("continue key is not valid") from None
+            start, revision = listoptions.decode_continue(cont, t.info.list_prefix(t.namespace))
         elif rv and rv != "0" and q.get("resourceVersionMatch") == "Exact":
             revision = _rv(rv)
         elif rv and rv != "0":
@@ -342,8 +383,7 @@ class ResourceHandlers:
                 break
         meta: dict[str, Any] = {"resourceVersion": str(list_rev)}
         if limit and more:
-            meta["continue"] = base64.urlsafe_b64encode(
-                orjson.dumps({"start": last_key, "rv": list_rev})).decode().rstrip("=")
+            meta["continue"] = listoptions.encode_continue(last_key, list_rev)
             if not filtering:
                 meta["remainingItemCount"] = remaining
         now = dt.datetime.now(dt.UTC)
@@ -425,9 +465,10 @@ class ResourceHandlers:
                 parsed = codec.parse_body(data, request.headers.get("Content-Type", ""))
                 if isinstance(parsed, dict):
                     body = parsed
+        check_delete_options(body, "DeleteOptions")
         grace = body.get("gracePeriodSeconds")
         if "gracePeriodSeconds" in q:
-            grace = _int_param(q, "gracePeriodSeconds")
+            grace = listoptions.int64(q, "gracePeriodSeconds")
         pre = body.get("preconditions") or {}
         propagation = q.get("propagationPolicy") or body.get("propagationPolicy") or ""
         orphan = q.get("orphanDependents", body.get("orphanDependents"))
@@ -635,6 +676,7 @@ class ResourceHandlers:
         if (body.get("metadata") or {}).get("name") != name:
             raise status.bad_request("name in URL does not match name in Eviction object")
         do = body.get("deleteOptions") or {}
+        check_delete_options(do, "Eviction.deleteOptions")
         pre = do.get("preconditions") or {}
         dopts = DeleteOptions(grace_period=do.get("gracePeriodSeconds"),
                               uid=pre.get("uid") or "",
@@ -783,6 +825,20 @@ class ResourceHandlers:
         resp.headers["Content-Type"] = fmt.content_type
         return resp
 
+    async def _wait_for_revision(self, rv: int, patience: float = 3.0) -> None:
+        """A watch from a revision the store has not reached: wait a little
+        for it (another server's write may be on its way), then refuse as
+        kube-apiserver does, rather than stream nothing."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + patience
+        while (cur := await self.registry.store.revision()) < rv:
+            if loop.time() >= deadline:
+                raise APIError(504, "Timeout", f"Too large resource version: {rv}, current: {cur}",
+                               {"causes": [{"reason": "ResourceVersionTooLarge",
+                                            "message": "Too large resource version"}],
+                                "retryAfterSeconds": 1})
+            await asyncio.sleep(0.05)
+
     async def watch(self, request: web.Request, t: Target) -> web.StreamResponse:
         q = request.query
         fmt = negotiate(request.headers.get("Accept", ""))
@@ -795,11 +851,9 @@ class ResourceHandlers:
         rv = q.get("resourceVersion", "")
         send_initial = _bool(q.get("sendInitialEvents"))
         bookmarks = _bool(q.get("allowWatchBookmarks"))
-        if "sendInitialEvents" in q and (q.get("resourceVersionMatch") != "NotOlderThan"):
-            raise status.invalid("ListOptions", "meta.k8s.io", "", [
-                field.forbidden("resourceVersionMatch", "sendInitialEvents requires setting "
-                                "resourceVersionMatch to NotOlderThan")])
-        timeout = float(q.get("timeoutSeconds") or 1800)
+        listoptions.validate(q, watch=True)
+        seconds = listoptions.int64(q, "timeoutSeconds", 1800)
+        timeout = float(seconds if seconds != 0 else 1800) if seconds >= 0 else 0.0
         ctype = {"yaml": "application/json", "protobuf": PROTOBUF + ";stream=watch"}.get(
             fmt.kind, fmt.content_type)
         resp = web.StreamResponse(headers={"Content-Type": ctype})
@@ -817,6 +871,7 @@ class ResourceHandlers:
                     initial.append(obj)
         else:
             after = _rv(rv)
+            await self._wait_for_revision(after)
         await resp.prepare(request)
         writer = _EventWriter(resp, info, fmt, self.registry, q.get("includeObject", "Metadata"))
         for obj in initial:
@@ -1172,16 +1227,6 @@ async def _read_body(request: web.Request) -> bytes:
 
 def _warning(text: str) -> str:
     return '299 - "' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-def _int_param(q: Any, name: str) -> int:
-    v = q.get(name)
-    if v in (None, ""):
-        return 0
-    try:
-        return int(v)
-    except ValueError:
-        raise status.bad_request(f"invalid {name}: {v!r}") from None
 
 
 def _rv(rv: str) -> int:

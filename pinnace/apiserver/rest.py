@@ -73,12 +73,23 @@ class DeleteOptions:
 class Registry:
     """Object semantics over a Store; one per API server."""
 
-    def __init__(self, store: Store, strategies: Any):
+    def __init__(self, store: Store, strategies: Any, max_object_bytes: int = 1572864):
         self.store = store
         self.strategies = strategies  # strategy.Strategies
         self.schema_for: Callable[[ResourceInfo], dict[str, Any] | None] = _upstream_schema
+        # The largest object stored (etcd's default request limit, 1.5 MiB,
+        # bounds kube-apiserver's objects the same way).
+        self.max_object_bytes = max_object_bytes
 
     # -- helpers -----------------------------------------------------------
+
+    def _encode(self, obj: dict[str, Any]) -> bytes:
+        """The stored bytes of ``obj``; 413 when they are more than may be stored."""
+        data = codec.encode_for_storage(obj)
+        if len(data) > self.max_object_bytes:
+            raise status.too_large(f"Request entity too large: the object is {len(data)} bytes, "
+                                   f"the limit is {self.max_object_bytes}")
+        return data
 
     def _storage_version(self, info: ResourceInfo) -> str:
         return info.storage_version or info.version
@@ -138,12 +149,14 @@ class Registry:
             raise status.bad_request(fieldcheck.decode_error_message(
                 info.kind, info.version, wrong[0].message))
         strict = fieldcheck.strict_issues(issues)
-        if not strict or opts.field_validation == "Ignore":
-            return
-        if opts.field_validation == "Strict":
+        if strict and opts.field_validation == "Strict":
             raise status.bad_request(fieldcheck.decode_error_message(
                 info.kind, info.version, fieldcheck.strict_error_message(strict)))
-        opts.warnings.extend(i.message for i in strict)
+        if strict and opts.field_validation != "Ignore":
+            opts.warnings.extend(i.message for i in strict)
+        if info.crd is None:
+            # Never stored, whatever the mode: the Go type has no place for them.
+            fieldcheck.prune(info.group, info.version, info.kind, obj)
 
     def _namespace(self, info: ResourceInfo, meta: dict[str, Any], ns: str | None) -> None:
         if info.namespaced:
@@ -253,7 +266,7 @@ class Registry:
                 raise status.already_exists(info.resource, info.group, meta["name"])
             return self.to_served(info, obj)
         try:
-            kv = await self.store.create(key, codec.encode_for_storage(obj))
+            kv = await self.store.create(key, self._encode(obj))
         except BaseException as e:
             await undo()
             if isinstance(e, KeyExistsError):
@@ -324,7 +337,11 @@ class Registry:
                 new = self._track(info, old, new, opts, subresource)
             await strat.authorize_content(info, new, opts.userinfo)
             undo = await strat.admit_update(info, new, old, opts.dry_run)
-            data = codec.encode_for_storage(new)
+            try:
+                data = self._encode(new)
+            except APIError:
+                await undo()
+                raise
             try:
                 # Stored bytes are what encode_for_storage made of the old object.
                 if data == kv.value or opts.dry_run:
@@ -386,7 +403,7 @@ class Registry:
                 raise status.APIError(422, "Invalid", str(e)) from None
             if not isinstance(out, dict):
                 raise status.bad_request("the patch must produce an object")
-            out_meta = out.get("metadata") or {}
+            out_meta = self._check_type(info, out)
             rv = out_meta.get("resourceVersion")
             if rv and rv != old["metadata"]["resourceVersion"]:
                 raise status.conflict(info.resource, info.group, name, status.STALE)
@@ -402,6 +419,17 @@ class Registry:
         if not opts.field_manager:
             raise status.invalid("PatchOptions", "meta.k8s.io", "", [
                 required("fieldManager", "is required for apply patch")])
+        if isinstance(body, dict):
+            # An apply patch is a whole object in the URL's version: nothing is filled in.
+            version = body.get("apiVersion")
+            if version != info.group_version:
+                raise status.bad_request(
+                    "Incorrect version specified in apply patch. Specified patch version: "
+                    f"{version if isinstance(version, str) else ''}, expected: "
+                    f"{info.group_version}")
+            if not body.get("kind"):
+                raise status.bad_request(
+                    f"Object 'Kind' is missing in '{codec.dumps(body).decode()[:1024]}'")
         meta = self._check_type(info, body)
         if meta.get("name") and meta["name"] != name:
             raise status.bad_request(f"the name of the object ({meta['name']}) does not match "

@@ -55,6 +55,9 @@ def _server_args(p: argparse.ArgumentParser) -> None:
                    help="tolerationSeconds of the not-ready toleration added to every pod")
     p.add_argument("--default-unreachable-toleration-seconds", type=int, default=300,
                    help="tolerationSeconds of the unreachable toleration added to every pod")
+    p.add_argument("--max-object-size", type=int, default=1572864, metavar="BYTES",
+                   help="the largest object stored, in bytes (default 1572864: 1.5 MiB, as etcd's "
+                        "request limit bounds Kubernetes' objects)")
     p.add_argument("--workers", type=int, default=1,
                    help="API server processes sharing the port and the datastore, to use "
                         "more cores (default 1; not with --datastore memory)")
@@ -232,7 +235,8 @@ def _config(args: argparse.Namespace) -> Config:
                                         else [])])),
                   default_not_ready_toleration_seconds=args.default_not_ready_toleration_seconds,
                   default_unreachable_toleration_seconds=args.default_unreachable_toleration_seconds,
-                  workers=args.workers, worker_index=getattr(args, "worker_index", None) or 0)
+                  workers=args.workers, worker_index=getattr(args, "worker_index", None) or 0,
+                  max_object_bytes=args.max_object_size)
 
 
 def apiserver_args(config: Config) -> list[str]:
@@ -242,7 +246,8 @@ def apiserver_args(config: Config) -> list[str]:
            "--default-not-ready-toleration-seconds",
            str(config.default_not_ready_toleration_seconds),
            "--default-unreachable-toleration-seconds",
-           str(config.default_unreachable_toleration_seconds)]
+           str(config.default_unreachable_toleration_seconds),
+           "--max-object-size", str(config.max_object_bytes)]
     if config.advertise_address:
         out += ["--advertise-address", config.advertise_address]
     for san in config.extra_sans:

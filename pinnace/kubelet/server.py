@@ -56,6 +56,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from pinnace.servertls import HTTP_LIMITS, server_context
+
 from . import crilog, portforward
 
 log = logging.getLogger("pinnace.kubelet.server")
@@ -149,7 +151,7 @@ class KubeletServer:
         app.router.add_get("/stats/summary", self._stats)
         app.router.add_get("/metrics/resource", self._resource_metrics)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False,
-                                     shutdown_timeout=1.0)
+                                     shutdown_timeout=1.0, **HTTP_LIMITS)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port, ssl_context=self._ssl_context(),
                            reuse_address=True)
@@ -165,14 +167,7 @@ class KubeletServer:
 
     def _ssl_context(self) -> ssl.SSLContext:
         assert self.serving_cert is not None
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        ctx.load_cert_chain(*self.serving_cert)
-        ctx.load_verify_locations(cafile=str(self.client_ca))
-        # Optional at the TLS layer so that a request without one gets a 401
-        # it can read; a certificate the CA did not sign fails the handshake.
-        ctx.verify_mode = ssl.CERT_OPTIONAL
-        ctx.set_alpn_protocols(["http/1.1"])
-        return ctx
+        return server_context(*self.serving_cert, self.client_ca)
 
     # -- authentication and authorization ---------------------------------
 
