@@ -7,8 +7,9 @@ with ``Warn`` each one becomes a warning header (``unknown field
 "spec.prots"``); with ``Ignore`` they are silent. In every mode they are
 dropped (``prune``): Kubernetes never stores a field its schema lacks for
 a built-in kind, since the object is decoded into its Go type. For the
-same reason a null inside a list or map of strings, numbers or booleans
-becomes that type's zero value ("", 0, false). Type mismatches
+same reason a field set to null is dropped, and a null inside a list or
+map of strings, numbers or booleans becomes that type's zero value ("", 0,
+false). Type mismatches
 are not strict errors: the Go decoder always rejects them, whatever the mode,
 with ``json: cannot unmarshal string into Go struct field
 DeploymentSpec.spec.replicas of type int32``.
@@ -267,18 +268,27 @@ def check_fields(group: str, version: str, kind: str, obj: dict[str, Any],
 
 def _clean(node: _Node, value: Any) -> bool:
     """True when ``_Walker`` would find nothing in ``value``: the walk that
-    almost every request needs, without building a path per field."""
+    almost every request needs, without building a path per field. On the
+    way it drops the fields of objects that are null: decoding into the Go
+    type leaves them unset, and code past this point may rely on a field
+    being either absent or of its type."""
     kind = node.kind
     if kind == _OBJ:
         if type(value) is not dict:  # a _DupObject too: the full walk reports it
             return False
         props = node.props
+        nulls: list[str] | None = None
         for key, v in value.items():
             child = props.get(key)
             if child is None:
                 return False
-            if v is not None and child.kind != _ANY and not _clean(child, v):
+            if v is None:
+                nulls = [key] if nulls is None else [*nulls, key]
+            elif child.kind != _ANY and not _clean(child, v):
                 return False
+        if nulls:
+            for key in nulls:
+                del value[key]
         return True
     if kind == _ARR:
         if type(value) is not list:
@@ -349,7 +359,7 @@ def _prune(node: _Node, value: Any) -> None:
         props = node.props
         for key in list(value):
             child = props.get(key)
-            if child is None:
+            if child is None or value[key] is None:
                 del value[key]
             elif value[key] is not None and child.kind != _ANY:
                 _prune(child, value[key])

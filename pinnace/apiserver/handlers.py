@@ -1225,8 +1225,29 @@ async def _read_body(request: web.Request) -> bytes:
     return b"".join(chunks)
 
 
+_ESCAPES = {"\a": "\\a", "\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r",
+            "\t": "\\t", "\v": "\\v", '"': '\\"', "\\": "\\\\"}
+
+
 def _warning(text: str) -> str:
-    return '299 - "' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    """A Warning header as kube-apiserver writes it: the text quoted as Go's
+    strconv.Quote does, so a control character in it (an unknown field
+    whose name is a NUL byte) never breaks the header."""
+    if text.isprintable() and '"' not in text and "\\" not in text:
+        return f'299 - "{text}"'
+    out = []
+    for ch in text:
+        if ch in _ESCAPES:
+            out.append(_ESCAPES[ch])
+        elif ch.isprintable():
+            out.append(ch)
+        elif ord(ch) < 0x80:
+            out.append(f"\\x{ord(ch):02x}")
+        elif ord(ch) < 0x10000:
+            out.append(f"\\u{ord(ch):04x}")
+        else:
+            out.append(f"\\U{ord(ch):08x}")
+    return '299 - "' + "".join(out) + '"'
 
 
 def _rv(rv: str) -> int:

@@ -250,3 +250,43 @@ def test_headers_up_to_go_servers_limit_are_read(server: Server) -> None:
                                  headers={"X-Long": "a" * 100_000})
     with urllib.request.urlopen(req, context=http.ctx, timeout=10) as resp:
         assert json.loads(resp.read())["metadata"]["name"] == "default"
+
+
+def test_a_warning_about_a_field_named_with_control_characters_is_quoted(
+        server: Server, namespace: str) -> None:
+    """Found by the fuzz test: the Warning header for an unknown field named
+    "\\x00" made the server drop the connection without an answer."""
+    import urllib.request
+
+    http = server.http()
+    body = json.dumps({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "nul"},
+                       "\x00": False, "data": {"a": "b"}}).encode()
+    req = urllib.request.Request(
+        f"{server.url}/api/v1/namespaces/{namespace}/configmaps?fieldValidation=Warn",
+        data=body, method="POST", headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, context=http.ctx, timeout=10) as resp:
+        assert resp.status == 201
+        assert resp.headers["Warning"] == '299 - "unknown field \\"\\x00\\""'
+
+
+def test_fields_set_to_null_are_as_if_absent(server: Server, namespace: str) -> None:
+    """Found by bench/fuzz.py: `"tolerations": null` in a pod made the pod
+    admission fail with a 500. Decoding into the Go type leaves a null field
+    unset; so does pinnace."""
+    http = server.http()
+    code, pod = http.call("POST", f"/api/v1/namespaces/{namespace}/pods", {
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "nulls", "labels": None, "creationTimestamp": None},
+        "spec": {"tolerations": None, "initContainers": None, "overhead": None,
+                 "containers": [{"name": "c", "image": "busybox", "env": None}]}})
+    assert code == 201, pod
+    assert {t["key"] for t in pod["spec"]["tolerations"]} >= {"node.kubernetes.io/not-ready"}
+    assert "initContainers" not in pod["spec"] and "labels" not in pod["metadata"]
+    assert "env" not in pod["spec"]["containers"][0]
+    code, dep = http.call("POST", f"/apis/apps/v1/namespaces/{namespace}/deployments", {
+        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "nulls"},
+        "spec": {"selector": {"matchLabels": {"app": "n"}}, "strategy": None,
+                 "template": {"metadata": {"labels": {"app": "n"}, "annotations": None},
+                              "spec": {"containers": [{"name": "c", "image": "i"}]}}}})
+    assert code == 201, dep
+    assert dep["spec"]["strategy"]["type"] == "RollingUpdate"
