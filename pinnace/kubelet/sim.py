@@ -45,7 +45,15 @@ from .podstatus import (
     rfc3339,
     running_status,
 )
-from .simstages import ANNOTATIONS, PLAIN, Behaviour, Stages, crash_backoff, parse_duration
+from .simstages import (
+    ANNOTATIONS,
+    PLAIN,
+    USAGE_ANNOTATION,
+    Behaviour,
+    Stages,
+    crash_backoff,
+    parse_duration,
+)
 
 log = logging.getLogger("pinnace.kubelet.sim")
 
@@ -510,6 +518,11 @@ class SimNodes:
             log.warning("pod %s on %s: %s", key, node.name, e)
             return
         self._first_seen.pop(uid, None)
+        if behaviour.usage and (meta.get("annotations") or {}).get(USAGE_ANNOTATION) is None:
+            # metrics.k8s.io reads a simulated pod's usage off the pod: a
+            # stage's figure is recorded there once, as the pod starts.
+            await self.pods_rc.patch(name, {"metadata": {"annotations": {
+                USAGE_ANNOTATION: behaviour.usage}}}, ns, type="merge")
         if not behaviour.plain:
             self._runs[uid] = PodRun(started=self.clock.time())
             await self._play(key, pod, node, behaviour, ip)

@@ -36,13 +36,16 @@ ANNOTATIONS = {
     "pinnace.dev/sim-exit-after": "exit_after",
     "pinnace.dev/sim-exit-code": "exit_code",
     "pinnace.dev/sim-readiness-flap": "readiness_flap",
+    # What metrics.k8s.io reports for the pod ("cpu=250m,memory=64Mi").
+    "pinnace.dev/sim-usage": "usage",
     # The first annotation pinnace had: exit 0 after a while.
     "pinnace.dev/sim-complete-after": "exit_after",
 }
 # stage file key -> Behaviour field
 STAGE_KEYS = {"runningAfter": "running_after", "readyAfter": "ready_after",
               "exitAfter": "exit_after", "exitCode": "exit_code",
-              "readinessFlap": "readiness_flap"}
+              "readinessFlap": "readiness_flap", "usage": "usage"}
+USAGE_ANNOTATION = "pinnace.dev/sim-usage"
 
 # The kubelet's container restart back-off (MaxContainerBackOff 5 min; a
 # container that ran twice that long starts over at the initial 10 s).
@@ -67,6 +70,24 @@ def parse_duration(text: str) -> float | None:
     return total if pos == len(text) and pos else None
 
 
+def parse_usage(raw: Any) -> str:
+    """``cpu=250m,memory=64Mi`` (or a mapping of the same) checked, as text."""
+    from pinnace.api import quantity
+
+    if isinstance(raw, dict):
+        raw = ",".join(f"{k}={v}" for k, v in raw.items())
+    text = str(raw)
+    for part in text.split(","):
+        key, sep, value = part.partition("=")
+        if not sep or key.strip() not in ("cpu", "memory"):
+            raise ValueError(f"usage is cpu=QUANTITY,memory=QUANTITY, got {text!r}")
+        try:
+            quantity.parse_quantity(value.strip())
+        except quantity.QuantityError as e:
+            raise ValueError(f"usage: {e}") from None
+    return text
+
+
 @dataclass(frozen=True, slots=True)
 class Behaviour:
     running_after: float = 0.0  # bound -> containers running
@@ -74,6 +95,7 @@ class Behaviour:
     exit_after: float | None = None  # (re)started -> exited; None: runs for ever
     exit_code: int = 0
     readiness_flap: float | None = None  # once ready, readiness toggles this often
+    usage: str | None = None  # resource usage for metrics.k8s.io: "cpu=250m,memory=64Mi"
 
     @property
     def plain(self) -> bool:
@@ -84,6 +106,8 @@ class Behaviour:
         """This behaviour with field ``name`` set from ``raw`` (a duration
         string, a number of seconds, or an exit code); ValueError if ``raw``
         makes no sense for the field."""
+        if name == "usage":
+            return replace(self, usage=parse_usage(raw))
         if name == "exit_code":
             try:
                 code = int(raw)

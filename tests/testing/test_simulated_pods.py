@@ -224,3 +224,25 @@ spec:
     c.advance(30)
     c.wait("pod/flappy", condition="Ready", namespace=ns, timeout=10)
     assert c.get("pod/flappy", ns)["status"]["containerStatuses"][0]["restartCount"] == 0
+
+
+@pytest.mark.pinnace(nodes=1, controllers=None, stages={"stages": [
+    {"name": "heavy", "match": {"labels": {"app": "heavy"}}, "usage": "cpu=750m,memory=300Mi"}]})
+def test_a_stage_sets_what_kubectl_top_shows(pinnace_cluster: Cluster,
+                                            pinnace_namespace: str) -> None:
+    c, ns = pinnace_cluster, pinnace_namespace
+    c.apply("""
+apiVersion: v1
+kind: Pod
+metadata: {name: heavy, labels: {app: heavy}}
+spec:
+  nodeName: node-0
+  containers: [{name: app, image: app:1}]
+""", namespace=ns)
+    c.wait("pod/heavy", condition="Ready", namespace=ns)
+    code, metrics = c.request("GET", f"/apis/metrics.k8s.io/v1beta1/namespaces/{ns}/pods/heavy")
+    assert code == 200, metrics
+    usage = metrics["containers"][0]["usage"]
+    assert usage["cpu"] in ("750m", "750000000n") and usage["memory"] in ("300Mi", "314572800")
+    top = c.kubectl("top", "pod", "heavy", "-n", ns).stdout
+    assert "750m" in top and "300Mi" in top, top

@@ -61,6 +61,8 @@ def test_a_bad_annotation_is_ignored_and_reported() -> None:
     ({"stages": [{"match": {"image": "x"}}]}, "stages[0].match: only ownerKind"),
     ({"stages": [{"exitafter": "1s"}]}, "stages[0]: unknown field(s) exitafter"),
     ({"stage": []}, "unknown field(s) stage"),
+    ({"stages": [{"usage": "cpu=lots"}]}, "stages[0].usage: "),
+    ({"stages": [{"usage": "gpu=1"}]}, "usage is cpu=QUANTITY,memory=QUANTITY"),
     ([], "expected a mapping"),
 ])
 def test_a_bad_stage_file_names_the_field(doc: object, message: str) -> None:
