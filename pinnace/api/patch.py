@@ -297,6 +297,21 @@ def _go_map(m: dict) -> str:
     return f"map[{inner}]"
 
 
+def _go_type(v: Any) -> str:
+    """The Go type a JSON value decodes to, as reflect prints it."""
+    if v is None:
+        return "<nil>"
+    if isinstance(v, bool):
+        return "bool"
+    if isinstance(v, (int, float)):
+        return "int64" if isinstance(v, int) else "float64"
+    if isinstance(v, list):
+        return "[]interface {}"
+    if isinstance(v, dict):
+        return "map[string]interface {}"
+    return "string"
+
+
 def _go_val(v: Any) -> str:
     if isinstance(v, dict):
         return _go_map(v)
@@ -333,6 +348,9 @@ def _smp_map(orig: dict, patch: dict, node: dict | None) -> dict | None:
     if retain is not None:
         if not isinstance(retain, list):
             raise PatchError(f"invalid type for $retainKeys: {_go_val(retain)}")
+        for key in retain:
+            if not isinstance(key, str):  # mergepatch.ErrBadArgType
+                raise PatchError(f"expected a string, but received a {_go_type(key)}")
         keep = set(retain)
         for k in list(out):
             if k not in keep:

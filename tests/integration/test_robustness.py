@@ -121,6 +121,8 @@ NESTED = "{\"data\":" + "{\"a\":" * 1000 + "1" + "}" * 1000 + "}"
      "application/json-patch+json", 422, 'doc is missing path: "data/k9"'),
     ("PATCH", "configmaps/target", b'[{"op": "copy", "from": "/data/missing", "path": "/data/k"}]',
      "application/json-patch+json", 422, "Unable to get nonexistent key: missing"),
+    ("PATCH", "configmaps/target", b'{"metadata": {"$retainKeys": [null, {}]}}',
+     "application/strategic-merge-patch+json", 422, "expected a string, but received a <nil>"),
     ("PATCH", "configmaps/target", NESTED.encode(), "application/merge-patch+json", 400,
      "nested too deeply"),
     ("PATCH", "configmaps/target", NESTED.encode(), "application/strategic-merge-patch+json", 400,
