@@ -9,6 +9,7 @@ import asyncio
 import base64
 import logging
 import os
+import platform
 import socket
 import ssl
 import time
@@ -33,7 +34,7 @@ from .authz import Authorizer
 from .certs import PKI, ensure_pki, issue_client_cert, write_pem
 from .config import Config
 from .discovery import AGGREGATED_CT, Discovery, wants_aggregated
-from .handlers import ResourceHandlers, Target
+from .handlers import ResourceHandlers, Target, add_deprecation_warning
 from .impersonation import impersonated
 from .kubeconfig import admin_kubeconfig, component_kubeconfig, write_kubeconfig
 from .metrics import Metrics
@@ -50,9 +51,32 @@ from .watchcache import WatchCache
 
 log = logging.getLogger("pinnace.apiserver")
 
-KUBE_VERSION = {"major": "1", "minor": "37", "gitVersion": "v1.37.0+pinnace",
-                "gitCommit": "", "gitTreeState": "clean", "buildDate": "2026-11-01T00:00:00Z",
-                "goVersion": "python3", "compiler": "cpython", "platform": "linux/amd64"}
+def _git_commit() -> str:
+    """The commit pinnace runs from, when it runs from a git checkout."""
+    git = Path(__file__).resolve().parents[2] / ".git"
+    try:
+        head = (git / "HEAD").read_text().strip()
+        if not head.startswith("ref: "):
+            return head
+        ref = head[5:]
+        if (git / ref).exists():
+            return (git / ref).read_text().strip()
+        for line in (git / "packed-refs").read_text().splitlines():
+            if line.endswith(" " + ref):
+                return line.split()[0]
+    except OSError:
+        pass
+    return ""
+
+
+# What kube-apiserver 1.37 answers at /version (emulation and compatibility
+# versions included, as since 1.32).
+KUBE_VERSION = {"major": "1", "minor": "37", "emulationMajor": "1", "emulationMinor": "37",
+                "minCompatibilityMajor": "1", "minCompatibilityMinor": "36",
+                "gitVersion": "v1.37.0+pinnace", "gitCommit": _git_commit(),
+                "gitTreeState": "clean", "buildDate": "2026-11-01T00:00:00Z",
+                "goVersion": f"python{platform.python_version()}", "compiler": "cpython",
+                "platform": f"linux/{'arm64' if platform.machine() == 'aarch64' else 'amd64'}"}
 
 COMPONENT_USERS = {"controller-manager": ("system:kube-controller-manager", []),
                    "scheduler": ("system:kube-scheduler", []),
@@ -151,6 +175,7 @@ class APIServer:
         app = web.Application(middlewares=[self._errors, self._authenticate],
                               client_max_size=codec.MAX_BODY + 1024)
         app.router.add_route("*", "/{tail:.*}", self._route)
+        app.on_response_prepare.append(add_deprecation_warning)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False,
                                      shutdown_timeout=1.0, **HTTP_LIMITS)
         await self._runner.setup()
@@ -634,9 +659,17 @@ class APIServer:
         if parts == ["openapi", "v2"]:
             code, headers, body = openapi.serve_v2(doc, request.headers)
             return web.Response(status=code, headers=headers, body=body)
+        asked = request.query.get("hash")
+        if asked is not None and asked != openapi.doc_hash(doc):
+            # A hash from an older index: send the client to the current one,
+            # as kube-openapi does, instead of caching today's document under it.
+            location = request.rel_url.update_query(hash=openapi.doc_hash(doc))
+            return web.Response(status=301, headers={"Location": str(location)})
         resp = web.Response(body=doc, content_type="application/json")
-        if "hash" in request.query:
+        if asked is not None:
             resp.headers["Cache-Control"] = "public, immutable"
+        else:
+            resp.headers["Cache-Control"] = "no-cache, private"
         return resp
 
 

@@ -198,6 +198,9 @@ class ResourceHandlers:
 
     async def handle(self, request: web.Request, target: Target) -> web.StreamResponse:
         m = request.method
+        if target.info.group == "" and target.info.resource == "endpoints":
+            # Every response about it says so, as kube-apiserver's deprecation filter does.
+            request[DEPRECATED] = ENDPOINTS_DEPRECATION
         watching = _bool(request.query.get("watch")) or request.get("watch", False)
         if target.info.virtual:
             if m != "POST" or target.name is not None:
@@ -263,7 +266,7 @@ class ResourceHandlers:
             raw = None
         headers = {}
         if opts is not None and opts.warnings:
-            headers["Warning"] = ", ".join(_warning(w) for w in opts.warnings)
+            headers["Warning"] = ", ".join(warning_header(w) for w in opts.warnings)
         if fmt.kind == "protobuf":
             if info is not None and info.crd is not None:
                 raise status.not_acceptable("custom resources are served as JSON or YAML only")
@@ -344,13 +347,9 @@ class ResourceHandlers:
             start, revision = listoptions.decode_continue(cont, t.info.list_prefix(t.namespace))
         elif rv and rv != "0" and q.get("resourceVersionMatch") == "Exact":
             revision = _rv(rv)
+            await self._wait_for_revision(revision)
         elif rv and rv != "0":
-            cur = await self.registry.store.revision()
-            if _rv(rv) > cur:
-                raise APIError(504, "Timeout", f"Too large resource version: {rv}, current: {cur}",
-                               {"causes": [{"reason": "ResourceVersionTooLarge",
-                                            "message": "Too large resource version"}],
-                                "retryAfterSeconds": 1})
+            await self._wait_for_revision(_rv(rv))
         filtering = label_sel is not None or field_sel is not None
         include = q.get("includeObject") or "Metadata"
         # A Table of whole collections is made of remembered rows (rowcache).
@@ -365,8 +364,13 @@ class ResourceHandlers:
         # Selectors filter after reading, so a limited page may need several reads.
         while True:
             page = limit - (len(items) if need_objs else len(raw_kvs)) if limit else 0
-            kvs, list_rev, more, remaining = await self.registry.list_kvs(
-                t.info, t.namespace, limit=page, start=last_key, revision=revision)
+            try:
+                kvs, list_rev, more, remaining = await self.registry.list_kvs(
+                    t.info, t.namespace, limit=page, start=last_key, revision=revision)
+            except APIError as e:
+                if e.code == 410 and cont:
+                    raise listoptions.continue_expired(start) from None
+                raise
             revision = list_rev
             if not need_objs:
                 raw_kvs.extend(kvs)
@@ -1225,11 +1229,24 @@ async def _read_body(request: web.Request) -> bytes:
     return b"".join(chunks)
 
 
+DEPRECATED: web.RequestKey[str] = web.RequestKey("deprecated", str)
+ENDPOINTS_DEPRECATION = "v1 Endpoints is deprecated in v1.33+; use discovery.k8s.io/v1 EndpointSlice"
+
+
+async def add_deprecation_warning(request: web.Request, response: web.StreamResponse) -> None:
+    """on_response_prepare: the Warning a deprecated API carries, on every
+    response about it (watch streams too, whose headers go out first)."""
+    text = request.get(DEPRECATED)
+    if text:
+        have = response.headers.get("Warning")
+        response.headers["Warning"] = (have + ", " if have else "") + warning_header(text)
+
+
 _ESCAPES = {"\a": "\\a", "\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r",
             "\t": "\\t", "\v": "\\v", '"': '\\"', "\\": "\\\\"}
 
 
-def _warning(text: str) -> str:
+def warning_header(text: str) -> str:
     """A Warning header as kube-apiserver writes it: the text quoted as Go's
     strconv.Quote does, so a control character in it (an unknown field
     whose name is a NUL byte) never breaks the header."""

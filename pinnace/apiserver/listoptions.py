@@ -94,9 +94,27 @@ def decode_continue(token: str, prefix: str) -> tuple[str, int]:
     except Exception:
         raise status.bad_request("continue key is not valid") from None
     if not isinstance(start, str) or not start.startswith(prefix) or \
-            isinstance(rv, bool) or not isinstance(rv, int) or not 0 < rv <= INT64_MAX:
+            isinstance(rv, bool) or not isinstance(rv, int) or not (0 < rv <= INT64_MAX or rv == -1):
         raise status.bad_request(f"continue key is not valid: {token}")
-    return start, rv
+    # -1: the token a 410 hands out, to go on at the newest revision.
+    return start, max(rv, 0)
 
 
-__all__ = ["INT64_MAX", "decode_continue", "encode_continue", "int64", "limit", "validate"]
+CONTINUE_EXPIRED = (
+    "The provided continue parameter is too old to display a consistent list result. You can "
+    "start a new list without the continue parameter, or use the continue token in this "
+    "response to retrieve the remainder of the results. Continuing with the provided token "
+    "results in an inconsistent list - objects that were created, modified, or deleted between "
+    "the time the first chunk was returned and now may show up in the list.")
+
+
+def continue_expired(start: str) -> status.APIError:
+    """410 for a continue token whose revision was compacted away, carrying
+    the token that goes on at the newest revision (upstream's
+    handleCompactedErrorForPaging)."""
+    return status.APIError(410, "Expired", CONTINUE_EXPIRED,
+                           metadata={"continue": encode_continue(start, -1)})
+
+
+__all__ = ["CONTINUE_EXPIRED", "INT64_MAX", "continue_expired", "decode_continue",
+           "encode_continue", "int64", "limit", "validate"]

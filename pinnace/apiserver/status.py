@@ -13,19 +13,21 @@ from pinnace.api.field import FieldError, aggregate
 
 class APIError(Exception):
     def __init__(self, code: int, reason: str, message: str,
-                 details: dict[str, Any] | None = None, headers: dict[str, str] | None = None):
+                 details: dict[str, Any] | None = None, headers: dict[str, str] | None = None,
+                 metadata: dict[str, Any] | None = None):
         super().__init__(message)
         self.code = code
         self.reason = reason
         self.message = message
         self.details = details
         self.headers = headers or {}
+        self.metadata = metadata or {}  # the Status's ListMeta (a continue token)
 
     def status(self) -> dict[str, Any]:
         st: dict[str, Any] = {
             "kind": "Status",
             "apiVersion": "v1",
-            "metadata": {},
+            "metadata": dict(self.metadata),
             "status": "Failure",
             "message": self.message,
             "reason": self.reason,
