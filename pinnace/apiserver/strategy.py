@@ -19,7 +19,7 @@ from pinnace.api.resources import ResourceInfo
 from pinnace.api.validation.others import SYSTEM_PRIORITY_CLASSES
 from pinnace.storage.interface import KeyNotFoundError, Store
 
-from . import codec, serviceaccount_admission, status
+from . import codec, runtimeclass_admission, serviceaccount_admission, status
 from .allocator import AllocationError, NodePortAllocator, ServiceIPAllocator
 from .registry import ResourceTable
 
@@ -232,8 +232,11 @@ class PodStrategy(Strategy):
                 "message": SCHEDULING_GATED_MESSAGE}]
 
     async def admit_create(self, info: ResourceInfo, obj: dict[str, Any], dry_run: bool) -> Undo:
-        # The rest of the ServiceAccount plugin: it needs the account itself.
+        # The plugins that read other objects: the ServiceAccount plugin's
+        # account, the RuntimeClass plugin's class.
         if self.store is not None:
+            await runtimeclass_admission.admit_pod(
+                self.store, obj, lambda why: _pod_forbidden(obj, why))
             await serviceaccount_admission.admit_pod(
                 self.store, obj, lambda why: _pod_forbidden(obj, why))
         return _nothing

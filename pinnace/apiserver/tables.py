@@ -831,6 +831,10 @@ def _priority_class_cells(obj: Obj, now: float) -> list[Any]:
             bool(obj.get("globalDefault")), _age(obj, now), obj.get("preemptionPolicy") or ""]
 
 
+def _runtime_class_cells(obj: Obj, now: float) -> list[Any]:
+    return [obj["metadata"].get("name", ""), obj.get("handler") or "", _age(obj, now)]
+
+
 def _csr_condition(obj: Obj) -> str:
     """extractCSRStatus: Denied or Approved or Pending, then Failed, then Issued."""
     status = obj.get("status") or {}
@@ -1122,6 +1126,11 @@ PRINTERS: dict[tuple[str, str], tuple[list[Column], RowFn]] = {
         _c("PreemptionPolicy", desc=("io.k8s.api.scheduling.v1.PriorityClass",
                                      "preemptionPolicy")),
     ], _priority_class_cells),
+    ("node.k8s.io", "runtimeclasses"): ([
+        NAME,
+        _c("Handler", desc=("io.k8s.api.node.v1.RuntimeClass", "handler")),
+        AGE,
+    ], _runtime_class_cells),
     ("certificates.k8s.io", "certificatesigningrequests"): ([
         NAME, AGE,
         _c("SignerName", desc=(_CERTS + "CertificateSigningRequestSpec", "signerName")),

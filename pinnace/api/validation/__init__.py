@@ -69,6 +69,7 @@ _VALIDATORS: dict[tuple[str, str], Validator] = {
     ("storage.k8s.io", "CSIDriver"): others.validate_csi_driver,
     ("storage.k8s.io", "VolumeAttachment"): others.validate_volume_attachment,
     ("scheduling.k8s.io", "PriorityClass"): others.validate_priority_class,
+    ("node.k8s.io", "RuntimeClass"): others.validate_runtime_class,
     ("events.k8s.io", "Event"): others.validate_events_v1,
     ("certificates.k8s.io", "CertificateSigningRequest"): certificates.validate_csr,
 }

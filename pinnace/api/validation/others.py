@@ -524,6 +524,27 @@ def validate_priority_class(pc: Obj, old: Obj | None = None) -> Errs:
     return errs
 
 
+def validate_runtime_class(rc: Obj, old: Obj | None = None) -> Errs:
+    """node.k8s.io RuntimeClass: the handler is a DNS label, immutable;
+    overhead is a resource list; scheduling's node selector and
+    tolerations are those of a pod."""
+    from .pods import _quantity_errors, _resource_name_errors, _validate_tolerations
+
+    if old is not None:
+        return _meta(rc, old) + immutable(rc.get("handler"), old.get("handler"), "handler")
+    errs = _meta(rc, old)
+    handler = rc.get("handler")
+    errs += names.messages_to_errors(names.is_dns1123_label(handler if isinstance(handler, str)
+                                                            else ""), "handler", handler or "")
+    for res, q in as_dict(as_dict(rc.get("overhead")).get("podFixed")).items():
+        errs += _resource_name_errors(res, f"overhead.podFixed[{res}]")
+        errs += _quantity_errors(res, q, f"overhead.podFixed[{res}]")
+    sched = as_dict(rc.get("scheduling"))
+    errs += m.validate_labels(sched.get("nodeSelector"), "scheduling.nodeSelector")
+    errs += _validate_tolerations(as_list(sched.get("tolerations")), "scheduling.tolerations")
+    return errs
+
+
 def validate_csi_driver(drv: Obj, old: Obj | None = None) -> Errs:
     errs = _meta(drv, old)
     if old is not None:
