@@ -98,6 +98,8 @@ BUILTIN: list[ResourceInfo] = [
     _r("", "v1", "resourcequotas", "ResourceQuota", short="quota", sub="status"),
     _r("", "v1", "secrets", "Secret"),
     _r("", "v1", "serviceaccounts", "ServiceAccount", short="sa", sub="token"),
+    _r("", "v1", "componentstatuses", "ComponentStatus", False, short="cs",
+       verbs=("get", "list"), virtual=True),
     _r("", "v1", "services", "Service", short="svc", cats="all", sub="status",
        verbs=("create", "delete", "deletecollection", "get", "list", "patch", "update", "watch")),
     # apps/v1

@@ -10,6 +10,7 @@ import dataclasses
 import datetime as dt
 import functools
 import logging
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -202,6 +203,8 @@ class ResourceHandlers:
             # Every response about it says so, as kube-apiserver's deprecation filter does.
             request[DEPRECATED] = ENDPOINTS_DEPRECATION
         watching = _bool(request.query.get("watch")) or request.get("watch", False)
+        if target.info.resource == "componentstatuses" and target.info.group == "":
+            return await self.component_statuses(request, target)
         if target.info.virtual:
             if m != "POST" or target.name is not None:
                 raise status.method_not_allowed()
@@ -250,6 +253,51 @@ class ResourceHandlers:
         raise status.method_not_allowed()
 
     # -- encoding ----------------------------------------------------------
+
+    async def component_statuses(self, request: web.Request, t: Target) -> web.Response:
+        """`kubectl get componentstatuses`: the datastore answers, and the
+        scheduler and controller manager hold fresh leader Leases (upstream
+        probes their healthz ports; pinnace's components may run anywhere)."""
+        if request.method != "GET" or _bool(request.query.get("watch")):
+            raise status.method_not_allowed()
+        request[DEPRECATED] = "v1 ComponentStatus is deprecated in v1.19+"
+        items = [await self._lease_health("scheduler", "kube-scheduler"),
+                 await self._lease_health("controller-manager", "kube-controller-manager")]
+        try:
+            await self.registry.store.revision()
+            items.append(_component("etcd-0", None))
+        except Exception as e:  # the datastore's own failure, whatever it is, is the answer
+            items.append(_component("etcd-0", f"the datastore does not answer: {e}"))
+        if t.name is not None:
+            found = [i for i in items if i["metadata"]["name"] == t.name]
+            if not found:
+                raise status.not_found("componentstatuses", "", t.name)
+            return self.respond(request, found[0], info=t.info)
+        fmt = negotiate(request.headers.get("Accept", ""))
+        if fmt.kind == "table":
+            out = make_table(t.info, items, dt.datetime.now(dt.UTC),
+                             request.query.get("includeObject", "Metadata"), {})
+            resp = web.Response(body=codec.dumps(out))
+            resp.headers["Content-Type"] = fmt.content_type
+            return resp
+        return self.respond(request, {"kind": "ComponentStatusList", "apiVersion": "v1",
+                                      "metadata": {}, "items": items})
+
+    async def _lease_health(self, name: str, lease: str) -> dict[str, Any]:
+        kv = await self.registry.store.get(
+            f"/registry/coordination.k8s.io/leases/kube-system/{lease}")
+        if kv is None:
+            return _component(name, f"no {lease} has ever held its leader Lease")
+        spec = orjson.loads(kv.value).get("spec") or {}
+        renewed = spec.get("renewTime") or ""
+        try:
+            age = time.time() - dt.datetime.fromisoformat(renewed.replace("Z", "+00:00")).timestamp()
+        except ValueError:
+            return _component(name, f"its Lease kube-system/{lease} has no renewTime")
+        if age > float(spec.get("leaseDurationSeconds") or 15):
+            return _component(name, f"its leader last renewed Lease kube-system/{lease} "
+                                    f"{int(age)}s ago")
+        return _component(name, None)
 
     def respond(self, request: web.Request, obj: Any, code: int = 200,
                 opts: Options | None = None, info: ResourceInfo | None = None,
@@ -1227,6 +1275,16 @@ async def _read_body(request: web.Request) -> bytes:
     if size > codec.MAX_BODY:
         raise status.too_large()
     return b"".join(chunks)
+
+
+def _component(name: str, error: str | None) -> dict[str, Any]:
+    cond: dict[str, Any] = {"type": "Healthy", "status": "False" if error else "True"}
+    if error:
+        cond["error"] = error
+    else:
+        cond["message"] = "ok"
+    return {"kind": "ComponentStatus", "apiVersion": "v1", "metadata": {"name": name},
+            "conditions": [cond]}
 
 
 DEPRECATED: web.RequestKey[str] = web.RequestKey("deprecated", str)

@@ -831,6 +831,13 @@ def _priority_class_cells(obj: Obj, now: float) -> list[Any]:
             bool(obj.get("globalDefault")), _age(obj, now), obj.get("preemptionPolicy") or ""]
 
 
+def _component_status_cells(obj: Obj, now: float) -> list[Any]:
+    cond: Obj = next((c for c in obj.get("conditions") or [] if c.get("type") == "Healthy"), {})
+    healthy = "Healthy" if cond.get("status") == "True" else "Unhealthy"
+    return [obj["metadata"].get("name", ""), healthy, cond.get("message") or "",
+            cond.get("error") or ""]
+
+
 def _runtime_class_cells(obj: Obj, now: float) -> list[Any]:
     return [obj["metadata"].get("name", ""), obj.get("handler") or "", _age(obj, now)]
 
@@ -1126,6 +1133,12 @@ PRINTERS: dict[tuple[str, str], tuple[list[Column], RowFn]] = {
         _c("PreemptionPolicy", desc=("io.k8s.api.scheduling.v1.PriorityClass",
                                      "preemptionPolicy")),
     ], _priority_class_cells),
+    ("", "componentstatuses"): ([
+        NAME,
+        _c("Status", desc="Status of the condition for a component."),
+        _c("Message", desc="Message about the condition for a component."),
+        _c("Error", desc="Condition error code for a component."),
+    ], _component_status_cells),
     ("node.k8s.io", "runtimeclasses"): ([
         NAME,
         _c("Handler", desc=("io.k8s.api.node.v1.RuntimeClass", "handler")),
