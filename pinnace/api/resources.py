@@ -138,6 +138,8 @@ BUILTIN: list[ResourceInfo] = [
     _r("storage.k8s.io", "v1", "volumeattachments", "VolumeAttachment", False, sub="status"),
     _r("scheduling.k8s.io", "v1", "priorityclasses", "PriorityClass", False, short="pc"),
     _r("node.k8s.io", "v1", "runtimeclasses", "RuntimeClass", False),
+    _r("apiregistration.k8s.io", "v1", "apiservices", "APIService", False, cats="api-extensions",
+       sub="status"),
     _r("apiextensions.k8s.io", "v1", "customresourcedefinitions", "CustomResourceDefinition",
        False, short="crd crds", cats="api-extensions", sub="status"),
     _r("authentication.k8s.io", "v1", "selfsubjectreviews", "SelfSubjectReview", False,

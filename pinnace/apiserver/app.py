@@ -26,8 +26,8 @@ from pinnace.servertls import HTTP_LIMITS, server_context
 from pinnace.storage import open_store
 from pinnace.storage.interface import CompactedError, Store
 
+from . import apiservices, codec, metricsapi, openapi, status
 from . import bootstraptoken as bt
-from . import codec, metricsapi, openapi, status
 from .allocator import NodePortAllocator, ServiceIPAllocator
 from .authn import Authenticator
 from .authz import Authorizer
@@ -271,11 +271,37 @@ class APIServer:
                 "provisioner": "rancher.io/local-path", "reclaimPolicy": "Delete",
                 "volumeBindingMode": "WaitForFirstConsumer"}, system)
         await self._ensure_kubernetes_service()
+        await self._ensure_local_apiservices()
         try:  # what joining nodes need; the API server serves without them
             await self._ensure_cluster_info()
             await self._ensure_node_token()
         except (APIError, OSError, ValueError):
             log.exception("cannot set up node joining (cluster-info, %s)", self.node_token_path)
+
+    async def _ensure_local_apiservices(self) -> None:
+        """An Available, Local APIService for every built-in group version
+        served (upstream's autoregister controller)."""
+        info = self.table.lookup("apiregistration.k8s.io", "v1", "apiservices")
+        assert info is not None
+        served = {(i.group, i.version) for i in self.table.all() if i.crd is None}
+        served.add((metricsapi.GROUP, metricsapi.VERSION))
+        system = Options(field_manager="pinnace-apiserver", field_validation="Ignore")
+        have = {kv.key for kv in (await self.store.list(info.list_prefix(None))).kvs}
+
+        async def register(group: str, version: str, priorities: tuple[int, int]) -> None:
+            name = apiservices.name(group, version)
+            await self._create_quietly(info, None, apiservices.local(group, version, priorities),
+                                       system)
+            obj = await self.registry.get(info, None, name)
+            obj["status"] = apiservices.available()
+            await self.registry.update(info, None, name, obj, system, subresource="status")
+
+        # Concurrently: a first start should not wait for them one by one.
+        await asyncio.gather(*(
+            register(group, version, priorities)
+            for (group, version), priorities in apiservices.PRIORITIES.items()
+            if (group, version) in served
+            and info.key(None, apiservices.name(group, version)) not in have))
 
     async def _ensure_cluster_info(self) -> None:
         """kube-public/cluster-info: a kubeconfig with the CA and this

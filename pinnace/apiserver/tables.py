@@ -838,6 +838,18 @@ def _component_status_cells(obj: Obj, now: float) -> list[Any]:
             cond.get("error") or ""]
 
 
+def _api_service_cells(obj: Obj, now: float) -> list[Any]:
+    spec = obj.get("spec") or {}
+    service = spec.get("service")
+    where = f"{service.get('namespace', '')}/{service.get('name', '')}" if service else "Local"
+    cond: Obj = next((c for c in (obj.get("status") or {}).get("conditions") or []
+                      if c.get("type") == "Available"), {})
+    available = cond.get("status") or "Unknown"
+    if available != "True" and cond.get("reason"):
+        available = f"{available} ({cond['reason']})"
+    return [obj["metadata"].get("name", ""), where, available, _age(obj, now)]
+
+
 def _runtime_class_cells(obj: Obj, now: float) -> list[Any]:
     return [obj["metadata"].get("name", ""), obj.get("handler") or "", _age(obj, now)]
 
@@ -1139,6 +1151,12 @@ PRINTERS: dict[tuple[str, str], tuple[list[Column], RowFn]] = {
         _c("Message", desc="Message about the condition for a component."),
         _c("Error", desc="Condition error code for a component."),
     ], _component_status_cells),
+    ("apiregistration.k8s.io", "apiservices"): ([
+        NAME,
+        _c("Service", desc="The reference to the service that hosts this API endpoint."),
+        _c("Available", desc="Whether this service is available."),
+        AGE,
+    ], _api_service_cells),
     ("node.k8s.io", "runtimeclasses"): ([
         NAME,
         _c("Handler", desc=("io.k8s.api.node.v1.RuntimeClass", "handler")),

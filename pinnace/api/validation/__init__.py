@@ -70,6 +70,7 @@ _VALIDATORS: dict[tuple[str, str], Validator] = {
     ("storage.k8s.io", "VolumeAttachment"): others.validate_volume_attachment,
     ("scheduling.k8s.io", "PriorityClass"): others.validate_priority_class,
     ("node.k8s.io", "RuntimeClass"): others.validate_runtime_class,
+    ("apiregistration.k8s.io", "APIService"): others.validate_api_service,
     ("events.k8s.io", "Event"): others.validate_events_v1,
     ("certificates.k8s.io", "CertificateSigningRequest"): certificates.validate_csr,
 }
@@ -80,7 +81,7 @@ _BUILTIN_GROUPS = {"", "apps", "batch", "autoscaling", "policy", "coordination.k
                    "discovery.k8s.io", "networking.k8s.io", "storage.k8s.io",
                    "scheduling.k8s.io", "events.k8s.io", "apiextensions.k8s.io",
                    "admissionregistration.k8s.io", "certificates.k8s.io", "node.k8s.io",
-                   "resource.k8s.io", "flowcontrol.apiserver.k8s.io"}
+                   "resource.k8s.io", "flowcontrol.apiserver.k8s.io", "apiregistration.k8s.io"}
 
 
 def validate(group: str, kind: str, obj: Obj, old: Obj | None = None) -> list[FieldError]:

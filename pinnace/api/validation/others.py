@@ -545,6 +545,58 @@ def validate_runtime_class(rc: Obj, old: Obj | None = None) -> Errs:
     return errs
 
 
+def validate_api_service(svc: Obj, old: Obj | None = None) -> Errs:
+    """apiregistration.k8s.io APIService (ValidateAPIService)."""
+    spec = as_dict(svc.get("spec"))
+    group, version = spec.get("group") or "", spec.get("version") or ""
+    required_name = f"{version}.{group}"
+
+    def name_check(name: str, prefix: bool) -> list[str]:
+        failures = names.path_segment_name(name, prefix)
+        if failures:
+            return failures
+        return [] if name == required_name else \
+            [f'must be `spec.version+"."+spec.group`: "{required_name}"']
+
+    if old is None:
+        errs = m.validate_object_meta(svc.get("metadata"), name_check)
+    else:
+        errs = m.validate_object_meta_update(svc.get("metadata"), old.get("metadata"))
+        name = d(svc, "metadata", "name") or ""
+        for msg in name_check(name, False):
+            errs.append(invalid("metadata.name", name, msg))
+    if not group and version != "v1":
+        errs.append(required("spec.group", "only v1 may have an empty group and it better be "
+                                           "legacy kube"))
+    if group:
+        errs += names.messages_to_errors(names.is_dns1123_subdomain(group), "spec.group", group)
+    errs += names.messages_to_errors(names.is_dns1123_label(version), "spec.version", version)
+    gp, vp = spec.get("groupPriorityMinimum"), spec.get("versionPriority")
+    if not is_int(gp) or not 0 < gp <= 20000:
+        errs.append(invalid("spec.groupPriorityMinimum", gp,
+                            "must be positive and less than 20000"))
+    if not is_int(vp) or not 0 < vp <= 1000:
+        errs.append(invalid("spec.versionPriority", vp, "must be positive and less than 1000"))
+    service = spec.get("service")
+    if service is None:
+        if spec.get("caBundle"):
+            errs.append(invalid("spec.caBundle", f"{len(spec['caBundle'])} bytes",
+                                "local APIServices may not have a caBundle"))
+        if spec.get("insecureSkipTLSVerify"):
+            errs.append(invalid("spec.insecureSkipTLSVerify", True,
+                                "local APIServices may not have insecureSkipTLSVerify"))
+        return errs
+    service = as_dict(service)
+    if not service.get("namespace"):
+        errs.append(required("spec.service.namespace", ""))
+    if not service.get("name"):
+        errs.append(required("spec.service.name", ""))
+    if spec.get("insecureSkipTLSVerify") and spec.get("caBundle"):
+        errs.append(invalid("spec.insecureSkipTLSVerify", True,
+                            "may not be true if caBundle is present"))
+    return errs
+
+
 def validate_csi_driver(drv: Obj, old: Obj | None = None) -> Errs:
     errs = _meta(drv, old)
     if old is not None:
