@@ -133,7 +133,8 @@ def _spec_node(spec: dict[str, Any]) -> _Node:
     return _ANY_NODE
 
 
-def _json_kind(value: Any) -> str:
+def json_kind(value: Any) -> str:
+    """A JSON value's kind as Go's decoder names it in its errors."""
     if isinstance(value, bool):
         return "bool"
     if isinstance(value, (int, float)):
@@ -167,7 +168,7 @@ class _Walker:
         self.issues: list[FieldIssue] = []
 
     def type_error(self, value: Any, node: _Node, struct: str, gopath: str, path: str) -> None:
-        got = _json_kind(value)
+        got = json_kind(value)
         if got == "number" and node.kind == _INT:
             got = f"number {value}"
         where = f"Go struct field {struct}.{gopath}" if struct else "Go value"

@@ -19,7 +19,7 @@ import orjson
 from aiohttp import web
 
 from pinnace.api import apply as ssa
-from pinnace.api import crdschema, field, selectors
+from pinnace.api import crdschema, field, fieldcheck, selectors
 from pinnace.api import patch as patches
 from pinnace.api.resources import ResourceInfo
 from pinnace.storage.interface import CompactedError, KeyValue
@@ -126,11 +126,11 @@ def check_delete_options(body: dict[str, Any], where: str) -> None:
     """400, as kube-apiserver's decoder answers, for DeleteOptions fields of
     the wrong JSON type (rather than a 500 further on)."""
     def wrong(path: str, value: Any, go_type: str) -> APIError:
-        return status.bad_request(f"json: cannot unmarshal {_json_type(value)} into Go struct "
+        return status.bad_request(f"json: cannot unmarshal {fieldcheck.json_kind(value)} into Go struct "
                                   f"field {where}.{path} of type {go_type}")
 
     if not isinstance(body, dict):
-        raise status.bad_request(f"json: cannot unmarshal {_json_type(body)} into Go value of "
+        raise status.bad_request(f"json: cannot unmarshal {fieldcheck.json_kind(body)} into Go value of "
                                  f"type v1.DeleteOptions")
     for name, (typ, go_type) in _DELETE_OPTION_TYPES.items():
         value = body.get(name)
@@ -145,18 +145,6 @@ def check_delete_options(body: dict[str, Any], where: str) -> None:
     for item in body.get("dryRun") or []:
         if not isinstance(item, str):
             raise wrong("dryRun", item, "string")
-
-
-def _json_type(value: Any) -> str:
-    if isinstance(value, bool):
-        return "bool"
-    if isinstance(value, (int, float)):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list):
-        return "array"
-    return "object"
 
 
 def _bool(v: str | None) -> bool:

@@ -20,7 +20,6 @@ all at the same instant, and a bounded number of requests is in flight.
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import heapq
 import ipaddress
 import logging
@@ -66,10 +65,6 @@ DEFAULT_CAPACITY = {"cpu": "32", "memory": "256Gi", "pods": "110",
                     "ephemeral-storage": "100Gi", "hugepages-1Gi": "0", "hugepages-2Mi": "0"}
 
 _LEASE, _STATUS = 0, 1
-
-
-def _parse_time(value: str) -> float:
-    return dt.datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
 
 
 # -- slim copies: at 150,000 pods the informer must not hold whole objects ----
@@ -132,7 +127,6 @@ class PodRun:
     restarts: int = 0
     backoff: float = 0.0  # the crash back-off in force
     waiting_until: float = 0.0  # > 0: in CrashLoopBackOff until then
-    backoff_shown: float = 0.0  # the wait being served, for the waiting message
     last_exit: tuple[int, float, float] | None = None  # (code, started, finished)
     reported: Any = None  # what the last status we sent said, to send only changes
 
@@ -573,7 +567,7 @@ class SimNodes:
             run.restarts += 1
             wait, run.backoff = crash_backoff(run.backoff, b.exit_after)
             if wait > 0:
-                run.waiting_until, run.backoff_shown = finished + wait, wait
+                run.waiting_until = finished + wait
             else:
                 run.started = finished
         await self._report(pod, node, run, b, ip, terminal=False)
@@ -615,6 +609,8 @@ class SimNodes:
         if terminal:
             state, last_state, restarts = last, {}, run.restarts
         elif run.waiting_until:
+            assert run.last_exit is not None  # a container waits after it exited
+            backoff = int(run.waiting_until - run.last_exit[2])  # the wait being served
             state = {"waiting": {"reason": "CrashLoopBackOff"}}
             last_state, restarts = last, run.restarts
         else:
@@ -630,7 +626,7 @@ class SimNodes:
             st = dict(state)
             if "waiting" in st:
                 st = {"waiting": {"reason": "CrashLoopBackOff", "message": (
-                    f"back-off {int(run.backoff_shown)}s restarting failed "
+                    f"back-off {backoff}s restarting failed "
                     f"container={c.get('name')} pod={name}_{ns}({uid})")}}
             elif "terminated" in st:
                 st = {"terminated": {**st["terminated"],

@@ -84,7 +84,6 @@ class Cluster:
         self.clock = SteppedClock()
         self._runtime: _InProcess | _Child | None = None
         self._ssl: ssl.SSLContext | None = None
-        self._ns_count = 0
 
     # -- lifecycle -----------------------------------------------------------------
 
@@ -249,7 +248,6 @@ class Cluster:
 
     def create_namespace(self, prefix: str = "test") -> str:
         """A new namespace with a unique name."""
-        self._ns_count += 1
         name = f"{_dns_label(prefix)[:40]}-{uuid.uuid4().hex[:6]}"
         code, body = self.request("POST", "/api/v1/namespaces", {
             "apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})

@@ -19,29 +19,8 @@ def test_kill9_under_write_load_loses_no_acknowledged_write(tmp_path: Path) -> N
     data = tmp_path / "data"
     srv = start_server(data)
     _ns(srv, "load")
-    acked: list[str] = []
-    lock = threading.Lock()
-    stop = threading.Event()
-
-    def writer(w: int) -> None:
-        http = srv.http()
-        for i in range(400):  # bounded: the load stops by itself
-            if stop.is_set():
-                return
-            name = f"w{w}-{i}"
-            try:
-                code, _ = http.call("POST", "/api/v1/namespaces/load/configmaps", {
-                    "apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name},
-                    "data": {"i": str(i)}})
-            except OSError:
-                return
-            if code == 201:
-                with lock:
-                    acked.append(name)
-
-    threads = [threading.Thread(target=writer, args=(w,)) for w in range(12)]
-    for t in threads:
-        t.start()
+    acked: set[str] = set()
+    stop, threads = _write_load(srv, "w", acked, writers=12, per_writer=400)
     deadline = time.monotonic() + 20
     while len(acked) < 300 and time.monotonic() < deadline:
         time.sleep(0.01)
@@ -50,8 +29,7 @@ def test_kill9_under_write_load_loses_no_acknowledged_write(tmp_path: Path) -> N
     stop.set()
     for t in threads:
         t.join(30)
-    with lock:
-        answered = set(acked)
+    answered = set(acked)
     assert len(answered) >= 300, "the load did not get going"
     again = start_server(data)
     try:
