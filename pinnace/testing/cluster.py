@@ -544,6 +544,9 @@ class _InProcess:
             await client.close()
         if self.server is not None:
             await self.server.stop()
+        # The threads asyncio.to_thread started (certificates at start) go too:
+        # a stopped cluster leaves no thread behind.
+        await asyncio.get_running_loop().shutdown_default_executor()
 
 
 class _Child:
