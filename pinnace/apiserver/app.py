@@ -26,11 +26,13 @@ from pinnace.servertls import HTTP_LIMITS, server_context
 from pinnace.storage import open_store
 from pinnace.storage.interface import CompactedError, Store
 
-from . import apiservices, codec, metricsapi, openapi, status
+from . import admission, apiservices, codec, metricsapi, openapi, status
 from . import bootstraptoken as bt
+from .admission.noderestriction import NodeRestriction
 from .allocator import NodePortAllocator, ServiceIPAllocator
-from .authn import Authenticator
+from .authn import Authenticator, User
 from .authz import Authorizer
+from .bootstrappolicy import node_rules
 from .certs import PKI, ensure_pki, issue_client_cert, write_pem
 from .config import Config
 from .discovery import AGGREGATED_CT, Discovery, wants_aggregated
@@ -38,6 +40,8 @@ from .handlers import ResourceHandlers, Target, add_deprecation_warning
 from .impersonation import impersonated
 from .kubeconfig import admin_kubeconfig, component_kubeconfig, write_kubeconfig
 from .metrics import Metrics
+from .nodeauthz import NodeAuthorizer
+from .nodegraph import NodeGraph
 from .nodeproxy import NodeProxy
 from .rbac import RBAC
 from .rbacbootstrap import ensure_default_policy
@@ -93,6 +97,7 @@ SYSTEM_PRIORITY_CLASSES = (
      "node if necessary."),
 )
 _ANONYMOUS_PATHS = ("/healthz", "/livez", "/readyz", "/version")
+ANONYMOUS = User("system:anonymous", groups=("system:unauthenticated",))
 # The one object anyone may read without credentials (kubeadm grants the same
 # to system:anonymous): a kubeconfig with the cluster's CA, which a joining
 # node checks against the hash in its join token before it trusts the server.
@@ -112,12 +117,14 @@ class APIServer:
         self.ips = ServiceIPAllocator(self.store, config.service_cidr)
         self.ports = NodePortAllocator(self.store, *config.node_port_range)
         self.rbac = RBAC()
-        self.authz = Authorizer(self.rbac)
+        self.node_graph = NodeGraph()
+        self.authz = Authorizer(self.rbac, NodeAuthorizer(self.node_graph, node_rules()))
         self.strategies = Strategies(self.store, self.table, self.ips, self.ports,
                                      (config.default_not_ready_toleration_seconds,
                                       config.default_unreachable_toleration_seconds),
                                      self.authz)
         self.registry = Registry(self.store, self.strategies, config.max_object_bytes)
+        self.registry.admission = admission.Chain([NodeRestriction(self._read)])
         self.watches = WatchCache(self.store)
         self.authn = Authenticator(config.data_dir / "tokens.csv", self.store)
         self.handlers = ResourceHandlers(self.registry, self.table, self.watches, self.authn,
@@ -240,6 +247,17 @@ class APIServer:
         pcs = self.table.lookup("scheduling.k8s.io", "v1", "priorityclasses")
         assert pcs is not None
         await self._follow(pcs.key_prefix, self.strategies.priority_classes.event)
+        # What each node's pods use, for the Node authorizer. Only the graph
+        # keeps what it needs of each object; the follower keeps the key.
+        prefixes = {}
+        for kind, resource in (("Pod", "pods"), ("PersistentVolumeClaim", "persistentvolumeclaims"),
+                               ("PersistentVolume", "persistentvolumes")):
+            info = self.table.lookup("", "v1", resource)
+            assert info is not None
+            prefixes[kind] = info.key_prefix
+            await self._follow(info.key_prefix, self.node_graph.event, keep=_only_identity)
+        self.node_graph.horizon = lambda: {kind: self.watches.last_revision(prefix)
+                                           for kind, prefix in prefixes.items()}
 
     async def _bootstrap(self) -> None:
         """What upstream's bootstrap controllers and post-start hooks ensure."""
@@ -452,16 +470,22 @@ class APIServer:
         self._crd_event("MODIFIED", obj)
         return True
 
-    async def _follow(self, prefix: str, apply: Callable[[str, dict[str, Any]], None]) -> None:
+    async def _follow(self, prefix: str, apply: Callable[[str, dict[str, Any]], None],
+                      keep: Callable[[dict[str, Any]], dict[str, Any]] | None = None) -> None:
         """Keep ``apply`` told of every object under ``prefix``: those that
         exist now (as ADDED) and every change after, including changes made
-        through other API servers on the same store."""
+        through other API servers on the same store. ``keep`` is what is
+        remembered of each object to tell ``apply`` of its deletion after a
+        relist (default: all of it)."""
         known: dict[str, dict[str, Any]] = {}
-        after = await self._relist(prefix, apply, known)
-        self._tasks.append(asyncio.create_task(self._follow_from(prefix, after, apply, known)))
+        keep = keep or _whole
+        after = await self._relist(prefix, apply, known, keep)
+        self._tasks.append(asyncio.create_task(self._follow_from(prefix, after, apply, known,
+                                                                 keep)))
 
     async def _relist(self, prefix: str, apply: Callable[[str, dict[str, Any]], None],
-                      known: dict[str, dict[str, Any]]) -> int:
+                      known: dict[str, dict[str, Any]],
+                      keep: Callable[[dict[str, Any]], dict[str, Any]]) -> int:
         """Tell ``apply`` what is under ``prefix`` now, objects gone since
         ``known`` was last told included (as DELETED); the revision read."""
         listed = await self.store.list(prefix)
@@ -469,13 +493,14 @@ class APIServer:
         for key in [k for k in known if k not in now]:
             apply("DELETED", known.pop(key))
         for key, obj in now.items():
-            known[key] = obj
+            known[key] = keep(obj)
             apply("ADDED", obj)
         return listed.revision
 
     async def _follow_from(self, prefix: str, after: int,
                            apply: Callable[[str, dict[str, Any]], None],
-                           known: dict[str, dict[str, Any]]) -> None:
+                           known: dict[str, dict[str, Any]],
+                           keep: Callable[[dict[str, Any]], dict[str, Any]]) -> None:
         while True:
             try:
                 async for ev in self.watches.events(prefix, after):
@@ -483,12 +508,12 @@ class APIServer:
                     if ev.type == "DELETED":
                         known.pop(ev.key, None)
                     else:
-                        known[ev.key] = ev.obj
+                        known[ev.key] = keep(ev.obj)
                     apply(ev.type, ev.obj)
                 # The stream ended (the watch cache started over, or this
                 # follower fell behind it): go on from where it was.
             except CompactedError:
-                after = await self._relist(prefix, apply, known)
+                after = await self._relist(prefix, apply, known, keep)
             except asyncio.CancelledError:
                 raise
             except Exception:  # keep following; a later event will set things right
@@ -502,6 +527,13 @@ class APIServer:
                 await self._ensure_kubernetes_service()
             except Exception:  # keep trying: the next round may succeed
                 log.exception("reconciling the kubernetes service failed")
+
+    async def _read(self, resource: str, namespace: str, name: str) -> dict[str, Any] | None:
+        """A core object as stored, or None: what admission plugins look up."""
+        info = self.table.lookup("", "v1", resource)
+        assert info is not None
+        kv = await self.store.get(info.key(namespace or None, name))
+        return None if kv is None else codec.decode_stored(kv.value, kv.mod_revision)
 
     async def _create_quietly(self, info: ResourceInfo, ns: str | None, obj: dict[str, Any],
                               opts: Options) -> None:
@@ -557,7 +589,11 @@ class APIServer:
                     and "watch" not in request.query):
                 request["user"] = "system:anonymous"
                 return await handler(request)
-            raise status.unauthorized()
+            if not self.config.anonymous_auth or "Authorization" in request.headers:
+                raise status.unauthorized()
+            # --anonymous-auth: no credentials is a user RBAC judges, as upstream's
+            # anonymous authenticator makes it (a bad token is still 401).
+            user = ANONYMOUS
         user = await impersonated(request, user, self.authz)
         info = request_info(request.method, request.path, request.query,
                             upgrade="upgrade" in request.headers.get("Connection", "").lower())
@@ -697,6 +733,17 @@ class APIServer:
         else:
             resp.headers["Cache-Control"] = "no-cache, private"
         return resp
+
+
+def _whole(obj: dict[str, Any]) -> dict[str, Any]:
+    return obj
+
+
+def _only_identity(obj: dict[str, Any]) -> dict[str, Any]:
+    meta = obj.get("metadata") or {}
+    return {"kind": obj.get("kind"), "metadata": {
+        "name": meta.get("name"), "namespace": meta.get("namespace"),
+        "resourceVersion": meta.get("resourceVersion")}}
 
 
 def _crd_schemas(resources: list[ResourceInfo]) -> dict[tuple[str, str, str], dict[str, Any]]:

@@ -1,9 +1,10 @@
 """Authorization: may this user do what this request asks?
 
 Members of system:masters may do anything (upstream's privileged-group
-authorizer, which answers before any other); everyone else gets what RBAC
-grants. A refusal is the 403 Status kube-apiserver writes, word for word,
-because kubectl and client libraries show it to users as is.
+authorizer, which answers before any other); a node gets what the Node
+authorizer gives it; everyone, nodes included, gets what RBAC grants. A
+refusal is the 403 Status kube-apiserver writes, word for word, because
+kubectl and client libraries show it to users as is.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import logging
 
 from . import status
 from .authn import User
+from .nodeauthz import NodeAuthorizer, node_identity
 from .rbac import RBAC, Rule
 from .requestinfo import RequestInfo
 
@@ -21,15 +23,25 @@ PRIVILEGED_GROUP = "system:masters"
 
 
 class Authorizer:
-    def __init__(self, rbac: RBAC | None):
+    def __init__(self, rbac: RBAC | None, nodes: NodeAuthorizer | None = None):
         self.rbac = rbac
+        self.nodes = nodes
 
     def allowed(self, user: User, info: RequestInfo) -> tuple[bool, str]:
         if PRIVILEGED_GROUP in user.groups:
             return True, ""
+        why = ""
+        if self.nodes is not None:
+            node, is_node = node_identity(user)
+            if is_node:
+                ok, why = self.nodes.authorize(node, info)
+                if ok:
+                    return True, ""
         if self.rbac is None:
-            return False, "no authorizer"
-        return self.rbac.authorize(user, info)
+            return False, why or "no authorizer"
+        ok, reason = self.rbac.authorize(user, info)
+        # Refused by every authorizer: the Node authorizer's reason is the one told.
+        return ok, reason if ok else why
 
     def rules_for(self, user: User, namespace: str) -> list[Rule]:
         return [] if self.rbac is None else self.rbac.rules_for(user, namespace)
@@ -42,17 +54,21 @@ class Authorizer:
         if not ok and self.rbac is not None and self.rbac.behind and \
                 await self.rbac.caught_up():
             ok, reason = self.allowed(user, info)
+        if not ok and self.nodes is not None and node_identity(user)[1]:
+            # A pod bound a moment ago may not have reached the graph yet.
+            await self.nodes.graph.caught_up()
+            ok, reason = self.allowed(user, info)
         return ok, reason
 
     async def check(self, user: User, info: RequestInfo) -> None:
         """Raise the Forbidden Status unless ``user`` may do ``info``."""
-        ok, _ = await self.decide(user, info)
+        ok, reason = await self.decide(user, info)
         if ok:
             return
         # A pinnace component refused is a gap in the default policy: say so.
         level = logging.WARNING if _component(user) else logging.DEBUG
         log.log(level, "forbidden: %s (groups %s): %s", user.name, ",".join(user.groups), info)
-        raise forbidden(user, info)
+        raise forbidden(user, info, reason)
 
 
 def _component(user: User) -> bool:

@@ -266,9 +266,9 @@ def _everyone_roles() -> list[Obj]:
     ]
 
 
-def _node_rules() -> list[Rule]:
-    # Upstream's Node authorizer and NodeRestriction admission narrow most of
-    # these to the objects bound to the calling node; RBAC alone grants them all.
+def node_rules() -> list[Rule]:
+    # What every node may do (the Node authorizer's static rules), except where
+    # that authorizer and NodeRestriction narrow it to the node's own objects.
     return [
         # Delegated authn/authz of kubelet API callers; these creates change nothing.
         _rule(["create"], AUTHN, ["tokenreviews"]),
@@ -359,7 +359,7 @@ def _component_roles() -> list[Obj]:
             _rule(READ, CORE, ["events", "namespaces", "nodes", "pods"]),
             _rule(READ, EXTENSIONS, ["deployments"]),
         ]),
-        _cluster_role("system:node", _node_rules()),
+        _cluster_role("system:node", node_rules()),
         _cluster_role("system:node-problem-detector", [
             _rule(["get"], CORE, ["nodes"]),
             _rule(["patch"], CORE, ["nodes/status"]),
@@ -809,9 +809,6 @@ def _pinnace_cluster_bindings() -> list[Obj]:
         _cluster_binding(PINNACE_DNS, [_user(PINNACE_DNS)]),
         # The node agent runs the service proxy in-process, with the node's identity.
         _cluster_binding("pinnace:node-proxier", [_group(NODES_GROUP)], role="system:node-proxier"),
-        # Until pinnace has upstream's Node authorizer, nodes get what system:node
-        # grants through RBAC (upstream leaves that role bound to no one).
-        _cluster_binding("pinnace:node", [_group(NODES_GROUP)], role="system:node"),
         # What kubeadm and k3s grant for joining with a bootstrap token: ask
         # for a node certificate, have it approved, and renew it later.
         _cluster_binding("pinnace:node-bootstrapper", [_group("system:bootstrappers")],

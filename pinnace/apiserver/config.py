@@ -26,6 +26,9 @@ class Config:
     worker_index: int = 0
     # The largest object stored, in bytes (etcd's default request limit).
     max_object_bytes: int = 1572864
+    # Requests without credentials are system:anonymous, judged by RBAC; off:
+    # 401 except on health, /version and kube-public/cluster-info.
+    anonymous_auth: bool = False
 
     @property
     def owner(self) -> bool:

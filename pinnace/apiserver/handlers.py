@@ -24,7 +24,7 @@ from pinnace.api import patch as patches
 from pinnace.api.resources import ResourceInfo
 from pinnace.storage.interface import CompactedError, KeyValue
 
-from . import codec, listoptions, reviews, status, tables
+from . import admission, codec, listoptions, reviews, status, tables
 from .authn import Authenticator, User
 from .authz import Authorizer
 from .nodeproxy import NodeProxy
@@ -529,7 +529,8 @@ class ResourceHandlers:
             propagation = "Orphan"
         return DeleteOptions(grace_period=grace, propagation=propagation,
                              uid=pre.get("uid") or "", resource_version=pre.get(
-                                 "resourceVersion") or "", dry_run=bool(dry))
+                                 "resourceVersion") or "", dry_run=bool(dry),
+                             userinfo=request.get("userinfo"))
 
     async def delete_collection(self, request: web.Request, t: Target) -> web.Response:
         dopts = await self.delete_options(request)
@@ -673,6 +674,9 @@ class ResourceHandlers:
         if not isinstance(body, dict):
             raise status.bad_request("expected a TokenRequest")
         sa = await self.registry.get(t.info, t.namespace, t.name)
+        await self.registry.admission.validate(admission.Attributes(
+            admission.CREATE, t.info, t.namespace or "", t.name, body, None,
+            request.get("userinfo"), "token"))
         spec = body.get("spec") or {}
         seconds = spec.get("expirationSeconds") or 3600
         if not isinstance(seconds, int) or seconds < 600:
@@ -721,11 +725,17 @@ class ResourceHandlers:
         dopts = DeleteOptions(grace_period=do.get("gracePeriodSeconds"),
                               uid=pre.get("uid") or "",
                               resource_version=pre.get("resourceVersion") or "",
-                              dry_run=bool(do.get("dryRun") or request.query.getall("dryRun", [])))
+                              dry_run=bool(do.get("dryRun")
+                                           or request.query.getall("dryRun", [])),
+                              userinfo=request.get("userinfo"))
         client_rv = bool(dopts.resource_version)
-        pod: dict[str, Any] = {}
-        for _attempt in range(20):
-            pod = await self.registry.get(pods, ns, name)
+        pod = await self.registry.get(pods, ns, name)
+        await self.registry.admission.validate(admission.Attributes(
+            admission.CREATE, pods, ns or "", name, body, pod, request.get("userinfo"),
+            "eviction", dopts.dry_run))
+        for attempt in range(20):
+            if attempt:
+                pod = await self.registry.get(pods, ns, name)
             meta, phase = pod["metadata"], (pod.get("status") or {}).get("phase")
             if phase not in ("Succeeded", "Failed", "Pending") and not meta.get(
                     "deletionTimestamp"):

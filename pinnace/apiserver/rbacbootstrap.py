@@ -21,7 +21,7 @@ from pinnace.api.resources import ResourceInfo
 from . import bootstrappolicy as policy
 from . import codec
 from .registry import ResourceTable
-from .rest import Options, Registry
+from .rest import DeleteOptions, Options, Registry
 from .status import APIError
 
 log = logging.getLogger("pinnace.apiserver.rbacbootstrap")
@@ -52,6 +52,11 @@ def _merge(current: dict[str, Any], default: dict[str, Any]) -> bool:
     return changed
 
 
+# Defaults earlier pinnace versions made and this one must not keep: the
+# binding that gave every node system:node before the Node authorizer existed.
+RETIRED = {"clusterrolebindings": [(None, "pinnace:node")]}
+
+
 async def ensure_default_policy(registry: Registry, table: ResourceTable) -> None:
     opts = Options(field_manager="pinnace-apiserver", field_validation="Ignore")
     cluster_roles = policy.cluster_roles()
@@ -79,6 +84,15 @@ async def ensure_default_policy(registry: Registry, table: ResourceTable) -> Non
             _reconcile(registry, info, obj, existing.get(
                 (obj["metadata"].get("namespace"), obj["metadata"]["name"])), opts)
             for obj in objects))
+        for ns, name in RETIRED.get(resource, ()):
+            old = existing.get((ns, name))
+            if old is not None and (old["metadata"].get("annotations") or {}).get(
+                    AUTOUPDATE) != "false":
+                try:
+                    await registry.delete(info, ns, name, DeleteOptions())
+                except APIError as e:
+                    if e.code != 404:
+                        raise
 
 
 async def _reconcile(registry: Registry, info: ResourceInfo, obj: dict[str, Any],

@@ -32,6 +32,19 @@ class RequestInfo:
     resource: str = ""
     subresource: str = ""
     name: str = ""
+    # A list's or watch's field selector, as given: what the Node authorizer
+    # reads a kubelet's "my pods only" from.
+    field_selector: str = ""
+
+
+def field_equals(selector: str, field: str) -> str | None:
+    """The value a field selector requires ``field`` to equal ("=" and "=="
+    alike), if it does."""
+    for term in selector.split(","):
+        key, sep, value = term.partition("=")
+        if sep and key.strip() == field:
+            return value.removeprefix("=").strip()
+    return None
 
 
 def _true(value: str | None) -> bool:
@@ -72,14 +85,12 @@ def request_info(method: str, path: str, query: Mapping[str, str] | None = None,
         verb = "watch" if _true(query.get("watch")) else "list"
     if not name and verb == "delete":
         verb = "deletecollection"
-    if verb in ("list", "watch") and not name:
+    selector = query.get("fieldSelector", "") if verb in ("list", "watch") else ""
+    if selector and not name:
         # A list narrowed to one name is authorized as that name: what lets
         # a binding with resourceNames watch its one object.
-        selector = query.get("fieldSelector", "")
-        for term in selector.split(","):
-            key, sep, value = term.partition("=")
-            if sep and key.strip() == "metadata.name":  # "=" and "==" both
-                name = value.removeprefix("=").strip()
+        name = field_equals(selector, "metadata.name") or ""
     if upgrade and method == "GET" and resource == "pods" and subresource in _UPGRADE_CREATE:
         verb = "create"
-    return RequestInfo(verb, path, True, group, version, namespace, resource, subresource, name)
+    return RequestInfo(verb, path, True, group, version, namespace, resource, subresource, name,
+                       selector)

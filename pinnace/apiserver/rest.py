@@ -32,7 +32,7 @@ from pinnace.storage.interface import (
     Store,
 )
 
-from . import codec, status
+from . import admission, codec, status
 from .status import APIError
 
 _NAME_CHARS = "bcdfghjklmnpqrstvwxz2456789"
@@ -68,6 +68,7 @@ class DeleteOptions:
     uid: str = ""
     resource_version: str = ""
     dry_run: bool = False
+    userinfo: Any = None  # the authn.User making the request, when known
 
 
 class Registry:
@@ -80,6 +81,7 @@ class Registry:
         # The largest object stored (etcd's default request limit, 1.5 MiB,
         # bounds kube-apiserver's objects the same way).
         self.max_object_bytes = max_object_bytes
+        self.admission = admission.Chain()
 
     # -- helpers -----------------------------------------------------------
 
@@ -259,6 +261,13 @@ class Registry:
             obj = self._track(info, None, obj, opts)
         key = info.key(meta.get("namespace"), meta["name"])
         undo = await strat.admit_create(info, obj, opts.dry_run)
+        try:
+            await self.admission.validate(admission.Attributes(
+                admission.CREATE, info, meta.get("namespace") or "", "", obj, None,
+                opts.userinfo, "", opts.dry_run, opts.warnings))
+        except BaseException:
+            await undo()
+            raise
         if opts.dry_run:
             # Everything a real create does, except the write: allocations are given back.
             await undo()
@@ -338,8 +347,11 @@ class Registry:
             await strat.authorize_content(info, new, opts.userinfo)
             undo = await strat.admit_update(info, new, old, opts.dry_run)
             try:
+                await self.admission.validate(admission.Attributes(
+                    admission.UPDATE, info, ns or "", name, new, old, opts.userinfo,
+                    subresource, opts.dry_run, opts.warnings))
                 data = self._encode(new)
-            except APIError:
+            except BaseException:
                 await undo()
                 raise
             try:
@@ -480,6 +492,9 @@ class Registry:
             obj = codec.decode_stored(kv.value, kv.mod_revision)
             meta = obj["metadata"]
             strat.admit_delete(info, obj)
+            await self.admission.validate(admission.Attributes(
+                admission.DELETE, info, ns or "", name, None, obj, dopts.userinfo, "",
+                dopts.dry_run))
             status.check_preconditions(info.resource, info.group, name, meta, dopts.uid,
                                        dopts.resource_version)
             finalizers = list(meta.get("finalizers") or [])

@@ -19,7 +19,9 @@ from pinnace.api.resources import ResourceInfo
 from pinnace.api.validation.others import SYSTEM_PRIORITY_CLASSES
 from pinnace.storage.interface import KeyNotFoundError, Store
 
-from . import codec, runtimeclass_admission, serviceaccount_admission, status
+from . import codec, status
+from .admission import runtimeclass as runtimeclass_admission
+from .admission import serviceaccount as serviceaccount_admission
 from .allocator import AllocationError, NodePortAllocator, ServiceIPAllocator
 from .registry import ResourceTable
 

@@ -58,6 +58,10 @@ def _server_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-object-size", type=int, default=1572864, metavar="BYTES",
                    help="the largest object stored, in bytes (default 1572864: 1.5 MiB, as etcd's "
                         "request limit bounds Kubernetes' objects)")
+    p.add_argument("--anonymous-auth", action="store_true",
+                   help="treat requests without credentials as user system:anonymous (group "
+                        "system:unauthenticated), authorized by RBAC; by default they get 401 "
+                        "except on health checks, /version and kube-public/cluster-info")
     p.add_argument("--workers", type=int, default=1,
                    help="API server processes sharing the port and the datastore, to use "
                         "more cores (default 1; not with --datastore memory)")
@@ -236,7 +240,7 @@ def _config(args: argparse.Namespace) -> Config:
                   default_not_ready_toleration_seconds=args.default_not_ready_toleration_seconds,
                   default_unreachable_toleration_seconds=args.default_unreachable_toleration_seconds,
                   workers=args.workers, worker_index=getattr(args, "worker_index", None) or 0,
-                  max_object_bytes=args.max_object_size)
+                  max_object_bytes=args.max_object_size, anonymous_auth=args.anonymous_auth)
 
 
 def apiserver_args(config: Config) -> list[str]:
@@ -248,6 +252,8 @@ def apiserver_args(config: Config) -> list[str]:
            "--default-unreachable-toleration-seconds",
            str(config.default_unreachable_toleration_seconds),
            "--max-object-size", str(config.max_object_bytes)]
+    if config.anonymous_auth:
+        out.append("--anonymous-auth")
     if config.advertise_address:
         out += ["--advertise-address", config.advertise_address]
     for san in config.extra_sans:

@@ -39,7 +39,7 @@ def new_user(cluster: Server, name: str, groups: tuple[str, ...] = ()) -> User:
     subject = x509.Name([*(x509.NameAttribute(NameOID.ORGANIZATION_NAME, g) for g in groups),
                          x509.NameAttribute(NameOID.COMMON_NAME, name)])
     csr = x509.CertificateSigningRequestBuilder().subject_name(subject).sign(key, hashes.SHA256())
-    csr_name = f"user-{name}-{os.getpid()}"
+    csr_name = f"user-{name.replace(':', '-')}-{os.getpid()}"
     cluster.kubectl("apply", "-f", "-", input=json.dumps({
         "apiVersion": "certificates.k8s.io/v1", "kind": "CertificateSigningRequest",
         "metadata": {"name": csr_name},
@@ -50,7 +50,7 @@ def new_user(cluster: Server, name: str, groups: tuple[str, ...] = ()) -> User:
     cert = wait_for(lambda: cluster.kubectl(
         "get", "csr", csr_name, "-o", "jsonpath={.status.certificate}").stdout,
         what=f"a certificate for {name}")
-    home = cluster.data_dir / "users" / name
+    home = cluster.data_dir / "users" / name.replace(":", "-")  # KUBECONFIG splits at ":"
     home.mkdir(parents=True, exist_ok=True)
     (home / "user.crt").write_bytes(base64.b64decode(cert))
     (home / "user.key").write_bytes(key.private_bytes(
@@ -292,3 +292,41 @@ def test_a_user_without_rights_gets_403_from_every_verb(cluster: Server, cluster
     assert nobody.kubectl("auth", "whoami", "-o", "name", check=False).returncode == 0
     assert nobody.kubectl("api-resources", check=False).returncode == 0
     assert nobody.kubectl("version", check=False).returncode == 0
+
+
+def test_anonymous_requests_only_with_the_flag(tmp_path: Path) -> None:
+    """By default no credentials is 401 but on health and /version; with
+    --anonymous-auth it is system:anonymous, whom RBAC grants only those."""
+    import ssl
+    import urllib.error
+    import urllib.request
+
+    from tests.conftest import start_server
+
+    srv = start_server(tmp_path / "anon", "--datastore", "memory", "--anonymous-auth")
+    try:
+        ctx = ssl.create_default_context(cafile=str(srv.data_dir / "tls" / "ca.crt"))
+
+        def get(path: str, token: str = "") -> tuple[int, dict[str, object]]:
+            req = urllib.request.Request(srv.url + path, headers={
+                "Authorization": f"Bearer {token}"} if token else {})
+            try:
+                with urllib.request.urlopen(req, context=ctx, timeout=10) as resp:
+                    body = resp.read()
+                    return resp.status, json.loads(body) if body.startswith(b"{") else {}
+            except urllib.error.HTTPError as e:
+                return e.code, json.loads(e.read())
+
+        assert get("/version")[0] == 200
+        assert get("/readyz")[0] == 200
+        code, body = get("/api/v1/namespaces/default/pods")
+        assert code == 403, body
+        assert body["message"] == 'pods is forbidden: User "system:anonymous" cannot list ' \
+                                  'resource "pods" in API group "" in the namespace "default"'
+        assert get("/api/v1/namespaces/default/pods", token="not-a-token")[0] == 401
+        # RBAC decides: bind the anonymous user and it may read.
+        srv.kubectl("create", "rolebinding", "anon-view", "--clusterrole=view",
+                    "--user=system:anonymous", "-n", "default")
+        assert get("/api/v1/namespaces/default/pods")[0] == 200
+    finally:
+        srv.stop()

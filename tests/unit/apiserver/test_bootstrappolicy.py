@@ -305,11 +305,13 @@ def test_pinnace_dns_may_read_what_coredns_reads() -> None:
     assert subjects(BINDINGS["system:pinnace-dns"]) == [("User", "system:pinnace-dns")]
 
 
-def test_pinnace_nodes_get_the_node_and_proxy_roles() -> None:
+def test_pinnace_nodes_get_the_proxy_role_and_system_node_only_through_the_node_authorizer(
+        ) -> None:
     assert BINDINGS["pinnace:node-proxier"]["roleRef"]["name"] == "system:node-proxier"
-    assert BINDINGS["pinnace:node"]["roleRef"]["name"] == "system:node"
-    for name in ("pinnace:node-proxier", "pinnace:node"):
-        assert subjects(BINDINGS[name]) == [("Group", "system:nodes")]
+    assert subjects(BINDINGS["pinnace:node-proxier"]) == [("Group", "system:nodes")]
+    assert "pinnace:node" not in BINDINGS
+    assert not any(("Group", "system:nodes") in subjects(b) for b in BINDINGS.values()
+                   if b["roleRef"]["name"] == "system:node")
     proxier = ROLES["system:node-proxier"]["rules"]
     assert allows(proxier, "watch", "discovery.k8s.io", "endpointslices")
     assert allows(proxier, "list", "", "services")

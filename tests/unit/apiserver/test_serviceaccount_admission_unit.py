@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from pinnace.apiserver import codec
-from pinnace.apiserver import serviceaccount_admission as sa_admission
+from pinnace.apiserver.admission import serviceaccount as sa_admission
 from pinnace.apiserver.status import APIError, forbidden
 from pinnace.storage.memory import MemoryStore
 

@@ -33,7 +33,7 @@ from typing import Any
 
 from pinnace.storage.interface import Store
 
-from . import codec, status
+from .. import codec, status
 
 Obj = dict[str, Any]
 

@@ -12,7 +12,7 @@ import orjson
 from pinnace.api import quantity
 from pinnace.storage.interface import Store
 
-from .status import APIError
+from ..status import APIError
 
 Obj = dict[str, Any]
 PREFIX = "/registry/node.k8s.io/runtimeclasses/"
