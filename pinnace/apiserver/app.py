@@ -29,6 +29,7 @@ from pinnace.storage.interface import CompactedError, Store
 from . import admission, apiservices, codec, metricsapi, openapi, status
 from . import bootstraptoken as bt
 from .admission.noderestriction import NodeRestriction
+from .admission.podsecurity import PodSecurity
 from .allocator import NodePortAllocator, ServiceIPAllocator
 from .authn import Authenticator, User
 from .authz import Authorizer
@@ -124,7 +125,9 @@ class APIServer:
                                       config.default_unreachable_toleration_seconds),
                                      self.authz)
         self.registry = Registry(self.store, self.strategies, config.max_object_bytes)
-        self.registry.admission = admission.Chain([NodeRestriction(self._read)])
+        self.registry.admission = admission.Chain([
+            NodeRestriction(self._read),
+            PodSecurity(self.strategies.namespace_labels, self._namespace_pods)])
         self.watches = WatchCache(self.store)
         self.authn = Authenticator(config.data_dir / "tokens.csv", self.store)
         self.handlers = ResourceHandlers(self.registry, self.table, self.watches, self.authn,
@@ -534,6 +537,12 @@ class APIServer:
         assert info is not None
         kv = await self.store.get(info.key(namespace or None, name))
         return None if kv is None else codec.decode_stored(kv.value, kv.mod_revision)
+
+    async def _namespace_pods(self, namespace: str) -> list[dict[str, Any]]:
+        info = self.table.lookup("", "v1", "pods")
+        assert info is not None
+        kvs = (await self.registry.list_kvs(info, namespace))[0]
+        return [codec.decode_stored(kv.value, kv.mod_revision) for kv in kvs]
 
     async def _create_quietly(self, info: ResourceInfo, ns: str | None, obj: dict[str, Any],
                               opts: Options) -> None:

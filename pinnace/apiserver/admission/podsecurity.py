@@ -6,16 +6,23 @@ for pods, for workloads with pod templates and for namespaces.
 
 Pods are plain API dicts (camelCase, as stored). Nothing here reads storage: the
 caller passes the namespace's labels, the exemptions of its configuration and,
-for a namespace whose enforce level tightens, the pods already in it."""
+for a namespace whose enforce level tightens, the pods already in it. The
+admission plugin at the end (PodSecurity) is given readers for those."""
 
 from __future__ import annotations
 
 import functools
 import re
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from pinnace.api.field import invalid as field_invalid
+
+from .. import status
+from ..status import APIError
+from . import CREATE, UPDATE, Attributes
 
 Obj = dict[str, Any]
 # A check returns (forbidden reason, forbidden detail) when the pod fails it.
@@ -1082,3 +1089,67 @@ def existing_pods_warnings(namespace: str, enforce: LevelVersion, pods: Iterable
         else:
             per_pods.append(f"{pod_name} (and {count - 1} other pods): {reasons}")
     return warnings + sorted(per_pods)
+
+
+# -- the admission plugin ------------------------------------------------------
+
+# Reads a namespace's labels (None when it does not exist), and lists its pods.
+LabelsReader = Callable[[str], Awaitable[Mapping[str, str] | None]]
+PodsLister = Callable[[str], Awaitable[list[Obj]]]
+
+
+class PodSecurity:
+    """The PodSecurity admission plugin: the decisions above applied to pods,
+    workloads and namespaces, with their warnings told to the client."""
+
+    def __init__(self, namespace_labels: LabelsReader, namespace_pods: PodsLister,
+                 exemptions: Exemptions = NO_EXEMPTIONS, defaults: Policy = DEFAULT_POLICY):
+        self.namespace_labels = namespace_labels
+        self.namespace_pods = namespace_pods
+        self.exemptions = exemptions
+        self.defaults = defaults
+
+    async def validate(self, a: Attributes) -> None:
+        if a.operation not in (CREATE, UPDATE) or a.obj is None:
+            return
+        gr, user = (a.info.group, a.info.resource), a.user.name if a.user else ""
+        if gr == ("", "namespaces"):
+            decision = await self._namespace(a)
+        elif gr == ("", "pods"):
+            decision = admit_pod(
+                a.obj, await self.namespace_labels(a.namespace), namespace=a.namespace,
+                username=user, exemptions=self.exemptions, defaults=self.defaults,
+                old_pod=a.old if a.operation == UPDATE else None, subresource=a.subresource)
+        elif gr in WORKLOAD_RESOURCES:
+            decision = admit_workload(
+                a.info.group, a.info.resource, a.obj, await self.namespace_labels(a.namespace),
+                namespace=a.namespace, username=user, exemptions=self.exemptions,
+                defaults=self.defaults, subresource=a.subresource)
+        else:
+            return
+        a.warnings.extend(decision.warnings)
+        if decision.allowed:
+            return
+        if decision.code == 422:
+            name = (a.obj.get("metadata") or {}).get("name") or a.name
+            raise status.invalid("Namespace", "", name, [
+                field_invalid(e.field, e.value, e.detail) for e in decision.causes])
+        raise APIError(decision.code, decision.reason, decision.message,
+                       {"name": a.name or (a.obj.get("metadata") or {}).get("name", ""),
+                        "kind": a.info.resource})
+
+    async def _namespace(self, a: Attributes) -> Decision:
+        assert a.obj is not None
+        name = (a.obj.get("metadata") or {}).get("name") or a.name
+        labels = (a.obj.get("metadata") or {}).get("labels") or {}
+        old = ((a.old or {}).get("metadata") or {}).get("labels") or {} \
+            if a.operation == UPDATE else None
+        decision = validate_namespace(name, labels, old, exemptions=self.exemptions,
+                                      defaults=self.defaults, subresource=a.subresource)
+        if decision.check_existing_pods is not None:
+            # Upstream's dry run of the new level: at most 3,000 pods, one second.
+            decision.warnings = existing_pods_warnings(
+                name, decision.check_existing_pods, await self.namespace_pods(name),
+                exemptions=self.exemptions,
+                deadline=time.monotonic() + DEFAULT_POD_CHECK_SECONDS)
+        return decision

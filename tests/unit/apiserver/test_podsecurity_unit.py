@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from pinnace.apiserver import podsecurity as ps
+from pinnace.apiserver.admission import podsecurity as ps
 
 Obj = dict[str, Any]
 
