@@ -26,6 +26,9 @@ class Config:
     worker_index: int = 0
     # The largest object stored, in bytes (etcd's default request limit).
     max_object_bytes: int = 1572864
+    # An EncryptionConfiguration file (kube-apiserver's flag of the same name);
+    # "" means the data dir's own, written on first start (storage/encryptionconfig.py).
+    encryption_provider_config: str = ""
 
     @property
     def owner(self) -> bool:
