@@ -24,7 +24,9 @@ from pinnace.hostaddr import advertised_address
 from pinnace.runtime import tune_gc
 from pinnace.servertls import HTTP_LIMITS, server_context
 from pinnace.storage import open_store
-from pinnace.storage.interface import CompactedError, Store
+from pinnace.storage.encryption import encrypted
+from pinnace.storage.encryptionconfig import for_server
+from pinnace.storage.interface import CompactedError, Store, StoreError
 
 from . import admission, apiservices, codec, metricsapi, openapi, status
 from . import bootstraptoken as bt
@@ -111,9 +113,12 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 class APIServer:
     def __init__(self, config: Config, store: Store | None = None):
         self.config = config
-        self.store: Store = store if store is not None else open_store(
-            config.datastore, str(config.data_dir), shared=config.workers > 1,
-            owner=config.owner)
+        # Secrets are encrypted right above the datastore, so that every
+        # reader in this process (watch cache, authentication) sees them plain.
+        self.store: Store = store if store is not None else encrypted(
+            open_store(config.datastore, str(config.data_dir), shared=config.workers > 1,
+                       owner=config.owner),
+            for_server(config.encryption_provider_config, config.data_dir, config.datastore))
         self.table = ResourceTable()
         self.ips = ServiceIPAllocator(self.store, config.service_cidr)
         self.ports = NodePortAllocator(self.store, *config.node_port_range)
@@ -298,6 +303,8 @@ class APIServer:
             await self._ensure_node_token()
         except (APIError, OSError, ValueError):
             log.exception("cannot set up node joining (cluster-info, %s)", self.node_token_path)
+        except StoreError as e:  # its Secret cannot be decrypted with the keys configured
+            log.error("cannot set up node joining: %s", e)
 
     async def _ensure_local_apiservices(self) -> None:
         """An Available, Local APIService for every built-in group version
@@ -567,6 +574,11 @@ class APIServer:
             return _status_response(e)
         except web.HTTPException:
             raise
+        except StoreError as e:
+            # What no handler turned into a Status: a value that cannot be
+            # decrypted, say. kube-apiserver answers those with a 500 too.
+            log.error("serving %s %s: %s", request.method, request.path, e)
+            return _status_response(status.internal(str(e)))
         except asyncio.CancelledError:
             code = 499
             raise

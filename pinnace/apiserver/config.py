@@ -29,6 +29,9 @@ class Config:
     # Requests without credentials are system:anonymous, judged by RBAC; off:
     # 401 except on health, /version and kube-public/cluster-info.
     anonymous_auth: bool = False
+    # An EncryptionConfiguration file (kube-apiserver's flag of the same name);
+    # "" means the data dir's own, written on first start (storage/encryptionconfig.py).
+    encryption_provider_config: str = ""
 
     @property
     def owner(self) -> bool:

@@ -356,7 +356,9 @@ class Registry:
                 raise
             try:
                 # Stored bytes are what encode_for_storage made of the old object.
-                if data == kv.value or opts.dry_run:
+                # A stale value (read with an old encryption key) is written
+                # again though, as upstream does: that is how keys rotate.
+                if (data == kv.value and not kv.stale) or opts.dry_run:
                     # Nothing changed: no write, no new revision (as Kubernetes does).
                     if opts.dry_run:
                         await undo()

@@ -65,6 +65,11 @@ def _server_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=int, default=1,
                    help="API server processes sharing the port and the datastore, to use "
                         "more cores (default 1; not with --datastore memory)")
+    p.add_argument("--encryption-provider-config", default="", metavar="FILE",
+                   help="an EncryptionConfiguration (apiserver.config.k8s.io/v1) saying which "
+                        "resources are encrypted at rest and with which keys (default: "
+                        "DATA/encryption-config.yaml, written on first start: Secrets with "
+                        "aescbc; nothing with --datastore memory)")
 
 
 def _controller_args(p: argparse.ArgumentParser) -> None:
@@ -190,10 +195,12 @@ def build_parser() -> argparse.ArgumentParser:
     agent.add_argument("--join-only", action="store_true", help=argparse.SUPPRESS)
     _agent_args(agent)
     from .image import add_parser as add_image_parser
+    from .secrets import add_parser as add_secrets_parser
     from .token import add_parser as add_token_parser
 
     add_image_parser(sub)
     add_token_parser(sub)
+    add_secrets_parser(sub)
     dns = sub.add_parser("dns", help="run the cluster DNS (pinnace server runs one)")
     dns.add_argument("--kubeconfig", default=None, help="how to reach the API server")
     dns.add_argument("--listen", type=_listen, default=("0.0.0.0", DNS_PORT), metavar="HOST:PORT",
@@ -240,7 +247,25 @@ def _config(args: argparse.Namespace) -> Config:
                   default_not_ready_toleration_seconds=args.default_not_ready_toleration_seconds,
                   default_unreachable_toleration_seconds=args.default_unreachable_toleration_seconds,
                   workers=args.workers, worker_index=getattr(args, "worker_index", None) or 0,
-                  max_object_bytes=args.max_object_size, anonymous_auth=args.anonymous_auth)
+                  max_object_bytes=args.max_object_size, anonymous_auth=args.anonymous_auth,
+                  encryption_provider_config=str(Path(args.encryption_provider_config).resolve())
+                  if args.encryption_provider_config else "")
+
+
+def _check_encryption(config: Config) -> str:
+    """Read the encryption config now (writing the data dir's default on a
+    first start, once for every worker): a problem is one line, not a
+    traceback from a child process. "" when all is well."""
+    from pinnace.storage.encryptionconfig import ConfigError, for_server
+
+    try:
+        for_server(config.encryption_provider_config, config.data_dir, config.datastore)
+    except ConfigError as e:
+        flag = " --encryption-provider-config:" if config.encryption_provider_config else ""
+        return f"pinnace:{flag} {e}"
+    except OSError as e:
+        return f"pinnace: cannot write {config.data_dir}/encryption-config.yaml: {e}"
+    return ""
 
 
 def apiserver_args(config: Config) -> list[str]:
@@ -254,6 +279,8 @@ def apiserver_args(config: Config) -> list[str]:
            "--max-object-size", str(config.max_object_bytes)]
     if config.anonymous_auth:
         out.append("--anonymous-auth")
+    if config.encryption_provider_config:
+        out += ["--encryption-provider-config", config.encryption_provider_config]
     if config.advertise_address:
         out += ["--advertise-address", config.advertise_address]
     for san in config.extra_sans:
@@ -305,6 +332,10 @@ def main(argv: list[str] | None = None) -> int:
     verbosity = ["-" + "v" * args.verbose] if args.verbose else []
     if args.command == "apiserver":
         config = _config(args)
+        problem = _check_encryption(config)
+        if problem:
+            print(problem, file=sys.stderr)
+            return 2
         try:
             if config.workers > 1 and args.worker_index is None:
                 from .apiworkers import run_workers
@@ -319,6 +350,10 @@ def main(argv: list[str] | None = None) -> int:
         from .supervisor import Supervisor
 
         config = _config(args)
+        problem = _check_encryption(config)
+        if problem:
+            print(problem, file=sys.stderr)
+            return 2
         host = f"[{config.host}]" if ":" in config.host else config.host
         api_args = [*apiserver_args(config), "--listen", f"{host}:{config.port}",
                     "--workers", str(config.workers)]
@@ -386,6 +421,10 @@ def main(argv: list[str] | None = None) -> int:
         from .token import run as run_token
 
         return run_token(args)
+    if args.command == "secrets":
+        from .secrets import run as run_secrets
+
+        return run_secrets(args)
     if args.command == "agent":
         from pinnace.kubelet.agent import run_agent
 

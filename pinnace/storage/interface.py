@@ -30,6 +30,10 @@ class KeyValue:
     value: bytes
     create_revision: int
     mod_revision: int
+    # The value was read with a key other than the one writes use now
+    # (encryption at rest, pinnace/storage/encryption.py): rewriting it
+    # changes the stored bytes even when the value is the same.
+    stale: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -53,11 +53,28 @@ class SharedPair:
         return await self._writer().delete(key, mod_revision)
 
 
-@pytest.fixture(params=["memory", "sqlite", "sqlite-shared", "etcd"])
+def encrypted_memory() -> Store:
+    """The encryption wrapper (pinnace/storage/encryption.py) over the memory
+    backend, encrypting every key: it must keep the whole contract."""
+    from pathlib import Path
+
+    from pinnace.storage import ciphers
+    from pinnace.storage.encryption import EncryptedStore
+    from pinnace.storage.encryptionconfig import EncryptionConfig, Rule
+    from pinnace.storage.memory import MemoryStore
+
+    everything = Rule("*", "/", ciphers.Chain([ciphers.aesgcm("k", os.urandom(32)),
+                                                 ciphers.identity()]))
+    return EncryptedStore(MemoryStore(), EncryptionConfig(Path("contract"), (everything,)))
+
+
+@pytest.fixture(params=["memory", "sqlite", "sqlite-shared", "etcd", "encrypted"])
 async def store(request: pytest.FixtureRequest, tmp_path: object) -> AsyncIterator[Store]:
     """A started, empty Store of each backend."""
     s: Store
-    if request.param == "sqlite-shared":
+    if request.param == "encrypted":
+        s = encrypted_memory()
+    elif request.param == "sqlite-shared":
         s = SharedPair(os.path.join(str(tmp_path), "state.db"))  # type: ignore[assignment]
     elif request.param == "memory":
         from pinnace.storage.memory import MemoryStore
