@@ -578,6 +578,26 @@ def _priority_class(obj: Obj) -> None:
         obj["preemptionPolicy"] = "PreemptLowerPriority"
 
 
+def _webhooks(obj: Obj, mutating: bool) -> None:
+    """admissionregistration/v1 defaults of every webhook in a configuration."""
+    for hook in _dicts(obj.get("webhooks")):
+        for key, val in (("failurePolicy", "Fail"), ("matchPolicy", "Equivalent"),
+                         ("timeoutSeconds", 10)):
+            if hook.get(key) is None:
+                hook[key] = val
+        for key in ("namespaceSelector", "objectSelector"):
+            if hook.get(key) is None:
+                hook[key] = {}
+        if mutating and hook.get("reinvocationPolicy") is None:
+            hook["reinvocationPolicy"] = "Never"
+        for rule in _dicts(hook.get("rules")):
+            if rule.get("scope") is None:
+                rule["scope"] = "*"
+        service = _sub(hook, "clientConfig").get("service")
+        if isinstance(service, dict) and service.get("port") is None:
+            service["port"] = 443
+
+
 _DEFAULTERS = {
     ("", "Pod"): _pod,
     ("", "ReplicationController"): _rc,
@@ -605,6 +625,10 @@ _DEFAULTERS = {
     ("storage.k8s.io", "StorageClass"): _storage_class,
     ("storage.k8s.io", "CSIDriver"): _csi_driver,
     ("scheduling.k8s.io", "PriorityClass"): _priority_class,
+    ("admissionregistration.k8s.io", "MutatingWebhookConfiguration"):
+        lambda obj: _webhooks(obj, True),
+    ("admissionregistration.k8s.io", "ValidatingWebhookConfiguration"):
+        lambda obj: _webhooks(obj, False),
 }
 
 

@@ -138,6 +138,10 @@ BUILTIN: list[ResourceInfo] = [
     _r("storage.k8s.io", "v1", "volumeattachments", "VolumeAttachment", False, sub="status"),
     _r("scheduling.k8s.io", "v1", "priorityclasses", "PriorityClass", False, short="pc"),
     _r("node.k8s.io", "v1", "runtimeclasses", "RuntimeClass", False),
+    _r("admissionregistration.k8s.io", "v1", "mutatingwebhookconfigurations",
+       "MutatingWebhookConfiguration", False, cats="api-extensions"),
+    _r("admissionregistration.k8s.io", "v1", "validatingwebhookconfigurations",
+       "ValidatingWebhookConfiguration", False, cats="api-extensions"),
     _r("apiregistration.k8s.io", "v1", "apiservices", "APIService", False, cats="api-extensions",
        sub="status"),
     _r("apiextensions.k8s.io", "v1", "customresourcedefinitions", "CustomResourceDefinition",
@@ -160,6 +164,7 @@ BUILTIN: list[ResourceInfo] = [
 GROUP_ORDER = [
     "", "apps", "events.k8s.io", "authentication.k8s.io", "authorization.k8s.io", "autoscaling",
     "batch", "certificates.k8s.io", "networking.k8s.io", "policy", "rbac.authorization.k8s.io",
-    "storage.k8s.io", "apiextensions.k8s.io", "scheduling.k8s.io", "coordination.k8s.io",
+    "storage.k8s.io", "admissionregistration.k8s.io", "apiextensions.k8s.io",
+    "scheduling.k8s.io", "coordination.k8s.io",
     "discovery.k8s.io",
 ]

@@ -32,6 +32,8 @@ from . import admission, apiservices, codec, metricsapi, openapi, status
 from . import bootstraptoken as bt
 from .admission.noderestriction import NodeRestriction
 from .admission.podsecurity import PodSecurity
+from .admission.resourcequota import ResourceQuota
+from .admission.webhooks import Webhooks
 from .allocator import NodePortAllocator, ServiceIPAllocator
 from .authn import Authenticator, User
 from .authz import Authorizer
@@ -130,9 +132,14 @@ class APIServer:
                                       config.default_unreachable_toleration_seconds),
                                      self.authz)
         self.registry = Registry(self.store, self.strategies, config.max_object_bytes)
+        self.webhooks = Webhooks(self.strategies.namespace_labels, self._service_endpoint)
+        quotas = self.table.lookup("", "v1", "resourcequotas")
+        assert quotas is not None
+        self.quota_admission = ResourceQuota(self.registry, quotas)
         self.registry.admission = admission.Chain([
             NodeRestriction(self._read),
-            PodSecurity(self.strategies.namespace_labels, self._namespace_pods)])
+            PodSecurity(self.strategies.namespace_labels, self._namespace_pods),
+            self.webhooks, self.quota_admission])
         self.watches = WatchCache(self.store)
         self.authn = Authenticator(config.data_dir / "tokens.csv", self.store)
         self.handlers = ResourceHandlers(self.registry, self.table, self.watches, self.authn,
@@ -236,6 +243,7 @@ class APIServer:
         await self.authn.close()
         if self.handlers.node_proxy is not None:
             await self.handlers.node_proxy.close()
+        await self.webhooks.close()
         if self._runner is not None:
             await self._runner.cleanup()
         await self.store.close()
@@ -264,6 +272,13 @@ class APIServer:
             assert info is not None
             prefixes[kind] = info.key_prefix
             await self._follow(info.key_prefix, self.node_graph.event, keep=_only_identity)
+        quotas = self.table.lookup("", "v1", "resourcequotas")
+        assert quotas is not None
+        await self._follow(quotas.key_prefix, self.quota_admission.event, keep=_only_identity)
+        for resource in ("mutatingwebhookconfigurations", "validatingwebhookconfigurations"):
+            info = self.table.lookup("admissionregistration.k8s.io", "v1", resource)
+            assert info is not None
+            await self._follow(info.key_prefix, self.webhooks.event)
         self.node_graph.horizon = lambda: {kind: self.watches.last_revision(prefix)
                                            for kind, prefix in prefixes.items()}
 
@@ -544,6 +559,30 @@ class APIServer:
         assert info is not None
         kv = await self.store.get(info.key(namespace or None, name))
         return None if kv is None else codec.decode_stored(kv.value, kv.mod_revision)
+
+    async def _service_endpoint(self, namespace: str, name: str, port: int) -> str | None:
+        """host:port of a ready endpoint of Service port ``port`` (for webhooks)."""
+        svc = await self._read("services", namespace, name)
+        if svc is None:
+            return None
+        ports = [p for p in (svc.get("spec") or {}).get("ports") or [] if p.get("port") == port]
+        if not ports:
+            return None
+        wanted = ports[0].get("name") or ""
+        info = self.table.lookup("discovery.k8s.io", "v1", "endpointslices")
+        assert info is not None
+        for kv in (await self.registry.list_kvs(info, namespace))[0]:
+            es = codec.decode_stored(kv.value, kv.mod_revision)
+            if (es["metadata"].get("labels") or {}).get("kubernetes.io/service-name") != name:
+                continue
+            target = next((p.get("port") for p in es.get("ports") or []
+                           if (p.get("name") or "") == wanted), None)
+            for ep in es.get("endpoints") or []:
+                if target and (ep.get("conditions") or {}).get("ready") is not False and \
+                        ep.get("addresses"):
+                    host = ep["addresses"][0]
+                    return f"[{host}]:{target}" if ":" in host else f"{host}:{target}"
+        return None
 
     async def _namespace_pods(self, namespace: str) -> list[dict[str, Any]]:
         info = self.table.lookup("", "v1", "pods")

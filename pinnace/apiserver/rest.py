@@ -186,6 +186,21 @@ class Registry:
         if errs:
             raise status.invalid(info.kind, info.group, obj["metadata"].get("name", ""), errs)
 
+    def _mutated(self, info: ResourceInfo, obj: Any, meta: dict[str, Any],
+                 subresource: str = "") -> dict[str, Any]:
+        """An object a mutating webhook changed, defaulted again (as decoding
+        its patched form defaults it upstream); what the server set in its
+        metadata stays."""
+        if not isinstance(obj, dict) or not isinstance(obj.get("metadata"), dict):
+            raise status.internal("a mutating admission plugin made the object unreadable")
+        for key in ("name", "namespace", "uid", "resourceVersion", "creationTimestamp",
+                    "generation", "deletionTimestamp", "deletionGracePeriodSeconds"):
+            if key in meta:
+                obj["metadata"][key] = meta[key]
+        if info.crd is None and not subresource:
+            defaults.apply_defaults(info.storage_group, info.kind, obj)
+        return obj
+
     def _manager(self, opts: Options) -> str:
         return opts.field_manager or "unknown"
 
@@ -256,15 +271,20 @@ class Registry:
         strat.set_requester(info, obj, opts.userinfo)
         await strat.authorize_content(info, obj, opts.userinfo)
         await self.strategies.admit_namespace(info, meta.get("namespace"), meta["name"])
+        attrs = admission.Attributes(admission.CREATE, info, meta.get("namespace") or "", "",
+                                     obj, None, opts.userinfo, "", opts.dry_run, opts.warnings)
+        await self.admission.mutate(attrs)
+        if attrs.obj is not obj:
+            obj = self._mutated(info, attrs.obj, meta)
+            meta = obj["metadata"]
         self._validate(info, obj, None)
         if not applied:
             obj = self._track(info, None, obj, opts)
         key = info.key(meta.get("namespace"), meta["name"])
         undo = await strat.admit_create(info, obj, opts.dry_run)
         try:
-            await self.admission.validate(admission.Attributes(
-                admission.CREATE, info, meta.get("namespace") or "", "", obj, None,
-                opts.userinfo, "", opts.dry_run, opts.warnings))
+            attrs.obj = obj
+            await self.admission.validate(attrs)
         except BaseException:
             await undo()
             raise
@@ -337,6 +357,13 @@ class Registry:
             if info.crd is None and not subresource:
                 defaults.apply_defaults(info.storage_group, info.kind, new)
             strat.prepare_update(info, new, old, subresource)
+            attrs = admission.Attributes(admission.UPDATE, info, ns or "", name, new, old,
+                                         opts.userinfo, subresource, opts.dry_run,
+                                         opts.warnings)
+            await self.admission.mutate(attrs)
+            if attrs.obj is not new:
+                new = self._mutated(info, attrs.obj, meta, subresource)
+                meta = new["metadata"]
             # Binding (like status) is not a spec change a controller must observe.
             if strat.tracks_generation(info) and subresource in ("", "scale") and \
                     _spec_changed(new, old):
@@ -347,9 +374,8 @@ class Registry:
             await strat.authorize_content(info, new, opts.userinfo)
             undo = await strat.admit_update(info, new, old, opts.dry_run)
             try:
-                await self.admission.validate(admission.Attributes(
-                    admission.UPDATE, info, ns or "", name, new, old, opts.userinfo,
-                    subresource, opts.dry_run, opts.warnings))
+                attrs.obj = new
+                await self.admission.validate(attrs)
                 data = self._encode(new)
             except BaseException:
                 await undo()

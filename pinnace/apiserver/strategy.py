@@ -293,11 +293,6 @@ class PodStrategy(Strategy):
         return int(spec.get("terminationGracePeriodSeconds", 30))
 
 
-def _pod_security_labels(ns: dict[str, Any]) -> dict[str, str]:
-    labels = ns["metadata"].get("labels") or {}
-    return {k: v for k, v in labels.items() if k.startswith("pod-security.kubernetes.io/")}
-
-
 def _pod_forbidden(pod: dict[str, Any], why: str) -> status.APIError:
     meta = pod["metadata"]
     name = meta.get("name", "")
@@ -657,8 +652,8 @@ class Strategies:
         self.store = store
         self.table = table
         self.namespaces: dict[str, bool] = {}  # name -> accepts new content
-        # name -> its pod-security.kubernetes.io/ labels (PodSecurity admission)
-        self.pod_security_labels: dict[str, dict[str, str]] = {}
+        # name -> its labels (PodSecurity and the webhooks' namespaceSelector)
+        self.labels_of_namespaces: dict[str, dict[str, str]] = {}
         self.default = Strategy()
         self.priority_classes = PriorityClasses()
         self.by_resource: dict[tuple[str, str], Strategy] = {
@@ -690,20 +685,22 @@ class Strategies:
         name = ns["metadata"]["name"]
         if type_ == "DELETED":
             self.namespaces.pop(name, None)
-            self.pod_security_labels.pop(name, None)
+            self.labels_of_namespaces.pop(name, None)
         else:
             self.namespaces[name] = not (ns["metadata"].get("deletionTimestamp") or
                                          ns.get("status", {}).get("phase") == "Terminating")
-            self.pod_security_labels[name] = _pod_security_labels(ns)
+            self.labels_of_namespaces[name] = dict(ns["metadata"].get("labels") or {})
 
     async def namespace_labels(self, name: str) -> dict[str, str] | None:
-        """A namespace's pod-security labels; None when it does not exist."""
-        known = self.pod_security_labels.get(name)
+        """A namespace's labels; None when it does not exist."""
+        known = self.labels_of_namespaces.get(name)
         if known is not None:
             return known
         kv = await self.store.get(f"/registry/core/namespaces/{name}")  # not seen yet
-        return None if kv is None else _pod_security_labels(
-            codec.decode_stored(kv.value, kv.mod_revision))
+        if kv is None:
+            return None
+        return dict(codec.decode_stored(kv.value, kv.mod_revision)["metadata"].get("labels")
+                    or {})
 
     async def admit_namespace(self, info: ResourceInfo, namespace: str | None,
                               name: str = "") -> None:

@@ -854,6 +854,10 @@ def _runtime_class_cells(obj: Obj, now: float) -> list[Any]:
     return [obj["metadata"].get("name", ""), obj.get("handler") or "", _age(obj, now)]
 
 
+def _webhook_configuration_cells(obj: Obj, now: float) -> list[Any]:
+    return [obj["metadata"].get("name", ""), len(obj.get("webhooks") or []), _age(obj, now)]
+
+
 def _csr_condition(obj: Obj) -> str:
     """extractCSRStatus: Denied or Approved or Pending, then Failed, then Issued."""
     status = obj.get("status") or {}
@@ -1157,6 +1161,14 @@ PRINTERS: dict[tuple[str, str], tuple[list[Column], RowFn]] = {
         _c("Available", desc="Whether this service is available."),
         AGE,
     ], _api_service_cells),
+    ("admissionregistration.k8s.io", "mutatingwebhookconfigurations"): ([
+        NAME, _c("Webhooks", "integer", desc=("io.k8s.api.admissionregistration.v1."
+                                              "MutatingWebhookConfiguration", "webhooks")), AGE,
+    ], _webhook_configuration_cells),
+    ("admissionregistration.k8s.io", "validatingwebhookconfigurations"): ([
+        NAME, _c("Webhooks", "integer", desc=("io.k8s.api.admissionregistration.v1."
+                                              "ValidatingWebhookConfiguration", "webhooks")), AGE,
+    ], _webhook_configuration_cells),
     ("node.k8s.io", "runtimeclasses"): ([
         NAME,
         _c("Handler", desc=("io.k8s.api.node.v1.RuntimeClass", "handler")),

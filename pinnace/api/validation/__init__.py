@@ -15,7 +15,7 @@ from functools import partial
 
 from pinnace.api.field import FieldError
 
-from . import apps, batch, certificates, core, names, others, pods
+from . import admissionregistration, apps, batch, certificates, core, names, others, pods
 from . import meta as m
 from ._common import Obj
 
@@ -73,6 +73,10 @@ _VALIDATORS: dict[tuple[str, str], Validator] = {
     ("apiregistration.k8s.io", "APIService"): others.validate_api_service,
     ("events.k8s.io", "Event"): others.validate_events_v1,
     ("certificates.k8s.io", "CertificateSigningRequest"): certificates.validate_csr,
+    ("admissionregistration.k8s.io", "MutatingWebhookConfiguration"):
+        partial(admissionregistration.validate_webhook_configuration, mutating=True),
+    ("admissionregistration.k8s.io", "ValidatingWebhookConfiguration"):
+        admissionregistration.validate_webhook_configuration,
 }
 
 # Built-in groups whose names follow DNS-1123 subdomain rules; any other

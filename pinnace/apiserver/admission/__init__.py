@@ -62,11 +62,22 @@ class Plugin(Protocol):
 
 
 class Chain:
+    """Mutating plugins (those with a ``mutate`` method, which may replace
+    ``a.obj``) run before the object is validated, validating ones after."""
+
     def __init__(self, plugins: list[Plugin] | None = None):
         self.plugins = list(plugins or [])
 
-    async def validate(self, a: Attributes) -> None:
+    async def mutate(self, a: Attributes) -> None:
         if a.user is None:
             return  # the server's own writes: the default objects it makes at start
+        for plugin in self.plugins:
+            mutate = getattr(plugin, "mutate", None)
+            if mutate is not None:
+                await mutate(a)
+
+    async def validate(self, a: Attributes) -> None:
+        if a.user is None:
+            return
         for plugin in self.plugins:
             await plugin.validate(a)

@@ -57,13 +57,16 @@ async def test_quota_status_counts_objects_and_compute(own_server: Server) -> No
     async with run_controllers(k, ResourceQuotaController,
                                options={"resource_quota_sync_period": 2}):
         await kubectl(k, "create", "namespace", ns)
+        # Made before the quota: once it limits requests.cpu, admission wants
+        # every pod to state it (test_quota_admission.py).
+        await kubectl(k, "-n", ns, "create", "-f", "-", input=_pod("idle"))
         await kubectl(k, "-n", ns, "create", "-f", "-", input=json.dumps({
             "apiVersion": "v1", "kind": "ResourceQuota", "metadata": {"name": "compute"},
             "spec": {"hard": HARD}}))
         await kubectl(k, "-n", ns, "create", "-f", "-", input=json.dumps({
             "apiVersion": "v1", "kind": "ResourceQuota", "metadata": {"name": "besteffort"},
             "spec": {"hard": {"pods": "10"}, "scopes": ["BestEffort"]}}))
-        zero = {"pods": "0", "requests.cpu": "0", "services": "0", "configmaps": "0",
+        zero = {"pods": "1", "requests.cpu": "0", "services": "0", "configmaps": "0",
                 "count/deployments.apps": "0", "requests.storage": "0"}
         await _wait_used(k, ns, "compute", zero, "empty usage")
         q = json.loads(await kubectl(k, "-n", ns, "get", "quota", "compute", "-o", "json"))
@@ -71,7 +74,6 @@ async def test_quota_status_counts_objects_and_compute(own_server: Server) -> No
 
         await kubectl(k, "-n", ns, "create", "-f", "-", input=_pod("a", "100m", "64Mi"))
         await kubectl(k, "-n", ns, "create", "-f", "-", input=_pod("b", "200m", "128Mi"))
-        await kubectl(k, "-n", ns, "create", "-f", "-", input=_pod("idle"))
         await kubectl(k, "-n", ns, "create", "service", "nodeport", "np", "--tcp=80:8080")
         await kubectl(k, "-n", ns, "create", "service", "loadbalancer", "lb", "--tcp=80:8080")
         await kubectl(k, "-n", ns, "create", "configmap", "cfg", "--from-literal=a=b")
