@@ -118,7 +118,7 @@ class APIServer:
                                       config.default_unreachable_toleration_seconds),
                                      self.authz)
         self.registry = Registry(self.store, self.strategies, config.max_object_bytes)
-        self.watches = WatchCache(self.store)
+        self.watches = WatchCache(self.store, max_bytes=config.watch_cache_bytes)
         self.authn = Authenticator(config.data_dir / "tokens.csv", self.store)
         self.handlers = ResourceHandlers(self.registry, self.table, self.watches, self.authn,
                                          self.authz)

@@ -26,6 +26,8 @@ class Config:
     worker_index: int = 0
     # The largest object stored, in bytes (etcd's default request limit).
     max_object_bytes: int = 1572864
+    # What each resource's watch cache window may hold, in bytes of stored values.
+    watch_cache_bytes: int = 64 * 1024 * 1024
 
     @property
     def owner(self) -> bool:

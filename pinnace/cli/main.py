@@ -58,6 +58,10 @@ def _server_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-object-size", type=int, default=1572864, metavar="BYTES",
                    help="the largest object stored, in bytes (default 1572864: 1.5 MiB, as etcd's "
                         "request limit bounds Kubernetes' objects)")
+    p.add_argument("--watch-cache-bytes", type=int, default=64 * 1024 * 1024, metavar="BYTES",
+                   help="how many bytes of recent events each resource's watch cache keeps "
+                        "(besides at most 10,000 events; default 67108864: 64 MiB); a watch from "
+                        "an older revision reads the datastore's history instead")
     p.add_argument("--workers", type=int, default=1,
                    help="API server processes sharing the port and the datastore, to use "
                         "more cores (default 1; not with --datastore memory)")
@@ -236,7 +240,8 @@ def _config(args: argparse.Namespace) -> Config:
                   default_not_ready_toleration_seconds=args.default_not_ready_toleration_seconds,
                   default_unreachable_toleration_seconds=args.default_unreachable_toleration_seconds,
                   workers=args.workers, worker_index=getattr(args, "worker_index", None) or 0,
-                  max_object_bytes=args.max_object_size)
+                  max_object_bytes=args.max_object_size,
+                  watch_cache_bytes=args.watch_cache_bytes)
 
 
 def apiserver_args(config: Config) -> list[str]:
@@ -247,7 +252,8 @@ def apiserver_args(config: Config) -> list[str]:
            str(config.default_not_ready_toleration_seconds),
            "--default-unreachable-toleration-seconds",
            str(config.default_unreachable_toleration_seconds),
-           "--max-object-size", str(config.max_object_bytes)]
+           "--max-object-size", str(config.max_object_bytes),
+           "--watch-cache-bytes", str(config.watch_cache_bytes)]
     if config.advertise_address:
         out += ["--advertise-address", config.advertise_address]
     for san in config.extra_sans:
