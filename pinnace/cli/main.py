@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from pinnace.apiserver.config import Config
+from pinnace.runtime import tune_malloc
 
 # Where `pinnace server`'s cluster DNS answers; pods reach it as kube-dns on port 53.
 DNS_PORT = 10053
@@ -290,6 +291,7 @@ async def run_apiserver(config: Config) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    tune_malloc()
     level = [logging.WARNING, logging.INFO, logging.DEBUG][min(args.verbose, 2)]
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # Not for the agent and the proxy: pyroute2 runs its netlink sockets on
