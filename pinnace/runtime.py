@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import os
 
 
 def tune_gc() -> None:
@@ -18,3 +19,32 @@ def tune_gc() -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(100_000, 50, 50)
+
+
+_M_ARENA_MAX = -8  # glibc's mallopt parameter
+
+
+def tune_malloc() -> None:
+    """Keep glibc's malloc from holding on to freed memory: at most two
+    arenas instead of eight per core.
+
+    Objects here are mostly freed on the event loop's thread that did not
+    allocate them: a stored value read by the datastore's thread lives in
+    that thread's arena until the watch cache drops it. With an arena per
+    thread, such frees leave holes that the loop's own allocations cannot
+    reuse, and RSS stays at its peak (the API server kept ~70 MB more after
+    its watch cache window was freed). Called first thing, before threads
+    exist; MALLOC_ARENA_MAX in the environment wins; a no-op on other
+    C libraries.
+    """
+    if os.environ.get("MALLOC_ARENA_MAX"):
+        return
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None)
+        libc.gnu_get_libc_version  # noqa: B018 - only glibc has it
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):  # pragma: no cover - not glibc
+        return
+    mallopt(_M_ARENA_MAX, 2)

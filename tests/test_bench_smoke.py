@@ -15,7 +15,7 @@ BENCH = Path(__file__).resolve().parents[1] / "bench"
 @pytest.mark.parametrize("script", ["store_put.py", "api_create.py", "list_pods.py",
                                     "watch_fanout.py", "idle_rss.py", "scheduler_throughput.py",
                                     "sim_scale.py", "e2e_pod_startup.py", "scheduler_e2e.py",
-                                    "scale.py", "testing.py", "fuzz.py"])
+                                    "scale.py", "testing.py", "fuzz.py", "memory_growth.py"])
 def test_benchmark_quick_mode_runs(script: str) -> None:
     args = [sys.executable, str(BENCH / script)]
     args += ["-n", "2000"] if script == "store_put.py" else ["--quick"]

@@ -140,7 +140,7 @@ class APIServer:
             NodeRestriction(self._read),
             PodSecurity(self.strategies.namespace_labels, self._namespace_pods),
             self.webhooks, self.quota_admission])
-        self.watches = WatchCache(self.store)
+        self.watches = WatchCache(self.store, max_bytes=config.watch_cache_bytes)
         self.authn = Authenticator(config.data_dir / "tokens.csv", self.store)
         self.handlers = ResourceHandlers(self.registry, self.table, self.watches, self.authn,
                                          self.authz)

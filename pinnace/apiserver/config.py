@@ -32,6 +32,8 @@ class Config:
     # An EncryptionConfiguration file (kube-apiserver's flag of the same name);
     # "" means the data dir's own, written on first start (storage/encryptionconfig.py).
     encryption_provider_config: str = ""
+    # What each resource's watch cache window may hold, in bytes of stored values.
+    watch_cache_bytes: int = 64 * 1024 * 1024
 
     @property
     def owner(self) -> bool:

@@ -1060,17 +1060,21 @@ class _EventWriter:
                     return None
             elif not cur:
                 return None
+        if self.plain and self.fmt.kind != "protobuf":
+            # The stored bytes with the revision spliced in, framed: one copy,
+            # made when sent rather than kept with the event.
+            return codec.watch_line(type_, ev.raw, ev.rev)
         table_headers = self.fmt.kind == "table" and not self.headers_sent
         key = (type_, self.fmt.kind, self.info.group, self.info.version, self.include,
                table_headers)
-        line = ev.wire.get(key)
+        line = ev.encoded(key)
         if line is None:
             if self.plain:
                 payload = codec.with_revision(ev.raw, ev.rev)
             else:
                 payload = self._encode_obj(self.registry.to_served(self.info, ev.obj))
             line = self._frame(type_, payload)
-            ev.wire[key] = line
+            ev.remember(key, line)
         elif table_headers:
             self.headers_sent = True
         return line

@@ -1,10 +1,17 @@
 """One storage watch per resource, fanned out to every API watcher.
 
-Each resource's cache keeps a ring of its most recent events. A client
-watching from revision R is served from the ring when R is inside it (the
-common case: informers watch from their list's revision); otherwise it gets
-its own storage watch, so only true compaction answers 410 Gone. Events are
-decoded and encoded at most once per format, however many watchers get them.
+Each resource's cache keeps a window of its most recent events, bounded in
+count and in bytes. A client watching from revision R is served from the
+window when R is inside it (the common case: informers watch from their
+list's revision); otherwise it gets its own storage watch, so only true
+compaction answers 410 Gone.
+
+Memory: an event keeps one copy of its value, the stored bytes; the value
+it replaced is the very bytes object of the key's event before it when that
+is in the window (a MODIFIED's previous value, a DELETED's value), not a
+second copy. Decoded objects and encoded lines other than plain JSON are
+made on demand, shared by the watchers woken together, and dropped at the
+next wake-up; a plain JSON line is framed from the stored bytes when sent.
 """
 
 from __future__ import annotations
@@ -23,33 +30,69 @@ log = logging.getLogger("pinnace.apiserver.watchcache")
 
 _CLOSED = object()
 
+# How many bytes of stored values each resource's window may hold (besides
+# its 10,000 events): a watcher from an older revision reads storage instead.
+DEFAULT_WINDOW_BYTES = 64 * 1024 * 1024
+
 
 class CacheEvent:
-    """A storage event plus its decoded and encoded forms, made on demand."""
+    """A storage event: its stored bytes (and those of the value it
+    replaced), and its decoded and encoded forms, made on demand. In a
+    resource's cache those forms last until the cache's next wake-up (they
+    serve the watchers woken together), so the window holds one copy of
+    each value, not four."""
 
-    __slots__ = ("_obj", "_prev", "key", "prev_raw", "raw", "rev", "type", "wire")
+    __slots__ = ("_obj", "_prev", "_wire", "heir", "key", "owner", "prev_raw", "raw", "rev",
+                 "size", "type")
 
-    def __init__(self, ev: Event):
+    def __init__(self, ev: Event, owner: ResourceCache | None = None,
+                 prev_raw: bytes | None = None):
         self.type = ev.type
         self.key = ev.kv.key
         self.rev = ev.kv.mod_revision
         self.raw = ev.kv.value
-        self.prev_raw = ev.prev.value if ev.prev is not None else None
+        self.prev_raw = prev_raw if prev_raw is not None else \
+            ev.prev.value if ev.prev is not None else None
         self._obj: dict[str, Any] | None = None
         self._prev: dict[str, Any] | None = None
-        self.wire: dict[Any, bytes] = {}  # encoded forms by format key
+        self._wire: dict[Any, bytes] | None = None  # encoded forms by format key
+        self.owner = owner  # the cache that sheds the forms at its wake-ups
+        # Bytes this event keeps alive in its cache's window (set by the cache):
+        # its value, and its previous one unless an older event holds it.
+        self.size = 0
+        self.heir: CacheEvent | None = None  # the key's next event, sharing our value
+
+    def _made_form(self) -> None:
+        if self.owner is not None:
+            self.owner._dressed.append(self)
 
     @property
     def obj(self) -> dict[str, Any]:
         if self._obj is None:
             self._obj = codec.decode_stored(self.raw, self.rev)
+            self._made_form()
         return self._obj
 
     @property
     def prev(self) -> dict[str, Any] | None:
         if self._prev is None and self.prev_raw is not None:
             self._prev = codec.decode_stored(self.prev_raw, self.rev)
+            self._made_form()
         return self._prev
+
+    def encoded(self, key: Any) -> bytes | None:
+        """The encoded form made for ``key`` (a format), if it still is."""
+        return self._wire.get(key) if self._wire is not None else None
+
+    def remember(self, key: Any, line: bytes) -> None:
+        if self._wire is None:
+            self._wire = {}
+            self._made_form()
+        self._wire[key] = line
+
+    def shed(self) -> None:
+        """Drop the decoded and encoded forms (they are made again if asked for)."""
+        self._obj = self._prev = self._wire = None
 
 
 class TooOldError(Exception):
@@ -65,11 +108,19 @@ class ResourceCache:
     the more watchers there are, so a burst of events costs each watcher one
     wake-up and one write, not one per event."""
 
-    def __init__(self, store: Store, prefix: str, size: int = 10_000):
+    def __init__(self, store: Store, prefix: str, size: int = 10_000,
+                 max_bytes: int = DEFAULT_WINDOW_BYTES):
         self.store = store
         self.prefix = prefix
         self.size = size
+        self.max_bytes = max_bytes
         self.events: list[CacheEvent] = []
+        self.bytes = 0  # what the events in the window hold (CacheEvent.size)
+        # The newest event of each key in the window: the next event of the
+        # key shares its bytes as its previous value instead of a copy.
+        self._latest: dict[str, CacheEvent] = {}
+        # Events that made a decoded or encoded form since the last wake-up.
+        self._dressed: list[CacheEvent] = []
         self.base = 0  # sequence number of events[0]; a cursor is a sequence number
         self.window_start = 0  # every event with rev > window_start is in the list
         self.last_rev = 0  # the newest revision this cache has seen (for bookmarks)
@@ -99,17 +150,62 @@ class ResourceCache:
         """The sequence number the next event will get."""
         return self.base + len(self.events)
 
+    def _admit(self, ev: Event) -> CacheEvent:
+        """The cache's event for a storage event, its previous value shared
+        with the key's last event in the window when that is the one replaced."""
+        last = self._latest.get(ev.kv.key) if ev.prev is not None else None
+        if last is None or ev.prev is None or last.rev != ev.prev.mod_revision:
+            ce = CacheEvent(ev, self)
+            ce.size = len(ce.raw)
+            if ce.prev_raw is not None and ce.prev_raw is not ce.raw:
+                ce.size += len(ce.prev_raw)
+            return ce
+        ce = CacheEvent(ev, self, last.raw)
+        last.heir = ce
+        if ce.type == "DELETED" and ce.raw == last.raw:
+            ce.raw = last.raw  # a deletion's value is the one it removed
+        else:
+            ce.size = len(ce.raw)
+        return ce
+
     def _append(self, ce: CacheEvent) -> None:
         events = self.events
         events.append(ce)
+        self._latest[ce.key] = ce
+        self.bytes += ce.size
         self.last_rev = ce.rev
-        if len(events) >= self.size + self.size // 4:
-            # Trim in bulk: amortized O(1) per event, and cursors stay plain ints.
-            cut = len(events) - self.size
-            self.window_start = events[cut - 1].rev
-            del events[:cut]
-            self.base += cut
+        if len(events) >= self.size + self.size // 4 or \
+                (self.bytes > self.max_bytes and len(events) > 1):
+            self._trim()
         self._schedule_wake()
+
+    def _trim(self) -> None:
+        """Drop the oldest events, in bulk (amortized O(1) per event, and
+        cursors stay plain ints): down to ``size`` events and to at most
+        7/8 of ``max_bytes`` (the newest event always stays). A dropped
+        event's value that a later event shares stays, counted by that one."""
+        events = self.events
+        cut = max(0, len(events) - self.size)
+        dropped = sum(e.size for e in events[:cut])
+        goal = self.max_bytes - self.max_bytes // 8
+        while self.bytes - dropped > goal and cut < len(events) - 1:
+            dropped += events[cut].size
+            cut += 1
+        if not cut:
+            return
+        last_cut = events[cut - 1].rev
+        for e in events[:cut]:
+            if self._latest.get(e.key) is e:
+                del self._latest[e.key]
+            heir = e.heir
+            if heir is not None and heir.rev > last_cut:
+                heir.size += len(e.raw)  # it keeps the value alive now
+                dropped -= len(e.raw)
+            e.heir = None
+        self.window_start = last_cut
+        del events[:cut]
+        self.base += cut
+        self.bytes -= dropped
 
     def _interval(self) -> float:
         # A wake-up costs each watcher some 20-40 µs, most of it one TLS
@@ -126,11 +222,17 @@ class ResourceCache:
         self._wake_handle = loop.call_soon(self._wake) if delay <= 0 else \
             loop.call_later(delay, self._wake)
 
+    def _shed(self) -> None:
+        for ev in self._dressed:
+            ev.shed()
+        self._dressed.clear()
+
     def _wake(self) -> None:
         self._wake_handle = None
         self._last_wake = asyncio.get_running_loop().time()
         self._batches.clear()
         self.joined.clear()
+        self._shed()
         waiting, self._waiting = self._waiting, set()
         for stream in waiting:
             if stream.push is None:
@@ -197,7 +299,7 @@ class ResourceCache:
         while True:
             try:
                 async for ev in self.store.watch(self.prefix, after):
-                    self._append(CacheEvent(ev))
+                    self._append(self._admit(ev))
                 return
             except (CompactedError, WatchClosedError) as e:
                 log.info("watch cache %s restarting: %s", self.prefix, e)
@@ -214,12 +316,15 @@ class ResourceCache:
             self._cut_off()
             self.base += len(self.events)  # cursors never point into the new list by mistake
             self.events.clear()
+            self._latest.clear()
+            self.bytes = 0
             self.window_start = self.last_rev = after
 
     def _cut_off(self) -> None:
         self.generation += 1
         self._batches.clear()
         self.joined.clear()
+        self._shed()
         for stream in tuple(self.streams):
             stream.wake()
         self.streams.clear()
@@ -393,9 +498,11 @@ class _DirectStream:
 
 
 class WatchCache:
-    def __init__(self, store: Store, size: int = 10_000):
+    def __init__(self, store: Store, size: int = 10_000,
+                 max_bytes: int = DEFAULT_WINDOW_BYTES):
         self.store = store
         self.size = size
+        self.max_bytes = max_bytes
         self.caches: dict[str, ResourceCache] = {}
 
     async def stream(self, prefix: str, after: int) -> WatchStream | _DirectStream:
@@ -406,7 +513,7 @@ class WatchCache:
         cache = self.caches.get(resource_prefix)
         if cache is None:
             cache = self.caches[resource_prefix] = ResourceCache(self.store, resource_prefix,
-                                                                 self.size)
+                                                                 self.size, self.max_bytes)
         if not cache.started():
             compacted = await self.store.compacted_revision()
             if after < compacted:

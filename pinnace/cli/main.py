@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from pinnace.apiserver.config import Config
+from pinnace.runtime import tune_malloc
 
 # Where `pinnace server`'s cluster DNS answers; pods reach it as kube-dns on port 53.
 DNS_PORT = 10053
@@ -62,6 +63,10 @@ def _server_args(p: argparse.ArgumentParser) -> None:
                    help="treat requests without credentials as user system:anonymous (group "
                         "system:unauthenticated), authorized by RBAC; by default they get 401 "
                         "except on health checks, /version and kube-public/cluster-info")
+    p.add_argument("--watch-cache-bytes", type=int, default=64 * 1024 * 1024, metavar="BYTES",
+                   help="how many bytes of recent events each resource's watch cache keeps "
+                        "(besides at most 10,000 events; default 67108864: 64 MiB); a watch from "
+                        "an older revision reads the datastore's history instead")
     p.add_argument("--workers", type=int, default=1,
                    help="API server processes sharing the port and the datastore, to use "
                         "more cores (default 1; not with --datastore memory)")
@@ -249,7 +254,8 @@ def _config(args: argparse.Namespace) -> Config:
                   workers=args.workers, worker_index=getattr(args, "worker_index", None) or 0,
                   max_object_bytes=args.max_object_size, anonymous_auth=args.anonymous_auth,
                   encryption_provider_config=str(Path(args.encryption_provider_config).resolve())
-                  if args.encryption_provider_config else "")
+                  if args.encryption_provider_config else "",
+                  watch_cache_bytes=args.watch_cache_bytes)
 
 
 def _check_encryption(config: Config) -> str:
@@ -276,7 +282,8 @@ def apiserver_args(config: Config) -> list[str]:
            str(config.default_not_ready_toleration_seconds),
            "--default-unreachable-toleration-seconds",
            str(config.default_unreachable_toleration_seconds),
-           "--max-object-size", str(config.max_object_bytes)]
+           "--max-object-size", str(config.max_object_bytes),
+           "--watch-cache-bytes", str(config.watch_cache_bytes)]
     if config.anonymous_auth:
         out.append("--anonymous-auth")
     if config.encryption_provider_config:
@@ -317,6 +324,7 @@ async def run_apiserver(config: Config) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    tune_malloc()
     level = [logging.WARNING, logging.INFO, logging.DEBUG][min(args.verbose, 2)]
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # Not for the agent and the proxy: pyroute2 runs its netlink sockets on

@@ -56,10 +56,13 @@ class Informer:
     def __init__(self, rc: ResourceClient, namespace: str | None = None, *,
                  label_selector: str | None = None, field_selector: str | None = None,
                  resync_seconds: float = 0, keep: Callable[[Obj], bool] | None = None,
-                 transform: Callable[[Obj], Obj] | None = None):
+                 transform: Callable[[Obj], Obj] | None = None, metadata_only: bool = False):
         """keep: cache only objects it accepts (it must depend only on fields
         that never change, such as a pod's nodeName); transform: store what it
-        returns instead of the object (client-go's transform, to save memory)."""
+        returns instead of the object (client-go's transform, to save memory);
+        metadata_only: list and watch PartialObjectMetadata, as client-go's
+        metadata informers do (objects are then kind PartialObjectMetadata,
+        apiVersion meta.k8s.io/v1, with the object's metadata and nothing else)."""
         self.rc = rc
         self.namespace = namespace
         self.label_selector = label_selector
@@ -67,6 +70,7 @@ class Informer:
         self.resync_seconds = resync_seconds
         self.keep = keep
         self.transform = transform
+        self.metadata_only = metadata_only
         self.store: dict[str, Obj] = {}
         self.synced = asyncio.Event()
         self.resource_version = ""
@@ -202,7 +206,8 @@ class Informer:
                     if need_list:
                         page = await self.rc.list(self.namespace,
                                                   label_selector=self.label_selector,
-                                                  field_selector=self.field_selector)
+                                                  field_selector=self.field_selector,
+                                                  metadata_only=self.metadata_only)
                         self.resource_version = page["metadata"]["resourceVersion"]
                         self._replace(page["items"])
                         self.synced.set()
@@ -211,7 +216,8 @@ class Informer:
                             self.namespace, resource_version=self.resource_version,
                             timeout_seconds=random.randint(300, 600),
                             label_selector=self.label_selector,
-                            field_selector=self.field_selector):
+                            field_selector=self.field_selector,
+                            metadata_only=self.metadata_only):
                         rv = obj.get("metadata", {}).get("resourceVersion")
                         if rv:
                             self.resource_version = rv
@@ -244,22 +250,38 @@ class Informer:
 
 class InformerFactory:
     """One informer per (resource, namespace, selectors) in a process, shared
-    by every controller that asks for it."""
+    by every controller that asks for it.
+
+    A controller that reads only metadata (the garbage collector, quota
+    counting) asks with ``metadata_only``: the informer then lists and
+    watches PartialObjectMetadata, unless some controller asks for whole
+    objects of the same resource before the informers start, in which case
+    every one of them shares the informer of whole objects (metadata is a
+    part of them). So a resource costs one watch and one copy of each
+    object, and only its metadata when nothing needs more."""
 
     def __init__(self, client: Client):
         self.client = client
-        self._informers: dict[tuple[str, str, str | None, str | None], Informer] = {}
+        self._informers: dict[tuple[str, str, str | None, str | None, str | None],
+                              Informer] = {}
 
     def informer(self, api_version: str, resource: str, namespace: str | None = None, *,
-                 label_selector: str | None = None, namespaced: bool | None = None,
-                 resync_seconds: float = 0) -> Informer:
-        key = (api_version, resource, namespace, label_selector)
+                 label_selector: str | None = None, field_selector: str | None = None,
+                 namespaced: bool | None = None, resync_seconds: float = 0,
+                 metadata_only: bool = False) -> Informer:
+        key = (api_version, resource, namespace, label_selector, field_selector)
         inf = self._informers.get(key)
         if inf is None:
             inf = Informer(self.client.resource(api_version, resource, namespaced), namespace,
-                           label_selector=label_selector, resync_seconds=resync_seconds,
-                           transform=strip_managed_fields)
+                           label_selector=label_selector, field_selector=field_selector,
+                           resync_seconds=resync_seconds, transform=strip_managed_fields,
+                           metadata_only=metadata_only)
             self._informers[key] = inf
+        elif inf.metadata_only and not metadata_only:
+            if inf._task is not None:
+                raise RuntimeError(f"informer of {resource} started with metadata only: whole "
+                                   f"objects must be asked for before the informers start")
+            inf.metadata_only = False
         return inf
 
     def start(self) -> None:

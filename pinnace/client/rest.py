@@ -66,6 +66,14 @@ class ApiError(Exception):
         return self.code == 403 and self.has_cause("NamespaceTerminating")
 
 
+# What client-go's metadata client asks for: objects' metadata only (the
+# server answers PartialObjectMetadata[List]), or whole objects from a
+# server that cannot.
+METADATA_ACCEPT = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1,application/json"
+METADATA_LIST_ACCEPT = ("application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,"
+                        "application/json")
+
+
 class Client:
     def __init__(self, config: ClientConfig, *, max_connections: int = 100):
         self.config = config
@@ -103,9 +111,11 @@ class Client:
 
     async def request(self, method: str, path: str, *, params: dict[str, Any] | None = None,
                       body: Any = None, content_type: str = "application/json",
-                      timeout: float | None = 60) -> Any:
+                      timeout: float | None = 60, accept: str | None = None) -> Any:
         data = None
         headers = self._headers()
+        if accept:
+            headers["Accept"] = accept
         if body is not None:
             data = body if isinstance(body, bytes) else orjson.dumps(body)
             headers["Content-Type"] = content_type
@@ -158,13 +168,19 @@ class ResourceClient:
     async def get(self, name: str, namespace: str | None = None, subresource: str = "") -> Obj:
         return await self.client.request("GET", self.path(namespace, name, subresource))  # type: ignore[no-any-return]
 
-    async def list(self, namespace: str | None = None, **params: Any) -> Obj:
-        """One LIST (all pages). params: label_selector, field_selector, resource_version, limit."""
+    async def list(self, namespace: str | None = None, *, metadata_only: bool = False,
+                   **params: Any) -> Obj:
+        """One LIST (all pages). params: label_selector, field_selector, resource_version,
+        limit. ``metadata_only``: the items are PartialObjectMetadata (kind,
+        apiVersion meta.k8s.io/v1 and the object's metadata), as client-go's
+        metadata client asks for them."""
         items: list[Obj] = []
         q = {_camel(k): v for k, v in params.items() if v is not None}
         q.setdefault("limit", 500)
+        accept = METADATA_LIST_ACCEPT if metadata_only else None
         while True:
-            page = await self.client.request("GET", self.path(namespace), params=q)
+            page = await self.client.request("GET", self.path(namespace), params=q,
+                                             accept=accept)
             items.extend(page.get("items") or [])
             cont = page.get("metadata", {}).get("continue")
             if not cont:
@@ -216,17 +232,22 @@ class ResourceClient:
 
     async def watch(self, namespace: str | None = None, *, resource_version: str = "",
                     timeout_seconds: int = 300, allow_bookmarks: bool = True,
+                    metadata_only: bool = False,
                     **params: Any) -> AsyncIterator[tuple[str, Obj]]:
         """(type, object) pairs until the server ends the stream. An ERROR event
-        raises ApiError (410 Gone means: list again)."""
+        raises ApiError (410 Gone means: list again). ``metadata_only``: the
+        objects are PartialObjectMetadata."""
         q: dict[str, Any] = {"watch": "true", "timeoutSeconds": timeout_seconds,
                              "allowWatchBookmarks": "true" if allow_bookmarks else "false"}
         if resource_version:
             q["resourceVersion"] = resource_version
         q.update({_camel(k): v for k, v in params.items() if v is not None})
         session = self.client._get_session()
+        headers = self.client._headers()
+        if metadata_only:
+            headers["Accept"] = METADATA_ACCEPT
         async with session.get(self.client.config.server + self.path(namespace),
-                               params=_params(q), headers=self.client._headers(),
+                               params=_params(q), headers=headers,
                                timeout=aiohttp.ClientTimeout(total=timeout_seconds + 30,
                                                              sock_read=timeout_seconds + 30)
                                ) as resp:

@@ -220,12 +220,15 @@ class GarbageCollector(Controller):
         gr = (res.group, res.resource)
         if not self._eligible(res) or gr in self._watched:
             return None
+        # The graph needs metadata only (uid, owners, finalizers, deletion): the
+        # informers list and watch PartialObjectMetadata unless another
+        # controller needs whole objects of the resource anyway.
         if private:
             inf = Informer(self.client.resource(res.api_version, res.resource, res.namespaced),
-                           transform=strip_managed_fields)
+                           transform=strip_managed_fields, metadata_only=True)
         else:
             inf = self.ctx.informers.informer(res.api_version, res.resource,
-                                              namespaced=res.namespaced)
+                                              namespaced=res.namespaced, metadata_only=True)
         inf.add_handler(lambda o: self._on_add(res, o), lambda a, b: self._on_update(res, a, b),
                         lambda o: self._on_delete(res, o))
         self._watched[gr] = (res, inf)

@@ -40,6 +40,8 @@ INFORMED = {
     "resourcequotas": ("v1", "resourcequotas"),
     "persistentvolumeclaims": ("v1", "persistentvolumeclaims"),
 }
+# Those only counted: their informers need the objects' metadata only.
+COUNTED_ONLY = {"configmaps", "secrets", "replicationcontrollers"}
 POD_SCOPES = {"Terminating", "NotTerminating", "BestEffort", "NotBestEffort", "PriorityClass",
               "CrossNamespacePodAffinity"}
 BARE_COMPUTE = {"cpu", "memory", "ephemeral-storage"}
@@ -297,7 +299,8 @@ class ResourceQuotaController(Controller):
         super().__init__(ctx)
         self.resync = float(ctx.options.get("resource_quota_sync_period", 30))
         self.quotas = ctx.informers.informer("v1", "resourcequotas")
-        self.informers = {res: ctx.informers.informer(av, res) for av, res in INFORMED.values()}
+        self.informers = {res: ctx.informers.informer(av, res, metadata_only=res in COUNTED_ONLY)
+                          for av, res in INFORMED.values()}
         self.quota_api = self.client.resource("v1", "resourcequotas")
         self._group_versions: dict[str, tuple[str, float]] = {}
 
@@ -340,7 +343,8 @@ class ResourceQuotaController(Controller):
             if rc is None:
                 return []
             try:
-                return (await rc.list(ns))["items"]  # type: ignore[no-any-return]
+                # Only counted: their metadata will do.
+                return (await rc.list(ns, metadata_only=True))["items"]  # type: ignore[no-any-return]
             except ApiError as e:
                 if e.not_found:
                     return []  # no such resource (yet): nothing to count

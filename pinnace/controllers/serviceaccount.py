@@ -93,7 +93,10 @@ class RootCACertPublisher(Controller):
             self.log.error("root CA publisher disabled: %s", e)
             self.ca = None
         self.namespaces = ctx.informers.informer("v1", "namespaces")
-        self.configmaps = ctx.informers.informer("v1", "configmaps")
+        # Only the one ConfigMap it publishes in each namespace: other
+        # controllers need no more than the metadata of the rest.
+        self.configmaps = ctx.informers.informer(
+            "v1", "configmaps", field_selector=f"metadata.name={ROOT_CA_CONFIGMAP}")
         self.cm_api = self.client.resource("v1", "configmaps")
 
     def setup(self) -> None:

@@ -61,6 +61,53 @@ async def test_informer_follows_changes(server: Server, namespace: str) -> None:
         await factory.stop()
 
 
+async def test_a_metadata_informer_keeps_metadata_only(server: Server, namespace: str) -> None:
+    async with Client(load_kubeconfig(server.kubeconfig)) as c:
+        cms = c.resource("v1", "configmaps")
+        await cms.create(cm("before"), namespace)
+        factory = InformerFactory(c)
+        inf = factory.informer("v1", "configmaps", namespace, metadata_only=True)
+        seen: list[tuple[str, str, str]] = []
+        inf.add_handler(lambda o: seen.append(("add", o["metadata"]["name"], o["kind"])),
+                        lambda old, new: seen.append(("update", new["metadata"]["name"],
+                                                      new["kind"])),
+                        lambda o: seen.append(("delete", o["metadata"]["name"], o["kind"])))
+        factory.start()
+        await factory.wait_synced(10)
+        await cms.create(cm("new"), namespace)
+        await cms.patch("before", {"metadata": {"labels": {"x": "y"}}}, namespace)
+        await cms.delete("new", namespace)
+        for _ in range(100):
+            if ("delete", "new", "PartialObjectMetadata") in seen:
+                break
+            await asyncio.sleep(0.05)
+        kind = "PartialObjectMetadata"
+        assert seen == [("add", "before", kind), ("add", "new", kind), ("update", "before", kind),
+                        ("delete", "new", kind)]
+        before = inf.get(f"{namespace}/before")
+        assert before["apiVersion"] == "meta.k8s.io/v1" and "data" not in before
+        assert before["metadata"]["labels"] == {"x": "y"} and before["metadata"]["uid"]
+        await factory.stop()
+
+
+async def test_informers_asked_for_metadata_and_objects_share_one_of_objects(
+        server: Server, namespace: str) -> None:
+    async with Client(load_kubeconfig(server.kubeconfig)) as c:
+        await c.resource("v1", "configmaps").create(cm("a"), namespace)
+        factory = InformerFactory(c)
+        meta = factory.informer("v1", "configmaps", namespace, metadata_only=True)
+        whole = factory.informer("v1", "configmaps", namespace)
+        assert meta is whole and not whole.metadata_only
+        factory.start()
+        await factory.wait_synced(10)
+        assert whole.get(f"{namespace}/a")["data"] == {"v": "1"}
+        with pytest.raises(RuntimeError):  # too late to ask for more than metadata
+            factory.informer("v1", "secrets", namespace, metadata_only=True)
+            factory.start()
+            factory.informer("v1", "secrets", namespace)
+        await factory.stop()
+
+
 async def test_leader_election_hands_over(server: Server, namespace: str) -> None:
     async with Client(load_kubeconfig(server.kubeconfig)) as c:
         a = LeaderElector(c, "lock", "a", namespace=namespace, lease_duration=1,

@@ -198,3 +198,71 @@ async def test_after_a_restart_new_watchers_get_the_new_events() -> None:
     assert [ev.key[-1] for ev in got] == ["x", "y", "z"]
     new.close()
     await cache.stop()
+
+
+def _value(name: str, size: int = 1000) -> bytes:
+    return b'{"metadata":{"name":"%s"},"data":"%s"}' % (name.encode(), b"x" * size)
+
+
+async def test_the_window_is_bounded_in_bytes_and_older_watches_read_storage() -> None:
+    store = MemoryStore()
+    cache = WatchCache(store, max_bytes=10_000)  # about ten 1 KB values
+    start = await store.revision()
+    live = await cache.stream(P, start)  # starts the resource's cache at ``start``
+    names = [f"v{i:02d}" for i in range(40)]
+    for name in names:
+        await store.create(P + "ns/" + name, _value(name))
+    rc = cache.caches[P]
+    await _until(lambda: rc.last_rev == start + 40, "the cache to see every event")
+    got = await _take(cache.events(P, start + 39), 1)  # the newest is in the window
+    assert got == [("ADDED", P + "ns/v39", start + 40)]
+    assert rc.bytes <= 10_000 and len(rc.events) < 40
+    assert rc.window_start > start
+    # A watch from before the window still sees every event, from storage.
+    old = await _take(cache.events(P, start), 40)
+    assert [k.rsplit("/", 1)[1] for _, k, _ in old] == names
+    assert await live.next_batch(0) is None  # it was left behind: it re-watches
+    live.close()
+    # Once storage has compacted that history, the watch is refused (410 Gone).
+    await store.compact(start + 20)
+    with pytest.raises(CompactedError):
+        await _take(cache.events(P, start + 1), 1)
+    await cache.stop()
+
+
+async def test_the_window_keeps_its_newest_event_however_large() -> None:
+    store = MemoryStore()
+    cache = WatchCache(store, max_bytes=100)
+    stream = await cache.stream(P, 0)
+    await store.create(P + "ns/big", _value("big", 5000))
+    batch = await asyncio.wait_for(stream.next_batch(5), 5)
+    assert [ev.key for ev in batch] == [P + "ns/big"]
+    await store.create(P + "ns/big2", _value("big2", 5000))
+    batch = await asyncio.wait_for(stream.next_batch(5), 5)
+    assert [ev.key for ev in batch] == [P + "ns/big2"]  # read in time: not cut off
+    stream.close()
+    await cache.stop()
+
+
+async def test_a_value_is_kept_once_by_the_events_that_carry_it() -> None:
+    store = MemoryStore()
+    cache = WatchCache(store)
+    stream = await cache.stream(P, 0)
+    kv = await store.create(P + "ns/a", _value("a"))
+    kv = await store.update(P + "ns/a", _value("a", 2000), kv.mod_revision)
+    await store.delete(P + "ns/a")
+    events: list = []  # type: ignore[type-arg]
+    while len(events) < 3:
+        events += await asyncio.wait_for(stream.next_batch(5), 5)
+    added, modified, deleted = events
+    assert [e.type for e in events] == ["ADDED", "MODIFIED", "DELETED"]
+    # The update's previous value is the creation's bytes, the deletion's
+    # value the update's: one copy each, counted once.
+    assert modified.prev_raw is added.raw
+    assert deleted.raw is modified.raw and deleted.prev_raw is modified.raw
+    assert cache.caches[P].bytes == len(added.raw) + len(modified.raw)
+    # What watchers are sent is unchanged.
+    assert modified.prev["data"] == "x" * 1000 and modified.obj["data"] == "x" * 2000
+    assert deleted.obj["metadata"]["resourceVersion"] == str(deleted.rev)
+    stream.close()
+    await cache.stop()
