@@ -55,7 +55,7 @@ from .requestinfo import request_info
 from .rest import Options, Registry
 from .status import APIError
 from .strategy import Strategies
-from .tokens import TokenIssuer, load_or_create_key
+from .tokens import ISSUER, TokenIssuer, load_or_create_key
 from .watchcache import WatchCache
 
 log = logging.getLogger("pinnace.apiserver")
@@ -679,6 +679,10 @@ class APIServer:
                                 headers={"Content-Type": self.metrics.content_type})
         if head == "openapi":
             return self._openapi_doc(request, parts)
+        if path.rstrip("/") == "/.well-known/openid-configuration":
+            return _json(self._openid_configuration())
+        if path.rstrip("/") == "/openid/v1/jwks" and self.authn.issuer is not None:
+            return _raw(codec.dumps(self.authn.issuer.jwks()), "application/jwk-set+json")
         accept = request.headers.get("Accept", "")
         if head == "api":
             if len(parts) == 1:
@@ -709,6 +713,13 @@ class APIServer:
                 return await self._resource(request, [parts[1], parts[2],
                                                       *_strip_watch(request, parts[3:])])
         raise APIError(404, "NotFound", "the server could not find the requested resource", {})
+
+    def _openid_configuration(self) -> dict[str, Any]:
+        """ServiceAccount issuer discovery: where the keys of the tokens are."""
+        return {"issuer": ISSUER, "jwks_uri": f"{self.public_url}/openid/v1/jwks",
+                "response_types_supported": ["id_token"],
+                "subject_types_supported": ["public"],
+                "id_token_signing_alg_values_supported": ["ES256"]}
 
     async def _resource(self, request: web.Request, parts: list[str]) -> web.StreamResponse:
         target: Target | None = self.handlers.resolve(parts)

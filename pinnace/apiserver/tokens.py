@@ -9,9 +9,10 @@ Secrets of type kubernetes.io/service-account-token: issuer
 kubernetes.io/serviceaccount/* claims naming the account and the Secret
 (upstream's LegacyClaims). They are valid only while that Secret holds them.
 
-ES256 over the cluster's own service-account key; JWTs are built with
-`cryptography` directly (a JWT is three base64url parts: small enough not to
-need a library).
+ES256 over the cluster's own service-account key, with PyJWT. The public
+half is published as the issuer's JWKS (/openid/v1/jwks, next to
+/.well-known/openid-configuration), so that other systems can check
+pinnace's tokens as they check Kubernetes' (ServiceAccount issuer discovery).
 """
 
 from __future__ import annotations
@@ -22,14 +23,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-import orjson
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes, serialization
+import jwt
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.asymmetric.utils import (
-    decode_dss_signature,
-    encode_dss_signature,
-)
 
 ISSUER = "https://kubernetes.default.svc.cluster.local"
 DEFAULT_AUDIENCE = ISSUER
@@ -44,10 +40,6 @@ LEGACY_SA_UID = "kubernetes.io/serviceaccount/service-account.uid"
 
 def _b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
 def load_key(path: Path) -> ec.EllipticCurvePrivateKey:
@@ -73,38 +65,31 @@ def load_or_create_key(path: Path) -> ec.EllipticCurvePrivateKey:
 class TokenIssuer:
     def __init__(self, key: ec.EllipticCurvePrivateKey):
         self.key = key
-        pub = key.public_key().public_bytes(serialization.Encoding.DER,
+        self.public_key = key.public_key()
+        pub = self.public_key.public_bytes(serialization.Encoding.DER,
                                             serialization.PublicFormat.SubjectPublicKeyInfo)
         self.kid = _b64(hashlib.sha256(pub).digest())
 
     def sign(self, claims: dict[str, Any]) -> str:
-        header = _b64(orjson.dumps({"alg": "ES256", "kid": self.kid}))
-        payload = _b64(orjson.dumps(claims))
-        der = self.key.sign(f"{header}.{payload}".encode(), ec.ECDSA(hashes.SHA256()))
-        r, s = decode_dss_signature(der)
-        return f"{header}.{payload}.{_b64(r.to_bytes(32, 'big') + s.to_bytes(32, 'big'))}"
+        return jwt.encode(claims, self.key, algorithm="ES256", headers={"kid": self.kid})
 
     def signed_claims(self, token: str) -> dict[str, Any] | None:
         """The claims of a token this key signed, whatever its issuer; None
-        for anything else."""
-        parts = token.split(".")
-        if len(parts) != 3:
-            return None
+        for anything else. Expiry, audience and binding are the callers'
+        business (legacy tokens have neither expiry nor audience)."""
         try:
-            header = orjson.loads(_unb64(parts[0]))
-            if not isinstance(header, dict) or header.get("alg") != "ES256":
-                return None
-            sig = _unb64(parts[2])
-            if len(sig) != 64:
-                return None
-            der = encode_dss_signature(int.from_bytes(sig[:32], "big"),
-                                       int.from_bytes(sig[32:], "big"))
-            self.key.public_key().verify(der, f"{parts[0]}.{parts[1]}".encode(),
-                                         ec.ECDSA(hashes.SHA256()))
-            claims = orjson.loads(_unb64(parts[1]))
-        except (ValueError, InvalidSignature, orjson.JSONDecodeError):
+            claims = jwt.decode(token, self.public_key, algorithms=["ES256"], options={
+                "verify_exp": False, "verify_nbf": False, "verify_iat": False,
+                "verify_aud": False, "verify_iss": False})
+        except jwt.PyJWTError:
             return None
         return claims if isinstance(claims, dict) else None
+
+    def jwks(self) -> dict[str, Any]:
+        """The key set /openid/v1/jwks serves, as kube-apiserver's."""
+        key = jwt.algorithms.ECAlgorithm.to_jwk(self.public_key, as_dict=True)
+        return {"keys": [{"use": "sig", "kty": key["kty"], "kid": self.kid, "crv": key["crv"],
+                          "alg": "ES256", "x": key["x"], "y": key["y"]}]}
 
     def verify(self, token: str, audience: str = DEFAULT_AUDIENCE) -> dict[str, Any] | None:
         """The claims of a valid, unexpired token for ``audience``; None otherwise."""

@@ -330,3 +330,36 @@ def test_anonymous_requests_only_with_the_flag(tmp_path: Path) -> None:
         assert get("/api/v1/namespaces/default/pods")[0] == 200
     finally:
         srv.stop()
+
+
+def test_service_account_issuer_discovery(cluster: Server, cluster_ns: str,
+                                          tmp_path: Path) -> None:
+    """A token's signature checks out against the keys the server publishes,
+    which every service account may read (as OIDC relying parties do)."""
+    import jwt
+
+    ns = cluster_ns
+    cluster.kubectl("create", "serviceaccount", "finder", "-n", ns)
+    login = cluster.kubectl("create", "token", "finder", "-n", ns).stdout.strip()
+    # A token for someone else than the API server, which that someone checks.
+    token = cluster.kubectl("create", "token", "finder", "-n", ns,
+                            "--audience=https://example.com").stdout.strip()
+    cfg = json.loads(cluster.kubectl("config", "view", "--raw", "--minify", "-o", "json").stdout)
+    cfg["users"] = [{"name": "finder", "user": {"token": login}}]
+    cfg["contexts"][0]["context"]["user"] = "finder"
+    (tmp_path / "kubeconfig").write_text(json.dumps(cfg))
+    finder = User(cluster, f"system:serviceaccount:{ns}:finder", tmp_path / "kubeconfig")
+
+    discovery = json.loads(finder.kubectl("get", "--raw",
+                                          "/.well-known/openid-configuration").stdout)
+    assert discovery["issuer"] == "https://kubernetes.default.svc.cluster.local"
+    assert discovery["jwks_uri"].endswith("/openid/v1/jwks")
+    keys = json.loads(finder.kubectl("get", "--raw", "/openid/v1/jwks").stdout)["keys"]
+    header = jwt.get_unverified_header(token)
+    key = next(k for k in keys if k["kid"] == header["kid"])
+    claims = jwt.decode(token, jwt.PyJWK(key).key, algorithms=[key["alg"]],
+                        audience="https://example.com", issuer=discovery["issuer"])
+    assert claims["sub"] == f"system:serviceaccount:{ns}:finder"
+    # Not for anyone without credentials.
+    alice = new_user(cluster, f"alice-oidc-{ns}")
+    forbidden(alice, "get", "--raw", "/openid/v1/jwks")
