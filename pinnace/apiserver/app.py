@@ -30,6 +30,7 @@ from pinnace.storage.interface import CompactedError, Store, StoreError
 
 from . import admission, apiservices, codec, metricsapi, openapi, status
 from . import bootstraptoken as bt
+from .admission.limitranger import LimitRanger
 from .admission.noderestriction import NodeRestriction
 from .admission.podsecurity import PodSecurity
 from .admission.resourcequota import ResourceQuota
@@ -136,8 +137,9 @@ class APIServer:
         quotas = self.table.lookup("", "v1", "resourcequotas")
         assert quotas is not None
         self.quota_admission = ResourceQuota(self.registry, quotas)
+        self.limit_ranger = LimitRanger()
         self.registry.admission = admission.Chain([
-            NodeRestriction(self._read),
+            self.limit_ranger, NodeRestriction(self._read),
             PodSecurity(self.strategies.namespace_labels, self._namespace_pods),
             self.webhooks, self.quota_admission])
         self.watches = WatchCache(self.store, max_bytes=config.watch_cache_bytes)
@@ -275,6 +277,9 @@ class APIServer:
         quotas = self.table.lookup("", "v1", "resourcequotas")
         assert quotas is not None
         await self._follow(quotas.key_prefix, self.quota_admission.event, keep=_only_identity)
+        ranges = self.table.lookup("", "v1", "limitranges")
+        assert ranges is not None
+        await self._follow(ranges.key_prefix, self.limit_ranger.event)
         for resource in ("mutatingwebhookconfigurations", "validatingwebhookconfigurations"):
             info = self.table.lookup("admissionregistration.k8s.io", "v1", resource)
             assert info is not None

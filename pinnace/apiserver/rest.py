@@ -267,16 +267,18 @@ class Registry:
             meta.pop("generation", None)
         if info.crd is None:
             defaults.apply_defaults(info.storage_group, info.kind, obj)
-        strat.prepare_create(info, obj)
-        strat.set_requester(info, obj, opts.userinfo)
-        await strat.authorize_content(info, obj, opts.userinfo)
         await self.strategies.admit_namespace(info, meta.get("namespace"), meta["name"])
+        # Mutating admission sees the object as decoded, before the strategy
+        # prepares it (a pod's QoS class then counts LimitRanger's defaults).
         attrs = admission.Attributes(admission.CREATE, info, meta.get("namespace") or "", "",
                                      obj, None, opts.userinfo, "", opts.dry_run, opts.warnings)
         await self.admission.mutate(attrs)
         if attrs.obj is not obj:
             obj = self._mutated(info, attrs.obj, meta)
             meta = obj["metadata"]
+        strat.prepare_create(info, obj)
+        strat.set_requester(info, obj, opts.userinfo)
+        await strat.authorize_content(info, obj, opts.userinfo)
         self._validate(info, obj, None)
         if not applied:
             obj = self._track(info, None, obj, opts)
