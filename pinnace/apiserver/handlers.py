@@ -601,7 +601,9 @@ class ResourceHandlers:
             return self.registry.to_storage(info, served)
 
         kv = await self.registry.get_kv(info, t.namespace, t.name)
-        out = await self.registry.guaranteed_update(info, t.namespace, t.name, kv, mutate, opts)
+        # Admission sees the scale subresource, so rules for the main resource leave it be.
+        out = await self.registry.guaranteed_update(info, t.namespace, t.name, kv, mutate, opts,
+                                                    "scale")
         return self.respond(request, _to_scale(info, out), 200, opts)
 
     async def pod_action(self, request: web.Request, t: Target) -> web.Response:
