@@ -146,6 +146,11 @@ BUILTIN: list[ResourceInfo] = [
        sub="status"),
     _r("apiextensions.k8s.io", "v1", "customresourcedefinitions", "CustomResourceDefinition",
        False, short="crd crds", cats="api-extensions", sub="status"),
+    # admissionregistration.k8s.io/v1: ValidatingAdmissionPolicy
+    _r("admissionregistration.k8s.io", "v1", "validatingadmissionpolicies",
+       "ValidatingAdmissionPolicy", False, cats="api-extensions", sub="status"),
+    _r("admissionregistration.k8s.io", "v1", "validatingadmissionpolicybindings",
+       "ValidatingAdmissionPolicyBinding", False, cats="api-extensions"),
     _r("authentication.k8s.io", "v1", "selfsubjectreviews", "SelfSubjectReview", False,
        verbs=("create",), virtual=True),
     _r("authentication.k8s.io", "v1", "tokenreviews", "TokenReview", False, verbs=("create",),
@@ -165,6 +170,5 @@ GROUP_ORDER = [
     "", "apps", "events.k8s.io", "authentication.k8s.io", "authorization.k8s.io", "autoscaling",
     "batch", "certificates.k8s.io", "networking.k8s.io", "policy", "rbac.authorization.k8s.io",
     "storage.k8s.io", "admissionregistration.k8s.io", "apiextensions.k8s.io",
-    "scheduling.k8s.io", "coordination.k8s.io",
-    "discovery.k8s.io",
+    "scheduling.k8s.io", "coordination.k8s.io", "discovery.k8s.io",
 ]

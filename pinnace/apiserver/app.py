@@ -34,6 +34,7 @@ from .admission.limitranger import LimitRanger
 from .admission.noderestriction import NodeRestriction
 from .admission.podsecurity import PodSecurity
 from .admission.resourcequota import ResourceQuota
+from .admission.validatingpolicy import ValidatingAdmissionPolicies
 from .admission.webhooks import Webhooks
 from .allocator import NodePortAllocator, ServiceIPAllocator
 from .authn import Authenticator, User
@@ -138,10 +139,14 @@ class APIServer:
         assert quotas is not None
         self.quota_admission = ResourceQuota(self.registry, quotas)
         self.limit_ranger = LimitRanger()
+        self.policies = ValidatingAdmissionPolicies(
+            self._param_kind, self._read_objects, lambda name: self._read("namespaces", "", name),
+            self._equivalents)
+        # In upstream's order (the mutating ones act first, whatever their place).
         self.registry.admission = admission.Chain([
             self.limit_ranger, NodeRestriction(self._read),
             PodSecurity(self.strategies.namespace_labels, self._namespace_pods),
-            self.webhooks, self.quota_admission])
+            self.policies, self.webhooks, self.quota_admission])
         self.watches = WatchCache(self.store, max_bytes=config.watch_cache_bytes)
         self.authn = Authenticator(config.data_dir / "tokens.csv", self.store)
         self.handlers = ResourceHandlers(self.registry, self.table, self.watches, self.authn,
@@ -265,6 +270,10 @@ class APIServer:
         pcs = self.table.lookup("scheduling.k8s.io", "v1", "priorityclasses")
         assert pcs is not None
         await self._follow(pcs.key_prefix, self.strategies.priority_classes.event)
+        for resource in ("validatingadmissionpolicies", "validatingadmissionpolicybindings"):
+            vap = self.table.lookup("admissionregistration.k8s.io", "v1", resource)
+            assert vap is not None
+            await self._follow(vap.key_prefix, self.policies.event)
         # What each node's pods use, for the Node authorizer. Only the graph
         # keeps what it needs of each object; the follower keeps the key.
         prefixes = {}
@@ -588,6 +597,25 @@ class APIServer:
                     host = ep["addresses"][0]
                     return f"[{host}]:{target}" if ":" in host else f"{host}:{target}"
         return None
+
+    def _param_kind(self, api_version: str, kind: str) -> ResourceInfo | None:
+        """The resource serving a policy's paramKind."""
+        group, _, version = api_version.rpartition("/")
+        return self.table.by_kind(group, version, kind)
+
+    async def _read_objects(self, info: ResourceInfo, namespace: str,
+                            name: str) -> list[dict[str, Any]]:
+        """A policy's params: the named object ([] when absent) or all in the namespace."""
+        if name:
+            kv = await self.store.get(info.key(namespace or None, name))
+            return [] if kv is None else [codec.decode_stored(kv.value, kv.mod_revision)]
+        kvs = (await self.registry.list_kvs(info, namespace or None))[0]
+        return [codec.decode_stored(kv.value, kv.mod_revision) for kv in kvs]
+
+    def _equivalents(self, info: ResourceInfo) -> list[ResourceInfo]:
+        """The other versions (and groups) serving the same stored objects."""
+        return [i for i in self.table.all() if i.key_prefix == info.key_prefix and i != info
+                and not i.virtual]
 
     async def _namespace_pods(self, namespace: str) -> list[dict[str, Any]]:
         info = self.table.lookup("", "v1", "pods")
