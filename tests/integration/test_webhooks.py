@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from tests.conftest import Server
+from tests.conftest import Server, wait_for
 
 
 class WebhookServer:
@@ -106,6 +106,20 @@ def webhook_server(tmp_path: Path) -> Iterator[WebhookServer]:
     srv.close()
 
 
+def _first_refusal(cluster: Server, ns: str, prefix: str, *args: str) -> str:
+    """Create ConfigMaps named prefix-N until one is refused; its stderr. A
+    configuration written a moment ago reaches the server's cache through
+    its watch, so the first try may still pass."""
+    tries = iter(range(1000))
+
+    def refused() -> str:
+        proc = cluster.kubectl("create", "configmap", f"{prefix}-{next(tries)}", *args, "-n", ns,
+                               check=False)
+        return proc.stderr if proc.returncode else ""
+
+    return str(wait_for(refused, what=f"{prefix} refused"))
+
+
 def _configuration(kind: str, name: str, ns: str, url: str, ca_bundle: str,
                    **hook: Any) -> str:
     return json.dumps({
@@ -137,11 +151,12 @@ def test_validating_and_mutating_webhooks(cluster: Server, cluster_ns: str,
         assert (stored["failurePolicy"], stored["matchPolicy"], stored["reinvocationPolicy"],
                 stored["rules"][0]["scope"]) == ("Fail", "Equivalent", "Never", "*")
 
+        stderr = _first_refusal(cluster, ns, "bad", "--from-literal=forbidden=1")
+        assert f'admission webhook "{names[0]}.example.com" denied the request: the key ' \
+               '"forbidden" is not allowed here' in stderr
         proc = cluster.kubectl("create", "configmap", "bad", "--from-literal=forbidden=1",
                                "-n", ns, check=False)
         assert proc.returncode != 0
-        assert f'admission webhook "{names[0]}.example.com" denied the request: the key ' \
-               '"forbidden" is not allowed here' in proc.stderr
         assert cluster.kubectl("get", "configmap", "bad", "-n", ns,
                                check=False).returncode != 0
 
@@ -182,14 +197,16 @@ def test_failure_policy_when_the_webhook_is_gone(cluster: Server, cluster_ns: st
     cluster.kubectl("create", "-f", "-", input=_configuration(
         "ValidatingWebhookConfiguration", name, ns, gone, srv.ca_bundle))
     try:
-        proc = cluster.kubectl("create", "configmap", "a", "-n", ns, check=False)
-        assert proc.returncode != 0
+        stderr = _first_refusal(cluster, ns, "a")
         assert f'Internal error occurred: failed calling webhook "{name}.example.com": ' \
-               f'failed to call webhook: Post "{gone}?timeout=5s"' in proc.stderr
+               f'failed to call webhook: Post "{gone}?timeout=5s"' in stderr
         cluster.kubectl("patch", "validatingwebhookconfiguration", name, "--type=json", "-p",
                         '[{"op": "replace", "path": "/webhooks/0/failurePolicy", '
                         '"value": "Ignore"}]')
-        cluster.kubectl("create", "configmap", "a", "-n", ns)
+        tries = iter(range(1000))
+        wait_for(lambda: cluster.kubectl("create", "configmap", f"b-{next(tries)}", "-n", ns,
+                                         check=False).returncode == 0,
+                 what="the write let through once failurePolicy is Ignore")
     finally:
         cluster.kubectl("delete", "validatingwebhookconfiguration", name, check=False)
 
@@ -212,3 +229,32 @@ def test_bad_configurations_are_refused(cluster: Server, cluster_ns: str) -> Non
                      "webhooks[0].clientConfig.url: Invalid value: \"http://127.0.0.1/x\": "
                      "'https' is the only allowed URL scheme"):
         assert expected in proc.stderr, proc.stderr
+
+
+def test_match_conditions_choose_what_is_sent(cluster: Server, cluster_ns: str,
+                                              webhook_server: WebhookServer) -> None:
+    ns, srv = cluster_ns, webhook_server
+    name = f"cond-{ns}"
+    cluster.kubectl("create", "-f", "-", input=_configuration(
+        "ValidatingWebhookConfiguration", name, ns, srv.url + "/validate", srv.ca_bundle,
+        matchConditions=[{"name": "checked-only",
+                          "expression": "object.metadata.name.startsWith('checked-')"},
+                         {"name": "not-by-nodes",
+                          "expression": "!('system:nodes' in request.userInfo.groups)"}]))
+    try:
+        asked = len(srv.reviews)
+        cluster.kubectl("create", "configmap", "free", "--from-literal=forbidden=1", "-n", ns)
+        assert len(srv.reviews) == asked
+        proc = cluster.kubectl("create", "configmap", "checked-one", "--from-literal=forbidden=1",
+                               "-n", ns, check=False)
+        assert "denied the request" in proc.stderr
+        # A condition that cannot be evaluated fails the write (failurePolicy Fail).
+        cluster.kubectl("patch", "validatingwebhookconfiguration", name, "--type=json", "-p",
+                        json.dumps([{"op": "replace",
+                                     "path": "/webhooks/0/matchConditions/0/expression",
+                                     "value": "object.data.missing == 'x'"}]))
+        stderr = _first_refusal(cluster, ns, "other", "--from-literal=a=1")
+        assert f'failed calling webhook "{name}.example.com": failed to evaluate match ' \
+               "condition" in stderr
+    finally:
+        cluster.kubectl("delete", "validatingwebhookconfiguration", name, check=False)

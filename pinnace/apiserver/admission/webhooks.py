@@ -32,12 +32,14 @@ from typing import Any
 import aiohttp
 import orjson
 
+from pinnace.api import cel
 from pinnace.api import patch as patches
 from pinnace.api.selectors import SelectorError, label_selector_from_dict
 
 from .. import status
 from ..status import APIError
 from . import CREATE, DELETE, UPDATE, Attributes
+from .validatingpolicy import request_object
 
 log = logging.getLogger("pinnace.apiserver.admission.webhooks")
 
@@ -113,6 +115,7 @@ class Webhooks:
         self._configs: dict[tuple[str, str], list[Obj]] = {}
         self._session: aiohttp.ClientSession | None = None
         self._contexts: dict[str, ssl.SSLContext] = {}
+        self._programs: dict[str, cel.Program | str] = {}  # expression -> it compiled, or why not
 
     # -- feeding ----------------------------------------------------------
 
@@ -181,8 +184,50 @@ class Webhooks:
                                                            ns_labels):
             return False
         selector = spec.get("objectSelector")
-        return _selector_matches(selector, _labels(a.obj)) or (
-            a.old is not None and _selector_matches(selector, _labels(a.old)))
+        if not (_selector_matches(selector, _labels(a.obj)) or (
+                a.old is not None and _selector_matches(selector, _labels(a.old)))):
+            return False
+        return self._conditions_hold(hook, a)
+
+    def _conditions_hold(self, hook: _Hook, a: Attributes) -> bool:
+        """matchConditions: all true asks the webhook, any false skips it; an
+        error fails the write (failurePolicy Fail) or skips the webhook (Ignore)."""
+        conditions = [c for c in hook.spec.get("matchConditions") or [] if isinstance(c, dict)]
+        if not conditions:
+            return True
+        activation = {"object": cel.to_cel(a.obj if a.operation != DELETE else None),
+                      "oldObject": cel.to_cel(a.old if a.operation != CREATE else None),
+                      "request": cel.to_cel(request_object(a, a.info))}
+        errors = []
+        for c in conditions:
+            expression = str(c.get("expression") or "")
+            program = self._programs.get(expression)
+            if program is None:
+                try:
+                    program = cel.compile_expression(expression, activation)
+                except cel.CompileError as e:
+                    program = f"compilation failed: {e}"
+                self._programs[expression] = program
+            if isinstance(program, str):
+                errors.append(f"{c.get('name')}: {program}")
+                continue
+            try:
+                value = program.evaluate(activation)
+            except cel.EvalError as e:
+                errors.append(f"{c.get('name')}: expression '{expression}' resulted in error: "
+                              f"{e}")
+                continue
+            if value is False or (isinstance(value, cel.celtypes.BoolType) and not value):
+                return False  # a false condition wins over an error, as upstream
+            if not isinstance(value, cel.celtypes.BoolType):
+                errors.append(f"{c.get('name')}: must evaluate to bool")
+        if not errors:
+            return True
+        if hook.spec.get("failurePolicy") == "Ignore":
+            return False
+        raise APIError(500, "InternalError", f'Internal error occurred: failed calling webhook '
+                       f'"{hook.name}": failed to evaluate match condition: '
+                       f"{'; '.join(errors)}")
 
     # -- calling ----------------------------------------------------------
 
