@@ -40,7 +40,15 @@ from .allocator import NodePortAllocator, ServiceIPAllocator
 from .authn import Authenticator, User
 from .authz import Authorizer
 from .bootstrappolicy import node_rules
-from .certs import PKI, ensure_pki, issue_client_cert, write_pem
+from .certs import (
+    PKI,
+    RENEW_WITHIN,
+    ensure_pki,
+    expires_within,
+    expiry_warnings,
+    issue_client_cert,
+    write_pem,
+)
 from .config import Config
 from .discovery import AGGREGATED_CT, Discovery, wants_aggregated
 from .handlers import ResourceHandlers, Target, add_deprecation_warning
@@ -224,6 +232,7 @@ class APIServer:
             write_kubeconfig(self.kubeconfig_path, admin_kubeconfig(self.pki, url))
             await asyncio.to_thread(self._component_kubeconfigs, url)
         self._tasks.append(asyncio.create_task(self.metrics.keep_gauges()))
+        self._tasks.append(asyncio.create_task(self._watch_certificates()))
         tune_gc()
         self.ready.set()
         log.info("API server ready on https://%s:%d", cfg.host, self.port)
@@ -235,7 +244,7 @@ class APIServer:
             path = self.config.data_dir / f"{component}.kubeconfig"
             cert_path = self.pki.dir / f"{component}.crt"
             key_path = self.pki.dir / f"{component}.key"
-            if not cert_path.exists():
+            if not key_path.exists() or expires_within(cert_path, RENEW_WITHIN):
                 cert, key = issue_client_cert(self.pki, user, groups)
                 key_path.write_bytes(key)
                 os.chmod(key_path, 0o600)
@@ -257,7 +266,27 @@ class APIServer:
 
     def _ssl_context(self) -> ssl.SSLContext:
         assert self.pki is not None
-        return server_context(self.pki.server_cert, self.pki.server_key, self.pki.ca_cert)
+        self._tls = server_context(self.pki.server_cert, self.pki.server_key, self.pki.ca_cert)
+        return self._tls
+
+    async def _watch_certificates(self, every: float = 86400) -> None:
+        """Daily: renew the serving certificate in its last RENEW_WITHIN (new
+        connections get it at once) and warn about any certificate in its last
+        WARN_WITHIN: the CA, and what only a restart renews."""
+        assert self.pki is not None
+        pki = self.pki
+        while True:
+            try:
+                if expires_within(pki.server_cert, RENEW_WITHIN):
+                    await asyncio.to_thread(ensure_pki, pki.dir, self.config.host,
+                                            self.config.serving_sans)
+                    self._tls.load_cert_chain(str(pki.server_cert), str(pki.server_key))
+                    log.info("renewed the serving certificate %s", pki.server_cert)
+                for line in expiry_warnings(sorted(pki.dir.glob("*.crt"))):
+                    log.warning("%s", line)
+            except (OSError, ValueError, ssl.SSLError):
+                log.exception("checking the certificates in %s failed", pki.dir)
+            await asyncio.sleep(every)
 
     async def _follow_tables(self) -> None:
         """Serve the CRDs and know the namespaces every server on the store sees."""

@@ -19,7 +19,14 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-_VALIDITY = dt.timedelta(days=3650)
+# The CA lives ten years; what it signs, one, and is made again at a start (or
+# by the server's daily check) within its last 90 days, as k3s does. A
+# certificate nobody renews (the CA, one given from outside) is warned about
+# for its last 30 days.
+CA_VALIDITY = dt.timedelta(days=3650)
+LEAF_VALIDITY = dt.timedelta(days=365)
+RENEW_WITHIN = dt.timedelta(days=90)
+WARN_WITHIN = dt.timedelta(days=30)
 
 
 @dataclass
@@ -80,15 +87,17 @@ def _name(cn: str, orgs: list[str] = []) -> x509.Name:  # noqa: B006 - read only
 
 def _issue(subject: x509.Name, key: ec.EllipticCurvePrivateKey, ca_cert: x509.Certificate | None,
            ca_key: ec.EllipticCurvePrivateKey, *, is_ca: bool = False, server: bool = False,
-           client: bool = False, sans: list[x509.GeneralName] | None = None) -> x509.Certificate:
+           client: bool = False, sans: list[x509.GeneralName] | None = None,
+           validity: dt.timedelta | None = None) -> x509.Certificate:
     now = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5)
+    validity = validity or (CA_VALIDITY if is_ca else LEAF_VALIDITY)
     b = (x509.CertificateBuilder()
          .subject_name(subject)
          .issuer_name(ca_cert.subject if ca_cert else subject)
          .public_key(key.public_key())
          .serial_number(x509.random_serial_number())
          .not_valid_before(now)
-         .not_valid_after(now + _VALIDITY)
+         .not_valid_after(now + validity)
          .add_extension(x509.BasicConstraints(ca=is_ca, path_length=None), critical=True))
     if is_ca:
         b = b.add_extension(x509.KeyUsage(digital_signature=True, content_commitment=False,
@@ -128,9 +137,38 @@ def _covers(cert_path: Path, sans: list[x509.GeneralName]) -> bool:
     return all(san in have for san in sans)
 
 
+def not_after(cert_path: Path) -> dt.datetime | None:
+    """When the certificate at ``cert_path`` expires; None if there is none to read."""
+    try:
+        return x509.load_pem_x509_certificate(cert_path.read_bytes()).not_valid_after_utc
+    except (OSError, ValueError):
+        return None
+
+
+def expires_within(cert_path: Path, delta: dt.timedelta) -> bool:
+    """Missing, unreadable, or expiring within ``delta``."""
+    end = not_after(cert_path)
+    return end is None or end - dt.datetime.now(dt.UTC) < delta
+
+
+def expiry_warnings(paths: list[Path]) -> list[str]:
+    """A line for each certificate in its last WARN_WITHIN, or past it."""
+    out = []
+    now = dt.datetime.now(dt.UTC)
+    for path in paths:
+        end = not_after(path)
+        if end is not None and end - now < WARN_WITHIN:
+            days = (end - now).days
+            when = f"expired on {end:%Y-%m-%d}" if end < now else \
+                f"expires on {end:%Y-%m-%d} (in {days} days)"
+            out.append(f"certificate {path} {when}")
+    return out
+
+
 def ensure_pki(dir: Path, listen_host: str, extra_sans: list[str] = ()) -> PKI:  # type: ignore[assignment]
     """Create whatever of the PKI is missing; existing files are kept, but
-    for a serving certificate that lacks one of the names it should have."""
+    for a serving certificate that lacks one of the names it should have and
+    for certificates in their last RENEW_WITHIN."""
     dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     pki = PKI(dir)
     if pki.ca_cert.exists() and pki.ca_key.exists():
@@ -151,14 +189,14 @@ def ensure_pki(dir: Path, listen_host: str, extra_sans: list[str] = ()) -> PKI: 
         from pinnace.kubelet.host import primary_ip
 
         hosts.append(primary_ip())  # where other machines (joining nodes) reach it
-    if not (pki.server_cert.exists() and pki.server_key.exists()) or \
+    if not pki.server_key.exists() or expires_within(pki.server_cert, RENEW_WITHIN) or \
             not _covers(pki.server_cert, _sans(hosts)):
         key = _key()
         cert = _issue(_name("pinnace-apiserver"), key, ca_cert, ca_key, server=True,
                       sans=_sans(hosts))
         write_pem(pki.server_key, _pem_key(key), private=True)
         write_pem(pki.server_cert, cert.public_bytes(serialization.Encoding.PEM))
-    if not (pki.admin_cert.exists() and pki.admin_key.exists()):
+    if not pki.admin_key.exists() or expires_within(pki.admin_cert, RENEW_WITHIN):
         key = _key()
         cert = _issue(_name("admin", ["system:masters"]), key, ca_cert, ca_key, client=True)
         write_pem(pki.admin_key, _pem_key(key), private=True)

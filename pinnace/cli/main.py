@@ -509,6 +509,9 @@ def _agent_kubeconfig(args: argparse.Namespace, data_dir: Path) -> str | None:
     the one an earlier join wrote (DATA/agent/kubeconfig); else, with
     --server and a token, join now and use the one that writes. None: the
     default ($KUBECONFIG, ~/.kube/config); "" when joining failed (said why)."""
+    import aiohttp
+
+    from pinnace.client import ApiError
     from pinnace.kubelet import bootstrap
 
     if args.kubeconfig:
@@ -517,6 +520,13 @@ def _agent_kubeconfig(args: argparse.Namespace, data_dir: Path) -> str | None:
     if joined.exists():
         if args.join_only:
             print(f"pinnace agent: already joined: {joined} exists", flush=True)
+        try:
+            if asyncio.run(bootstrap.renew(data_dir)):
+                print("pinnace agent: renewed the node's client certificate", flush=True)
+        except (ApiError, OSError, aiohttp.ClientError, asyncio.TimeoutError) as e:
+            # The old certificate still works until it expires: say so and go on.
+            print(f"pinnace agent: could not renew the node's client certificate yet: {e}",
+                  file=sys.stderr, flush=True)
         return str(joined)
     token = args.token
     if not token and args.token_file is not None:

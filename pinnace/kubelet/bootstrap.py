@@ -13,12 +13,17 @@ kubelet's TLS bootstrap does with kubeadm's discovery.
    controller manager approves and signs.
 3. Write the key (0600), the certificate and DATA/agent/kubeconfig, so
    later starts need no token.
+
+A joined agent renews its certificate the same way when it starts within the
+certificate's last 90 days (``renew``), authenticated by the certificate
+itself: the controller manager approves a node's request for its own name.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import datetime as dt
 import hashlib
 import hmac
 import logging
@@ -35,9 +40,10 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from pinnace.apiserver import bootstraptoken as bt
-from pinnace.apiserver.certs import write_pem
+from pinnace.apiserver.certs import RENEW_WITHIN, expires_within, write_pem
 from pinnace.apiserver.kubeconfig import write_kubeconfig
 from pinnace.client import ApiError, Client, ClientConfig
+from pinnace.client.config import load_kubeconfig
 
 log = logging.getLogger("pinnace.kubelet.bootstrap")
 
@@ -175,6 +181,29 @@ async def _certificate(csrs: Any, name: str) -> bytes:
         except ApiError as e:
             if e.code != 410:
                 raise
+
+
+async def renew(data_dir: Path, *, within: dt.timedelta = RENEW_WITHIN,
+                timeout: float = 300.0) -> bool:
+    """Renew the joined node's client certificate if it expires within
+    ``within``; whether it did. The request is made as the node itself."""
+    cert_path = data_dir / "agent" / "tls" / "kubelet-client.crt"
+    path = kubeconfig_path(data_dir)
+    if not path.exists() or not expires_within(cert_path, within):
+        return False
+    cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
+    node_name = str(cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value
+                    ).removeprefix("system:node:")
+    config = load_kubeconfig(path)
+    key = ec.generate_private_key(ec.SECP256R1())
+    async with Client(config) as client:
+        csrs = client.resource("certificates.k8s.io/v1", "certificatesigningrequests")
+        name = await _request(csrs, key, node_name)
+        cert_pem = await asyncio.wait_for(_certificate(csrs, name), timeout)
+    assert config.ca_data is not None
+    _write(data_dir, config.server, config.ca_data, key, cert_pem)
+    log.info("renewed the client certificate of node %s (%s)", node_name, name)
+    return True
 
 
 def _unreachable(server: str, e: aiohttp.ClientError) -> str:

@@ -126,6 +126,27 @@ def test_agent_joins_as_its_own_node(srv: Server, tmp_path: Path) -> None:
         assert f"system:bootstrap:{tid}" in row and row.endswith("Approved,Issued")
 
 
+def test_a_node_renews_its_own_certificate(srv: Server, tmp_path: Path) -> None:
+    from pinnace.kubelet.bootstrap import renew
+
+    data = tmp_path / "node"
+    kubeconfig = join_now(srv, node_token(srv), data, "node-r")
+    cert_path = data / "agent" / "tls" / "kubelet-client.crt"
+    first = cert_path.read_bytes()
+    assert not asyncio.run(renew(data))  # a year left: nothing to do
+    assert cert_path.read_bytes() == first
+    # As if in its last months: a new key and certificate, asked for as the node itself.
+    assert asyncio.run(asyncio.wait_for(renew(data, within=dt.timedelta(days=400)), 60))
+    assert cert_path.read_bytes() != first
+    assert whoami(kubeconfig)["username"] == "system:node:node-r"
+    csrs = json.loads(srv.kubectl("get", "csr", "-o", "json").stdout)["items"]
+    mine = [c for c in csrs if base64.b64decode(c.get("status", {}).get("certificate", "")) ==
+            cert_path.read_bytes()]
+    assert [c["spec"]["username"] for c in mine] == ["system:node:node-r"]
+    assert [(c["type"], c["reason"]) for c in mine[0]["status"]["conditions"]] == \
+        [("Approved", "AutoApproved")]
+
+
 def test_agent_cli_joins_once(srv: Server, tmp_path: Path) -> None:
     token_file = tmp_path / "token"
     token_file.write_text(node_token(srv) + "\n")

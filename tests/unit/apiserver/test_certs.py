@@ -32,3 +32,48 @@ def test_serving_certificate_follows_the_names(tmp_path: Path) -> None:
     assert pki.ca_cert.read_bytes() == ca  # the CA stays
     cert = x509.load_pem_x509_certificate(pki.server_cert.read_bytes())
     cert.verify_directly_issued_by(x509.load_pem_x509_certificate(ca))
+
+
+def _replace_with_short_lived(pki_dir: Path, name: str, days: int) -> None:
+    """Put a certificate for ``name`` (server or admin) that ends in ``days``."""
+    import datetime as dt
+
+    from cryptography.hazmat.primitives import serialization
+
+    from pinnace.apiserver import certs
+
+    ca = x509.load_pem_x509_certificate((pki_dir / "ca.crt").read_bytes())
+    ca_key = serialization.load_pem_private_key((pki_dir / "ca.key").read_bytes(), None)
+    key = serialization.load_pem_private_key((pki_dir / f"{name}.key").read_bytes(), None)
+    old = x509.load_pem_x509_certificate((pki_dir / f"{name}.crt").read_bytes())
+    sans = old.extensions.get_extension_for_class(x509.SubjectAlternativeName).value \
+        if name == "server" else None
+    cert = certs._issue(old.subject, key, ca, ca_key, server=name == "server",  # type: ignore[arg-type]
+                        client=name == "admin", sans=list(sans) if sans else None,
+                        validity=dt.timedelta(days=days))
+    (pki_dir / f"{name}.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+
+
+def test_certificates_are_renewed_in_their_last_90_days(tmp_path: Path) -> None:
+    from pinnace.apiserver.certs import expiry_warnings, not_after
+
+    pki = ensure_pki(tmp_path, "127.0.0.1")
+    end = not_after(pki.server_cert)
+    assert end is not None and 364 <= (end - end.now(end.tzinfo)).days <= 365  # a year
+    ca_end = not_after(pki.ca_cert)
+    assert ca_end is not None and (ca_end - end).days > 3000  # the CA: ten
+    assert expiry_warnings(sorted(tmp_path.glob("*.crt"))) == []
+
+    _replace_with_short_lived(tmp_path, "server", 100)
+    kept = pki.server_cert.read_bytes()
+    ensure_pki(tmp_path, "127.0.0.1")
+    assert pki.server_cert.read_bytes() == kept  # 100 days left: not yet
+    _replace_with_short_lived(tmp_path, "server", 20)
+    _replace_with_short_lived(tmp_path, "admin", 20)
+    warnings = expiry_warnings([pki.server_cert, pki.admin_cert])
+    assert len(warnings) == 2 and "(in 19 days)" in warnings[0]
+    ensure_pki(tmp_path, "127.0.0.1")
+    for path in (pki.server_cert, pki.admin_cert):
+        renewed = not_after(path)
+        assert renewed is not None and (renewed - renewed.now(renewed.tzinfo)).days >= 364
+    assert expiry_warnings([pki.server_cert, pki.admin_cert]) == []
