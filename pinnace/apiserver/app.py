@@ -30,10 +30,15 @@ from pinnace.storage.interface import CompactedError, Store, StoreError
 
 from . import admission, apiservices, codec, metricsapi, openapi, status
 from . import bootstraptoken as bt
+from .admission.defaultstorageclass import DefaultStorageClass
+from .admission.defaulttolerationseconds import DefaultTolerationSeconds
 from .admission.limitranger import LimitRanger
 from .admission.noderestriction import NodeRestriction
 from .admission.podsecurity import PodSecurity
+from .admission.priority import Priority
 from .admission.resourcequota import ResourceQuota
+from .admission.runtimeclass import RuntimeClass
+from .admission.serviceaccount import ServiceAccount
 from .admission.validatingpolicy import ValidatingAdmissionPolicies
 from .admission.webhooks import Webhooks
 from .allocator import NodePortAllocator, ServiceIPAllocator
@@ -137,10 +142,7 @@ class APIServer:
         self.rbac = RBAC()
         self.node_graph = NodeGraph()
         self.authz = Authorizer(self.rbac, NodeAuthorizer(self.node_graph, node_rules()))
-        self.strategies = Strategies(self.store, self.table, self.ips, self.ports,
-                                     (config.default_not_ready_toleration_seconds,
-                                      config.default_unreachable_toleration_seconds),
-                                     self.authz)
+        self.strategies = Strategies(self.store, self.table, self.ips, self.ports, self.authz)
         self.registry = Registry(self.store, self.strategies, config.max_object_bytes)
         self.webhooks = Webhooks(self.strategies.namespace_labels, self._service_endpoint)
         quotas = self.table.lookup("", "v1", "resourcequotas")
@@ -152,7 +154,11 @@ class APIServer:
             self._equivalents)
         # In upstream's order (the mutating ones act first, whatever their place).
         self.registry.admission = admission.Chain([
-            self.limit_ranger, NodeRestriction(self._read),
+            self.limit_ranger, ServiceAccount(self.store), NodeRestriction(self._read),
+            Priority(self.strategies.priority_classes),
+            DefaultTolerationSeconds(config.default_not_ready_toleration_seconds,
+                                     config.default_unreachable_toleration_seconds),
+            DefaultStorageClass(self.store), RuntimeClass(self.store),
             PodSecurity(self.strategies.namespace_labels, self._namespace_pods),
             self.policies, self.webhooks, self.quota_admission])
         self.watches = WatchCache(self.store, max_bytes=config.watch_cache_bytes)

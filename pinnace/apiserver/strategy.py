@@ -20,8 +20,7 @@ from pinnace.api.validation.others import SYSTEM_PRIORITY_CLASSES
 from pinnace.storage.interface import KeyNotFoundError, Store
 
 from . import codec, status
-from .admission import runtimeclass as runtimeclass_admission
-from .admission import serviceaccount as serviceaccount_admission
+from .admission.priority import PriorityClasses
 from .allocator import AllocationError, NodePortAllocator, ServiceIPAllocator
 from .registry import ResourceTable
 
@@ -121,63 +120,9 @@ class Strategy:
         return obj["metadata"].get("deletionGracePeriodSeconds", 0) == 0
 
 
-class PriorityClasses:
-    """The PriorityClasses pods are admitted against, by name (upstream's
-    Priority plugin reads an informer): kept current by a watch of the store
-    (writes through other servers) and at once by this server's own writes.
-    Each entry remembers the revision it is known at, so a late watch event
-    never undoes a newer write; a deleted class stays as a tombstone."""
-
-    def __init__(self) -> None:
-        self._by_name: dict[str, tuple[int, dict[str, Any] | None]] = {}
-
-    def event(self, type_: str, pc: dict[str, Any]) -> None:
-        self.record(pc, int(pc["metadata"].get("resourceVersion") or 0), type_ == "DELETED")
-
-    def record(self, pc: dict[str, Any], revision: int, deleted: bool = False) -> None:
-        name = pc["metadata"]["name"]
-        known = self._by_name.get(name)
-        if known is not None and known[0] > revision:
-            return
-        self._by_name[name] = (revision, None if deleted else pc)
-
-    def get(self, name: str) -> dict[str, Any] | None:
-        return self._by_name.get(name, (0, None))[1]
-
-    def global_default(self) -> dict[str, Any] | None:
-        """The globalDefault class; should a race have made two, the lowest
-        value wins, as upstream picks."""
-        best: dict[str, Any] | None = None
-        for _, pc in self._by_name.values():
-            if pc is not None and pc.get("globalDefault") and (
-                    best is None or int(pc.get("value") or 0) < int(best.get("value") or 0)):
-                best = pc
-        return best
-
-
 class PriorityClassStrategy(Strategy):
     def __init__(self, classes: PriorityClasses):
         self.classes = classes
-
-    def _only_one_default(self, pc: dict[str, Any], creating: bool) -> None:
-        if not pc.get("globalDefault"):
-            return
-        current = self.classes.global_default()
-        name = pc["metadata"]["name"]
-        if current is not None and (creating or current["metadata"]["name"] != name):
-            raise status.forbidden(
-                f'priorityclasses.scheduling.k8s.io "{name}" is forbidden: PriorityClass '
-                f"{current['metadata']['name']} is already marked as default. Only one default "
-                f"can exist", "priorityclasses", "scheduling.k8s.io", name)
-
-    async def admit_create(self, info: ResourceInfo, obj: dict[str, Any], dry_run: bool) -> Undo:
-        self._only_one_default(obj, True)
-        return _nothing
-
-    async def admit_update(self, info: ResourceInfo, new: dict[str, Any], old: dict[str, Any],
-                           dry_run: bool) -> Undo:
-        self._only_one_default(new, False)
-        return _nothing
 
     def admit_delete(self, info: ResourceInfo, obj: dict[str, Any]) -> None:
         name = obj["metadata"]["name"]
@@ -204,44 +149,15 @@ SCHEDULING_GATED_MESSAGE = "Scheduling is blocked due to non-empty scheduling ga
 
 
 class PodStrategy(Strategy):
-    def __init__(self, not_ready_seconds: int = 300, unreachable_seconds: int = 300,
-                 priority_classes: PriorityClasses | None = None, store: Store | None = None):
-        self.toleration_seconds = {"node.kubernetes.io/not-ready": not_ready_seconds,
-                                   "node.kubernetes.io/unreachable": unreachable_seconds}
-        self.priority_classes = priority_classes or PriorityClasses()
-        self.store = store  # where the ServiceAccount plugin looks accounts up
-
     def prepare_create(self, info: ResourceInfo, obj: dict[str, Any]) -> None:
         spec = obj.setdefault("spec", {})
         obj["status"] = {"phase": "Pending", "qosClass": _qos_class(spec)}
-        # What the ServiceAccount, Priority and DefaultTolerationSeconds
-        # admission plugins add to every pod.
-        self._admit_priority(obj)
-        if not serviceaccount_admission.is_mirror_pod(obj):  # a mirror pod names none
-            sa = spec.get("serviceAccountName") or spec.get("serviceAccount") or "default"
-            spec["serviceAccountName"] = spec["serviceAccount"] = sa
-        tolerations = spec.setdefault("tolerations", [])
-        for key in ("node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable"):
-            if not any(t.get("key") == key and t.get("effect") in (None, "", "NoExecute")
-                       for t in tolerations if isinstance(t, dict)):
-                tolerations.append({"key": key, "operator": "Exists", "effect": "NoExecute",
-                                    "tolerationSeconds": self.toleration_seconds[key]})
         if spec.get("schedulingGates"):
             # Said at once, so nobody mistakes a held pod for one the scheduler failed.
             obj["status"]["conditions"] = [{
                 "type": "PodScheduled", "status": "False", "lastProbeTime": None,
                 "lastTransitionTime": _now(), "reason": "SchedulingGated",
                 "message": SCHEDULING_GATED_MESSAGE}]
-
-    async def admit_create(self, info: ResourceInfo, obj: dict[str, Any], dry_run: bool) -> Undo:
-        # The plugins that read other objects: the ServiceAccount plugin's
-        # account, the RuntimeClass plugin's class.
-        if self.store is not None:
-            await runtimeclass_admission.admit_pod(
-                self.store, obj, lambda why: _pod_forbidden(obj, why))
-            await serviceaccount_admission.admit_pod(
-                self.store, obj, lambda why: _pod_forbidden(obj, why))
-        return _nothing
 
     def prepare_update(self, info: ResourceInfo, new: dict[str, Any], old: dict[str, Any],
                        subresource: str) -> None:
@@ -254,36 +170,6 @@ class PodStrategy(Strategy):
                     if spec.get(key) is None and old_spec.get(key) is not None:
                         spec[key] = old_spec[key]
 
-    def _admit_priority(self, pod: dict[str, Any]) -> None:
-        """The Priority admission plugin: spec.priority (and preemptionPolicy)
-        from the named PriorityClass, or from the globalDefault one."""
-        spec = pod["spec"]
-        name = spec.get("priorityClassName") or ""
-        if not name:
-            pc = self.priority_classes.global_default()
-            if pc is not None:
-                spec["priorityClassName"] = pc["metadata"]["name"]
-        else:
-            pc = self.priority_classes.get(name)
-            if pc is None:
-                raise _pod_forbidden(pod, f"no PriorityClass with name {name} was found")
-        value = int(pc.get("value") or 0) if pc is not None else 0
-        policy = pc.get("preemptionPolicy") if pc is not None else "PreemptLowerPriority"
-        given = spec.get("priority")
-        if given is not None and given != value:
-            raise _pod_forbidden(pod, f"the integer value of priority ({given}) must not be "
-                                      f"provided in pod spec; priority admission controller "
-                                      f"computed {value} from the given PriorityClass name")
-        spec["priority"] = value
-        if policy is not None:
-            given = spec.get("preemptionPolicy")
-            if given is not None and given != policy:
-                raise _pod_forbidden(pod, f"the string value of PreemptionPolicy ({given}) must "
-                                          f"not be provided in pod spec; priority admission "
-                                          f"controller computed {policy} from the given "
-                                          f"PriorityClass name")
-            spec["preemptionPolicy"] = policy
-
     def grace_period(self, info: ResourceInfo, obj: dict[str, Any], requested: int | None) -> int:
         spec, st = obj.get("spec", {}), obj.get("status", {})
         if not spec.get("nodeName") or st.get("phase") in ("Succeeded", "Failed"):
@@ -291,16 +177,6 @@ class PodStrategy(Strategy):
         if requested is not None:
             return max(requested, 0)
         return int(spec.get("terminationGracePeriodSeconds", 30))
-
-
-def _pod_forbidden(pod: dict[str, Any], why: str) -> status.APIError:
-    meta = pod["metadata"]
-    name = meta.get("name", "")
-    gen = meta.get("generateName") or ""
-    # Admission runs before a name is generated upstream, so it names the prefix.
-    if gen and name.startswith(gen) and len(name) == len(gen) + 5:
-        name = gen
-    return status.forbidden(f'pods "{name}" is forbidden: {why}', "pods", "", name)
 
 
 def _now() -> str:
@@ -317,32 +193,6 @@ class PodDisruptionBudgetStrategy(Strategy):
 
 
 class PersistentVolumeClaimStrategy(Strategy):
-    """DefaultStorageClass admission: a claim created with no storageClassName
-    (absent or null, not "") gets the default class, the newest if several."""
-
-    def __init__(self, store: Store):
-        self.store = store
-
-    async def admit_create(self, info: ResourceInfo, obj: dict[str, Any], dry_run: bool) -> Undo:
-        spec = obj.get("spec")
-        if not isinstance(spec, dict) or spec.get("storageClassName") is not None or \
-                "volume.beta.kubernetes.io/storage-class" in _annotations(obj):
-            return _nothing
-        best: dict[str, Any] | None = None
-        for kv in (await self.store.list("/registry/storage.k8s.io/storageclasses/")).kvs:
-            sc = codec.decode_stored(kv.value, kv.mod_revision)
-            ann = _annotations(sc)
-            if "true" not in (ann.get("storageclass.kubernetes.io/is-default-class"),
-                              ann.get("storageclass.beta.kubernetes.io/is-default-class")):
-                continue
-            rank = (sc["metadata"].get("creationTimestamp") or "", sc["metadata"]["name"])
-            if best is None or rank > (best["metadata"].get("creationTimestamp") or "",
-                                       best["metadata"]["name"]):
-                best = sc
-        if best is not None:
-            spec["storageClassName"] = best["metadata"]["name"]
-        return _nothing
-
     def prepare_create(self, info: ResourceInfo, obj: dict[str, Any]) -> None:
         super().prepare_create(info, obj)
         _protect(obj, "kubernetes.io/pvc-protection")
@@ -644,8 +494,7 @@ class Strategies:
     """The strategy for each resource plus the admission checks that span kinds."""
 
     def __init__(self, store: Store, table: ResourceTable, ips: ServiceIPAllocator,
-                 ports: NodePortAllocator, toleration_seconds: tuple[int, int] = (300, 300),
-                 authz: Any = None):
+                 ports: NodePortAllocator, authz: Any = None):
         from .csr import CSRStrategy  # these build on Strategy, defined here
         from .rbacstrategy import RBACStrategy
 
@@ -657,15 +506,14 @@ class Strategies:
         self.default = Strategy()
         self.priority_classes = PriorityClasses()
         self.by_resource: dict[tuple[str, str], Strategy] = {
-            ("", "pods"): PodStrategy(*toleration_seconds, priority_classes=self.priority_classes,
-                                        store=store),
+            ("", "pods"): PodStrategy(),
             ("scheduling.k8s.io", "priorityclasses"): PriorityClassStrategy(
                 self.priority_classes),
             ("batch", "jobs"): JobStrategy(),
             ("policy", "poddisruptionbudgets"): PodDisruptionBudgetStrategy(),
             ("apps", "daemonsets"): DaemonSetStrategy(),
             ("", "nodes"): NodeStrategy(),
-            ("", "persistentvolumeclaims"): PersistentVolumeClaimStrategy(store),
+            ("", "persistentvolumeclaims"): PersistentVolumeClaimStrategy(),
             ("", "persistentvolumes"): PersistentVolumeStrategy(),
             ("", "namespaces"): NamespaceStrategy(),
             ("", "services"): ServiceStrategy(ips, ports),

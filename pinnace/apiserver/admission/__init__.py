@@ -6,10 +6,12 @@ and old objects and the user. The registry runs the chain on every create,
 update (patches and applies included) and delete, and the handlers run it for
 the subresources they serve themselves (pods/eviction, serviceaccounts/token).
 
-The plugins that read or allocate something for one kind (ServiceAccount,
-RuntimeClass, Priority, the service IP and port allocators, quota) still run
-from that kind's strategy (strategy.py); the chain holds the plugins that
-judge writes across kinds by who makes them.
+Plugins that only judge users' writes skip the server's own (the default
+objects it makes at start); those that fill in defaults every object of
+their kind gets (``server_writes = True``: ServiceAccount, Priority, ...)
+run for them too. What the strategies still do before storage (the service
+IP and port allocators, NamespaceLifecycle) is storage's business upstream
+as well, or an early check every create needs.
 """
 
 from __future__ import annotations
@@ -68,16 +70,17 @@ class Chain:
     def __init__(self, plugins: list[Plugin] | None = None):
         self.plugins = list(plugins or [])
 
+    def _for(self, a: Attributes) -> list[Plugin]:
+        if a.user is not None:
+            return self.plugins
+        return [p for p in self.plugins if getattr(p, "server_writes", False)]
+
     async def mutate(self, a: Attributes) -> None:
-        if a.user is None:
-            return  # the server's own writes: the default objects it makes at start
-        for plugin in self.plugins:
+        for plugin in self._for(a):
             mutate = getattr(plugin, "mutate", None)
             if mutate is not None:
                 await mutate(a)
 
     async def validate(self, a: Attributes) -> None:
-        if a.user is None:
-            return
-        for plugin in self.plugins:
+        for plugin in self._for(a):
             await plugin.validate(a)

@@ -13,6 +13,7 @@ from pinnace.api import quantity
 from pinnace.storage.interface import Store
 
 from ..status import APIError
+from . import CREATE, Attributes
 
 Obj = dict[str, Any]
 PREFIX = "/registry/node.k8s.io/runtimeclasses/"
@@ -56,3 +57,20 @@ def _same(a: Any, b: Any) -> bool:
         return all(quantity.parse_quantity(a[k]) == quantity.parse_quantity(b[k]) for k in a)
     except quantity.QuantityError:
         return False
+
+
+class RuntimeClass:
+    """The RuntimeClass admission plugin over ``admit_pod``."""
+
+    server_writes = True
+
+    def __init__(self, store: Store):
+        self.store = store
+
+    async def mutate(self, a: Attributes) -> None:
+        if a.operation == CREATE and not a.subresource and a.obj is not None and \
+                (a.info.group, a.info.resource) == ("", "pods"):
+            await admit_pod(self.store, a.obj, a.forbidden)
+
+    async def validate(self, a: Attributes) -> None:
+        pass

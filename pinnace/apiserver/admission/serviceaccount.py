@@ -34,6 +34,7 @@ from typing import Any
 from pinnace.storage.interface import Store
 
 from .. import codec, status
+from . import CREATE, Attributes
 
 Obj = dict[str, Any]
 
@@ -265,3 +266,28 @@ def _unlisted_secret(sa: Obj, spec: Obj) -> str:
             return (f'imagePullSecrets[{i}].name="{name}" is not allowed because service '
                     f"account {account} does not reference that imagePullSecret")
     return ""
+
+
+class ServiceAccount:
+    """The ServiceAccount admission plugin over ``admit_pod``: every new pod
+    names an account (``default`` unless it says), which must exist."""
+
+    server_writes = True
+
+    def __init__(self, store: Store):
+        self.store = store
+
+    async def mutate(self, a: Attributes) -> None:
+        if a.operation != CREATE or a.subresource or a.obj is None or \
+                (a.info.group, a.info.resource) != ("", "pods"):
+            return
+        spec = a.obj.setdefault("spec", {})
+        if not is_mirror_pod(a.obj):  # a mirror pod names none
+            spec["serviceAccountName"] = spec.get("serviceAccountName") or \
+                spec.get("serviceAccount") or DEFAULT_SERVICE_ACCOUNT
+        await admit_pod(self.store, a.obj, a.forbidden)
+        if not is_mirror_pod(a.obj):
+            spec["serviceAccount"] = spec["serviceAccountName"]  # the deprecated twin
+
+    async def validate(self, a: Attributes) -> None:
+        pass
