@@ -29,6 +29,13 @@ class Config:
     # Requests without credentials are system:anonymous, judged by RBAC; off:
     # 401 except on health, /version and kube-public/cluster-info.
     anonymous_auth: bool = False
+    # Auditing (kube-apiserver's flags of the same names): no policy file or
+    # no log path, no audit events. Only worker 0 rotates the shared file.
+    audit_policy_file: str = ""
+    audit_log_path: str = ""
+    audit_log_maxsize: int = 100
+    audit_log_maxbackup: int = 100
+    audit_log_maxage: int = 366
 
     @property
     def owner(self) -> bool:
