@@ -122,13 +122,15 @@ def start_server(data_dir: Path, *extra: str, timeout: float = 30,
 
 @contextlib.contextmanager
 def running_server(datastore: str = "sqlite", data_dir: Path | None = None,
-                   workers: int = 1) -> Iterator[Server]:
-    """A server in a temporary data dir (unless given), always stopped."""
+                   workers: int = 1, extra: tuple[str, ...] = ()) -> Iterator[Server]:
+    """A server in a temporary data dir (unless given), always stopped;
+    ``extra``: more `pinnace apiserver` flags."""
     with contextlib.ExitStack() as stack:
         if data_dir is None:
             data_dir = Path(stack.enter_context(
                 tempfile.TemporaryDirectory(prefix="pinnace-bench-")))
-        server = start_server(data_dir, "--datastore", datastore, "--workers", str(workers))
+        server = start_server(data_dir, "--datastore", datastore, "--workers", str(workers),
+                              *extra)
         try:
             yield server
         finally:

@@ -82,6 +82,9 @@ def main() -> None:
     parser.add_argument("--as-user", default="", metavar="NAME",
                         help="create as NAME, bound to the edit role in the namespace, so "
                              "every request is authorized by RBAC (the admin skips it)")
+    parser.add_argument("--audit", action="store_true",
+                        help="log every request at the Metadata audit level (a policy with one "
+                             "rule) to DATA/audit.log, to measure what auditing costs")
     args = parser.parse_args()
     if args.quick:
         args.n, args.c = 2_000, 32
@@ -93,7 +96,16 @@ def main() -> None:
     with console.status("raw Store puts (sqlite)..."):
         store = asyncio.run(store_baseline(args.n, args.c, value_size))
 
-    with running_server(args.datastore, workers=args.workers) as server:
+    extra: tuple[str, ...] = ()
+    audit_dir = None
+    if args.audit:
+        audit_dir = tempfile.TemporaryDirectory(prefix="pinnace-bench-audit-")
+        policy = os.path.join(audit_dir.name, "policy.yaml")
+        with open(policy, "w") as f:
+            f.write("apiVersion: audit.k8s.io/v1\nkind: Policy\nrules:\n- level: Metadata\n")
+        extra = ("--audit-policy-file", policy,
+                 "--audit-log-path", os.path.join(audit_dir.name, "audit.log"))
+    with running_server(args.datastore, workers=args.workers, extra=extra) as server:
         async def prepare() -> None:
             async with client_session(server.data_dir) as s:
                 await ensure_namespace(s, server.url, NAMESPACE)
@@ -111,6 +123,11 @@ def main() -> None:
                 on_start=lambda: cpu_before.__setitem__(0, server.cpu_seconds()))
             server_cores = (server.cpu_seconds() - cpu_before[0]) / api.seconds
         rss = server.rss_mb()
+    if audit_dir is not None:
+        with open(os.path.join(audit_dir.name, "audit.log"), "rb") as f:
+            audit_lines = sum(1 for _ in f)
+        console.print(f"audit log: {audit_lines:,} events written (Metadata level)")
+        audit_dir.cleanup()
 
     ratio = api.per_s / store["creates_per_s"]
     print_table(

@@ -29,6 +29,7 @@ from pinnace.storage.encryptionconfig import for_server
 from pinnace.storage.interface import CompactedError, Store, StoreError
 
 from . import admission, apiservices, codec, metricsapi, openapi, status
+from . import audit as auditing
 from . import bootstraptoken as bt
 from .admission.defaultstorageclass import DefaultStorageClass
 from .admission.defaulttolerationseconds import DefaultTolerationSeconds
@@ -178,6 +179,9 @@ class APIServer:
         self._openapi: dict[str, bytes] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._crd_rev = 0  # the revision of the newest CRD event applied
+        self.audit = auditing.Auditor.from_config(
+            config.audit_policy_file, config.audit_log_path, config.audit_log_maxsize,
+            config.audit_log_maxbackup, config.audit_log_maxage, rotate=config.owner)
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -215,10 +219,13 @@ class APIServer:
             rbac_info = self.table.lookup("rbac.authorization.k8s.io", "v1", kind)
             assert rbac_info is not None
             await self._follow(rbac_info.key_prefix, self.rbac.event)
-        app = web.Application(middlewares=[self._errors, self._authenticate],
+        self.audit.start()
+        app = web.Application(middlewares=[self._errors, self.audit.middleware,
+                                           self._authenticate],
                               client_max_size=codec.MAX_BODY + 1024)
         app.router.add_route("*", "/{tail:.*}", self._route)
         app.on_response_prepare.append(add_deprecation_warning)
+        app.on_response_prepare.append(self.audit.on_prepare)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False,
                                      shutdown_timeout=1.0, **HTTP_LIMITS)
         await self._runner.setup()
@@ -268,6 +275,7 @@ class APIServer:
         await self.webhooks.close()
         if self._runner is not None:
             await self._runner.cleanup()
+        await self.audit.stop()
         await self.store.close()
 
     def _ssl_context(self) -> ssl.SSLContext:
@@ -708,6 +716,9 @@ class APIServer:
 
     @web.middleware
     async def _authenticate(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        info = request_info(request.method, request.path, request.query,
+                            upgrade="upgrade" in request.headers.get("Connection", "").lower())
+        audit = self.audit if self.audit.enabled else None
         user = await self.authn.authenticate(request)
         if user is None:
             if request.path in _ANONYMOUS_PATHS or request.path.startswith(
@@ -716,16 +727,30 @@ class APIServer:
                     and "Authorization" not in request.headers
                     and "watch" not in request.query):
                 request["user"] = "system:anonymous"
+                if audit is not None:
+                    audit.begin(request, ANONYMOUS, info)
+                    audit.decided(request, True, "")
                 return await handler(request)
             if not self.config.anonymous_auth or "Authorization" in request.headers:
+                if audit is not None:
+                    audit.authn_failed(request, info)
                 raise status.unauthorized()
             # --anonymous-auth: no credentials is a user RBAC judges, as upstream's
             # anonymous authenticator makes it (a bad token is still 401).
             user = ANONYMOUS
+        if audit is not None:
+            audit.begin(request, user, info)
+            real = user
         user = await impersonated(request, user, self.authz)
-        info = request_info(request.method, request.path, request.query,
-                            upgrade="upgrade" in request.headers.get("Connection", "").lower())
-        await self.authz.check(user, info)
+        if audit is None:
+            await self.authz.check(user, info)
+        else:
+            if user is not real:
+                audit.impersonating(request, user)
+            allowed, reason = await self.authz.decide(user, info)
+            audit.decided(request, allowed, reason)
+            if not allowed:
+                self.authz.refuse(user, info, reason)
         request["user"] = user.name
         request["userinfo"] = user
         return await handler(request)

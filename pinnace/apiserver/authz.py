@@ -10,6 +10,7 @@ kubectl and client libraries show it to users as is.
 from __future__ import annotations
 
 import logging
+from typing import NoReturn
 
 from . import status
 from .authn import User
@@ -63,8 +64,11 @@ class Authorizer:
     async def check(self, user: User, info: RequestInfo) -> None:
         """Raise the Forbidden Status unless ``user`` may do ``info``."""
         ok, reason = await self.decide(user, info)
-        if ok:
-            return
+        if not ok:
+            self.refuse(user, info, reason)
+
+    def refuse(self, user: User, info: RequestInfo, reason: str) -> NoReturn:
+        """Raise the Forbidden Status for a refusal ``decide`` gave."""
         # A pinnace component refused is a gap in the default policy: say so.
         level = logging.WARNING if _component(user) else logging.DEBUG
         log.log(level, "forbidden: %s (groups %s): %s", user.name, ",".join(user.groups), info)

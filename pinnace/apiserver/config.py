@@ -34,6 +34,13 @@ class Config:
     encryption_provider_config: str = ""
     # What each resource's watch cache window may hold, in bytes of stored values.
     watch_cache_bytes: int = 64 * 1024 * 1024
+    # Auditing (kube-apiserver's flags of the same names): no policy file or
+    # no log path, no audit events. Only worker 0 rotates the shared file.
+    audit_policy_file: str = ""
+    audit_log_path: str = ""
+    audit_log_maxsize: int = 100
+    audit_log_maxbackup: int = 100
+    audit_log_maxage: int = 366
 
     @property
     def owner(self) -> bool:

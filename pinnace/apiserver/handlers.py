@@ -25,6 +25,7 @@ from pinnace.api.resources import ResourceInfo
 from pinnace.storage.interface import CompactedError, KeyValue
 
 from . import admission, codec, listoptions, reviews, status, tables
+from .audit import BODY_KEY as AUDIT_BODY
 from .authn import Authenticator, User
 from .authz import Authorizer
 from .nodeproxy import NodeProxy
@@ -1278,7 +1279,9 @@ async def _read_body(request: web.Request) -> bytes:
         size += len(chunk)
     if size > codec.MAX_BODY:
         raise status.too_large()
-    return b"".join(chunks)
+    data = b"".join(chunks)
+    request[AUDIT_BODY] = data  # what the audit log shows as requestObject
+    return data
 
 
 def _component(name: str, error: str | None) -> dict[str, Any]:

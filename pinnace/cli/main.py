@@ -75,6 +75,18 @@ def _server_args(p: argparse.ArgumentParser) -> None:
                         "resources are encrypted at rest and with which keys (default: "
                         "DATA/encryption-config.yaml, written on first start: Secrets with "
                         "aescbc; nothing with --datastore memory)")
+    p.add_argument("--audit-policy-file", default="", metavar="FILE",
+                   help="the audit.k8s.io/v1 Policy saying which requests are logged at which "
+                        "level (without it, no audit events)")
+    p.add_argument("--audit-log-path", default="", metavar="PATH",
+                   help="write audit events to this file as JSON lines ('-': standard out)")
+    p.add_argument("--audit-log-maxsize", type=int, default=100, metavar="MB",
+                   help="rotate the audit log past this size in megabytes (default 100; 0: never)")
+    p.add_argument("--audit-log-maxbackup", type=int, default=100, metavar="N",
+                   help="rotated audit logs to keep (default 100; 0: all)")
+    p.add_argument("--audit-log-maxage", type=int, default=366, metavar="DAYS",
+                   help="days to keep rotated audit logs, by the time in their names "
+                        "(default 366; 0: forever)")
 
 
 def _controller_args(p: argparse.ArgumentParser) -> None:
@@ -242,6 +254,17 @@ def _config(args: argparse.Namespace) -> Config:
     if args.workers > 1 and args.datastore.lower().startswith("memory"):
         raise SystemExit("pinnace: --workers > 1 needs a datastore the workers can share "
                          "(sqlite or etcd), not memory")
+    if args.audit_policy_file:  # refuse a bad policy before anything starts
+        from pinnace.apiserver.audit.policy import PolicyError, load_policy
+
+        try:
+            load_policy(args.audit_policy_file)
+        except PolicyError as e:
+            raise SystemExit(f"pinnace: loading audit policy file: {e}") from None
+    for flag in ("maxage", "maxbackup", "maxsize"):
+        if getattr(args, f"audit_log_{flag}") < 0:
+            raise SystemExit(f"pinnace: --audit-log-{flag} {getattr(args, f'audit_log_{flag}')} "
+                             "can't be a negative number")
     return Config(data_dir=(args.data_dir or default_data_dir()).resolve(),
                   host=args.listen[0], port=args.listen[1], datastore=args.datastore,
                   service_cidr=args.service_cidr, advertise_address=args.advertise_address,
@@ -255,7 +278,13 @@ def _config(args: argparse.Namespace) -> Config:
                   max_object_bytes=args.max_object_size, anonymous_auth=args.anonymous_auth,
                   encryption_provider_config=str(Path(args.encryption_provider_config).resolve())
                   if args.encryption_provider_config else "",
-                  watch_cache_bytes=args.watch_cache_bytes)
+                  watch_cache_bytes=args.watch_cache_bytes,
+                  audit_policy_file=_abspath(args.audit_policy_file),
+                  audit_log_path=(args.audit_log_path if args.audit_log_path == "-"
+                                  else _abspath(args.audit_log_path)),
+                  audit_log_maxsize=args.audit_log_maxsize,
+                  audit_log_maxbackup=args.audit_log_maxbackup,
+                  audit_log_maxage=args.audit_log_maxage)
 
 
 def _check_encryption(config: Config) -> str:
@@ -274,6 +303,10 @@ def _check_encryption(config: Config) -> str:
     return ""
 
 
+def _abspath(path: str) -> str:
+    return str(Path(path).absolute()) if path else ""
+
+
 def apiserver_args(config: Config) -> list[str]:
     """`pinnace apiserver` flags for ``config``, but for --listen and --workers."""
     out = ["--data-dir", str(config.data_dir), "--datastore", config.datastore,
@@ -288,6 +321,13 @@ def apiserver_args(config: Config) -> list[str]:
         out.append("--anonymous-auth")
     if config.encryption_provider_config:
         out += ["--encryption-provider-config", config.encryption_provider_config]
+    if config.audit_policy_file:
+        out += ["--audit-policy-file", config.audit_policy_file]
+    if config.audit_log_path:
+        out += ["--audit-log-path", config.audit_log_path,
+                "--audit-log-maxsize", str(config.audit_log_maxsize),
+                "--audit-log-maxbackup", str(config.audit_log_maxbackup),
+                "--audit-log-maxage", str(config.audit_log_maxage)]
     if config.advertise_address:
         out += ["--advertise-address", config.advertise_address]
     for san in config.extra_sans:

@@ -15,6 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 log = logging.getLogger("pinnace.server")
+# What an API server worker prints once it serves (apiworkers.READY): for the
+# parent, never relayed.
+QUIET_LINE = b"pinnace-apiserver-worker-ready\n"
 
 
 @dataclass
@@ -39,11 +42,23 @@ class Child:
         log.info("started %s (pid %d)", self.name, self.proc.pid)
 
     async def drain(self) -> None:
-        """Read (and drop) the rest of a captured stdout, so the child never
-        blocks on a full pipe."""
+        """Relay the rest of a captured stdout to ours, whole lines at a time
+        (an API server's audit log with --audit-log-path -, from several
+        workers at once), so the child never blocks on a full pipe. The
+        worker's ready marker a restarted worker prints is left out."""
         assert self.proc is not None and self.proc.stdout is not None
-        while await self.proc.stdout.readline():
-            pass
+        pending = b""
+        out = sys.stdout.buffer
+        while chunk := await self.proc.stdout.read(1 << 16):
+            pending += chunk
+            cut = pending.rfind(b"\n") + 1
+            if not cut:
+                continue
+            lines, pending = pending[:cut], pending[cut:]
+            lines = lines.replace(QUIET_LINE, b"")
+            if lines:
+                out.write(lines)
+                out.flush()
 
     async def keep(self, stopping: Callable[[], bool],
                    on_exit: Callable[[int], None] | None = None) -> None:
