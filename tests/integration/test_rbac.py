@@ -261,6 +261,9 @@ def test_a_user_without_rights_gets_403_from_every_verb(cluster: Server, cluster
     cluster.kubectl("create", "configmap", "cm", "--from-literal=a=b", "-n", ns)
     manifest = json.dumps({"apiVersion": "v1", "kind": "ConfigMap",
                            "metadata": {"name": "cm2", "namespace": ns}, "data": {"a": "b"}})
+    role = json.dumps({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+                       "metadata": {"name": "r", "namespace": ns},
+                       "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]}]})
     verbs = [
         ("get", "pods", "-n", ns), ("get", "pod", "missing", "-n", ns),
         ("get", "deployments", "-A"), ("get", "all", "-n", ns),
@@ -279,9 +282,18 @@ def test_a_user_without_rights_gets_403_from_every_verb(cluster: Server, cluster
         ("get", "nodes"), ("get", "namespaces"), ("get", "clusterroles"),
         ("create", "namespace", f"{ns}-x"),
         ("get", "--raw", f"/api/v1/namespaces/{ns}/secrets"),
+        ("attach", "missing", "-n", ns),
+        ("port-forward", "pod/missing", "18080:80", "-n", ns),
+        ("cp", f"{ns}/missing:/etc/hosts", "/tmp/pinnace-rbac-cp"),
+        ("debug", "missing", "--image=busybox", "-n", ns),
+        ("top", "pods", "-n", ns), ("top", "nodes"),
+        ("create", "token", "default", "-n", ns),
+        ("auth", "reconcile", "-f", "-"),
+        ("edit", "configmap", "cm", "-n", ns),
     ]
     for args in verbs:
-        proc = nobody.kubectl(*args, check=False)
+        proc = nobody.kubectl(*args, check=False,
+                              input=role if args[:2] == ("auth", "reconcile") else None)
         assert proc.returncode != 0, f"kubectl {' '.join(args)} was allowed"
         assert "forbidden" in proc.stderr.lower(), f"kubectl {' '.join(args)}: {proc.stderr}"
         assert "NotFound" not in proc.stderr and "InternalError" not in proc.stderr, proc.stderr
