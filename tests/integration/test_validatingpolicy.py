@@ -148,3 +148,25 @@ def test_namespace_selector_binding_applies_only_to_labelled_namespaces(
 def test_policy_objects_are_served(cluster: Server) -> None:
     out = cluster.kubectl("api-resources", "--api-group=admissionregistration.k8s.io").stdout
     assert "validatingadmissionpolicies" in out and "validatingadmissionpolicybindings" in out
+
+
+def test_bad_policies_and_bindings_are_refused(cluster: Server, cluster_ns: str) -> None:
+    bad_policy = {"apiVersion": API, "kind": "ValidatingAdmissionPolicy",
+                  "metadata": {"name": f"bad-{cluster_ns}"},
+                  "spec": {"failurePolicy": "Sometimes",
+                           "matchConstraints": {"resourceRules": RULES},
+                           "validations": [{"expression": "object.spec.replicas <=",
+                                            "reason": "Teapot"}]}}
+    proc = cluster.kubectl("create", "-f", "-", input=json.dumps(bad_policy), check=False)
+    assert proc.returncode != 0
+    for expected in ('spec.failurePolicy: Unsupported value: "Sometimes"',
+                     "spec.validations[0].expression: Invalid value: \"object.spec.replicas <=\""
+                     ": compilation failed:",
+                     'spec.validations[0].reason: Unsupported value: "Teapot"'):
+        assert expected in proc.stderr, proc.stderr
+    bad_binding = {"apiVersion": API, "kind": "ValidatingAdmissionPolicyBinding",
+                   "metadata": {"name": f"bad-{cluster_ns}"},
+                   "spec": {"validationActions": ["Deny", "Warn"]}}
+    proc = cluster.kubectl("create", "-f", "-", input=json.dumps(bad_binding), check=False)
+    assert "spec.policyName: Required value" in proc.stderr
+    assert "must not contain both Deny and Warn" in proc.stderr

@@ -77,6 +77,10 @@ _VALIDATORS: dict[tuple[str, str], Validator] = {
         partial(admissionregistration.validate_webhook_configuration, mutating=True),
     ("admissionregistration.k8s.io", "ValidatingWebhookConfiguration"):
         admissionregistration.validate_webhook_configuration,
+    ("admissionregistration.k8s.io", "ValidatingAdmissionPolicy"):
+        admissionregistration.validate_validating_admission_policy,
+    ("admissionregistration.k8s.io", "ValidatingAdmissionPolicyBinding"):
+        admissionregistration.validate_validating_admission_policy_binding,
 }
 
 # Built-in groups whose names follow DNS-1123 subdomain rules; any other

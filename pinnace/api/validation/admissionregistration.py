@@ -183,3 +183,149 @@ def validate_webhook_configuration(obj: Obj, old: Obj | None = None,
             errs.append(duplicate(f"{path}.name", name))
         seen.add(name)
     return errs
+
+
+# -- ValidatingAdmissionPolicy and its bindings -----------------------------------
+
+_POLICY_VARIABLES = ("object", "oldObject", "request", "namespaceObject", "variables")
+_REASONS = ["Forbidden", "Invalid", "RequestEntityTooLarge", "Unauthorized"]
+_ACTIONS = ["Audit", "Deny", "Warn"]
+
+
+def _cel(text: Any, path: str, names: list[str], fields: set[str]) -> Errs:
+    """An expression that must compile (compiled again when used; this only
+    refuses one that never could)."""
+    from pinnace.api import cel
+
+    if not isinstance(text, str) or not text.strip():
+        return [required(path)]
+    try:
+        cel.compile_expression(text, names, fields=fields)
+    except cel.CompileError as e:
+        return [invalid(path, text, f"compilation failed: {e}")]
+    return []
+
+
+def _resource_rules(rules: Any, path: str) -> Errs:
+    errs: Errs = []
+    for i, rule in enumerate(as_list(rules)):
+        errs += _rule(as_dict(rule), f"{path}[{i}]")
+    return errs
+
+
+def validate_validating_admission_policy(obj: Obj, old: Obj | None = None) -> Errs:
+    if old is None:
+        errs = m.validate_object_meta(obj.get("metadata"), names.name_is_dns_subdomain)
+    else:
+        errs = m.validate_object_meta_update(obj.get("metadata"), old.get("metadata"))
+    spec = as_dict(obj.get("spec"))
+    fp = spec.get("failurePolicy")
+    if fp is not None and fp not in ("Fail", "Ignore"):
+        errs.append(not_supported("spec.failurePolicy", fp, ["Fail", "Ignore"]))
+    pk = spec.get("paramKind")
+    variables = list(_POLICY_VARIABLES)
+    if pk is not None:
+        variables.append("params")
+        for key in ("apiVersion", "kind"):
+            if not as_dict(pk).get(key):
+                errs.append(required(f"spec.paramKind.{key}"))
+    mc = spec.get("matchConstraints")
+    if mc is None:
+        errs.append(required("spec.matchConstraints"))
+    else:
+        mc = as_dict(mc)
+        if not as_list(mc.get("resourceRules")):
+            errs.append(required("spec.matchConstraints.resourceRules"))
+        errs += _resource_rules(mc.get("resourceRules"), "spec.matchConstraints.resourceRules")
+        errs += _resource_rules(mc.get("excludeResourceRules"),
+                                "spec.matchConstraints.excludeResourceRules")
+    declared: set[str] = set()
+    for i, v in enumerate(as_list(spec.get("variables"))):
+        v, path = as_dict(v), f"spec.variables[{i}]"
+        name = v.get("name")
+        if not name:
+            errs.append(required(f"{path}.name"))
+        elif not isinstance(name, str) or not name.isidentifier():
+            errs.append(invalid(f"{path}.name", name, "name is not a valid CEL identifier"))
+        errs += _cel(v.get("expression"), f"{path}.expression", variables, set(declared))
+        if isinstance(name, str):
+            declared.add(name)
+    for i, c in enumerate(as_list(spec.get("matchConditions"))):
+        c, path = as_dict(c), f"spec.matchConditions[{i}]"
+        if not c.get("name"):
+            errs.append(required(f"{path}.name"))
+        errs += _cel(c.get("expression"), f"{path}.expression", variables, declared)
+    validations = as_list(spec.get("validations"))
+    audits = as_list(spec.get("auditAnnotations"))
+    if not validations and not audits:
+        errs.append(required("spec.validations",
+                             "validations or auditAnnotations must contain at least one item"))
+    for i, v in enumerate(validations):
+        v, path = as_dict(v), f"spec.validations[{i}]"
+        errs += _cel(v.get("expression"), f"{path}.expression", variables, declared)
+        if v.get("messageExpression") is not None:
+            errs += _cel(v["messageExpression"], f"{path}.messageExpression", variables, declared)
+        msg = v.get("message")
+        if isinstance(msg, str) and "\n" in msg:
+            errs.append(invalid(f"{path}.message", msg, "message must not contain line breaks"))
+        reason = v.get("reason")
+        if reason is not None and reason not in _REASONS:
+            errs.append(not_supported(f"{path}.reason", reason, _REASONS))
+    seen: set[str] = set()
+    for i, x in enumerate(audits):
+        x, path = as_dict(x), f"spec.auditAnnotations[{i}]"
+        key = x.get("key") or ""
+        if not key:
+            errs.append(required(f"{path}.key"))
+        elif key in seen:
+            errs.append(duplicate(f"{path}.key", key))
+        seen.add(key)
+        errs += _cel(x.get("valueExpression"), f"{path}.valueExpression", variables, declared)
+    return errs
+
+
+def validate_validating_admission_policy_binding(obj: Obj, old: Obj | None = None) -> Errs:
+    if old is None:
+        errs = m.validate_object_meta(obj.get("metadata"), names.name_is_dns_subdomain)
+    else:
+        errs = m.validate_object_meta_update(obj.get("metadata"), old.get("metadata"))
+    spec = as_dict(obj.get("spec"))
+    if not spec.get("policyName"):
+        errs.append(required("spec.policyName"))
+    actions = as_list(spec.get("validationActions"))
+    if not actions:
+        errs.append(required("spec.validationActions",
+                             "at least one validation action is required"))
+    seen: set[Any] = set()
+    for i, action in enumerate(actions):
+        if action not in _ACTIONS:
+            errs.append(not_supported(f"spec.validationActions[{i}]", action, _ACTIONS))
+        elif action in seen:
+            errs.append(duplicate(f"spec.validationActions[{i}]", action))
+        seen.add(action)
+    if {"Deny", "Warn"} <= seen:
+        errs.append(invalid("spec.validationActions", actions,
+                            "must not contain both Deny and Warn (repeating the same validation "
+                            "failure information in the API response and headers serves no "
+                            "purpose)"))
+    ref = spec.get("paramRef")
+    if ref is not None:
+        ref = as_dict(ref)
+        if ref.get("name") and ref.get("selector") is not None:
+            errs.append(invalid("spec.paramRef.name", ref.get("name"),
+                                "name and selector are mutually exclusive"))
+        if not ref.get("name") and ref.get("selector") is None:
+            errs.append(required("spec.paramRef", "one of name or selector must be specified"))
+        action = ref.get("parameterNotFoundAction")
+        if action is None:
+            errs.append(required("spec.paramRef.parameterNotFoundAction"))
+        elif action not in ("Allow", "Deny"):
+            errs.append(not_supported("spec.paramRef.parameterNotFoundAction", action,
+                                      ["Allow", "Deny"]))
+    mr = spec.get("matchResources")
+    if mr is not None:
+        mr = as_dict(mr)
+        errs += _resource_rules(mr.get("resourceRules"), "spec.matchResources.resourceRules")
+        errs += _resource_rules(mr.get("excludeResourceRules"),
+                                "spec.matchResources.excludeResourceRules")
+    return errs
