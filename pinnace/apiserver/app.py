@@ -34,6 +34,7 @@ from . import bootstraptoken as bt
 from .admission.defaultstorageclass import DefaultStorageClass
 from .admission.defaulttolerationseconds import DefaultTolerationSeconds
 from .admission.limitranger import LimitRanger
+from .admission.namespacelifecycle import NamespaceLifecycle
 from .admission.noderestriction import NodeRestriction
 from .admission.podsecurity import PodSecurity
 from .admission.priority import Priority
@@ -155,6 +156,7 @@ class APIServer:
             self._equivalents)
         # In upstream's order (the mutating ones act first, whatever their place).
         self.registry.admission = admission.Chain([
+            NamespaceLifecycle(self.strategies.namespace_active),
             self.limit_ranger, ServiceAccount(self.store), NodeRestriction(self._read),
             Priority(self.strategies.priority_classes),
             DefaultTolerationSeconds(config.default_not_ready_toleration_seconds,

@@ -267,7 +267,6 @@ class Registry:
             meta.pop("generation", None)
         if info.crd is None:
             defaults.apply_defaults(info.storage_group, info.kind, obj)
-        await self.strategies.admit_namespace(info, meta.get("namespace"), meta["name"])
         # Mutating admission sees the object as decoded, before the strategy
         # prepares it (a pod's QoS class then counts LimitRanger's defaults).
         attrs = admission.Attributes(admission.CREATE, info, meta.get("namespace") or "", "",

@@ -550,22 +550,18 @@ class Strategies:
         return dict(codec.decode_stored(kv.value, kv.mod_revision)["metadata"].get("labels")
                     or {})
 
-    async def admit_namespace(self, info: ResourceInfo, namespace: str | None,
-                              name: str = "") -> None:
-        """NamespaceLifecycle: no new content in a missing or terminating namespace."""
-        if not info.namespaced or not namespace:
-            return
+    async def namespace_active(self, namespace: str) -> bool | None:
+        """Whether a namespace takes new content; None when it does not exist."""
         active = self.namespaces.get(namespace)
         if active is None:
             # Not seen yet (created a moment ago, or gone): ask the store itself.
             kv = await self.store.get(f"/registry/core/namespaces/{namespace}")
             if kv is None:
-                raise status.not_found("namespaces", "", namespace)
+                return None
             ns = codec.decode_stored(kv.value, kv.mod_revision)
             active = not (ns["metadata"].get("deletionTimestamp") or
                           ns.get("status", {}).get("phase") == "Terminating")
-        if not active:
-            raise status.namespace_terminating(info.resource, info.group, name, namespace)
+        return active
 
     # -- custom resources ---------------------------------------------------
 

@@ -67,3 +67,12 @@ def test_an_expired_continue_token_gets_upstreams_410_and_a_token_to_go_on() -> 
                                       f"continue={status['metadata']['continue']}")
         assert code == 200
         assert [i["metadata"]["name"] for i in rest["items"]] == ["c2", "c3", "c4", "later"]
+
+
+def test_the_system_namespaces_may_not_be_deleted(server: Server) -> None:
+    for ns in ("default", "kube-system", "kube-public"):
+        proc = server.kubectl("delete", "namespace", ns, "--wait=false", check=False)
+        assert proc.returncode != 0
+        assert f'namespaces "{ns}" is forbidden: this namespace may not be deleted' in proc.stderr
+        phase = server.kubectl("get", "namespace", ns, "-o", "jsonpath={.status.phase}").stdout
+        assert phase == "Active"
