@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import os
+from typing import Any
 
 
 def tune_gc() -> None:
@@ -48,3 +49,23 @@ def tune_malloc() -> None:
     except (OSError, AttributeError):  # pragma: no cover - not glibc
         return
     mallopt(_M_ARENA_MAX, 2)
+
+
+def lazy_import(name: str) -> Any:
+    """Module ``name``, loaded on its first attribute access: for heavy
+    modules only some servers use (CEL builds its grammar when imported,
+    ~0.1 s and ~10 MB, and only a cluster with policies or match conditions
+    needs it)."""
+    import importlib.util
+    import sys
+
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.find_spec(name)
+    assert spec is not None and spec.loader is not None, name
+    loader = importlib.util.LazyLoader(spec.loader)
+    spec.loader = loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    loader.exec_module(module)
+    return module

@@ -327,7 +327,9 @@ class APIServer:
             info = self.table.lookup("", "v1", resource)
             assert info is not None
             prefixes[kind] = info.key_prefix
-            await self._follow(info.key_prefix, self.node_graph.event, keep=_only_identity)
+            # Pods not bound to a node are nothing to the graph: not decoded.
+            await self._follow(info.key_prefix, self.node_graph.event, keep=_only_identity,
+                               wants=_bound if kind == "Pod" else None)
         quotas = self.table.lookup("", "v1", "resourcequotas")
         assert quotas is not None
         await self._follow(quotas.key_prefix, self.quota_admission.event, keep=_only_identity)
@@ -555,25 +557,30 @@ class APIServer:
         return True
 
     async def _follow(self, prefix: str, apply: Callable[[str, dict[str, Any]], None],
-                      keep: Callable[[dict[str, Any]], dict[str, Any]] | None = None) -> None:
+                      keep: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+                      wants: Callable[[bytes], bool] | None = None) -> None:
         """Keep ``apply`` told of every object under ``prefix``: those that
         exist now (as ADDED) and every change after, including changes made
         through other API servers on the same store. ``keep`` is what is
         remembered of each object to tell ``apply`` of its deletion after a
-        relist (default: all of it)."""
+        relist (default: all of it). ``wants``, given the stored bytes, may
+        pass over objects ``apply`` has no use for without decoding them
+        (``apply`` is then told only the revision, as a SKIPPED event)."""
         known: dict[str, dict[str, Any]] = {}
         keep = keep or _whole
-        after = await self._relist(prefix, apply, known, keep)
+        after = await self._relist(prefix, apply, known, keep, wants)
         self._tasks.append(asyncio.create_task(self._follow_from(prefix, after, apply, known,
-                                                                 keep)))
+                                                                 keep, wants)))
 
     async def _relist(self, prefix: str, apply: Callable[[str, dict[str, Any]], None],
                       known: dict[str, dict[str, Any]],
-                      keep: Callable[[dict[str, Any]], dict[str, Any]]) -> int:
+                      keep: Callable[[dict[str, Any]], dict[str, Any]],
+                      wants: Callable[[bytes], bool] | None = None) -> int:
         """Tell ``apply`` what is under ``prefix`` now, objects gone since
         ``known`` was last told included (as DELETED); the revision read."""
         listed = await self.store.list(prefix)
-        now = {kv.key: codec.decode_stored(kv.value, kv.mod_revision) for kv in listed.kvs}
+        now = {kv.key: codec.decode_stored(kv.value, kv.mod_revision) for kv in listed.kvs
+               if wants is None or wants(kv.value)}
         for key in [k for k in known if k not in now]:
             apply("DELETED", known.pop(key))
         for key, obj in now.items():
@@ -584,11 +591,15 @@ class APIServer:
     async def _follow_from(self, prefix: str, after: int,
                            apply: Callable[[str, dict[str, Any]], None],
                            known: dict[str, dict[str, Any]],
-                           keep: Callable[[dict[str, Any]], dict[str, Any]]) -> None:
+                           keep: Callable[[dict[str, Any]], dict[str, Any]],
+                           wants: Callable[[bytes], bool] | None = None) -> None:
         while True:
             try:
                 async for ev in self.watches.events(prefix, after):
                     after = ev.rev
+                    if wants is not None and ev.key not in known and not wants(ev.raw):
+                        apply("SKIPPED", {"metadata": {"resourceVersion": str(ev.rev)}})
+                        continue
                     if ev.type == "DELETED":
                         known.pop(ev.key, None)
                     else:
@@ -597,7 +608,7 @@ class APIServer:
                 # The stream ended (the watch cache started over, or this
                 # follower fell behind it): go on from where it was.
             except CompactedError:
-                after = await self._relist(prefix, apply, known, keep)
+                after = await self._relist(prefix, apply, known, keep, wants)
             except asyncio.CancelledError:
                 raise
             except Exception:  # keep following; a later event will set things right
@@ -903,6 +914,10 @@ class APIServer:
 
 def _whole(obj: dict[str, Any]) -> dict[str, Any]:
     return obj
+
+
+def _bound(raw: bytes) -> bool:
+    return b'"nodeName"' in raw
 
 
 def _only_identity(obj: dict[str, Any]) -> dict[str, Any]:

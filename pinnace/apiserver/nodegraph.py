@@ -120,6 +120,14 @@ class NodeGraph:
     # -- feeding ----------------------------------------------------------
 
     def event(self, type_: str, obj: Obj) -> None:
+        """A change to a pod, claim or volume. A SKIPPED event (a pod the
+        follower did not decode: not bound) only moves the pods' revision."""
+        if type_ == "SKIPPED":
+            self.applied["Pod"] = max(self.applied["Pod"],
+                                      int(obj["metadata"]["resourceVersion"]))
+            self._progress.set()
+            self._progress = asyncio.Event()
+            return
         kind, meta = obj.get("kind", ""), obj.get("metadata") or {}
         key = (meta.get("namespace") or "", meta.get("name") or "")
         gone = type_ == "DELETED"

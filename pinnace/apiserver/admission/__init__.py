@@ -16,6 +16,7 @@ as well, or an early check every create needs.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -59,28 +60,40 @@ class Attributes:
 
 
 class Plugin(Protocol):
-    async def validate(self, a: Attributes) -> None:
-        """Raise an APIError to refuse the write."""
+    """A plugin has ``async mutate(a)`` (may change ``a.obj``), ``async
+    validate(a)`` (raises an APIError to refuse), or both; ``resources``, the
+    (group, resource) pairs it looks at (None: all); ``server_writes``, True
+    when it also acts on the server's own writes."""
+
+
+Step = Callable[[Attributes], Awaitable[None]]
 
 
 class Chain:
-    """Mutating plugins (those with a ``mutate`` method, which may replace
-    ``a.obj``) run before the object is validated, validating ones after."""
+    """Mutating steps run before the object is validated, validating ones
+    after; each write runs only the plugins for its resource (worked out
+    once per resource: most plugins are about one kind)."""
 
-    def __init__(self, plugins: list[Plugin] | None = None):
+    def __init__(self, plugins: list[Any] | None = None):
         self.plugins = list(plugins or [])
+        self._steps: dict[tuple[str, str, bool, str], list[Step]] = {}
 
-    def _for(self, a: Attributes) -> list[Plugin]:
-        if a.user is not None:
-            return self.plugins
-        return [p for p in self.plugins if getattr(p, "server_writes", False)]
+    def _for(self, a: Attributes, phase: str) -> list[Step]:
+        key = (a.info.group, a.info.resource, a.user is not None, phase)
+        steps = self._steps.get(key)
+        if steps is None:
+            steps = [getattr(p, phase) for p in self.plugins
+                     if hasattr(p, phase)
+                     and (a.user is not None or getattr(p, "server_writes", False))
+                     and (getattr(p, "resources", None) is None
+                          or (a.info.group, a.info.resource) in p.resources)]
+            self._steps[key] = steps
+        return steps
 
     async def mutate(self, a: Attributes) -> None:
-        for plugin in self._for(a):
-            mutate = getattr(plugin, "mutate", None)
-            if mutate is not None:
-                await mutate(a)
+        for step in self._for(a, "mutate"):
+            await step(a)
 
     async def validate(self, a: Attributes) -> None:
-        for plugin in self._for(a):
-            await plugin.validate(a)
+        for step in self._for(a, "validate"):
+            await step(a)

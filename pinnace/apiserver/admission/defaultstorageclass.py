@@ -23,6 +23,7 @@ def _annotations(obj: Obj) -> dict[str, str]:
 
 class DefaultStorageClass:
     server_writes = True
+    resources = frozenset({("", "persistentvolumeclaims")})
 
     def __init__(self, store: Store):
         self.store = store
@@ -46,6 +47,3 @@ class DefaultStorageClass:
                 best = sc
         if best is not None:
             spec["storageClassName"] = best["metadata"]["name"]
-
-    async def validate(self, a: Attributes) -> None:
-        pass

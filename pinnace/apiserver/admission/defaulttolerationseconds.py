@@ -13,6 +13,7 @@ NOT_READY, UNREACHABLE = "node.kubernetes.io/not-ready", "node.kubernetes.io/unr
 
 class DefaultTolerationSeconds:
     server_writes = True
+    resources = frozenset({("", "pods")})
 
     def __init__(self, not_ready_seconds: int = 300, unreachable_seconds: int = 300):
         self.seconds = {NOT_READY: not_ready_seconds, UNREACHABLE: unreachable_seconds}
@@ -27,6 +28,3 @@ class DefaultTolerationSeconds:
                        for t in tolerations if isinstance(t, dict)):
                 tolerations.append({"key": key, "operator": "Exists", "effect": "NoExecute",
                                     "tolerationSeconds": self.seconds[key]})
-
-    async def validate(self, a: Attributes) -> None:
-        pass

@@ -99,6 +99,8 @@ def _containers(pod: Obj) -> list[tuple[str, Obj]]:
 
 
 class LimitRanger:
+    resources = frozenset({("", "pods"), ("", "persistentvolumeclaims")})
+
     def __init__(self) -> None:
         # namespace -> name -> the LimitRange's limits
         self._ranges: dict[str, dict[str, list[Obj]]] = {}

@@ -65,6 +65,9 @@ def _labels(obj: Obj | None) -> dict[str, str]:
 
 
 class NodeRestriction:
+    resources = frozenset({("", "pods"), ("", "nodes"), ("", "persistentvolumeclaims"),
+                           ("", "serviceaccounts"), ("coordination.k8s.io", "leases")})
+
     def __init__(self, read: Reader):
         self.read = read
 

@@ -1102,6 +1102,8 @@ class PodSecurity:
     """The PodSecurity admission plugin: the decisions above applied to pods,
     workloads and namespaces, with their warnings told to the client."""
 
+    resources = frozenset({("", "pods"), ("", "namespaces"), *WORKLOAD_RESOURCES})
+
     def __init__(self, namespace_labels: LabelsReader, namespace_pods: PodsLister,
                  exemptions: Exemptions = NO_EXEMPTIONS, defaults: Policy = DEFAULT_POLICY):
         self.namespace_labels = namespace_labels
@@ -1116,8 +1118,11 @@ class PodSecurity:
         if gr == ("", "namespaces"):
             decision = await self._namespace(a)
         elif gr == ("", "pods"):
+            labels = await self.namespace_labels(a.namespace)
+            if self._privileged(labels):
+                return
             decision = admit_pod(
-                a.obj, await self.namespace_labels(a.namespace), namespace=a.namespace,
+                a.obj, labels, namespace=a.namespace,
                 username=user, exemptions=self.exemptions, defaults=self.defaults,
                 old_pod=a.old if a.operation == UPDATE else None, subresource=a.subresource)
         elif gr in WORKLOAD_RESOURCES:
@@ -1137,6 +1142,13 @@ class PodSecurity:
         raise APIError(decision.code, decision.reason, decision.message,
                        {"name": a.name or (a.obj.get("metadata") or {}).get("name", ""),
                         "kind": a.info.resource})
+
+    def _privileged(self, labels: Mapping[str, str] | None) -> bool:
+        """A namespace without pod-security labels under the default policy
+        (privileged everywhere): nothing to check, the common case."""
+        return labels is not None and self.defaults == DEFAULT_POLICY and \
+            DEFAULT_POLICY.fully_privileged() and \
+            not any(k.startswith(LABEL_PREFIX) for k in labels)
 
     async def _namespace(self, a: Attributes) -> Decision:
         assert a.obj is not None

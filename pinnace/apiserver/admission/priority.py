@@ -48,6 +48,7 @@ class PriorityClasses:
 
 class Priority:
     server_writes = True  # defaults every pod gets, whoever creates it
+    resources = frozenset({("", "pods"), ("scheduling.k8s.io", "priorityclasses")})
 
     def __init__(self, classes: PriorityClasses):
         self.classes = classes

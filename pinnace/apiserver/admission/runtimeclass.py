@@ -63,6 +63,7 @@ class RuntimeClass:
     """The RuntimeClass admission plugin over ``admit_pod``."""
 
     server_writes = True
+    resources = frozenset({("", "pods")})
 
     def __init__(self, store: Store):
         self.store = store
@@ -71,6 +72,3 @@ class RuntimeClass:
         if a.operation == CREATE and not a.subresource and a.obj is not None and \
                 (a.info.group, a.info.resource) == ("", "pods"):
             await admit_pod(self.store, a.obj, a.forbidden)
-
-    async def validate(self, a: Attributes) -> None:
-        pass

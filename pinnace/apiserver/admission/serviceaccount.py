@@ -273,6 +273,7 @@ class ServiceAccount:
     names an account (``default`` unless it says), which must exist."""
 
     server_writes = True
+    resources = frozenset({("", "pods")})
 
     def __init__(self, store: Store):
         self.store = store
@@ -288,6 +289,3 @@ class ServiceAccount:
         await admit_pod(self.store, a.obj, a.forbidden)
         if not is_mirror_pod(a.obj):
             spec["serviceAccount"] = spec["serviceAccountName"]  # the deprecated twin
-
-    async def validate(self, a: Attributes) -> None:
-        pass

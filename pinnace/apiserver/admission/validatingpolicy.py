@@ -34,14 +34,19 @@ import json
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pinnace.api import cel
 from pinnace.api.resources import ResourceInfo
 from pinnace.api.selectors import LabelSelector, SelectorError, label_selector_from_dict
+from pinnace.runtime import lazy_import
 
 from .. import status
 from . import CREATE, UPDATE, Attributes
+
+if TYPE_CHECKING:
+    from pinnace.api import cel
+else:  # its grammar is built when imported: only for clusters that use it
+    cel = lazy_import("pinnace.api.cel")
 
 Obj = dict[str, Any]
 ResolveKind = Callable[[str, str], ResourceInfo | None]

@@ -27,19 +27,24 @@ import ssl
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import orjson
 
-from pinnace.api import cel
 from pinnace.api import patch as patches
 from pinnace.api.selectors import SelectorError, label_selector_from_dict
+from pinnace.runtime import lazy_import
 
 from .. import status
 from ..status import APIError
 from . import CREATE, DELETE, UPDATE, Attributes
 from .validatingpolicy import request_object
+
+if TYPE_CHECKING:
+    from pinnace.api import cel
+else:  # its grammar is built when imported: only for clusters that use it
+    cel = lazy_import("pinnace.api.cel")
 
 log = logging.getLogger("pinnace.apiserver.admission.webhooks")
 
