@@ -222,9 +222,10 @@ class APIServer:
             assert rbac_info is not None
             await self._follow(rbac_info.key_prefix, self.rbac.event)
         self.audit.start()
-        app = web.Application(middlewares=[self._errors, self.audit.middleware,
-                                           self._authenticate],
-                              client_max_size=codec.MAX_BODY + 1024)
+        # The audit layer only when auditing (every request pays for a layer).
+        middlewares = [self._errors, *([self.audit.middleware] if self.audit.enabled else []),
+                       self._authenticate]
+        app = web.Application(middlewares=middlewares, client_max_size=codec.MAX_BODY + 1024)
         app.router.add_route("*", "/{tail:.*}", self._route)
         app.on_response_prepare.append(add_deprecation_warning)
         app.on_response_prepare.append(self.audit.on_prepare)
