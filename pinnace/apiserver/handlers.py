@@ -26,6 +26,7 @@ from pinnace.storage.interface import CompactedError, KeyValue
 
 from . import admission, codec, listoptions, reviews, status, tables
 from .audit import BODY_KEY as AUDIT_BODY
+from .audit import annotations_of as audit_annotations
 from .authn import Authenticator, User
 from .authz import Authorizer
 from .nodeproxy import NodeProxy
@@ -349,7 +350,8 @@ class ResourceHandlers:
             manager = ssa.manager_or_user_agent("", request.headers.get("User-Agent", ""))
         return Options(dry_run=bool(dry), field_manager=manager, field_validation=fv or "Warn",
                        force=_bool(q.get("force")), user=request.get("user", ""),
-                       userinfo=request.get("userinfo"))
+                       userinfo=request.get("userinfo"),
+                       annotations=audit_annotations(request))
 
     async def body(self, request: web.Request) -> Any:
         if request.content_length is not None and request.content_length > codec.MAX_BODY:

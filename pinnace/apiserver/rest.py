@@ -59,6 +59,8 @@ class Options:
     warnings: list[str] = field(default_factory=list)
     user: str = ""
     userinfo: Any = None  # the authn.User making the request, when known
+    # Admission's audit annotations (the request's audit event's, when audited).
+    annotations: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -270,7 +272,8 @@ class Registry:
         # Mutating admission sees the object as decoded, before the strategy
         # prepares it (a pod's QoS class then counts LimitRanger's defaults).
         attrs = admission.Attributes(admission.CREATE, info, meta.get("namespace") or "", "",
-                                     obj, None, opts.userinfo, "", opts.dry_run, opts.warnings)
+                                     obj, None, opts.userinfo, "", opts.dry_run, opts.warnings,
+                                     opts.annotations)
         await self.admission.mutate(attrs)
         if attrs.obj is not obj:
             obj = self._mutated(info, attrs.obj, meta)
@@ -360,7 +363,7 @@ class Registry:
             strat.prepare_update(info, new, old, subresource)
             attrs = admission.Attributes(admission.UPDATE, info, ns or "", name, new, old,
                                          opts.userinfo, subresource, opts.dry_run,
-                                         opts.warnings)
+                                         opts.warnings, opts.annotations)
             await self.admission.mutate(attrs)
             if attrs.obj is not new:
                 new = self._mutated(info, attrs.obj, meta, subresource)

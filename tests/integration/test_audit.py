@@ -226,3 +226,20 @@ def _pinnace() -> list[str]:
     import sys
 
     return [sys.executable, "-m", "pinnace.cli.main"]
+
+
+def test_admission_annotations_reach_the_event(audited: Server) -> None:
+    """Pod Security says which policy it enforced, and what audit mode found."""
+    ns = "audited-psa"
+    audited.kubectl("create", "namespace", ns)
+    audited.kubectl("label", "namespace", ns, "pod-security.kubernetes.io/enforce=baseline",
+                    "pod-security.kubernetes.io/audit=restricted")
+    audited.kubectl("run", "web", "--image=busybox", "-n", ns)
+    evs = request_events(audited, lambda e: e["verb"] == "create" and e.get(
+        "objectRef", {}).get("resource") == "pods" and e.get("objectRef", {}).get(
+        "namespace") == ns)
+    annotations = evs[-1]["annotations"]
+    assert annotations["pod-security.kubernetes.io/enforce-policy"] == "baseline:latest"
+    assert annotations["pod-security.kubernetes.io/audit-violations"].startswith(
+        'would violate PodSecurity "restricted:latest": allowPrivilegeEscalation != false')
+    assert annotations["authorization.k8s.io/decision"] == "allow"

@@ -42,6 +42,7 @@ class Attributes:
     subresource: str = ""
     dry_run: bool = False
     warnings: list[str] = field(default_factory=list)  # told to the client
+    annotations: dict[str, str] = field(default_factory=dict)  # on the audit event
 
     def forbidden(self, why: str) -> status.APIError:
         """Upstream's admission.NewForbidden: the object named as the request

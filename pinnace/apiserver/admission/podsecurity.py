@@ -1133,6 +1133,7 @@ class PodSecurity:
         else:
             return
         a.warnings.extend(decision.warnings)
+        a.annotations.update(decision.audit_annotations)
         if decision.allowed:
             return
         if decision.code == 422:

@@ -25,7 +25,8 @@ callables the server gives:
 Not done: the authorizer variable, the typeChecking status (no status is
 written), the cost budget, converting the object to the version an
 Equivalent rule names (the object is given as requested), and an audit log
-(audit annotations are computed and kept in ``audit_annotations``).
+(audit annotations go on the request's audit event, and the newest are kept
+in ``audit_annotations``).
 """
 
 from __future__ import annotations
@@ -572,18 +573,20 @@ class ValidatingAdmissionPolicies:
                             a.warnings.append(f"Validation failed for ValidatingAdmissionPolicy "
                                               f"'{p.name}' with binding '{b.name}': {d.message}")
                         elif action == "Audit":
-                            self.audit_annotations.append((
-                                "validation.policy.admission.k8s.io/validation_failure",
-                                json.dumps([{"message": d.message, "policy": p.name,
-                                             "binding": b.name, "expressionIndex": i,
-                                             "validationActions": list(b.actions)}],
-                                           separators=(",", ":"))))
+                            failure = ("validation.policy.admission.k8s.io/validation_failure",
+                                       json.dumps([{"message": d.message, "policy": p.name,
+                                                    "binding": b.name, "expressionIndex": i,
+                                                    "validationActions": list(b.actions)}],
+                                                  separators=(",", ":")))
+                            self.audit_annotations.append(failure)
+                            a.annotations[failure[0]] = failure[1]
         seen: dict[str, list[str]] = {}
         for key, value in audit:
             if value not in seen.setdefault(key, []):
                 seen[key].append(value)
         for key, values in seen.items():
             self.audit_annotations.append((f"{p.name}/{key}", ", ".join(values)))
+            a.annotations[f"{p.name}/{key}"] = ", ".join(values)
 
     async def _params(self, p: _Policy, info: ResourceInfo | None, b: _Binding,
                       namespace: str) -> list[Obj | None]:

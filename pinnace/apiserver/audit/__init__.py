@@ -70,6 +70,13 @@ class _Request:
     status: dict[str, Any] | None = None
 
 
+def annotations_of(request: web.Request) -> dict[str, str]:
+    """Where admission puts its audit annotations for ``request``: its audit
+    event's, or a dict nobody reads when the request is not audited."""
+    ctx: _Request | None = request.get(_CTX_KEY)
+    return ctx.annotations if ctx is not None else {}
+
+
 class Auditor:
     def __init__(self, policy: Policy | None = None, sink: AuditLog | None = None):
         self.policy = policy
