@@ -229,7 +229,8 @@ class ResourceHandlers:
             raise APIError(400, "BadRequest",
                            f"pod {target.name} has no running containers (no node runs it yet)")
         if m == "GET":
-            if target.subresource not in ("", "status", "approval"):
+            if target.subresource not in ("", "status", "approval", "ephemeralcontainers",
+                                          "resize"):
                 raise status.method_not_allowed()
             if watching:
                 return await self.watch(request, target)

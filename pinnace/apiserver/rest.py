@@ -180,6 +180,8 @@ class Registry:
             errs = self.strategies.validate_custom(info, obj, old)
         elif subresource == "status":
             errs = validation.validate_status(info.storage_group, info.kind, obj, old or {})
+        elif subresource in ("ephemeralcontainers", "resize"):
+            errs = validation.validate_pod_subresource(subresource, obj, old or {})
         else:
             errs = validation.validate(info.storage_group, info.kind, obj, old)
         errs.extend(self.strategies.get(info).validate(info, obj, old))
@@ -358,7 +360,8 @@ class Registry:
                 meta["namespace"] = old_meta["namespace"]
             if "generation" in old_meta:
                 meta["generation"] = old_meta["generation"]
-            if info.crd is None and not subresource:
+            if info.crd is None and subresource in ("", "ephemeralcontainers", "resize"):
+                # What these subresources take is a whole object, decoded (so defaulted).
                 defaults.apply_defaults(info.storage_group, info.kind, new)
             strat.prepare_update(info, new, old, subresource)
             attrs = admission.Attributes(admission.UPDATE, info, ns or "", name, new, old,

@@ -17,6 +17,7 @@ from pinnace.api import crdschema, defaults, fieldcheck, validation
 from pinnace.api.field import FieldError, invalid
 from pinnace.api.resources import ResourceInfo
 from pinnace.api.validation.others import SYSTEM_PRIORITY_CLASSES
+from pinnace.api.validation.pods import qos_class
 from pinnace.storage.interface import KeyNotFoundError, Store
 
 from . import codec, status
@@ -151,7 +152,7 @@ SCHEDULING_GATED_MESSAGE = "Scheduling is blocked due to non-empty scheduling ga
 class PodStrategy(Strategy):
     def prepare_create(self, info: ResourceInfo, obj: dict[str, Any]) -> None:
         spec = obj.setdefault("spec", {})
-        obj["status"] = {"phase": "Pending", "qosClass": _qos_class(spec)}
+        obj["status"] = {"phase": "Pending", "qosClass": qos_class(spec)}
         if spec.get("schedulingGates"):
             # Said at once, so nobody mistakes a held pod for one the scheduler failed.
             obj["status"]["conditions"] = [{
@@ -161,6 +162,20 @@ class PodStrategy(Strategy):
 
     def prepare_update(self, info: ResourceInfo, new: dict[str, Any], old: dict[str, Any],
                        subresource: str) -> None:
+        if subresource in ("ephemeralcontainers", "resize"):
+            # Each writes one part of the spec; everything else stays as stored.
+            asked = new.get("spec")
+            spec: dict[str, Any] = asked if isinstance(asked, dict) else {}
+            kept = {k: new[k] for k in ("metadata",) if k in new}
+            new.clear()
+            new.update(copy.deepcopy(old), **kept)
+            if subresource == "ephemeralcontainers":
+                new["spec"]["ephemeralContainers"] = spec.get("ephemeralContainers") or []
+                if not new["spec"]["ephemeralContainers"]:
+                    del new["spec"]["ephemeralContainers"]
+            else:
+                _take_resources(new["spec"], spec)
+            return
         super().prepare_update(info, new, old, subresource)
         if subresource == "":
             # Admission set these on create; a client that leaves them out keeps them.
@@ -177,6 +192,20 @@ class PodStrategy(Strategy):
         if requested is not None:
             return max(requested, 0)
         return int(spec.get("terminationGracePeriodSeconds", 30))
+
+
+def _take_resources(spec: dict[str, Any], asked: dict[str, Any]) -> None:
+    """pods/resize: each container's resources (and resizePolicy) as asked,
+    matched by name; nothing else of the spec."""
+    for key in ("containers", "initContainers"):
+        wanted = {c.get("name"): c for c in asked.get(key) or [] if isinstance(c, dict)}
+        for c in spec.get(key) or []:
+            w = wanted.get(c.get("name"))
+            if w is None:
+                continue
+            for field_ in ("resources", "resizePolicy"):
+                if field_ in w:
+                    c[field_] = w[field_]
 
 
 def _now() -> str:
@@ -468,26 +497,6 @@ def _needs_node_ports(spec: dict[str, Any]) -> bool:
     if spec.get("type") == "NodePort":
         return True
     return spec.get("type") == "LoadBalancer" and spec.get("allocateLoadBalancerNodePorts", True)
-
-
-def _qos_class(spec: dict[str, Any]) -> str:
-    containers = list(spec.get("containers") or []) + list(spec.get("initContainers") or [])
-    requests_any = limits_all = False
-    guaranteed = bool(containers)
-    for c in containers:
-        if not isinstance(c, dict):
-            continue
-        res = c.get("resources") or {}
-        req, lim = res.get("requests") or {}, res.get("limits") or {}
-        if req or lim:
-            requests_any = True
-        for r in ("cpu", "memory"):
-            if r not in lim or (r in req and req[r] != lim[r]):
-                guaranteed = False
-        limits_all = limits_all or bool(lim)
-    if guaranteed:
-        return "Guaranteed"
-    return "Burstable" if requests_any else "BestEffort"
 
 
 class Strategies:

@@ -171,6 +171,9 @@ class PodWorkers:
             policy = spec.get("restartPolicy") or "Always"
             for c in spec.get("containers") or []:
                 await self._ensure_container(pod, ps, c, paths, init=False, policy=policy)
+            # kubectl debug's containers: started once, never restarted.
+            for c in spec.get("ephemeralContainers") or []:
+                await self._ensure_container(pod, ps, c, paths, init=False, policy="Never")
         status = await self._report(pod, ps)
         if status.get("phase") in ("Succeeded", "Failed"):
             await self._stop_terminal({**pod, "status": status}, ps)
@@ -461,6 +464,15 @@ class PodWorkers:
         own = {m["destination"] for m in mounts}
         mounts = [m for m in extra if m["destination"] not in own] + mounts
         namespaces = self.sandboxes.container_namespaces(pod)
+        target = c.get("targetContainerName")
+        if target and any(e.get("name") == name for e in
+                          pod["spec"].get("ephemeralContainers") or []):
+            # A debug container sees the processes of the container it targets.
+            running = self.latest(uid, target, False)
+            pid = self.rt.state(running).pid if running is not None else 0
+            if pid:
+                namespaces = [n for n in namespaces if n["type"] != "pid"] + [
+                    {"type": "pid", "path": f"/proc/{pid}/ns/pid"}]
         sc = c.get("securityContext") or {}
         qos = ocispec.qos_class(pod)
         mem_req = ocispec.parse_quantity(str(((c.get("resources") or {}).get("requests") or {})
@@ -704,6 +716,8 @@ class PodWorkers:
         uid = pod["metadata"]["uid"]
         inits = [self._container_status(pod, ps, c, True) for c in spec.get("initContainers") or []]
         conts = [self._container_status(pod, ps, c, False) for c in spec.get("containers") or []]
+        ephemeral = [{**self._container_status(pod, ps, c, False), "ready": False}
+                     for c in spec.get("ephemeralContainers") or []]  # never part of readiness
         sidecars = {c["name"] for c in spec.get("initContainers") or []
                     if c.get("restartPolicy") == "Always"}
         for s in inits:
@@ -716,7 +730,7 @@ class PodWorkers:
         sandbox_up = self.sandboxes.alive(uid)
         return pod_status(pod, phase=phase, host_ip=self.host_ip(), pod_ip=ps.pod_ip,
                           sandbox=sandbox_up, init_statuses=inits, statuses=conts,
-                          start_time=ps.start_time or None)
+                          start_time=ps.start_time or None, ephemeral_statuses=ephemeral)
 
     async def _report(self, pod: Obj, ps: PodState) -> Obj:
         status = self.status(pod, ps)

@@ -235,7 +235,7 @@ __all__ = ["KUBELET_CONDITIONS", "completed_inits", "container_id", "container_s
 def pod_status(pod: Obj, *, phase: str, host_ip: str, pod_ip: str, sandbox: bool,
                init_statuses: list[Obj], statuses: list[Obj], start_time: str | None,
                reason: str | None = None, message: str | None = None,
-               now: str | None = None) -> Obj:
+               now: str | None = None, ephemeral_statuses: list[Obj] | None = None) -> Obj:
     """A node's report from each container's status (the caller's); the
     conditions follow from them as the kubelet derives them."""
     now = now or rfc3339()
@@ -272,6 +272,8 @@ def pod_status(pod: Obj, *, phase: str, host_ip: str, pod_ip: str, sandbox: bool
     if init_statuses:
         st["initContainerStatuses"] = init_statuses
     st["containerStatuses"] = statuses
+    if ephemeral_statuses:
+        st["ephemeralContainerStatuses"] = ephemeral_statuses
     if reason:
         st["reason"] = reason
     if message:

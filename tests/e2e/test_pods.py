@@ -153,3 +153,21 @@ def test_agent_restart_keeps_containers_running(node, ns):
     p2 = pod_json(node, ns, "stay")
     assert _pid_of(p2) == pid
     assert p2["status"]["containerStatuses"][0]["restartCount"] == 0
+
+
+def test_kubectl_debug_runs_an_ephemeral_container_beside_its_target(node, ns):
+    node.kubectl("apply", "-n", ns, "-f", "-", input=_pod("dbg", "exec sleep 3600"))
+    wait_pod(node, ns, "dbg", lambda p: cstate(p).get("running"), what="the pod Running")
+    # Targeting "c": the debug container sees c's processes (their PID namespace).
+    node.kubectl("debug", "dbg", "-n", ns, f"--image={IMAGE}", "-c", "debugger", "--target=c",
+                 "--", "sh", "-c", "echo debugging; ps")
+    p = wait_pod(node, ns, "dbg", lambda p: any(
+        s["name"] == "debugger" and "terminated" in s["state"]
+        for s in (p["status"].get("ephemeralContainerStatuses") or [])),
+        what="the debug container ran")
+    (st,) = p["status"]["ephemeralContainerStatuses"]
+    assert st["state"]["terminated"]["exitCode"] == 0 and st["ready"] is False
+    out = node.kubectl("logs", "dbg", "-n", ns, "-c", "debugger").stdout
+    assert "debugging" in out and "sleep 3600" in out
+    # It ran once; the pod and its own container carry on untouched.
+    assert st["restartCount"] == 0 and cstate(p).get("running")

@@ -118,6 +118,13 @@ _STATUS: dict[tuple[str, str], Callable[[Obj, Obj], list[FieldError]]] = {
 }
 
 
+def validate_pod_subresource(subresource: str, obj: Obj, old: Obj) -> list[FieldError]:
+    """A write to pods/ephemeralcontainers or pods/resize."""
+    if subresource == "ephemeralcontainers":
+        return pods.validate_ephemeral_containers_update(obj, old)
+    return pods.validate_pod_resize(obj, old)
+
+
 def validate_status(group: str, kind: str, obj: Obj, old: Obj) -> list[FieldError]:
     """Errors in a write to the status subresource of ``obj``."""
     fn = _STATUS.get((group, kind))

@@ -429,6 +429,96 @@ def _go_diff(old: Obj, new: Obj) -> str:
     return "\n".join(lines) + "\n"
 
 
+_NOT_FOR_EPHEMERAL = ("ports", "livenessProbe", "readinessProbe", "startupProbe", "lifecycle",
+                      "resources", "resizePolicy", "restartPolicy")
+
+
+def validate_ephemeral_containers_update(new: Obj, old: Obj) -> Errs:
+    """pods/ephemeralcontainers (upstream's ValidatePodEphemeralContainersUpdate):
+    containers may be added, never changed or removed; each is a container
+    without ports, probes, lifecycle or resources, named apart from every
+    other container, and its targetContainerName names one of the pod's."""
+    errs = m.validate_object_meta_update(new.get("metadata"), old.get("metadata"))
+    spec, old_spec = as_dict(new.get("spec")), as_dict(old.get("spec"))
+    errs += validate_pod_spec(spec, "spec")
+    path = "spec.ephemeralContainers"
+    regular = {as_dict(c).get("name") for key in ("containers", "initContainers")
+               for c in as_list(spec.get(key))}
+    for i, c in enumerate(as_list(spec.get("ephemeralContainers"))):
+        c, p = as_dict(c), f"{path}[{i}]"
+        for key in _NOT_FOR_EPHEMERAL:
+            if c.get(key):
+                errs.append(forbidden(f"{p}.{key}", "cannot be set for an Ephemeral Container"))
+        target = c.get("targetContainerName")
+        if target and target not in regular:
+            errs.append(not_found(f"{p}.targetContainerName", target))
+    new_by_name = {as_dict(c).get("name"): c for c in as_list(spec.get("ephemeralContainers"))}
+    for c in as_list(old_spec.get("ephemeralContainers")):
+        name = as_dict(c).get("name")
+        if name not in new_by_name:
+            errs.append(forbidden(path, f'existing ephemeral containers "{name}" may not be '
+                                        "removed"))
+        elif new_by_name[name] != c:
+            i = list(new_by_name).index(name)
+            errs.append(forbidden(f"{path}[{i}]", f'existing ephemeral containers "{name}" may '
+                                                 "not be changed"))
+    return errs
+
+
+def qos_class(spec: Obj) -> str:
+    """The pod's QoS class from its containers' requests and limits."""
+    containers = list(spec.get("containers") or []) + list(spec.get("initContainers") or [])
+    requests_any = limits_all = False
+    guaranteed = bool(containers)
+    for c in containers:
+        if not isinstance(c, dict):
+            continue
+        res = c.get("resources") or {}
+        req, lim = res.get("requests") or {}, res.get("limits") or {}
+        if req or lim:
+            requests_any = True
+        for r in ("cpu", "memory"):
+            if r not in lim or (r in req and req[r] != lim[r]):
+                guaranteed = False
+        limits_all = limits_all or bool(lim)
+    if guaranteed:
+        return "Guaranteed"
+    return "Burstable" if requests_any else "BestEffort"
+
+
+def _without_cpu_memory(resources: Any) -> Obj:
+    res = as_dict(resources)
+    return {k: {r: q for r, q in as_dict(v).items() if r not in ("cpu", "memory")}
+            for k, v in res.items() if k in ("requests", "limits")}
+
+
+def validate_pod_resize(new: Obj, old: Obj) -> Errs:
+    """pods/resize (upstream's ValidatePodResize): only the cpu and memory of
+    running containers (and sidecars) change, and the QoS class stays."""
+    errs = m.validate_object_meta_update(new.get("metadata"), old.get("metadata"))
+    if "kubernetes.io/config.mirror" in (as_dict(old.get("metadata")).get("annotations") or {}):
+        return [forbidden("", "static pods cannot be resized")]
+    spec, old_spec = as_dict(new.get("spec")), as_dict(old.get("spec"))
+    errs += validate_pod_spec(spec, "spec")
+    if qos_class(spec) != qos_class(old_spec):
+        errs.append(invalid("spec", qos_class(spec),
+                            "Pod QOS Class may not change as a result of resizing"))
+    for key in ("containers", "initContainers"):
+        olds = {as_dict(c).get("name"): as_dict(c) for c in as_list(old_spec.get(key))}
+        for i, c in enumerate(as_list(spec.get(key))):
+            c, before = as_dict(c), olds.get(as_dict(c).get("name"), {})
+            if c.get("resources") == before.get("resources"):
+                continue
+            p = f"spec.{key}[{i}].resources"
+            if key == "initContainers" and c.get("restartPolicy") != "Always":
+                errs.append(forbidden(p, "resources for non-sidecar init containers are "
+                                         "immutable"))
+            elif _without_cpu_memory(c.get("resources")) != \
+                    _without_cpu_memory(before.get("resources")):
+                errs.append(forbidden(p, "only cpu and memory resources are mutable"))
+    return errs
+
+
 def validate_pod_update(new: Obj, old: Obj) -> Errs:
     errs = m.validate_object_meta_update(new.get("metadata"), old.get("metadata"))
     ns, os_ = as_dict(new.get("spec")), as_dict(old.get("spec"))
