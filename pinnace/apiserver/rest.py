@@ -372,7 +372,8 @@ class Registry:
                 new = self._mutated(info, attrs.obj, meta, subresource)
                 meta = new["metadata"]
             # Binding (like status) is not a spec change a controller must observe.
-            if strat.tracks_generation(info) and subresource in ("", "scale") and \
+            if strat.tracks_generation(info) and subresource in (
+                    "", "scale", "ephemeralcontainers", "resize") and \
                     _spec_changed(new, old):
                 meta["generation"] = old_meta.get("generation", 0) + 1
             self._validate(info, new, old, subresource)

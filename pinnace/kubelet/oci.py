@@ -63,6 +63,7 @@ class Record:
     created_at: float = 0.0
     started_at: float = 0.0
     spec_hash: str = ""        # the container spec it was created from (a change restarts it)
+    resources: dict[str, Any] = field(default_factory=dict)  # requests/limits in force
     labels: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -340,6 +341,20 @@ class OCIRuntime:
             m = _MSG.search(err.decode(errors="replace"))
             raise OCIError("OCI runtime start failed: " + (m.group(1) if m else err.decode().strip()))
         rec.started_at = time.time()
+        self._save(rec)
+
+    async def update(self, rec: Record, linux: dict[str, Any], applied: dict[str, Any]) -> None:
+        """Change a running container's cgroup limits (``linux``: linux.resources)
+        in place; ``applied`` (the spec's requests and limits) is remembered."""
+        proc = await asyncio.create_subprocess_exec(
+            *self._cmd("update", "--resources", "-", rec.id), stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE, stdin=asyncio.subprocess.PIPE)
+        _, err = await proc.communicate(json.dumps(linux).encode())
+        if proc.returncode != 0:
+            m = _MSG.search(err.decode(errors="replace"))
+            raise OCIError("OCI runtime update failed: " +
+                           (m.group(1) if m else err.decode(errors="replace").strip()))
+        rec.resources = applied
         self._save(rec)
 
     async def kill(self, rec: Record, sig: int) -> None:

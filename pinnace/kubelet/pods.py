@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import copy
 import hashlib
 import json
 import logging
@@ -59,6 +60,8 @@ class PodState:
     pod_ip: str = ""
     sent: Obj | None = None
     start_time: str = ""
+    # container id -> the resources a resize of it failed to apply (not tried again)
+    resize_failed: dict[str, Obj] = field(default_factory=dict)
 
 
 def spec_hash(container: Obj) -> str:
@@ -310,14 +313,15 @@ class PodWorkers:
                     ps.backoff.pop(name, None)  # a new spec starts at once
                 else:
                     probes = self.prober.get(rec.id)
-                    if probes is None:  # the agent restarted: probe again
+                    if probes is None:  # the agent restarted (or nothing to probe)
                         self._start_probes(pod, ps, c, rec, resumed=True)
                     elif probes.live_failed:
                         self.event(pod, "Normal", "Killing", probes.live_failed)
                         await self._kill(pod, rec, c)
-                    else:
-                        return
                 st = self.rt.state(rec)
+            if st.status == RUNNING:
+                await self._resize(pod, ps, c, rec)
+                return
             if st.status != EXITED:
                 return
             self.prober.stop(rec.id)
@@ -339,6 +343,23 @@ class PodWorkers:
                     return
         await self._start_container(pod, ps, c, paths, init=init,
                                     attempt=(rec.attempt + 1) if rec else 0)
+
+    async def _resize(self, pod: Obj, ps: PodState, c: Obj, rec: Record) -> None:
+        """In-place resize: new requests and limits go to the running
+        container's cgroup, without a restart (resources are not part of
+        spec_hash)."""
+        desired = c.get("resources") or {}
+        if desired == rec.resources or ps.resize_failed.get(rec.id) == desired:
+            return
+        try:
+            await self.rt.update(rec, ocispec.resources(c, ocispec.qos_class(pod)),
+                                 copy.deepcopy(desired))
+        except OCIError as e:
+            ps.resize_failed[rec.id] = desired
+            self.event(pod, "Warning", "ResizeError", f"Pod resize failed: {e}")
+            return
+        self.event(pod, "Normal", "ResizeCompleted",
+                   f"Pod resize completed: container {c['name']}: {json.dumps(desired)}")
 
     def _backoff_wait(self, ps: PodState, name: str, st: State, now: float) -> float:
         """Seconds to wait before the next restart (0: now), moving the timer on."""
@@ -451,6 +472,7 @@ class PodWorkers:
                      pod_name=meta["name"], name=name, attempt=attempt, image=c.get("image") or "",
                      image_ref=normalize_image(c.get("image") or ""), image_id=image.id,
                      init=init, spec_hash=spec_hash(c),
+                     resources=copy.deepcopy(c.get("resources") or {}),
                      log_path=str(self.logs_dir / f"{meta.get('namespace')}_{meta['name']}_{uid}"
                                   / name / f"{attempt}.log"))
         term = self.pod_dir(uid) / "termination" / f"{name}-{attempt}"
@@ -655,6 +677,11 @@ class PodWorkers:
         st = self.rt.state(rec)
         out["imageID"] = rec.image_id
         out["containerID"] = f"{self.rt.name}://{rec.id}"
+        if rec.resources:
+            # What is in force (after any in-place resize), as the kubelet reports it.
+            out["resources"] = rec.resources
+            if rec.resources.get("requests"):
+                out["allocatedResources"] = rec.resources["requests"]
         if rec.image and rec.image == image:
             out["image"] = rec.image_ref
         if len(attempts) > 1:

@@ -171,3 +171,35 @@ def test_kubectl_debug_runs_an_ephemeral_container_beside_its_target(node, ns):
     assert "debugging" in out and "sleep 3600" in out
     # It ran once; the pod and its own container carry on untouched.
     assert st["restartCount"] == 0 and cstate(p).get("running")
+
+
+def _cpu_quota(pid: int) -> int:
+    """The CPU quota of the cgroup the process is in, read on the host."""
+    for line in open(f"/proc/{pid}/cgroup").read().splitlines():
+        _, controllers, path = line.split(":", 2)
+        if "cpu" in controllers.split(",") or controllers == "":
+            for base in ("/sys/fs/cgroup/cpu,cpuacct", "/sys/fs/cgroup/cpu", "/sys/fs/cgroup"):
+                for name in ("cpu.cfs_quota_us", "cpu.max"):
+                    f = f"{base}{path}/{name}"
+                    if os.path.exists(f):
+                        return int(open(f).read().split()[0])
+    return 0
+
+
+def test_in_place_resize_changes_the_cgroup_without_a_restart(node, ns):
+    node.kubectl("apply", "-n", ns, "-f", "-", input=_pod(
+        "rs", "exec sleep 3600", containers=[{
+            "name": "c", "image": IMAGE, "command": ["sh", "-c", "exec sleep 3600"],
+            "resources": {"requests": {"cpu": "100m", "memory": "32Mi"},
+                          "limits": {"cpu": "200m", "memory": "64Mi"}}}]))
+    p = wait_pod(node, ns, "rs", lambda p: cstate(p).get("running"), what="the pod Running")
+    pid, cid = _pid_of(p), p["status"]["containerStatuses"][0]["containerID"]
+    assert _cpu_quota(pid) == 20000  # 200m of a 100 ms period
+    node.kubectl("patch", "pod", "rs", "-n", ns, "--subresource=resize", "-p", json.dumps(
+        {"spec": {"containers": [{"name": "c", "resources": {"limits": {"cpu": "400m"}}}]}}))
+    p = wait_pod(node, ns, "rs", lambda p: (p["status"]["containerStatuses"][0].get(
+        "resources") or {}).get("limits", {}).get("cpu") == "400m", what="the resize applied")
+    assert _cpu_quota(pid) == 40000
+    st = p["status"]["containerStatuses"][0]
+    assert st["containerID"] == cid and st["restartCount"] == 0  # the same process, not restarted
+    assert st["allocatedResources"] == {"cpu": "100m", "memory": "32Mi"}
