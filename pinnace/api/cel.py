@@ -19,7 +19,9 @@ standard one and what cel-python lacks, and fixes the boundary:
   arithmetic and comparisons), IP addresses and CIDRs (ip, isIP, cidr,
   isCIDR and their methods), and the three-argument map macro.
 
-Not provided: optional types (``?.``, ``orValue``), format(), semver,
+Optional values reach expressions only as values (``hasValue()``, ``value()``,
+``orValue()``: oldSelf under a CRD rule's optionalOldSelf). Not provided: the
+``?.`` syntax and ``optional.of``, format(), semver,
 authorizer checks, and the cost budget (evaluation is not metered).
 """
 
@@ -40,7 +42,7 @@ from celpy.evaluation import CELEvalError, Evaluator, base_functions
 from pinnace.api import quantity as q
 
 __all__ = ["CompileError", "EvalError", "Program", "compile_expression", "to_cel", "from_cel",
-           "LazyMap", "type_name", "error_value"]
+           "LazyMap", "type_name", "error_value", "Optional"]
 
 
 class CompileError(Exception):
@@ -102,7 +104,7 @@ def type_name(value: Any) -> str:
                       (celtypes.DurationType, "google.protobuf.Duration"),
                       (celtypes.ListType, "list"), (celtypes.MapType, "map"),
                       (Quantity, "kubernetes.Quantity"), (URL, "kubernetes.URL"),
-                      (IP, "net.IP"), (CIDR, "net.CIDR")):
+                      (IP, "net.IP"), (CIDR, "net.CIDR"), (Optional, "optional_type")):
         if isinstance(value, cls):
             return name
     return type(value).__name__
@@ -609,6 +611,42 @@ def _ip_pred(name: str) -> Callable[[Any], Any]:
     return pred
 
 
+# ---- optional values (what oldSelf is under optionalOldSelf) -----------------------------
+
+class Optional:
+    """cel-go's optional value, as far as method calls reach it: ``hasValue()``,
+    ``value()`` and ``orValue(x)`` (the ``?.`` syntax does not parse here)."""
+
+    __slots__ = ("present", "item")
+
+    def __init__(self, item: Any = None, present: bool = False):
+        self.present, self.item = present, item
+
+    @classmethod
+    def of(cls, item: Any) -> Optional:
+        return cls(item, True)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Optional) and self.present == other.present \
+            and (not self.present or _equal(self.item, other.item))
+
+    def __hash__(self) -> int:
+        return hash(self.present)
+
+
+def _opt(v: Any) -> Optional:
+    if not isinstance(v, Optional):
+        raise TypeError("no such overload")
+    return v
+
+
+def _opt_value(v: Any) -> Any:
+    o = _opt(v)
+    if not o.present:
+        raise EvalError("optional.none() dereference")
+    return o.item
+
+
 # ---- dispatch: one CEL name, several receivers ---------------------------------------------
 
 def _size(v: Any) -> Any:
@@ -679,6 +717,9 @@ FUNCTIONS: dict[str, Callable[..., Any]] = {
     "ip": _ip, "isIP": _is_ip, "cidr": _cidr, "isCIDR": _is_cidr, "family": _family,
     "containsIP": _contains_ip, "containsCIDR": _contains_cidr, "prefixLength": _prefix_length,
     "masked": _masked,
+    # optionals
+    "hasValue": lambda v: celtypes.BoolType(_opt(v).present), "value": _opt_value,
+    "orValue": lambda v, d: _opt(v).item if _opt(v).present else d,
     **{name: _ip_pred(name) for name in ("isUnspecified", "isLoopback", "isLinkLocalMulticast",
                                          "isLinkLocalUnicast", "isGlobalUnicast")},
 }
@@ -760,11 +801,18 @@ def _error_text(e: BaseException) -> str:
 class Program:
     """A compiled expression."""
 
-    __slots__ = ("expression", "_runner")
+    __slots__ = ("expression", "_runner", "_idents")
 
     def __init__(self, expression: str, ast: lark.Tree):
         self.expression = expression
         self._runner = _Runner(_ENV, ast, FUNCTIONS)
+        self._idents = frozenset(cast(lark.Token, n.children[0]).value
+                                 for n in ast.find_data("ident"))
+
+    def uses(self, name: str) -> bool:
+        """Whether the expression names the variable ``name`` (a CRD rule that
+        names oldSelf is a transition rule)."""
+        return name in self._idents
 
     def evaluate(self, activation: Mapping[str, Any]) -> Any:
         """The value, or EvalError. The activation's values are CEL values (to_cel)."""

@@ -17,7 +17,7 @@ from typing import Any
 
 import orjson
 
-from pinnace.api import field
+from pinnace.api import crdformats, crdrules, field
 from pinnace.api.duration import human_duration
 from pinnace.api.field import FieldError
 from pinnace.api.fieldcheck import check_definition
@@ -128,11 +128,14 @@ def _validate_versions(spec: dict[str, Any]) -> list[FieldError]:
         seen.add(vname)
         if v.get("storage"):
             storage += 1
+        errs.extend(_deprecation_warning(v, p))
         sch = (v.get("schema") or {}).get("openAPIV3Schema")
         if sch is None:
             errs.append(field.required(f"{p}.schema.openAPIV3Schema", "schemas are required"))
         else:
             errs.extend(_structural(sch, f"{p}.schema.openAPIV3Schema", root=True))
+        if v.get("selectableFields"):
+            errs.extend(_selectable_fields(v["selectableFields"], sch, f"{p}.selectableFields"))
         for key in ("status", "scale"):
             sub = (v.get("subresources") or {}).get(key)
             if key == "scale" and sub is not None:
@@ -157,9 +160,112 @@ def _validate_versions(spec: dict[str, Any]) -> list[FieldError]:
     return errs
 
 
-def _structural(s: Schema, path: str, root: bool = False) -> list[FieldError]:
+def _deprecation_warning(v: dict[str, Any], p: str) -> list[FieldError]:
+    text = v.get("deprecationWarning")
+    if text is None:
+        return []
+    path = f"{p}.deprecationWarning"
+    if not v.get("deprecated"):
+        return [field.invalid(path, text, "can only be set for deprecated versions")]
+    errs: list[FieldError] = []
+    text = str(text)
+    if len(text.encode()) > 256:
+        errs.append(field.invalid(path, text, "must be <= 256 characters long"))
+    if not text:
+        errs.append(field.invalid(path, text, "must not be an empty string"))
+    for i, ch in enumerate(text):
+        if not ch.isprintable():
+            errs.append(field.invalid(
+                path, text, "must only contain printable UTF-8 characters; non-printable "
+                f"character found at index {len(text[:i].encode())}"))
+            break
+    return errs
+
+
+MAX_SELECTABLE_FIELDS = 8
+
+
+def _selectable_fields(fields: Any, sch: Schema | None, p: str) -> list[FieldError]:
+    """A version's selectableFields: JSON paths (no array notation) to a
+    string, integer or boolean field of the schema, outside metadata, at most 8."""
+    if sch is None:
+        return [field.invalid(p, "", "may only be set when `version.schema.openAPIV3Schema` "
+                                     "is not included")]
+    errs: list[FieldError] = []
+    seen: set[str] = set()
+    for i, f in enumerate(fields if isinstance(fields, list) else []):
+        jp = str((f or {}).get("jsonPath") or "") if isinstance(f, dict) else ""
+        ip = f"{p}[{i}].jsonPath"
+        if not jp:
+            errs.append(field.required(ip))
+            continue
+        try:
+            if "[" in jp:
+                raise ValueError("array notation is not allowed")
+            norm, found = crdrules.normalize_field_path(jp, sch)
+        except ValueError as e:
+            errs.append(field.invalid(ip, jp, f"is an invalid path: {e}"))
+            continue
+        if norm.split(".")[0].split("[")[0] == "metadata":
+            errs.append(field.invalid(ip, jp, "must not point to fields in metadata"))
+        if found.get("type") not in ("string", "boolean", "integer"):
+            errs.append(field.invalid(ip, jp, "must point to a field of type string, boolean or "
+                                              "integer. Enum string fields and strings with "
+                                              "formats are allowed."))
+        if norm in seen:
+            errs.append(field.duplicate(ip, jp))
+        seen.add(norm)
+    if len(seen) > MAX_SELECTABLE_FIELDS:
+        errs.append(FieldError("FieldValueTooMany", p,
+                               detail=f"{len(seen)}: must have at most {MAX_SELECTABLE_FIELDS} "
+                                      "items"))
+    return errs
+
+
+def selectable_fields(crd: dict[str, Any], version: str) -> tuple[str, ...]:
+    """The field-selector labels a version declares (``spec.color`` for ``.spec.color``)."""
+    for v in (crd.get("spec") or {}).get("versions") or []:
+        if v.get("name") == version:
+            return tuple(str(f.get("jsonPath", "")).lstrip(".")
+                         for f in v.get("selectableFields") or () if isinstance(f, dict))
+    return ()
+
+
+def deprecation_warning(crd: dict[str, Any], version: str) -> str | None:
+    """The Warning every request to a deprecated version gets: its
+    deprecationWarning, or upstream's default naming the newest served,
+    non-deprecated version that sorts after it."""
+    spec = crd.get("spec") or {}
+    versions = spec.get("versions") or []
+    v = next((x for x in versions if x.get("name") == version), None)
+    if v is None or not v.get("deprecated"):
+        return None
+    if v.get("deprecationWarning") is not None:
+        return str(v["deprecationWarning"])
+    group, kind = spec.get("group", ""), (spec.get("names") or {}).get("kind", "")
+    msg = f"{group}/{version} {kind} is deprecated"
+    newer = [x["name"] for x in versions if x.get("served") and not x.get("deprecated")
+             and _version_key(version) < _version_key(x.get("name", ""))]
+    if newer:
+        msg += f"; use {group}/{max(newer, key=_version_key)} {kind}"
+    return msg
+
+
+def _version_key(v: str) -> tuple[int, int, int, str]:
+    """Kubernetes' version order, ascending: non-matching names < alpha < beta < GA."""
+    m = re.fullmatch(r"v(\d+)(?:(alpha|beta)(\d+))?", v)
+    if not m:
+        return (-1, 0, 0, "~" + v)  # sorted after each other reversed alphabetically upstream
+    stage = {"alpha": 0, "beta": 1, None: 2}[m.group(2)]
+    return (stage, int(m.group(1)), int(m.group(3) or 0), "")
+
+
+def _structural(s: Schema, path: str, root: bool = False,
+                uncorrelatable: str | None = None) -> list[FieldError]:
     """The structural-schema rules that matter in practice: every node says
-    its type unless it is int-or-string or preserves unknown fields."""
+    its type unless it is int-or-string or preserves unknown fields; and its
+    x-kubernetes-validations (``uncorrelatable``: the list above this node
+    whose items old and new objects cannot pair, where oldSelf is refused)."""
     errs: list[FieldError] = []
     if not isinstance(s, dict):
         return [field.invalid(path, s, "must be an object")]
@@ -177,19 +283,26 @@ def _structural(s: Schema, path: str, root: bool = False) -> list[FieldError]:
     if "$ref" in s:
         errs.append(field.forbidden(f"{path}.$ref", "$ref is not supported"))
     for key, sub in (s.get("properties") or {}).items():
-        errs.extend(_structural(sub, f"{path}.properties[{key}]"))
+        errs.extend(_structural(sub, f"{path}.properties[{key}]", uncorrelatable=uncorrelatable))
     if typ == "array":
         if not isinstance(s.get("items"), dict):
             errs.append(field.required(f"{path}.items", "must be specified"))
         else:
-            errs.extend(_structural(s["items"], f"{path}.items"))
+            below = uncorrelatable
+            if below is None and s.get("x-kubernetes-list-type") != "map":
+                below = path
+            errs.extend(_structural(s["items"], f"{path}.items", uncorrelatable=below))
     ap = s.get("additionalProperties")
     if isinstance(ap, dict):
         if s.get("properties"):
             errs.append(field.forbidden(f"{path}.additionalProperties",
                                         "additionalProperties and properties are mutual "
                                         "exclusive"))
-        errs.extend(_structural(ap, f"{path}.additionalProperties"))
+        errs.extend(_structural(ap, f"{path}.additionalProperties",
+                                uncorrelatable=uncorrelatable))
+    if s.get("x-kubernetes-validations") and not any(
+            "x-kubernetes-validations" not in e.field for e in errs):
+        errs.extend(crdrules.check_schema_rules(s, path, uncorrelatable))
     return errs
 
 
@@ -248,13 +361,34 @@ def _type_ok(want: str, v: Any) -> bool:
     return got == want or (want == "number" and got == "integer")
 
 
-def validate_custom_object(schema: Schema, obj: Any, path_prefix: str = "") -> list[FieldError]:
+def validate_custom_object(schema: Schema, obj: Any, path_prefix: str = "",
+                           old: Any = None) -> list[FieldError]:
     """Validate a custom object (or part of one at ``path_prefix``) against
     an openAPIV3Schema. At the root, apiVersion, kind and metadata are left
-    to the generic object checks."""
+    to the generic object checks. With ``old`` (an update), values unchanged
+    from the old object are not validated again (CRD validation ratcheting:
+    map keys and the keys of map-type lists correlate old and new values)."""
     errs: list[FieldError] = []
-    _validate(schema, obj, path_prefix, errs, root=not path_prefix)
+    _validate(schema, obj, path_prefix, errs, root=not path_prefix,
+              old=_NO_OLD if old is None else old)
     return errs
+
+
+_NO_OLD: Any = object()
+
+
+def _old_key(old: Any, key: str) -> Any:
+    return old.get(key, _NO_OLD) if isinstance(old, dict) else _NO_OLD
+
+
+def _old_items(s: Schema, v: list[Any], old: Any) -> list[Any]:
+    """The old value correlated with each item: by key in a map-type list, none otherwise."""
+    keys = s.get("x-kubernetes-list-map-keys") or []
+    if s.get("x-kubernetes-list-type") != "map" or not keys or not isinstance(old, list):
+        return [_NO_OLD] * len(v)
+    olds = {orjson.dumps([x.get(k) for k in keys]): x for x in old if isinstance(x, dict)}
+    return [olds.get(orjson.dumps([x.get(k) for k in keys]), _NO_OLD) if isinstance(x, dict)
+            else _NO_OLD for x in v]
 
 
 def _invalid_type(path: str, want: str, v: Any) -> FieldError:
@@ -263,7 +397,10 @@ def _invalid_type(path: str, want: str, v: Any) -> FieldError:
                       f'{path} in body must be of type {want}: "{got}"')
 
 
-def _validate(s: Schema, v: Any, path: str, errs: list[FieldError], root: bool = False) -> None:
+def _validate(s: Schema, v: Any, path: str, errs: list[FieldError], root: bool = False,
+              old: Any = _NO_OLD) -> None:
+    if old is not _NO_OLD and not root and crdrules.same(v, old):
+        return  # ratcheting: an unchanged value is not validated again
     if v is None:
         if s.get("nullable") or not (s.get("type") or s.get("x-kubernetes-int-or-string")):
             return
@@ -287,9 +424,9 @@ def _validate(s: Schema, v: Any, path: str, errs: list[FieldError], root: bool =
     elif isinstance(v, str):
         _validate_string(s, v, path, errs)
     elif isinstance(v, list):
-        _validate_array(s, v, path, errs)
+        _validate_array(s, v, path, errs, old)
     elif isinstance(v, dict):
-        _validate_object(s, v, path, errs, root)
+        _validate_object(s, v, path, errs, root, old)
     for sub in s.get("allOf") or ():
         _validate(sub, v, path, errs)
 
@@ -326,6 +463,15 @@ def _validate_string(s: Schema, v: str, path: str, errs: list[FieldError]) -> No
     pat = s.get("pattern")
     if pat and not _compiled(pat).search(v):
         errs.append(field.invalid(path, v, f"{path} in body should match '{pat}'"))
+    fmt = s.get("format")
+    if fmt and crdformats.check(fmt, v) is False:
+        errs.append(FieldError("FieldValueTypeInvalid", path, v,
+                               f"{path} in body must be of type {fmt}: {_go_quote(v)}"))
+
+
+def _go_quote(v: str) -> str:
+    """Go's %q of a string (JSON's quoting is the same for printable text)."""
+    return orjson.dumps(v).decode()
 
 
 _patterns: dict[str, re.Pattern[str]] = {}
@@ -338,7 +484,8 @@ def _compiled(pat: str) -> re.Pattern[str]:
     return p
 
 
-def _validate_array(s: Schema, v: list[Any], path: str, errs: list[FieldError]) -> None:
+def _validate_array(s: Schema, v: list[Any], path: str, errs: list[FieldError],
+                    old: Any = _NO_OLD) -> None:
     if s.get("maxItems") is not None and len(v) > s["maxItems"]:
         errs.append(FieldError("FieldValueTooMany", path,
                                detail=f"{len(v)}: must have at most {s['maxItems']} items"))
@@ -361,12 +508,13 @@ def _validate_array(s: Schema, v: list[Any], path: str, errs: list[FieldError]) 
                 seen.add(k)
     items = s.get("items")
     if isinstance(items, dict):
+        olds = _old_items(s, v, old)
         for i, x in enumerate(v):
-            _validate(items, x, f"{path}[{i}]", errs)
+            _validate(items, x, f"{path}[{i}]", errs, old=olds[i])
 
 
 def _validate_object(s: Schema, v: dict[str, Any], path: str, errs: list[FieldError],
-                     root: bool) -> None:
+                     root: bool, old: Any = _NO_OLD) -> None:
     props = s.get("properties") or {}
     for req in s.get("required") or ():
         if req not in v and not (root and req in ("apiVersion", "kind", "metadata")):
@@ -387,9 +535,9 @@ def _validate_object(s: Schema, v: dict[str, Any], path: str, errs: list[FieldEr
             continue
         sub = props.get(key)
         if sub is not None:
-            _validate(sub, val, _join(path, key), errs)
+            _validate(sub, val, _join(path, key), errs, old=_old_key(old, key))
         elif isinstance(ap, dict):
-            _validate(ap, val, _join(path, key), errs)
+            _validate(ap, val, _join(path, key), errs, old=_old_key(old, key))
 
 
 # ---------------------------------------------------------------- defaulting

@@ -814,3 +814,36 @@ _EXTRA_FIELDS: dict[tuple[str, str], Callable[[Mapping[str, Any], dict[str, str]
     ("events.k8s.io", "events"): _event_fields,
     ("certificates.k8s.io", "certificatesigningrequests"): _csr_fields,
 }
+
+
+# ---- custom resources ---------------------------------------------------------------------
+
+def custom_fields(namespaced: bool, selectable: Iterable[str]) -> tuple[str, ...]:
+    """The labels a field selector on a custom resource may name: metadata.name,
+    metadata.namespace when namespaced, and the version's selectableFields."""
+    return ("metadata.name",) + (("metadata.namespace",) if namespaced else ()) + \
+        tuple(selectable)
+
+
+def check_custom_selector(sel: FieldSelector, allowed: tuple[str, ...]) -> None:
+    """Refuse a label the custom resource does not declare, with the
+    apiextensions-apiserver's message. Raises SelectorError (answer 400)."""
+    for f in sel.fields():
+        if f not in allowed:
+            raise SelectorError(f"field label not supported: {f}")
+
+
+def custom_field_set(obj: Mapping[str, Any], namespaced: bool,
+                     selectable: Iterable[str]) -> dict[str, str]:
+    """The fields of a custom object a selector matches: an absent field
+    (or null) is the empty string, others print as Go's fmt.Sprint."""
+    meta = obj.get("metadata") or {}
+    out: dict[str, str] = {"metadata.name": meta.get("name", "")}
+    if namespaced:
+        out["metadata.namespace"] = meta.get("namespace") or ""
+    for label in selectable:
+        v: Any = obj
+        for part in label.split("."):
+            v = v.get(part) if isinstance(v, Mapping) else None
+        out[label] = _s(v) if not isinstance(v, (Mapping, list)) else ""
+    return out

@@ -192,6 +192,11 @@ class ResourceHandlers:
         if target.info.group == "" and target.info.resource == "endpoints":
             # Every response about it says so, as kube-apiserver's deprecation filter does.
             request[DEPRECATED] = ENDPOINTS_DEPRECATION
+        elif target.info.crd is not None:
+            # A deprecated CRD version: its deprecationWarning, or upstream's default text.
+            text = crdschema.deprecation_warning(target.info.crd, target.info.version)
+            if text:
+                request[DEPRECATED] = text
         watching = _bool(request.query.get("watch")) or request.get("watch", False)
         if target.info.resource == "componentstatuses" and target.info.group == "":
             return await self.component_statuses(request, target)
@@ -1354,6 +1359,13 @@ def _selectors(info: ResourceInfo, q: Any) -> tuple[Any, Any]:
             field_sel = selectors.parse_field_selector(q["fieldSelector"])
     except ValueError as e:
         raise status.bad_request(str(e)) from None
+    if field_sel is not None and info.crd is not None:
+        try:
+            selectors.check_custom_selector(field_sel, selectors.custom_fields(
+                info.namespaced, crdschema.selectable_fields(info.crd, info.version)))
+        except ValueError as e:
+            raise status.bad_request(str(e)) from None
+        return label_sel, field_sel
     if field_sel is not None:
         for f in field_sel.fields():
             if selectors.unsupported_field(info.group, info.resource, f):
@@ -1370,7 +1382,9 @@ def _matches(info: ResourceInfo, obj: dict[str, Any], label_sel: Any, field_sel:
     if label_sel is not None and not label_sel.matches(obj["metadata"].get("labels") or {}):
         return False
     if field_sel is not None and not field_sel.matches(
-            selectors.field_set(info.group, info.resource, obj)):
+            selectors.field_set(info.group, info.resource, obj) if info.crd is None else
+            selectors.custom_field_set(obj, info.namespaced,
+                                       crdschema.selectable_fields(info.crd, info.version))):
         return False
     return True
 

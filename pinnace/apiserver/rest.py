@@ -173,11 +173,13 @@ class Registry:
             meta.pop("namespace", None)
 
     def _validate(self, info: ResourceInfo, obj: dict[str, Any], old: dict[str, Any] | None,
-                  subresource: str = "") -> None:
+                  subresource: str = "", warnings: list[str] | None = None) -> None:
+        """``warnings`` collects what validation reports without refusing (a
+        CRD rule that fails on a value the update did not change)."""
         if subresource == "binding":
             return  # the binding endpoint sets spec.nodeName itself, checked there
         if info.crd is not None:
-            errs = self.strategies.validate_custom(info, obj, old)
+            errs = self.strategies.validate_custom(info, obj, old, warnings)
         elif subresource == "status":
             errs = validation.validate_status(info.storage_group, info.kind, obj, old or {})
         elif subresource in ("ephemeralcontainers", "resize"):
@@ -283,7 +285,7 @@ class Registry:
         strat.prepare_create(info, obj)
         strat.set_requester(info, obj, opts.userinfo)
         await strat.authorize_content(info, obj, opts.userinfo)
-        self._validate(info, obj, None)
+        self._validate(info, obj, None, warnings=opts.warnings)
         if not applied:
             obj = self._track(info, None, obj, opts)
         key = info.key(meta.get("namespace"), meta["name"])
@@ -376,7 +378,7 @@ class Registry:
                     "", "scale", "ephemeralcontainers", "resize") and \
                     _spec_changed(new, old):
                 meta["generation"] = old_meta.get("generation", 0) + 1
-            self._validate(info, new, old, subresource)
+            self._validate(info, new, old, subresource, warnings=opts.warnings)
             if manage:
                 new = self._track(info, old, new, opts, subresource)
             await strat.authorize_content(info, new, opts.userinfo)

@@ -13,7 +13,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from pinnace.api import crdschema, defaults, fieldcheck, validation
+from pinnace.api import crdrules, crdschema, defaults, fieldcheck, validation
 from pinnace.api.field import FieldError, invalid
 from pinnace.api.resources import ResourceInfo
 from pinnace.api.validation.others import SYSTEM_PRIORITY_CLASSES
@@ -590,13 +590,24 @@ class Strategies:
         return [fieldcheck.FieldIssue("unknown", p, f'unknown field "{p}"') for p in pruned]
 
     def validate_custom(self, info: ResourceInfo, obj: dict[str, Any],
-                        old: dict[str, Any] | None) -> list[FieldError]:
+                        old: dict[str, Any] | None,
+                        warnings: list[str] | None = None) -> list[FieldError]:
+        """The schema's checks (values unchanged by an update are not checked
+        again), then its x-kubernetes-validations rules, on the whole object
+        whatever subresource is written, as upstream: a status write leaves
+        spec as it was, so spec's rules ratchet."""
         errs = validation.validate(info.group, info.kind, obj, old)
         sch = self._cr_schema(info)
         if sch:
             crdschema.prune_custom_object(sch, obj)
             crdschema.default_custom_object(sch, obj)
-            errs.extend(crdschema.validate_custom_object(sch, obj))
+            schema_errs = crdschema.validate_custom_object(sch, obj, old=old)
+            errs.extend(schema_errs)
+            if crdrules.compiled(sch) is not None:
+                res = crdrules.validate(sch, obj, old, errs)
+                errs.extend(res.errors)
+                if warnings is not None:
+                    warnings.extend(res.warnings)
         return errs
 
     def register_crd(self, crd: dict[str, Any]) -> None:
