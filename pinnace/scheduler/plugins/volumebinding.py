@@ -29,8 +29,17 @@ ClassLookup = Callable[[str], dict[str, Any] | None]
 
 
 def claim_names(pod: PodInfo) -> list[str]:
-    return [v["persistentVolumeClaim"].get("claimName", "") for v in pod.spec.get("volumes") or ()
-            if v.get("persistentVolumeClaim")]
+    """The claims a pod uses: those it names, and those the ephemeral volume
+    controller makes for its generic ephemeral volumes (<pod>-<volume>)."""
+    return [v["persistentVolumeClaim"].get("claimName", "")
+            if v.get("persistentVolumeClaim") else f"{pod.name}-{v.get('name', '')}"
+            for v in pod.spec.get("volumes") or ()
+            if v.get("persistentVolumeClaim") or v.get("ephemeral")]
+
+
+def _ephemeral_names(pod: PodInfo) -> set[str]:
+    return {f"{pod.name}-{v.get('name', '')}" for v in pod.spec.get("volumes") or ()
+            if v.get("ephemeral")}
 
 
 class VolumeBinding:
@@ -72,10 +81,19 @@ class VolumeBinding:
             return None
         matchers = []
         missing_pv = False
+        ephemeral = _ephemeral_names(pod)
         for name in claims:
             pvc = self.pvc_lookup(pod.namespace, name)
             if pvc is None:
+                if name in ephemeral:  # the claim's add event brings the pod back
+                    return Reject("waiting for ephemeral volume controller to create the "
+                                  f'persistentvolumeclaim "{name}"')
                 return Reject(f'persistentvolumeclaim "{name}" not found')
+            if name in ephemeral and not any(
+                    r.get("controller") and r.get("uid") == pod.uid
+                    for r in (pvc.get("metadata") or {}).get("ownerReferences") or ()):
+                return Reject(f"PVC {pod.namespace}/{name} was not created for pod "
+                              f"{pod.namespace}/{pod.name} (pod is not owner)")
             if (pvc.get("metadata") or {}).get("deletionTimestamp"):
                 return Reject(f'persistentvolumeclaim "{name}" is being deleted')
             volume = (pvc.get("spec") or {}).get("volumeName")

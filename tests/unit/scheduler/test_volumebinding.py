@@ -38,3 +38,26 @@ def test_volume_binding_waits_for_first_consumer(cache: SchedulerCache) -> None:
     # Without a class lookup every unbound claim counts as immediate (as before).
     assert only(VolumeBinding(lambda ns, n: pvcs.get((ns, n)))).schedule(
         with_claim("late"), cache).node_name is None
+
+
+def test_generic_ephemeral_volumes_wait_for_their_claim(cache: SchedulerCache) -> None:
+    cache.add_node(make_node("a"))
+    pod = make_pod("p", volumes=[{"name": "scratch", "ephemeral": {
+        "volumeClaimTemplate": {"spec": {"storageClassName": "local-path"}}}}])
+    uid = pod["metadata"].setdefault("uid", "pod-uid")
+    pvcs: dict[tuple[str, str], Any] = {}
+    classes = {"local-path": {"volumeBindingMode": "WaitForFirstConsumer"}}
+    pl = VolumeBinding(lambda ns, n: pvcs.get((ns, n)), lambda n: None, class_lookup=classes.get)
+    r = only(pl).schedule(pod, cache)
+    assert r.node_name is None and "waiting for ephemeral volume controller to create the " \
+        'persistentvolumeclaim "p-scratch"' in r.message
+    # Someone else's claim of that name is not the pod's.
+    pvcs[("default", "p-scratch")] = {"metadata": {"name": "p-scratch", "namespace": "default"},
+                                      "spec": {"storageClassName": "local-path"}}
+    r = only(pl).schedule(pod, cache)
+    assert "PVC default/p-scratch was not created for pod default/p (pod is not owner)" in \
+        r.message
+    pvcs[("default", "p-scratch")]["metadata"]["ownerReferences"] = [
+        {"kind": "Pod", "name": "p", "uid": uid, "controller": True}]
+    assert only(pl).schedule(pod, cache).node_name == "a"
+    assert [c["metadata"]["name"] for c in pl.claims_to_provision(pod)] == ["p-scratch"]
