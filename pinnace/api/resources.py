@@ -139,6 +139,9 @@ BUILTIN: list[ResourceInfo] = [
     _r("storage.k8s.io", "v1", "volumeattachments", "VolumeAttachment", False, sub="status"),
     _r("scheduling.k8s.io", "v1", "priorityclasses", "PriorityClass", False, short="pc"),
     _r("node.k8s.io", "v1", "runtimeclasses", "RuntimeClass", False),
+    _r("flowcontrol.apiserver.k8s.io", "v1", "flowschemas", "FlowSchema", False, sub="status"),
+    _r("flowcontrol.apiserver.k8s.io", "v1", "prioritylevelconfigurations",
+       "PriorityLevelConfiguration", False, sub="status"),
     _r("admissionregistration.k8s.io", "v1", "mutatingwebhookconfigurations",
        "MutatingWebhookConfiguration", False, cats="api-extensions"),
     _r("admissionregistration.k8s.io", "v1", "validatingwebhookconfigurations",
@@ -172,4 +175,5 @@ GROUP_ORDER = [
     "batch", "certificates.k8s.io", "networking.k8s.io", "policy", "rbac.authorization.k8s.io",
     "storage.k8s.io", "admissionregistration.k8s.io", "apiextensions.k8s.io",
     "scheduling.k8s.io", "coordination.k8s.io", "discovery.k8s.io",
+    "flowcontrol.apiserver.k8s.io",
 ]

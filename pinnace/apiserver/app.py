@@ -28,7 +28,7 @@ from pinnace.storage.encryption import encrypted
 from pinnace.storage.encryptionconfig import for_server
 from pinnace.storage.interface import CompactedError, Store, StoreError
 
-from . import admission, apiservices, codec, metricsapi, openapi, status
+from . import admission, apiservices, codec, flowcontrol, metricsapi, openapi, status
 from . import audit as auditing
 from . import bootstraptoken as bt
 from .admission.defaultstorageclass import DefaultStorageClass
@@ -375,6 +375,7 @@ class APIServer:
                 "volumeBindingMode": "WaitForFirstConsumer"}, system)
         await self._ensure_kubernetes_service()
         await self._ensure_local_apiservices()
+        await self._ensure_flowcontrol()
         try:  # what joining nodes need; the API server serves without them
             await self._ensure_cluster_info()
             await self._ensure_node_token()
@@ -407,6 +408,37 @@ class APIServer:
             for (group, version), priorities in apiservices.PRIORITIES.items()
             if (group, version) in served
             and info.key(None, apiservices.name(group, version)) not in have))
+
+    async def _ensure_flowcontrol(self) -> None:
+        """kube-apiserver's priority levels and flow schemas, made when missing
+        (a user's changes to them are kept), each schema's status saying its
+        priority level exists."""
+        system = Options(field_manager="api-priority-and-fairness-config-producer-v1",
+                         field_validation="Ignore")
+        levels_info = self.table.lookup("flowcontrol.apiserver.k8s.io", "v1",
+                                        "prioritylevelconfigurations")
+        schemas_info = self.table.lookup("flowcontrol.apiserver.k8s.io", "v1", "flowschemas")
+        assert levels_info is not None and schemas_info is not None
+        made: list[str] = []  # the schemas made now, whose status to write
+        for info, objects in ((levels_info, flowcontrol.priority_levels()),
+                              (schemas_info, flowcontrol.flow_schemas())):
+            have = {kv.key for kv in (await self.store.list(info.list_prefix(None))).kvs}
+            missing = [o for o in objects if info.key(None, o["metadata"]["name"]) not in have]
+            await asyncio.gather(*(self._create_quietly(info, None, o, system) for o in missing))
+            if info is schemas_info:
+                made = [o["metadata"]["name"] for o in missing]
+        if not made:
+            return
+        levels = {kv.key.rsplit("/", 1)[1] for kv in
+                  (await self.store.list(levels_info.list_prefix(None))).kvs}
+
+        async def found(name: str) -> None:
+            current = await self.registry.get(schemas_info, None, name)
+            current["status"] = flowcontrol.dangling_status(current, levels)
+            await self.registry.update(schemas_info, None, name, current, system,
+                                       subresource="status")
+
+        await asyncio.gather(*(found(name) for name in made))
 
     async def _ensure_cluster_info(self) -> None:
         """kube-public/cluster-info: a kubeconfig with the CA and this

@@ -91,6 +91,7 @@ def _c(name: str, type_: str = "string", desc: Desc = "", priority: int = 0,
 
 
 NAME = _c("Name", fmt="name", desc=(_META, "name"))
+_FC = "io.k8s.api.flowcontrol.v1."
 AGE = _c("Age", desc=(_META, "creationTimestamp"))
 CONTAINERS = _c("Containers", desc="Names of each container in the template.", priority=1)
 IMAGES = _c("Images", desc="Images referenced by each container in the template.", priority=1)
@@ -854,6 +855,28 @@ def _runtime_class_cells(obj: Obj, now: float) -> list[Any]:
     return [obj["metadata"].get("name", ""), obj.get("handler") or "", _age(obj, now)]
 
 
+def _flow_schema_cells(obj: Obj, now: float) -> list[Any]:
+    spec = obj.get("spec") or {}
+    method = (spec.get("distinguisherMethod") or {}).get("type") or "<none>"
+    dangling = next((c.get("status") for c in (obj.get("status") or {}).get("conditions") or []
+                     if c.get("type") == "Dangling"), None)
+    return [obj["metadata"].get("name", ""),
+            (spec.get("priorityLevelConfiguration") or {}).get("name", ""),
+            spec.get("matchingPrecedence", 0), method, _age(obj, now),
+            {"True": "True", "False": "False"}.get(str(dangling), "?")]
+
+
+def _priority_level_cells(obj: Obj, now: float) -> list[Any]:
+    spec = obj.get("spec") or {}
+    limited = spec.get("limited") or {}
+    queuing = (limited.get("limitResponse") or {}).get("queuing") or {}
+    none = "<none>"
+    return [obj["metadata"].get("name", ""), spec.get("type", ""),
+            limited.get("nominalConcurrencyShares", none) if limited else none,
+            queuing.get("queues", none), queuing.get("handSize", none),
+            queuing.get("queueLengthLimit", none), _age(obj, now)]
+
+
 def _webhook_configuration_cells(obj: Obj, now: float) -> list[Any]:
     return [obj["metadata"].get("name", ""), len(obj.get("webhooks") or []), _age(obj, now)]
 
@@ -1161,6 +1184,22 @@ PRINTERS: dict[tuple[str, str], tuple[list[Column], RowFn]] = {
         _c("Available", desc="Whether this service is available."),
         AGE,
     ], _api_service_cells),
+    ("flowcontrol.apiserver.k8s.io", "flowschemas"): ([
+        NAME, _c("PriorityLevel", desc=(_FC + "PriorityLevelConfigurationReference", "name")),
+        _c("MatchingPrecedence", "string", desc=(_FC + "FlowSchemaSpec", "matchingPrecedence")),
+        _c("DistinguisherMethod", desc=(_FC + "FlowSchemaSpec", "distinguisherMethod")), AGE,
+        _c("MissingPL", desc="indicates whether the priority level referenced by this flow "
+                             "schema is missing"),
+    ], _flow_schema_cells),
+    ("flowcontrol.apiserver.k8s.io", "prioritylevelconfigurations"): ([
+        NAME, _c("Type", desc=(_FC + "PriorityLevelConfigurationSpec", "type")),
+        _c("NominalConcurrencyShares", "string",
+           desc=(_FC + "LimitedPriorityLevelConfiguration", "nominalConcurrencyShares")),
+        _c("Queues", "string", desc=(_FC + "QueuingConfiguration", "queues")),
+        _c("HandSize", "string", desc=(_FC + "QueuingConfiguration", "handSize")),
+        _c("QueueLengthLimit", "string", desc=(_FC + "QueuingConfiguration", "queueLengthLimit")),
+        AGE,
+    ], _priority_level_cells),
     ("admissionregistration.k8s.io", "mutatingwebhookconfigurations"): ([
         NAME, _c("Webhooks", "integer", desc=("io.k8s.api.admissionregistration.v1."
                                               "MutatingWebhookConfiguration", "webhooks")), AGE,

@@ -15,7 +15,17 @@ from functools import partial
 
 from pinnace.api.field import FieldError
 
-from . import admissionregistration, apps, batch, certificates, core, names, others, pods
+from . import (
+    admissionregistration,
+    apps,
+    batch,
+    certificates,
+    core,
+    flowcontrol,
+    names,
+    others,
+    pods,
+)
 from . import meta as m
 from ._common import Obj
 
@@ -77,6 +87,9 @@ _VALIDATORS: dict[tuple[str, str], Validator] = {
         partial(admissionregistration.validate_webhook_configuration, mutating=True),
     ("admissionregistration.k8s.io", "ValidatingWebhookConfiguration"):
         admissionregistration.validate_webhook_configuration,
+    ("flowcontrol.apiserver.k8s.io", "FlowSchema"): flowcontrol.validate_flow_schema,
+    ("flowcontrol.apiserver.k8s.io", "PriorityLevelConfiguration"):
+        flowcontrol.validate_priority_level,
     ("admissionregistration.k8s.io", "ValidatingAdmissionPolicy"):
         admissionregistration.validate_validating_admission_policy,
     ("admissionregistration.k8s.io", "ValidatingAdmissionPolicyBinding"):
