@@ -252,10 +252,19 @@ def same(a: Any, b: Any) -> bool:
 _MISSING = object()
 
 
+# Steps all of one object's rules may take together: ten times what one may
+# (cel.STEP_LIMIT), as upstream's per-request budget is ten times its
+# per-expression one.
+OBJECT_STEPS = 500_000
+OUT_OF_BUDGET = "validation failed due to running out of cost budget, no further validation " \
+                "rules will be run"
+
+
 class Result:
     def __init__(self) -> None:
         self.errors: list[FieldError] = []
         self.warnings: list[str] = []
+        self.budget: Any = None  # a cel.Budget, made with the first rule run
 
 
 def validate(schema: Schema, obj: Any, old: Any = None, prior: list[FieldError] | None = None
@@ -342,8 +351,13 @@ def _rules(node: Node, v: Any, old: Any, path: str, ratchet: bool, res: Result) 
                     else cel.Optional()
             else:
                 activation["oldSelf"] = old_val
+        if res.budget is None:
+            res.budget = cel.Budget(OBJECT_STEPS)
+        if res.budget.left <= 0:
+            res.errors.append(field.invalid(path, typ, OUT_OF_BUDGET))
+            return
         try:
-            result = rule.program.evaluate(activation)
+            result = rule.program.evaluate(activation, res.budget)
         except cel.EvalError as e:
             text = str(e)
             if text.startswith("no such overload"):

@@ -238,3 +238,28 @@ def test_deprecation_warnings() -> None:
     v = {"name": "v1", "deprecationWarning": "x"}
     assert [str(e) for e in crdschema._deprecation_warning(v, "p")] == [
         'p.deprecationWarning: Invalid value: "x": can only be set for deprecated versions']
+
+
+def test_an_expensive_rule_is_stopped_not_left_to_run() -> None:
+    """A rule over a big list, quadratic: cut off with upstream's words
+    instead of holding the API server's loop for minutes."""
+    from pinnace.api import cel
+
+    program = cel.compile_expression("self.all(x, self.all(y, x + y > 0))", ["self"])
+    with pytest.raises(cel.EvalError, match="operation cancelled: actual cost limit exceeded"):
+        program.evaluate({"self": cel.to_cel(list(range(1, 2000)))})
+    assert program.evaluate({"self": cel.to_cel(list(range(1, 20)))})  # small lists pass
+
+
+def test_one_objects_rules_share_a_budget() -> None:
+    """Many items each under the per-rule limit still stop, together, with
+    upstream's message, instead of adding up without end."""
+    from pinnace.api import crdrules
+
+    schema = {"type": "object", "properties": {"items": {"type": "array", "items": {
+        "type": "object", "properties": {"n": {"type": "array", "items": {"type": "integer"}}},
+        "x-kubernetes-validations": [{"rule": "self.n.all(x, self.n.all(y, x + y > 0))"}]}}}}
+    item = {"n": list(range(1, 30))}  # ~20,000 steps per item: under the per-rule limit
+    res = crdrules.validate(schema, {"items": [item] * 200})
+    assert any(crdrules.OUT_OF_BUDGET in e.detail for e in res.errors)
+    assert not crdrules.validate(schema, {"items": [item] * 2}).errors
