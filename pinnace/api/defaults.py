@@ -553,7 +553,8 @@ def _binding(obj: Obj) -> None:
             if subj.get("kind") in ("User", "Group"):
                 subj["apiGroup"] = RBAC_GROUP
             elif subj.get("kind") == "ServiceAccount":
-                subj["apiGroup"] = ""
+                # "" upstream, which its omitempty leaves out of the object.
+                subj.pop("apiGroup", None)
 
 
 def _storage_class(obj: Obj) -> None:
