@@ -66,22 +66,41 @@ class Target:
 
 @dataclass
 class Format:
-    kind: str  # "json" | "yaml" | "table" | "partial"
+    kind: str  # "json" | "yaml" | "table" | "partial" | "protobuf"
     content_type: str
+    # For "protobuf": the format of a later acceptable clause ("json" or
+    # "yaml"), for what protobuf cannot carry (a custom resource).
+    fallback: str = ""
+
+
+_JSON = Format("json", "application/json")
+_PROTOBUF_OR_JSON = Format("protobuf", PROTOBUF, "json")
+_formats: dict[str, Format] = {}
 
 
 def negotiate(accept: str) -> Format:
+    """The response format for an Accept header, as kube-apiserver picks it:
+    the first clause it can serve wins, so ``application/vnd.kubernetes.protobuf,
+    application/json`` (client-go's typed clients, kubectl describe) gets
+    protobuf. Remembered per header: clients send a handful of them."""
+    fmt = _formats.get(accept)
+    if fmt is None:
+        fmt = _negotiate(accept)
+        if len(_formats) < 256:
+            _formats[accept] = fmt
+    return fmt
+
+
+def _negotiate(accept: str) -> Format:
     if not accept:
-        return Format("json", "application/json")
-    protobuf_ok = False
+        return _JSON
+    protobuf_first = False
     for part in accept.split(","):
         media, *params = [p.strip() for p in part.split(";")]
         opts = dict(p.split("=", 1) for p in params if "=" in p)
         as_ = opts.get("as", "")
         if media == PROTOBUF and not as_:
-            # Served only when JSON is not acceptable: JSON is what we store,
-            # so it costs nothing to send.
-            protobuf_ok = True
+            protobuf_first = True
             continue
         if media in ("application/json", "*/*", "application/*"):
             if as_ == "Table" and opts.get("g") == "meta.k8s.io":
@@ -91,14 +110,35 @@ def negotiate(accept: str) -> Format:
                 return Format("partial", f"application/json;as={as_};v=v1;g=meta.k8s.io")
             if as_:
                 continue  # a representation we do not offer; try the next one
-            return Format("json", "application/json")
+            return _PROTOBUF_OR_JSON if protobuf_first else _JSON
         if media in ("application/yaml", "application/x-yaml", "text/yaml"):
+            if protobuf_first:
+                return Format("protobuf", PROTOBUF, "yaml")
             return Format("yaml", "application/yaml")
-    if protobuf_ok:
+    if protobuf_first:
         return Format("protobuf", PROTOBUF)
     raise status.not_acceptable(
         "only the following media types are accepted: application/json, application/yaml, "
         "application/vnd.kubernetes.protobuf")
+
+
+_YAML = Format("yaml", "application/yaml")
+
+
+def served_format(fmt: Format, info: ResourceInfo | None) -> Format:
+    """Protobuf is for built-in kinds only (as upstream's): a custom resource
+    gets the next acceptable format, or 406 when there is none."""
+    if fmt.kind != "protobuf" or info is None or info.crd is None:
+        return fmt
+    return _fallback(fmt, "custom resources are served as JSON or YAML only")
+
+
+def _fallback(fmt: Format, why: str) -> Format:
+    if fmt.fallback == "json":
+        return _JSON
+    if fmt.fallback == "yaml":
+        return _YAML
+    raise status.not_acceptable(why)
 
 
 def _field_manager_errors(manager: str) -> list[field.FieldError]:
@@ -291,7 +331,7 @@ class ResourceHandlers:
     def respond(self, request: web.Request, obj: Any, code: int = 200,
                 opts: Options | None = None, info: ResourceInfo | None = None,
                 raw: bytes | None = None) -> web.Response:
-        fmt = negotiate(request.headers.get("Accept", ""))
+        fmt = served_format(negotiate(request.headers.get("Accept", "")), info)
         if fmt.kind == "table" and info is not None and isinstance(obj, dict) \
                 and obj.get("kind") != "Status":
             obj = make_table(info, [obj], dt.datetime.now(dt.UTC),
@@ -305,10 +345,13 @@ class ResourceHandlers:
         if opts is not None and opts.warnings:
             headers["Warning"] = ", ".join(warning_header(w) for w in opts.warnings)
         if fmt.kind == "protobuf":
-            if info is not None and info.crd is not None:
-                raise status.not_acceptable("custom resources are served as JSON or YAML only")
-            pb = encode_protobuf(orjson.loads(raw) if raw is not None else obj)
-            return web.Response(body=pb, status=code, headers=headers, content_type=PROTOBUF)
+            try:
+                pb = encode_protobuf(orjson.loads(raw) if raw is not None else obj)
+            except APIError as e:
+                fmt = _fallback(fmt, e.message)
+            else:
+                return web.Response(body=pb, status=code, headers=headers,
+                                    content_type=PROTOBUF)
         body = raw if raw is not None else codec.dumps(obj)
         if fmt.kind == "yaml":
             return web.Response(body=codec.to_yaml(body), status=code,
@@ -364,7 +407,7 @@ class ResourceHandlers:
     async def get(self, request: web.Request, t: Target) -> web.Response:
         assert t.name is not None
         kv = await self.registry.get_kv(t.info, t.namespace, t.name)
-        if negotiate(request.headers.get("Accept", "")).kind == "json":
+        if served_format(negotiate(request.headers.get("Accept", "")), t.info).kind == "json":
             # Straight from the stored bytes: nothing to decode.
             return self.respond(request, None, info=t.info,
                                 raw=self.registry.served_bytes(t.info, kv))
@@ -373,7 +416,7 @@ class ResourceHandlers:
 
     async def list(self, request: web.Request, t: Target) -> web.StreamResponse:
         q = request.query
-        fmt = negotiate(request.headers.get("Accept", ""))
+        fmt = served_format(negotiate(request.headers.get("Accept", "")), t.info)
         label_sel, field_sel = _selectors(t.info, q)
         listoptions.validate(q, watch=False)
         limit = listoptions.limit(q)
@@ -441,10 +484,12 @@ class ResourceHandlers:
             resp.headers["Content-Type"] = fmt.content_type
             return resp
         if fmt.kind == "protobuf":
-            if t.info.crd is not None:
-                raise status.not_acceptable("custom resources are served as JSON or YAML only")
-            return web.Response(body=encode_protobuf_list(
-                t.info.group_version, t.info.kind + "List", meta, items), content_type=PROTOBUF)
+            try:
+                return web.Response(body=encode_protobuf_list(
+                    t.info.group_version, t.info.kind + "List", meta, items),
+                    content_type=PROTOBUF)
+            except APIError as e:
+                fmt = _fallback(fmt, e.message)
         head = b'{"kind":"%s","apiVersion":"%s","metadata":%s,"items":[' % (
             (t.info.kind + "List").encode(), t.info.group_version.encode(), codec.dumps(meta))
         items_raw = [codec.with_revision(kv.value, kv.mod_revision) for kv in raw_kvs]
@@ -894,7 +939,7 @@ class ResourceHandlers:
 
     async def watch(self, request: web.Request, t: Target) -> web.StreamResponse:
         q = request.query
-        fmt = negotiate(request.headers.get("Accept", ""))
+        fmt = served_format(negotiate(request.headers.get("Accept", "")), t.info)
         info = t.info
         label_sel, field_sel = _selectors(info, q)
         if t.name:
