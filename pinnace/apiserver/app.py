@@ -697,6 +697,10 @@ class APIServer:
         try:
             resp = await handler(request)
             code = resp.status
+            if type(resp) is web.Response:
+                body = resp.body
+                if type(body) is bytes and len(body) > codec.GZIP_THRESHOLD:
+                    await _maybe_gzip(request, resp, body)
             return resp
         except APIError as e:
             code = e.code
@@ -961,6 +965,26 @@ def _root_paths(table: ResourceTable) -> dict[str, Any]:
 
 def _json(obj: Any) -> web.Response:
     return _raw(codec.dumps(obj))
+
+
+# What kube-apiserver writes through its negotiated serializers (objects,
+# lists, tables, discovery, Status): gzipped when big and the client asks.
+# Logs, proxied bodies and the OpenAPI documents are not.
+_COMPRESSIBLE = ("application/json", "application/yaml", "application/vnd.kubernetes.protobuf")
+
+
+async def _maybe_gzip(request: web.Request, resp: web.Response, body: bytes) -> None:
+    """APIResponseCompression: a response body over 128 KiB goes out gzipped
+    (level 1) when Accept-Encoding names gzip; compressed in a worker thread
+    (zlib lets go of the GIL), so the loop serves others meanwhile."""
+    if not codec.accepts_gzip(request.headers.get("Accept-Encoding", "")) or \
+            "Content-Encoding" in resp.headers or \
+            not resp.headers.get("Content-Type", "").startswith(_COMPRESSIBLE) or \
+            request.path.startswith("/openapi"):
+        return
+    resp.body = await asyncio.get_running_loop().run_in_executor(None, codec.gzip_bytes, body)
+    resp.headers["Content-Encoding"] = "gzip"
+    resp.headers.add("Vary", "Accept-Encoding")
 
 
 def _raw(body: bytes, content_type: str = "application/json") -> web.Response:
