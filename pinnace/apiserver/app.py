@@ -798,7 +798,7 @@ class APIServer:
         if head == "api":
             if len(parts) == 1:
                 if wants_aggregated(accept):
-                    return _raw(self.discovery.aggregated(legacy=True), AGGREGATED_CT)
+                    return self._aggregated(request, legacy=True)
                 return _raw(self.discovery.api_versions(f"{request.host}"))
             if len(parts) == 2 and parts[1] == "v1":
                 return _raw(self.discovery.resource_list("", "v1") or b"{}")
@@ -810,7 +810,7 @@ class APIServer:
         if head == "apis":
             if len(parts) == 1:
                 if wants_aggregated(accept):
-                    return _raw(self.discovery.aggregated(legacy=False), AGGREGATED_CT)
+                    return self._aggregated(request, legacy=False)
                 return _raw(self.discovery.api_groups())
             if len(parts) == 2:
                 doc = self.discovery.api_group(parts[1])
@@ -824,6 +824,18 @@ class APIServer:
                 return await self._resource(request, [parts[1], parts[2],
                                                       *_strip_watch(request, parts[3:])])
         raise APIError(404, "NotFound", "the server could not find the requested resource", {})
+
+    def _aggregated(self, request: web.Request, legacy: bool) -> web.Response:
+        """The aggregated discovery document with upstream's cache headers:
+        an ETag, and 304 Not Modified for a client whose If-None-Match names
+        it (kubectl's discovery cache revalidates this way)."""
+        etag = self.discovery.aggregated_etag(legacy)
+        headers = {"ETag": etag, "Vary": "Accept", "Cache-Control": "public"}
+        if request.headers.get("If-None-Match") == etag:
+            return web.Response(status=304, headers=headers)
+        resp = _raw(self.discovery.aggregated(legacy), AGGREGATED_CT)
+        resp.headers.update(headers)
+        return resp
 
     def _openid_configuration(self) -> dict[str, Any]:
         """ServiceAccount issuer discovery: where the keys of the tokens are."""
