@@ -30,7 +30,7 @@ from .authn import Authenticator, User
 from .authz import Authorizer
 from .nodeproxy import NodeProxy
 from .registry import ResourceTable
-from .rest import DeleteOptions, Options, Registry
+from .rest import DeleteOptions, Options, Registry, apply_conflict, now_rfc3339
 from .rowcache import RowCache
 from .status import APIError
 from .watchcache import CacheEvent, WatchCache, WatchStream
@@ -605,7 +605,7 @@ class ResourceHandlers:
         info = t.info
         if request.method == "GET":
             obj = await self.registry.get(info, t.namespace, t.name)
-            return self.respond(request, _to_scale(info, obj))
+            return self._respond_scale(request, info, _to_scale(info, obj))
         if request.method not in ("PUT", "PATCH"):
             raise status.method_not_allowed()
         body = await self.body(request)
@@ -624,11 +624,14 @@ class ResourceHandlers:
             ptype = PATCH_TYPES.get(ct)
             opts = self.options(request, "PatchOptions", ptype or "")
 
+            if ptype == "apply":
+                return await self._apply_scale(request, t, body, opts)
+
             def replicas_of(current_scale: dict[str, Any]) -> Any:
                 try:
                     if ptype == "json":
                         out = patches.json_patch(current_scale, body)
-                    elif ptype in ("merge", "strategic", "apply"):
+                    elif ptype in ("merge", "strategic"):
                         out = patches.merge_patch(current_scale, body)
                     else:
                         raise status.unsupported_media("unsupported patch type for scale")
@@ -650,7 +653,80 @@ class ResourceHandlers:
         # Admission sees the scale subresource, so rules for the main resource leave it be.
         out = await self.registry.guaranteed_update(info, t.namespace, t.name, kv, mutate, opts,
                                                     "scale")
-        return self.respond(request, _to_scale(info, out), 200, opts)
+        return self._respond_scale(request, info, _to_scale(info, out), opts)
+
+    async def _apply_scale(self, request: web.Request, t: Target, body: Any,
+                           opts: Options) -> web.Response:
+        """Server-side apply to a Scale, as upstream's ScaleHandler does it:
+        the parent's managers of the replicas field are the Scale's managers
+        of spec.replicas (a conflict names them), and the applier ends up in
+        the parent's managedFields with ``subresource: scale``."""
+        info = t.info
+        if not isinstance(body, dict):
+            raise status.bad_request("expected a Scale object")
+        version = body.get("apiVersion")
+        if version != "autoscaling/v1" or body.get("kind") != "Scale":
+            raise status.bad_request(
+                "Incorrect version specified in apply patch. Specified patch version: "
+                f"{version if isinstance(version, str) else ''}, expected: autoscaling/v1")
+        spec_path = _scale_paths(info)[0]
+        replicas_path = tuple(spec_path.strip(".").split("."))
+
+        def mutate(old: dict[str, Any]) -> dict[str, Any]:
+            served = self.registry.to_served(info, old)
+            meta = served["metadata"]
+            parent = meta.get("managedFields") or []
+            scale = _to_scale(info, served)
+            scale["metadata"]["managedFields"] = ssa.scale_view(parent, replicas_path)
+            now = now_rfc3339()
+            try:
+                out = ssa.server_side_apply(scale, body, opts.field_manager, opts.force, None,
+                                            now, subresource="scale")
+            except ssa.ApplyConflict as e:
+                raise apply_conflict(info, t.name or "", e) from None
+            except ssa.ApplyError as e:
+                raise status.bad_request(str(e)) from None
+            replicas = (out.get("spec") or {}).get("replicas")
+            if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 0:
+                raise status.invalid("Scale", "autoscaling", t.name or "", [
+                    field.invalid("spec.replicas", replicas,
+                                  "must be greater than or equal to 0")])
+            _set_path(served, spec_path, replicas)
+            managed = ssa.scale_to_parent(parent, out["metadata"].get("managedFields"),
+                                          replicas_path, info.group_version, now)
+            if managed:
+                meta["managedFields"] = managed
+            else:
+                meta.pop("managedFields", None)
+            return self.registry.to_storage(info, served)
+
+        assert t.name is not None
+        kv = await self.registry.get_kv(info, t.namespace, t.name)
+        out = await self.registry.guaranteed_update(info, t.namespace, t.name, kv, mutate, opts,
+                                                    "scale", manage=False)
+        return self._respond_scale(request, info, _to_scale(info, out), opts)
+
+    def _respond_scale(self, request: web.Request, info: ResourceInfo, scale: dict[str, Any],
+                       opts: Options | None = None) -> web.Response:
+        """A Scale, or the Table of one (``kubectl get --subresource=scale``):
+        upstream prints a built-in kind's Scale with its Scale printer (Name,
+        Desired, Available, Age); a custom resource's goes through the CRD's
+        own columns."""
+        fmt = negotiate(request.headers.get("Accept", ""))
+        if fmt.kind == "table" and info.crd is not None:
+            return self.respond(request, scale, 200, opts, info)
+        if fmt.kind != "table":
+            return self.respond(request, scale, 200, opts)
+        try:
+            table = tables.table(*tables.SCALE, [scale], dt.datetime.now(dt.UTC),
+                                 request.query.get("includeObject", "Metadata"),
+                                 {"resourceVersion": scale["metadata"].get("resourceVersion", "")})
+        except ValueError as e:
+            raise status.bad_request(str(e)) from None
+        headers = {"Content-Type": fmt.content_type}
+        if opts is not None and opts.warnings:
+            headers["Warning"] = ", ".join(warning_header(w) for w in opts.warnings)
+        return web.Response(body=codec.dumps(table), headers=headers)
 
     async def pod_action(self, request: web.Request, t: Target) -> web.Response:
         if request.method != "POST":
