@@ -764,6 +764,61 @@ def track_update(old: dict | None, new: dict, manager: str, operation: str,
     return _with_managed(new, _encode(entries))
 
 
+# -- the scale subresource (managedfields.ScaleHandler) ------------------------
+
+_SCALE_REPLICAS = ("spec", "replicas")
+
+
+def _path_set(path: Iterable[str]) -> Tree:
+    out: Tree = {_M: {}}
+    for name in reversed(tuple(path)):
+        out = {"f:" + name: out}
+    return out
+
+
+def _owns(s: Tree, path: Iterable[str]) -> bool:
+    for name in path:
+        s = s.get("f:" + name)  # type: ignore[assignment]
+        if s is None:
+            return False
+    return _M in s
+
+
+def scale_view(parent: list[dict] | None, replicas_path: tuple[str, ...]) -> list[dict]:
+    """ScaleHandler.ToSubresource: the parent's managedFields as its Scale
+    sees them. Each manager owning the replicas field owns the Scale's
+    spec.replicas instead, under the same identity (manager, operation,
+    apiVersion and subresource), so that a conflict names it as it is."""
+    out = []
+    for e in (_decode(parent or []) or {}).values():
+        if _owns(e.set, replicas_path):
+            out.append(_Entry(e.manager, e.operation, e.api_version, e.subresource, e.time,
+                              _path_set(_SCALE_REPLICAS)).encode())
+    return out
+
+
+def scale_to_parent(parent: list[dict] | None, scale: list[dict] | None,
+                    replicas_path: tuple[str, ...], api_version: str, now: str) -> list[dict]:
+    """ScaleHandler.ToParent: the parent's managedFields after a write to its
+    Scale whose managedFields came out as ``scale``. A manager the Scale no
+    longer lists loses the replicas field; a new one (the writer, with
+    ``subresource: scale``) owns it in the parent's ``api_version``."""
+    entries = _decode(parent or []) or {}
+    viewed = _decode(scale or []) or {}
+    for key, e in entries.items():
+        if not _owns(e.set, replicas_path):
+            continue
+        v = viewed.pop(key, None)
+        if v is None or not _owns(v.set, _SCALE_REPLICAS):
+            e.set = _difference(e.set, _path_set(replicas_path))
+            e.dirty = True
+    for key, v in viewed.items():
+        if _owns(v.set, _SCALE_REPLICAS):
+            entries[key] = _Entry(v.manager, v.operation, api_version, v.subresource,
+                                  v.time or now, _path_set(replicas_path))
+    return _encode(entries)
+
+
 MAX_UPDATE_MANAGERS = 10
 ANCIENT_CHANGES = "ancient-changes"
 

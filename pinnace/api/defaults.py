@@ -158,6 +158,15 @@ def _volume(v: Obj) -> None:
 def pod_spec_defaults(spec: Obj) -> None:
     """SetDefaults_PodSpec plus the per-container, volume and probe defaults:
     what every pod template gets. What only a Pod gets is ``_pod``'s."""
+    # Not a default but the v1 conversion every PodSpec goes through upstream:
+    # serviceAccount is the deprecated alias of serviceAccountName, read when
+    # the name is empty and always written beside it.
+    sa = spec.get("serviceAccountName") or spec.get("serviceAccount")
+    if sa:
+        spec["serviceAccountName"] = spec["serviceAccount"] = sa
+    else:
+        spec.pop("serviceAccountName", None)
+        spec.pop("serviceAccount", None)
     if not spec.get("dnsPolicy"):
         spec["dnsPolicy"] = "ClusterFirst"
     if not spec.get("restartPolicy"):
@@ -553,7 +562,8 @@ def _binding(obj: Obj) -> None:
             if subj.get("kind") in ("User", "Group"):
                 subj["apiGroup"] = RBAC_GROUP
             elif subj.get("kind") == "ServiceAccount":
-                subj["apiGroup"] = ""
+                # "" upstream, which its omitempty leaves out of the object.
+                subj.pop("apiGroup", None)
 
 
 def _storage_class(obj: Obj) -> None:

@@ -52,8 +52,11 @@ _INTSTR_DEF = "io.k8s.apimachinery.pkg.util.intstr.IntOrString"
 _QTY_DEF = "io.k8s.apimachinery.pkg.api.resource.Quantity"
 
 
+_NO_KEYS: frozenset[str] = frozenset()
+
+
 class _Node:
-    __slots__ = ("gotype", "item", "kind", "props", "struct")
+    __slots__ = ("gotype", "item", "kind", "omit", "props", "struct")
 
     def __init__(self, kind: int, gotype: str = "") -> None:
         self.kind = kind
@@ -61,6 +64,8 @@ class _Node:
         self.item: _Node | None = None  # array items / map values
         self.gotype = gotype  # Go type name for messages: "int32", "v1.PodSpec"
         self.struct = ""  # Go struct name of an object: "PodSpec"
+        # An object's properties that Go's encoder leaves out when empty.
+        self.omit = _NO_KEYS
 
 
 _ANY_NODE = _Node(_ANY, "interface {}")
@@ -99,12 +104,49 @@ def _def_node(name: str) -> _Node:
             _cache[name] = node
             for key, sub in (props or {}).items():
                 node.props[key] = _spec_node(sub)
+            node.omit = frozenset(_omitempty(name)) & node.props.keys()
             return node
         node = _spec_node(d) if _type_of(d) not in (None, "object") else _ANY_NODE
         if name in _FREEFORM:
             node = _ANY_NODE
     _cache[name] = node
     return node
+
+
+# Go types whose zero value encoding/json's omitempty (or omitzero) leaves out
+# and that _clean can tell from JSON: scalars and bytes when zero, slices and
+# maps when empty. Pointers are left out only when nil (null, dropped
+# anyway); structs never (Quantity, Time and the like included).
+_EMPTY_GO = {"string", "bool", "int32", "int64", "uint32", "uint64", "double", "float", "bytes"}
+
+
+def _omitempty(defname: str) -> list[str]:
+    """The fields of an OpenAPI definition (io.k8s.api.apps.v1.DeploymentStatus)
+    that its Go struct tags mark omitempty or omitzero, from the Go types
+    protobuf.descriptors reads out of kubectl (none when it cannot)."""
+    if not defname.startswith("io.k8s."):
+        return []
+    pkg, _, typ = defname[len("io.k8s."):].rpartition(".")
+    try:
+        from pinnace.api import protobuf
+
+        structs = protobuf.descriptors()
+    except Exception:  # no kubectl to read: nothing is dropped
+        return []
+    out: list[str] = []
+    pending = [f"k8s.io/{pkg.replace('.', '/')}.{typ}"]
+    while pending:
+        for _number, name, flags, ftype in structs.get(pending.pop(), ()):
+            if flags & 4:  # inline (TypeMeta): its fields are this object's
+                if isinstance(ftype, list) and ftype[0] == "msg":
+                    pending.append(ftype[1])
+                continue
+            if not flags & 3:
+                continue
+            if ftype[0] in ("list", "map", "wrap") if isinstance(ftype, list) \
+                    else ftype in _EMPTY_GO:
+                out.append(name)
+    return out
 
 
 def _spec_node(spec: dict[str, Any]) -> _Node:
@@ -256,36 +298,43 @@ def parse_with_duplicates(raw: bytes) -> Any:
 
 
 def check_fields(group: str, version: str, kind: str, obj: dict[str, Any],
-                 raw: bytes | None = None) -> list[FieldIssue]:
+                 raw: bytes | None = None, *, omit_empty: bool = False) -> list[FieldIssue]:
     """Unknown, duplicate and mistyped fields of ``obj`` against the kind's
     upstream schema, in document order. Duplicates can only be seen in the
     request body, so pass ``raw`` (the JSON bytes) to have them reported.
-    A kind without an upstream schema (custom resources) yields no issues."""
+    A kind without an upstream schema (custom resources) yields no issues.
+    ``omit_empty``: when nothing is found, also drop the fields Go's encoder
+    would leave out as empty (see ``omit_empty``), on the same walk."""
     name = schema.definition_name(group, version, kind)
     if name is None:
         return []
-    return check_definition(name, parse_with_duplicates(raw) if raw is not None else obj)
+    if raw is not None:
+        return check_definition(name, parse_with_duplicates(raw))
+    return _check(_def_node(name), obj, "", omit_empty)
 
 
-def _clean(node: _Node, value: Any) -> bool:
+def _clean(node: _Node, value: Any, omit: bool = False) -> bool:
     """True when ``_Walker`` would find nothing in ``value``: the walk that
     almost every request needs, without building a path per field. On the
     way it drops the fields of objects that are null: decoding into the Go
     type leaves them unset, and code past this point may rely on a field
-    being either absent or of its type."""
+    being either absent or of its type. With ``omit`` it drops the empty
+    fields Go's encoder leaves out too (``omitempty``): a stored object is
+    what encoding its Go type gives."""
     kind = node.kind
     if kind == _OBJ:
         if type(value) is not dict:  # a _DupObject too: the full walk reports it
             return False
         props = node.props
+        drop = node.omit if omit else _NO_KEYS
         nulls: list[str] | None = None
         for key, v in value.items():
             child = props.get(key)
             if child is None:
                 return False
-            if v is None:
+            if v is None or (not v and key in drop and _empty_ok(child, v)):
                 nulls = [key] if nulls is None else [*nulls, key]
-            elif child.kind != _ANY and not _clean(child, v):
+            elif child.kind != _ANY and not _clean(child, v, omit):
                 return False
         if nulls:
             for key in nulls:
@@ -298,7 +347,7 @@ def _clean(node: _Node, value: Any) -> bool:
         assert item is not None
         if item.kind in _ZERO:
             return all(v is not None and _scalar_ok(item.kind, v) for v in value)
-        return all(v is None or _clean(item, v) for v in value)
+        return all(v is None or _clean(item, v, omit) for v in value)
     if kind == _MAP:
         if type(value) is not dict:
             return False
@@ -306,8 +355,19 @@ def _clean(node: _Node, value: Any) -> bool:
         assert item is not None
         if item.kind in _ZERO:
             return all(v is not None and _scalar_ok(item.kind, v) for v in value.values())
-        return item.kind == _ANY or all(v is None or _clean(item, v) for v in value.values())
+        return item.kind == _ANY or all(v is None or _clean(item, v, omit)
+                                        for v in value.values())
     return _scalar_ok(kind, value)
+
+
+def _empty_ok(node: _Node, v: Any) -> bool:
+    """Whether an empty (falsy) JSON value is of the field's type: a zero of
+    the wrong type is the decoder's error to report, not a field to drop."""
+    if node.kind == _ARR:
+        return type(v) is list
+    if node.kind == _MAP:
+        return type(v) is dict
+    return _scalar_ok(node.kind, v)
 
 
 def _scalar_ok(kind: int, value: Any) -> bool:
@@ -329,8 +389,11 @@ def _scalar_ok(kind: int, value: Any) -> bool:
 def check_definition(name: str, value: Any, path: str = "") -> list[FieldIssue]:
     """Check ``value`` against one definition (e.g. ObjectMeta inside a custom
     resource); ``path`` is the field path of ``value`` in its object."""
-    node = _def_node(name)
-    if _clean(node, value):
+    return _check(_def_node(name), value, path, False)
+
+
+def _check(node: _Node, value: Any, path: str, omit: bool) -> list[FieldIssue]:
+    if _clean(node, value, omit):
         return []
     w = _Walker()
     if node.kind == _OBJ and isinstance(value, dict):
@@ -345,25 +408,43 @@ def strict_issues(issues: list[FieldIssue]) -> list[FieldIssue]:
     return [i for i in issues if i.kind in ("unknown", "duplicate")]
 
 
-def prune(group: str, version: str, kind: str, obj: dict[str, Any]) -> None:
+def prune(group: str, version: str, kind: str, obj: dict[str, Any], *,
+          omit_empty: bool = False) -> None:
     """Make ``obj`` what decoding it into the kind's Go type leaves: unknown
-    fields dropped, nulls in lists and maps of scalars made zero values.
+    fields dropped, nulls in lists and maps of scalars made zero values
+    (and with ``omit_empty``, what encoding that leaves: see ``omit_empty``).
     In place; only for objects ``check_fields`` found issues in."""
     name = schema.definition_name(group, version, kind)
     if name is not None:
-        _prune(_def_node(name), obj)
+        _prune(_def_node(name), obj, omit_empty)
 
 
-def _prune(node: _Node, value: Any) -> None:
+def omit_empty(group: str, version: str, kind: str, obj: dict[str, Any]) -> None:
+    """Drop, in place, the fields that Go's JSON encoder leaves out of the
+    kind's object (``omitempty``): zero numbers, false, "" and empty lists
+    and maps, e.g. a Deployment's ``status.unavailableReplicas: 0``.
+    kube-apiserver stores (and so serves) the encoding of its Go object, so
+    they never appear; pointer fields keep a zero (``spec.replicas: 0``)."""
+    name = schema.definition_name(group, version, kind)
+    if name is not None:
+        _prune(_def_node(name), obj, True, unknown=False)
+
+
+def _prune(node: _Node, value: Any, omit: bool = False, unknown: bool = True) -> None:
     kind = node.kind
     if kind == _OBJ and isinstance(value, dict):
         props = node.props
+        drop = node.omit if omit else _NO_KEYS
         for key in list(value):
             child = props.get(key)
-            if child is None or value[key] is None:
+            v = value[key]
+            if child is None:
+                if unknown:
+                    del value[key]
+            elif v is None or (not v and key in drop and _empty_ok(child, v)):
                 del value[key]
-            elif value[key] is not None and child.kind != _ANY:
-                _prune(child, value[key])
+            elif child.kind != _ANY:
+                _prune(child, v, omit, unknown)
     elif kind in (_ARR, _MAP) and isinstance(value, (list, dict)):
         item = node.item
         assert item is not None
@@ -376,7 +457,7 @@ def _prune(node: _Node, value: Any) -> None:
                 if item.kind in _ZERO:
                     value[k] = _ZERO[item.kind]
             else:
-                _prune(item, v)
+                _prune(item, v, omit, unknown)
 
 
 def strict_error_message(issues: list[FieldIssue]) -> str:

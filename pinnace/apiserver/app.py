@@ -729,6 +729,10 @@ class APIServer:
         try:
             resp = await handler(request)
             code = resp.status
+            if type(resp) is web.Response:
+                body = resp.body
+                if type(body) is bytes and len(body) > codec.GZIP_THRESHOLD:
+                    await _maybe_gzip(request, resp, body)
             return resp
         except APIError as e:
             code = e.code
@@ -826,7 +830,7 @@ class APIServer:
         if head == "api":
             if len(parts) == 1:
                 if wants_aggregated(accept):
-                    return _raw(self.discovery.aggregated(legacy=True), AGGREGATED_CT)
+                    return self._aggregated(request, legacy=True)
                 return _raw(self.discovery.api_versions(f"{request.host}"))
             if len(parts) == 2 and parts[1] == "v1":
                 return _raw(self.discovery.resource_list("", "v1") or b"{}")
@@ -838,7 +842,7 @@ class APIServer:
         if head == "apis":
             if len(parts) == 1:
                 if wants_aggregated(accept):
-                    return _raw(self.discovery.aggregated(legacy=False), AGGREGATED_CT)
+                    return self._aggregated(request, legacy=False)
                 return _raw(self.discovery.api_groups())
             if len(parts) == 2:
                 doc = self.discovery.api_group(parts[1])
@@ -852,6 +856,18 @@ class APIServer:
                 return await self._resource(request, [parts[1], parts[2],
                                                       *_strip_watch(request, parts[3:])])
         raise APIError(404, "NotFound", "the server could not find the requested resource", {})
+
+    def _aggregated(self, request: web.Request, legacy: bool) -> web.Response:
+        """The aggregated discovery document with upstream's cache headers:
+        an ETag, and 304 Not Modified for a client whose If-None-Match names
+        it (kubectl's discovery cache revalidates this way)."""
+        etag = self.discovery.aggregated_etag(legacy)
+        headers = {"ETag": etag, "Vary": "Accept", "Cache-Control": "public"}
+        if request.headers.get("If-None-Match") == etag:
+            return web.Response(status=304, headers=headers)
+        resp = _raw(self.discovery.aggregated(legacy), AGGREGATED_CT)
+        resp.headers.update(headers)
+        return resp
 
     def _openid_configuration(self) -> dict[str, Any]:
         """ServiceAccount issuer discovery: where the keys of the tokens are."""
@@ -993,6 +1009,26 @@ def _root_paths(table: ResourceTable) -> dict[str, Any]:
 
 def _json(obj: Any) -> web.Response:
     return _raw(codec.dumps(obj))
+
+
+# What kube-apiserver writes through its negotiated serializers (objects,
+# lists, tables, discovery, Status): gzipped when big and the client asks.
+# Logs, proxied bodies and the OpenAPI documents are not.
+_COMPRESSIBLE = ("application/json", "application/yaml", "application/vnd.kubernetes.protobuf")
+
+
+async def _maybe_gzip(request: web.Request, resp: web.Response, body: bytes) -> None:
+    """APIResponseCompression: a response body over 128 KiB goes out gzipped
+    (level 1) when Accept-Encoding names gzip; compressed in a worker thread
+    (zlib lets go of the GIL), so the loop serves others meanwhile."""
+    if not codec.accepts_gzip(request.headers.get("Accept-Encoding", "")) or \
+            "Content-Encoding" in resp.headers or \
+            not resp.headers.get("Content-Type", "").startswith(_COMPRESSIBLE) or \
+            request.path.startswith("/openapi"):
+        return
+    resp.body = await asyncio.get_running_loop().run_in_executor(None, codec.gzip_bytes, body)
+    resp.headers["Content-Encoding"] = "gzip"
+    resp.headers.add("Vary", "Accept-Encoding")
 
 
 def _raw(body: bytes, content_type: str = "application/json") -> web.Response:

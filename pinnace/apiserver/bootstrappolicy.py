@@ -138,8 +138,9 @@ def _group(name: str) -> Obj:
 
 
 def _service_account(namespace: str, name: str) -> Obj:
-    # apiGroup "" is what the binding defaulter stores, so a stored default compares equal.
-    return {"kind": "ServiceAccount", "apiGroup": "", "name": name, "namespace": namespace}
+    # No apiGroup: the binding defaulter's "" is left out (omitempty), so a
+    # stored default compares equal.
+    return {"kind": "ServiceAccount", "name": name, "namespace": namespace}
 
 
 def _cluster_binding(name: str, subjects: list[Obj] | None, role: str | None = None) -> Obj:

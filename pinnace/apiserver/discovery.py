@@ -6,6 +6,7 @@ Built from the ResourceTable and cached until it changes.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from typing import Any
 
@@ -107,10 +108,12 @@ class Discovery:
         self.extra = list(extra)
         self._gen = -1
         self._cache: dict[str, bytes] = {}
+        self._etags: dict[str, str] = {}
 
     def _cached(self, key: str, build: Any) -> bytes:
         if self._gen != self.table.generation:
             self._cache.clear()
+            self._etags.clear()
             self._gen = self.table.generation
         data = self._cache.get(key)
         if data is None:
@@ -190,6 +193,17 @@ class Discovery:
                     "metadata": {}, "items": items}
 
         return self._cached(f"aggregated/{legacy}/{version}", build)
+
+    def aggregated_etag(self, legacy: bool, version: str = "v2") -> str:
+        """The aggregated document's ETag, quoted: the upper-case hex SHA-512
+        of its JSON, as kube-apiserver makes it (changes whenever the
+        document does)."""
+        doc = self.aggregated(legacy, version)
+        key = f"aggregated/{legacy}/{version}"
+        tag = self._etags.get(key)
+        if tag is None:
+            tag = self._etags[key] = '"%s"' % hashlib.sha512(doc).hexdigest().upper()
+        return tag
 
 
 def _agg_resource(i: ResourceInfo) -> dict[str, Any]:

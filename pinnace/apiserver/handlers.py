@@ -11,7 +11,7 @@ import datetime as dt
 import functools
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,7 +31,7 @@ from .authn import Authenticator, User
 from .authz import Authorizer
 from .nodeproxy import NodeProxy
 from .registry import ResourceTable
-from .rest import DeleteOptions, Options, Registry
+from .rest import DeleteOptions, Options, Registry, apply_conflict, now_rfc3339
 from .rowcache import RowCache
 from .status import APIError
 from .watchcache import CacheEvent, WatchCache, WatchStream
@@ -67,22 +67,41 @@ class Target:
 
 @dataclass
 class Format:
-    kind: str  # "json" | "yaml" | "table" | "partial"
+    kind: str  # "json" | "yaml" | "table" | "partial" | "protobuf"
     content_type: str
+    # For "protobuf": the format of a later acceptable clause ("json" or
+    # "yaml"), for what protobuf cannot carry (a custom resource).
+    fallback: str = ""
+
+
+_JSON = Format("json", "application/json")
+_PROTOBUF_OR_JSON = Format("protobuf", PROTOBUF, "json")
+_formats: dict[str, Format] = {}
 
 
 def negotiate(accept: str) -> Format:
+    """The response format for an Accept header, as kube-apiserver picks it:
+    the first clause it can serve wins, so ``application/vnd.kubernetes.protobuf,
+    application/json`` (client-go's typed clients, kubectl describe) gets
+    protobuf. Remembered per header: clients send a handful of them."""
+    fmt = _formats.get(accept)
+    if fmt is None:
+        fmt = _negotiate(accept)
+        if len(_formats) < 256:
+            _formats[accept] = fmt
+    return fmt
+
+
+def _negotiate(accept: str) -> Format:
     if not accept:
-        return Format("json", "application/json")
-    protobuf_ok = False
+        return _JSON
+    protobuf_first = False
     for part in accept.split(","):
         media, *params = [p.strip() for p in part.split(";")]
         opts = dict(p.split("=", 1) for p in params if "=" in p)
         as_ = opts.get("as", "")
         if media == PROTOBUF and not as_:
-            # Served only when JSON is not acceptable: JSON is what we store,
-            # so it costs nothing to send.
-            protobuf_ok = True
+            protobuf_first = True
             continue
         if media in ("application/json", "*/*", "application/*"):
             if as_ == "Table" and opts.get("g") == "meta.k8s.io":
@@ -92,14 +111,35 @@ def negotiate(accept: str) -> Format:
                 return Format("partial", f"application/json;as={as_};v=v1;g=meta.k8s.io")
             if as_:
                 continue  # a representation we do not offer; try the next one
-            return Format("json", "application/json")
+            return _PROTOBUF_OR_JSON if protobuf_first else _JSON
         if media in ("application/yaml", "application/x-yaml", "text/yaml"):
+            if protobuf_first:
+                return Format("protobuf", PROTOBUF, "yaml")
             return Format("yaml", "application/yaml")
-    if protobuf_ok:
+    if protobuf_first:
         return Format("protobuf", PROTOBUF)
     raise status.not_acceptable(
         "only the following media types are accepted: application/json, application/yaml, "
         "application/vnd.kubernetes.protobuf")
+
+
+_YAML = Format("yaml", "application/yaml")
+
+
+def served_format(fmt: Format, info: ResourceInfo | None) -> Format:
+    """Protobuf is for built-in kinds only (as upstream's): a custom resource
+    gets the next acceptable format, or 406 when there is none."""
+    if fmt.kind != "protobuf" or info is None or info.crd is None:
+        return fmt
+    return _fallback(fmt, "custom resources are served as JSON or YAML only")
+
+
+def _fallback(fmt: Format, why: str) -> Format:
+    if fmt.fallback == "json":
+        return _JSON
+    if fmt.fallback == "yaml":
+        return _YAML
+    raise status.not_acceptable(why)
 
 
 def _field_manager_errors(manager: str) -> list[field.FieldError]:
@@ -298,7 +338,7 @@ class ResourceHandlers:
     def respond(self, request: web.Request, obj: Any, code: int = 200,
                 opts: Options | None = None, info: ResourceInfo | None = None,
                 raw: bytes | None = None) -> web.Response:
-        fmt = negotiate(request.headers.get("Accept", ""))
+        fmt = served_format(negotiate(request.headers.get("Accept", "")), info)
         if fmt.kind == "table" and info is not None and isinstance(obj, dict) \
                 and obj.get("kind") != "Status":
             obj = make_table(info, [obj], dt.datetime.now(dt.UTC),
@@ -312,10 +352,13 @@ class ResourceHandlers:
         if opts is not None and opts.warnings:
             headers["Warning"] = ", ".join(warning_header(w) for w in opts.warnings)
         if fmt.kind == "protobuf":
-            if info is not None and info.crd is not None:
-                raise status.not_acceptable("custom resources are served as JSON or YAML only")
-            pb = encode_protobuf(orjson.loads(raw) if raw is not None else obj)
-            return web.Response(body=pb, status=code, headers=headers, content_type=PROTOBUF)
+            try:
+                pb = encode_protobuf(orjson.loads(raw) if raw is not None else obj)
+            except APIError as e:
+                fmt = _fallback(fmt, e.message)
+            else:
+                return web.Response(body=pb, status=code, headers=headers,
+                                    content_type=PROTOBUF)
         body = raw if raw is not None else codec.dumps(obj)
         if fmt.kind == "yaml":
             return web.Response(body=codec.to_yaml(body), status=code,
@@ -372,7 +415,7 @@ class ResourceHandlers:
     async def get(self, request: web.Request, t: Target) -> web.Response:
         assert t.name is not None
         kv = await self.registry.get_kv(t.info, t.namespace, t.name)
-        if negotiate(request.headers.get("Accept", "")).kind == "json":
+        if served_format(negotiate(request.headers.get("Accept", "")), t.info).kind == "json":
             # Straight from the stored bytes: nothing to decode.
             return self.respond(request, None, info=t.info,
                                 raw=self.registry.served_bytes(t.info, kv))
@@ -381,7 +424,7 @@ class ResourceHandlers:
 
     async def list(self, request: web.Request, t: Target) -> web.StreamResponse:
         q = request.query
-        fmt = negotiate(request.headers.get("Accept", ""))
+        fmt = served_format(negotiate(request.headers.get("Accept", "")), t.info)
         label_sel, field_sel = _selectors(t.info, q)
         listoptions.validate(q, watch=False)
         limit = listoptions.limit(q)
@@ -449,10 +492,12 @@ class ResourceHandlers:
             resp.headers["Content-Type"] = fmt.content_type
             return resp
         if fmt.kind == "protobuf":
-            if t.info.crd is not None:
-                raise status.not_acceptable("custom resources are served as JSON or YAML only")
-            return web.Response(body=encode_protobuf_list(
-                t.info.group_version, t.info.kind + "List", meta, items), content_type=PROTOBUF)
+            try:
+                return web.Response(body=encode_protobuf_list(
+                    t.info.group_version, t.info.kind + "List", meta, items),
+                    content_type=PROTOBUF)
+            except APIError as e:
+                fmt = _fallback(fmt, e.message)
         head = b'{"kind":"%s","apiVersion":"%s","metadata":%s,"items":[' % (
             (t.info.kind + "List").encode(), t.info.group_version.encode(), codec.dumps(meta))
         items_raw = [codec.with_revision(kv.value, kv.mod_revision) for kv in raw_kvs]
@@ -568,7 +613,7 @@ class ResourceHandlers:
         info = t.info
         if request.method == "GET":
             obj = await self.registry.get(info, t.namespace, t.name)
-            return self.respond(request, _to_scale(info, obj))
+            return self._respond_scale(request, info, _to_scale(info, obj))
         if request.method not in ("PUT", "PATCH"):
             raise status.method_not_allowed()
         body = await self.body(request)
@@ -587,11 +632,14 @@ class ResourceHandlers:
             ptype = PATCH_TYPES.get(ct)
             opts = self.options(request, "PatchOptions", ptype or "")
 
+            if ptype == "apply":
+                return await self._apply_scale(request, t, body, opts)
+
             def replicas_of(current_scale: dict[str, Any]) -> Any:
                 try:
                     if ptype == "json":
                         out = patches.json_patch(current_scale, body)
-                    elif ptype in ("merge", "strategic", "apply"):
+                    elif ptype in ("merge", "strategic"):
                         out = patches.merge_patch(current_scale, body)
                     else:
                         raise status.unsupported_media("unsupported patch type for scale")
@@ -613,7 +661,80 @@ class ResourceHandlers:
         # Admission sees the scale subresource, so rules for the main resource leave it be.
         out = await self.registry.guaranteed_update(info, t.namespace, t.name, kv, mutate, opts,
                                                     "scale")
-        return self.respond(request, _to_scale(info, out), 200, opts)
+        return self._respond_scale(request, info, _to_scale(info, out), opts)
+
+    async def _apply_scale(self, request: web.Request, t: Target, body: Any,
+                           opts: Options) -> web.Response:
+        """Server-side apply to a Scale, as upstream's ScaleHandler does it:
+        the parent's managers of the replicas field are the Scale's managers
+        of spec.replicas (a conflict names them), and the applier ends up in
+        the parent's managedFields with ``subresource: scale``."""
+        info = t.info
+        if not isinstance(body, dict):
+            raise status.bad_request("expected a Scale object")
+        version = body.get("apiVersion")
+        if version != "autoscaling/v1" or body.get("kind") != "Scale":
+            raise status.bad_request(
+                "Incorrect version specified in apply patch. Specified patch version: "
+                f"{version if isinstance(version, str) else ''}, expected: autoscaling/v1")
+        spec_path = _scale_paths(info)[0]
+        replicas_path = tuple(spec_path.strip(".").split("."))
+
+        def mutate(old: dict[str, Any]) -> dict[str, Any]:
+            served = self.registry.to_served(info, old)
+            meta = served["metadata"]
+            parent = meta.get("managedFields") or []
+            scale = _to_scale(info, served)
+            scale["metadata"]["managedFields"] = ssa.scale_view(parent, replicas_path)
+            now = now_rfc3339()
+            try:
+                out = ssa.server_side_apply(scale, body, opts.field_manager, opts.force, None,
+                                            now, subresource="scale")
+            except ssa.ApplyConflict as e:
+                raise apply_conflict(info, t.name or "", e) from None
+            except ssa.ApplyError as e:
+                raise status.bad_request(str(e)) from None
+            replicas = (out.get("spec") or {}).get("replicas")
+            if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 0:
+                raise status.invalid("Scale", "autoscaling", t.name or "", [
+                    field.invalid("spec.replicas", replicas,
+                                  "must be greater than or equal to 0")])
+            _set_path(served, spec_path, replicas)
+            managed = ssa.scale_to_parent(parent, out["metadata"].get("managedFields"),
+                                          replicas_path, info.group_version, now)
+            if managed:
+                meta["managedFields"] = managed
+            else:
+                meta.pop("managedFields", None)
+            return self.registry.to_storage(info, served)
+
+        assert t.name is not None
+        kv = await self.registry.get_kv(info, t.namespace, t.name)
+        out = await self.registry.guaranteed_update(info, t.namespace, t.name, kv, mutate, opts,
+                                                    "scale", manage=False)
+        return self._respond_scale(request, info, _to_scale(info, out), opts)
+
+    def _respond_scale(self, request: web.Request, info: ResourceInfo, scale: dict[str, Any],
+                       opts: Options | None = None) -> web.Response:
+        """A Scale, or the Table of one (``kubectl get --subresource=scale``):
+        upstream prints a built-in kind's Scale with its Scale printer (Name,
+        Desired, Available, Age); a custom resource's goes through the CRD's
+        own columns."""
+        fmt = negotiate(request.headers.get("Accept", ""))
+        if fmt.kind == "table" and info.crd is not None:
+            return self.respond(request, scale, 200, opts, info)
+        if fmt.kind != "table":
+            return self.respond(request, scale, 200, opts)
+        try:
+            table = tables.table(*tables.SCALE, [scale], dt.datetime.now(dt.UTC),
+                                 request.query.get("includeObject", "Metadata"),
+                                 {"resourceVersion": scale["metadata"].get("resourceVersion", "")})
+        except ValueError as e:
+            raise status.bad_request(str(e)) from None
+        headers = {"Content-Type": fmt.content_type}
+        if opts is not None and opts.warnings:
+            headers["Warning"] = ", ".join(warning_header(w) for w in opts.warnings)
+        return web.Response(body=codec.dumps(table), headers=headers)
 
     async def pod_action(self, request: web.Request, t: Target) -> web.Response:
         if request.method != "POST":
@@ -902,7 +1023,7 @@ class ResourceHandlers:
 
     async def watch(self, request: web.Request, t: Target) -> web.StreamResponse:
         q = request.query
-        fmt = negotiate(request.headers.get("Accept", ""))
+        fmt = served_format(negotiate(request.headers.get("Accept", "")), t.info)
         info = t.info
         label_sel, field_sel = _selectors(info, q)
         if t.name:
@@ -1212,12 +1333,31 @@ async def _stream_list(request: web.Request, head: bytes, items: list[bytes]
     of the first pieces overlaps with preparing the rest."""
     resp = web.StreamResponse(headers={"Content-Type": "application/json"})
     resp.enable_chunked_encoding()
-    await resp.prepare(request)
     step = 1000
-    await resp.write(head + b",".join(items[:step]))
-    for i in range(step, len(items), step):
-        await resp.write(b"," + b",".join(items[i:i + step]))
-    await resp.write(b"]}")
+
+    def pieces() -> Iterator[bytes]:  # made one at a time: no whole copy
+        yield head + b",".join(items[:step])
+        for i in range(step, len(items), step):
+            yield b"," + b",".join(items[i:i + step])
+        yield b"]}"
+
+    if codec.accepts_gzip(request.headers.get("Accept-Encoding", "")):
+        # Always past the gzip threshold: compressed piece by piece, each in
+        # a worker thread (zlib lets go of the GIL).
+        resp.headers["Content-Encoding"] = "gzip"
+        resp.headers["Vary"] = "Accept-Encoding"
+        await resp.prepare(request)
+        gz = codec.gzip_compressor()
+        loop = asyncio.get_running_loop()
+        for piece in pieces():
+            out = await loop.run_in_executor(None, gz.compress, piece)
+            if out:
+                await resp.write(out)
+        await resp.write(gz.flush())
+    else:
+        await resp.prepare(request)
+        for piece in pieces():
+            await resp.write(piece)
     await resp.write_eof()
     return resp
 

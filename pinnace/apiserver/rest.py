@@ -140,11 +140,17 @@ class Registry:
             raise status.bad_request("metadata must be an object")
         return meta
 
-    def _field_check(self, info: ResourceInfo, obj: dict[str, Any], opts: Options) -> None:
+    def _field_check(self, info: ResourceInfo, obj: dict[str, Any], opts: Options,
+                     omit_empty: bool = True) -> None:
+        """Unknown and mistyped fields, as fieldValidation says; what is left
+        is what decoding into the Go type keeps and (``omit_empty``, for an
+        object to be stored rather than an apply configuration) what
+        encoding it writes: no empty omitempty fields."""
         if info.crd is not None:
             issues = self.strategies.custom_field_issues(info, obj)
         else:
-            issues = fieldcheck.check_fields(info.group, info.version, info.kind, obj)
+            issues = fieldcheck.check_fields(info.group, info.version, info.kind, obj,
+                                             omit_empty=omit_empty)
         if not issues:
             return
         # Wrong types cannot be decoded at all: refused whatever fieldValidation says.
@@ -160,7 +166,7 @@ class Registry:
             opts.warnings.extend(i.message for i in strict)
         if info.crd is None:
             # Never stored, whatever the mode: the Go type has no place for them.
-            fieldcheck.prune(info.group, info.version, info.kind, obj)
+            fieldcheck.prune(info.group, info.version, info.kind, obj, omit_empty=omit_empty)
 
     def _namespace(self, info: ResourceInfo, meta: dict[str, Any], ns: str | None) -> None:
         if info.namespaced:
@@ -484,7 +490,8 @@ class Registry:
         if meta.get("name") and meta["name"] != name:
             raise status.bad_request(f"the name of the object ({meta['name']}) does not match "
                                      f"the name on the URL ({name})")
-        self._field_check(info, body, opts)
+        # An apply configuration's zero values are fields it sets: kept.
+        self._field_check(info, body, opts, omit_empty=False)
         schema_node = self.schema_for(info)
         kv = await self.store.get(info.key(ns, name))
         if kv is None:
@@ -495,7 +502,7 @@ class Registry:
                                             schema_node, now_rfc3339(),
                                             reset_fields=_reset_fields(info, subresource))
             except ssa.ApplyConflict as e:
-                raise _apply_conflict(info, name, e) from None
+                raise apply_conflict(info, name, e) from None
             except ssa.ApplyError as e:
                 raise status.bad_request(str(e)) from None
             create_opts = Options(opts.dry_run, opts.field_manager, "Ignore", opts.force,
@@ -509,9 +516,11 @@ class Registry:
                                             schema_node, now_rfc3339(), subresource=subresource,
                                             reset_fields=_reset_fields(info, subresource))
             except ssa.ApplyConflict as e:
-                raise _apply_conflict(info, name, e) from None
+                raise apply_conflict(info, name, e) from None
             except ssa.ApplyError as e:
                 raise status.bad_request(str(e)) from None
+            if info.crd is None:
+                fieldcheck.omit_empty(info.group, info.version, info.kind, out)
             return self.to_storage(info, out)
 
         obj = await self.guaranteed_update(info, ns, name, kv, mutate, opts, subresource,
@@ -599,7 +608,7 @@ def _spec_changed(new: dict[str, Any], old: dict[str, Any]) -> bool:
     return any(new.get(k) != old.get(k) for k in keys)
 
 
-def _apply_conflict(info: ResourceInfo, name: str, e: ssa.ApplyConflict) -> APIError:
+def apply_conflict(info: ResourceInfo, name: str, e: ssa.ApplyConflict) -> APIError:
     return APIError(409, "Conflict", e.message, {
         "name": name, **({"group": info.group} if info.group else {}), "kind": info.resource,
         "causes": e.causes()})

@@ -934,6 +934,14 @@ def _csi_capacity_cells(obj: Obj, now: float) -> list[Any]:
 # --- the printer table -------------------------------------------------------
 
 Column = tuple[str, str, str, Desc, int]
+def _scale_cells(obj: Obj, now: float) -> list[Any]:
+    return [obj["metadata"].get("name", ""), _int((obj.get("spec") or {}).get("replicas")),
+            _int((obj.get("status") or {}).get("replicas")), _age(obj, now)]
+
+
+# The printer key of autoscaling/v1 Scale (a subresource: no resource is named so).
+SCALE = ("autoscaling", "scale")
+
 _APPS = "io.k8s.api.apps.v1."
 _BATCH = "io.k8s.api.batch.v1."
 _STORAGE = "io.k8s.api.storage.v1."
@@ -1129,6 +1137,13 @@ PRINTERS: dict[tuple[str, str], tuple[list[Column], RowFn]] = {
         AGE, CONTAINERS, IMAGES, _selector_col(_APPS + "DeploymentSpec"),
     ], _deployment_cells),
     ("autoscaling", "horizontalpodautoscalers"): (_HPA_COLUMNS, _hpa_cells),
+    # The scale subresource of any built-in kind (``kubectl get --subresource=scale``).
+    SCALE: ([
+        _c("Name", desc=(_META, "name")),  # upstream gives this Name no "name" format
+        _c("Desired", "integer", desc=("io.k8s.api.autoscaling.v1.ScaleSpec", "replicas")),
+        _c("Available", "integer", desc=("io.k8s.api.autoscaling.v1.ScaleStatus", "replicas")),
+        AGE,
+    ], _scale_cells),
     ("", "configmaps"): ([
         NAME, _c("Data", desc=(_CORE + "ConfigMap", "data")), AGE,
     ], _configmap_cells),
