@@ -70,18 +70,18 @@ def test_crd_rules_formats_selectable_fields_and_deprecation(server: Server,
         k(*n, "create", "-f", "-", input=_widget("w", replicas=3, color="red", size="s",
                                                   when="2024-05-01T10:00:00Z"))
         k(*n, "create", "-f", "-", input=_widget("v", replicas=3, color="blue"))
-        res = k(*n, "patch", "widget", "w", "--type=merge", "-p",
+        res = k(*n, "patch", f"widget.{GROUP}", "w", "--type=merge", "-p",
                 '{"spec": {"replicas": 2}}', check=False)
         assert res.returncode != 0
         assert ('spec.replicas: Invalid value: "integer": replicas may not decrease'
                 in res.stderr)
-        k(*n, "patch", "widget", "w", "--type=merge", "-p", '{"spec": {"replicas": 5}}')
+        k(*n, "patch", f"widget.{GROUP}", "w", "--type=merge", "-p", '{"spec": {"replicas": 5}}')
 
-        got = k(*n, "get", "widgets", "--field-selector", "spec.color=red", "-o", "name")
+        got = k(*n, "get", f"widgets.{GROUP}", "--field-selector", "spec.color=red", "-o", "name")
         assert got.stdout.split() == [f"widget.{GROUP}/w"]
-        got = k(*n, "get", "widgets", "--field-selector", "metadata.name=v", "-o", "name")
+        got = k(*n, "get", f"widgets.{GROUP}", "--field-selector", "metadata.name=v", "-o", "name")
         assert got.stdout.split() == [f"widget.{GROUP}/v"]
-        res = k(*n, "get", "widgets", "--field-selector", "spec.size=s", check=False)
+        res = k(*n, "get", f"widgets.{GROUP}", "--field-selector", "spec.size=s", check=False)
         assert res.returncode != 0
         assert "field label not supported: spec.size" in res.stderr
 

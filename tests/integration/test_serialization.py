@@ -243,9 +243,10 @@ def test_the_etag_changes_with_the_document(server: Server) -> None:
     _, headers, _ = _get(http, "/apis", {"Accept": AGGREGATED})
     before = headers["ETag"]
     crd = {"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
-           "metadata": {"name": "widgets.etag.example.com"},
+           "metadata": {"name": "etagprobes.etag.example.com"},
            "spec": {"group": "etag.example.com", "scope": "Cluster",
-                    "names": {"plural": "widgets", "singular": "widget", "kind": "Widget"},
+                    "names": {"plural": "etagprobes", "singular": "etagprobe",
+                              "kind": "EtagProbe"},
                     "versions": [{"name": "v1", "served": True, "storage": True, "schema": {
                         "openAPIV3Schema": {"type": "object"}}}]}}
     server.kubectl("apply", "-f", "-", input=json.dumps(crd))
@@ -255,6 +256,7 @@ def test_the_etag_changes_with_the_document(server: Server) -> None:
         return code == 200
 
     wait_for(changed, what="the discovery document to change")
+    server.kubectl("delete", "crd", "etagprobes.etag.example.com", "--wait=false")
 
 
 # -- scale -------------------------------------------------------------------------
