@@ -19,6 +19,8 @@ Obj = dict[str, Any]
 # entry gets no APIService, as upstream skips those.
 PRIORITIES: dict[tuple[str, str], tuple[int, int]] = {
     ("", "v1"): (18000, 1),
+    # First of the named groups in kube-apiserver's /apis (the aggregator's own).
+    ("apiregistration.k8s.io", "v1"): (18000, 15),
     ("apps", "v1"): (17800, 15),
     ("events.k8s.io", "v1"): (17750, 15),
     ("authentication.k8s.io", "v1"): (17700, 15),

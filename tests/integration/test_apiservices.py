@@ -26,7 +26,8 @@ def test_every_built_in_group_version_has_a_local_available_apiservice(server: S
     rows = {line.split()[0]: line.split()[1:3]
             for line in server.kubectl("get", "apiservices").stdout.splitlines()[1:]}
     for name in ("v1.", "v1.apps", "v1.batch", "v2.autoscaling", "v1.node.k8s.io",
-                 "v1beta1.metrics.k8s.io"):
+                 "v1beta1.metrics.k8s.io", "v1.apiregistration.k8s.io",
+                 "v1.admissionregistration.k8s.io", "v1.flowcontrol.apiserver.k8s.io"):
         assert rows.get(name) == ["Local", "True"], (name, rows)
     # What HPA guides check to see that metrics work.
     metrics = json.loads(server.kubectl("get", "apiservice", "v1beta1.metrics.k8s.io",
