@@ -22,7 +22,7 @@ from aiohttp import web
 from pinnace.api.resources import ResourceInfo
 from pinnace.hostaddr import advertised_address
 from pinnace.runtime import tune_gc
-from pinnace.servertls import HTTP_LIMITS, server_context
+from pinnace.servertls import HTTP_LIMITS, TLSSite, server_context
 from pinnace.storage import open_store
 from pinnace.storage.encryption import encrypted
 from pinnace.storage.encryptionconfig import for_server
@@ -233,12 +233,10 @@ class APIServer:
                                      shutdown_timeout=1.0, **HTTP_LIMITS)
         await self._runner.setup()
         # Workers each listen on the same port; the kernel spreads connections.
-        site = web.TCPSite(self._runner, cfg.host, cfg.port, ssl_context=self._ssl_context(),
-                           backlog=1024, reuse_address=True, reuse_port=cfg.workers > 1)
+        site = TLSSite(self._runner, cfg.host, cfg.port, ssl_context=self._ssl_context(),
+                       reuse_port=cfg.workers > 1)
         await site.start()
-        if cfg.port == 0:
-            server: Any = site._server  # the OS picked the port: read it back
-            self.port = server.sockets[0].getsockname()[1]
+        self.port = site.port  # the OS's pick when asked for port 0
         await self._follow_tables()
         if cfg.owner:
             await self._bootstrap()

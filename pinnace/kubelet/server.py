@@ -56,7 +56,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from pinnace.servertls import HTTP_LIMITS, server_context
+from pinnace.servertls import HTTP_LIMITS, TLSSite, server_context
 
 from . import crilog, portforward
 
@@ -153,11 +153,9 @@ class KubeletServer:
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False,
                                      shutdown_timeout=1.0, **HTTP_LIMITS)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port, ssl_context=self._ssl_context(),
-                           reuse_address=True)
+        site = TLSSite(self._runner, self.host, self.port, ssl_context=self._ssl_context())
         await site.start()
-        server: Any = site._server
-        self.port = server.sockets[0].getsockname()[1]
+        self.port = site.port
         log.info("kubelet API on https://%s:%d", self.host, self.port)
 
     async def stop(self) -> None:

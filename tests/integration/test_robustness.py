@@ -251,6 +251,47 @@ def test_headers_up_to_go_servers_limit_are_read(server: Server) -> None:
         assert json.loads(resp.read())["metadata"]["name"] == "default"
 
 
+def _raw(server: Server, request: bytes, tls: bool = True) -> bytes:
+    """What the server answers to ``request`` sent as is, until it closes."""
+    import socket
+    import ssl
+    from urllib.parse import urlparse
+
+    url = urlparse(server.url)
+    ctx = ssl.create_default_context(cafile=str(server.data_dir / "tls" / "ca.crt"))
+    ctx.check_hostname = False
+    with socket.create_connection((url.hostname, url.port), timeout=10) as raw:
+        conn = ctx.wrap_socket(raw) if tls else raw
+        conn.sendall(request)
+        answer = b""
+        while chunk := conn.recv(65536):
+            answer += chunk
+        return answer
+
+
+def test_plain_http_to_the_tls_port_is_told_so(server: Server) -> None:
+    answer = _raw(server, b"GET /version HTTP/1.1\r\nHost: x\r\n\r\n", tls=False)
+    assert answer == (b"HTTP/1.0 400 Bad Request\r\n\r\n"
+                      b"Client sent an HTTP request to an HTTPS server.\n")
+    # And the port still speaks TLS to the next client.
+    assert b'"gitVersion"' in _raw(server, b"GET /version HTTP/1.1\r\nHost: x\r\n"
+                                           b"Connection: close\r\n\r\n")
+
+
+def test_headers_past_go_servers_limit_get_431(server: Server) -> None:
+    long = b"X-Long: " + b"a" * (2 << 20) + b"\r\n"
+    answer = _raw(server, b"GET /version HTTP/1.1\r\nHost: x\r\n" + long + b"\r\n")
+    assert answer.split(b" ", 2)[1] == b"431", answer[:200]
+
+
+def test_a_method_the_server_does_not_know_gets_a_405_status(server: Server) -> None:
+    answer = _raw(server, b"FOO /api/v1/namespaces HTTP/1.1\r\nHost: x\r\n\r\n")
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.split(b" ", 2)[1] == b"405", head
+    status = json.loads(body)
+    assert (status["kind"], status["reason"], status["code"]) == ("Status", "MethodNotAllowed", 405)
+
+
 def test_a_warning_about_a_field_named_with_control_characters_is_quoted(
         server: Server, namespace: str) -> None:
     """Found by the fuzz test: the Warning header for an unknown field named
