@@ -1,7 +1,7 @@
 """One storage watch per resource, fanned out to every API watcher.
 
 Each resource's cache keeps a window of its most recent events, bounded in
-count and in bytes. A client watching from revision R is served from the
+count, in bytes and in age. A client watching from revision R is served from the
 window when R is inside it (the common case: informers watch from their
 list's revision); otherwise it gets its own storage watch, so only true
 compaction answers 410 Gone.
@@ -22,6 +22,7 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+from pinnace.runtime import release_memory
 from pinnace.storage.interface import CompactedError, Event, Store, WatchClosedError
 
 from . import codec
@@ -33,6 +34,16 @@ _CLOSED = object()
 # How many bytes of stored values each resource's window may hold (besides
 # its 10,000 events): a watcher from an older revision reads storage instead.
 DEFAULT_WINDOW_BYTES = 64 * 1024 * 1024
+# Beyond its newest KEEP_EVENTS, an event leaves the window once it is
+# FRESH_SECONDS old: upstream's watch cache keeps events 75 s
+# (eventFreshDuration) and at least 100. A watcher resuming from before the
+# window reads storage, so this costs a reconnecting client nothing but the
+# storage read.
+FRESH_SECONDS = 75.0
+KEEP_EVENTS = 100
+_AGE_SLACK = 5.0  # age events in batches, not one timer per event
+# Freeing this much of the window hands the memory back to the OS.
+RELEASE_BYTES = 8 * 1024 * 1024
 
 
 class CacheEvent:
@@ -42,8 +53,8 @@ class CacheEvent:
     serve the watchers woken together), so the window holds one copy of
     each value, not four."""
 
-    __slots__ = ("_obj", "_prev", "_wire", "heir", "key", "owner", "prev_raw", "raw", "rev",
-                 "size", "type")
+    __slots__ = ("_obj", "_prev", "_wire", "at", "heir", "key", "owner", "prev_raw", "raw",
+                 "rev", "size", "type")
 
     def __init__(self, ev: Event, owner: ResourceCache | None = None,
                  prev_raw: bytes | None = None):
@@ -61,6 +72,7 @@ class CacheEvent:
         # its value, and its previous one unless an older event holds it.
         self.size = 0
         self.heir: CacheEvent | None = None  # the key's next event, sharing our value
+        self.at = 0.0  # when its cache took it in (the loop's clock)
 
     def _made_form(self) -> None:
         if self.owner is not None:
@@ -129,6 +141,7 @@ class ResourceCache:
         self._waiting: set[WatchStream] = set()
         self._wake_handle: asyncio.Handle | None = None
         self._expiry_handle: asyncio.Handle | None = None
+        self._age_handle: asyncio.TimerHandle | None = None
         self._last_wake = 0.0
         # What the watchers woken together ask for alike, made once per wake-up:
         # (prefix, first, last sequence number) -> the events under prefix.
@@ -174,16 +187,20 @@ class ResourceCache:
         self._latest[ce.key] = ce
         self.bytes += ce.size
         self.last_rev = ce.rev
+        loop = asyncio.get_running_loop()
+        ce.at = loop.time()
         if len(events) >= self.size + self.size // 4 or \
                 (self.bytes > self.max_bytes and len(events) > 1):
             self._trim()
+        if self._age_handle is None and len(events) > KEEP_EVENTS:
+            self._age_handle = loop.call_at(events[0].at + FRESH_SECONDS + _AGE_SLACK,
+                                            self._age)
         self._schedule_wake()
 
     def _trim(self) -> None:
         """Drop the oldest events, in bulk (amortized O(1) per event, and
         cursors stay plain ints): down to ``size`` events and to at most
-        7/8 of ``max_bytes`` (the newest event always stays). A dropped
-        event's value that a later event shares stays, counted by that one."""
+        7/8 of ``max_bytes`` (the newest event always stays)."""
         events = self.events
         cut = max(0, len(events) - self.size)
         dropped = sum(e.size for e in events[:cut])
@@ -191,8 +208,35 @@ class ResourceCache:
         while self.bytes - dropped > goal and cut < len(events) - 1:
             dropped += events[cut].size
             cut += 1
+        self._drop(cut)
+
+    def _age(self) -> None:
+        """Drop the events older than FRESH_SECONDS but the newest
+        KEEP_EVENTS, as upstream's cache shrinks to what is fresh: once a
+        burst of writes is over (or its objects deleted), the window's
+        memory goes back to the process, not only to a later burst."""
+        self._age_handle = None
+        loop = asyncio.get_running_loop()
+        stale = loop.time() - FRESH_SECONDS
+        events = self.events
+        last = len(events) - KEEP_EVENTS
+        cut = 0
+        while cut < last and events[cut].at <= stale:
+            cut += 1
+        freed = self._drop(cut)
+        if freed >= RELEASE_BYTES:
+            release_memory()
+        if len(events) > KEEP_EVENTS:
+            self._age_handle = loop.call_at(events[0].at + FRESH_SECONDS + _AGE_SLACK, self._age)
+
+    def _drop(self, cut: int) -> int:
+        """Drop the oldest ``cut`` events; the bytes the window no longer
+        holds. A dropped event's value that a later event shares stays,
+        counted by that one."""
         if not cut:
-            return
+            return 0
+        events = self.events
+        dropped = sum(e.size for e in events[:cut])
         last_cut = events[cut - 1].rev
         for e in events[:cut]:
             if self._latest.get(e.key) is e:
@@ -206,6 +250,7 @@ class ResourceCache:
         del events[:cut]
         self.base += cut
         self.bytes -= dropped
+        return dropped
 
     def _interval(self) -> float:
         # A wake-up costs each watcher some 20-40 µs, most of it one TLS
@@ -344,7 +389,7 @@ class ResourceCache:
                 await self._task
             except (asyncio.CancelledError, Exception):
                 pass
-        for handle in (self._wake_handle, self._expiry_handle):
+        for handle in (self._wake_handle, self._expiry_handle, self._age_handle):
             if handle is not None:
                 handle.cancel()
         self._cut_off()

@@ -266,3 +266,36 @@ async def test_a_value_is_kept_once_by_the_events_that_carry_it() -> None:
     assert deleted.obj["metadata"]["resourceVersion"] == str(deleted.rev)
     stream.close()
     await cache.stop()
+
+
+async def test_events_leave_the_window_once_stale_but_the_newest_stay(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from pinnace.apiserver import watchcache
+
+    monkeypatch.setattr(watchcache, "FRESH_SECONDS", 0.2)
+    monkeypatch.setattr(watchcache, "_AGE_SLACK", 0.05)
+    monkeypatch.setattr(watchcache, "KEEP_EVENTS", 5)
+    store = MemoryStore()
+    cache = WatchCache(store)
+    start = await store.revision()
+    watcher = await cache.stream(P, start)
+    names = [f"v{i:02d}" for i in range(20)]
+    for name in names:
+        await store.create(P + "ns/" + name, _value(name))
+    rc = cache.caches[P]
+    await _until(lambda: rc.last_rev == start + 20, "the cache to see every event")
+    assert len(rc.events) == 20  # fresh: all of them
+    got = await asyncio.wait_for(watcher.next_batch(5), 5)
+    assert got is not None and len(got) == 20  # read while fresh
+    await _until(lambda: len(rc.events) == 5, "the stale events to go")
+    assert rc.bytes == sum(e.size for e in rc.events)
+    assert rc.window_start == start + 15
+    # A watch from before the window reads storage, and misses nothing.
+    old = await _take(cache.events(P, start), 20)
+    assert [k.rsplit("/", 1)[1] for _, k, _ in old] == names
+    # The watcher that kept up goes on with the next event.
+    await store.create(P + "ns/later", _value("later"))
+    got = await asyncio.wait_for(watcher.next_batch(5), 5)
+    assert got is not None and [ev.key for ev in got] == [P + "ns/later"]
+    watcher.close()
+    await cache.stop()
