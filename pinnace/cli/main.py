@@ -121,9 +121,16 @@ def _agent_args(p: argparse.ArgumentParser, prefix: str = "") -> None:
                    help="registry to pull from over plain http (repeatable)")
     p.add_argument("--kubelet-port", type=int, default=10250,
                    help="port of the kubelet API (logs, exec) (default 10250)")
+    _proxy_mode_arg(p, "--proxy-mode")
     if not prefix:
         p.add_argument("--data-dir", type=Path, default=None,
                        help="where containers, images and logs live (default as pinnace server)")
+
+
+def _proxy_mode_arg(p: argparse.ArgumentParser, flag: str) -> None:
+    p.add_argument(flag, choices=["auto", "nftables", "iptables"], default="auto",
+                   help="how the service proxy writes its rules (default auto: nftables where "
+                        "the kernel and the nft command have it, else iptables)")
 
 
 def _agent_cli_args(args: argparse.Namespace, prefix: str = "",
@@ -140,7 +147,8 @@ def _agent_cli_args(args: argparse.Namespace, prefix: str = "",
         out += ["--cluster-dns", d]
     for r in args.insecure_registry:
         out += ["--insecure-registry", r]
-    return out + ["--cluster-domain", args.cluster_domain, "--kubelet-port", str(args.kubelet_port)]
+    return out + ["--cluster-domain", args.cluster_domain, "--kubelet-port", str(args.kubelet_port),
+                  "--proxy-mode", args.proxy_mode]
 
 
 def _controller_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -239,6 +247,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="the pod range: traffic from elsewhere is masqueraded")
     proxy.add_argument("--data-dir", type=Path, default=None,
                        help="where the proxy keeps what it changed (default as pinnace agent)")
+    _proxy_mode_arg(proxy, "--mode")
     proxy.add_argument("--cleanup", action="store_true",
                        help="remove every rule and address the proxy made, restore the "
                             "settings it changed, and exit")
@@ -497,7 +506,7 @@ def main(argv: list[str] | None = None) -> int:
             # As k3s does: the default service range's kube-dns unless told otherwise.
             cluster_dns=args.cluster_dns or ["10.96.0.10"],
             cluster_domain=args.cluster_domain, insecure_registries=set(args.insecure_registry),
-            kubelet_port=args.kubelet_port, node_ip=args.node_ip))
+            kubelet_port=args.kubelet_port, node_ip=args.node_ip, proxy_mode=args.proxy_mode))
     if args.command == "proxy":
         return _proxy(args)
     if args.command == "dns":
@@ -532,7 +541,8 @@ def _proxy(args: argparse.Namespace) -> int:
     from pinnace.proxy.proxier import cleanup, run_proxy
 
     if os.geteuid() != 0:
-        print("pinnace proxy: must run as root (it writes nftables rules)", file=sys.stderr)
+        print("pinnace proxy: must run as root (it writes nftables or iptables rules)",
+              file=sys.stderr)
         return 1
     # The agent's proxy keeps its state here too: --cleanup undoes either.
     state = (args.data_dir or default_data_dir()).resolve() / "agent" / "proxy"
@@ -541,7 +551,7 @@ def _proxy(args: argparse.Namespace) -> int:
             print(f"removed {what}")
         return 0
     return _run_until_signal(run_proxy(args.kubeconfig, (args.node_name or socket.gethostname()).lower(),
-                                       state, args.cluster_cidr))
+                                       state, args.cluster_cidr, args.mode))
 
 
 def _agent_kubeconfig(args: argparse.Namespace, data_dir: Path) -> str | None:

@@ -62,7 +62,7 @@ class Agent:
                  cluster_domain: str = "cluster.local", insecure_registries: set[str] | None = None,
                  kubelet_port: int = 10250, ca_file: Path | None = None,
                  tls_dir: Path | None = None, workers: int = 16, labels: dict[str, str] | None = None,
-                 proxy: bool = True, node_ip: str = ""):
+                 proxy: bool = True, proxy_mode: str = "auto", node_ip: str = ""):
         from .images import ImageStore, image_root
         from .network import PodNetwork
         from .volumes import VolumeManager
@@ -105,7 +105,7 @@ class Agent:
             from pinnace.proxy.proxier import Proxier
 
             self.proxier = Proxier(client, self.node_name, self.root / "proxy",
-                                   cluster_cidr=str(self.network.cluster),
+                                   cluster_cidr=str(self.network.cluster), mode=proxy_mode,
                                    services=self.service_informer, nodes=self.routes.nodes)
         self.workers = workers
         self.ready = asyncio.Event()

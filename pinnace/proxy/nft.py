@@ -35,6 +35,17 @@ def nft_binary() -> str:
     return found
 
 
+def unusable() -> str:
+    """Why nftables cannot be used here ("" when it can): no nft command, or
+    a kernel without nf_tables."""
+    try:
+        proc = subprocess.run([nft_binary(), "list", "tables"], capture_output=True, text=True,
+                              timeout=30)
+    except (NftError, OSError) as e:
+        return str(e)
+    return proc.stderr.strip() or f"nft exited with {proc.returncode}" if proc.returncode else ""
+
+
 def run(script: str) -> None:
     proc = subprocess.run([nft_binary(), "-f", "-"], input=script, capture_output=True,
                           text=True, timeout=120)
@@ -132,7 +143,7 @@ class Table:
             self.synced = False  # the next update rewrites the table whole
             raise
         for key, rules in changed.items():
-            if rules is None or not (rules.chains or rules.elements):
+            if rules is None or rules.empty():
                 self.applied.pop(key, None)
             else:
                 self.applied[key] = rules

@@ -1,5 +1,6 @@
 """The service proxy of a node: watches Services and EndpointSlices and keeps
-this node's nftables table (rules.py, nft.py) in line with them, plus the
+this node's nftables table (rules.py, nft.py), or its iptables chains where
+nftables is missing (iptrules.py, iptables.py), in line with them, plus the
 LoadBalancer addresses the node answers for (addresses.py; one node per
 address, elected from the Ready nodes the same way on every node).
 
@@ -22,8 +23,10 @@ from typing import Any
 from pinnace.client import Client, Informer, key_of
 from pinnace.client.informer import strip_managed_fields
 
-from . import addresses, conntrack, nft, sysctl
-from .rules import Rules, service_rules
+from . import addresses, conntrack, iptables, nft, sysctl
+from .iptrules import service_rules as iptables_rules
+from .model import UdpFlows
+from .rules import service_rules as nftables_rules
 
 log = logging.getLogger("pinnace.proxy")
 
@@ -39,7 +42,7 @@ def _slice_service(sl: Obj) -> str:
 
 class Proxier:
     def __init__(self, client: Client, node_name: str, state_dir: Path, *,
-                 cluster_cidr: str = "10.244.0.0/16",
+                 cluster_cidr: str = "10.244.0.0/16", mode: str = "auto",
                  services: Informer | None = None, nodes: Informer | None = None):
         self.node_name = node_name
         self.cluster_cidr = cluster_cidr
@@ -54,7 +57,10 @@ class Proxier:
         # transform keeps node_readiness's fields); alone we make our own.
         self.nodes = nodes or Informer(client.resource("v1", "nodes"), transform=node_readiness)
         self._own_nodes = nodes is None
-        self.table = nft.Table(cluster_cidr)
+        self.mode = choose_mode(mode)
+        self.table: Any = nft.Table(cluster_cidr) if self.mode == "nftables" else \
+            iptables.Table(cluster_cidr)
+        self._render = nftables_rules if self.mode == "nftables" else iptables_rules
         self.lb = addresses.LocalAddresses()
         self._dirty: set[str] = set()
         self._wake = asyncio.Event()
@@ -73,11 +79,12 @@ class Proxier:
         for o in objs:
             self._mark(_slice_service(o))
 
-    def rules_for(self, key: str) -> Rules | None:
+    def rules_for(self, key: str) -> Any:
+        """The rules (rules.Rules or iptrules.IptRules, by mode) of one service."""
         svc = self.services.get(key)
         if svc is None:
             return None
-        return service_rules(svc, self.slices.by_index("service", key), self.node_name,
+        return self._render(svc, self.slices.by_index("service", key), self.node_name,
                              self.cluster_cidr)
 
     def _node_event(self, *objs: Obj) -> None:
@@ -140,8 +147,9 @@ class Proxier:
         for svc in self.services.objects():
             key = key_of(svc)
             rules = self.rules_for(key)
-            if rules is not None and (rules.chains or rules.elements):
+            if rules is not None and not rules.empty():
                 desired[key] = rules
+        await asyncio.to_thread(_remove_other_mode, self.mode)
         await asyncio.to_thread(self.table.replace_all, desired)
         await asyncio.to_thread(self.lb.set, self._lb_addresses())
 
@@ -154,16 +162,20 @@ class Proxier:
             changed = {key: self.rules_for(key) for key in dirty}
             gone: set[str] = set()
             served: set[tuple[str, int]] = set()
+            nodeports: set[int] = set()
             for key, rules in changed.items():
-                g, s = conntrack.stale(self.table.applied.get(key) or Rules(), rules or Rules())
+                before = self.table.applied.get(key)
+                g, s, ports = conntrack.stale(before.udp if before else UdpFlows(),
+                                              rules.udp if rules else UdpFlows())
                 gone |= g
                 served |= s
+                nodeports |= ports
             try:
                 n = await asyncio.to_thread(self.table.update, changed)
-                if gone or served:
-                    await asyncio.to_thread(conntrack.forget, gone, served)
+                if gone or served or nodeports:
+                    await asyncio.to_thread(conntrack.forget, gone, served, nodeports)
                 await asyncio.to_thread(self.lb.set, self._lb_addresses())
-            except (nft.NftError, OSError) as e:
+            except (nft.NftError, iptables.IptablesError, OSError) as e:
                 log.warning("updating the proxy rules failed (retrying): %s", e)
                 self._dirty |= dirty
                 await asyncio.sleep(1)
@@ -171,8 +183,30 @@ class Proxier:
                 continue
             self.last_sync_ms = (time.monotonic() - started) * 1000
             if n:
-                log.debug("proxy: %d services, %d nft commands, %.1f ms", len(dirty), n,
-                          self.last_sync_ms)
+                log.debug("proxy: %d services, %d %s commands, %.1f ms", len(dirty), n,
+                          self.mode, self.last_sync_ms)
+
+
+def choose_mode(wanted: str) -> str:
+    """nftables or iptables: as asked, or for "auto" nftables where the nft
+    command and the kernel have it, else iptables (one log line says so)."""
+    if wanted in ("nftables", "iptables"):
+        return wanted
+    why = nft.unusable()
+    if not why:
+        return "nftables"
+    if iptables.available():
+        log.info("service proxy: nftables unusable (%s); using iptables", why)
+        return "iptables"
+    raise nft.NftError(f"the service proxy needs nftables or iptables: {why}")
+
+
+def _remove_other_mode(mode: str) -> None:
+    """What a previous run in the other mode left would catch packets first."""
+    if mode == "nftables":
+        iptables.delete_all()
+    elif not nft.unusable():
+        nft.delete_table()
 
 
 def node_readiness(node: Obj) -> Obj:
@@ -195,17 +229,18 @@ def cleanup(state_dir: Path) -> list[str]:
     """Remove every rule and address the proxy made and restore the sysctls
     it changed (`pinnace proxy --cleanup`). Returns what was removed."""
     done = []
-    if nft.delete_table():
+    if not nft.unusable() and nft.delete_table():
         done.append(f"nft table ip {nft.TABLE}")
+    done += iptables.delete_all()
     done += addresses.LocalAddresses().remove()
     done += sysctl.restore(state_dir)
     return done
 
 
 async def run_proxy(kubeconfig: str | None, node_name: str, state_dir: Path,
-                    cluster_cidr: str = "10.244.0.0/16") -> None:
+                    cluster_cidr: str = "10.244.0.0/16", mode: str = "auto") -> None:
     """`pinnace proxy`: the proxy alone, for nodes whose agent runs without one."""
     from pinnace.client import auto_config
 
     async with Client(auto_config(kubeconfig)) as client:
-        await Proxier(client, node_name, state_dir, cluster_cidr=cluster_cidr).run()
+        await Proxier(client, node_name, state_dir, cluster_cidr=cluster_cidr, mode=mode).run()

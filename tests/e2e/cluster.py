@@ -103,7 +103,8 @@ class SecondNode:
 
 
 @contextmanager
-def second_node(server: Server, data: Path, images: list[Path]) -> Iterator[SecondNode]:
+def second_node(server: Server, data: Path, images: list[Path],
+                proxy_mode: str = "auto") -> Iterator[SecondNode]:
     for archive in images:
         pinnace("image", "import", "--data-dir", str(data), str(archive), timeout=600)
     remove_topology()
@@ -124,7 +125,8 @@ def second_node(server: Server, data: Path, images: list[Path]) -> Iterator[Seco
                 ["nsenter", f"--net=/run/netns/{NODE_NS}", sys.executable, "-m", "pinnace.cli.main",
                  "agent", "--server", f"https://{node_ip(server)}:{port}",
                  "--token-file", str(server.data_dir / "node-token"), "--data-dir", str(data),
-                 "--node-name", NODE2, "--node-ip", NODE_IP, "--kubelet-port", str(_free_port())],
+                 "--node-name", NODE2, "--node-ip", NODE_IP, "--kubelet-port", str(_free_port()),
+                 "--proxy-mode", proxy_mode],
                 stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
 
         def ready() -> bool:

@@ -1,6 +1,8 @@
 """Two real nodes: the server's own agent, and a second agent joined with the
 server's token from a network namespace that plays a second machine
-(tests/e2e/cluster.py)."""
+(tests/e2e/cluster.py). The second node's proxy writes iptables rules (the
+fallback where nftables is missing), the first node's nftables: every
+service test here crosses both."""
 
 from __future__ import annotations
 
@@ -13,7 +15,16 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import Server
-from tests.e2e.cluster import HOST_IP, NODE2, NODE_IP, OUTSIDE_IP, OUTSIDE_NS, outside_get, second_node
+from tests.e2e.cluster import (
+    HOST_IP,
+    NODE2,
+    NODE_IP,
+    NODE_NS,
+    OUTSIDE_IP,
+    OUTSIDE_NS,
+    outside_get,
+    second_node,
+)
 from tests.e2e.conftest import phase, until_answers, wait_pod
 
 IMAGE = "busybox:1.36"
@@ -25,7 +36,8 @@ SERVE = ("mkdir -p /www/cgi-bin && printf '#!/bin/sh\\necho Content-Type: text/p
 @pytest.fixture(scope="module")
 def two_nodes(node: Server, busybox_archive: Path, tmp_path_factory: pytest.TempPathFactory
               ) -> Iterator[Server]:
-    with second_node(node, tmp_path_factory.mktemp("node2"), [busybox_archive]):
+    with second_node(node, tmp_path_factory.mktemp("node2"), [busybox_archive],
+                     proxy_mode="iptables"):
         yield node
 
 
@@ -125,3 +137,27 @@ def test_external_traffic_policy_local_on_the_second_node(two_nodes, ns):
                                 "import socket; s = socket.socket(); s.settimeout(2); "
                                 f"s.connect(('{HOST_IP}', {port}))"], capture_output=True, text=True)
     assert first_try.returncode != 0 and "timed out" in first_try.stderr
+
+
+def test_the_second_node_s_iptables_proxy_refuses_a_service_without_endpoints(two_nodes, ns):
+    node = two_nodes
+    _pod(node, ns, "lonely", NODE2)
+    _apply(node, ns, {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "nobody"},
+                      "spec": {"selector": {"app": "nobody"}, "ports": [{"port": 80}]}})
+    ip = json.loads(node.kubectl("get", "svc", "nobody", "-n", ns, "-o", "json").stdout
+                    )["spec"]["clusterIP"]
+
+    def saved() -> str:
+        return subprocess.run(["ip", "netns", "exec", NODE_NS, "iptables-save"],
+                              capture_output=True, text=True, check=True).stdout
+    until_answers(lambda: saved() if f"-d {ip}/32" in saved() else None,
+                  "node2's iptables rules for the service", timeout=30, interval=0.5)
+    assert "PINNACE-SERVICES" in saved()
+    # The nftables table is not there: node2 uses iptables only.
+    tables = subprocess.run(["ip", "netns", "exec", NODE_NS, "nft", "list", "tables"],
+                            capture_output=True, text=True).stdout
+    assert "pinnace-proxy" not in tables
+    # Refused at once (ICMP), not left to time out.
+    out = node.kubectl("exec", "lonely", "-n", ns, "--", "timeout", "5", "wget", "-q", "-O", "-",
+                       f"http://{ip}/", check=False)
+    assert out.returncode != 0 and "refused" in out.stderr, out.stderr

@@ -141,7 +141,8 @@ def test_both_policies_local_keep_local_clients_on_every_endpoint():
 def test_udp_flows_to_forget_when_endpoints_change():
     from pinnace.proxy.conntrack import stale
 
-    dns = svc(name="dns", ports=[{"name": "dns", "port": 53, "protocol": "UDP"}])
+    dns = svc(name="dns", type_="NodePort",
+              ports=[{"name": "dns", "port": 53, "protocol": "UDP", "nodePort": 30053}])
     one = slice_(("10.244.0.5", "n1", True), port=53, name="dns")
     one["ports"][0]["protocol"] = "UDP"
     other = slice_(("10.244.0.9", "n1", True), port=53, name="dns")
@@ -149,9 +150,11 @@ def test_udp_flows_to_forget_when_endpoints_change():
     none = service_rules(dns, [], "n1", CIDR)
     first = service_rules(dns, [one], "n1", CIDR)
     second = service_rules(dns, [other], "n1", CIDR)
-    assert stale(none, first) == (set(), {("10.96.0.20", 53)})   # refused flows now served
-    assert stale(first, second) == ({"10.244.0.5"}, set())       # the old endpoint's flows
-    assert stale(first, first) == (set(), set())
+    # Refused flows now served, to the service address and the NodePort.
+    assert stale(none.udp, first.udp) == (set(), {("10.96.0.20", 53)}, {30053})
+    # The old endpoint's flows.
+    assert stale(first.udp, second.udp) == ({"10.244.0.5"}, set(), set())
+    assert stale(first.udp, first.udp) == (set(), set(), set())
 
 
 def test_one_node_announces_each_load_balancer_address():

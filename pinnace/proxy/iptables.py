@@ -1,0 +1,209 @@
+"""The proxy's iptables rules (iptrules.py), written with iptables-restore:
+the fallback where nftables is missing. The same Table interface as nft.py.
+
+iptables has no table of our own to replace whole: the nat, filter and raw
+tables are shared with whatever else runs on the node. So every write is
+`iptables-restore --noflush`, touching only PINNACE-* chains and the jumps
+into them; the whole-table write (the first sync, and after a failed
+update) declares every PINNACE-* chain found or wanted, which flushes it,
+and deletes those no longer wanted. Each write is one restore per call,
+applied atomically per table.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import subprocess
+import time
+
+from .iptrules import HOOKS, PREFIX, SKELETON, IptRules
+
+log = logging.getLogger("pinnace.proxy.iptables")
+
+TABLES = ("raw", "nat", "filter")
+
+
+class IptablesError(Exception):
+    pass
+
+
+def _binary(name: str) -> str:
+    found = shutil.which(name) or shutil.which(name, path="/usr/sbin:/sbin")
+    if found is None:
+        raise IptablesError(f"the service proxy needs {name} (package iptables)")
+    return found
+
+
+def available() -> bool:
+    return bool(shutil.which("iptables-restore") or
+                shutil.which("iptables-restore", path="/usr/sbin:/sbin"))
+
+
+def _restore(text: str) -> None:
+    proc = subprocess.run([_binary("iptables-restore"), "--noflush", "-w", "5"], input=text,
+                          capture_output=True, text=True, timeout=120)
+    if proc.returncode != 0:
+        lines = proc.stderr.strip().splitlines()
+        raise IptablesError("\n".join(lines[:6]) if lines else
+                            f"iptables-restore exited with {proc.returncode}")
+
+
+def _saved() -> dict[str, tuple[set[str], list[str]]]:
+    """Per table: the PINNACE-* chains there are, and the rules (as
+    iptables-save prints them) of the built-in chains that jump to one."""
+    out: dict[str, tuple[set[str], list[str]]] = {}
+    for table in TABLES:
+        proc = subprocess.run([_binary("iptables-save"), "-t", table], capture_output=True,
+                              text=True, timeout=60)
+        chains: set[str] = set()
+        hooks: list[str] = []
+        for line in proc.stdout.splitlines():
+            if line.startswith(":" + PREFIX):
+                chains.add(line[1:].split()[0])
+            elif line.startswith("-A ") and not line.startswith("-A " + PREFIX) and \
+                    f"-j {PREFIX}" in line:
+                hooks.append(line[3:])
+        out[table] = (chains, hooks)
+    return out
+
+
+def _table_text(sections: dict[str, list[str]]) -> str:
+    text = []
+    for table in TABLES:
+        lines = sections.get(table)
+        if lines:
+            text += [f"*{table}", *lines, "COMMIT"]
+    return "\n".join(text) + "\n" if text else ""
+
+
+def delete_all() -> list[str]:
+    """Remove every chain and jump the proxy made; what was removed."""
+    if not available():
+        return []
+    sections: dict[str, list[str]] = {}
+    removed = []
+    for table, (chains, hooks) in _saved().items():
+        if not chains and not hooks:
+            continue
+        sections[table] = [*(f":{c} - [0:0]" for c in sorted(chains)),
+                           *(f"-D {h}" for h in hooks), *(f"-X {c}" for c in sorted(chains))]
+        removed.append(f"iptables {table}: {len(chains)} chains")
+    if sections:
+        _restore(_table_text(sections))
+    return removed
+
+
+def diff(old: IptRules, new: IptRules) -> dict[str, list[str]]:
+    """iptables-restore lines per table turning one service's ``old`` rules
+    into ``new``: chains declared (which empties them) before anything,
+    stale entries deleted, rules added, dropped chains deleted last, once
+    nothing refers to them."""
+    declare: dict[str, list[str]] = {}
+    delete: dict[str, list[str]] = {}
+    add: dict[str, list[str]] = {}
+    drop: dict[str, list[str]] = {}
+    for (table, chain), rules in new.chains.items():
+        if old.chains.get((table, chain)) != rules:
+            declare.setdefault(table, []).append(f":{chain} - [0:0]")
+            add.setdefault(table, []).extend(f"-A {chain} {r}" for r in rules)
+    for table, chain, rule in sorted(old.entries - new.entries):
+        delete.setdefault(table, []).append(f"-D {chain} {rule}")
+    for table, chain, rule in sorted(new.entries - old.entries):
+        add.setdefault(table, []).append(f"-A {chain} {rule}")
+    for table, chain in old.chains.keys() - new.chains.keys():
+        declare.setdefault(table, []).append(f":{chain} - [0:0]")
+        drop.setdefault(table, []).append(f"-X {chain}")
+    return {t: [*declare.get(t, []), *delete.get(t, []), *add.get(t, []), *drop.get(t, [])]
+            for t in TABLES if t in declare or t in delete or t in add or t in drop}
+
+
+class Table:
+    """The applied state, service by service, and the restores to change it."""
+
+    def __init__(self, cluster_cidr: str):
+        self.cluster_cidr = cluster_cidr
+        self.applied: dict[str, IptRules] = {}
+        self.synced = False
+
+    def replace_all(self, desired: dict[str, IptRules]) -> None:
+        """Every PINNACE-* chain rewritten, the ones no longer wanted deleted,
+        the jumps into ours put first in the built-in chains."""
+        started = time.monotonic()
+        saved = _saved()
+        sections: dict[str, list[str]] = {}
+        for table in TABLES:
+            have, hooks = saved[table]
+            want = {c: list(rules) for c, rules in SKELETON[table].items()}
+            entries: list[str] = []
+            for svc in desired.values():
+                for (t, chain), chain_rules in svc.chains.items():
+                    if t == table:
+                        want[chain] = chain_rules
+                entries += [f"-A {chain} {rule}" for t, chain, rule in sorted(svc.entries)
+                            if t == table]
+            lines = [f":{c} - [0:0]" for c in sorted(have | want.keys())]
+            # Our jumps go first, in order: the old ones out, new ones in.
+            lines += [f"-D {h}" for h in hooks]
+            lines += [f"-I {builtin} {numbered}" for builtin, numbered in _numbered(HOOKS[table])]
+            for chain, rules in want.items():
+                lines += [f"-A {chain} {r}" for r in rules]
+            lines += entries
+            lines += [f"-X {c}" for c in sorted(have - want.keys())]
+            sections[table] = lines
+        _restore(_table_text(sections))
+        self.applied = dict(desired)
+        self.synced = True
+        log.info("proxy rules (iptables) for %d services written in %.0f ms", len(desired),
+                 (time.monotonic() - started) * 1000)
+
+    def update(self, changed: dict[str, IptRules | None]) -> int:
+        """Apply the services in ``changed`` (None: the service is gone).
+        Returns how many lines it took (0: nothing differed)."""
+        if not self.synced:
+            desired = dict(self.applied)
+            for key, rules in changed.items():
+                if rules is None:
+                    desired.pop(key, None)
+                else:
+                    desired[key] = rules
+            self.replace_all(desired)
+            return -1
+        sections: dict[str, list[str]] = {}
+        empty = IptRules()
+        for key, rules in changed.items():
+            for table, lines in diff(self.applied.get(key, empty), rules or empty).items():
+                sections.setdefault(table, []).extend(lines)
+        # Declarations first in each table, whichever service they came from.
+        for table, lines in sections.items():
+            sections[table] = sorted(lines, key=_phase)
+        if not sections:
+            return 0
+        try:
+            _restore(_table_text(sections))
+        except IptablesError:
+            self.synced = False  # the next update rewrites every chain
+            raise
+        for key, rules in changed.items():
+            if rules is None or rules.empty():
+                self.applied.pop(key, None)
+            else:
+                self.applied[key] = rules
+        return sum(len(lines) for lines in sections.values())
+
+
+def _numbered(hooks: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """(builtin, "N rule"): each jump's position among ours in its chain."""
+    seen: dict[str, int] = {}
+    out = []
+    for builtin, rule in hooks:
+        seen[builtin] = seen.get(builtin, 0) + 1
+        out.append((builtin, f"{seen[builtin]} {rule}"))
+    return out
+
+
+_PHASES = {":": 0, "-D": 1, "-A": 2, "-X": 3}
+
+
+def _phase(line: str) -> int:
+    return _PHASES[line[0] if line[0] == ":" else line[:2]]
