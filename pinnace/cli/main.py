@@ -404,7 +404,7 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         return 0
     if args.command == "server":
-        from .supervisor import Supervisor
+        from .supervisor import exec_lean
 
         config = _config(args)
         problem = _check_encryption(config)
@@ -449,8 +449,7 @@ def main(argv: list[str] | None = None) -> int:
             components.append("agent")
             extra["agent"] = ["--data-dir", str(config.data_dir),
                               *_agent_cli_args(args, prefix="agent-", cluster_dns=cluster_dns)]
-        return asyncio.run(Supervisor(config.data_dir, api_args, components,
-                                      verbosity, extra).run())
+        exec_lean(config.data_dir, api_args, components, verbosity, extra, level)
     if args.command == "controller-manager":
         from pinnace.controllers.manager import run_controller_manager
 

@@ -1,6 +1,12 @@
 """`pinnace server`: the control plane as separate OS processes (API server,
 controller manager, scheduler), started in order of readiness and restarted
-when one dies, as k3s's executor runs its components."""
+when one dies, as k3s's executor runs its components.
+
+`pinnace server` checks its flags and data dir with the whole CLI loaded,
+then replaces itself (exec, same PID) with this module alone: the
+supervisor lives as long as the server, and the imports those checks
+needed (the API client, DNS, the ciphers: ~35 MB) would otherwise stay
+in it for nothing."""
 
 from __future__ import annotations
 
@@ -13,8 +19,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NoReturn
 
 log = logging.getLogger("pinnace.server")
+PLAN_VAR = "PINNACE_SUPERVISOR_PLAN"  # the Supervisor's arguments, as JSON
 # What an API server worker prints once it serves (apiworkers.READY): for the
 # parent, never relayed.
 QUIET_LINE = b"pinnace-apiserver-worker-ready\n"
@@ -142,3 +150,35 @@ def die_with_parent() -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)
     except (OSError, AttributeError):
         pass
+
+
+def exec_lean(data_dir: Path, apiserver_args: list[str], components: list[str],
+              verbosity: list[str], component_args: dict[str, list[str]], log_level: int) -> NoReturn:
+    """Become the supervisor alone (does not return). The command line shown
+    by ps stays the user's `pinnace server ...`, after the module's name."""
+    import json
+
+    os.environ[PLAN_VAR] = json.dumps({
+        "data_dir": str(data_dir), "apiserver_args": apiserver_args, "components": components,
+        "verbosity": verbosity, "component_args": component_args, "log_level": log_level})
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(sys.executable, [sys.executable, "-m", __name__, *sys.argv[1:]])
+
+
+def _main() -> int:
+    import json
+
+    from pinnace.runtime import tune_malloc
+
+    tune_malloc()
+    plan = json.loads(os.environ.pop(PLAN_VAR))  # not for the children
+    logging.basicConfig(level=plan["log_level"],
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return asyncio.run(Supervisor(Path(plan["data_dir"]), plan["apiserver_args"],
+                                  plan["components"], plan["verbosity"],
+                                  plan["component_args"]).run())
+
+
+if __name__ == "__main__":
+    sys.exit(_main())
