@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import socket
 import ssl
@@ -75,10 +76,10 @@ class _GoFramingHandler(RequestHandler):
         if isinstance(exc, LineTooLong):
             resp = web.Response(status=431, text="431 Request Header Fields Too Large")
         elif isinstance(exc, BadHttpMethod):
-            resp = web.json_response({
+            resp = web.Response(status=405, content_type="application/json", text=json.dumps({
                 "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
                 "message": "the server does not allow this method on the requested resource",
-                "reason": "MethodNotAllowed", "details": {}, "code": 405}, status=405)
+                "reason": "MethodNotAllowed", "code": 405, "details": {}}, separators=(",", ":")))
         else:
             return super().handle_error(request, status, exc, message)
         log.debug("refused a request from %s: %s", request.remote, exc)
