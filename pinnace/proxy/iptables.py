@@ -18,6 +18,7 @@ import subprocess
 import time
 
 from .iptrules import HOOKS, PREFIX, SKELETON, IptRules
+from .table import ServiceTable
 
 log = logging.getLogger("pinnace.proxy.iptables")
 
@@ -118,15 +119,10 @@ def diff(old: IptRules, new: IptRules) -> dict[str, list[str]]:
             for t in TABLES if t in declare or t in delete or t in add or t in drop}
 
 
-class Table:
-    """The applied state, service by service, and the restores to change it."""
+class Table(ServiceTable[IptRules]):
+    """PINNACE-* chains, one iptables-restore per write."""
 
-    def __init__(self, cluster_cidr: str):
-        self.cluster_cidr = cluster_cidr
-        self.applied: dict[str, IptRules] = {}
-        self.synced = False
-
-    def replace_all(self, desired: dict[str, IptRules]) -> None:
+    def _write_all(self, desired: dict[str, IptRules]) -> None:
         """Every PINNACE-* chain rewritten, the ones no longer wanted deleted,
         the jumps into ours put first in the built-in chains."""
         started = time.monotonic()
@@ -152,23 +148,10 @@ class Table:
             lines += [f"-X {c}" for c in sorted(have - want.keys())]
             sections[table] = lines
         _restore(_table_text(sections))
-        self.applied = dict(desired)
-        self.synced = True
         log.info("proxy rules (iptables) for %d services written in %.0f ms", len(desired),
                  (time.monotonic() - started) * 1000)
 
-    def update(self, changed: dict[str, IptRules | None]) -> int:
-        """Apply the services in ``changed`` (None: the service is gone).
-        Returns how many lines it took (0: nothing differed)."""
-        if not self.synced:
-            desired = dict(self.applied)
-            for key, rules in changed.items():
-                if rules is None:
-                    desired.pop(key, None)
-                else:
-                    desired[key] = rules
-            self.replace_all(desired)
-            return -1
+    def _write_changes(self, changed: dict[str, IptRules | None]) -> int:
         sections: dict[str, list[str]] = {}
         empty = IptRules()
         for key, rules in changed.items():
@@ -177,18 +160,8 @@ class Table:
         # Declarations first in each table, whichever service they came from.
         for table, lines in sections.items():
             sections[table] = sorted(lines, key=_phase)
-        if not sections:
-            return 0
-        try:
+        if sections:
             _restore(_table_text(sections))
-        except IptablesError:
-            self.synced = False  # the next update rewrites every chain
-            raise
-        for key, rules in changed.items():
-            if rules is None or rules.empty():
-                self.applied.pop(key, None)
-            else:
-                self.applied[key] = rules
         return sum(len(lines) for lines in sections.values())
 
 

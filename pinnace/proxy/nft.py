@@ -18,6 +18,7 @@ import subprocess
 import time
 
 from .rules import TABLE, Rules, skeleton
+from .table import ServiceTable
 
 log = logging.getLogger("pinnace.proxy.nft")
 
@@ -97,15 +98,10 @@ def diff(old: Rules, new: Rules) -> list[str]:
     return cmds
 
 
-class Table:
-    """The applied state, service by service, and the commands to change it."""
+class Table(ServiceTable[Rules]):
+    """The table, one transaction per write."""
 
-    def __init__(self, cluster_cidr: str):
-        self.cluster_cidr = cluster_cidr
-        self.applied: dict[str, Rules] = {}
-        self.synced = False
-
-    def replace_all(self, desired: dict[str, Rules]) -> None:
+    def _write_all(self, desired: dict[str, Rules]) -> None:
         """The whole table in one transaction, replacing whatever is there
         (a previous run's rules included)."""
         cmds = [f"add table {T}", f"delete table {T}", *skeleton(self.cluster_cidr)]
@@ -114,37 +110,14 @@ class Table:
             cmds += diff(empty, rules)
         started = time.monotonic()
         run("\n".join(cmds) + "\n")
-        self.applied = dict(desired)
-        self.synced = True
         log.info("proxy rules for %d services written in %.0f ms", len(desired),
                  (time.monotonic() - started) * 1000)
 
-    def update(self, changed: dict[str, Rules | None]) -> int:
-        """Apply the services in ``changed`` (None: the service is gone).
-        Returns how many nft commands it took (0: nothing differed)."""
-        if not self.synced:
-            desired = dict(self.applied)
-            for key, rules in changed.items():
-                if rules is None:
-                    desired.pop(key, None)
-                else:
-                    desired[key] = rules
-            self.replace_all(desired)
-            return -1
+    def _write_changes(self, changed: dict[str, Rules | None]) -> int:
         cmds: list[str] = []
         empty = Rules()
         for key, rules in changed.items():
             cmds += diff(self.applied.get(key, empty), rules or empty)
-        if not cmds:
-            return 0
-        try:
+        if cmds:
             run("\n".join(cmds) + "\n")
-        except NftError:
-            self.synced = False  # the next update rewrites the table whole
-            raise
-        for key, rules in changed.items():
-            if rules is None or rules.empty():
-                self.applied.pop(key, None)
-            else:
-                self.applied[key] = rules
         return len(cmds)
