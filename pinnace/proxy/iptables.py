@@ -92,7 +92,27 @@ def delete_all() -> list[str]:
         removed.append(f"iptables {table}: {len(chains)} chains")
     if sections:
         _restore(_table_text(sections))
+        _drop_empty_nft_tables([t for t in TABLES if t in sections])
     return removed
+
+
+def _drop_empty_nft_tables(tables: list[str]) -> None:
+    """With iptables' nf_tables backend, a table stays in the kernel once
+    any command touched it. Drop those ours left empty (no rules, no chains
+    but the built-in ones at ACCEPT), so a cleanup leaves nothing; a table
+    someone else uses has rules and stays."""
+    version = subprocess.run([_binary("iptables"), "-V"], capture_output=True, text=True)
+    nft = shutil.which("nft") or shutil.which("nft", path="/usr/sbin:/sbin")
+    if "nf_tables" not in version.stdout or nft is None:
+        return
+    for table in tables:
+        saved = subprocess.run([_binary("iptables-save"), "-t", table], capture_output=True,
+                               text=True, timeout=60).stdout.splitlines()
+        chains = [line for line in saved if line.startswith(":")]
+        if any(line.startswith("-A ") for line in saved) or \
+                any(" ACCEPT " not in line + " " for line in chains):
+            continue
+        subprocess.run([nft, "delete", "table", "ip", table], capture_output=True, timeout=60)
 
 
 def diff(old: IptRules, new: IptRules) -> dict[str, list[str]]:

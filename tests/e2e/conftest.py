@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from pinnace.kubelet.sandbox import release_pin_dir
 from tests.conftest import Server, _free_port, start_server, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
@@ -115,19 +116,8 @@ def node(tmp_path_factory: pytest.TempPathFactory, busybox_archive: Path) -> Ite
         left = subprocess.run(["nft", "list", "table", "ip", "pinnace-proxy"], capture_output=True)
         assert left.returncode != 0, "the proxy's nft table is still there after the reset"
         assert subprocess.run(["ip", "link", "show", "pinnace-lb"], capture_output=True).returncode != 0
-        _release_pin_dir()
-
-
-def _release_pin_dir() -> None:
-    """The agents pin pods' namespaces in /run/pinnace/pods, a shared bind
-    mount of its own (as `ip netns add` makes /run/netns). Once every agent
-    is gone and it is empty, the run leaves no mount behind."""
-    from pinnace.kubelet.sandbox import RUN_DIR
-
-    mounted = any(line.split()[4] == str(RUN_DIR)
-                  for line in Path("/proc/self/mountinfo").read_text().splitlines())
-    if mounted and RUN_DIR.is_dir() and not any(RUN_DIR.iterdir()):
-        subprocess.run(["umount", str(RUN_DIR)], capture_output=True, check=False)
+        # Every agent of this run is gone now (the benchmarks' too).
+        release_pin_dir()
 
 
 @pytest.fixture

@@ -99,6 +99,7 @@ _SCRIPT = textwrap.dedent("""
     fourth = subprocess.run(["iptables-save"], capture_output=True, text=True).stdout
     removed = iptables.delete_all()
     last = subprocess.run(["iptables-save"], capture_output=True, text=True).stdout
+    last += subprocess.run(["nft", "list", "tables"], capture_output=True, text=True).stdout
     print(json.dumps([first, second, third, fourth, removed, last]))
 """)
 
@@ -126,3 +127,4 @@ def test_the_rules_written_into_a_network_namespace_and_removed():
     assert fourth.count("-A PREROUTING -j PINNACE-SERVICES") == 1
     assert fourth.count("--to-destination 10.244.0.5:8080") == 1
     assert removed and "PINNACE" not in last
+    assert "table ip" not in last  # with the nf_tables backend: no empty tables left
