@@ -27,6 +27,7 @@ from . import addresses, conntrack, iptables, nft, sysctl
 from .iptrules import service_rules as iptables_rules
 from .model import UdpFlows
 from .rules import service_rules as nftables_rules
+from .table import ServiceTable
 
 log = logging.getLogger("pinnace.proxy")
 
@@ -58,8 +59,8 @@ class Proxier:
         self.nodes = nodes or Informer(client.resource("v1", "nodes"), transform=node_readiness)
         self._own_nodes = nodes is None
         self.mode = choose_mode(mode)
-        self.table: Any = nft.Table(cluster_cidr) if self.mode == "nftables" else \
-            iptables.Table(cluster_cidr)
+        self.table: ServiceTable[Any] = nft.Table(cluster_cidr) if self.mode == "nftables" \
+            else iptables.Table(cluster_cidr)
         self._render = nftables_rules if self.mode == "nftables" else iptables_rules
         self.lb = addresses.LocalAddresses()
         self._dirty: set[str] = set()
