@@ -98,9 +98,24 @@ def mount_overlay(lower: list[Path], upper: Path, work: Path, target: Path) -> N
 
 def unmount(target: Path) -> None:
     """Lazy unmount, so a process still holding a file does not keep the mount."""
-    if os.path.ismount(target):
+    if is_mount(target):
         if _libc().umount2(str(target).encode(), 2) != 0:  # MNT_DETACH
             log.warning("unmounting %s: %s", target, os.strerror(ctypes.get_errno()))
+
+
+def is_mount(target: Path) -> bool:
+    """Whether something is mounted at ``target``. os.path.ismount compares
+    devices, so it misses a bind mount from the same filesystem (a directory
+    bound onto itself, as the namespace pin dir is): the mount table is asked
+    then."""
+    if os.path.ismount(target):
+        return True
+    path = str(target).replace(" ", "\\040")
+    try:
+        with open("/proc/self/mountinfo") as f:
+            return any(line.split()[4] == path for line in f)
+    except OSError:
+        return False
 
 
 def _pid_alive(pid: int) -> bool:
