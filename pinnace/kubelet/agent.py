@@ -477,6 +477,7 @@ def reset_node(data_dir: Path) -> None:
     from .pods import remove_node_cgroups, remove_pod_cgroups
     from .sandbox import MARKER as SANDBOX_MARKER
     from .sandbox import RUN_DIR
+    from .volumes import mounts_under
 
     root = (data_dir / "agent").resolve()
     rt_root = root / "runtime"
@@ -503,15 +504,7 @@ def reset_node(data_dir: Path) -> None:
     sandboxes = {p.parent.name for p in (root / "pods").glob(f"*/{SANDBOX_MARKER}")}
     uids |= sandboxes
     pinned = [RUN_DIR / f"{uid}.{kind}" for uid in sandboxes for kind in ("ipc", "uts")]
-    mounts = []
-    try:
-        for line in Path("/proc/self/mountinfo").read_text().splitlines():
-            target = line.split()[4].replace("\\040", " ")
-            if target == str(root) or target.startswith(str(root) + "/"):
-                mounts.append(Path(target))
-    except OSError:
-        pass
-    for m in sorted(mounts, key=lambda p: -len(p.parts)):
+    for m in mounts_under(root):
         unmount(m)
     for pin in pinned:
         unmount(pin)

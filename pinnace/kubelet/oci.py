@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import dataclasses
+import errno
 import json
 import logging
 import os
@@ -96,26 +97,17 @@ def mount_overlay(lower: list[Path], upper: Path, work: Path, target: Path) -> N
         raise OCIError(f"mounting the root filesystem: {os.strerror(err)}")
 
 
-def unmount(target: Path) -> None:
-    """Lazy unmount, so a process still holding a file does not keep the mount."""
-    if is_mount(target):
-        if _libc().umount2(str(target).encode(), 2) != 0:  # MNT_DETACH
-            log.warning("unmounting %s: %s", target, os.strerror(ctypes.get_errno()))
-
-
-def is_mount(target: Path) -> bool:
-    """Whether something is mounted at ``target``. os.path.ismount compares
-    devices, so it misses a bind mount from the same filesystem (a directory
-    bound onto itself, as the namespace pin dir is): the mount table is asked
-    then."""
-    if os.path.ismount(target):
+def unmount(target: Path) -> bool:
+    """Lazy unmount, so a process still holding a file does not keep the mount.
+    The kernel says whether something was mounted there (EINVAL: nothing):
+    os.path.ismount compares devices and misses a directory bound onto
+    itself, as the namespace pin dir is. True if something was unmounted."""
+    if _libc().umount2(os.fsencode(target), 2) == 0:  # MNT_DETACH
         return True
-    path = str(target).replace(" ", "\\040")
-    try:
-        with open("/proc/self/mountinfo") as f:
-            return any(line.split()[4] == path for line in f)
-    except OSError:
-        return False
+    err = ctypes.get_errno()
+    if err not in (errno.EINVAL, errno.ENOENT):  # not a mount point (any more)
+        log.warning("unmounting %s: %s", target, os.strerror(err))
+    return False
 
 
 def _pid_alive(pid: int) -> bool:

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from . import namespaces, ocispec
-from .oci import RUNNING, OCIRuntime, Record, is_mount, unmount
+from .oci import RUNNING, OCIRuntime, Record, unmount
 
 Obj = dict[str, Any]
 
@@ -37,10 +37,9 @@ def release_pin_dir() -> bool:
     `ip netns add` makes /run/netns), when it is empty. Only for when no
     agent of this machine runs any more (a test's or benchmark's end): a
     running agent takes the mount as made. True if it was unmounted."""
-    if not is_mount(RUN_DIR) or any(RUN_DIR.iterdir()):
+    if not RUN_DIR.is_dir() or any(RUN_DIR.iterdir()):
         return False
-    unmount(RUN_DIR)
-    return not is_mount(RUN_DIR)
+    return unmount(RUN_DIR)
 
 
 class Sandboxes:

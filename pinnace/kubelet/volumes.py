@@ -260,7 +260,7 @@ def unmount(path: Path) -> None:
         raise OSError(e, f"unmount {path}: {os.strerror(e)}")
 
 
-def _mounts_under(root: Path) -> list[Path]:
+def mounts_under(root: Path) -> list[Path]:
     """Mount points at or below ``root``, deepest first (from /proc/self/mountinfo)."""
     prefix = str(root).rstrip("/")
     out = []
@@ -458,9 +458,9 @@ class VolumeManager:
 
     @staticmethod
     def _teardown_sync(root: Path) -> None:
-        for mp in _mounts_under(root):
+        for mp in mounts_under(root):
             unmount(mp)
-        if _mounts_under(root):
+        if mounts_under(root):
             raise OSError(errno.EBUSY, f"{root}: mounts remain")
         if os.path.lexists(root):
             shutil.rmtree(root)

@@ -10,19 +10,20 @@ from pathlib import Path
 
 import pytest
 
-from pinnace.kubelet.oci import is_mount, unmount
+from pinnace.kubelet.oci import unmount
+from pinnace.kubelet.volumes import mounts_under
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to mount")
 def test_a_directory_bound_onto_itself_is_seen_and_unmounted(tmp_path: Path) -> None:
     d = tmp_path / "pins dir"  # a space, as mountinfo escapes it
     d.mkdir()
-    assert not is_mount(d)
+    assert not unmount(d)  # nothing mounted: nothing done, no warning
     subprocess.run(["mount", "--bind", str(d), str(d)], check=True)
     try:
         assert not os.path.ismount(d)  # same filesystem: the device test cannot tell
-        assert is_mount(d)
-        unmount(d)
-        assert not is_mount(d)
+        assert mounts_under(d) == [d]
+        assert unmount(d)
+        assert mounts_under(d) == []
     finally:
         subprocess.run(["umount", str(d)], capture_output=True)
