@@ -42,7 +42,6 @@ import json
 import logging
 import os
 import re
-import shutil
 import socket
 import subprocess
 import threading
@@ -51,6 +50,8 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+
+from pinnace.hostbin import which
 
 from . import namespaces
 from .ipam import NodeIPAM, PoolExhausted
@@ -185,7 +186,7 @@ def _sysctl_path(name: str) -> Path:
 
 
 def _nft(script: str, *args: str) -> subprocess.CompletedProcess[str]:
-    nft = shutil.which("nft") or shutil.which("nft", path="/usr/sbin:/sbin")
+    nft = which("nft")
     if nft is None:
         raise NetworkError("the pod network needs the nft command (package nftables)")
     return subprocess.run([nft, *args, "-f", "-"] if script else [nft, *args], input=script or None,

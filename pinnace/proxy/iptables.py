@@ -13,9 +13,10 @@ applied atomically per table.
 from __future__ import annotations
 
 import logging
-import shutil
 import subprocess
 import time
+
+from pinnace.hostbin import which
 
 from .iptrules import HOOKS, PREFIX, SKELETON, IptRules
 from .table import ServiceTable
@@ -30,15 +31,14 @@ class IptablesError(Exception):
 
 
 def _binary(name: str) -> str:
-    found = shutil.which(name) or shutil.which(name, path="/usr/sbin:/sbin")
+    found = which(name)
     if found is None:
         raise IptablesError(f"the service proxy needs {name} (package iptables)")
     return found
 
 
 def available() -> bool:
-    return bool(shutil.which("iptables-restore") or
-                shutil.which("iptables-restore", path="/usr/sbin:/sbin"))
+    return which("iptables-restore") is not None
 
 
 def _restore(text: str) -> None:
@@ -102,7 +102,7 @@ def _drop_empty_nft_tables(tables: list[str]) -> None:
     but the built-in ones at ACCEPT), so a cleanup leaves nothing; a table
     someone else uses has rules and stays."""
     version = subprocess.run([_binary("iptables"), "-V"], capture_output=True, text=True)
-    nft = shutil.which("nft") or shutil.which("nft", path="/usr/sbin:/sbin")
+    nft = which("nft")
     if "nf_tables" not in version.stdout or nft is None:
         return
     for table in tables:

@@ -13,9 +13,10 @@ conntrack, not in the rules.
 from __future__ import annotations
 
 import logging
-import shutil
 import subprocess
 import time
+
+from pinnace.hostbin import which
 
 from .rules import TABLE, Rules, skeleton
 from .table import ServiceTable
@@ -30,7 +31,7 @@ class NftError(Exception):
 
 
 def nft_binary() -> str:
-    found = shutil.which("nft") or shutil.which("nft", path="/usr/sbin:/sbin")
+    found = which("nft")
     if found is None:
         raise NftError("the service proxy needs the nft command (package nftables)")
     return found
