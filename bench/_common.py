@@ -155,13 +155,18 @@ def _processes() -> list[tuple[int, int, list[str]]]:
 
 
 def child_pids(pid: int) -> dict[str, int]:
-    """The pinnace components a ``pinnace server`` supervisor runs, by
-    component name (apiserver, controller-manager, scheduler), from /proc."""
+    """The processes a ``pinnace server`` supervisor runs, by component name
+    (apiserver, agent, ...), from /proc; the process the controller manager,
+    scheduler and DNS share is named by all three, joined by "+"."""
     out: dict[str, int] = {}
     for child, ppid, argv in _processes():
         if ppid == pid and "pinnace.cli.main" in argv:
-            rest = [a for a in argv[argv.index("pinnace.cli.main") + 1:] if not a.startswith("-")]
-            if rest:
+            args = argv[argv.index("pinnace.cli.main") + 1:]
+            rest = [a for a in args if not a.startswith("-")]
+            if rest and rest[0] == "components":
+                out["+".join([rest[1], *(args[i + 1] for i, a in enumerate(args)
+                                          if a == "--and")])] = child
+            elif rest:
                 out[rest[0]] = child
     return out
 
@@ -486,9 +491,11 @@ class Cluster:
 
 @contextlib.contextmanager
 def running_cluster(nodes: int, datastore: str = "memory", sim_args: Sequence[str] = (),
-                    data_dir: Path | None = None) -> Iterator[Cluster]:
+                    data_dir: Path | None = None, shared: bool = False) -> Iterator[Cluster]:
     """A control plane and ``nodes`` simulated nodes in a temp data dir; every
-    process is stopped on the way out (also on Ctrl-C)."""
+    process is stopped on the way out (also on Ctrl-C). The components run a
+    process each, so that each one's CPU and RSS show (and py-spy can pick
+    one), unless ``shared``: then as `pinnace server` runs them by default."""
     with contextlib.ExitStack() as stack:
         if data_dir is None:
             data_dir = Path(stack.enter_context(
@@ -496,12 +503,14 @@ def running_cluster(nodes: int, datastore: str = "memory", sim_args: Sequence[st
         # A /24 per node: the default 10.244.0.0/16 holds 256 nodes, as upstream's does.
         cidr = "10.244.0.0/16" if nodes <= 256 else "10.128.0.0/9"
         server = start_server(data_dir, "--datastore", datastore, "--cluster-cidr", cidr,
-                              "--disable-agent", command="server", timeout=60)
+                              "--disable-agent", *(() if shared else ("--separate-components",)),
+                              command="server", timeout=60)
         stack.callback(server.stop)
         sim = start_sim(server.kubeconfig, nodes, data_dir / "sim.log", *sim_args)
         stack.callback(stop_process, sim)
         deadline = time.monotonic() + 30
-        want = {"apiserver", "controller-manager", "scheduler"}
+        want = {"apiserver", *(["controller-manager+scheduler+dns"] if shared
+                               else ["controller-manager", "scheduler"])}
         pids = child_pids(server.pid)
         # By name: a child caught between fork and exec still looks like `pinnace server`.
         while not want <= pids.keys() and time.monotonic() < deadline:

@@ -65,7 +65,7 @@ def pinnace_processes(pid: int) -> tuple[list[int], list[int]]:
     return ours, theirs
 
 
-COMPONENTS = ("apiserver", "controller-manager", "scheduler", "agent")
+COMPONENTS = ("apiserver", "controller-manager+scheduler+dns", "agent")
 
 
 def component_cpu(server_pid: int) -> dict[str, float]:

@@ -604,6 +604,9 @@ def main() -> None:
     ap.add_argument("--poll", type=float, default=2.0,
                     help="seconds between reads of the Deployments' status")
     ap.add_argument("--quick", action="store_true", help="200 nodes, 2,000 pods (< 60 s)")
+    ap.add_argument("--shared-components", action="store_true",
+                    help="controller manager, scheduler and DNS in one process, as `pinnace "
+                         "server` runs them by default (else a process each)")
     ap.add_argument("--probe-worker", nargs=2, metavar=("KUBECONFIG", "OUT"),
                     help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -625,7 +628,8 @@ def main() -> None:
     usage: ProcUsage | None = None
     try:
         with tempfile.TemporaryDirectory(prefix="pinnace-scale-") as tmp, \
-                running_cluster(args.nodes, args.datastore, data_dir=Path(tmp) / "data") \
+                running_cluster(args.nodes, args.datastore, data_dir=Path(tmp) / "data",
+                                shared=args.shared_components) \
                 as cluster:
             console.print(f"control plane + sim up in {time.monotonic() - t0:.1f} s: "
                           f"{cluster.pids}")

@@ -17,6 +17,7 @@ from typing import Any
 from pinnace.apiserver.config import Config
 from pinnace.runtime import tune_malloc
 
+log = logging.getLogger("pinnace.server")
 # Where `pinnace server`'s cluster DNS answers; pods reach it as kube-dns on port 53.
 DNS_PORT = 10053
 
@@ -173,6 +174,10 @@ def build_parser() -> argparse.ArgumentParser:
     server.add_argument("--disable-dns", action="store_true",
                         help="do not run the cluster DNS (kube-dns at the service range's "
                              "tenth address)")
+    server.add_argument("--separate-components", action="store_true",
+                        help="run the controller manager, scheduler and DNS as a process each "
+                             "(more CPU for big clusters, ~70 MB more memory) instead of one "
+                             "process for the three")
     server.add_argument("--cluster-dns-port", type=int, default=DNS_PORT,
                         help=f"port the cluster DNS listens on, at the advertised address "
                              f"(default {DNS_PORT}; 0: any free port)")
@@ -254,6 +259,10 @@ def build_parser() -> argparse.ArgumentParser:
     sched = sub.add_parser("scheduler", help="run the scheduler")
     sched.add_argument("--kubeconfig", default=None, help="how to reach the API server")
     sched.add_argument("--leader-elect", default="true", choices=["true", "false"])
+    # `pinnace server` runs several components in one process with this:
+    # `components controller-manager ARGS --and scheduler ARGS --and dns ARGS`.
+    together = sub.add_parser("components", help=argparse.SUPPRESS)
+    together.add_argument("parts", nargs=argparse.REMAINDER)
     return parser
 
 
@@ -449,13 +458,12 @@ def main(argv: list[str] | None = None) -> int:
             components.append("agent")
             extra["agent"] = ["--data-dir", str(config.data_dir),
                               *_agent_cli_args(args, prefix="agent-", cluster_dns=cluster_dns)]
-        exec_lean(config.data_dir, api_args, components, verbosity, extra, level)
-    if args.command == "controller-manager":
-        from pinnace.controllers.manager import run_controller_manager
-
-        return _run_until_signal(run_controller_manager(
-            args.kubeconfig, [c.strip() for c in args.controllers.split(",") if c.strip()],
-            leader_elect=args.leader_elect == "true", options=_controller_options(args)))
+        exec_lean(config.data_dir, api_args, _processes(components, args.separate_components),
+                  verbosity, extra, level)
+    if args.command in SHAREABLE:
+        return _run_until_signal(_component(args))
+    if args.command == "components":
+        return _components(args.parts)
     if args.command == "sim":
         from pinnace.kubelet.sim import run_sim
         from pinnace.kubelet.simstages import Stages, load_stages
@@ -508,20 +516,35 @@ def main(argv: list[str] | None = None) -> int:
             kubelet_port=args.kubelet_port, node_ip=args.node_ip, proxy_mode=args.proxy_mode))
     if args.command == "proxy":
         return _proxy(args)
-    if args.command == "dns":
-        return _dns(args)
-    if args.command == "scheduler":
-        from pinnace.scheduler.scheduler import run_scheduler
-
-        return _run_until_signal(run_scheduler(args.kubeconfig,
-                                               leader_elect=args.leader_elect == "true"))
     return 2
 
 
 SERVER_COMPONENTS = ["controller-manager", "scheduler"]
+# The components `pinnace server` runs in one process unless --separate-components:
+# API clients all three, so one interpreter, aiohttp and TLS stack serve them.
+SHAREABLE = ("controller-manager", "scheduler", "dns")
 
 
-def _dns(args: argparse.Namespace) -> int:
+def _processes(components: list[str], separate: bool) -> list[list[str]]:
+    """The components grouped by the process each runs in."""
+    if separate:
+        return [[c] for c in components]
+    shared = [c for c in components if c in SHAREABLE]
+    return [shared, *([c] for c in components if c not in SHAREABLE)]
+
+
+def _component(args: argparse.Namespace) -> Coroutine[Any, Any, None]:
+    """The coroutine that is the controller manager, the scheduler or the DNS."""
+    if args.command == "controller-manager":
+        from pinnace.controllers.manager import run_controller_manager
+
+        return run_controller_manager(
+            args.kubeconfig, [c.strip() for c in args.controllers.split(",") if c.strip()],
+            leader_elect=args.leader_elect == "true", options=_controller_options(args))
+    if args.command == "scheduler":
+        from pinnace.scheduler.scheduler import run_scheduler
+
+        return run_scheduler(args.kubeconfig, leader_elect=args.leader_elect == "true")
     from functools import partial
 
     from pinnace.dns.server import run_dns
@@ -530,10 +553,47 @@ def _dns(args: argparse.Namespace) -> int:
 
     host, port = args.listen
     address = args.advertise_address or advertised_address(host)
-    return _run_until_signal(run_dns(
+    return run_dns(
         args.kubeconfig, (host, port), args.cluster_domain, allowed=args.allow,
         service_cidrs=[args.service_cidr], pod_cidrs=[args.cluster_cidr],
-        publish=partial(publish, cluster_ip=cluster_dns_ip(args.service_cidr), address=address)))
+        publish=partial(publish, cluster_ip=cluster_dns_ip(args.service_cidr), address=address))
+
+
+def _components(parts: list[str]) -> int:
+    """Run several components in this one process (`pinnace components A ARGS
+    --and B ARGS`), each with its own kubeconfig, as k3s runs its controllers
+    in one. Should one of them stop by itself, the others are stopped too and
+    the process exits 1, so that the supervisor restarts them all, as it
+    would restart a component running alone."""
+    parser = build_parser()
+    argvs: list[list[str]] = [[]]
+    for word in parts:
+        if word == "--and":
+            argvs.append([])
+        else:
+            argvs[-1].append(word)
+    named = []
+    for argv in argvs:
+        args = parser.parse_args(argv)
+        if args.command not in SHAREABLE:
+            parser.error(f"components: {args.command} cannot share a process")
+        named.append((args.command, args))
+
+    async def together() -> int:
+        tasks = [asyncio.create_task(_component(args), name=name) for name, args in named]
+        try:
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        finally:  # also when cancelled by SIGTERM
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        for t in done:
+            err = t.exception()
+            log.error("%s stopped%s; stopping the components that share its process",
+                      t.get_name(), f": {err!r}" if err else "", exc_info=err)
+        return 1
+
+    return _run_until_signal(together())
 
 
 def _proxy(args: argparse.Namespace) -> int:
@@ -605,20 +665,20 @@ def _agent_kubeconfig(args: argparse.Namespace, data_dir: Path) -> str | None:
     return str(path)
 
 
-def _run_until_signal(main_coro: Coroutine[Any, Any, None]) -> int:
-    """Run a component until it returns or SIGINT/SIGTERM arrives."""
-    async def runner() -> None:
+def _run_until_signal(main_coro: Coroutine[Any, Any, int | None]) -> int:
+    """Run a component until it returns (its exit code, 0 for None) or
+    SIGINT/SIGTERM arrives (0)."""
+    async def runner() -> int:
         loop = asyncio.get_running_loop()
         task = asyncio.ensure_future(main_coro)
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, task.cancel)
         try:
-            await task
+            return await task or 0
         except asyncio.CancelledError:
-            pass
+            return 0
 
-    asyncio.run(runner())
-    return 0
+    return asyncio.run(runner())
 
 
 if __name__ == "__main__":

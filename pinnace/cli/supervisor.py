@@ -1,6 +1,7 @@
-"""`pinnace server`: the control plane as separate OS processes (API server,
-controller manager, scheduler), started in order of readiness and restarted
-when one dies, as k3s's executor runs its components.
+"""`pinnace server`: the control plane as OS processes (the API server; the
+controller manager, scheduler and DNS, in one process unless
+--separate-components; the agent), started in order of readiness and
+restarted when one dies, as k3s's executor runs its components.
 
 `pinnace server` checks its flags and data dir with the whole CLI loaded,
 then replaces itself (exec, same PID) with this module alone: the
@@ -100,14 +101,25 @@ class Child:
 
 
 class Supervisor:
-    def __init__(self, data_dir: Path, apiserver_args: list[str], components: list[str],
+    """``processes``: the components, grouped by the process they run in (a
+    group of several is one `pinnace components` process)."""
+
+    def __init__(self, data_dir: Path, apiserver_args: list[str], processes: list[list[str]],
                  verbosity: list[str], component_args: dict[str, list[str]] | None = None):
         self.data_dir = data_dir
         self.api = Child("apiserver", [*verbosity, "apiserver", *apiserver_args], capture=True)
         extra = component_args or {}
-        self.components = [Child(c, [*verbosity, c, "--kubeconfig",
-                                     str(data_dir / f"{c}.kubeconfig"), *extra.get(c, [])])
-                           for c in components]
+
+        def argv(c: str) -> list[str]:
+            return [c, "--kubeconfig", str(data_dir / f"{c}.kubeconfig"), *extra.get(c, [])]
+
+        self.components = []
+        for group in processes:
+            if len(group) == 1:
+                self.components.append(Child(group[0], [*verbosity, *argv(group[0])]))
+            elif group:
+                words = [w for i, c in enumerate(group) for w in [*(["--and"] if i else []), *argv(c)]]
+                self.components.append(Child("+".join(group), [*verbosity, "components", *words]))
         self.stopping = False
 
     async def run(self) -> int:
@@ -152,14 +164,14 @@ def die_with_parent() -> None:
         pass
 
 
-def exec_lean(data_dir: Path, apiserver_args: list[str], components: list[str],
+def exec_lean(data_dir: Path, apiserver_args: list[str], processes: list[list[str]],
               verbosity: list[str], component_args: dict[str, list[str]], log_level: int) -> NoReturn:
     """Become the supervisor alone (does not return). The command line shown
     by ps stays the user's `pinnace server ...`, after the module's name."""
     import json
 
     os.environ[PLAN_VAR] = json.dumps({
-        "data_dir": str(data_dir), "apiserver_args": apiserver_args, "components": components,
+        "data_dir": str(data_dir), "apiserver_args": apiserver_args, "processes": processes,
         "verbosity": verbosity, "component_args": component_args, "log_level": log_level})
     sys.stdout.flush()
     sys.stderr.flush()
@@ -176,7 +188,7 @@ def _main() -> int:
     logging.basicConfig(level=plan["log_level"],
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     return asyncio.run(Supervisor(Path(plan["data_dir"]), plan["apiserver_args"],
-                                  plan["components"], plan["verbosity"],
+                                  plan["processes"], plan["verbosity"],
                                   plan["component_args"]).run())
 
 
