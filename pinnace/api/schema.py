@@ -9,7 +9,8 @@ for one Kubernetes version.
 from __future__ import annotations
 
 import functools
-from importlib import resources
+from importlib.util import find_spec
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -21,7 +22,11 @@ REF_PREFIX = "#/$defs/"
 @functools.cache
 def definitions() -> dict[str, dict[str, Any]]:
     """All definitions by name, e.g. ``io.k8s.api.core.v1.Pod``."""
-    root = resources.files("kubernetes_validate") / "kubernetes-json-schema"
+    # Found, not imported: the package's own code (jsonschema and all it
+    # pulls in, ~4 MB per process) is of no use here.
+    spec = find_spec("kubernetes_validate")
+    assert spec is not None and spec.submodule_search_locations
+    root = Path(list(spec.submodule_search_locations)[0]) / "kubernetes-json-schema"
     path = root / f"v{KUBERNETES_VERSION}-local" / "_definitions.json"
     return orjson.loads(path.read_bytes())["$defs"]  # type: ignore[no-any-return]
 

@@ -20,6 +20,7 @@ from typing import Any
 from aiohttp import web
 
 from pinnace.api.resources import ResourceInfo
+from pinnace.certfiles import PKI, RENEW_WITHIN, expires_within, expiry_warnings, write_pem
 from pinnace.hostaddr import advertised_address
 from pinnace.runtime import tune_gc
 from pinnace.servertls import HTTP_LIMITS, TLSSite, server_context
@@ -47,15 +48,7 @@ from .allocator import NodePortAllocator, ServiceIPAllocator
 from .authn import Authenticator, User
 from .authz import Authorizer
 from .bootstrappolicy import node_rules
-from .certs import (
-    PKI,
-    RENEW_WITHIN,
-    ensure_pki,
-    expires_within,
-    expiry_warnings,
-    issue_client_cert,
-    write_pem,
-)
+from .certs import ensure_pki, issue_client_cert
 from .config import Config
 from .discovery import AGGREGATED_CT, Discovery, wants_aggregated
 from .handlers import ResourceHandlers, Target, add_deprecation_warning

@@ -1,5 +1,6 @@
 """The cluster's PKI: a CA, the API server's serving certificate and the
-admin client certificate, created on first start and kept in DIR/tls.
+admin client certificate, created on first start and kept in DIR/tls
+(pinnace/certfiles.py: the files and their expiry, without crypto).
 
 Client certificates carry the user in the CN and groups in O, as
 Kubernetes' x509 authenticator reads them.
@@ -9,9 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
-import os
 import socket
-from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
@@ -19,59 +18,19 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-# The CA lives ten years; what it signs, one, and is made again at a start (or
-# by the server's daily check) within its last 90 days, as k3s does. A
-# certificate nobody renews (the CA, one given from outside) is warned about
-# for its last 30 days.
-CA_VALIDITY = dt.timedelta(days=3650)
-LEAF_VALIDITY = dt.timedelta(days=365)
-RENEW_WITHIN = dt.timedelta(days=90)
-WARN_WITHIN = dt.timedelta(days=30)
-
-
-@dataclass
-class PKI:
-    dir: Path
-
-    @property
-    def ca_cert(self) -> Path:
-        return self.dir / "ca.crt"
-
-    @property
-    def ca_key(self) -> Path:
-        return self.dir / "ca.key"
-
-    @property
-    def server_cert(self) -> Path:
-        return self.dir / "server.crt"
-
-    @property
-    def server_key(self) -> Path:
-        return self.dir / "server.key"
-
-    @property
-    def admin_cert(self) -> Path:
-        return self.dir / "admin.crt"
-
-    @property
-    def admin_key(self) -> Path:
-        return self.dir / "admin.key"
+from pinnace.certfiles import (
+    CA_VALIDITY,
+    LEAF_VALIDITY,
+    PKI,
+    RENEW_WITHIN,
+    expires_within,
+    write_pem,
+)
 
 
 def _key() -> ec.EllipticCurvePrivateKey:
     # P-256 keys are fast to make, so a first start stays well under a second.
     return ec.generate_private_key(ec.SECP256R1())
-
-
-def write_pem(path: Path, data: bytes, private: bool = False) -> None:
-    """Write a certificate or key file whole (a crash leaves the old one or the new one)."""
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600 if private else 0o644)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def _pem_key(key: ec.EllipticCurvePrivateKey) -> bytes:
@@ -135,34 +94,6 @@ def _covers(cert_path: Path, sans: list[x509.GeneralName]) -> bool:
     except (OSError, ValueError, x509.ExtensionNotFound):
         return False
     return all(san in have for san in sans)
-
-
-def not_after(cert_path: Path) -> dt.datetime | None:
-    """When the certificate at ``cert_path`` expires; None if there is none to read."""
-    try:
-        return x509.load_pem_x509_certificate(cert_path.read_bytes()).not_valid_after_utc
-    except (OSError, ValueError):
-        return None
-
-
-def expires_within(cert_path: Path, delta: dt.timedelta) -> bool:
-    """Missing, unreadable, or expiring within ``delta``."""
-    end = not_after(cert_path)
-    return end is None or end - dt.datetime.now(dt.UTC) < delta
-
-
-def expiry_warnings(paths: list[Path]) -> list[str]:
-    """A line for each certificate in its last WARN_WITHIN, or past it."""
-    out = []
-    now = dt.datetime.now(dt.UTC)
-    for path in paths:
-        end = not_after(path)
-        if end is not None and end - now < WARN_WITHIN:
-            days = (end - now).days
-            when = f"expired on {end:%Y-%m-%d}" if end < now else \
-                f"expires on {end:%Y-%m-%d} (in {days} days)"
-            out.append(f"certificate {path} {when}")
-    return out
 
 
 def ensure_pki(dir: Path, listen_host: str, extra_sans: list[str] = ()) -> PKI:  # type: ignore[assignment]

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import yaml
 
-from .certs import PKI
+from pinnace.certfiles import PKI
 
 
 def _b64(path: Path) -> str:

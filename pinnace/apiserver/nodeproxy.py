@@ -43,9 +43,10 @@ import aiohttp
 from aiohttp import WSMsgType, web
 
 from pinnace.api import field
+from pinnace.certfiles import PKI, write_pem
 
 from . import status
-from .certs import PKI, issue_client_cert, write_pem
+from .certs import issue_client_cert
 from .registry import ResourceTable
 from .rest import Registry
 from .status import APIError

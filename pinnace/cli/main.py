@@ -508,6 +508,15 @@ def main(argv: list[str] | None = None) -> int:
         kubeconfig = _agent_kubeconfig(args, data_dir)
         if kubeconfig == "":
             return 1
+        if argv is None and "cryptography" in sys.modules and not os.environ.get(LEAN_AGENT):
+            # Joining or renewing made a key: start again (same PID), now that
+            # the kubeconfig is there, without the crypto library, which
+            # would stay mapped (~10 MB) for the agent's whole life.
+            os.environ[LEAN_AGENT] = "1"
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.execv(sys.executable, [sys.executable, "-m", "pinnace.cli.main", *sys.argv[1:]])
+        os.environ.pop(LEAN_AGENT, None)  # not for the containers' monitors
         return _run_until_signal(run_agent(
             kubeconfig, data_dir, node_name=args.node_name, runtime=args.runtime,
             # As k3s does: the default service range's kube-dns unless told otherwise.
@@ -520,6 +529,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 SERVER_COMPONENTS = ["controller-manager", "scheduler"]
+LEAN_AGENT = "PINNACE_AGENT_REEXECED"  # set once the agent has started itself again
 # The components `pinnace server` runs in one process unless --separate-components:
 # API clients all three, so one interpreter, aiohttp and TLS stack serve them.
 SHAREABLE = ("controller-manager", "scheduler", "dns")

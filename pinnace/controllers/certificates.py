@@ -25,15 +25,19 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import functools
 from pathlib import Path
-from typing import Any
-
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from typing import TYPE_CHECKING, Any
 
 from .base import Context, Controller
+
+if TYPE_CHECKING:
+    from cryptography import x509
+
+# The crypto library is imported when the first request is looked at, not
+# when the controller manager starts: most clusters sign a handful of
+# certificates in their life, and the library maps ~10 MB
+# (pinnace/certfiles.py).
 
 Obj = dict[str, Any]
 
@@ -52,13 +56,19 @@ _KEY_USAGES = {"digital signature": "digital_signature",
                "data encipherment": "data_encipherment", "cert sign": "key_cert_sign",
                "crl sign": "crl_sign", "encipher only": "encipher_only",
                "decipher only": "decipher_only", "signing": "digital_signature"}
-_EXT_USAGES = {"client auth": ExtendedKeyUsageOID.CLIENT_AUTH,
-               "server auth": ExtendedKeyUsageOID.SERVER_AUTH,
-               "code signing": ExtendedKeyUsageOID.CODE_SIGNING,
-               "email protection": ExtendedKeyUsageOID.EMAIL_PROTECTION,
-               "timestamping": ExtendedKeyUsageOID.TIME_STAMPING,
-               "ocsp signing": ExtendedKeyUsageOID.OCSP_SIGNING,
-               "any": ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE}
+
+
+@functools.cache
+def _ext_usages() -> dict[str, x509.ObjectIdentifier]:
+    from cryptography.x509.oid import ExtendedKeyUsageOID
+
+    return {"client auth": ExtendedKeyUsageOID.CLIENT_AUTH,
+            "server auth": ExtendedKeyUsageOID.SERVER_AUTH,
+            "code signing": ExtendedKeyUsageOID.CODE_SIGNING,
+            "email protection": ExtendedKeyUsageOID.EMAIL_PROTECTION,
+            "timestamping": ExtendedKeyUsageOID.TIME_STAMPING,
+            "ocsp signing": ExtendedKeyUsageOID.OCSP_SIGNING,
+            "any": ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE}
 
 
 def _conditions(csr: Obj) -> dict[str, Obj]:
@@ -73,11 +83,15 @@ def is_finished(csr: Obj) -> bool:
 
 def parse_request(csr: Obj) -> x509.CertificateSigningRequest:
     """The x509 request in spec.request; ValueError when it is not one."""
+    from cryptography import x509
+
     raw = base64.b64decode((csr.get("spec") or {}).get("request") or "")
     return x509.load_pem_x509_csr(raw)
 
 
 def _names(req: x509.CertificateSigningRequest) -> list[x509.GeneralName]:
+    from cryptography import x509
+
     try:
         ext = req.extensions.get_extension_for_class(x509.SubjectAlternativeName)
     except x509.ExtensionNotFound:
@@ -88,6 +102,8 @@ def _names(req: x509.CertificateSigningRequest) -> list[x509.GeneralName]:
 def kubelet_client_problem(req: x509.CertificateSigningRequest, usages: list[str]) -> str:
     """Why ``req`` is not a node client certificate request ("" when it is):
     upstream's ValidateKubeletClientCSR."""
+    from cryptography.x509.oid import NameOID
+
     subject = req.subject
     orgs = [a.value for a in subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)]
     if orgs != ["system:nodes"]:
@@ -134,6 +150,8 @@ def approval_candidates(csr: Obj) -> list[tuple[str, str]]:
         return []
     if kubelet_client_problem(req, list(spec.get("usages") or [])):
         return []
+    from cryptography.x509.oid import NameOID
+
     cn = req.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value
     out = []
     if spec.get("username") == cn:
@@ -197,6 +215,10 @@ class Signer:
     """The cluster CA, loaded once."""
 
     def __init__(self, cert_file: Path, key_file: Path, max_duration: float):
+        from cryptography import x509
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
         self.cert = x509.load_pem_x509_certificate(cert_file.read_bytes())
         key = serialization.load_pem_private_key(key_file.read_bytes(), None)
         if not isinstance(key, ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey):
@@ -207,6 +229,9 @@ class Signer:
     def sign(self, req: x509.CertificateSigningRequest, usages: list[str],
              expiration_seconds: int | None) -> bytes:
         """A PEM certificate for ``req``."""
+        from cryptography import x509
+        from cryptography.hazmat.primitives import hashes, serialization
+
         now = dt.datetime.now(dt.UTC)
         seconds = self.max_duration
         if expiration_seconds:
@@ -216,7 +241,7 @@ class Signer:
         for u in usages:
             if u in _KEY_USAGES:
                 key_usage[_KEY_USAGES[u]] = True
-        ext = [_EXT_USAGES[u] for u in usages if u in _EXT_USAGES]
+        ext = [_ext_usages()[u] for u in usages if u in _ext_usages()]
         b = (x509.CertificateBuilder()
              .subject_name(req.subject)
              .issuer_name(self.cert.subject)
@@ -244,24 +269,35 @@ class CSRSigningController(Controller):
 
     def __init__(self, ctx: Context):
         super().__init__(ctx)
-        self.signer: Signer | None = None
+        self._signer: Signer | None = None
+        self._ca: tuple[Path, Path] | None = None
         cert_file = ctx.options.get("cluster_signing_cert_file")
         key_file = ctx.options.get("cluster_signing_key_file")
-        duration = float(ctx.options.get("cluster_signing_duration") or DEFAULT_DURATION)
-        if cert_file and key_file:
-            try:
-                self.signer = Signer(Path(cert_file), Path(key_file), duration)
-            except (OSError, ValueError) as e:
-                self.log.error("certificate signer disabled: %s", e)
-        else:
+        self.duration = float(ctx.options.get("cluster_signing_duration") or DEFAULT_DURATION)
+        if not (cert_file and key_file):
             self.log.info("certificate signer disabled: no cluster_signing_cert_file and "
                           "cluster_signing_key_file")
+        elif missing := [f for f in (cert_file, key_file) if not Path(f).is_file()]:
+            self.log.error("certificate signer disabled: %s: no such file", missing[0])
+        else:
+            self._ca = Path(cert_file), Path(key_file)
         self.csrs = ctx.informers.informer("certificates.k8s.io/v1", "certificatesigningrequests")
         self.api = self.client.resource("certificates.k8s.io/v1", "certificatesigningrequests")
 
     def setup(self) -> None:
-        if self.signer is not None:
+        if self._ca is not None:
             self.csrs.add_handler(self.enqueue, lambda old, new: self.enqueue(new))
+
+    @property
+    def signer(self) -> Signer | None:
+        """The CA, loaded at the first request to sign (None: it cannot be)."""
+        if self._signer is None and self._ca is not None:
+            try:
+                self._signer = Signer(*self._ca, self.duration)
+            except (OSError, ValueError) as e:
+                self.log.error("certificate signer disabled: %s", e)
+                self._ca = None
+        return self._signer
 
     def _problem(self, csr: Obj) -> tuple[x509.CertificateSigningRequest | None, str]:
         """The x509 request, and why it may not be signed ("" when it may)."""

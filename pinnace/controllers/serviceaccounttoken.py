@@ -21,15 +21,17 @@ from __future__ import annotations
 
 import base64
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from pinnace.apiserver.tokens import TokenIssuer, load_key
 from pinnace.client import ApiError, retry_on_conflict
 
 from .base import Context, Controller
 from .serviceaccount import root_ca_pem
+
+if TYPE_CHECKING:
+    from pinnace.apiserver.tokens import TokenIssuer
 
 Obj = dict[str, Any]
 
@@ -64,13 +66,15 @@ class TokensController(Controller):
 
     def __init__(self, ctx: Context):
         super().__init__(ctx)
-        self.issuer: TokenIssuer | None = None
+        self._issuer: TokenIssuer | None = None
         path = ctx.options.get("service_account_private_key_file")
-        if path:
-            try:
-                self.issuer = TokenIssuer(load_key(Path(path)))
-            except (OSError, ValueError) as e:
-                self.log.error("service account token controller disabled: %s", e)
+        # The key (and JWT and crypto libraries, ~10 MB) is loaded when the
+        # first token is made: most clusters never ask for a legacy one.
+        self._key_file: Path | None = None
+        if path and not Path(path).is_file():
+            self.log.error("service account token controller disabled: %s: no such file", path)
+        elif path:
+            self._key_file = Path(path)
         else:
             self.log.info("service account token controller disabled: no "
                           "service_account_private_key_file")
@@ -80,9 +84,20 @@ class TokensController(Controller):
             self.root_ca = b""  # upstream too leaves ca.crt alone without a root CA
         # Without a key there is nothing to do: not even following every Secret.
         self.accounts = ctx.informers.informer("v1", "serviceaccounts")
-        self.secrets = ctx.informers.informer("v1", "secrets") if self.issuer else None
+        self.secrets = ctx.informers.informer("v1", "secrets") if self._key_file else None
         self.sa_api = self.client.resource("v1", "serviceaccounts")
         self.secret_api = self.client.resource("v1", "secrets")
+
+    def _token_issuer(self) -> TokenIssuer | None:
+        if self._issuer is None and self._key_file is not None:
+            from pinnace.apiserver.tokens import TokenIssuer, load_key
+
+            try:
+                self._issuer = TokenIssuer(load_key(self._key_file))
+            except (OSError, ValueError) as e:
+                self.log.error("service account token controller disabled: %s", e)
+                self._key_file = None
+        return self._issuer
 
     # Keys carry what a sync needs once the object is gone (as upstream's queue
     # keys): JSON lists, since annotation values may hold any character.
@@ -184,14 +199,16 @@ class TokensController(Controller):
         needs_ca, needs_ns, needs_token = self._needs(live)
         if not (needs_ca or needs_ns or needs_token):
             return
-        assert self.issuer is not None
+        issuer = self._token_issuer()
+        if issuer is None:
+            return
         data = dict(live.get("data") or {})
         if needs_ca:
             data["ca.crt"] = base64.b64encode(self.root_ca).decode()
         if needs_ns:
             data["namespace"] = base64.b64encode(meta["namespace"].encode()).decode()
         if needs_token:
-            token = self.issuer.issue_legacy(sa["metadata"]["namespace"], sa["metadata"]["name"],
+            token = issuer.issue_legacy(sa["metadata"]["namespace"], sa["metadata"]["name"],
                                              sa["metadata"]["uid"], meta["name"])
             data["token"] = base64.b64encode(token.encode()).decode()
         live["data"] = data

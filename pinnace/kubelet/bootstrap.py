@@ -29,21 +29,24 @@ import hmac
 import logging
 import ssl
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import orjson
 import yaml
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from pinnace.apiserver import bootstraptoken as bt
-from pinnace.apiserver.certs import RENEW_WITHIN, expires_within, write_pem
 from pinnace.apiserver.kubeconfig import write_kubeconfig
+from pinnace.certfiles import RENEW_WITHIN, expires_within, write_pem
 from pinnace.client import ApiError, Client, ClientConfig
 from pinnace.client.config import load_kubeconfig
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+# The crypto library is imported by the functions that make keys and
+# requests: the agent that only checks its certificate's expiry never maps it
+# (~10 MB, pinnace/certfiles.py).
 
 log = logging.getLogger("pinnace.kubelet.bootstrap")
 
@@ -72,6 +75,8 @@ async def join(server: str, token: str, data_dir: Path, node_name: str, *,
     if not server.startswith("https://"):
         raise JoinError(f"--server must be an https:// URL, not {server!r}")
     ca_pem = await fetch_trusted_ca(server, jt.ca_hash)
+    from cryptography.hazmat.primitives.asymmetric import ec
+
     key = ec.generate_private_key(ec.SECP256R1())
     config = ClientConfig(server=server, ca_data=ca_pem, token=jt.bearer,
                           user_agent="pinnace-agent/bootstrap")
@@ -130,6 +135,10 @@ async def fetch_trusted_ca(server: str, want_hash: str) -> bytes:
 
 def csr_pem(key: ec.EllipticCurvePrivateKey, node_name: str) -> bytes:
     """A PKCS#10 request for the node's client certificate."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.x509.oid import NameOID
+
     subject = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "system:nodes"),
                          x509.NameAttribute(NameOID.COMMON_NAME, f"system:node:{node_name}")])
     req = x509.CertificateSigningRequestBuilder().subject_name(subject).sign(key, hashes.SHA256())
@@ -137,6 +146,8 @@ def csr_pem(key: ec.EllipticCurvePrivateKey, node_name: str) -> bytes:
 
 
 async def _request(csrs: Any, key: ec.EllipticCurvePrivateKey, node_name: str) -> str:
+    from cryptography.hazmat.primitives import serialization
+
     spki = key.public_key().public_bytes(serialization.Encoding.DER,
                                          serialization.PublicFormat.SubjectPublicKeyInfo)
     # Named by the key, as the kubelet names its requests: one per key.
@@ -191,6 +202,10 @@ async def renew(data_dir: Path, *, within: dt.timedelta = RENEW_WITHIN,
     path = kubeconfig_path(data_dir)
     if not path.exists() or not expires_within(cert_path, within):
         return False
+    from cryptography import x509
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
     cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
     node_name = str(cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value
                     ).removeprefix("system:node:")
@@ -220,6 +235,10 @@ def _tls_problem(server: str, e: aiohttp.ClientConnectorCertificateError) -> str
 
 def _write(data_dir: Path, server: str, ca_pem: bytes, key: ec.EllipticCurvePrivateKey,
            cert_pem: bytes) -> Path:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.x509.oid import NameOID
+
     tls = data_dir / "agent" / "tls"
     tls.mkdir(parents=True, exist_ok=True, mode=0o700)
     key_path, cert_path = tls / "kubelet-client.key", tls / "kubelet-client.crt"

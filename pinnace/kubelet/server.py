@@ -31,11 +31,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import datetime as dt
 import errno
 import fcntl
 import functools
-import ipaddress
 import json
 import logging
 import os
@@ -51,14 +49,10 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from aiohttp import WSMsgType, web
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from pinnace.servertls import HTTP_LIMITS, TLSSite, server_context
 
-from . import crilog, portforward
+from . import crilog, portforward, servingcert
 
 log = logging.getLogger("pinnace.kubelet.server")
 
@@ -140,7 +134,7 @@ class KubeletServer:
     async def start(self) -> None:
         if self.serving_cert is None:
             self.serving_cert = await asyncio.to_thread(
-                ensure_serving_cert, self.tls_dir, self.node_name, self.host)
+                servingcert.ensure, self.tls_dir, self.node_name, self.host)
         app = web.Application(middlewares=[self._authorize])
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/containerLogs/{ns}/{pod}/{container}", self._logs)
@@ -842,53 +836,4 @@ async def _ready(fd: int, write: bool) -> None:
 # -- the serving certificate ---------------------------------------------------
 
 
-def ensure_serving_cert(tls_dir: Path, node_name: str, host: str = "") -> tuple[Path, Path]:
-    """kubelet.crt / kubelet.key in ``tls_dir``: self-signed for the node's
-    name and addresses, made when missing (upstream's kubelet does the same
-    when it is given no certificate)."""
-    tls_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    cert_path, key_path = tls_dir / "kubelet.crt", tls_dir / "kubelet.key"
-    if cert_path.exists() and key_path.exists():
-        return cert_path, key_path
-    names = [node_name, "localhost", socket.gethostname()]
-    ips = {"127.0.0.1", "::1"}
-    if host and host not in ("0.0.0.0", "::"):
-        ips.add(host)
-    with contextlib.suppress(OSError):
-        for info in socket.getaddrinfo(socket.gethostname(), None):
-            ips.add(str(info[4][0]))
-    sans: list[x509.GeneralName] = []
-    for n in dict.fromkeys(names):
-        try:
-            ips.add(str(ipaddress.ip_address(n)))
-        except ValueError:
-            sans.append(x509.DNSName(n))
-    sans.extend(x509.IPAddress(ipaddress.ip_address(i.split("%")[0])) for i in sorted(ips))
-    key = ec.generate_private_key(ec.SECP256R1())
-    now = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME,
-                                         f"{node_name}@{int(time.time())}")])
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now).not_valid_after(now + dt.timedelta(days=365))
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]),
-                           critical=False)
-            .add_extension(x509.SubjectAlternativeName(sans), critical=False)
-            .sign(key, hashes.SHA256()))
-    _write(key_path, key.private_bytes(serialization.Encoding.PEM,
-                                       serialization.PrivateFormat.PKCS8,
-                                       serialization.NoEncryption()), 0o600)
-    _write(cert_path, cert.public_bytes(serialization.Encoding.PEM), 0o644)
-    return cert_path, key_path
-
-
-def _write(path: Path, data: bytes, mode: int) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
-
-
-__all__ = ["KubeletServer", "LogOptions", "PROTOCOLS", "Runtime", "ensure_serving_cert"]
+__all__ = ["KubeletServer", "LogOptions", "PROTOCOLS", "Runtime"]

@@ -136,6 +136,11 @@ def second_node(server: Server, data: Path, images: list[Path],
                 c["type"] == "Ready" and c["status"] == "True"
                 for c in json.loads(out.stdout)["status"].get("conditions", []))
         wait_for(ready, timeout=90, interval=0.5, what="node2 to join and be Ready")
+        # Joining made its key; then the agent started itself again (same
+        # PID) without the crypto library, which it no longer needs.
+        maps = Path(f"/proc/{node.agent.pid}/maps").read_text()
+        assert "pinnace.cli.main" in Path(f"/proc/{node.agent.pid}/cmdline").read_text()
+        assert "cryptography" not in maps, "the joined agent kept the crypto library loaded"
         # The network safety rule, in the second machine too.
         assert all(guard_in(NODE_NS).values()), guard_in(NODE_NS)
         yield node

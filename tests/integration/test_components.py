@@ -58,6 +58,9 @@ def test_controllers_scheduler_and_dns_share_one_process_restarted_when_it_dies(
 
         srv.kubectl("apply", "-f", "-", input=_deployment("before"))
         wait_for(lambda: _has_replicaset(srv, "before"), what="the deployment controller at work")
+        # Nothing has asked for a certificate or a legacy token yet: the
+        # crypto library (~10 MB) is not loaded (pinnace/certfiles.py).
+        assert "cryptography" not in Path(f"/proc/{shared[0]}/maps").read_text()
 
         os.kill(shared[0], signal.SIGKILL)
         wait_for(lambda: any(argv[0] == "components" and pid != shared[0]

@@ -55,7 +55,7 @@ def _replace_with_short_lived(pki_dir: Path, name: str, days: int) -> None:
 
 
 def test_certificates_are_renewed_in_their_last_90_days(tmp_path: Path) -> None:
-    from pinnace.apiserver.certs import expiry_warnings, not_after
+    from pinnace.certfiles import expiry_warnings, not_after
 
     pki = ensure_pki(tmp_path, "127.0.0.1")
     end = not_after(pki.server_cert)
@@ -77,3 +77,40 @@ def test_certificates_are_renewed_in_their_last_90_days(tmp_path: Path) -> None:
         renewed = not_after(path)
         assert renewed is not None and (renewed - renewed.now(renewed.tzinfo)).days >= 364
     assert expiry_warnings([pki.server_cert, pki.admin_cert]) == []
+
+
+def test_expiry_is_read_without_the_crypto_library_as_it_reads_it(tmp_path: Path) -> None:
+    """certfiles reads notAfter from the DER itself: the same date as the
+    crypto library's, for UTCTime (before 2050), GeneralizedTime (from 2050)
+    and an RSA certificate; None for what is not a certificate."""
+    import datetime as dt
+    import subprocess
+    import sys
+
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+    from cryptography.x509.oid import NameOID
+
+    from pinnace.certfiles import not_after
+
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "t")])
+    start = dt.datetime(2020, 1, 1, tzinfo=dt.UTC)
+    for i, (key, end) in enumerate([
+            (ec.generate_private_key(ec.SECP256R1()), dt.datetime(2049, 12, 31, 23, 59, 58)),
+            (ec.generate_private_key(ec.SECP256R1()), dt.datetime(2051, 6, 7, 8, 9, 10)),
+            (rsa.generate_private_key(65537, 2048), dt.datetime(2031, 2, 3, 4, 5, 6))]):
+        cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+                .public_key(key.public_key()).serial_number(x509.random_serial_number())
+                .not_valid_before(start).not_valid_after(end.replace(tzinfo=dt.UTC))
+                .sign(key, hashes.SHA256()))
+        path = tmp_path / f"{i}.crt"
+        path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        assert not_after(path) == cert.not_valid_after_utc
+    (tmp_path / "junk.crt").write_text("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n")
+    assert not_after(tmp_path / "junk.crt") is None
+    assert not_after(tmp_path / "missing.crt") is None
+    # And reading it loads no crypto library.
+    code = ("import sys; from pathlib import Path; from pinnace.certfiles import not_after; "
+            f"assert not_after(Path({str(tmp_path / '0.crt')!r})); "
+            "assert 'cryptography' not in sys.modules")
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -47,14 +47,19 @@ def test_token_controller_needs_the_signing_key(tmp_path: Path) -> None:
     from pinnace.controllers.serviceaccounttoken import TokensController
 
     assert TokensController(ctx(PEM.encode())).secrets is None  # disabled, follows nothing
-    assert TokensController(ctx(PEM.encode(), service_account_private_key_file=str(
-        tmp_path / "missing.key"))).issuer is None
+    missing = TokensController(ctx(PEM.encode(), service_account_private_key_file=str(
+        tmp_path / "missing.key")))
+    assert missing.secrets is None and missing._token_issuer() is None
     key = tmp_path / "sa.key"
     key.write_bytes(ec.generate_private_key(ec.SECP256R1()).private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption()))
     c = TokensController(ctx(PEM.encode(), service_account_private_key_file=str(key)))
-    assert c.issuer is not None and c.secrets is not None
+    assert c._token_issuer() is not None and c.secrets is not None
+    (tmp_path / "bad.key").write_text("not a key")
+    bad = TokensController(ctx(PEM.encode(), service_account_private_key_file=str(
+        tmp_path / "bad.key")))
+    assert bad._token_issuer() is None  # said so in the log, at the first token it would make
     assert c.root_ca == PEM.encode()
     assert not (tmp_path / "missing.key").exists()  # never made up
 
