@@ -61,7 +61,8 @@ def pinnace_processes(pid: int) -> tuple[list[int], list[int]]:
             argv = Path(f"/proc/{p}/cmdline").read_bytes()
         except OSError:
             continue
-        (ours if b"pinnace.cli.main" in argv else theirs).append(p)
+        # The supervisor (the server's own pid: pinnace.cli.supervisor) is ours too.
+        (ours if p == pid or b"pinnace.cli.main" in argv else theirs).append(p)
     return ours, theirs
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from pinnace.apiserver.config import Config
-from pinnace.runtime import tune_malloc
+from pinnace.runtime import small_tls_buffers, tune_malloc
 
 log = logging.getLogger("pinnace.server")
 # Where `pinnace server`'s cluster DNS answers; pods reach it as kube-dns on port 53.
@@ -395,6 +395,8 @@ def main(argv: list[str] | None = None) -> int:
             uvloop.install()
         except ImportError:  # pragma: no cover
             pass
+    else:
+        small_tls_buffers()
     verbosity = ["-" + "v" * args.verbose] if args.verbose else []
     if args.command == "apiserver":
         config = _config(args)
