@@ -155,18 +155,14 @@ def _processes() -> list[tuple[int, int, list[str]]]:
 
 
 def child_pids(pid: int) -> dict[str, int]:
-    """The processes a ``pinnace server`` supervisor runs, by component name
-    (apiserver, agent, ...), from /proc; the process the controller manager,
-    scheduler and DNS share is named by all three, joined by "+"."""
+    """The child processes of a ``pinnace server`` supervisor, by component
+    name (apiserver, agent; controller-manager, scheduler and dns with
+    --separate-components, else they run in the supervisor), from /proc."""
     out: dict[str, int] = {}
     for child, ppid, argv in _processes():
         if ppid == pid and "pinnace.cli.main" in argv:
-            args = argv[argv.index("pinnace.cli.main") + 1:]
-            rest = [a for a in args if not a.startswith("-")]
-            if rest and rest[0] == "components":
-                out["+".join([rest[1], *(args[i + 1] for i, a in enumerate(args)
-                                          if a == "--and")])] = child
-            elif rest:
+            rest = [a for a in argv[argv.index("pinnace.cli.main") + 1:] if not a.startswith("-")]
+            if rest:
                 out[rest[0]] = child
     return out
 
@@ -281,11 +277,11 @@ def own_cpu_seconds() -> float:
 
 
 class RSSSampler:
-    """Samples the RSS of a process and its children (a server's workers)
-    in a thread while a load runs."""
+    """Samples the RSS of a process and its children (a server's workers;
+    ``tree`` False: the process alone) in a thread while a load runs."""
 
-    def __init__(self, pid: int, interval: float = 0.25):
-        self.pid, self.interval = pid, interval
+    def __init__(self, pid: int, interval: float = 0.25, tree: bool = True):
+        self.pid, self.interval, self.tree = pid, interval, tree
         self.samples: list[float] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -293,7 +289,8 @@ class RSSSampler:
     def _run(self) -> None:
         while not self._stop.is_set():
             with contextlib.suppress(OSError):
-                self.samples.append(sum(rss_mb(p) for p in process_tree(self.pid)))
+                self.samples.append(sum(rss_mb(p) for p in (
+                    process_tree(self.pid) if self.tree else [self.pid])))
             self._stop.wait(self.interval)
 
     def __enter__(self) -> "RSSSampler":
@@ -495,7 +492,8 @@ def running_cluster(nodes: int, datastore: str = "memory", sim_args: Sequence[st
     """A control plane and ``nodes`` simulated nodes in a temp data dir; every
     process is stopped on the way out (also on Ctrl-C). The components run a
     process each, so that each one's CPU and RSS show (and py-spy can pick
-    one), unless ``shared``: then as `pinnace server` runs them by default."""
+    one), unless ``shared``: then in the server's own process, as `pinnace
+    server` runs them by default (pids["server"])."""
     with contextlib.ExitStack() as stack:
         if data_dir is None:
             data_dir = Path(stack.enter_context(
@@ -509,14 +507,15 @@ def running_cluster(nodes: int, datastore: str = "memory", sim_args: Sequence[st
         sim = start_sim(server.kubeconfig, nodes, data_dir / "sim.log", *sim_args)
         stack.callback(stop_process, sim)
         deadline = time.monotonic() + 30
-        want = {"apiserver", *(["controller-manager+scheduler+dns"] if shared
-                               else ["controller-manager", "scheduler"])}
+        want = {"apiserver"} if shared else {"apiserver", "controller-manager", "scheduler"}
         pids = child_pids(server.pid)
         # By name: a child caught between fork and exec still looks like `pinnace server`.
         while not want <= pids.keys() and time.monotonic() < deadline:
             time.sleep(0.1)
             pids = child_pids(server.pid)
         pids = {k: v for k, v in pids.items() if k in want}
+        if shared:
+            pids["server"] = server.pid
         pids["sim"] = sim.pid
         yield Cluster(server, sim, pids)
 
@@ -546,7 +545,9 @@ class ProcUsage:
 
     def __init__(self, pids: dict[str, int]):
         self.pids = dict(pids)
-        self.samplers = {name: RSSSampler(pid) for name, pid in self.pids.items()}
+        # "server" (the supervisor, running the controllers): its children are listed apart.
+        self.samplers = {name: RSSSampler(pid, tree=name != "server")
+                         for name, pid in self.pids.items()}
         self.cpu0: dict[str, float] = {}
         self.cpu1: dict[str, float] = {}
         self.rss_end: dict[str, float] = {}

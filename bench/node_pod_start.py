@@ -66,14 +66,15 @@ def pinnace_processes(pid: int) -> tuple[list[int], list[int]]:
     return ours, theirs
 
 
-COMPONENTS = ("apiserver", "controller-manager+scheduler+dns", "agent")
+# "server": the supervisor's process, where the controllers, scheduler and DNS run.
+COMPONENTS = ("apiserver", "server", "agent")
 
 
 def component_cpu(server_pid: int) -> dict[str, float]:
     """CPU seconds so far of each component, its reaped children included,
     and of the whole machine (all cores, from /proc/stat)."""
     out: dict[str, float] = {}
-    for name, pid in child_pids(server_pid).items():
+    for name, pid in {**child_pids(server_pid), "server": server_pid}.items():
         try:
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
             out[name] = sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")

@@ -605,8 +605,8 @@ def main() -> None:
                     help="seconds between reads of the Deployments' status")
     ap.add_argument("--quick", action="store_true", help="200 nodes, 2,000 pods (< 60 s)")
     ap.add_argument("--shared-components", action="store_true",
-                    help="controller manager, scheduler and DNS in one process, as `pinnace "
-                         "server` runs them by default (else a process each)")
+                    help="controller manager, scheduler and DNS in the server's own process, "
+                         "as `pinnace server` runs them by default (else a process each)")
     ap.add_argument("--probe-worker", nargs=2, metavar=("KUBECONFIG", "OUT"),
                     help=argparse.SUPPRESS)
     args = ap.parse_args()

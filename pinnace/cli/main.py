@@ -17,7 +17,6 @@ from typing import Any
 from pinnace.apiserver.config import Config
 from pinnace.runtime import small_tls_buffers, tune_malloc
 
-log = logging.getLogger("pinnace.server")
 # Where `pinnace server`'s cluster DNS answers; pods reach it as kube-dns on port 53.
 DNS_PORT = 10053
 
@@ -176,8 +175,8 @@ def build_parser() -> argparse.ArgumentParser:
                              "tenth address)")
     server.add_argument("--separate-components", action="store_true",
                         help="run the controller manager, scheduler and DNS as a process each "
-                             "(more CPU for big clusters, ~70 MB more memory) instead of one "
-                             "process for the three")
+                             "(a core each for big clusters, ~75 MB more memory) instead of in "
+                             "the server's own process")
     server.add_argument("--cluster-dns-port", type=int, default=DNS_PORT,
                         help=f"port the cluster DNS listens on, at the advertised address "
                              f"(default {DNS_PORT}; 0: any free port)")
@@ -259,10 +258,6 @@ def build_parser() -> argparse.ArgumentParser:
     sched = sub.add_parser("scheduler", help="run the scheduler")
     sched.add_argument("--kubeconfig", default=None, help="how to reach the API server")
     sched.add_argument("--leader-elect", default="true", choices=["true", "false"])
-    # `pinnace server` runs several components in one process with this:
-    # `components controller-manager ARGS --and scheduler ARGS --and dns ARGS`.
-    together = sub.add_parser("components", help=argparse.SUPPRESS)
-    together.add_argument("parts", nargs=argparse.REMAINDER)
     return parser
 
 
@@ -460,12 +455,11 @@ def main(argv: list[str] | None = None) -> int:
             components.append("agent")
             extra["agent"] = ["--data-dir", str(config.data_dir),
                               *_agent_cli_args(args, prefix="agent-", cluster_dns=cluster_dns)]
-        exec_lean(config.data_dir, api_args, _processes(components, args.separate_components),
+        shared = [] if args.separate_components else [c for c in components if c in SHAREABLE]
+        exec_lean(config.data_dir, api_args, [c for c in components if c not in shared], shared,
                   verbosity, extra, level)
     if args.command in SHAREABLE:
         return _run_until_signal(_component(args))
-    if args.command == "components":
-        return _components(args.parts)
     if args.command == "sim":
         from pinnace.kubelet.sim import run_sim
         from pinnace.kubelet.simstages import Stages, load_stages
@@ -532,17 +526,18 @@ def main(argv: list[str] | None = None) -> int:
 
 SERVER_COMPONENTS = ["controller-manager", "scheduler"]
 LEAN_AGENT = "PINNACE_AGENT_REEXECED"  # set once the agent has started itself again
-# The components `pinnace server` runs in one process unless --separate-components:
+# The components `pinnace server`'s own process runs unless --separate-components:
 # API clients all three, so one interpreter, aiohttp and TLS stack serve them.
 SHAREABLE = ("controller-manager", "scheduler", "dns")
 
 
-def _processes(components: list[str], separate: bool) -> list[list[str]]:
-    """The components grouped by the process each runs in."""
-    if separate:
-        return [[c] for c in components]
-    shared = [c for c in components if c in SHAREABLE]
-    return [shared, *([c] for c in components if c not in SHAREABLE)]
+def component(argv: list[str]) -> Coroutine[Any, Any, None]:
+    """The coroutine that is the component of this command line (one of
+    SHAREABLE, with its flags), for the supervisor to run in its process."""
+    args = build_parser().parse_args(argv)
+    if args.command not in SHAREABLE:
+        raise ValueError(f"{args.command} does not run inside pinnace server's process")
+    return _component(args)
 
 
 def _component(args: argparse.Namespace) -> Coroutine[Any, Any, None]:
@@ -569,43 +564,6 @@ def _component(args: argparse.Namespace) -> Coroutine[Any, Any, None]:
         args.kubeconfig, (host, port), args.cluster_domain, allowed=args.allow,
         service_cidrs=[args.service_cidr], pod_cidrs=[args.cluster_cidr],
         publish=partial(publish, cluster_ip=cluster_dns_ip(args.service_cidr), address=address))
-
-
-def _components(parts: list[str]) -> int:
-    """Run several components in this one process (`pinnace components A ARGS
-    --and B ARGS`), each with its own kubeconfig, as k3s runs its controllers
-    in one. Should one of them stop by itself, the others are stopped too and
-    the process exits 1, so that the supervisor restarts them all, as it
-    would restart a component running alone."""
-    parser = build_parser()
-    argvs: list[list[str]] = [[]]
-    for word in parts:
-        if word == "--and":
-            argvs.append([])
-        else:
-            argvs[-1].append(word)
-    named = []
-    for argv in argvs:
-        args = parser.parse_args(argv)
-        if args.command not in SHAREABLE:
-            parser.error(f"components: {args.command} cannot share a process")
-        named.append((args.command, args))
-
-    async def together() -> int:
-        tasks = [asyncio.create_task(_component(args), name=name) for name, args in named]
-        try:
-            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-        finally:  # also when cancelled by SIGTERM
-            for t in tasks:
-                t.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-        for t in done:
-            err = t.exception()
-            log.error("%s stopped%s; stopping the components that share its process",
-                      t.get_name(), f": {err!r}" if err else "", exc_info=err)
-        return 1
-
-    return _run_until_signal(together())
 
 
 def _proxy(args: argparse.Namespace) -> int:
@@ -677,20 +635,20 @@ def _agent_kubeconfig(args: argparse.Namespace, data_dir: Path) -> str | None:
     return str(path)
 
 
-def _run_until_signal(main_coro: Coroutine[Any, Any, int | None]) -> int:
-    """Run a component until it returns (its exit code, 0 for None) or
-    SIGINT/SIGTERM arrives (0)."""
-    async def runner() -> int:
+def _run_until_signal(main_coro: Coroutine[Any, Any, None]) -> int:
+    """Run a component until it returns or SIGINT/SIGTERM arrives."""
+    async def runner() -> None:
         loop = asyncio.get_running_loop()
         task = asyncio.ensure_future(main_coro)
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, task.cancel)
         try:
-            return await task or 0
+            await task
         except asyncio.CancelledError:
-            return 0
+            pass
 
-    return asyncio.run(runner())
+    asyncio.run(runner())
+    return 0
 
 
 if __name__ == "__main__":

@@ -1,13 +1,19 @@
-"""`pinnace server`: the control plane as OS processes (the API server; the
-controller manager, scheduler and DNS, in one process unless
---separate-components; the agent), started in order of readiness and
-restarted when one dies, as k3s's executor runs its components.
+"""`pinnace server`: the API server and the agent as child processes, the
+controller manager, scheduler and DNS in this process (each in a child of
+its own with --separate-components), started in order of readiness and
+restarted when one stops, as k3s's executor runs its components.
+
+The three share this process because they are API clients alone: one
+interpreter, aiohttp and TLS stack serve them all (~75 MB less than a
+process each, the supervisor's own ~20 MB included). Each runs as a task of
+its own and is restarted alone, so a DNS that cannot bind its port does not
+stop the controllers. The API server (the store, its CPU) and the agent
+(root, containers that outlive it) stay processes of their own.
 
 `pinnace server` checks its flags and data dir with the whole CLI loaded,
-then replaces itself (exec, same PID) with this module alone: the
-supervisor lives as long as the server, and the imports those checks
-needed (the API client, DNS, the ciphers: ~35 MB) would otherwise stay
-in it for nothing."""
+then replaces itself (exec, same PID) with this module alone: with
+--separate-components the supervisor then stays ~20 MB, as the imports
+those checks needed are not loaded again."""
 
 from __future__ import annotations
 
@@ -81,8 +87,7 @@ class Child:
             if on_exit is not None:
                 on_exit(self.proc.pid)
             self.restarts += 1
-            quick = time.monotonic() - self.started_at < 10
-            delay = min(2 ** min(self.restarts, 5), 30) if quick else 1
+            delay = restart_delay(self.restarts, self.started_at)
             log.warning("%s exited with %s; restarting in %ds", self.name, code, delay)
             await asyncio.sleep(delay)
             await self.start()
@@ -100,12 +105,48 @@ class Child:
             await self.proc.wait()
 
 
-class Supervisor:
-    """``processes``: the components, grouped by the process they run in (a
-    group of several is one `pinnace components` process)."""
+def restart_delay(restarts: int, started_at: float) -> int:
+    """Seconds before starting again what stopped: 1, or backing off to 30
+    when it keeps stopping within 10 s of its start."""
+    quick = time.monotonic() - started_at < 10
+    return min(2 ** min(restarts, 5), 30) if quick else 1
 
-    def __init__(self, data_dir: Path, apiserver_args: list[str], processes: list[list[str]],
-                 verbosity: list[str], component_args: dict[str, list[str]] | None = None):
+
+@dataclass
+class Task:
+    """A component run in the supervisor's own process (`pinnace <args>`
+    parsed as the command line would be), restarted alone when it stops."""
+
+    name: str
+    args: list[str]
+    restarts: int = 0
+
+    async def keep(self, stopping: Callable[[], bool]) -> None:
+        from pinnace.cli.main import component
+
+        while not stopping():
+            started_at = time.monotonic()
+            try:
+                await component(self.args)
+                outcome = "returned"
+            except Exception as e:  # a component's bug must not stop the others
+                log.error("%s failed", self.name, exc_info=e)
+                outcome = f"failed: {e!r}"
+            if stopping():
+                return
+            self.restarts += 1
+            delay = restart_delay(self.restarts, started_at)
+            log.warning("%s %s; restarting in %ds", self.name, outcome, delay)
+            await asyncio.sleep(delay)
+
+
+class Supervisor:
+    """``children``: the components run as processes (besides the API server);
+    ``in_process``: those run as tasks here."""
+
+    def __init__(self, data_dir: Path, apiserver_args: list[str], children: list[str],
+                 in_process: list[str], verbosity: list[str],
+                 component_args: dict[str, list[str]] | None = None):
         self.data_dir = data_dir
         self.api = Child("apiserver", [*verbosity, "apiserver", *apiserver_args], capture=True)
         extra = component_args or {}
@@ -113,13 +154,8 @@ class Supervisor:
         def argv(c: str) -> list[str]:
             return [c, "--kubeconfig", str(data_dir / f"{c}.kubeconfig"), *extra.get(c, [])]
 
-        self.components = []
-        for group in processes:
-            if len(group) == 1:
-                self.components.append(Child(group[0], [*verbosity, *argv(group[0])]))
-            elif group:
-                words = [w for i, c in enumerate(group) for w in [*(["--and"] if i else []), *argv(c)]]
-                self.components.append(Child("+".join(group), [*verbosity, "components", *words]))
+        self.components = [Child(c, [*verbosity, *argv(c)]) for c in children]
+        self.tasks = [Task(c, argv(c)) for c in in_process]
         self.stopping = False
 
     async def run(self) -> int:
@@ -143,10 +179,13 @@ class Supervisor:
             await c.start()
         watchers = [asyncio.create_task(c.keep(lambda: self.stopping))
                     for c in [self.api, *self.components]]
+        tasks = [asyncio.create_task(t.keep(lambda: self.stopping), name=t.name)
+                 for t in self.tasks]
         await stop.wait()
         self.stopping = True
-        for w in watchers:
+        for w in [*tasks, *watchers]:
             w.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)  # clients first: they hang up
         relay.cancel()
         for c in [*self.components, self.api]:
             await c.terminate()
@@ -164,14 +203,16 @@ def die_with_parent() -> None:
         pass
 
 
-def exec_lean(data_dir: Path, apiserver_args: list[str], processes: list[list[str]],
-              verbosity: list[str], component_args: dict[str, list[str]], log_level: int) -> NoReturn:
+def exec_lean(data_dir: Path, apiserver_args: list[str], children: list[str],
+              in_process: list[str], verbosity: list[str], component_args: dict[str, list[str]],
+              log_level: int) -> NoReturn:
     """Become the supervisor alone (does not return). The command line shown
     by ps stays the user's `pinnace server ...`, after the module's name."""
     import json
 
     os.environ[PLAN_VAR] = json.dumps({
-        "data_dir": str(data_dir), "apiserver_args": apiserver_args, "processes": processes,
+        "data_dir": str(data_dir), "apiserver_args": apiserver_args, "children": children,
+        "in_process": in_process,
         "verbosity": verbosity, "component_args": component_args, "log_level": log_level})
     sys.stdout.flush()
     sys.stderr.flush()
@@ -187,8 +228,15 @@ def _main() -> int:
     plan = json.loads(os.environ.pop(PLAN_VAR))  # not for the children
     logging.basicConfig(level=plan["log_level"],
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if plan["in_process"]:  # the components' loop, as they have it alone
+        try:
+            import uvloop
+
+            uvloop.install()
+        except ImportError:  # pragma: no cover
+            pass
     return asyncio.run(Supervisor(Path(plan["data_dir"]), plan["apiserver_args"],
-                                  plan["processes"], plan["verbosity"],
+                                  plan["children"], plan["in_process"], plan["verbosity"],
                                   plan["component_args"]).run())
 
 

@@ -1,16 +1,16 @@
 """How `pinnace server` lays its components out in processes: the
-controller manager, scheduler and DNS share one process (unless
---separate-components), and the supervisor restarts that process when it
-dies, as it restarts a component running alone."""
+controller manager, scheduler and DNS run in the server's own process,
+each restarted alone when it stops (unless --separate-components: a
+process each, restarted by the supervisor)."""
 
 from __future__ import annotations
 
 import json
 import os
-import signal
-import subprocess
-import sys
+import socket
 from pathlib import Path
+
+import dns.resolver
 
 from tests.conftest import start_server, wait_for
 
@@ -44,61 +44,61 @@ def _has_replicaset(srv, name: str) -> bool:  # type: ignore[no-untyped-def]
     return bool(out.strip())
 
 
-def test_controllers_scheduler_and_dns_share_one_process_restarted_when_it_dies(
-        tmp_path: Path) -> None:
-    srv = start_server(tmp_path / "data", "--datastore", "memory", command="server")
+def _resolves(port: int) -> bool:
+    r = dns.resolver.Resolver(configure=False)
+    r.nameservers, r.port, r.lifetime = ["127.0.0.1"], port, 1.0
     try:
-        kids = wait_for(lambda: (k := _children(srv.proc.pid)) and len(k) == 2 and k,
-                        what="the API server and one process for the other components")
-        shared = [pid for pid, argv in kids.items() if argv[0] == "components"]
-        assert len(shared) == 1, kids
-        argv = kids[shared[0]]
-        names = [argv[1], *(argv[i + 1] for i, w in enumerate(argv) if w == "--and")]
-        assert names == ["controller-manager", "scheduler", "dns"], argv
+        return str(r.resolve("kubernetes.default.svc.cluster.local", "A")[0]) == "10.96.0.1"
+    except dns.exception.DNSException:
+        return False
 
-        srv.kubectl("apply", "-f", "-", input=_deployment("before"))
-        wait_for(lambda: _has_replicaset(srv, "before"), what="the deployment controller at work")
+
+def test_a_component_that_cannot_start_is_retried_alone(tmp_path: Path) -> None:
+    """The DNS's port is taken when the server starts: the controllers and
+    the scheduler work all the same, in the server's own process (its only
+    child is the API server), and the DNS answers once the port is free."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    taken = [socket.socket(socket.AF_INET, kind) for kind in (socket.SOCK_DGRAM,
+                                                              socket.SOCK_STREAM)]
+    for s in taken:
+        s.bind(("127.0.0.1", port))
+    srv = start_server(tmp_path / "data", "--datastore", "memory", "--cluster-dns-port",
+                       str(port), command="server")
+    try:
+        wait_for(lambda: "dns failed" in srv.log.read_text(), what="the DNS to fail to bind")
+        assert [argv[0] for argv in _children(srv.proc.pid).values()] == ["apiserver"]
+        srv.kubectl("apply", "-f", "-", input=_deployment("web"))
+        wait_for(lambda: _has_replicaset(srv, "web"), what="the deployment controller at work")
         # Nothing has asked for a certificate or a legacy token yet: the
         # crypto library (~10 MB) is not loaded (pinnace/certfiles.py).
-        assert "cryptography" not in Path(f"/proc/{shared[0]}/maps").read_text()
+        assert "cryptography" not in Path(f"/proc/{srv.proc.pid}/maps").read_text()
+        for s in taken:
+            s.close()
+        wait_for(lambda: _resolves(port), timeout=45, what="the DNS once its port is free")
+        assert "restarting in" in srv.log.read_text()
+    finally:
+        for s in taken:
+            s.close()
+        srv.stop()
 
-        os.kill(shared[0], signal.SIGKILL)
-        wait_for(lambda: any(argv[0] == "components" and pid != shared[0]
-                             for pid, argv in _children(srv.proc.pid).items()),
-                 what="the supervisor to start the shared process again")
+
+def test_separate_components_run_a_process_each_restarted_when_it_dies(tmp_path: Path) -> None:
+    srv = start_server(tmp_path / "data", "--datastore", "memory", "--separate-components",
+                       command="server")
+    try:
+        kids = wait_for(lambda: (k := _children(srv.proc.pid)) and len(k) == 4 and k,
+                        what="four component processes")
+        assert sorted(a[0] for a in kids.values()) == \
+            ["apiserver", "controller-manager", "dns", "scheduler"]
+        cm = next(pid for pid, argv in kids.items() if argv[0] == "controller-manager")
+        os.kill(cm, 9)
+        wait_for(lambda: any(a[0] == "controller-manager" and pid != cm
+                             for pid, a in _children(srv.proc.pid).items()),
+                 what="the supervisor to start the controller manager again")
         srv.kubectl("apply", "-f", "-", input=_deployment("after"))
         wait_for(lambda: _has_replicaset(srv, "after"), timeout=60,
                  what="the deployment controller at work again")
     finally:
         srv.stop()
-
-
-def test_separate_components_run_a_process_each(tmp_path: Path) -> None:
-    srv = start_server(tmp_path / "data", "--datastore", "memory", "--separate-components",
-                       command="server")
-    try:
-        names = wait_for(lambda: (n := sorted(a[0] for a in _children(srv.proc.pid).values()))
-                         and len(n) == 4 and n, what="four component processes")
-        assert names == ["apiserver", "controller-manager", "dns", "scheduler"]
-    finally:
-        srv.stop()
-
-
-def test_when_one_shared_component_fails_the_process_exits_naming_it(tmp_path: Path) -> None:
-    missing = tmp_path / "missing.kubeconfig"
-    run = subprocess.run(
-        [sys.executable, "-m", "pinnace.cli.main", "components",
-         "scheduler", "--kubeconfig", str(missing), "--leader-elect", "false",
-         "--and", "dns", "--kubeconfig", str(missing), "--listen", "127.0.0.1:0"],
-        capture_output=True, text=True, timeout=60)
-    assert run.returncode == 1, run.stderr
-    assert "stopping the components that share its process" in run.stderr
-    assert str(missing) in run.stderr
-
-
-def test_only_api_clients_share_a_process() -> None:
-    run = subprocess.run(
-        [sys.executable, "-m", "pinnace.cli.main", "components", "scheduler", "--and",
-         "agent"], capture_output=True, text=True, timeout=60)
-    assert run.returncode == 2
-    assert "agent cannot share a process" in run.stderr
