@@ -46,7 +46,7 @@ import socket
 import subprocess
 import threading
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -115,15 +115,19 @@ def _netlink_socket_in(path: Path) -> socket.socket:
 
 @contextmanager
 def _iproute(netns: Path | None = None) -> Iterator[Any]:
-    try:
-        from pyroute2 import IPRoute
-    except ImportError as e:  # pragma: no cover - pyroute2 ships with the agent
-        raise NetworkError("the pod network needs pyroute2 (pip install pyroute2)") from e
-    ipr = IPRoute() if netns is None else IPRoute(use_socket=_netlink_socket_in(netns))
+    ipr = _open_iproute(netns)
     try:
         yield ipr
     finally:
         ipr.close()
+
+
+def _open_iproute(netns: Path | None = None) -> Any:
+    try:
+        from pyroute2 import IPRoute
+    except ImportError as e:  # pragma: no cover - pyroute2 ships with the agent
+        raise NetworkError("the pod network needs pyroute2 (pip install pyroute2)") from e
+    return IPRoute() if netns is None else IPRoute(use_socket=_netlink_socket_in(netns))
 
 
 def _netlink_code(e: BaseException) -> int | None:
@@ -241,7 +245,31 @@ class PodNetwork:
         self._ipam: NodeIPAM | None = None
         self._owned: dict[str, set[str]] = {}   # uid -> its addresses, as in ips/
         self._guard_fd: int | None = None       # our shared hold on the guard
+        self._netlink: Any = None                # the host's IPRoute, see _host_netlink
+        self._netlink_lock = threading.Lock()
         self._load_ips()
+
+    @contextmanager
+    def _host_netlink(self) -> Iterator[Any]:
+        """The host namespace's route netlink socket, kept for the agent's
+        life and used by one thread at a time: opening one costs as much as
+        three requests, and every pod start used to open three. A failure
+        other than the kernel's answer (NetlinkError) drops it: its state
+        is then unknown, and the next user opens a new one."""
+        from pyroute2 import NetlinkError
+
+        with self._netlink_lock:
+            if self._netlink is None:
+                self._netlink = _open_iproute()
+            try:
+                yield self._netlink
+            except NetlinkError:
+                raise
+            except BaseException:
+                netlink, self._netlink = self._netlink, None
+                with suppress(Exception):
+                    netlink.close()
+                raise
 
     # names ------------------------------------------------------------
     @staticmethod
@@ -298,7 +326,7 @@ class PodNetwork:
         """True if the guard device is up and routes both ranges (and the
         kernel does not ignore those routes for want of a carrier)."""
         try:
-            with _iproute() as ipr:
+            with self._host_netlink() as ipr:
                 idx = _lookup(ipr, self.guard)
                 if idx is None:
                     return False
@@ -556,7 +584,7 @@ class PodNetwork:
         plen = self.pod_cidr.prefixlen
         ns_path, veth = self.netns_path(uid), self.host_veth_name(uid)
         create_netns(ns_path)
-        with _iproute() as ipr:
+        with self._host_netlink() as ipr:
             br = _lookup(ipr, self.bridge)
             if br is None:
                 raise NetworkError(f"bridge {self.bridge} is missing (ensure_host first)")
@@ -590,7 +618,7 @@ class PodNetwork:
                 or pod.prefixlen != self.pod_cidr.prefixlen:
             return False
         try:
-            with _iproute() as ipr:
+            with self._host_netlink() as ipr:
                 br, idx = _lookup(ipr, self.bridge), _lookup(ipr, pod.host_veth)
                 if br is None or idx is None:
                     return False
@@ -614,7 +642,7 @@ class PodNetwork:
     def _remove_links(self, uid: str, pod: PodNet | None) -> None:
         """Delete the pod's veth and namespace (not its address)."""
         from pyroute2 import NetlinkError
-        with _iproute() as ipr:
+        with self._host_netlink() as ipr:
             for name in {self.host_veth_name(uid), pod.host_veth if pod else ""} - {""}:
                 idx = _lookup(ipr, name)
                 if idx is not None:
@@ -740,6 +768,11 @@ class PodNetwork:
             fd, self._guard_fd = self._guard_fd, None
         if fd is not None:
             os.close(fd)
+        with self._netlink_lock:
+            netlink, self._netlink = self._netlink, None
+        if netlink is not None:
+            with suppress(Exception):
+                netlink.close()
 
 
 def host_network_ns() -> str:
