@@ -135,6 +135,10 @@ def _netlink_code(e: BaseException) -> int | None:
     return code if isinstance(code, int) else None
 
 
+# Every network namespace's loopback device (the kernel's LOOPBACK_IFINDEX).
+LOOPBACK_INDEX = 1
+
+
 def _lookup(ipr: Any, ifname: str) -> int | None:
     found = ipr.link_lookup(ifname=ifname)
     return found[0] if found else None
@@ -584,27 +588,30 @@ class PodNetwork:
         plen = self.pod_cidr.prefixlen
         ns_path, veth = self.netns_path(uid), self.host_veth_name(uid)
         create_netns(ns_path)
+        # Few requests, as each costs more in pyroute2 than in the kernel: the
+        # bridge's index and MTU in one; the veth made enslaved and up.
+        from pyroute2 import NetlinkError
+
         with self._host_netlink() as ipr:
-            br = _lookup(ipr, self.bridge)
-            if br is None:
-                raise NetworkError(f"bridge {self.bridge} is missing (ensure_host first)")
-            mtu = ipr.get_links(br)[0].get_attr("IFLA_MTU") or 1500
+            try:
+                bridge = ipr.link("get", ifname=self.bridge)[0]
+            except NetlinkError as e:
+                raise NetworkError(f"bridge {self.bridge} is missing (ensure_host first)") from e
+            mtu = bridge.get_attr("IFLA_MTU") or 1500
             fd = os.open(ns_path, os.O_RDONLY | os.O_CLOEXEC)
             try:
-                ipr.link("add", ifname=veth, kind="veth", mtu=mtu,
-                         peer={"ifname": POD_IFNAME, "net_ns_fd": fd, "mtu": mtu})
+                ipr.link("add", ifname=veth, kind="veth", mtu=mtu, master=bridge["index"],
+                         state="up", peer={"ifname": POD_IFNAME, "net_ns_fd": fd, "mtu": mtu})
             finally:
                 os.close(fd)
-            idx = _lookup(ipr, veth)
-            ipr.link("set", index=idx, master=br, state="up")
             try:  # a pod reaching itself through a Service comes back on its own port
-                ipr.brport("set", index=idx, mode=1)
+                ipr.brport("set", index=_lookup(ipr, veth), mode=1)
             except Exception as e:
                 log.debug("hairpin mode on %s: %s", veth, e)
         with _iproute(ns_path) as ns:
-            ns.link("set", index=_lookup(ns, "lo"), state="up")
+            ns.link("set", index=LOOPBACK_INDEX, state="up")
             eth = _lookup(ns, POD_IFNAME)
-            ns.link("set", index=eth, mtu=mtu, state="up")
+            ns.link("set", index=eth, state="up")
             ns.addr("add", index=eth, address=ip, prefixlen=plen)
             ns.route("add", dst="0.0.0.0/0", gateway=gateway, oif=eth)
         return PodNet(netns=str(ns_path), ip=ip, gateway=gateway, prefixlen=plen, host_veth=veth)
