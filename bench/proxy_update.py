@@ -78,9 +78,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="1,000 services only")
     ap.add_argument("--mode", choices=["nftables", "iptables"], default="nftables")
+    ap.add_argument("--nft-command", action="store_true",
+                    help="run the nft command for each change instead of libnftables")
     ap.add_argument("--inside", nargs="*", type=int, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.inside is not None:
+        nft.use_library(not args.nft_command)
         inside(args.inside, args.mode)
         return
     if os.geteuid() != 0:
@@ -94,7 +97,8 @@ def main() -> None:
             task = bar.add_task("tables", total=len(sizes))
             for n in sizes:
                 out = subprocess.run(["ip", "netns", "exec", netns, sys.executable, __file__,
-                                      "--mode", args.mode, "--inside", str(n)],
+                                      "--mode", args.mode, "--inside", str(n),
+                                      *(["--nft-command"] if args.nft_command else [])],
                                      capture_output=True, text=True,
                                      timeout=900, check=True)
                 size, full, *times = out.stdout.split()
@@ -108,7 +112,8 @@ def main() -> None:
         p50, p99 = percentile(times, 0.5), percentile(times, 0.99)
         rows.append([f"{n:,}", f"{full * 1000:,.0f}", f"{p50:.1f}", f"{p99:.1f}", f"{p50 / base:.1f}x",
                      verdict(p99 <= 100) if n == 10000 else ""])
-    what = "nft transaction" if args.mode == "nftables" else "iptables-restore --noflush"
+    what = ("nft -f" if args.nft_command else "libnftables") if args.mode == "nftables" \
+        else "iptables-restore --noflush"
     print_table(f"one service changed -> its rules in place ({what})",
                 ["services", "whole table ms", "update p50 ms", "update p99 ms",
                  "vs 10 services", "target <= 100 ms"], rows)

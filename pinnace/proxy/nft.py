@@ -1,8 +1,9 @@
 """The proxy's nftables table: written whole once (atomically replacing
 whatever a previous run left), then changed service by service.
 
-Each change is one ``nft -f`` transaction, so a packet sees the old rules or
-the new ones, never a half-written service. Within it, things are created
+Each change is one transaction (through libnftables, with the ruleset
+cached between changes: libnft.py; else the nft command), so a packet sees
+the old rules or the new ones, never a half-written service. Within it, things are created
 before anything refers to them and unreferenced before they are deleted:
 sets, chains, rules, map elements, then old chains and sets go.
 
@@ -14,10 +15,12 @@ from __future__ import annotations
 
 import logging
 import subprocess
+import threading
 import time
 
 from pinnace.hostbin import which
 
+from .libnft import Context
 from .rules import TABLE, Rules, skeleton
 from .table import ServiceTable
 
@@ -48,13 +51,48 @@ def unusable() -> str:
     return proc.stderr.strip() or f"nft exited with {proc.returncode}" if proc.returncode else ""
 
 
+_context: Context | None = None
+_context_lock = threading.Lock()
+_no_library = False  # True: libnftables is not loadable, or not wanted (use_library(False))
+
+
+def use_library(wanted: bool) -> None:
+    """Run the nft command instead of libnftables (False), e.g. to compare the two."""
+    global _no_library
+    _no_library = not wanted
+
+
+def _library_context() -> Context | None:
+    """The process's libnftables context, opened at first use (None: the
+    library cannot be loaded here, so the nft command is run instead)."""
+    global _context, _no_library
+    with _context_lock:
+        if _context is None and not _no_library:
+            _context = Context.open()
+            _no_library = _context is None
+            if _no_library:
+                log.info("libnftables cannot be loaded: running the nft command for each change")
+        return _context
+
+
 def run(script: str) -> None:
+    """``script`` as one transaction, as ``nft -f``."""
+    ctx = _library_context()
+    if ctx is not None:
+        ok, _, err = ctx.run(script)
+        if not ok:
+            raise NftError(_first_lines(err) or "nft failed")
+        return
     proc = subprocess.run([nft_binary(), "-f", "-"], input=script, capture_output=True,
                           text=True, timeout=120)
     if proc.returncode != 0:
-        lines = proc.stderr.strip().splitlines()
-        more = f"\n... and {len(lines) - 6} more lines" if len(lines) > 6 else ""
-        raise NftError("\n".join(lines[:6]) + more if lines else f"nft exited with {proc.returncode}")
+        raise NftError(_first_lines(proc.stderr) or f"nft exited with {proc.returncode}")
+
+
+def _first_lines(text: str) -> str:
+    lines = text.strip().splitlines()
+    more = f"\n... and {len(lines) - 6} more lines" if len(lines) > 6 else ""
+    return "\n".join(lines[:6]) + more
 
 
 def table_exists() -> bool:
