@@ -124,7 +124,7 @@ def _iproute(netns: Path | None = None) -> Iterator[Any]:
 
 def _open_iproute(netns: Path | None = None) -> Any:
     try:
-        from pyroute2 import IPRoute
+        from pinnace.pyroute import IPRoute
     except ImportError as e:  # pragma: no cover - pyroute2 ships with the agent
         raise NetworkError("the pod network needs pyroute2 (pip install pyroute2)") from e
     return IPRoute() if netns is None else IPRoute(use_socket=_netlink_socket_in(netns))
@@ -260,7 +260,7 @@ class PodNetwork:
         three requests, and every pod start used to open three. A failure
         other than the kernel's answer (NetlinkError) drops it: its state
         is then unknown, and the next user opens a new one."""
-        from pyroute2 import NetlinkError
+        from pinnace.pyroute import NetlinkError
 
         with self._netlink_lock:
             if self._netlink is None:
@@ -297,7 +297,7 @@ class PodNetwork:
         A dummy device where the kernel has one; else an ifb device (it drops
         every packet that was not redirected to it by tc, and has no ARP);
         else a bridge without ports."""
-        from pyroute2 import NetlinkError
+        from pinnace.pyroute import NetlinkError
         with self._lock:
             if self._guard_fd is None:
                 fd = _open_lock("network.lock")
@@ -365,7 +365,7 @@ class PodNetwork:
         self.ensure_guard()
         self._require_guard()
         gateway = str(net.network_address + 1)
-        from pyroute2 import NetlinkError
+        from pinnace.pyroute import NetlinkError
         with _iproute() as ipr:
             idx = _lookup(ipr, self.bridge)
             if idx is None:
@@ -590,7 +590,7 @@ class PodNetwork:
         create_netns(ns_path)
         # Few requests, as each costs more in pyroute2 than in the kernel: the
         # bridge's index and MTU in one; the veth made enslaved and up.
-        from pyroute2 import NetlinkError
+        from pinnace.pyroute import NetlinkError
 
         with self._host_netlink() as ipr:
             try:
@@ -648,7 +648,7 @@ class PodNetwork:
 
     def _remove_links(self, uid: str, pod: PodNet | None) -> None:
         """Delete the pod's veth and namespace (not its address)."""
-        from pyroute2 import NetlinkError
+        from pinnace.pyroute import NetlinkError
         with self._host_netlink() as ipr:
             for name in {self.host_veth_name(uid), pod.host_veth if pod else ""} - {""}:
                 idx = _lookup(ipr, name)
@@ -736,7 +736,7 @@ class PodNetwork:
 
     def _remove_guard(self) -> str:
         """Delete the guard if nobody else relies on it; why not, if not."""
-        from pyroute2 import NetlinkError
+        from pinnace.pyroute import NetlinkError
         with self._lock:
             fd, self._guard_fd = self._guard_fd, None
         if fd is None:

@@ -49,7 +49,7 @@ def _wanted(nodes: list[Obj], me: str, cluster: ipaddress.IPv4Network) -> dict[s
 
 def sync_routes(wanted: dict[str, str]) -> None:
     """Make this host's pinnace routes exactly ``wanted`` (blocking: netlink)."""
-    from pyroute2 import IPRoute, NetlinkError
+    from pinnace.pyroute import IPRoute, NetlinkError
 
     with IPRoute() as ipr:
         have = {}

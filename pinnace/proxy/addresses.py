@@ -25,7 +25,7 @@ class LocalAddresses:
         self._have: set[str] | None = None
 
     def _index(self, ipr: object, create: bool) -> int | None:
-        from pyroute2 import NetlinkError
+        from pinnace.pyroute import NetlinkError
 
         found = ipr.link_lookup(ifname=self.device)  # type: ignore[attr-defined]
         for kind in KINDS if create and not found else ():
@@ -43,7 +43,7 @@ class LocalAddresses:
         """Hold exactly ``ips`` (IPv4 /32s)."""
         if ips == self._have:
             return
-        from pyroute2 import IPRoute
+        from pinnace.pyroute import IPRoute
 
         with IPRoute() as ipr:
             idx = self._index(ipr, create=bool(ips))
@@ -62,7 +62,7 @@ class LocalAddresses:
         self._have = set(ips)
 
     def remove(self) -> list[str]:
-        from pyroute2 import IPRoute
+        from pinnace.pyroute import IPRoute
 
         with IPRoute() as ipr:
             idx = self._index(ipr, create=False)

@@ -29,8 +29,7 @@ def forget(gone: set[str], served: set[tuple[str, int]], nodeports: set[int]) ->
     kube-proxy clears a NodePort). Returns how many went (blocking: netlink)."""
     if not gone and not served and not nodeports:
         return 0
-    from pyroute2 import Conntrack
-    from pyroute2.netlink.nfnetlink.nfctsocket import NFCTAttrTuple
+    from pinnace.pyroute import Conntrack, NFCTAttrTuple
 
     n = 0
     with Conntrack() as ct:
