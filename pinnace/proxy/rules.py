@@ -7,19 +7,24 @@ maps they look services up in) is in ``skeleton``. Each service port adds:
 
   service-<id>   cluster traffic: masquerade what comes from outside the
                  pod range, then pick an endpoint at random (numgen), or
-                 the one a client is pinned to (sessionAffinity ClientIP)
+                 the one a client is pinned to (sessionAffinity ClientIP),
+                 and DNAT to it, masquerading a pod that reaches itself
+                 (hairpin)
   external-<id>  NodePort, LoadBalancer and external IP traffic:
                  externalTrafficPolicy Cluster masquerades and goes on to
-                 service-<id>; Local keeps the client address and uses this
-                 node's endpoints only (or drops when there are none)
-  endpoint-<id>  one per endpoint: DNAT to it, masquerading a pod that
-                 reaches itself (hairpin)
+                 the endpoints as service-<id> does; Local keeps the client
+                 address and uses this node's endpoints only (or drops when
+                 there are none)
 and elements in the maps: ClusterIP/external/LB address . proto . port →
 its chain; NodePort proto . port → its external chain; a port with no
 endpoints → reject, in the filter maps.
 
+Endpoints have no chain of their own (kube-proxy's nftables mode gives each
+one): every change's transaction makes libnftables read every chain of the
+ruleset first, and endpoint chains were two thirds of them.
+
 A change to a service therefore rewrites only its own chains and elements
-(nft.py diffs them), which keeps an update O(change) at any table size.
+(nft.py diffs them).
 """
 
 from __future__ import annotations
@@ -103,37 +108,46 @@ def skeleton(cluster_cidr: str) -> list[str]:
     return cmds
 
 
-def _endpoint_chain(p: PortPlan, e: Endpoint) -> str:
-    return f"endpoint-{short_id(p.label, e.ip)}-{p.label}__{e.ip}/{e.port}"
+def _affinity_set(p: PortPlan, e: Endpoint) -> str:
+    return f"affinity-{short_id(p.label, e.ip)}"
 
 
-def _endpoint_rules(out: Rules, p: PortPlan, e: Endpoint) -> None:
-    rules = [f"ip saddr {e.ip} jump mark-for-masquerade"]  # hairpin
+def _to(p: PortPlan, e: Endpoint, when: str, hairpin: bool) -> str:
+    """A rule sending a connection that matches ``when`` to ``e``: remember
+    the client (affinity), masquerade it if it is ``e`` itself (hairpin),
+    DNAT. One rule, not a chain per endpoint."""
+    stmts = [f"meta l4proto {p.proto}", when] if when else [f"meta l4proto {p.proto}"]
     if p.affinity:
-        aff = f"affinity-{short_id(p.label, e.ip)}"
-        out.sets[aff] = f"{{ type ipv4_addr; flags dynamic,timeout; timeout {p.affinity}s; }}"
-        rules.append(f"update @{aff} {{ ip saddr }}")
-    rules.append(f"meta l4proto {p.proto} dnat to {e.ip}:{e.port}")
-    out.chains[_endpoint_chain(p, e)] = rules
+        stmts.append(f"update @{_affinity_set(p, e)} {{ ip saddr }}")
+    if hairpin:
+        stmts.append(f"meta mark set meta mark | {MASQ_MARK}")
+    stmts.append(f"dnat to {e.ip}:{e.port}")
+    return " ".join(stmts)
 
 
-def _pick(p: PortPlan, targets: list[Endpoint]) -> list[str]:
+def _pick(out: Rules, p: PortPlan, targets: list[Endpoint]) -> list[str]:
     """Rules sending a connection to one of ``targets``."""
     rules = []
     if p.affinity:
-        rules += [f"ip saddr @affinity-{short_id(p.label, e.ip)} goto {_endpoint_chain(p, e)}"
-                  for e in targets]
+        for e in targets:
+            out.sets[_affinity_set(p, e)] = \
+                f"{{ type ipv4_addr; flags dynamic,timeout; timeout {p.affinity}s; }}"
+            pinned = f"ip saddr @{_affinity_set(p, e)}"
+            rules += [_to(p, e, f"ip saddr {e.ip} {pinned}", hairpin=True),
+                      _to(p, e, pinned, hairpin=False)]
     # Endpoint i of n is taken with probability 1/(n-i) when none before
     # it was, which makes each equally likely (iptables' statistic
     # trick). Not one numgen vmap: each is an anonymous set, and the
     # kernel names a new one by walking all others, so a table of
-    # thousands of services would take minutes to load.
+    # thousands of services would take minutes to load. Each step is two
+    # rules that cannot both apply (the client is the endpoint, or is
+    # not), so one random draw decides it either way.
     n = len(targets)
     for i, e in enumerate(targets):
-        if i < n - 1:
-            rules.append(f"numgen random mod {n - i} == 0 goto {_endpoint_chain(p, e)}")
-        else:
-            rules.append(f"goto {_endpoint_chain(p, e)}")
+        draw = f"numgen random mod {n - i} == 0 " if i < n - 1 else ""
+        rules += [_to(p, e, f"ip saddr {e.ip} {draw}".strip(), hairpin=True),
+                  _to(p, e, f"ip saddr != {e.ip} {draw}".strip() if draw else "",
+                      hairpin=False)]
     return rules
 
 
@@ -149,8 +163,6 @@ def service_rules(svc: Obj, slices: list[Obj], node_name: str, cluster_cidr: str
 
 def _port_rules(out: Rules, p: PortPlan, cluster_cidr: str) -> None:
     proto, sid = p.proto, p.sid
-    for e in p.endpoints:
-        _endpoint_rules(out, p, e)
     svc_chain = f"service-{sid}-{p.label}"
     for ip in p.cluster_ips:
         key = f"{ip} . {proto} . {p.port}"
@@ -159,7 +171,8 @@ def _port_rules(out: Rules, p: PortPlan, cluster_cidr: str) -> None:
         else:
             out.element(NO_ENDPOINT_SERVICES, key, "goto reject-chain")
     if p.cluster_eps:
-        out.chains[svc_chain] = [_MASQ_OUTSIDERS.format(cidr=cluster_cidr), *_pick(p, p.cluster_eps)]
+        out.chains[svc_chain] = [_MASQ_OUTSIDERS.format(cidr=cluster_cidr),
+                                 *_pick(out, p, p.cluster_eps)]
 
     if not p.external:
         return
@@ -176,13 +189,13 @@ def _port_rules(out: Rules, p: PortPlan, cluster_cidr: str) -> None:
         everyone = svc_chain
         if p.cluster_eps != p.all_eps:  # internalTrafficPolicy Local narrowed service-<id>
             everyone = f"cluster-{sid}-{p.label}"
-            out.chains[everyone] = _pick(p, p.all_eps)
+            out.chains[everyone] = _pick(out, p, p.all_eps)
         out.chains[ext_chain] = [_MASQ_LOOPBACK, f"fib saddr type local goto {everyone}",
                                  f"ip saddr {cluster_cidr} goto {everyone}",
-                                 *(_pick(p, p.local_eps) if p.local_eps else ["drop"])]
+                                 *(_pick(out, p, p.local_eps) if p.local_eps else ["drop"])]
     else:
         out.chains[ext_chain] = [_MASQ_LOOPBACK, "fib saddr type != local jump mark-for-masquerade",
-                                 *_pick(p, p.all_eps)]
+                                 *_pick(out, p, p.all_eps)]
     for ip in p.ext_addrs:
         out.element(SERVICE_IPS, f"{ip} . {proto} . {p.port}", f"goto {ext_chain}")
     if p.node_port:

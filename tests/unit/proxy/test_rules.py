@@ -3,6 +3,8 @@ and the commands that change one service without touching the others."""
 
 from __future__ import annotations
 
+import re
+
 from pinnace.proxy.nft import diff
 from pinnace.proxy.rules import (
     NO_ENDPOINT_NODEPORTS,
@@ -34,24 +36,32 @@ def slice_(*eps, port=8080, name="http"):
 
 
 def dnats(rules: Rules) -> list[str]:
-    return sorted(r for rs in rules.chains.values() for r in rs if "dnat to" in r)
+    """Where the rules DNAT to, once each."""
+    return sorted({m for rs in rules.chains.values() for r in rs
+                   for m in re.findall(r"dnat to (\S+)", r)})
 
 
 def test_cluster_ip_spreads_over_ready_endpoints_only():
     r = service_rules(svc(), [slice_(("10.244.0.5", "n1", True), ("10.244.1.7", "n2", True),
                                      ("10.244.1.8", "n2", False))], "n1", CIDR)
-    assert dnats(r) == ["meta l4proto tcp dnat to 10.244.0.5:8080",
-                        "meta l4proto tcp dnat to 10.244.1.7:8080"]
+    assert dnats(r) == ["10.244.0.5:8080", "10.244.1.7:8080"]
     (key, verdict), = r.elements[SERVICE_IPS].items()
     assert key == "10.96.0.20 . tcp . 80"
+    assert list(r.chains) == [verdict.removeprefix("goto ")]  # no chain per endpoint
     chain = r.chains[verdict.removeprefix("goto ")]
     # other machines' connections are masqueraded, not this node's own or its pods'
     assert chain[0] == f"ip saddr != {CIDR} fib saddr type != local jump mark-for-masquerade"
-    assert chain[1].startswith("numgen random mod 2 == 0 goto endpoint-")
-    assert chain[2].startswith("goto endpoint-")
-    # hairpin: an endpoint reaching itself through the service is masqueraded
-    ep = next(rs for n, rs in r.chains.items() if n.endswith("__10.244.0.5/8080"))
-    assert ep[0] == "ip saddr 10.244.0.5 jump mark-for-masquerade"
+    # The first endpoint one time in two: a client that is that endpoint
+    # (hairpin) is masqueraded, others are not; the two rules exclude each
+    # other, so one draw decides. The second takes the rest.
+    assert chain[1:] == [
+        "meta l4proto tcp ip saddr 10.244.0.5 numgen random mod 2 == 0 "
+        "meta mark set meta mark | 0x4000 dnat to 10.244.0.5:8080",
+        "meta l4proto tcp ip saddr != 10.244.0.5 numgen random mod 2 == 0 "
+        "dnat to 10.244.0.5:8080",
+        "meta l4proto tcp ip saddr 10.244.1.7 meta mark set meta mark | 0x4000 "
+        "dnat to 10.244.1.7:8080",
+        "meta l4proto tcp dnat to 10.244.1.7:8080"]
 
 
 def test_no_ready_endpoints_rejects_instead_of_hanging():
@@ -65,7 +75,7 @@ def test_terminating_endpoints_serve_when_none_is_ready():
     sl = slice_(("10.244.0.5", "n1", False))
     sl["endpoints"][0]["conditions"] = {"ready": False, "serving": True, "terminating": True}
     r = service_rules(svc(), [sl], "n1", CIDR)
-    assert dnats(r) == ["meta l4proto tcp dnat to 10.244.0.5:8080"]
+    assert dnats(r) == ["10.244.0.5:8080"]
 
 
 def test_nodeport_and_external_traffic_policy():
@@ -77,7 +87,7 @@ def test_nodeport_and_external_traffic_policy():
     local = service_rules(svc(type_="NodePort", externalTrafficPolicy="Local"), eps, "n1", CIDR)
     ext = local.chains[local.elements[SERVICE_NODEPORTS]["tcp . 30001"].removeprefix("goto ")]
     assert not any("type != local jump mark" in r for r in ext)   # the client address is kept
-    assert ext[-1].startswith("goto endpoint-") and ext[-1].endswith("__10.244.0.5/8080")
+    assert ext[-1] == "meta l4proto tcp dnat to 10.244.0.5:8080"  # this node's only
     # a node without local endpoints drops external traffic
     other = service_rules(svc(type_="NodePort", externalTrafficPolicy="Local"), eps, "n3", CIDR)
     ext = other.chains[other.elements[SERVICE_NODEPORTS]["tcp . 30001"].removeprefix("goto ")]
@@ -88,7 +98,8 @@ def test_internal_traffic_policy_local_uses_this_nodes_endpoints():
     r = service_rules(svc(internalTrafficPolicy="Local"),
                       [slice_(("10.244.0.5", "n1", True), ("10.244.1.7", "n2", True))], "n2", CIDR)
     chain = r.chains[r.elements[SERVICE_IPS]["10.96.0.20 . tcp . 80"].removeprefix("goto ")]
-    assert chain[-1].endswith("__10.244.1.7/8080")
+    assert chain[-1] == "meta l4proto tcp dnat to 10.244.1.7:8080"
+    assert dnats(r) == ["10.244.1.7:8080"]
 
 
 def test_session_affinity_pins_clients():
@@ -97,7 +108,14 @@ def test_session_affinity_pins_clients():
                       [slice_(("10.244.0.5", "n1", True), ("10.244.0.6", "n1", True))], "n1", CIDR)
     assert len(r.sets) == 2 and all("timeout 60s" in d for d in r.sets.values())
     chain = r.chains[r.elements[SERVICE_IPS]["10.96.0.20 . tcp . 80"].removeprefix("goto ")]
-    assert sum(rule.startswith("ip saddr @affinity-") for rule in chain) == 2
+    # a pinned client goes back to its endpoint (two rules each: hairpin or not)...
+    pinned = [rule for rule in chain if re.search(r"ip saddr @affinity-\S+ update", rule)]
+    assert len(pinned) == 4 and pinned == chain[1:5]
+    # ...and every way to an endpoint pins the client to it, refreshing the timeout
+    for rule in chain[1:]:
+        target = re.search(r"dnat to (\S+):", rule)[1]  # type: ignore[index]
+        aff = re.search(r"update @(\S+) ", rule)[1]  # type: ignore[index]
+        assert all(target in x for x in chain[1:] if f"@{aff} " in x), (aff, target)
 
 
 def test_load_balancer_addresses_and_headless():
@@ -115,10 +133,14 @@ def test_diff_touches_only_what_changed():
     two = service_rules(svc(), [slice_(("10.244.0.5", "n1", True), ("10.244.0.6", "n1", True))],
                         "n1", CIDR)
     cmds = diff(one, two)
-    assert sum(c.startswith("add chain") for c in cmds) == 1       # the new endpoint
-    assert not any("delete" in c for c in cmds)
-    old_ep = next(n for n in one.chains if n.endswith("__10.244.0.5/8080"))
-    assert not any(c.split()[3] == old_ep for c in cmds if c.startswith(("flush", "add rule")))
+    (svc_chain,) = one.chains
+    # the service's chain is rewritten; nothing else, no map element
+    assert cmds[0] == f"flush chain ip pinnace-proxy {svc_chain}"
+    assert [c.split()[:5] for c in cmds[1:]] == \
+        [["add", "rule", "ip", "pinnace-proxy", svc_chain]] * len(two.chains[svc_chain])
+    other = service_rules(svc(name="db", clusterIP="10.96.0.30", clusterIPs=["10.96.0.30"]),
+                          [slice_(("10.244.0.9", "n1", True))], "n1", CIDR)
+    assert not set(other.chains) & set(one.chains)  # services never share a chain
     gone = diff(two, Rules())
     assert gone[-1].startswith("delete chain") and any(c.startswith("delete element") for c in gone)
     assert diff(two, two) == []
@@ -135,7 +157,10 @@ def test_both_policies_local_keep_local_clients_on_every_endpoint():
                       [slice_(("10.244.0.5", "n1", True), ("10.244.1.7", "n2", True))], "n1", CIDR)
     ext = r.chains[r.elements[SERVICE_NODEPORTS]["tcp . 30001"].removeprefix("goto ")]
     everyone = ext[1].removeprefix("fib saddr type local goto ")
-    assert everyone.startswith("cluster-") and r.chains[everyone][0].startswith("numgen random mod 2 ")
+    assert everyone.startswith("cluster-") and \
+        "numgen random mod 2 == 0" in r.chains[everyone][0]
+    assert dnats(Rules(chains={everyone: r.chains[everyone]})) == ["10.244.0.5:8080",
+                                                                   "10.244.1.7:8080"]
 
 
 def test_udp_flows_to_forget_when_endpoints_change():
