@@ -32,6 +32,8 @@ from pinnace.storage.interface import CompactedError, Store, StoreError
 from . import admission, apiservices, codec, flowcontrol, metricsapi, openapi, status
 from . import audit as auditing
 from . import bootstraptoken as bt
+from .admission.config import AdmissionConfig
+from .admission.config import load as load_admission_config
 from .admission.defaultstorageclass import DefaultStorageClass
 from .admission.defaulttolerationseconds import DefaultTolerationSeconds
 from .admission.limitranger import LimitRanger
@@ -147,6 +149,8 @@ class APIServer:
         self.policies = ValidatingAdmissionPolicies(
             self._param_kind, self._read_objects, lambda name: self._read("namespaces", "", name),
             self._equivalents)
+        admission_config = load_admission_config(config.admission_control_config_file) \
+            if config.admission_control_config_file else AdmissionConfig()
         # In upstream's order (the mutating ones act first, whatever their place).
         self.registry.admission = admission.Chain([
             NamespaceLifecycle(self.strategies.namespace_active),
@@ -155,7 +159,9 @@ class APIServer:
             DefaultTolerationSeconds(config.default_not_ready_toleration_seconds,
                                      config.default_unreachable_toleration_seconds),
             DefaultStorageClass(self.store), RuntimeClass(self.store),
-            PodSecurity(self.strategies.namespace_labels, self._namespace_pods),
+            PodSecurity(self.strategies.namespace_labels, self._namespace_pods,
+                        exemptions=admission_config.pod_security_exemptions,
+                        defaults=admission_config.pod_security_defaults),
             self.policies, self.webhooks, self.quota_admission])
         self.watches = WatchCache(self.store, max_bytes=config.watch_cache_bytes)
         self.authn = Authenticator(config.data_dir / "tokens.csv", self.store)

@@ -41,6 +41,9 @@ class Config:
     audit_log_maxsize: int = 100
     audit_log_maxbackup: int = 100
     audit_log_maxage: int = 366
+    # An AdmissionConfiguration (kube-apiserver's --admission-control-config-file):
+    # PodSecurity's defaults and exemptions.
+    admission_control_config_file: str = ""
 
     @property
     def owner(self) -> bool:

@@ -75,6 +75,10 @@ def _server_args(p: argparse.ArgumentParser) -> None:
                         "resources are encrypted at rest and with which keys (default: "
                         "DATA/encryption-config.yaml, written on first start: Secrets with "
                         "aescbc; nothing with --datastore memory)")
+    p.add_argument("--admission-control-config-file", default="", metavar="FILE",
+                   help="an AdmissionConfiguration (apiserver.config.k8s.io/v1): PodSecurity's "
+                        "levels for namespaces without pod-security labels, and the users, "
+                        "namespaces and runtime classes exempt from it")
     p.add_argument("--audit-policy-file", default="", metavar="FILE",
                    help="the audit.k8s.io/v1 Policy saying which requests are logged at which "
                         "level (without it, no audit events)")
@@ -274,6 +278,13 @@ def _config(args: argparse.Namespace) -> Config:
             load_policy(args.audit_policy_file)
         except PolicyError as e:
             raise SystemExit(f"pinnace: loading audit policy file: {e}") from None
+    if args.admission_control_config_file:  # the same for the admission configuration
+        from pinnace.apiserver.admission.config import AdmissionConfigError, load
+
+        try:
+            load(args.admission_control_config_file)
+        except AdmissionConfigError as e:
+            raise SystemExit(f"pinnace: loading admission config file: {e}") from None
     for flag in ("maxage", "maxbackup", "maxsize"):
         if getattr(args, f"audit_log_{flag}") < 0:
             raise SystemExit(f"pinnace: --audit-log-{flag} {getattr(args, f'audit_log_{flag}')} "
@@ -293,6 +304,7 @@ def _config(args: argparse.Namespace) -> Config:
                   if args.encryption_provider_config else "",
                   watch_cache_bytes=args.watch_cache_bytes,
                   audit_policy_file=_abspath(args.audit_policy_file),
+                  admission_control_config_file=_abspath(args.admission_control_config_file),
                   audit_log_path=(args.audit_log_path if args.audit_log_path == "-"
                                   else _abspath(args.audit_log_path)),
                   audit_log_maxsize=args.audit_log_maxsize,
@@ -336,6 +348,8 @@ def apiserver_args(config: Config) -> list[str]:
         out += ["--encryption-provider-config", config.encryption_provider_config]
     if config.audit_policy_file:
         out += ["--audit-policy-file", config.audit_policy_file]
+    if config.admission_control_config_file:
+        out += ["--admission-control-config-file", config.admission_control_config_file]
     if config.audit_log_path:
         out += ["--audit-log-path", config.audit_log_path,
                 "--audit-log-maxsize", str(config.audit_log_maxsize),
