@@ -44,8 +44,15 @@ class Authorizer:
         # Refused by every authorizer: the Node authorizer's reason is the one told.
         return ok, reason if ok else why
 
-    def rules_for(self, user: User, namespace: str) -> list[Rule]:
-        return [] if self.rbac is None else self.rbac.rules_for(user, namespace)
+    def rules_for(self, user: User, namespace: str) -> tuple[list[Rule], str]:
+        """What ``user`` may do in ``namespace`` as rules, and why that list is
+        incomplete ("" when it is not): the Node authorizer cannot list what
+        it allows, which depends on the pods bound to the node (upstream's
+        NodeAuthorizer.RulesFor says the same)."""
+        rules = [] if self.rbac is None else self.rbac.rules_for(user, namespace)
+        if self.nodes is not None and node_identity(user)[1]:
+            return rules, "node authorizer does not support user rule resolution"
+        return rules, ""
 
     async def decide(self, user: User, info: RequestInfo) -> tuple[bool, str]:
         """``allowed``, but a refusal is given only once RBAC has seen every

@@ -72,7 +72,7 @@ class RBACStrategy(Strategy):
                     f'"{ref.get("name")}" not found, and user "{user.name}" may not bind it',
                     info.resource, GROUP, name)
             wanted = found
-        missing = uncovered(self.authz.rules_for(user, ns), wanted)
+        missing = uncovered(self.authz.rules_for(user, ns)[0], wanted)
         if missing:
             raise status.forbidden(
                 f'{info.resource}.{GROUP} "{name}" is forbidden: user "{user.name}" '

@@ -71,7 +71,8 @@ async def answer(info: ResourceInfo, namespace: str | None, body: dict[str, Any]
     elif kind == "SelfSubjectRulesReview":
         resource_rules: list[dict[str, Any]] = []
         non_resource_rules: list[dict[str, Any]] = []
-        for rule in authz.rules_for(user, spec.get("namespace", "")):
+        rules, incomplete = authz.rules_for(user, spec.get("namespace", ""))
+        for rule in rules:
             if rule.get("nonResourceURLs"):
                 non_resource_rules.append({"verbs": rule.get("verbs") or [],
                                            "nonResourceURLs": rule["nonResourceURLs"]})
@@ -81,5 +82,7 @@ async def answer(info: ResourceInfo, namespace: str | None, body: dict[str, Any]
                               if rule.get(k)})
                 resource_rules.append(entry)
         out["status"] = {"resourceRules": resource_rules, "nonResourceRules": non_resource_rules,
-                         "incomplete": False}
+                         "incomplete": bool(incomplete)}
+        if incomplete:
+            out["status"]["evaluationError"] = incomplete
     return out

@@ -188,3 +188,23 @@ def test_a_node_changes_only_its_own_objects(cluster: Server, cluster_ns: str,
     n1.kubectl("create", "-f", "-", input=json.dumps(
         {**lease, "metadata": {"name": name1, "namespace": "kube-node-lease"}}))
     cluster.kubectl("delete", "lease", name1, "-n", "kube-node-lease")
+
+
+def test_a_nodes_rules_review_says_it_is_incomplete(cluster: Server, cluster_ns: str,
+                                                    nodes: tuple[User, User]) -> None:
+    """What a node may do depends on the pods bound to it, which rules cannot
+    say: the review is marked incomplete, as upstream's Node authorizer has it."""
+    n1, _ = nodes
+    body = json.dumps({"apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectRulesReview",
+                       "spec": {"namespace": cluster_ns}})
+    # --validate=false: kubectl's schema check lists CRDs, which a node may not.
+    review = json.loads(n1.kubectl("create", "--validate=false", "-o", "json", "-f", "-",
+                                   input=body).stdout)
+    assert review["status"]["incomplete"] is True
+    assert review["status"]["evaluationError"] == \
+        "node authorizer does not support user rule resolution"
+    listed = n1.kubectl("auth", "can-i", "--list", "-n", cluster_ns)
+    assert "incomplete" in listed.stderr + listed.stdout
+    # Anyone else's review is complete.
+    admin = json.loads(cluster.kubectl("create", "-o", "json", "-f", "-", input=body).stdout)
+    assert admin["status"]["incomplete"] is False and "evaluationError" not in admin["status"]
