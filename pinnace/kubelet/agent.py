@@ -130,7 +130,7 @@ class Agent:
                 self.network_ready = True
                 await self._post_status(self._sent_status["conditions"] if self._sent_status
                                         else [])
-            self.pod_informer.add_handler(self._pod_event, lambda o, n: self._pod_event(n),
+            self.pod_informer.add_handler(self._pod_event, self._pod_update,
                                           self._pod_event)
             self.pod_informer.start()
             self.service_informer.start()
@@ -316,6 +316,13 @@ class Agent:
 
     def _pod_event(self, pod: Obj) -> None:
         self.queue.add(key_of(pod))
+
+    def _pod_update(self, old: Obj, new: Obj) -> None:
+        # Our own status write coming back changes nothing to do: a sync of
+        # every pod after each of its status patches cost as much as the
+        # start did, less the runtime.
+        if not self.pods.own_status_echo(old, new):
+            self._pod_event(new)
 
     def _requeue(self, key: str, delay: float) -> None:
         if delay <= 0:

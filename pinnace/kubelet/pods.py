@@ -417,7 +417,9 @@ class PodWorkers:
             delay = min(delay * 2, BACKOFF_MAX) if delay else BACKOFF_START
             ps.pull_backoff[name] = (time.time() + delay, delay)
             self.event(pod, "Warning", "Failed", msg)
-            self.requeue(_key(pod), delay)
+            # Soon, not after the back-off: the next sync says ImagePullBackOff
+            # and waits out the rest, as the kubelet's does.
+            self.requeue(_key(pod), min(delay, 1.0))
             return None
         ps.pull_backoff.pop(name, None)
         self.event(pod, "Normal", "Pulled", f'Successfully pulled image "{ref}" in '
@@ -758,6 +760,19 @@ class PodWorkers:
         return pod_status(pod, phase=phase, host_ip=self.host_ip(), pod_ip=ps.pod_ip,
                           sandbox=sandbox_up, init_statuses=inits, statuses=conts,
                           start_time=ps.start_time or None, ephemeral_statuses=ephemeral)
+
+    def own_status_echo(self, old: Obj, new: Obj) -> bool:
+        """``new`` is ``old`` with the status this worker last wrote and
+        nothing else changed (but the resourceVersion and managedFields)."""
+        ps = self.state.get(new["metadata"].get("uid", ""))
+        if ps is None or ps.sent is None or not _same(ps.sent, new.get("status") or {}):
+            return False
+        if any(old.get(k) != new.get(k) for k in old.keys() | new.keys()
+               if k not in ("metadata", "status")):
+            return False
+        a, b = old.get("metadata") or {}, new.get("metadata") or {}
+        return all(a.get(k) == b.get(k) for k in a.keys() | b.keys()
+                   if k not in ("resourceVersion", "managedFields"))
 
     async def _report(self, pod: Obj, ps: PodState) -> Obj:
         status = self.status(pod, ps)
