@@ -209,7 +209,7 @@ class TokensController(Controller):
             data["namespace"] = base64.b64encode(meta["namespace"].encode()).decode()
         if needs_token:
             token = issuer.issue_legacy(sa["metadata"]["namespace"], sa["metadata"]["name"],
-                                             sa["metadata"]["uid"], meta["name"])
+                                        sa["metadata"]["uid"], meta["name"])
             data["token"] = base64.b64encode(token.encode()).decode()
         live["data"] = data
         live["metadata"]["annotations"] = {**_annotations(live),
