@@ -35,6 +35,8 @@ from .model import Endpoint, Obj, PortPlan, UdpFlows, plan, short_id, udp_flows
 
 TABLE = "pinnace-proxy"
 MASQ_MARK = "0x4000"
+# What mark-for-masquerade does; hairpin rules do it inline.
+_MARK_FOR_MASQUERADE = f"meta mark set meta mark | {MASQ_MARK}"
 SERVICE_IPS = "service-ips"
 SERVICE_NODEPORTS = "service-nodeports"
 NO_ENDPOINT_SERVICES = "no-endpoint-services"
@@ -92,7 +94,7 @@ def skeleton(cluster_cidr: str) -> list[str]:
         "masquerading": [f"meta mark & {MASQ_MARK} == 0 return",
                          f"meta mark set meta mark ^ {MASQ_MARK}",
                          "masquerade fully-random"],
-        "mark-for-masquerade": [f"meta mark set meta mark | {MASQ_MARK}"],
+        "mark-for-masquerade": [_MARK_FOR_MASQUERADE],
         "service-endpoints-check": [f"ip daddr . meta l4proto . th dport vmap @{NO_ENDPOINT_SERVICES}"],
         "nodeport-endpoints-check": [
             f"fib daddr type local meta l4proto . th dport vmap @{NO_ENDPOINT_NODEPORTS}"],
@@ -120,7 +122,7 @@ def _to(p: PortPlan, e: Endpoint, when: str, hairpin: bool) -> str:
     if p.affinity:
         stmts.append(f"update @{_affinity_set(p, e)} {{ ip saddr }}")
     if hairpin:
-        stmts.append(f"meta mark set meta mark | {MASQ_MARK}")
+        stmts.append(_MARK_FOR_MASQUERADE)
     stmts.append(f"dnat to {e.ip}:{e.port}")
     return " ".join(stmts)
 
