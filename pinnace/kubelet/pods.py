@@ -51,6 +51,10 @@ class Waiting:
     message: str = ""
 
 
+# ps.waiting keys for what holds up all of a pod's containers.
+SANDBOX, VOLUMES = "*sandbox", "*volumes"
+
+
 @dataclass
 class PodState:
     """What the agent remembers of a pod between syncs."""
@@ -148,11 +152,11 @@ class PodWorkers:
         if phase in ("Succeeded", "Failed"):
             await self._stop_terminal(pod, ps)
             return
-        if not await self._ensure_sandbox(pod, ps):
-            await self._report(pod, ps)
-            return
-        paths = await self._ensure_volumes(pod, ps)
-        if paths is None:
+        # Independent, so side by side: a volume's API calls (a token, a
+        # ConfigMap) wait while the sandbox's namespaces and links are made.
+        sandbox_up, paths = await asyncio.gather(self._ensure_sandbox(pod, ps),
+                                                 self._ensure_volumes(pod, ps))
+        if not sandbox_up or paths is None:
             await self._report(pod, ps)
             return
         failed = False
@@ -220,6 +224,7 @@ class PodWorkers:
             if not ps.pod_ip:
                 ps.pod_ip = self.host_ip() if spec.get("hostNetwork") else \
                     getattr(self.network.pods().get(uid), "ip", "")
+            ps.waiting.pop(SANDBOX, None)
             return True
         if self.sandboxes.existed(uid):
             # The sandbox died (the node rebooted, someone removed it): its
@@ -243,10 +248,11 @@ class PodWorkers:
             await self.sandboxes.create(pod, netns, self._hostname(pod))
             if ps.start_time == "":
                 ps.start_time = rfc3339()
+            ps.waiting.pop(SANDBOX, None)
             return True
         except Exception as e:  # runtime, mount and network errors alike
             msg = f"Failed to create pod sandbox: {e}"
-            ps.waiting["*"] = Waiting("ContainerCreating", msg)
+            ps.waiting[SANDBOX] = Waiting("ContainerCreating", msg)
             self.event(pod, "Warning", "FailedCreatePodSandBox", msg)
             log.warning("pod %s: %s", _key(pod), msg)
             self.requeue(_key(pod), 5)
@@ -284,11 +290,11 @@ class PodWorkers:
 
         try:
             paths = await self.volumes.setup(pod)
-            ps.waiting.pop("*", None)
+            ps.waiting.pop(VOLUMES, None)
             return paths
         except MountError as e:
             msg = str(e)
-            ps.waiting["*"] = Waiting("ContainerCreating", msg)
+            ps.waiting[VOLUMES] = Waiting("ContainerCreating", msg)
             self.event(pod, "Warning", "FailedMount", msg)
             self.requeue(_key(pod), 5)
             return None
@@ -668,7 +674,8 @@ class PodWorkers:
                     "restartCount": rec.attempt if rec else 0,
                     "image": normalize_image(image) if image else "", "imageID": "",
                     "started": False}
-        waiting = ps.waiting.get(name) or ps.waiting.get("*")
+        # A volume's failure first, as the kubelet mounts before it makes the sandbox.
+        waiting = ps.waiting.get(name) or ps.waiting.get(VOLUMES) or ps.waiting.get(SANDBOX)
         if rec is None:
             out["state"] = {"waiting": {"reason": waiting.reason if waiting else
                                         ("PodInitializing" if not init and pod["spec"].get(
@@ -756,9 +763,12 @@ class PodWorkers:
         if phase in ("Succeeded", "Failed"):
             for s in conts + inits:
                 s["ready"] = False
-        sandbox_up = self.sandboxes.alive(uid)
-        return pod_status(pod, phase=phase, host_ip=self.host_ip(), pod_ip=ps.pod_ip,
-                          sandbox=sandbox_up, init_statuses=inits, statuses=conts,
+        # The kubelet makes the sandbox once the volumes are mounted: until
+        # then a pod shows neither an address nor a sandbox ready.
+        mounted = VOLUMES not in ps.waiting
+        sandbox_up = mounted and self.sandboxes.alive(uid)
+        return pod_status(pod, phase=phase, host_ip=self.host_ip(),
+                          pod_ip=ps.pod_ip if mounted else "", sandbox=sandbox_up, init_statuses=inits, statuses=conts,
                           start_time=ps.start_time or None, ephemeral_statuses=ephemeral)
 
     def own_status_echo(self, old: Obj, new: Obj) -> bool:

@@ -101,6 +101,30 @@ def test_missing_configmap_is_a_config_error(node, ns):
     wait_pod(node, ns, "nocm", lambda p: phase(p) == "Running", what="Running once the ConfigMap exists")
 
 
+def test_missing_configmap_volume_holds_the_pod_in_container_creating(node, ns):
+    body = json.loads(_pod("novol", "cat /cfg/k; sleep 3600"))
+    body["spec"]["volumes"] = [{"name": "cfg", "configMap": {"name": "absent-vol"}}]
+    body["spec"]["containers"][0]["volumeMounts"] = [{"name": "cfg", "mountPath": "/cfg"}]
+    node.kubectl("apply", "-n", ns, "-f", "-", input=json.dumps(body))
+    p = wait_pod(node, ns, "novol", lambda p: "FailedMount" in node.kubectl(
+        "get", "events", "-n", ns, "--field-selector", "involvedObject.name=novol").stdout,
+        what="a FailedMount event")
+    events = node.kubectl("get", "events", "-n", ns, "--field-selector",
+                          "involvedObject.name=novol").stdout
+    assert 'MountVolume.SetUp failed for volume "cfg" : configmap "absent-vol" not found' in events
+    # As the kubelet, which makes the sandbox only once the volumes are
+    # mounted: waiting, with no address and no sandbox ready.
+    assert cstate(p)["waiting"]["reason"] == "ContainerCreating"
+    assert "podIP" not in p["status"]
+    conds = {x["type"]: x["status"] for x in p["status"]["conditions"]}
+    assert conds["PodReadyToStartContainers"] == "False"
+    node.kubectl("create", "configmap", "absent-vol", "-n", ns, "--from-literal=k=v")
+    p = wait_pod(node, ns, "novol", lambda p: phase(p) == "Running", timeout=30,
+                 what="Running once the ConfigMap exists")
+    assert p["status"]["podIP"].startswith("10.244.")
+    assert node.kubectl("logs", "novol", "-n", ns).stdout.startswith("v")
+
+
 def test_unknown_image_is_err_image_pull_then_back_off(node, ns):
     body = json.loads(_pod("noimg", "true"))
     body["spec"]["containers"][0]["image"] = "127.0.0.1:1/nothing:1"
