@@ -1,9 +1,10 @@
-"""pyroute2, imported lean: IPRoute, Conntrack and NetlinkError from their
-own modules, without the package's ``__init__``.
+"""pyroute2, imported lean: IPRoute, Conntrack, NetlinkError and the route
+netlink message classes from their own modules, without the package's
+``__init__``.
 
 That ``__init__`` imports all ~160 of pyroute2's modules (IPDB, NDB and its
 SQLite schema, wireless, devlink, plan9, ...): ~6 MB in the node agent,
-which needs three names. The package is put in place unexecuted; should
+which needs a few names. The package is put in place unexecuted; should
 anything ask it for another name (``from pyroute2 import IPDB``), its
 ``__init__`` runs then, so it behaves as the whole package from there on.
 """
@@ -55,5 +56,9 @@ from pyroute2.conntrack import Conntrack  # noqa: E402
 from pyroute2.iproute import IPRoute  # noqa: E402
 from pyroute2.netlink.exceptions import NetlinkError  # noqa: E402
 from pyroute2.netlink.nfnetlink.nfctsocket import NFCTAttrTuple  # noqa: E402
+from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg  # noqa: E402
+from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg  # noqa: E402
+from pyroute2.netlink.rtnl.rtmsg import rtmsg  # noqa: E402
 
-__all__ = ["Conntrack", "IPRoute", "NFCTAttrTuple", "NetlinkError"]
+__all__ = ["Conntrack", "IPRoute", "NFCTAttrTuple", "NetlinkError", "ifaddrmsg", "ifinfmsg",
+           "rtmsg"]

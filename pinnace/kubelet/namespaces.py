@@ -79,11 +79,14 @@ def share_dir(d: Path) -> None:
         _shared_dirs.add(d)
 
 
-def pin(paths: dict[str, Path], hostname: str | None = None) -> None:
+def pin(paths: dict[str, Path], hostname: str | None = None,
+        inside: Callable[[], T] | None = None) -> T | None:
     """New namespaces of the given kinds ("ipc", "uts", "net"), each
-    bind-mounted at its path; ``hostname`` is set in a new UTS namespace."""
+    bind-mounted at its path; ``hostname`` is set in a new UTS namespace.
+    ``inside`` runs in the new namespaces, on the thread that made them
+    (a socket it opens belongs to them): its result is returned."""
     if not paths:
-        return
+        return None
     for p in paths.values():
         share_dir(p.parent)
         os.close(os.open(p, os.O_RDONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0))
@@ -91,7 +94,7 @@ def pin(paths: dict[str, Path], hostname: str | None = None) -> None:
     for kind in paths:
         flags |= CLONE[kind]
 
-    def unshare_and_bind() -> None:
+    def unshare_and_bind() -> T | None:
         lib = libc()
         check(lib.unshare(flags), "unshare", ",".join(paths))
         if hostname is not None and "uts" in paths:
@@ -100,9 +103,10 @@ def pin(paths: dict[str, Path], hostname: str | None = None) -> None:
         for kind, p in paths.items():
             check(lib.mount(f"/proc/thread-self/ns/{kind}".encode(), bytes(p), b"none", _MS_BIND,
                             None), f"bind {kind} namespace", p)
+        return inside() if inside is not None else None
 
     try:
-        on_fresh_thread(unshare_and_bind)
+        return on_fresh_thread(unshare_and_bind)
     except BaseException:
         for p in paths.values():
             unpin(p)

@@ -27,6 +27,8 @@ Under state_dir, what survives an agent restart:
 
 All calls block (netlink, mounts): the agent runs them with asyncio.to_thread,
 never on the event loop's thread (pyroute2 runs a loop of its own per call).
+A pod's links, made on every pod start, go in batches instead (rtnl.py):
+three round trips, where pyroute2's requests took eight.
 Namespaces are entered only on short-lived threads of their own (setns and
 unshare act on the calling thread), so nothing forks and no thread that runs
 other work ever changes namespace.
@@ -254,6 +256,9 @@ class PodNetwork:
         self._guard_fd: int | None = None       # our shared hold on the guard
         self._netlink: Any = None                # the host's IPRoute, see _host_netlink
         self._netlink_lock = threading.Lock()
+        self._rtnl: Any = None                   # the host's batch socket, see _host_rtnl
+        self._rtnl_lock = threading.Lock()
+        self._bridge_link: tuple[int, int] | None = None  # (index, MTU), see _bridge_index_mtu
         self._guard_checked_at = float("-inf")  # monotonic time of the last good check
         self._load_ips()
 
@@ -278,6 +283,41 @@ class PodNetwork:
                 with suppress(Exception):
                     netlink.close()
                 raise
+
+    @contextmanager
+    def _host_rtnl(self) -> Iterator[Any]:
+        """The host namespace's socket for batched requests (rtnl.py), kept
+        like _host_netlink's and dropped, like it, on a failure other than
+        the kernel's answer."""
+        from .rtnl import Rtnl, RtnlError
+
+        with self._rtnl_lock:
+            if self._rtnl is None:
+                self._rtnl = Rtnl()
+            try:
+                yield self._rtnl
+            except RtnlError:
+                raise
+            except BaseException:
+                sock, self._rtnl = self._rtnl, None
+                with suppress(Exception):
+                    sock.close()
+                raise
+
+    def _bridge_index_mtu(self) -> tuple[int, int]:
+        """The bridge's index and MTU, looked up once: every pod's veth needs
+        them. Forgotten when a veth could not be made, in case the bridge
+        was made again (a new index)."""
+        if self._bridge_link is None:
+            from pinnace.pyroute import NetlinkError
+
+            with self._host_netlink() as ipr:
+                try:
+                    link = ipr.link("get", ifname=self.bridge)[0]
+                except NetlinkError as e:
+                    raise NetworkError(f"bridge {self.bridge} is missing (ensure_host first)") from e
+            self._bridge_link = (int(link["index"]), int(link.get_attr("IFLA_MTU") or 1500))
+        return self._bridge_link
 
     # names ------------------------------------------------------------
     @staticmethod
@@ -399,6 +439,7 @@ class PodNetwork:
             if (gateway, net.prefixlen) not in _v4_addrs(ipr, idx):
                 ipr.addr("add", index=idx, address=gateway, prefixlen=net.prefixlen)
             ipr.link("set", index=idx, state="up")
+        self._bridge_link = None
         self._enable_forwarding()
         self._ensure_masquerade(net)
         with self._lock:
@@ -571,14 +612,25 @@ class PodNetwork:
         self._require_guard()
         if self._ipam is None or self.pod_cidr is None:
             raise NetworkError("the node's pod network is not set up (ensure_host first)")
+        from .rtnl import RtnlError
+
         with self._uid_lock(uid):
             existing = self._load_record(uid)
             if existing is not None and self._intact(existing, uid):
                 return existing
-            self._remove_links(uid, existing)
+            if existing is not None or os.path.lexists(self.netns_path(uid)):
+                self._remove_links(uid, existing)
             ip = self._allocate(uid)
             try:
-                pod = self._build(uid, ip)
+                try:
+                    pod = self._build(uid, ip)
+                except RtnlError as e:
+                    if e.errno != errno.EEXIST:
+                        raise
+                    # A veth left by a setup that never finished (the agent
+                    # stopped midway, before the record was written).
+                    self._remove_links(uid, None)
+                    pod = self._build(uid, ip)
                 self._pods_dir.mkdir(parents=True, exist_ok=True)
                 _write_atomic(self._record_path(uid), json.dumps(
                     {"uid": uid, "namespace": namespace, "name": name, "net": asdict(pod)}))
@@ -596,38 +648,49 @@ class PodNetwork:
             return pod
 
     def _build(self, uid: str, ip: str) -> PodNet:
+        """The namespace, the veth and the pod's end of it configured, in
+        three round trips (rtnl.py): the host's end (created up, a bridge
+        port in hairpin mode, its peer inside the pod), the index of the
+        pod's end, then loopback and that end up, address, default route."""
         assert self.pod_cidr is not None
+        from . import rtnl
+
         gateway = str(self.pod_cidr.network_address + 1)
         plen = self.pod_cidr.prefixlen
         ns_path, veth = self.netns_path(uid), self.host_veth_name(uid)
-        create_netns(ns_path)
-        # Few requests, as each costs more in pyroute2 than in the kernel: the
-        # bridge's index and MTU in one; the veth made enslaved and up.
-        from pinnace.pyroute import NetlinkError
-
-        with self._host_netlink() as ipr:
-            try:
-                bridge = ipr.link("get", ifname=self.bridge)[0]
-            except NetlinkError as e:
-                raise NetworkError(f"bridge {self.bridge} is missing (ensure_host first)") from e
-            mtu = bridge.get_attr("IFLA_MTU") or 1500
+        # The pod's socket is made inside the new namespace by the thread that made it.
+        sock = namespaces.pin({"net": ns_path}, inside=rtnl.socket_in_this_namespace)
+        assert sock is not None
+        with rtnl.Rtnl(sock) as ns:
             fd = os.open(ns_path, os.O_RDONLY | os.O_CLOEXEC)
             try:
-                ipr.link("add", ifname=veth, kind="veth", mtu=mtu, master=bridge["index"],
-                         state="up", peer={"ifname": POD_IFNAME, "net_ns_fd": fd, "mtu": mtu})
+                self._add_host_end(veth, fd)
             finally:
                 os.close(fd)
-            try:  # a pod reaching itself through a Service comes back on its own port
-                ipr.brport("set", index=_lookup(ipr, veth), mode=1)
-            except Exception as e:
-                log.debug("hairpin mode on %s: %s", veth, e)
-        with _iproute(ns_path) as ns:
-            ns.link("set", index=LOOPBACK_INDEX, state="up")
-            eth = _lookup(ns, POD_IFNAME)
-            ns.link("set", index=eth, state="up")
-            ns.addr("add", index=eth, address=ip, prefixlen=plen)
-            ns.route("add", dst="0.0.0.0/0", gateway=gateway, oif=eth)
+            eth = ns.index(POD_IFNAME)
+            ns.run(rtnl.set_up(LOOPBACK_INDEX), rtnl.set_up(eth), rtnl.add_address(eth, ip, plen),
+                   rtnl.add_default_route(gateway, eth))
         return PodNet(netns=str(ns_path), ip=ip, gateway=gateway, prefixlen=plen, host_veth=veth)
+
+    def _add_host_end(self, veth: str, netns_fd: int) -> None:
+        """The veth, its host end a hairpin port of the bridge. A bridge made
+        again since it was looked up has a new index: looked up anew once."""
+        from . import rtnl
+
+        for attempt in (1, 2):
+            bridge = self._bridge_index_mtu()
+            try:
+                with self._host_rtnl() as host:
+                    host.run(rtnl.add_veth(veth, mtu=bridge[1], master=bridge[0],
+                                           peer=POD_IFNAME, peer_netns_fd=netns_fd),
+                             rtnl.set_hairpin(veth))
+                return
+            except rtnl.RtnlError as e:
+                self._bridge_link = None
+                # EINVAL, ENODEV: no link of that index is a bridge any more.
+                if e.errno not in (errno.EINVAL, errno.ENODEV) or attempt == 2 \
+                        or self._bridge_index_mtu() == bridge:
+                    raise
 
     def _intact(self, pod: PodNet, uid: str) -> bool:
         """Everything setup_pod made is still there."""

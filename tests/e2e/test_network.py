@@ -215,6 +215,34 @@ def test_setup_is_idempotent_and_repairs(net: PodNetwork) -> None:
     assert py_in_ns(again.netns, PING, again.gateway).returncode == 0
 
 
+def test_the_host_end_is_a_hairpin_port_of_the_bridge(net: PodNetwork) -> None:
+    pod = net.setup_pod(new_uid(), "default", "a")
+    port = Path("/sys/class/net") / pod.host_veth
+    assert (port / "master").resolve().name == net.bridge
+    assert (port / "brport" / "hairpin_mode").read_text().strip() == "1"
+    assert int((port / "flags").read_text(), 16) & 0x1  # up
+
+
+def test_a_veth_left_by_an_unfinished_setup_is_replaced(net: PodNetwork) -> None:
+    uid = new_uid()
+    # The agent stopped after making the veth, before writing its record.
+    subprocess.run(["ip", "link", "add", PodNetwork.host_veth_name(uid), "type", "veth",
+                    "peer", "name", "pntstale" + secrets.token_hex(2)], check=True)
+    pod = net.setup_pod(uid, "default", "a")
+    assert py_in_ns(pod.netns, PING, pod.gateway).returncode == 0
+
+
+def test_a_bridge_made_again_is_found_again(net: PodNetwork) -> None:
+    first = net.setup_pod(new_uid(), "default", "a")
+    subprocess.run(["ip", "link", "del", net.bridge], check=True)  # someone removed it
+    with pytest.raises(NetworkError, match="bridge"):
+        net.setup_pod(new_uid(), "default", "b")
+    net.ensure_host(POD_CIDR)  # a new bridge, with a new index
+    pod = net.setup_pod(new_uid(), "default", "c")
+    assert py_in_ns(pod.netns, PING, pod.gateway).returncode == 0
+    net.teardown_pod(first.netns.rsplit("pinnace-", 1)[1])
+
+
 def test_teardown_removes_veth_netns_and_address(net: PodNetwork, state: Path) -> None:
     uid = new_uid()
     pod = net.setup_pod(uid, "default", "a")
@@ -283,6 +311,31 @@ def test_no_addresses_without_guard_routes(state: Path, bridge: str) -> None:
         assert bridge not in links()
     finally:
         unguarded.cleanup_all()
+
+
+def test_a_batch_names_the_request_the_kernel_refused(tmp_path: Path) -> None:
+    from pinnace.kubelet import namespaces, rtnl
+    from pinnace.kubelet.network import remove_netns
+
+    path = Path("/run/netns") / f"pinnace-test-{secrets.token_hex(4)}"
+    sock = namespaces.pin({"net": path}, inside=rtnl.socket_in_this_namespace)
+    assert sock is not None
+    try:
+        with rtnl.Rtnl(sock) as ns:
+            with pytest.raises(rtnl.RtnlError) as e:
+                ns.run(rtnl.set_up(1), rtnl.add_address(4242, "192.0.2.1", 24),
+                       rtnl.add_default_route("192.0.2.254", 4242))
+            assert e.value.errno == 19 and "adding address 192.0.2.1/24" in str(e.value)
+            # The kernel went on past the failure: loopback is up.
+            assert ns.index("lo") == 1
+            assert "UP" in in_ns(str(path), "ip", "link", "show", "lo").stdout
+            ns.run(rtnl.set_hairpin("nosuch"))  # optional: a failure is only logged
+            with pytest.raises(rtnl.RtnlError) as e:
+                ns.index("nosuch")
+            assert e.value.errno == 19
+    finally:
+        remove_netns(path)
+    assert not path.exists()
 
 
 def test_host_network_namespace_is_the_agents() -> None:
