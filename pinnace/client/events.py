@@ -11,7 +11,6 @@ needs, nor pile up in memory."""
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import logging
 import socket
 import time
@@ -25,7 +24,7 @@ Obj = dict[str, Any]
 
 
 def _now() -> str:
-    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
 MAX_QUEUED = 1000  # client-go's maxQueuedEvents

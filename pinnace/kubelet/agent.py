@@ -35,6 +35,7 @@ from typing import Any
 from pinnace.client import ApiError, Client, Informer, WorkQueue, auto_config, key_of
 from pinnace.client.events import EventRecorder
 from pinnace.client.workqueue import process
+from pinnace.runtime import pidfd_child_watcher
 
 from . import host, lease
 from .oci import RUNNING, OCIRuntime, become_subreaper
@@ -463,6 +464,7 @@ async def run_agent(kubeconfig: str | None, data_dir: Path, **options: Any) -> N
     # each other when many start at once.
     asyncio.get_running_loop().set_default_executor(
         ThreadPoolExecutor(max_workers=32, thread_name_prefix="agent"))
+    pidfd_child_watcher()
     config = auto_config(kubeconfig)
     ca = None
     if config.ca_data:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
-import dataclasses
 import errno
 import json
 import logging
@@ -219,7 +218,7 @@ class OCIRuntime:
     def _save(self, rec: Record) -> None:
         path = self.bundle(rec.id) / "meta.json"
         tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(dataclasses.asdict(rec)))
+        tmp.write_text(json.dumps(vars(rec)))  # its fields, as asdict gives them (no nesting)
         os.replace(tmp, path)
 
     def state(self, rec: Record) -> State:
