@@ -67,6 +67,9 @@ MEMORY_BACKED = ("secret", "downwardAPI", "projected")
 DEFAULT_MODE = 0o644
 ROOT_CA_CONFIGMAP = "kube-root-ca.crt"
 TOKEN_MAX_AGE = 24 * 3600      # the kubelet's token manager renews a day-old token anyway
+# Seconds a ConfigMap or Secret read serves every pod (VolumeManager._get):
+# well under the agent's refresh interval, so a change still shows within it.
+FRESH_FOR = 1.0
 DATA_DIR, NEW_DATA_DIR = "..data", "..data_tmp"
 
 
@@ -371,13 +374,15 @@ class VolumeManager:
     node_allocatable: what resourceFieldRef and memory-backed volumes fall
     back to (default: this host). memory_backed: put Memory emptyDirs and
     secret/downwardAPI/projected volumes on tmpfs (default: when root).
-    clock: seconds since the epoch (tests pass a fake)."""
+    clock: seconds since the epoch (tests pass a fake). fresh_for: seconds a
+    ConfigMap or Secret read from the API serves every pod that asks (0:
+    read it each time)."""
 
     def __init__(self, client: Any, pods_dir: Path, *, node_name: str,
                  ca_file: Path | None = None, cluster_domain: str = "cluster.local",
                  node_allocatable: Mapping[str, Any] | None = None,
                  memory_backed: bool | None = None,
-                 clock: Callable[[], float] = time.time):
+                 clock: Callable[[], float] = time.time, fresh_for: float = FRESH_FOR):
         self.client = client
         self.pods_dir = Path(pods_dir)
         self.node_name = node_name
@@ -388,6 +393,10 @@ class VolumeManager:
         self.clock = clock
         self._pods: dict[str, _PodVolumes] = {}
         self._immutable: dict[tuple[str, str, str], Obj] = {}
+        self.fresh_for = fresh_for
+        # key -> (monotonic time it was read, what was read: None if absent)
+        self._recent: dict[tuple[str, str, str], tuple[float, Obj | None]] = {}
+        self._reading: dict[tuple[str, str, str], asyncio.Future[Obj | None]] = {}
 
     def volumes_dir(self, uid: str) -> Path:
         return self.pods_dir / uid / "volumes"
@@ -601,9 +610,42 @@ class VolumeManager:
     # -- contents ------------------------------------------------------------------------------
 
     async def _get(self, resource: str, namespace: str | None, name: str) -> Obj | None:
+        """The object, or None if there is none. A read serves every pod that
+        asks for the same object within ``fresh_for`` seconds, and pods that
+        ask while it is under way wait for it: ten pods of a namespace
+        starting at once make one request for its kube-root-ca.crt, and the
+        refresh of every pod's volumes one per object (the kubelet's
+        TTL-cache strategy for ConfigMaps and Secrets, with a short TTL)."""
         key = (resource, namespace or "", name)
         if key in self._immutable:
             return self._immutable[key]
+        recent = self._recent.get(key)
+        if recent is not None and time.monotonic() - recent[0] < self.fresh_for:
+            return recent[1]
+        reading = self._reading.get(key)
+        if reading is not None:
+            return await asyncio.shield(reading)
+        fut: asyncio.Future[Obj | None] = asyncio.get_running_loop().create_future()
+        self._reading[key] = fut
+        try:
+            obj = await self._read(resource, namespace, name)
+        except BaseException as e:
+            fut.set_exception(e)
+            fut.exception()  # retrieved: nobody else may be waiting
+            raise
+        else:
+            fut.set_result(obj)
+        finally:
+            del self._reading[key]
+        if obj is not None and obj.get("immutable") is True:
+            self._immutable[key] = obj
+        elif self.fresh_for > 0:
+            if len(self._recent) > 4096:
+                self._recent.clear()
+            self._recent[key] = (time.monotonic(), obj)
+        return obj
+
+    async def _read(self, resource: str, namespace: str | None, name: str) -> Obj | None:
         try:
             obj: Obj = await self.client.resource("v1", resource).get(name, namespace=namespace)
         except ApiError as e:
@@ -612,8 +654,6 @@ class VolumeManager:
             raise MountError(_api_message(e)) from e
         except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as e:
             raise MountError(f"couldn't get {resource} {namespace}/{name}: {e}") from e
-        if obj.get("immutable") is True:
-            self._immutable[key] = obj
         return obj
 
     async def _config_map(self, ns: str, name: str) -> Obj | None:

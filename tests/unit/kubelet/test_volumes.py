@@ -3,6 +3,7 @@ format, tokens, hostPath types, PVCs, container mounts and teardown."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import copy
 import os
@@ -27,6 +28,8 @@ class FakeResource:
 
     async def get(self, name: str, namespace: str | None = None, subresource: str = "") -> Obj:
         self.client.gets.append((self.resource, name))
+        if self.client.latency:
+            await asyncio.sleep(self.client.latency)  # a request in flight
         obj = self.client.objects.get((self.resource, namespace or "", name))
         if obj is None:
             raise ApiError(404, {"kind": "Status", "reason": "NotFound", "code": 404,
@@ -55,6 +58,7 @@ class FakeClient:
         self.gets: list[tuple[str, str]] = []
         self.token_requests: list[tuple[str | None, str, Obj]] = []
         self.clock = 1_700_000_000.0
+        self.latency = 0.0
 
     def now(self) -> float:
         return self.clock
@@ -90,8 +94,10 @@ def client() -> FakeClient:
 
 @pytest.fixture
 async def vm(client: FakeClient, tmp_path: Path) -> Any:
+    # fresh_for=0: every read goes to the API, as these tests change objects between calls.
     m = VolumeManager(client, tmp_path / "pods", node_name="node-a", memory_backed=False,
-                      clock=client.now, node_allocatable={"cpu": "4", "memory": "8Gi"})
+                      clock=client.now, node_allocatable={"cpu": "4", "memory": "8Gi"},
+                      fresh_for=0)
     yield m
     for uid in list(m._pods):
         await m.teardown(uid)
@@ -106,6 +112,32 @@ def listing(d: Path) -> list[str]:
 
 
 # -- configMap and secret ------------------------------------------------------------
+
+async def test_pods_starting_together_share_one_read_of_an_object(client: FakeClient,
+                                                                  tmp_path: Path) -> None:
+    client.config_map("shared", {"k": "1"})
+    client.latency = 0.01
+    vm = VolumeManager(client, tmp_path / "pods", node_name="node-a", memory_backed=False,
+                       clock=client.now, fresh_for=0.2)
+    pods = [make_pod([{"name": "cfg", "configMap": {"name": "shared"}}], uid=f"uid-{i}")
+            for i in range(10)]
+    paths = await asyncio.gather(*(vm.setup(p) for p in pods))
+    assert client.gets == [("configmaps", "shared")]
+    assert all((p["cfg"] / "k").read_text() == "1" for p in paths)
+    # A change shows once the read is older than fresh_for.
+    client.config_map("shared", {"k": "2"})
+    assert await vm.refresh(pods[0]) is False
+    await asyncio.sleep(0.3)
+    assert await vm.refresh(pods[0]) is True
+    assert (paths[0]["cfg"] / "k").read_text() == "2"
+    # So does its deletion.
+    del client.objects[("configmaps", "default", "shared")]
+    await asyncio.sleep(0.3)
+    pod = make_pod([{"name": "cfg", "configMap": {"name": "shared"}}], uid="uid-new")
+    with pytest.raises(MountError, match='configmap "shared" not found'):
+        await vm.setup(pod)
+    for p in [*pods, pod]:
+        await vm.teardown(p["metadata"]["uid"])
 
 async def test_config_map_layout_items_and_modes(client: FakeClient, vm: VolumeManager,
                                                  tmp_path: Path) -> None:
