@@ -126,17 +126,24 @@ def _read_int(path: Path) -> int | None:
         return None
 
 
-def _probe(binary: str, root: Path) -> str:
+def probe(binary: str, root: Path) -> str:
     """Run an empty container with ``binary``; '' if it works, else why not."""
     catatonit = shutil.which("catatonit") or "/usr/libexec/podman/catatonit"
     with tempfile.TemporaryDirectory(dir=root) as tmp:
         bundle = Path(tmp)
-        (bundle / "rootfs").mkdir()
+        # What a runtime needs of a root filesystem, made in advance as it is
+        # read-only: /proc (runc reads /proc/self/fd), /dev (crun fills it).
+        for d in ("dev", "proc"):
+            (bundle / "rootfs" / d).mkdir(parents=True)
+        (bundle / "rootfs" / "pause").touch()
         cfg = {"ociVersion": "1.0.2",
                "process": {"args": ["/pause", "--version"],
                            "cwd": "/", "user": {"uid": 0, "gid": 0}, "env": []},
                "root": {"path": "rootfs", "readonly": True},
-               "mounts": [{"destination": "/pause", "type": "bind", "source": catatonit,
+               "mounts": [{"destination": "/proc", "type": "proc", "source": "proc"},
+                          {"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
+                           "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
+                          {"destination": "/pause", "type": "bind", "source": catatonit,
                            "options": ["rbind", "ro"]}],
                "linux": {"namespaces": [{"type": "mount"}, {"type": "pid"}],
                          "cgroupsPath": f"/pinnace/probe-{os.getpid()}"}}
@@ -163,7 +170,7 @@ def choose_runtime(root: Path, wanted: str = "") -> str:
         return path
     crun, runc = shutil.which("crun"), shutil.which("runc")
     if crun:
-        why = _probe(crun, root)
+        why = probe(crun, root)
         if not why:
             return crun
         if runc:

@@ -173,8 +173,9 @@ def test_reboot_brings_pods_back(node, ns):
     before = wait_pod(node, ns, "survivor", _running, what="Running")
     node.stop()
     data = node.data_dir / "agent"
+    runtime = before["status"]["containerStatuses"][0]["containerID"].split("://")[0]  # crun or runc
     for b in (data / "runtime" / "containers").iterdir():
-        subprocess.run(["runc", "--root", str(data / "runtime" / "state"), "delete", "-f", b.name],
+        subprocess.run([runtime, "--root", str(data / "runtime" / "state"), "delete", "-f", b.name],
                        capture_output=True, timeout=30)
         try:
             os.kill(int((b / "conmon.pid").read_text()), 9)
