@@ -178,12 +178,16 @@ def _default_mtu(ipr: Any) -> int:
 
 # --- files ----------------------------------------------------------------
 
-def _write_atomic(path: Path, data: str) -> None:
+def _write_atomic(path: Path, data: str, durable: bool = True) -> None:
+    """Readers see the old contents or the new, never a part. ``durable``:
+    on the disk before this returns (an fsync: milliseconds while pods
+    start, so only for what a power loss must not take)."""
     tmp = path.with_name(f".{path.name}.tmp")
     with open(tmp, "w") as f:
         f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
+        if durable:
+            f.flush()
+            os.fsync(f.fileno())
     os.replace(tmp, path)
 
 
@@ -260,6 +264,7 @@ class PodNetwork:
         self._rtnl_lock = threading.Lock()
         self._bridge_link: tuple[int, int] | None = None  # (index, MTU), see _bridge_index_mtu
         self._guard_checked_at = float("-inf")  # monotonic time of the last good check
+        self._guard_lock = threading.Lock()
         self._load_ips()
 
     @contextmanager
@@ -399,14 +404,19 @@ class PodNetwork:
         most GUARD_RECHECK seconds ago, or now when ``fresh``. A burst of
         pod starts then reads the routing table once, not once per pod (a
         dump and decode of every route cost ~5 ms of the agent's CPU each)."""
-        now = time.monotonic()
-        if not fresh and now - self._guard_checked_at < GUARD_RECHECK:
+        if not fresh and time.monotonic() - self._guard_checked_at < GUARD_RECHECK:
             return
-        if not self.guard_routes_present():
-            self._guard_checked_at = float("-inf")
-            raise NetworkError(f"refusing to assign cluster addresses: {self.cluster} and {self.service} "
-                               f"are not routed to the guard device {self.guard}")
-        self._guard_checked_at = now
+        # One check at a time: the pods of a burst that find the last check
+        # stale wait for the first one's, rather than each reading the table.
+        with self._guard_lock:
+            now = time.monotonic()
+            if not fresh and now - self._guard_checked_at < GUARD_RECHECK:
+                return
+            if not self.guard_routes_present():
+                self._guard_checked_at = float("-inf")
+                raise NetworkError(f"refusing to assign cluster addresses: {self.cluster} and "
+                                   f"{self.service} are not routed to the guard device {self.guard}")
+            self._guard_checked_at = now
 
     # host -------------------------------------------------------------
     def ensure_host(self, pod_cidr: str) -> None:
@@ -577,7 +587,8 @@ class PodNetwork:
                     f.write(uid + "\n")
                 break
             self._owned.setdefault(uid, set()).add(ip)
-            _write_atomic(self._ips_dir / "last_reserved", ip + "\n")
+            # A hint (allocation goes on after it); ips/<ip> are what count.
+            _write_atomic(self._ips_dir / "last_reserved", ip + "\n", durable=False)
             return ip
 
     def _release(self, uid: str) -> None:
@@ -632,8 +643,12 @@ class PodNetwork:
                     self._remove_links(uid, None)
                     pod = self._build(uid, ip)
                 self._pods_dir.mkdir(parents=True, exist_ok=True)
+                # Not fsynced: what a power loss takes (the namespace and links
+                # too, being in /run) is set up again; the address stays
+                # held by ips/<ip> meanwhile.
                 _write_atomic(self._record_path(uid), json.dumps(
-                    {"uid": uid, "namespace": namespace, "name": name, "net": asdict(pod)}))
+                    {"uid": uid, "namespace": namespace, "name": name, "net": asdict(pod)}),
+                    durable=False)
             except BaseException as e:
                 try:
                     self._remove_links(uid, None)
