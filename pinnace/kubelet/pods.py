@@ -662,6 +662,8 @@ class PodWorkers:
                 break
         await asyncio.to_thread(_remove_pod_dirs, self.pod_dir(uid), uid)
         self.state.pop(uid, None)
+        for key in [k for k, p in self._pods_by_key.items() if p["metadata"].get("uid") == uid]:
+            del self._pods_by_key[key]
 
     # -- status -------------------------------------------------------------------
 
