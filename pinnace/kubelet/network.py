@@ -48,8 +48,8 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager, suppress
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import AbstractContextManager, contextmanager, suppress
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -225,6 +225,56 @@ def _host_lock(name: str) -> Iterator[None]:
         os.close(fd)
 
 
+class _KeptSocket:
+    """A host netlink socket kept for the agent's life and used by one
+    thread at a time: opening one costs as much as three requests, and every
+    pod start used to open three. A failure other than the kernel's answer
+    (``kernel_error()``) drops it: its state is then unknown, and the next
+    user opens a new one."""
+
+    def __init__(self, open_: Callable[[], Any], kernel_error: Callable[[], type[BaseException]]):
+        self._open, self._kernel_error = open_, kernel_error
+        self._sock: Any = None
+        self._lock = threading.Lock()
+
+    @contextmanager
+    def use(self) -> Iterator[Any]:
+        with self._lock:
+            if self._sock is None:
+                self._sock = self._open()
+            try:
+                yield self._sock
+            except BaseException as e:
+                if not isinstance(e, self._kernel_error()):
+                    self._drop()
+                raise
+
+    def close(self) -> None:
+        with self._lock:
+            self._drop()
+
+    def _drop(self) -> None:
+        sock, self._sock = self._sock, None
+        if sock is not None:
+            with suppress(Exception):
+                sock.close()
+
+
+def _pyroute_error() -> type[BaseException]:
+    from pinnace.pyroute import NetlinkError
+    return NetlinkError  # type: ignore[no-any-return]
+
+
+def _open_rtnl() -> Any:
+    from .rtnl import Rtnl
+    return Rtnl()
+
+
+def _rtnl_error() -> type[BaseException]:
+    from .rtnl import RtnlError
+    return RtnlError
+
+
 # --- the node's pod network -----------------------------------------------
 
 class PodNetwork:
@@ -258,56 +308,20 @@ class PodNetwork:
         self._ipam: NodeIPAM | None = None
         self._owned: dict[str, set[str]] = {}   # uid -> its addresses, as in ips/
         self._guard_fd: int | None = None       # our shared hold on the guard
-        self._netlink: Any = None                # the host's IPRoute, see _host_netlink
-        self._netlink_lock = threading.Lock()
-        self._rtnl: Any = None                   # the host's batch socket, see _host_rtnl
-        self._rtnl_lock = threading.Lock()
+        self._netlink = _KeptSocket(_open_iproute, _pyroute_error)
+        self._rtnl = _KeptSocket(_open_rtnl, _rtnl_error)
         self._bridge_link: tuple[int, int] | None = None  # (index, MTU), see _bridge_index_mtu
         self._guard_checked_at = float("-inf")  # monotonic time of the last good check
         self._guard_lock = threading.Lock()
         self._load_ips()
 
-    @contextmanager
-    def _host_netlink(self) -> Iterator[Any]:
-        """The host namespace's route netlink socket, kept for the agent's
-        life and used by one thread at a time: opening one costs as much as
-        three requests, and every pod start used to open three. A failure
-        other than the kernel's answer (NetlinkError) drops it: its state
-        is then unknown, and the next user opens a new one."""
-        from pinnace.pyroute import NetlinkError
+    def _host_netlink(self) -> AbstractContextManager[Any]:
+        """The host's pyroute2 IPRoute (a _KeptSocket)."""
+        return self._netlink.use()
 
-        with self._netlink_lock:
-            if self._netlink is None:
-                self._netlink = _open_iproute()
-            try:
-                yield self._netlink
-            except NetlinkError:
-                raise
-            except BaseException:
-                netlink, self._netlink = self._netlink, None
-                with suppress(Exception):
-                    netlink.close()
-                raise
-
-    @contextmanager
-    def _host_rtnl(self) -> Iterator[Any]:
-        """The host namespace's socket for batched requests (rtnl.py), kept
-        like _host_netlink's and dropped, like it, on a failure other than
-        the kernel's answer."""
-        from .rtnl import Rtnl, RtnlError
-
-        with self._rtnl_lock:
-            if self._rtnl is None:
-                self._rtnl = Rtnl()
-            try:
-                yield self._rtnl
-            except RtnlError:
-                raise
-            except BaseException:
-                sock, self._rtnl = self._rtnl, None
-                with suppress(Exception):
-                    sock.close()
-                raise
+    def _host_rtnl(self) -> AbstractContextManager[Any]:
+        """The host's socket for batched requests, rtnl.py (a _KeptSocket)."""
+        return self._rtnl.use()
 
     def _bridge_index_mtu(self) -> tuple[int, int]:
         """The bridge's index and MTU, looked up once: every pod's veth needs
@@ -866,11 +880,8 @@ class PodNetwork:
             fd, self._guard_fd = self._guard_fd, None
         if fd is not None:
             os.close(fd)
-        with self._netlink_lock:
-            netlink, self._netlink = self._netlink, None
-        if netlink is not None:
-            with suppress(Exception):
-                netlink.close()
+        self._netlink.close()
+        self._rtnl.close()
 
 
 def host_network_ns() -> str:

@@ -104,11 +104,7 @@ class Sandboxes:
                      "pause": "", "created": time.time()}
         (self.pods_dir / uid).mkdir(parents=True, exist_ok=True)
         self._marker(uid).write_text(json.dumps(info))
-        await asyncio.to_thread(namespaces.pin, pins, hostname if "uts" in pins else None)
-        if "ipc" in pins:
-            # One /dev/shm for the pod, as its IPC namespace is one (containerd's
-            # sandbox shm, 64 MiB).
-            await asyncio.to_thread(mount_shm, self.shm_dir(uid))
+        await asyncio.to_thread(self._pin, pins, hostname if "uts" in pins else None, uid)
         if spec.get("shareProcessNamespace") and not spec.get("hostPID"):
             rec = Record(id=uuid.uuid4().hex + uuid.uuid4().hex, pod_uid=uid,
                          namespace=meta.get("namespace") or "default", pod_name=meta["name"],
@@ -125,6 +121,14 @@ class Sandboxes:
                 no_new_privileges=True, mounts=[ocispec.bind(self.pause, "/pause", True)])
             await self.rt.create(rec, cfg)
             await self.rt.start(rec)
+
+    def _pin(self, pins: dict[str, Path], hostname: str | None, uid: str) -> None:
+        """The namespaces, and the pod's /dev/shm (one thread hop for both)."""
+        namespaces.pin(pins, hostname)
+        if "ipc" in pins:
+            # One /dev/shm for the pod, as its IPC namespace is one (containerd's
+            # sandbox shm, 64 MiB).
+            mount_shm(self.shm_dir(uid))
 
     async def remove(self, uid: str) -> None:
         """Stop the pause container, unpin the namespaces, forget the marker
