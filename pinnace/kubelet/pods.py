@@ -770,7 +770,8 @@ class PodWorkers:
         mounted = VOLUMES not in ps.waiting
         sandbox_up = mounted and self.sandboxes.alive(uid)
         return pod_status(pod, phase=phase, host_ip=self.host_ip(),
-                          pod_ip=ps.pod_ip if mounted else "", sandbox=sandbox_up, init_statuses=inits, statuses=conts,
+                          pod_ip=ps.pod_ip if mounted else "", sandbox=sandbox_up,
+                          init_statuses=inits, statuses=conts,
                           start_time=ps.start_time or None, ephemeral_statuses=ephemeral)
 
     def own_status_echo(self, old: Obj, new: Obj) -> bool:

@@ -624,11 +624,20 @@ class VolumeManager:
             return recent[1]
         reading = self._reading.get(key)
         if reading is not None:
-            return await asyncio.shield(reading)
+            try:
+                return await asyncio.shield(reading)
+            except asyncio.CancelledError:
+                task = asyncio.current_task()
+                if not reading.cancelled() or (task is not None and task.cancelling()):
+                    raise
+                # The pod that was reading it was cancelled, not this one: read it here.
         fut: asyncio.Future[Obj | None] = asyncio.get_running_loop().create_future()
         self._reading[key] = fut
         try:
             obj = await self._read(resource, namespace, name)
+        except asyncio.CancelledError:
+            fut.cancel()
+            raise
         except BaseException as e:
             fut.set_exception(e)
             fut.exception()  # retrieved: nobody else may be waiting
@@ -636,7 +645,8 @@ class VolumeManager:
         else:
             fut.set_result(obj)
         finally:
-            del self._reading[key]
+            if self._reading.get(key) is fut:
+                del self._reading[key]
         if obj is not None and obj.get("immutable") is True:
             self._immutable[key] = obj
         elif self.fresh_for > 0:

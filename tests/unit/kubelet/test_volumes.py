@@ -113,6 +113,27 @@ def listing(d: Path) -> list[str]:
 
 # -- configMap and secret ------------------------------------------------------------
 
+async def test_a_pod_waiting_on_a_cancelled_read_reads_for_itself(client: FakeClient,
+                                                                   tmp_path: Path) -> None:
+    client.config_map("shared", {"k": "1"})
+    client.latency = 0.05
+    vm = VolumeManager(client, tmp_path / "pods", node_name="node-a", memory_backed=False,
+                       clock=client.now, fresh_for=5)
+    first = asyncio.create_task(vm.setup(make_pod([{"name": "cfg", "configMap": {
+        "name": "shared"}}], uid="uid-a")))
+    await asyncio.sleep(0.01)  # its read is under way
+    second = asyncio.create_task(vm.setup(make_pod([{"name": "cfg", "configMap": {
+        "name": "shared"}}], uid="uid-b")))
+    await asyncio.sleep(0.01)
+    first.cancel()
+    paths = await second
+    assert (paths["cfg"] / "k").read_text() == "1"
+    assert client.gets == [("configmaps", "shared")] * 2
+    with pytest.raises(asyncio.CancelledError):
+        await first
+    for uid in ("uid-a", "uid-b"):
+        await vm.teardown(uid)
+
 async def test_pods_starting_together_share_one_read_of_an_object(client: FakeClient,
                                                                   tmp_path: Path) -> None:
     client.config_map("shared", {"k": "1"})
