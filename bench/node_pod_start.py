@@ -55,6 +55,7 @@ from pinnace.client import Client, load_kubeconfig
 from pinnace.kubelet import ocispec
 from pinnace.kubelet.images import ImageStore, image_root
 from pinnace.kubelet.oci import choose_runtime, mount_overlay, unmount
+from pinnace.kubelet.sandbox import release_pin_dir
 
 NAMESPACE = "bench"
 
@@ -127,6 +128,7 @@ def stop_node(server: Any, data: Path) -> None:
     server.stop()
     subprocess.run([sys.executable, "-m", "pinnace.cli.main", "agent", "--reset",
                     "--data-dir", str(data)], capture_output=True)
+    release_pin_dir()  # the bench's agent was the last on this machine
     shutil.rmtree(data, ignore_errors=True)
 
 

@@ -752,17 +752,18 @@ class PodNetwork:
             return False
 
     def _remove_links(self, uid: str, pod: PodNet | None) -> None:
-        """Delete the pod's veth and namespace (not its address)."""
-        from pinnace.pyroute import NetlinkError
-        with self._host_netlink() as ipr:
+        """Delete the pod's veth and namespace (not its address). By name,
+        one request each on the batch socket: a pyroute2 request per pod
+        made and closed an event loop of its own, and kept a trace of each."""
+        from . import rtnl
+
+        with self._host_rtnl() as host:
             for name in {self.host_veth_name(uid), pod.host_veth if pod else ""} - {""}:
-                idx = _lookup(ipr, name)
-                if idx is not None:
-                    try:
-                        ipr.link("del", index=idx)
-                    except NetlinkError as e:
-                        if _netlink_code(e) != errno.ENODEV:
-                            raise
+                try:
+                    host.run(rtnl.delete_link(name))
+                except rtnl.RtnlError as e:
+                    if e.errno != errno.ENODEV:
+                        raise
         for path in {self.netns_path(uid), Path(pod.netns) if pod else None} - {None}:
             assert path is not None
             remove_netns(path)

@@ -25,7 +25,7 @@ from pinnace.pyroute import ifaddrmsg, ifinfmsg, rtmsg
 
 log = logging.getLogger("pinnace.kubelet.rtnl")
 
-RTM_NEWLINK, RTM_GETLINK, RTM_NEWADDR, RTM_NEWROUTE = 16, 18, 20, 24
+RTM_NEWLINK, RTM_DELLINK, RTM_GETLINK, RTM_NEWADDR, RTM_NEWROUTE = 16, 17, 18, 20, 24
 NLMSG_ERROR, NLMSG_DONE = 2, 3
 NLM_F_REQUEST, NLM_F_ACK, NLM_F_EXCL, NLM_F_CREATE = 0x1, 0x4, 0x200, 0x400
 NLM_F_ACK_TLVS = 0x200          # in an ack: attributes follow (extended ack)
@@ -195,6 +195,13 @@ def set_up(index: int) -> Message:
     return Message(m, RTM_NEWLINK, what=f"setting link {index} up")
 
 
+def delete_link(name: str) -> Message:
+    """Delete the link named ``name`` (a veth takes its peer with it)."""
+    m = ifinfmsg()
+    m["attrs"] = [("IFLA_IFNAME", name)]
+    return Message(m, RTM_DELLINK, what=f"deleting link {name}")
+
+
 def add_address(index: int, ip: str, prefixlen: int) -> Message:
     m = ifaddrmsg()
     m["family"] = socket.AF_INET
@@ -214,4 +221,4 @@ def add_default_route(gateway: str, oif: int) -> Message:
 
 
 __all__ = ["Message", "Rtnl", "RtnlError", "add_address", "add_default_route", "add_veth",
-           "set_hairpin", "set_up", "socket_in_this_namespace"]
+           "delete_link", "set_hairpin", "set_up", "socket_in_this_namespace"]
