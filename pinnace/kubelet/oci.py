@@ -261,27 +261,9 @@ class OCIRuntime:
         ``tty`` gives the process a terminal (conmon holds its other end);
         ``stdin`` keeps a pipe open for what `attach` writes, closed when the
         first attach ends if ``stdin_once`` (the container spec's fields)."""
-        b = self.bundle(rec.id)
-        b.mkdir(parents=True, exist_ok=True)
-        (b / "persist").mkdir(exist_ok=True)
         rec.created_at = rec.created_at or time.time()
-        self._save(rec)
-        if rootfs_layers is not None:
-            (b / "upper").mkdir(exist_ok=True)
-            (b / "work").mkdir(exist_ok=True)
-            # overlayfs wants the top layer first.
-            await asyncio.to_thread(mount_overlay, list(reversed(rootfs_layers)) or [b / "empty"],
-                                    b / "upper", b / "work", b / "rootfs")
-        else:
-            (b / "rootfs").mkdir(exist_ok=True)
-        config = {**config, "root": {**config["root"], "path": str(b / "rootfs")},
+        config = {**config, "root": {**config["root"], "path": str(self.bundle(rec.id) / "rootfs")},
                   "process": {**config["process"], "terminal": tty}}
-        (b / "config.json").write_text(json.dumps(config))
-        if rec.log_path:
-            Path(rec.log_path).parent.mkdir(parents=True, exist_ok=True)
-        for stale in (self.root / "exits" / rec.id, b / "pid", b / "persist" / "oom",
-                      b / "persist" / "exit"):
-            stale.unlink(missing_ok=True)
         # As CRI-O starts conmon: a terminal carries stdin itself; a stdin
         # pipe is closed when an attach ends unless the spec keeps it open.
         streams: list[str] = []
@@ -289,7 +271,30 @@ class OCIRuntime:
             streams = ["-t"]
         elif stdin:
             streams = ["-i"] if stdin_once else ["-i", "--leave-stdin-open"]
-        await asyncio.to_thread(self._conmon, rec, b, streams)
+        # One thread hop for the whole bundle: its dozen directory and file
+        # operations cost the event loop's thread as much as a pod's Python.
+        await asyncio.to_thread(self._create, rec, config, rootfs_layers, streams)
+
+    def _create(self, rec: Record, config: Obj, rootfs_layers: list[Path] | None,
+                streams: list[str]) -> None:
+        b = self.bundle(rec.id)
+        (b / "persist").mkdir(parents=True, exist_ok=True)
+        self._save(rec)
+        if rootfs_layers is not None:
+            (b / "upper").mkdir(exist_ok=True)
+            (b / "work").mkdir(exist_ok=True)
+            # overlayfs wants the top layer first.
+            mount_overlay(list(reversed(rootfs_layers)) or [b / "empty"], b / "upper", b / "work",
+                          b / "rootfs")
+        else:
+            (b / "rootfs").mkdir(exist_ok=True)
+        (b / "config.json").write_text(json.dumps(config))
+        if rec.log_path:
+            Path(rec.log_path).parent.mkdir(parents=True, exist_ok=True)
+        for stale in (self.root / "exits" / rec.id, b / "pid", b / "persist" / "oom",
+                      b / "persist" / "exit"):
+            stale.unlink(missing_ok=True)
+        self._conmon(rec, b, streams)
 
     def _conmon(self, rec: Record, b: Path, streams: list[str] | None = None) -> None:
         sync_r, sync_w = os.pipe()
