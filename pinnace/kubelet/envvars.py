@@ -233,11 +233,11 @@ def field_value(pod: Obj, field_path: str, *, node_ip: str = "", pod_ip: str = "
 # -- downward API: resources -------------------------------------------------------
 
 def _host_allocatable() -> dict[str, str]:
-    from .host import MEMORY_AVAILABLE_MIN, meminfo
+    from .host import MEMORY_AVAILABLE_MIN, mem_total
 
     st = os.statvfs("/")
     return {"cpu": str(len(os.sched_getaffinity(0))),
-            "memory": str(max(meminfo().get("MemTotal", 0) - MEMORY_AVAILABLE_MIN, 0)),
+            "memory": str(max(mem_total() - MEMORY_AVAILABLE_MIN, 0)),
             "ephemeral-storage": str(st.f_blocks * st.f_frsize)}
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import platform
 import socket
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,6 +47,19 @@ def meminfo() -> dict[str, int]:
         if parts:
             out[name] = int(parts[0]) * (1024 if parts[1:] == ["kB"] else 1)
     return out
+
+
+_mem_total = (float("-inf"), 0)  # (monotonic time read, bytes)
+
+
+def mem_total() -> int:
+    """MemTotal in bytes, read again after ten seconds: every container
+    start needs it (its OOM score), and memory is rarely hot-plugged."""
+    global _mem_total
+    now = time.monotonic()
+    if now - _mem_total[0] > 10:
+        _mem_total = (now, meminfo().get("MemTotal", 0))
+    return _mem_total[1]
 
 
 def os_image() -> str:

@@ -507,7 +507,7 @@ class PodWorkers:
         qos = ocispec.qos_class(pod)
         mem_req = ocispec.parse_quantity(str(((c.get("resources") or {}).get("requests") or {})
                                              .get("memory", "0")))
-        from .host import meminfo
+        from .host import mem_total
 
         cfg = ocispec.config(
             args=ocispec.process_args(c, image.config), env=env,
@@ -519,7 +519,7 @@ class PodWorkers:
             privileged=bool(sc.get("privileged")),
             no_new_privileges=sc.get("allowPrivilegeEscalation") is False,
             mounts=mounts, shm=self.sandboxes.shm(uid), oom_score_adj=ocispec.oom_score_adj(
-                qos, float(mem_req), float(meminfo().get("MemTotal", 1))),
+                qos, float(mem_req), float(mem_total() or 1)),
             annotations={"io.kubernetes.pod.name": meta["name"],
                          "io.kubernetes.pod.namespace": meta.get("namespace") or "",
                          "io.kubernetes.pod.uid": uid, "io.kubernetes.container.name": name})

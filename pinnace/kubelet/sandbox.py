@@ -48,6 +48,9 @@ class Sandboxes:
         self.pods_dir = pods_dir
         self.pause = pause
         self.run_dir = run_dir
+        # The markers as written, by pod uid: a pod's sync reads its marker
+        # several times, and only this object writes or removes them.
+        self._infos: dict[str, Obj] = {}
 
     # -- what exists ----------------------------------------------------------------
 
@@ -55,10 +58,18 @@ class Sandboxes:
         return self.pods_dir / uid / MARKER
 
     def info(self, uid: str) -> Obj | None:
-        try:
-            return json.loads(self._marker(uid).read_text())  # type: ignore[no-any-return]
-        except (OSError, ValueError):
-            return None
+        info = self._infos.get(uid)
+        if info is None:
+            try:
+                info = json.loads(self._marker(uid).read_text())
+            except (OSError, ValueError):
+                return None
+            self._infos[uid] = info
+        return info
+
+    def _write_marker(self, uid: str, info: Obj) -> None:
+        self._marker(uid).write_text(json.dumps(info))
+        self._infos[uid] = info
 
     def existed(self, uid: str) -> bool:
         return self._marker(uid).exists()
@@ -103,14 +114,14 @@ class Sandboxes:
         info: Obj = {"pins": {k: str(v) for k, v in pins.items()}, "netns": netns,
                      "pause": "", "created": time.time()}
         (self.pods_dir / uid).mkdir(parents=True, exist_ok=True)
-        self._marker(uid).write_text(json.dumps(info))
+        self._write_marker(uid, info)
         await asyncio.to_thread(self._pin, pins, hostname if "uts" in pins else None, uid)
         if spec.get("shareProcessNamespace") and not spec.get("hostPID"):
             rec = Record(id=uuid.uuid4().hex + uuid.uuid4().hex, pod_uid=uid,
                          namespace=meta.get("namespace") or "default", pod_name=meta["name"],
                          name="")
             info["pause"] = rec.id
-            self._marker(uid).write_text(json.dumps(info))
+            self._write_marker(uid, info)
             ns = [{"type": "mount"}, {"type": "pid"}, *self._joined(info)]
             cfg = ocispec.config(
                 args=["/pause", "-P"], env=[], cwd="/", uid=0, gid=0, groups=[], rootfs="",
@@ -142,6 +153,7 @@ class Sandboxes:
             await asyncio.to_thread(namespaces.unpin, Path(p))
         await asyncio.to_thread(unmount, self.shm_dir(uid))
         self._marker(uid).unlink(missing_ok=True)
+        self._infos.pop(uid, None)
 
     # -- for the containers ----------------------------------------------------------
 
