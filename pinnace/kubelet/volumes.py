@@ -282,6 +282,9 @@ def mounts_under(root: Path) -> list[Path]:
 
 
 def _unescape(s: str) -> str:
+    """A mountinfo field with its octal escapes (\\040 for a space) undone."""
+    if "\\" not in s:  # nearly every line: a teardown reads them all, twice
+        return s
     out, i = [], 0
     while i < len(s):
         if s[i] == "\\" and i + 3 < len(s) and s[i + 1:i + 4].isdigit():
