@@ -27,8 +27,9 @@ Under state_dir, what survives an agent restart:
 
 All calls block (netlink, mounts): the agent runs them with asyncio.to_thread,
 never on the event loop's thread (pyroute2 runs a loop of its own per call).
-A pod's links, made on every pod start, go in batches instead (rtnl.py):
-three round trips, where pyroute2's requests took eight.
+A pod's links, made and deleted with every pod, go through rtnl.py instead:
+three batched round trips to make them (pyroute2's requests took eight),
+one to delete them.
 Namespaces are entered only on short-lived threads of their own (setns and
 unshare act on the calling thread), so nothing forks and no thread that runs
 other work ever changes namespace.
