@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import errno
+import functools
 import json
 import logging
 import os
@@ -82,7 +83,10 @@ class State:
     reason: str = ""           # for an exit the runtime did not see (the node rebooted): "Unknown"
 
 
+@functools.cache
 def _libc() -> Any:
+    # Once: each CDLL makes a class of its own for its functions, and a pod
+    # start and teardown mount and unmount several times.
     return ctypes.CDLL("libc.so.6", use_errno=True)
 
 

@@ -135,8 +135,9 @@ def setns(fd: int, nstype: int) -> None:
     if hasattr(os, "setns"):
         os.setns(fd, nstype)
         return
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.setns(fd, nstype) != 0:
+    from .namespaces import libc
+
+    if libc().setns(fd, nstype) != 0:
         err = ctypes.get_errno()
         raise OSError(err, os.strerror(err))
 
