@@ -45,6 +45,13 @@ _GENERATION = {
 }
 
 
+# A new object's status where the reset struct holds a struct of its own.
+_NEW_STATUS: dict[tuple[str, str], dict[str, Any]] = {
+    ("", "services"): {"loadBalancer": {}},
+    ("networking.k8s.io", "ingresses"): {"loadBalancer": {}},
+}
+
+
 class Strategy:
     def tracks_generation(self, info: ResourceInfo) -> bool:
         return info.crd is not None or (info.group, info.resource) in _GENERATION
@@ -56,7 +63,10 @@ class Strategy:
 
     def prepare_create(self, info: ResourceInfo, obj: dict[str, Any]) -> None:
         if "status" in info.subresources and info.crd is None:
-            obj.pop("status", None)
+            # Upstream resets a new object's status struct, which Go's JSON
+            # shows as {} (omitempty keeps an empty struct): clients read
+            # obj["status"], and the official client's .status, at once.
+            obj["status"] = copy.deepcopy(_NEW_STATUS.get((info.group, info.resource), {}))
 
     def prepare_update(self, info: ResourceInfo, new: dict[str, Any], old: dict[str, Any],
                        subresource: str) -> None:

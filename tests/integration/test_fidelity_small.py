@@ -76,3 +76,29 @@ def test_the_system_namespaces_may_not_be_deleted(server: Server) -> None:
         assert f'namespaces "{ns}" is forbidden: this namespace may not be deleted' in proc.stderr
         phase = server.kubectl("get", "namespace", ns, "-o", "jsonpath={.status.phase}").stdout
         assert phase == "Active"
+
+
+def test_a_new_objects_status_is_there_and_empty(server: Server, namespace: str) -> None:
+    """Upstream resets a new object's status struct, which its JSON shows as
+    {}: scripts read obj["status"] and the official client's .status at once."""
+    from kubernetes import client
+
+    ns = namespace
+    server.kubectl("-n", ns, "create", "deployment", "web", "--image=busybox")
+    server.kubectl("-n", ns, "create", "cronjob", "tick", "--image=busybox",
+                   "--schedule=0 0 1 1 *")
+    server.kubectl("-n", ns, "create", "service", "clusterip", "svc", "--tcp=80:8080")
+    for kind, name in (("deployment", "web"), ("cronjob", "tick")):
+        got = json.loads(server.kubectl("-n", ns, "get", kind, name, "-o", "json").stdout)
+        assert "status" in got, kind
+    svc = json.loads(server.kubectl("-n", ns, "get", "service", "svc", "-o", "json").stdout)
+    assert svc["status"] == {"loadBalancer": {}}
+    # A status written over it stays the controller's business: a client
+    # reading right after the create sees an empty status, not None.
+    with server.api_client() as api:
+        body = client.BatchV1Api(api).create_namespaced_cron_job(ns, {
+            "apiVersion": "batch/v1", "kind": "CronJob", "metadata": {"name": "py"},
+            "spec": {"schedule": "0 0 1 1 *", "suspend": True, "jobTemplate": {"spec": {
+                "template": {"spec": {"restartPolicy": "Never",
+                                      "containers": [{"name": "c", "image": "busybox"}]}}}}}})
+        assert body.status is not None and body.status.active is None
