@@ -45,10 +45,19 @@ _GENERATION = {
 }
 
 
-# A new object's status where the reset struct holds a struct of its own.
+# A new object's status where upstream's reset struct is not {} in JSON:
+# fields without omitempty show their zero value, a struct field shows {}.
+# The official client refuses a StatefulSet status without its replicas.
 _NEW_STATUS: dict[tuple[str, str], dict[str, Any]] = {
     ("", "services"): {"loadBalancer": {}},
     ("networking.k8s.io", "ingresses"): {"loadBalancer": {}},
+    ("", "replicationcontrollers"): {"replicas": 0},
+    ("apps", "replicasets"): {"replicas": 0},
+    ("apps", "statefulsets"): {"replicas": 0, "availableReplicas": 0},
+    ("apps", "daemonsets"): {"currentNumberScheduled": 0, "numberMisscheduled": 0,
+                             "desiredNumberScheduled": 0, "numberReady": 0},
+    ("autoscaling", "horizontalpodautoscalers"): {"currentReplicas": 0, "desiredReplicas": 0},
+    ("storage.k8s.io", "volumeattachments"): {"attached": False},
 }
 
 
