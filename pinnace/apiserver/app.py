@@ -47,7 +47,7 @@ from .admission.serviceaccount import ServiceAccount
 from .admission.validatingpolicy import ValidatingAdmissionPolicies
 from .admission.webhooks import Webhooks
 from .allocator import NodePortAllocator, ServiceIPAllocator
-from .authn import Authenticator, User
+from .authn import USER_INFO, USER_NAME, Authenticator, User
 from .authz import Authorizer
 from .bootstrappolicy import node_rules
 from .certs import ensure_pki, issue_client_cert
@@ -56,7 +56,7 @@ from .discovery import AGGREGATED_CT, Discovery, wants_aggregated
 from .handlers import ResourceHandlers, Target, add_deprecation_warning
 from .impersonation import impersonated
 from .kubeconfig import admin_kubeconfig, component_kubeconfig, write_kubeconfig
-from .metrics import Metrics
+from .metrics import WATCH_PATH, Metrics
 from .nodeauthz import NodeAuthorizer
 from .nodegraph import NodeGraph
 from .nodeproxy import NodeProxy
@@ -773,7 +773,7 @@ class APIServer:
                     request.path == CLUSTER_INFO_PATH and request.method == "GET"
                     and "Authorization" not in request.headers
                     and "watch" not in request.query):
-                request["user"] = "system:anonymous"
+                request[USER_NAME] = "system:anonymous"
                 if audit is not None:
                     audit.begin(request, ANONYMOUS, info)
                     audit.decided(request, True, "")
@@ -798,8 +798,8 @@ class APIServer:
             audit.decided(request, allowed, reason)
             if not allowed:
                 self.authz.refuse(user, info, reason)
-        request["user"] = user.name
-        request["userinfo"] = user
+        request[USER_NAME] = user.name
+        request[USER_INFO] = user
         return await handler(request)
 
     # -- routing -----------------------------------------------------------
@@ -989,7 +989,7 @@ def _crd_schemas(resources: list[ResourceInfo]) -> dict[tuple[str, str, str], di
 def _strip_watch(request: web.Request, parts: list[str]) -> list[str]:
     """/api/v1/watch/... is the deprecated spelling of ?watch=true."""
     if parts and parts[0] == "watch":
-        request["watch"] = True
+        request[WATCH_PATH] = True
         return parts[1:]
     return parts
 

@@ -46,6 +46,11 @@ class User:
     groups: tuple[str, ...] = field(default_factory=tuple)
 
 
+# Who made a request, as the server's middleware found it, for the handlers.
+USER_NAME: web.RequestKey[str] = web.RequestKey("user", str)
+USER_INFO: web.RequestKey[User] = web.RequestKey("userinfo", User)
+
+
 def service_account_user(namespace: str, name: str, uid: str) -> User:
     return User(f"system:serviceaccount:{namespace}:{name}", uid,
                 ("system:serviceaccounts", f"system:serviceaccounts:{namespace}",

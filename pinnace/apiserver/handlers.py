@@ -27,8 +27,9 @@ from pinnace.storage.interface import CompactedError, KeyValue
 from . import admission, codec, listoptions, reviews, status, tables
 from .audit import BODY_KEY as AUDIT_BODY
 from .audit import annotations_of as audit_annotations
-from .authn import Authenticator, User
+from .authn import USER_INFO, USER_NAME, Authenticator, User
 from .authz import Authorizer
+from .metrics import WATCH_PATH
 from .nodeproxy import NodeProxy
 from .registry import ResourceTable
 from .rest import DeleteOptions, Options, Registry, apply_conflict, now_rfc3339
@@ -237,7 +238,7 @@ class ResourceHandlers:
             text = crdschema.deprecation_warning(target.info.crd, target.info.version)
             if text:
                 request[DEPRECATED] = text
-        watching = _bool(request.query.get("watch")) or request.get("watch", False)
+        watching = _bool(request.query.get("watch")) or request.get(WATCH_PATH, False)
         if target.info.resource == "componentstatuses" and target.info.group == "":
             return await self.component_statuses(request, target)
         if target.info.virtual:
@@ -246,7 +247,7 @@ class ResourceHandlers:
             body = await self.body(request)
             if not isinstance(body, dict):
                 raise status.bad_request("the body of the request must be an object")
-            user = request.get("userinfo") or User("system:anonymous")
+            user = request.get(USER_INFO) or User("system:anonymous")
             answer = await reviews.answer(target.info, target.namespace, body, user, self.authn,
                                           self.authz)
             return self.respond(request, answer, 201)
@@ -398,8 +399,8 @@ class ResourceHandlers:
         if not manager:
             manager = ssa.manager_or_user_agent("", request.headers.get("User-Agent", ""))
         return Options(dry_run=bool(dry), field_manager=manager, field_validation=fv or "Warn",
-                       force=_bool(q.get("force")), user=request.get("user", ""),
-                       userinfo=request.get("userinfo"),
+                       force=_bool(q.get("force")), user=request.get(USER_NAME, ""),
+                       userinfo=request.get(USER_INFO),
                        annotations=audit_annotations(request))
 
     async def body(self, request: web.Request) -> Any:
@@ -584,7 +585,7 @@ class ResourceHandlers:
         return DeleteOptions(grace_period=grace, propagation=propagation,
                              uid=pre.get("uid") or "", resource_version=pre.get(
                                  "resourceVersion") or "", dry_run=bool(dry),
-                             userinfo=request.get("userinfo"))
+                             userinfo=request.get(USER_INFO))
 
     async def delete_collection(self, request: web.Request, t: Target) -> web.Response:
         dopts = await self.delete_options(request)
@@ -808,7 +809,7 @@ class ResourceHandlers:
         sa = await self.registry.get(t.info, t.namespace, t.name)
         await self.registry.admission.validate(admission.Attributes(
             admission.CREATE, t.info, t.namespace or "", t.name, body, None,
-            request.get("userinfo"), "token"))
+            request.get(USER_INFO), "token"))
         spec = body.get("spec") or {}
         seconds = spec.get("expirationSeconds") or 3600
         if not isinstance(seconds, int) or seconds < 600:
@@ -859,11 +860,11 @@ class ResourceHandlers:
                               resource_version=pre.get("resourceVersion") or "",
                               dry_run=bool(do.get("dryRun")
                                            or request.query.getall("dryRun", [])),
-                              userinfo=request.get("userinfo"))
+                              userinfo=request.get(USER_INFO))
         client_rv = bool(dopts.resource_version)
         pod = await self.registry.get(pods, ns, name)
         await self.registry.admission.validate(admission.Attributes(
-            admission.CREATE, pods, ns or "", name, body, pod, request.get("userinfo"),
+            admission.CREATE, pods, ns or "", name, body, pod, request.get(USER_INFO),
             "eviction", dopts.dry_run))
         for attempt in range(20):
             if attempt:

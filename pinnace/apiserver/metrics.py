@@ -22,6 +22,9 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 _BUCKETS = (0.005, 0.025, 0.05, 0.1, 0.2, 0.4, 0.6, 0.8, 1.0, 1.25, 1.5, 2, 3, 4, 5, 6, 8, 10,
             15, 20, 30, 45, 60)
 
+# Set on a request that asked to watch by the old /watch/ path.
+WATCH_PATH: web.RequestKey[bool] = web.RequestKey("watch", bool)
+
 
 def _verb_and_resource(request: web.Request) -> tuple[str, str]:
     parts = [p for p in request.path.split("/") if p]
@@ -36,7 +39,7 @@ def _verb_and_resource(request: web.Request) -> tuple[str, str]:
     named = len(segs) > 1
     m = request.method
     if m == "GET":
-        if request.query.get("watch") in ("true", "1") or request.get("watch"):
+        if request.query.get("watch") in ("true", "1") or request.get(WATCH_PATH, False):
             verb = "WATCH"
         else:
             verb = "GET" if named else "LIST"

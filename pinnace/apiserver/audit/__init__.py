@@ -40,7 +40,9 @@ from .policy import NONE, RANK, REQUEST, REQUEST_RESPONSE, Decision, Policy, loa
 log = logging.getLogger("pinnace.apiserver.audit")
 
 HEADER = "Audit-Id"  # Go's canonical form of upstream's "Audit-ID"
-BODY_KEY = "pinnace.audit.body"  # the request body, as the handlers read it
+# The request body, as the handlers read it; the request's audit ID.
+BODY_KEY: web.RequestKey[Any] = web.RequestKey("pinnace.audit.body", object)
+_ID_KEY: web.RequestKey[str] = web.RequestKey("pinnace.audit.id", str)
 _CTX_KEY = "pinnace.audit"
 _RECEIVED_KEY = "pinnace.audit.received"
 DECISION = "authorization.k8s.io/decision"
@@ -263,10 +265,10 @@ class Auditor:
 def audit_id(request: web.Request) -> str:
     """The request's audit ID: the client's Audit-ID header, else a new UUID."""
     try:
-        found: str = request[HEADER]
+        found = request[_ID_KEY]
     except KeyError:
         found = request.headers.get(HEADER) or new_uuid()
-        request[HEADER] = found
+        request[_ID_KEY] = found
     return found
 
 
