@@ -102,3 +102,11 @@ def test_a_new_objects_status_is_there_and_empty(server: Server, namespace: str)
                 "template": {"spec": {"restartPolicy": "Never",
                                       "containers": [{"name": "c", "image": "busybox"}]}}}}}})
         assert body.status is not None and body.status.active is None
+        # Fields upstream's JSON always shows come as zeros (the client
+        # refuses a StatefulSet status without its replicas).
+        sts = client.AppsV1Api(api).create_namespaced_stateful_set(ns, {
+            "apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "db"},
+            "spec": {"selector": {"matchLabels": {"app": "db"}}, "template": {
+                "metadata": {"labels": {"app": "db"}},
+                "spec": {"containers": [{"name": "c", "image": "busybox"}]}}}})
+        assert (sts.status.replicas, sts.status.available_replicas) == (0, 0)
