@@ -43,8 +43,8 @@ HEADER = "Audit-Id"  # Go's canonical form of upstream's "Audit-ID"
 # The request body, as the handlers read it; the request's audit ID.
 BODY_KEY: web.RequestKey[Any] = web.RequestKey("pinnace.audit.body", object)
 _ID_KEY: web.RequestKey[str] = web.RequestKey("pinnace.audit.id", str)
-_CTX_KEY = "pinnace.audit"
-_RECEIVED_KEY = "pinnace.audit.received"
+_CTX_KEY: web.RequestKey[Any] = web.RequestKey("pinnace.audit", object)  # its _Request
+_RECEIVED_KEY: web.RequestKey[float] = web.RequestKey("pinnace.audit.received", float)
 DECISION = "authorization.k8s.io/decision"
 REASON = "authorization.k8s.io/reason"
 LONG_RUNNING_VERBS = frozenset({"watch", "proxy"})
