@@ -113,17 +113,24 @@ def listing(d: Path) -> list[str]:
 
 # -- configMap and secret ------------------------------------------------------------
 
+def caching_manager(client: FakeClient, tmp_path: Path, fresh_for: float) -> VolumeManager:
+    """A manager whose reads of an object serve every pod for ``fresh_for`` seconds."""
+    return VolumeManager(client, tmp_path / "pods", node_name="node-a", memory_backed=False,
+                         clock=client.now, fresh_for=fresh_for)
+
+
+def shared_config_pod(uid: str) -> Obj:
+    return make_pod([{"name": "cfg", "configMap": {"name": "shared"}}], uid=uid)
+
+
 async def test_a_pod_waiting_on_a_cancelled_read_reads_for_itself(client: FakeClient,
                                                                    tmp_path: Path) -> None:
     client.config_map("shared", {"k": "1"})
     client.latency = 0.05
-    vm = VolumeManager(client, tmp_path / "pods", node_name="node-a", memory_backed=False,
-                       clock=client.now, fresh_for=5)
-    first = asyncio.create_task(vm.setup(make_pod([{"name": "cfg", "configMap": {
-        "name": "shared"}}], uid="uid-a")))
+    vm = caching_manager(client, tmp_path, fresh_for=5)
+    first = asyncio.create_task(vm.setup(shared_config_pod("uid-a")))
     await asyncio.sleep(0.01)  # its read is under way
-    second = asyncio.create_task(vm.setup(make_pod([{"name": "cfg", "configMap": {
-        "name": "shared"}}], uid="uid-b")))
+    second = asyncio.create_task(vm.setup(shared_config_pod("uid-b")))
     await asyncio.sleep(0.01)
     first.cancel()
     paths = await second
@@ -134,14 +141,13 @@ async def test_a_pod_waiting_on_a_cancelled_read_reads_for_itself(client: FakeCl
     for uid in ("uid-a", "uid-b"):
         await vm.teardown(uid)
 
+
 async def test_pods_starting_together_share_one_read_of_an_object(client: FakeClient,
                                                                   tmp_path: Path) -> None:
     client.config_map("shared", {"k": "1"})
     client.latency = 0.01
-    vm = VolumeManager(client, tmp_path / "pods", node_name="node-a", memory_backed=False,
-                       clock=client.now, fresh_for=0.2)
-    pods = [make_pod([{"name": "cfg", "configMap": {"name": "shared"}}], uid=f"uid-{i}")
-            for i in range(10)]
+    vm = caching_manager(client, tmp_path, fresh_for=0.2)
+    pods = [shared_config_pod(f"uid-{i}") for i in range(10)]
     paths = await asyncio.gather(*(vm.setup(p) for p in pods))
     assert client.gets == [("configmaps", "shared")]
     assert all((p["cfg"] / "k").read_text() == "1" for p in paths)
@@ -154,7 +160,7 @@ async def test_pods_starting_together_share_one_read_of_an_object(client: FakeCl
     # So does its deletion.
     del client.objects[("configmaps", "default", "shared")]
     await asyncio.sleep(0.3)
-    pod = make_pod([{"name": "cfg", "configMap": {"name": "shared"}}], uid="uid-new")
+    pod = shared_config_pod("uid-new")
     with pytest.raises(MountError, match='configmap "shared" not found'):
         await vm.setup(pod)
     for p in [*pods, pod]:
