@@ -664,8 +664,9 @@ class PortForward:
         assert self.proc.stdout is not None and self.proc.stderr is not None
         threading.Thread(target=self._read, args=(self.proc.stdout, self.lines.put),
                          daemon=True).start()
-        threading.Thread(target=self._read, args=(self.proc.stderr, self.stderr.append),
-                         daemon=True).start()
+        self._stderr_reader = threading.Thread(
+            target=self._read, args=(self.proc.stderr, self.stderr.append), daemon=True)
+        self._stderr_reader.start()
         self.local = 0
 
     @staticmethod
@@ -689,7 +690,11 @@ class PortForward:
         raise AssertionError(f"kubectl port-forward did not start: {''.join(self.stderr)}")
 
     def wait(self, timeout: float = 20) -> int:
-        return self.proc.wait(timeout)
+        """kubectl's exit code, once all it wrote to stderr has been read: the
+        process can be gone before the reader thread has taken the last lines."""
+        rc = self.proc.wait(timeout)
+        self._stderr_reader.join(timeout)
+        return rc
 
     def close(self) -> None:
         self.proc.kill()
