@@ -165,6 +165,10 @@ def test_agent_restart_keeps_containers_running(node, ns):
     node.kubectl("apply", "-n", ns, "-f", "-", input=_pod("stay", "sleep 3600"))
     p = wait_pod(node, ns, "stay", lambda p: phase(p) == "Running", what="Running")
     pid = _pid_of(p)
+    assert pid, p["status"]
+    # What the agent counted before it was killed: a first start that failed
+    # on a busy machine is a restart of its own, not one the agent's restart made.
+    restarts = p["status"]["containerStatuses"][0]["restartCount"]
     agent = [int(x) for x in subprocess.run(["pgrep", "-f", "pinnace.cli.main.* agent"],
                                            capture_output=True, text=True).stdout.split()]
     assert agent, "no agent process"
@@ -176,7 +180,8 @@ def test_agent_restart_keeps_containers_running(node, ns):
     wait_pod(node, ns, "after", lambda p: phase(p) == "Running", timeout=60, what="a new pod Running")
     p2 = pod_json(node, ns, "stay")
     assert _pid_of(p2) == pid
-    assert p2["status"]["containerStatuses"][0]["restartCount"] == 0
+    assert p2["status"]["containerStatuses"][0]["restartCount"] == restarts, (
+        p["status"], p2["status"], node.kubectl("get", "events", "-n", ns).stdout)
 
 
 def test_kubectl_debug_runs_an_ephemeral_container_beside_its_target(node, ns):
