@@ -242,14 +242,30 @@ class PodDisruptionBudgetStrategy(Strategy):
 
 class PersistentVolumeClaimStrategy(Strategy):
     def prepare_create(self, info: ResourceInfo, obj: dict[str, Any]) -> None:
-        super().prepare_create(info, obj)
+        # Upstream clears the status and its read path defaults the phase, so
+        # a claim is Pending from its creation's response on.
+        obj["status"] = {"phase": "Pending"}
         _protect(obj, "kubernetes.io/pvc-protection")
 
 
 class PersistentVolumeStrategy(Strategy):
     def prepare_create(self, info: ResourceInfo, obj: dict[str, Any]) -> None:
-        super().prepare_create(info, obj)
+        obj["status"] = {"phase": "Pending", "lastPhaseTransitionTime": _now()}
         _protect(obj, "kubernetes.io/pv-protection")
+
+    def prepare_update(self, info: ResourceInfo, new: dict[str, Any], old: dict[str, Any],
+                       subresource: str) -> None:
+        super().prepare_update(info, new, old, subresource)
+        if subresource != "status":
+            return
+        # The time of the last phase change: the server's, unless the writer
+        # set one of its own; kept while the phase stays.
+        st, was = new.setdefault("status", {}), old.get("status") or {}
+        if st.get("phase") == was.get("phase"):
+            if st.get("lastPhaseTransitionTime") is None and was.get("lastPhaseTransitionTime"):
+                st["lastPhaseTransitionTime"] = was["lastPhaseTransitionTime"]
+        elif st.get("lastPhaseTransitionTime") in (None, was.get("lastPhaseTransitionTime")):
+            st["lastPhaseTransitionTime"] = _now()
 
 
 def _protect(obj: dict[str, Any], finalizer: str) -> None:

@@ -110,3 +110,39 @@ def test_a_new_objects_status_is_there_and_empty(server: Server, namespace: str)
                 "metadata": {"labels": {"app": "db"}},
                 "spec": {"containers": [{"name": "c", "image": "busybox"}]}}}})
         assert (sts.status.replicas, sts.status.available_replicas) == (0, 0)
+
+
+def test_new_volumes_and_claims_are_pending_and_a_volume_dates_its_phase() -> None:
+    """Upstream's create answers a PV or PVC as Pending, and its API server
+    stamps a PV's lastPhaseTransitionTime whenever the phase changes."""
+    from kubernetes import client
+
+    with Cluster(controllers=None) as c, c.api_client() as api:
+        core = client.CoreV1Api(api)
+        pv = core.create_persistent_volume({
+            "apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": "disk"},
+            "spec": {"capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"],
+                     "hostPath": {"path": "/tmp/disk"}}})
+        assert pv.status.phase == "Pending" and pv.status.last_phase_transition_time is not None
+        ns = c.create_namespace("claims")
+        pvc = core.create_namespaced_persistent_volume_claim(ns, {
+            "apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "data"},
+            "spec": {"accessModes": ["ReadWriteOnce"],
+                     "resources": {"requests": {"storage": "1Gi"}}}})
+        assert pvc.status.phase == "Pending"
+
+        def write_status(status: dict) -> dict:
+            cur = c.request("GET", "/api/v1/persistentvolumes/disk")[1]
+            code, out = c.request("PUT", "/api/v1/persistentvolumes/disk/status",
+                                  {**cur, "status": status})
+            assert code == 200, out
+            return out["status"]
+
+        # A writer's own time is kept; so is the last one while the phase stays.
+        st = write_status({"phase": "Available", "lastPhaseTransitionTime": "2020-01-02T03:04:05Z"})
+        assert st["lastPhaseTransitionTime"] == "2020-01-02T03:04:05Z"
+        st = write_status({"phase": "Available", "message": "still"})
+        assert st["lastPhaseTransitionTime"] == "2020-01-02T03:04:05Z"
+        # A new phase without a time of its own gets the server's.
+        st = write_status({"phase": "Released"})
+        assert st["lastPhaseTransitionTime"] not in (None, "2020-01-02T03:04:05Z")
