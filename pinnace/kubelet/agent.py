@@ -485,7 +485,7 @@ def reset_node(data_dir: Path) -> None:
     from .oci import _read_int, unmount
     from .pods import remove_node_cgroups, remove_pod_cgroups
     from .sandbox import MARKER as SANDBOX_MARKER
-    from .sandbox import RUN_DIR
+    from .sandbox import RUN_DIR, release_pin_dir
     from .volumes import mounts_under
 
     root = (data_dir / "agent").resolve()
@@ -518,6 +518,7 @@ def reset_node(data_dir: Path) -> None:
     for pin in pinned:
         unmount(pin)
         pin.unlink(missing_ok=True)
+    release_pin_dir()  # when no other agent's pods are pinned there
     PodNetwork(root / "network", "").cleanup_all()
     from .routes import remove_routes
 

@@ -29,7 +29,6 @@ _MNT_DETACH = 2
 
 _libc_handle: ctypes.CDLL | None = None
 _dirs_lock = threading.Lock()
-_shared_dirs: set[Path] = set()
 
 
 def libc() -> ctypes.CDLL:
@@ -67,16 +66,15 @@ def on_fresh_thread(fn: Callable[[], T]) -> T:
 def share_dir(d: Path) -> None:
     """Make d a shared mount point of its own, as `ip netns add` does, so the
     namespace mounts in it (and their removal) propagate to mount namespaces
-    copied later."""
+    copied later. Checked on every call, not remembered: `agent --reset`
+    (or a test's end) may unmount an empty dir under a running agent."""
     with _dirs_lock:
-        if d in _shared_dirs:
-            return
         d.mkdir(parents=True, exist_ok=True)
         lib, b = libc(), bytes(d)
+        # Fails (EINVAL) unless d is a mount point already.
         if lib.mount(b"none", b, None, _MS_SHARED | _MS_REC, None) != 0:
             check(lib.mount(b, b, b"none", _MS_BIND | _MS_REC, None), "bind namespace dir", d)
             check(lib.mount(b"none", b, None, _MS_SHARED | _MS_REC, None), "share namespace dir", d)
-        _shared_dirs.add(d)
 
 
 def pin(paths: dict[str, Path], hostname: str | None = None,

@@ -34,9 +34,9 @@ MARKER = "sandbox.json"
 
 def release_pin_dir() -> bool:
     """Unmount RUN_DIR, the shared mount pods' namespaces are pinned in (as
-    `ip netns add` makes /run/netns), when it is empty. Only for when no
-    agent of this machine runs any more (a test's or benchmark's end): a
-    running agent takes the mount as made. True if it was unmounted."""
+    `ip netns add` makes /run/netns), when it is empty: for `agent --reset`
+    and a test's or benchmark's end. An agent still running makes it again
+    at its next pod. True if it was unmounted."""
     if not RUN_DIR.is_dir() or any(RUN_DIR.iterdir()):
         return False
     return unmount(RUN_DIR)

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from pinnace.kubelet.sandbox import release_pin_dir
+from pinnace.kubelet.sandbox import RUN_DIR, release_pin_dir
 from tests.conftest import Server, _free_port, start_server, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
@@ -112,12 +112,16 @@ def node(tmp_path_factory: pytest.TempPathFactory, busybox_archive: Path) -> Ite
         pinnace("agent", "--reset", "--data-dir", str(data), check=False)
         if srv.proc.returncode not in (0, -15, None):
             print(srv.log.read_text()[-5000:])
-        # The reset leaves no service rules or addresses behind.
+        # The reset leaves no service rules, addresses or mounts behind (every
+        # agent of this run is gone now, the benchmarks' too).
         left = subprocess.run(["nft", "list", "table", "ip", "pinnace-proxy"], capture_output=True)
+        lb = subprocess.run(["ip", "link", "show", "pinnace-lb"], capture_output=True)
+        with open("/proc/self/mountinfo") as f:
+            pin_dir_mounted = any(line.split()[4] == str(RUN_DIR) for line in f)
+        release_pin_dir()  # should the reset have failed to, for the next run
         assert left.returncode != 0, "the proxy's nft table is still there after the reset"
-        assert subprocess.run(["ip", "link", "show", "pinnace-lb"], capture_output=True).returncode != 0
-        # Every agent of this run is gone now (the benchmarks' too).
-        release_pin_dir()
+        assert lb.returncode != 0, "the proxy's pinnace-lb link is still there after the reset"
+        assert not pin_dir_mounted, f"{RUN_DIR} is still mounted after the reset"
 
 
 @pytest.fixture
