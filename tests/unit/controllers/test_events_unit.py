@@ -91,3 +91,17 @@ def test_burst_beyond_the_queue_is_dropped_and_senders_are_bounded() -> None:
     # The first ten queued, two of them taken by the senders, then room for two more.
     assert sent == {f"message {i}" for i in (*range(10), 50, 51)}
     assert rec.dropped == 48
+
+
+def test_a_bursts_events_are_sent_a_moment_after_it() -> None:
+    """The work's own requests go first: a sender waits before it sends."""
+    async def go() -> tuple[int, int]:
+        rec, fake = recorder(delay=0.5)
+        rec.event(POD, "Normal", "Started", "Started container c")
+        await asyncio.sleep(0.05)
+        rec.event(POD, "Normal", "Started", "Started container d")
+        early = len(fake.created)
+        await rec._queue.join()
+        return early, len(fake.created)
+
+    assert asyncio.run(go()) == (0, 2)
