@@ -49,7 +49,9 @@ class WorkQueue:
         self._queue: deque[Hashable] = deque()
         self._dirty: set[Hashable] = set()
         self._processing: set[Hashable] = set()
-        self._cond = asyncio.Condition()
+        # Workers waiting in get(), oldest first. add() wakes one by setting
+        # its future: no task per add, as notifying a Condition would need.
+        self._waiters: deque[asyncio.Future[None]] = deque()
         self._shutting_down = False
         self.limiter = limiter or ExponentialBackoff()
         self._call_later = call_later
@@ -68,11 +70,11 @@ class WorkQueue:
         self._wake()
 
     def _wake(self) -> None:
-        async def notify() -> None:
-            async with self._cond:
-                self._cond.notify()
-
-        asyncio.get_running_loop().create_task(notify())
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
 
     def add_after(self, item: Hashable, delay: float) -> None:
         if delay <= 0:
@@ -98,15 +100,21 @@ class WorkQueue:
         return self.limiter.retries(item)
 
     async def get(self) -> Hashable:
-        async with self._cond:
-            while not self._queue:
-                if self._shutting_down:
-                    raise ShutDown()
-                await self._cond.wait()
-            item = self._queue.popleft()
-            self._processing.add(item)
-            self._dirty.discard(item)
-            return item
+        while not self._queue:
+            if self._shutting_down:
+                raise ShutDown()
+            waiter = asyncio.get_running_loop().create_future()
+            self._waiters.append(waiter)
+            try:
+                await waiter
+            except asyncio.CancelledError:
+                if waiter.done() and not waiter.cancelled():
+                    self._wake()  # woken and cancelled at once: the next worker takes it
+                raise
+        item = self._queue.popleft()
+        self._processing.add(item)
+        self._dirty.discard(item)
+        return item
 
     def done(self, item: Hashable) -> None:
         self._processing.discard(item)
@@ -118,8 +126,10 @@ class WorkQueue:
         self._shutting_down = True
         for t in self._timers:
             t.cancel()
-        async with self._cond:
-            self._cond.notify_all()
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
 
 
 async def process(queue: WorkQueue, sync: Callable[[str], Awaitable[None]],

@@ -45,3 +45,43 @@ async def test_shutdown_wakes_waiting_workers() -> None:
     await q.shutdown()
     with pytest.raises(ShutDown):
         await waiter
+
+
+async def test_every_item_reaches_one_waiting_worker() -> None:
+    q = WorkQueue()
+    seen: list[str] = []
+
+    async def worker() -> None:
+        while True:
+            try:
+                item = await q.get()
+            except ShutDown:
+                return
+            seen.append(str(item))
+            await asyncio.sleep(0)  # a sync that yields
+            q.done(item)
+
+    workers = [asyncio.create_task(worker()) for _ in range(3)]
+    await asyncio.sleep(0)  # all three wait
+    for burst in range(20):
+        for i in range(5):
+            q.add(f"{burst}-{i}")
+        await asyncio.sleep(0)
+    for _ in range(50):
+        if len(seen) == 100:
+            break
+        await asyncio.sleep(0.01)
+    await q.shutdown()
+    await asyncio.wait_for(asyncio.gather(*workers), 1)
+    assert sorted(seen) == sorted(f"{b}-{i}" for b in range(20) for i in range(5))
+
+
+async def test_a_worker_cancelled_as_it_is_woken_passes_the_item_on() -> None:
+    q = WorkQueue()
+    first, second = asyncio.create_task(q.get()), asyncio.create_task(q.get())
+    await asyncio.sleep(0)  # both wait, first in line
+    q.add("a")  # wakes the first...
+    first.cancel()  # ...which is stopped before it runs
+    assert await asyncio.wait_for(second, 1) == "a"
+    with pytest.raises(asyncio.CancelledError):
+        await first
