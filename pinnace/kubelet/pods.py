@@ -14,6 +14,7 @@ import asyncio
 import base64
 import copy
 import hashlib
+import itertools
 import json
 import logging
 import os
@@ -33,6 +34,7 @@ from .oci import CREATED, EXITED, RUNNING, OCIError, OCIRuntime, Record, State
 from .podstatus import normalize_image, pod_status, rfc3339
 from .probes import Prober, run_handler
 from .sandbox import Sandboxes, cgroup_parent
+from .startgate import StartGate
 
 log = logging.getLogger("pinnace.kubelet.pods")
 
@@ -66,6 +68,7 @@ class PodState:
     start_time: str = ""
     # container id -> the resources a resize of it failed to apply (not tried again)
     resize_failed: dict[str, Obj] = field(default_factory=dict)
+    order: int = 0  # when the agent first saw it: its turn at the start gate
 
 
 def spec_hash(container: Obj) -> str:
@@ -109,6 +112,10 @@ class PodWorkers:
         self.pause = pause
         self.pods_rc = client.resource("v1", "pods")
         self.state: dict[str, PodState] = {}
+        self._arrivals = itertools.count()
+        # Two pods' busy start steps per CPU keep the CPUs busy (the steps
+        # wait on the kernel and the runtime too) without slowing them all.
+        self.start_gate = StartGate(2 * (os.cpu_count() or 1))
         # Containers only: a pause container belongs to the pod's sandbox.
         self.records: dict[str, Record] = {r.id: r for r in runtime.records() if not r.sandbox}
         self.sandboxes = Sandboxes(runtime, pods_dir, pause)
@@ -140,7 +147,9 @@ class PodWorkers:
         meta, spec = pod["metadata"], pod["spec"]
         uid = meta["uid"]
         self._pods_by_key[key] = pod
-        ps = self.state.setdefault(uid, PodState())
+        ps = self.state.get(uid)
+        if ps is None:
+            ps = self.state[uid] = PodState(order=next(self._arrivals))
         for other in {r.pod_uid for r in self.records.values()
                       if r.namespace == meta.get("namespace") and r.pod_name == meta["name"]
                       and r.pod_uid != uid}:
@@ -235,17 +244,18 @@ class PodWorkers:
                 await self.rt.stop(rec, 0)
             await self.sandboxes.remove(uid)
         try:
-            if spec.get("hostNetwork"):
-                netns, ps.pod_ip = "", self.host_ip()
-            else:
-                net = await asyncio.to_thread(self.network.setup_pod, uid, meta.get("namespace"),
-                                              meta["name"])
-                netns, ps.pod_ip = net.netns, net.ip
-            await asyncio.to_thread(self._write_pod_files, pod, ps.pod_ip)
-            ports = _host_ports(pod)
-            if ports and netns:  # before the sandbox: a failure here is retried whole
-                await asyncio.to_thread(self.network.set_host_ports, uid, ps.pod_ip, ports)
-            await self.sandboxes.create(pod, netns, self._hostname(pod))
+            async with self.start_gate.slot(ps.order):
+                if spec.get("hostNetwork"):
+                    netns, ps.pod_ip = "", self.host_ip()
+                else:
+                    net = await asyncio.to_thread(self.network.setup_pod, uid,
+                                                  meta.get("namespace"), meta["name"])
+                    netns, ps.pod_ip = net.netns, net.ip
+                await asyncio.to_thread(self._write_pod_files, pod, ps.pod_ip)
+                ports = _host_ports(pod)
+                if ports and netns:  # before the sandbox: a failure here is retried whole
+                    await asyncio.to_thread(self.network.set_host_ports, uid, ps.pod_ip, ports)
+                await self.sandboxes.create(pod, netns, self._hostname(pod))
             if ps.start_time == "":
                 ps.start_time = rfc3339()
             ps.waiting.pop(SANDBOX, None)
@@ -526,10 +536,12 @@ class PodWorkers:
         self.records[rec.id] = rec
         self._prune_attempts(uid, name, init, keep_from=attempt - 1)
         try:
-            await self.rt.create(rec, cfg, rootfs_layers=image.layers, stdin=bool(c.get("stdin")),
-                                 stdin_once=bool(c.get("stdinOnce")), tty=bool(c.get("tty")))
-            self.event(pod, "Normal", "Created", f"Created container {name}")
-            await self.rt.start(rec)
+            async with self.start_gate.slot(ps.order):
+                await self.rt.create(rec, cfg, rootfs_layers=image.layers,
+                                     stdin=bool(c.get("stdin")),
+                                     stdin_once=bool(c.get("stdinOnce")), tty=bool(c.get("tty")))
+                self.event(pod, "Normal", "Created", f"Created container {name}")
+                await self.rt.start(rec)
         except OCIError as e:
             await self._start_failed(rec, str(e))
             ps.waiting[name] = Waiting("RunContainerError", str(e))
