@@ -515,6 +515,15 @@ def main(argv: list[str] | None = None) -> int:
 
             reset_node(data_dir)
             return 0
+        from pinnace.kubelet.agent import NodeConflict, claim_network_namespace
+
+        try:
+            # Held until the process ends (taken again after the exec below,
+            # which closes it).
+            claim_network_namespace(data_dir)
+        except NodeConflict as e:
+            print(f"pinnace agent: {e}", file=sys.stderr)
+            return 1
         kubeconfig = _agent_kubeconfig(args, data_dir)
         if kubeconfig == "":
             return 1

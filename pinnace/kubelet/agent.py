@@ -457,6 +457,38 @@ def _strip(status: Obj) -> Obj:
                                      for c in status.get("conditions") or []]}
 
 
+class NodeConflict(Exception):
+    """Another agent already runs a node in this network namespace."""
+
+
+def claim_network_namespace(data_dir: Path) -> int:
+    """One agent per network namespace, held by a lock for the process's
+    life (the fd returned). Two would share the bridge, the pod range's
+    addresses, the masquerade chain and the service rules, and break each
+    other's pods; an agent for another machine's worth of nodes runs in a
+    network namespace of its own (as the tests' second node does)."""
+    import fcntl
+
+    from .network import RUN_DIR
+
+    RUN_DIR.mkdir(parents=True, exist_ok=True)
+    netns = os.stat("/proc/self/ns/net").st_ino
+    fd = os.open(RUN_DIR / f"agent-net{netns}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 4096, 0).decode(errors="replace").strip() or "pid unknown"
+        os.close(fd)
+        raise NodeConflict(
+            f"another pinnace agent already runs a node in this network namespace ({holder}): "
+            "two would share its bridge and pod addresses. Stop that one (`pinnace server "
+            "--disable-agent` runs a server without its own), or run this one in a network "
+            "namespace of its own") from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"pid {os.getpid()}, data dir {data_dir}".encode(), 0)
+    return fd
+
+
 async def run_agent(kubeconfig: str | None, data_dir: Path, **options: Any) -> None:
     from concurrent.futures import ThreadPoolExecutor
 

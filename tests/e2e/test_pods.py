@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import time
 
@@ -182,6 +183,18 @@ def test_agent_restart_keeps_containers_running(node, ns):
     assert _pid_of(p2) == pid
     assert p2["status"]["containerStatuses"][0]["restartCount"] == restarts, (
         p["status"], p2["status"], node.kubectl("get", "events", "-n", ns).stdout)
+
+
+def test_a_second_agent_on_the_nodes_network_is_refused_and_touches_nothing(node, tmp_path):
+    from tests.e2e.conftest import pinnace
+
+    data = tmp_path / "second"
+    out = pinnace("agent", "--kubeconfig", str(node.kubeconfig), "--data-dir", str(data),
+                  check=False, timeout=60)
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert "another pinnace agent already runs a node in this network namespace" in out.stderr
+    assert re.search(r"\(pid \d+, data dir /", out.stderr), out.stderr
+    assert not (data / "agent").exists()
 
 
 def test_kubectl_debug_runs_an_ephemeral_container_beside_its_target(node, ns):
