@@ -461,6 +461,15 @@ class NodeConflict(Exception):
     """Another agent already runs a node in this network namespace."""
 
 
+def network_namespace_claimed() -> bool:
+    """Whether an agent runs in this network namespace now."""
+    try:
+        os.close(claim_network_namespace(Path("-")))
+    except NodeConflict:
+        return True
+    return False
+
+
 def claim_network_namespace(data_dir: Path) -> int:
     """One agent per network namespace, held by a lock for the process's
     life (the fd returned). Two would share the bridge, the pod range's
@@ -552,13 +561,21 @@ def reset_node(data_dir: Path) -> None:
         unmount(pin)
         pin.unlink(missing_ok=True)
     release_pin_dir()  # when no other agent's pods are pinned there
-    PodNetwork(root / "network", "").cleanup_all()
-    from .routes import remove_routes
+    network = PodNetwork(root / "network", "")
+    if network_namespace_claimed():
+        # The node network (bridge, routes, service rules) is the running
+        # agent's now: only this data dir's pods go.
+        log.warning("another agent runs in this network namespace: its bridge, routes and "
+                    "service rules stay")
+        network.teardown_all_pods()
+    else:
+        network.cleanup_all()
+        from .routes import remove_routes
 
-    remove_routes()
-    from pinnace.proxy.proxier import cleanup as proxy_cleanup
+        remove_routes()
+        from pinnace.proxy.proxier import cleanup as proxy_cleanup
 
-    proxy_cleanup(root / "proxy")
+        proxy_cleanup(root / "proxy")
     for uid in uids:
         if uid:
             remove_pod_cgroups(uid)

@@ -817,16 +817,21 @@ class PodNetwork:
                                   host_veth=self.host_veth_name(uid))
         return out
 
-    def cleanup_all(self) -> None:
-        """Tear down every pod, the bridge and our masquerade chain; then, if
-        no other pod network on this host holds the guard and no device has a
-        cluster address, the guard device, restoring net.ipv4.ip_forward."""
+    def teardown_all_pods(self) -> None:
+        """Every pod's namespace, links and address; the node's bridge and
+        rules stay."""
         with self._lock:
             self._load_ips()  # also what another PodNetwork on this state_dir allocated
             uids = set(self._owned)
         uids.update(r["uid"] for r in self._records() if "uid" in r)
         for uid in uids:
             self.teardown_pod(uid)
+
+    def cleanup_all(self) -> None:
+        """Tear down every pod, the bridge and our masquerade chain; then, if
+        no other pod network on this host holds the guard and no device has a
+        cluster address, the guard device, restoring net.ipv4.ip_forward."""
+        self.teardown_all_pods()
         with _iproute() as ipr:
             br = _lookup(ipr, self.bridge)
             if br is not None:

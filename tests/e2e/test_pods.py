@@ -197,6 +197,29 @@ def test_a_second_agent_on_the_nodes_network_is_refused_and_touches_nothing(node
     assert not (data / "agent").exists()
 
 
+def test_resetting_another_data_dir_leaves_the_running_nodes_network_alone(node, ns, tmp_path):
+    from tests.e2e.conftest import guard_routes, pinnace
+
+    node.kubectl("apply", "-n", ns, "-f", "-", input=_pod("keep", "sleep 3600"))
+    wait_pod(node, ns, "keep", lambda p: phase(p) == "Running", what="Running")
+
+    def network() -> tuple:
+        ports = subprocess.run(["ip", "-j", "link", "show", "master", "pinnace0"],
+                               capture_output=True, text=True)
+        table = subprocess.run(["nft", "list", "table", "ip", "pinnace-proxy"], capture_output=True)
+        return (ports.returncode, sorted(link["ifname"] for link in json.loads(ports.stdout or "[]")),
+                table.returncode, guard_routes())
+
+    before = network()
+    assert before[0] == 0 and before[1] and before[2] == 0, before
+    # A node stopped long ago, reset while this one runs.
+    out = pinnace("agent", "--reset", "--data-dir", str(tmp_path / "old-node"), check=False)
+    assert out.returncode == 0, out.stderr
+    assert "another agent runs in this network namespace" in out.stderr
+    assert network() == before
+    assert phase(pod_json(node, ns, "keep")) == "Running"
+
+
 def test_kubectl_debug_runs_an_ephemeral_container_beside_its_target(node, ns):
     node.kubectl("apply", "-n", ns, "-f", "-", input=_pod("dbg", "exec sleep 3600"))
     wait_pod(node, ns, "dbg", lambda p: cstate(p).get("running"), what="the pod Running")
