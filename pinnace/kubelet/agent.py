@@ -461,21 +461,8 @@ class NodeConflict(Exception):
     """Another agent already runs a node in this network namespace."""
 
 
-def network_namespace_claimed() -> bool:
-    """Whether an agent runs in this network namespace now."""
-    try:
-        os.close(claim_network_namespace(Path("-")))
-    except NodeConflict:
-        return True
-    return False
-
-
-def claim_network_namespace(data_dir: Path) -> int:
-    """One agent per network namespace, held by a lock for the process's
-    life (the fd returned). Two would share the bridge, the pod range's
-    addresses, the masquerade chain and the service rules, and break each
-    other's pods; an agent for another machine's worth of nodes runs in a
-    network namespace of its own (as the tests' second node does)."""
+def _network_namespace_lock() -> tuple[int, bool]:
+    """The lock file of this network namespace's agent, and whether we got it."""
     import fcntl
 
     from .network import RUN_DIR
@@ -486,13 +473,32 @@ def claim_network_namespace(data_dir: Path) -> int:
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
+        return fd, False
+    return fd, True
+
+
+def network_namespace_claimed() -> bool:
+    """Whether an agent runs in this network namespace now."""
+    fd, got = _network_namespace_lock()
+    os.close(fd)
+    return not got
+
+
+def claim_network_namespace(data_dir: Path) -> int:
+    """One agent per network namespace, held by a lock for the process's
+    life (the fd returned). Two would share the bridge, the pod range's
+    addresses, the masquerade chain and the service rules, and break each
+    other's pods; an agent for another machine's worth of nodes runs in a
+    network namespace of its own (as the tests' second node does)."""
+    fd, got = _network_namespace_lock()
+    if not got:
         holder = os.pread(fd, 4096, 0).decode(errors="replace").strip() or "pid unknown"
         os.close(fd)
         raise NodeConflict(
             f"another pinnace agent already runs a node in this network namespace ({holder}): "
             "two would share its bridge and pod addresses. Stop that one (`pinnace server "
             "--disable-agent` runs a server without its own), or run this one in a network "
-            "namespace of its own") from None
+            "namespace of its own")
     os.ftruncate(fd, 0)
     os.pwrite(fd, f"pid {os.getpid()}, data dir {data_dir}".encode(), 0)
     return fd
