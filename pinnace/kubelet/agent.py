@@ -465,11 +465,9 @@ def _network_namespace_lock() -> tuple[int, bool]:
     """The lock file of this network namespace's agent, and whether we got it."""
     import fcntl
 
-    from .network import RUN_DIR
+    from .network import open_lock
 
-    RUN_DIR.mkdir(parents=True, exist_ok=True)
-    netns = os.stat("/proc/self/ns/net").st_ino
-    fd = os.open(RUN_DIR / f"agent-net{netns}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    fd = open_lock(f"agent-net{os.stat('/proc/self/ns/net').st_ino}.lock")
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:

@@ -211,14 +211,15 @@ def _nft(script: str, *args: str) -> subprocess.CompletedProcess[str]:
                           capture_output=True, text=True, timeout=30)
 
 
-def _open_lock(name: str) -> int:
+def open_lock(name: str) -> int:
+    """A lock file of this host's pod networks and agents, in RUN_DIR (flock it)."""
     RUN_DIR.mkdir(parents=True, exist_ok=True)
     return os.open(RUN_DIR / name, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
 
 
 @contextmanager
 def _host_lock(name: str) -> Iterator[None]:
-    fd = _open_lock(name)
+    fd = open_lock(name)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield
@@ -364,7 +365,7 @@ class PodNetwork:
         from pinnace.pyroute import NetlinkError
         with self._lock:
             if self._guard_fd is None:
-                fd = _open_lock("network.lock")
+                fd = open_lock("network.lock")
                 fcntl.flock(fd, fcntl.LOCK_SH)  # waits while someone removes the guard
                 self._guard_fd = fd
         with _iproute() as ipr:
@@ -852,7 +853,7 @@ class PodNetwork:
         with self._lock:
             fd, self._guard_fd = self._guard_fd, None
         if fd is None:
-            fd = _open_lock("network.lock")
+            fd = open_lock("network.lock")
         try:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
