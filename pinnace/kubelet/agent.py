@@ -482,6 +482,19 @@ def network_namespace_claimed() -> bool:
     return not got
 
 
+def agents_running() -> bool:
+    """Whether an agent runs on this machine, in any network namespace: one
+    of their locks is held (/proc/locks, so that looking takes none)."""
+    from .network import RUN_DIR
+
+    held = set()
+    for line in Path("/proc/locks").read_text().splitlines():
+        fields = line.split()  # 1: FLOCK ADVISORY WRITE <pid> <major>:<minor>:<inode> 0 EOF
+        if len(fields) > 5 and fields[1] == "FLOCK":
+            held.add(fields[5].rsplit(":", 1)[-1])
+    return any(str(p.stat().st_ino) in held for p in RUN_DIR.glob("agent-net*.lock"))
+
+
 def claim_network_namespace(data_dir: Path) -> int:
     """One agent per network namespace, held by a lock for the process's
     life (the fd returned). Two would share the bridge, the pod range's
@@ -527,24 +540,29 @@ def reset_node(data_dir: Path) -> None:
     """Stop every container the agent started and remove what it set up on
     the host (mounts, pod network, cgroups); images stay. What k3s's
     killall script does, for `pinnace agent --reset` and the tests."""
+    from .cgroups import kill_pod_processes, remove_node_cgroups, remove_pod_cgroups
     from .network import PodNetwork
-    from .oci import _read_int, unmount
-    from .pods import remove_node_cgroups, remove_pod_cgroups
+    from .oci import Record, _read_int, runtime_of, unmount
     from .sandbox import MARKER as SANDBOX_MARKER
     from .sandbox import RUN_DIR, release_pin_dir
     from .volumes import mounts_under
 
     root = (data_dir / "agent").resolve()
     rt_root = root / "runtime"
-    runtimes = [b for b in (shutil.which("runc"), shutil.which("crun")) if b]
     uids = set()
     containers = rt_root / "containers"
     for b in containers.iterdir() if containers.is_dir() else ():
         try:
-            uids.add(json.loads((b / "meta.json").read_text()).get("pod_uid", ""))
+            meta = json.loads((b / "meta.json").read_text())
         except (OSError, ValueError):
-            pass
-        for binary in runtimes:
+            meta = {}
+        uids.add(meta.get("pod_uid", ""))
+        # Only by the runtime that made it: the other would take its state
+        # for debris and delete it, leaving the container running.
+        rec = Record(id=b.name, pod_uid="", namespace="", pod_name="", name="",
+                     runtime=str(meta.get("runtime") or ""))
+        binary = shutil.which(runtime_of(rt_root / "state", rec) or "runc")
+        if binary:
             subprocess.run([binary, "--root", str(rt_root / "state"), "delete", "-f", b.name],
                            capture_output=True, timeout=30)
         pid = _read_int(b / "conmon.pid") or 0
@@ -582,7 +600,14 @@ def reset_node(data_dir: Path) -> None:
         proxy_cleanup(root / "proxy")
     for uid in uids:
         if uid:
+            if kill_pod_processes(uid):
+                log.warning("pod %s: killed processes its runtime no longer knew of", uid)
             remove_pod_cgroups(uid)
     remove_node_cgroups()
+    if not agents_running():
+        from .cgroups import release_v1_mounts
+
+        for name in release_v1_mounts():
+            log.info("the %s cgroup controller is back on cgroup v2", name)
     shutil.rmtree(rt_root, ignore_errors=True)
     shutil.rmtree(root / "pods", ignore_errors=True)

@@ -35,6 +35,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .cgroups import PROBE_PARENT, ROOT, CgroupError, bind_hybrid_controllers_to_v1, hierarchies, hybrid_v2_controllers
+
 log = logging.getLogger("pinnace.kubelet.oci")
 
 Obj = dict[str, Any]
@@ -66,6 +68,7 @@ class Record:
     spec_hash: str = ""        # the container spec it was created from (a change restarts it)
     resources: dict[str, Any] = field(default_factory=dict)  # requests/limits in force
     labels: dict[str, str] = field(default_factory=dict)
+    runtime: str = ""          # the runtime that created it ("" before 2026-12-06: see runtime_of)
 
     @property
     def sandbox(self) -> bool:
@@ -158,15 +161,32 @@ def probe(binary: str, root: Path) -> str:
                               stdin=subprocess.DEVNULL)
         subprocess.run([binary, "--root", str(state), "delete", "-f", f"probe-{os.getpid()}"],
                        capture_output=True, timeout=30)
+        for h in hierarchies():
+            try:
+                (h / PROBE_PARENT).rmdir()
+            except OSError:
+                pass  # not made, or an agent's probe running alongside
         if proc.returncode != 0:
             return (proc.stderr or proc.stdout).strip().splitlines()[-1:][0] if (
                 proc.stderr or proc.stdout).strip() else f"exit code {proc.returncode}"
     return ""
 
 
+def runtime_of(state: Path, rec: Record) -> str:
+    """The name of the runtime that created ``rec`` (its state in ``state``),
+    '' if unknown. Records from before it was kept: runc's state has a
+    state.json, crun's a status file."""
+    if rec.runtime:
+        return rec.runtime
+    if (state / rec.id / "state.json").exists():
+        return "runc"
+    return "crun" if (state / rec.id / "status").exists() else ""
+
+
 def choose_runtime(root: Path, wanted: str = "") -> str:
     """The OCI runtime binary: ``wanted`` if given, else crun where it works
-    on this host's cgroup layout, else runc."""
+    on this host's cgroup layout (after binding the controllers a hybrid
+    host leaves on cgroup v2 to v1, as cgroups.py tells), else runc."""
     if wanted:
         path = shutil.which(wanted)
         if not path:
@@ -175,6 +195,17 @@ def choose_runtime(root: Path, wanted: str = "") -> str:
     crun, runc = shutil.which("crun"), shutil.which("runc")
     if crun:
         why = probe(crun, root)
+        if why and hybrid_v2_controllers():
+            try:
+                names = bind_hybrid_controllers_to_v1()
+            except CgroupError as e:
+                why = f"{why}; and the layout cannot be changed: {e}"
+            else:
+                if names:
+                    log.warning("crun cannot use cgroup v2 controllers on a hybrid host: mounted %s "
+                                "as cgroup v1 (%s), as systemd's hybrid mode does",
+                                ", ".join(names), ", ".join(str(ROOT / n) for n in names))
+                why = probe(crun, root)
         if not why:
             return crun
         if runc:
@@ -211,8 +242,17 @@ class OCIRuntime:
     def bundle(self, cid: str) -> Path:
         return self.root / "containers" / cid
 
-    def _cmd(self, *args: str) -> list[str]:
-        return [self.binary, "--root", str(self.root / "state"), *args]
+    def container_id(self, rec: Record) -> str:
+        """As the pod's status shows it: <runtime>://<id>."""
+        return f"{runtime_of(self.root / 'state', rec) or self.name}://{rec.id}"
+
+    def _cmd(self, rec: Record, *args: str) -> list[str]:
+        """A runtime command on ``rec``, by the runtime that created it: an
+        agent restarted with another (crun now working) keeps its old
+        containers, and each runtime takes the other's state for debris."""
+        name = runtime_of(self.root / "state", rec) or self.name
+        binary = self.binary if name == self.name else (shutil.which(name) or self.binary)
+        return [binary, "--root", str(self.root / "state"), *args]
 
     # -- records ------------------------------------------------------------------
 
@@ -266,6 +306,7 @@ class OCIRuntime:
         ``stdin`` keeps a pipe open for what `attach` writes, closed when the
         first attach ends if ``stdin_once`` (the container spec's fields)."""
         rec.created_at = rec.created_at or time.time()
+        rec.runtime = self.name
         config = {**config, "root": {**config["root"], "path": str(self.bundle(rec.id) / "rootfs")},
                   "process": {**config["process"], "terminal": tty}}
         # As CRI-O starts conmon: a terminal carries stdin itself; a stdin
@@ -356,7 +397,7 @@ class OCIRuntime:
 
     async def start(self, rec: Record) -> None:
         proc = await asyncio.create_subprocess_exec(
-            *self._cmd("start", rec.id), stdout=asyncio.subprocess.DEVNULL,
+            *self._cmd(rec, "start", rec.id), stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.PIPE, stdin=asyncio.subprocess.DEVNULL)
         _, err = await proc.communicate()
         if proc.returncode != 0:
@@ -369,7 +410,7 @@ class OCIRuntime:
         """Change a running container's cgroup limits (``linux``: linux.resources)
         in place; ``applied`` (the spec's requests and limits) is remembered."""
         proc = await asyncio.create_subprocess_exec(
-            *self._cmd("update", "--resources", "-", rec.id), stdout=asyncio.subprocess.DEVNULL,
+            *self._cmd(rec, "update", "--resources", "-", rec.id), stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.PIPE, stdin=asyncio.subprocess.PIPE)
         _, err = await proc.communicate(json.dumps(linux).encode())
         if proc.returncode != 0:
@@ -381,7 +422,7 @@ class OCIRuntime:
 
     async def kill(self, rec: Record, sig: int) -> None:
         proc = await asyncio.create_subprocess_exec(
-            *self._cmd("kill", rec.id, str(int(sig))), stdout=asyncio.subprocess.DEVNULL,
+            *self._cmd(rec, "kill", rec.id, str(int(sig))), stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.DEVNULL, stdin=asyncio.subprocess.DEVNULL)
         await proc.wait()
 
@@ -410,7 +451,7 @@ class OCIRuntime:
     async def remove(self, rec: Record) -> None:
         """Stop what is left, delete the runtime's state, unmount and delete the bundle."""
         proc = await asyncio.create_subprocess_exec(
-            *self._cmd("delete", "-f", rec.id), stdout=asyncio.subprocess.DEVNULL,
+            *self._cmd(rec, "delete", "-f", rec.id), stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.DEVNULL, stdin=asyncio.subprocess.DEVNULL)
         await proc.wait()
         conmon_pid = _read_int(self.bundle(rec.id) / "conmon.pid") or 0
@@ -433,7 +474,7 @@ class OCIRuntime:
         (self.root / "sock" / rec.id[:16]).unlink(missing_ok=True)
 
     def exec_argv(self, rec: Record, command: list[str], tty: bool) -> list[str]:
-        return self._cmd("exec", *(["-t"] if tty else []), rec.id, *command)
+        return self._cmd(rec, "exec", *(["-t"] if tty else []), rec.id, *command)
 
     def attach_socket(self, rec: Record) -> tuple[Path, Path | None]:
         """conmon's attach socket for the container (SOCK_SEQPACKET: each
@@ -479,4 +520,4 @@ def reap_children(pids: set[int]) -> None:
 
 
 __all__ = ["CREATED", "EXITED", "OCIRuntime", "RUNNING", "Record", "OCIError", "State",
-           "become_subreaper", "choose_runtime", "mount_overlay", "unmount"]
+           "become_subreaper", "choose_runtime", "runtime_of", "mount_overlay", "unmount"]

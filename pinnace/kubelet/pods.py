@@ -30,6 +30,7 @@ from typing import Any
 from pinnace.client import ApiError, Client
 
 from . import ocispec
+from .cgroups import remove_pod_cgroups
 from .oci import CREATED, EXITED, RUNNING, OCIError, OCIRuntime, Record, State
 from .podstatus import normalize_image, pod_status, rfc3339
 from .probes import Prober, run_handler
@@ -581,7 +582,7 @@ class PodWorkers:
         flip upstream's kubelet has, kubernetes#100277)."""
         if not any(c.get(k) for k in ("startupProbe", "livenessProbe", "readinessProbe")):
             return
-        was = _reported_status(pod, c["name"], f"{self.rt.name}://{rec.id}") if resumed else None
+        was = _reported_status(pod, c["name"], self.rt.container_id(rec)) if resumed else None
         self.prober.start(rec.id, _key(pod), c, ps.pod_ip,
                           lambda cmd: self.rt.exec_argv(rec, cmd, False), rec.started_at,
                           started=was.get("started") if was else None,
@@ -699,7 +700,7 @@ class PodWorkers:
             return out
         st = self.rt.state(rec)
         out["imageID"] = rec.image_id
-        out["containerID"] = f"{self.rt.name}://{rec.id}"
+        out["containerID"] = self.rt.container_id(rec)
         if rec.resources:
             # What is in force (after any in-place resize), as the kubelet reports it.
             out["resources"] = rec.resources
@@ -744,7 +745,7 @@ class PodWorkers:
                     "startedAt": rfc3339(rec.started_at) if rec.started_at else
                     "1970-01-01T00:00:00Z",
                     "finishedAt": rfc3339(st.finished_at or time.time()),
-                    "containerID": f"{self.rt.name}://{rec.id}"}
+                    "containerID": self.rt.container_id(rec)}
         msg = rec.labels.get("start-error") or self._termination_message(rec, c, code)
         if msg:
             out["message"] = msg
@@ -947,34 +948,4 @@ def _remove_pod_dirs(pod_dir: Path, uid: str) -> None:
     remove_pod_cgroups(uid)
 
 
-_TIERS = ("kubepods/burstable", "kubepods/besteffort", "kubepods")
-
-
-def _hierarchies() -> list[Path]:
-    root = Path("/sys/fs/cgroup")
-    return [root] + ([p for p in root.iterdir() if p.is_dir() and not p.is_symlink()]
-                     if root.is_dir() else [])
-
-
-def _rmdir(d: Path) -> None:
-    try:
-        os.rmdir(d)
-    except OSError:
-        pass  # not there, or still in use
-
-
-def remove_pod_cgroups(uid: str) -> None:
-    """The pod's own cgroup directories, under every hierarchy (v1 and v2)."""
-    for base in _hierarchies():
-        for tier in _TIERS:
-            _rmdir(base / tier / f"pod{uid}")
-
-
-def remove_node_cgroups() -> None:
-    """The QoS tiers themselves, once no pod is left in them."""
-    for base in _hierarchies():
-        for tier in _TIERS:
-            _rmdir(base / tier)
-
-
-__all__ = ["PodState", "PodWorkers", "remove_node_cgroups", "remove_pod_cgroups"]
+__all__ = ["PodState", "PodWorkers"]

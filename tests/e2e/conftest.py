@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from pinnace.kubelet import cgroups
 from pinnace.kubelet.sandbox import RUN_DIR, release_pin_dir
 from tests.conftest import Server, _free_port, start_server, wait_for
 
@@ -122,6 +123,12 @@ def node(tmp_path_factory: pytest.TempPathFactory, busybox_archive: Path) -> Ite
         assert left.returncode != 0, "the proxy's nft table is still there after the reset"
         assert lb.returncode != 0, "the proxy's pinnace-lb link is still there after the reset"
         assert not pin_dir_mounted, f"{RUN_DIR} is still mounted after the reset"
+        # ... no cgroup (no container process either), and the cgroup
+        # controllers a hybrid host had on v2 are back there.
+        left_cgroups = [str(h / d) for h in cgroups.hierarchies()
+                        for d in (*cgroups.TIERS, cgroups.PROBE_PARENT) if (h / d).exists()]
+        assert not left_cgroups, f"cgroups left after the reset: {left_cgroups}"
+        assert not cgroups.RECORD.exists(), cgroups.RECORD.read_text()
 
 
 @pytest.fixture
