@@ -192,6 +192,19 @@ def _write_atomic(path: Path, data: str, durable: bool = True) -> None:
     os.replace(tmp, path)
 
 
+def _write_hint(path: Path, text: str, width: int = 16) -> None:
+    """Overwrite a small file in place, padded to one width so that nothing
+    of a longer old value is left. Not atomic: for a hint whose reader
+    checks it. ext4 writes a file replaced by a rename (or truncated and
+    written again) to the disk first, a flush per pod start held under the
+    allocation lock; this writes over the same bytes and does neither."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        os.pwrite(fd, (text[:width - 1].ljust(width - 1) + "\n").encode(), 0)
+    finally:
+        os.close(fd)
+
+
 def _read(path: Path) -> str | None:
     try:
         return path.read_text().strip()
@@ -604,7 +617,7 @@ class PodNetwork:
                 break
             self._owned.setdefault(uid, set()).add(ip)
             # A hint (allocation goes on after it); ips/<ip> are what count.
-            _write_atomic(self._ips_dir / "last_reserved", ip + "\n", durable=False)
+            _write_hint(self._ips_dir / "last_reserved", ip)
             return ip
 
     def _release(self, uid: str) -> None:
