@@ -183,29 +183,40 @@ def runtime_of(state: Path, rec: Record) -> str:
     return "crun" if (state / rec.id / "status").exists() else ""
 
 
+def _fit_cgroups_for_crun() -> str:
+    """Bind the controllers a hybrid host leaves on cgroup v2 to v1 (as
+    cgroups.py tells), which crun requires; '' or why it cannot be done."""
+    if not hybrid_v2_controllers():
+        return ""
+    try:
+        names = bind_hybrid_controllers_to_v1()
+    except CgroupError as e:
+        return str(e)
+    if names:
+        log.warning("crun cannot use cgroup v2 controllers on a hybrid host: mounted %s as "
+                    "cgroup v1 (%s), as systemd's hybrid mode does", ", ".join(names),
+                    ", ".join(str(ROOT / n) for n in names))
+    return ""
+
+
 def choose_runtime(root: Path, wanted: str = "") -> str:
     """The OCI runtime binary: ``wanted`` if given, else crun where it works
-    on this host's cgroup layout (after binding the controllers a hybrid
-    host leaves on cgroup v2 to v1, as cgroups.py tells), else runc."""
+    on this host's cgroup layout (made fit for it if need be), else runc."""
     if wanted:
         path = shutil.which(wanted)
         if not path:
             raise OCIError(f"OCI runtime {wanted!r} not found")
+        if Path(path).name == "crun":
+            why = _fit_cgroups_for_crun()
+            if why:
+                log.warning("crun will refuse this host's hybrid cgroup layout: %s", why)
         return path
     crun, runc = shutil.which("crun"), shutil.which("runc")
     if crun:
         why = probe(crun, root)
         if why and hybrid_v2_controllers():
-            try:
-                names = bind_hybrid_controllers_to_v1()
-            except CgroupError as e:
-                why = f"{why}; and the layout cannot be changed: {e}"
-            else:
-                if names:
-                    log.warning("crun cannot use cgroup v2 controllers on a hybrid host: mounted %s "
-                                "as cgroup v1 (%s), as systemd's hybrid mode does",
-                                ", ".join(names), ", ".join(str(ROOT / n) for n in names))
-                why = probe(crun, root)
+            fix = _fit_cgroups_for_crun()
+            why = f"{why}; and the layout cannot be changed: {fix}" if fix else probe(crun, root)
         if not why:
             return crun
         if runc:

@@ -46,3 +46,8 @@ def test_crun_is_chosen_and_a_hybrid_hosts_cgroups_made_fit_for_it(node_packages
             time.sleep(0.1)
         assert set(cgroups.hybrid_v2_controllers()) == set(on_v2)
         assert not any((cgroups.ROOT / name).exists() for name in on_v2)
+        # Asked for by name (`--runtime crun`), crun gets the same layout.
+        assert Path(choose_runtime(tmp_path, "crun")).name == "crun"
+        assert cgroups.hybrid_v2_controllers() == []
+        assert probe(crun, tmp_path) == ""
+        assert set(on_v2) <= set(cgroups.release_v1_mounts())
