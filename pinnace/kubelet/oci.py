@@ -369,11 +369,13 @@ class OCIRuntime:
         try:
             with open(err_path, "wb") as err:
                 # In the bundle: conmon drops an "oom" file in its working directory too.
-                proc = subprocess.run(args, pass_fds=(sync_w,), env=env, stdin=subprocess.DEVNULL,
-                                      stdout=subprocess.DEVNULL, stderr=err, timeout=60, cwd=b)
+                proc = subprocess.Popen(args, pass_fds=(sync_w,), env=env, stdin=subprocess.DEVNULL,
+                                        stdout=subprocess.DEVNULL, stderr=err, cwd=b)
         finally:
             os.close(sync_w)
         # The monitor keeps the pipe to report the exit later: read one message.
+        # Waited for first: conmon's first process exits at once, but a wait
+        # with a time limit polls at growing intervals (up to 50 ms late).
         raw = b""
         deadline = time.monotonic() + 60
         try:
@@ -386,6 +388,11 @@ class OCIRuntime:
                     raw += chunk
         finally:
             os.close(sync_r)
+        try:
+            proc.wait(timeout=max(deadline - time.monotonic(), 1))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
         if proc.returncode != 0 and not raw:
             raise OCIError(f"conmon failed: {err_path.read_text(errors='replace').strip()}")
         msg = ""
