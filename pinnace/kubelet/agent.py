@@ -542,7 +542,7 @@ def reset_node(data_dir: Path) -> None:
     killall script does, for `pinnace agent --reset` and the tests."""
     from .cgroups import kill_pod_processes, remove_node_cgroups, remove_pod_cgroups
     from .network import PodNetwork
-    from .oci import Record, _read_int, runtime_of, unmount
+    from .oci import Record, _read_int, runtime_of, state_dir, unmount
     from .sandbox import MARKER as SANDBOX_MARKER
     from .sandbox import RUN_DIR, release_pin_dir
     from .volumes import mounts_under
@@ -550,6 +550,7 @@ def reset_node(data_dir: Path) -> None:
     root = (data_dir / "agent").resolve()
     rt_root = root / "runtime"
     uids = set()
+    state = state_dir(rt_root)
     containers = rt_root / "containers"
     for b in containers.iterdir() if containers.is_dir() else ():
         try:
@@ -561,9 +562,9 @@ def reset_node(data_dir: Path) -> None:
         # for debris and delete it, leaving the container running.
         rec = Record(id=b.name, pod_uid="", namespace="", pod_name="", name="",
                      runtime=str(meta.get("runtime") or ""))
-        binary = shutil.which(runtime_of(rt_root / "state", rec) or "runc")
+        binary = shutil.which(runtime_of(state, rec) or "runc")
         if binary:
-            subprocess.run([binary, "--root", str(rt_root / "state"), "delete", "-f", b.name],
+            subprocess.run([binary, "--root", str(state), "delete", "-f", b.name],
                            capture_output=True, timeout=30)
         pid = _read_int(b / "conmon.pid") or 0
         if pid > 0:

@@ -11,6 +11,7 @@ import select
 import subprocess
 import time
 
+from pinnace.kubelet.oci import state_dir
 from tests.conftest import KUBECTL, start_server, wait_for
 from tests.e2e.conftest import cstate, phase, pod_json, wait_pod
 
@@ -175,7 +176,7 @@ def test_reboot_brings_pods_back(node, ns):
     data = node.data_dir / "agent"
     runtime = before["status"]["containerStatuses"][0]["containerID"].split("://")[0]  # crun or runc
     for b in (data / "runtime" / "containers").iterdir():
-        subprocess.run([runtime, "--root", str(data / "runtime" / "state"), "delete", "-f", b.name],
+        subprocess.run([runtime, "--root", str(state_dir(data / "runtime")), "delete", "-f", b.name],
                        capture_output=True, timeout=30)
         try:
             os.kill(int((b / "conmon.pid").read_text()), 9)
@@ -186,6 +187,8 @@ def test_reboot_brings_pods_back(node, ns):
         if n.startswith("pinnace-"):
             subprocess.run(["ip", "netns", "delete", n], capture_output=True)
     subprocess.run(["ip", "link", "delete", "pinnace0"], capture_output=True)
+    # The runtime's state is on a tmpfs: a reboot empties it.
+    subprocess.run(["umount", "-l", str(data / "runtime" / "run")], capture_output=True)
     pinned = "/run/pinnace/pods"  # the pods' IPC and UTS namespaces, in /run like netns
     for name in os.listdir(pinned) if os.path.isdir(pinned) else ():
         subprocess.run(["umount", "-l", f"{pinned}/{name}"], capture_output=True)
