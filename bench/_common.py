@@ -467,8 +467,33 @@ def verdict(ok: bool) -> str:
     return "[green]meets[/]" if ok else "[red]misses[/]"
 
 
-def machine_note() -> str:
-    return f"{os.cpu_count()} CPUs, Python {sys.version.split()[0]}"
+def machine_note(path: str = tempfile.gettempdir()) -> str:
+    return f"{os.cpu_count()} CPUs, Python {sys.version.split()[0]}, {fs_note(path)}"
+
+
+def fs_note(path: str) -> str:
+    """The file system the benchmark's data dir is on. An ext4 without a
+    journal (these machines') checks each new inode against those freed in
+    the last minutes, so work that makes and deletes many files (pod starts,
+    SQLite's temp files) slows as a run goes on: worth knowing next to a
+    figure."""
+    best, fstype = "", "?"
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            left, _, right = line.partition(" - ")
+            point = left.split()[4]
+            if (path == point or path.startswith(point.rstrip("/") + "/")) and len(point) >= len(best):
+                best, fstype = point, right.split()[0]
+    if fstype == "ext4":
+        st = os.stat(path)
+        try:  # the kernel's name for the device (vda, dm-0), as jbd2 names its journals
+            name = Path(os.path.realpath(f"/sys/dev/block/{os.major(st.st_dev)}:"
+                                         f"{os.minor(st.st_dev)}")).name
+        except OSError:
+            return fstype
+        if not any(Path("/proc/fs/jbd2").glob(f"{name}-*")):
+            return "ext4 without a journal"
+    return fstype
 
 
 def run(coro: Any) -> Any:
