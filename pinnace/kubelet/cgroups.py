@@ -19,6 +19,7 @@ import errno
 import fcntl
 import logging
 import os
+import signal
 import time
 from pathlib import Path
 
@@ -60,7 +61,6 @@ def kill_pod_processes(uid: str, wait: float = 5.0) -> int:
     runtime state was lost: nothing else would stop it), and wait up to
     ``wait`` seconds for them to be gone, so the cgroups can be removed.
     How many there were."""
-    import signal
 
     def pids() -> set[int]:
         out: set[int] = set()
