@@ -540,7 +540,13 @@ def reset_node(data_dir: Path) -> None:
     """Stop every container the agent started and remove what it set up on
     the host (mounts, pod network, cgroups); images stay. What k3s's
     killall script does, for `pinnace agent --reset` and the tests."""
-    from .cgroups import kill_pod_processes, remove_node_cgroups, remove_pod_cgroups
+    from .cgroups import (
+        kill_pod_processes,
+        release_v1_mounts,
+        remove_node_cgroups,
+        remove_pod_cgroups,
+        remove_unused_pod_cgroups,
+    )
     from .network import PodNetwork
     from .oci import Record, _read_int, runtime_of, state_dir, unmount
     from .sandbox import MARKER as SANDBOX_MARKER
@@ -604,10 +610,14 @@ def reset_node(data_dir: Path) -> None:
             if kill_pod_processes(uid):
                 log.warning("pod %s: killed processes its runtime no longer knew of", uid)
             remove_pod_cgroups(uid)
+    # With no agent left on the machine, what no one uses can go: the pods a
+    # stopped agent left halfway through their teardown (it no longer knows
+    # them), and the cgroup layout made for crun.
+    last = not agents_running()
+    if last:
+        remove_unused_pod_cgroups()
     remove_node_cgroups()
-    if not agents_running():
-        from .cgroups import release_v1_mounts
-
+    if last:
         for name in release_v1_mounts():
             log.info("the %s cgroup controller is back on cgroup v2", name)
     shutil.rmtree(rt_root, ignore_errors=True)

@@ -101,6 +101,23 @@ def remove_pod_cgroups(uid: str) -> None:
             _rmdir(pod)
 
 
+def remove_unused_pod_cgroups() -> None:
+    """Every pod cgroup in the QoS tiers that nothing uses any more, whoever
+    made it: an agent stopped in the middle of a pod's teardown leaves that
+    pod's, and a reset no longer knows the pod. One in use stays (the
+    kernel refuses to remove a cgroup with processes or children in use)."""
+    for base in hierarchies():
+        for tier in TIERS:
+            try:
+                with os.scandir(base / tier) as entries:
+                    uids = [e.name[3:] for e in entries
+                            if e.name.startswith("pod") and e.is_dir(follow_symlinks=False)]
+            except OSError:
+                continue
+            for uid in uids:
+                remove_pod_cgroups(uid)
+
+
 def remove_node_cgroups() -> None:
     """The QoS tiers themselves, and the probe's parent, once nothing is left in them."""
     for base in hierarchies():
@@ -251,4 +268,5 @@ def release_v1_mounts() -> list[str]:
 
 
 __all__ = ["CgroupError", "bind_hybrid_controllers_to_v1", "hierarchies", "hybrid_v2_controllers",
-           "kill_pod_processes", "release_v1_mounts", "remove_node_cgroups", "remove_pod_cgroups"]
+           "kill_pod_processes", "release_v1_mounts", "remove_node_cgroups", "remove_pod_cgroups",
+           "remove_unused_pod_cgroups"]

@@ -87,3 +87,16 @@ def test_remove_pod_cgroups_takes_the_containers_dirs_and_the_pods(tree: Path):
     assert not pod.exists()
     cgroups.remove_node_cgroups()
     assert not (tree / "pids" / "kubepods").exists()
+
+
+def test_unused_pod_cgroups_go_and_those_in_use_stay(tree: Path):
+    # A pod whose teardown a stopped agent left halfway, and a running one
+    # (a file stands for what makes the kernel refuse: a process inside).
+    left = tree / "memory" / "kubepods" / "besteffort" / "podL"
+    (left / "c1").mkdir(parents=True)
+    running = tree / "memory" / "kubepods" / "podR" / "c1"
+    running.mkdir(parents=True)
+    (running / "cgroup.procs").write_text("1\n")
+    cgroups.remove_unused_pod_cgroups()
+    assert not left.exists()
+    assert (running / "cgroup.procs").exists()
