@@ -43,6 +43,7 @@ Obj = dict[str, Any]
 
 CREATED, RUNNING, EXITED = "created", "running", "exited"
 _MSG = re.compile(r'msg="((?:[^"\\]|\\.)*)"')
+_MS_NOSUID, _MS_NODEV = 2, 4  # mount(2) flags
 
 
 class OCIError(Exception):
@@ -242,15 +243,15 @@ def state_dir(root: Path) -> Path:
 
 def mount_run_dir(root: Path) -> Path:
     """root/run, a tmpfs for what lives as long as the machine runs: the
-    runtime's state and conmon's attach socket links, as runc's is in /run.
-    Files made there cost no disk; an ext4 without a journal (these
-    machines' root file system) checks every new inode against those freed
-    in the last minutes, which while pods come and go made the runtime's
-    few files per container a third of a pod's start."""
+    runtime's state and conmon's attach socket links, as runc's is in /run
+    (a reboot empties it, as it ends the containers). Files made there cost
+    no disk: an ext4 without a journal (these machines' root file system)
+    checks every new inode against those freed in the last minutes, so
+    while pods come and go each file the agent makes on it gets slower."""
     run = root / "run"
     run.mkdir(parents=True, exist_ok=True)
     if not os.path.ismount(run):
-        if _libc().mount(b"tmpfs", os.fsencode(run), b"tmpfs", 2 | 4,  # nosuid, nodev
+        if _libc().mount(b"tmpfs", os.fsencode(run), b"tmpfs", _MS_NOSUID | _MS_NODEV,
                          b"mode=0700,size=64m") != 0:
             err = ctypes.get_errno()
             raise OCIError(f"mounting a tmpfs on {run}: {os.strerror(err)}")
