@@ -43,7 +43,6 @@ Obj = dict[str, Any]
 
 CREATED, RUNNING, EXITED = "created", "running", "exited"
 _MSG = re.compile(r'msg="((?:[^"\\]|\\.)*)"')
-_MS_NOSUID, _MS_NODEV = 2, 4  # mount(2) flags
 
 
 class OCIError(Exception):
@@ -251,10 +250,12 @@ def mount_run_dir(root: Path) -> Path:
     run = root / "run"
     run.mkdir(parents=True, exist_ok=True)
     if not os.path.ismount(run):
-        if _libc().mount(b"tmpfs", os.fsencode(run), b"tmpfs", _MS_NOSUID | _MS_NODEV,
-                         b"mode=0700,size=64m") != 0:
-            err = ctypes.get_errno()
-            raise OCIError(f"mounting a tmpfs on {run}: {os.strerror(err)}")
+        from .volumes import mount_tmpfs
+
+        try:
+            mount_tmpfs(run, 64 << 20, "0700")
+        except OSError as e:
+            raise OCIError(str(e)) from e
     return run
 
 
