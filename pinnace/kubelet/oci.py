@@ -490,15 +490,43 @@ class OCIRuntime:
         return f"OCI runtime create failed: {text}"
 
     async def start(self, rec: Record) -> None:
-        proc = await asyncio.create_subprocess_exec(
-            *self._cmd(rec, "start", rec.id), stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.PIPE, stdin=asyncio.subprocess.DEVNULL)
-        _, err = await proc.communicate()
-        if proc.returncode != 0:
-            m = _MSG.search(err.decode(errors="replace"))
-            raise OCIError("OCI runtime start failed: " + (m.group(1) if m else err.decode().strip()))
+        if not self._release_crun_container(rec):
+            proc = await asyncio.create_subprocess_exec(
+                *self._cmd(rec, "start", rec.id), stdout=asyncio.subprocess.DEVNULL,
+                stderr=asyncio.subprocess.PIPE, stdin=asyncio.subprocess.DEVNULL)
+            _, err = await proc.communicate()
+            if proc.returncode != 0:
+                m = _MSG.search(err.decode(errors="replace"))
+                raise OCIError("OCI runtime start failed: " +
+                               (m.group(1) if m else err.decode().strip()))
         rec.started_at = time.time()
         self._save(rec)
+
+    def _release_crun_container(self, rec: Record) -> bool:
+        """Do what `crun start` does for a container with no poststart hooks
+        and no notify socket (the agent sets neither), without a process:
+        the created container waits for a byte on its state dir's exec.fifo;
+        the fifo is unlinked (crun then reports it running) and the byte
+        written. A crun process costs ~3 ms of CPU and 5 ms here. False if
+        the container is not crun's or not waiting (its init died; no
+        fifo): `crun start` then says what is wrong."""
+        if (runtime_of(self.state_dir, rec) or self.name) != "crun":
+            return False
+        fifo = self.state_dir / rec.id / "exec.fifo"
+        try:
+            # Non-blocking: with no reader (the container gone) this fails
+            # with ENXIO rather than waiting for one.
+            fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        except OSError:
+            return False
+        try:
+            os.unlink(fifo)
+            os.write(fd, b"\0")
+        except OSError:
+            return False
+        finally:
+            os.close(fd)
+        return True
 
     async def update(self, rec: Record, linux: dict[str, Any], applied: dict[str, Any]) -> None:
         """Change a running container's cgroup limits (``linux``: linux.resources)

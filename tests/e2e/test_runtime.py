@@ -4,13 +4,23 @@ for real with the probe container."""
 
 from __future__ import annotations
 
+import asyncio
+import json
+import os
 import shutil
+import subprocess
+import sys
 import time
+import uuid
 from pathlib import Path
 
-from pinnace.kubelet import cgroups
+import pytest
+
+from pinnace.kubelet import cgroups, ocispec
 from pinnace.kubelet.agent import agents_running
-from pinnace.kubelet.oci import choose_runtime, probe
+from pinnace.kubelet.images import ImageStore, image_root
+from pinnace.kubelet.oci import CREATED, RUNNING, OCIRuntime, Record, choose_runtime, probe, unmount
+from pinnace.kubelet.volumes import mounts_under
 
 
 def test_crun_is_chosen_and_a_hybrid_hosts_cgroups_made_fit_for_it(node_packages,
@@ -51,3 +61,65 @@ def test_crun_is_chosen_and_a_hybrid_hosts_cgroups_made_fit_for_it(node_packages
         assert cgroups.hybrid_v2_controllers() == []
         assert probe(crun, tmp_path) == ""
         assert set(on_v2) <= set(cgroups.release_v1_mounts())
+
+
+@pytest.mark.parametrize("name", ["crun", "runc"])
+def test_a_container_runs_and_ends_under_either_runtime(node_packages, busybox_archive: Path,
+                                                         tmp_path: Path, name: str) -> None:
+    """The agent's whole container cycle on each runtime, as the agent runs
+    it: crun from its read-only bind and started through its exec fifo,
+    runc by its own commands. The suite's pods only run on the one chosen."""
+    subprocess.run([sys.executable, "-m", "pinnace.cli.main", "image", "import", "--data-dir",
+                    str(tmp_path), str(busybox_archive)], check=True, capture_output=True)
+    image = ImageStore(image_root(tmp_path)).get("busybox:1.36")
+    assert image is not None
+    root = tmp_path / "runtime"
+    cgroup = f"pinnace-test-{os.getpid()}"
+    on_v2 = cgroups.hybrid_v2_controllers()
+    rt = OCIRuntime(root, name)
+    try:
+        assert Path(rt.binary).name == name
+        assert (rt.binary == str(root / "run" / "crun")) == (name == "crun")
+        rec = Record(id=uuid.uuid4().hex * 2, pod_uid="", namespace="test", pod_name="p", name="c")
+        cfg = ocispec.config(args=["sleep", "300"], env=["PATH=/bin"], cwd="/", uid=0, gid=0,
+                             groups=[], rootfs="", readonly_root=False, hostname="c",
+                             namespaces=[{"type": t} for t in ("mount", "pid", "ipc", "uts")],
+                             cgroups_path=f"/{cgroup}/{rec.id}", linux_resources={},
+                             caps=ocispec.capabilities({}), privileged=False,
+                             no_new_privileges=False, mounts=[])
+        asyncio.run(rt.create(rec, cfg, rootfs_layers=image.layers))
+        assert rt.state(rec).status == CREATED
+        spawned: list[tuple[str, ...]] = []
+        spawn = asyncio.create_subprocess_exec
+
+        async def counting(*args, **kw):  # type: ignore[no-untyped-def]
+            spawned.append(args)
+            return await spawn(*args, **kw)
+
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(asyncio, "create_subprocess_exec", counting)
+            asyncio.run(rt.start(rec))
+        # crun's start is the agent's own write to its exec fifo; runc's its command.
+        assert [a[3] for a in spawned] == ([] if name == "crun" else ["start"])
+        st = rt.state(rec)
+        assert st.status == RUNNING
+        assert Path(f"/proc/{st.pid}/cmdline").read_bytes().split(b"\0")[0] == b"sleep"
+        # The runtime agrees: started, not merely created.
+        out = subprocess.run([rt.binary, "--root", str(rt.state_dir), "state", rec.id],
+                             capture_output=True, text=True, check=True)
+        assert json.loads(out.stdout)["status"] == "running"
+        assert asyncio.run(rt.stop(rec, 0)).exit_code == 137
+        asyncio.run(rt.remove(rec))
+        assert not rt.bundle(rec.id).exists()
+    finally:
+        for m in mounts_under(tmp_path):
+            unmount(m)
+        for h in cgroups.hierarchies():
+            if (h / cgroup).is_dir():
+                for d in (h / cgroup).iterdir():
+                    if d.is_dir():
+                        d.rmdir()
+                (h / cgroup).rmdir()
+        if on_v2 and not agents_running():
+            cgroups.release_v1_mounts()  # bound for crun here: as `agent --reset` would
+    assert not mounts_under(tmp_path)
