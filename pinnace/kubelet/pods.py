@@ -83,6 +83,45 @@ def new_id() -> str:
     return uuid.uuid4().hex + uuid.uuid4().hex
 
 
+class Records:
+    """The agent's container records, by id and by pod: a pod's sync looks up
+    its own several times per container, and scanning every record on the
+    node each time made a burst of pods quadratic."""
+
+    def __init__(self, records: list[Record]):
+        self._by_id: dict[str, Record] = {}
+        self._by_pod: dict[str, dict[str, Record]] = {}
+        for rec in records:
+            self[rec.id] = rec
+
+    def __setitem__(self, cid: str, rec: Record) -> None:
+        self.pop(cid)
+        self._by_id[cid] = rec
+        self._by_pod.setdefault(rec.pod_uid, {})[cid] = rec
+
+    def pop(self, cid: str, default: Record | None = None) -> Record | None:
+        rec = self._by_id.pop(cid, None)
+        if rec is None:
+            return default
+        pod = self._by_pod.get(rec.pod_uid, {})
+        pod.pop(cid, None)
+        if not pod:
+            self._by_pod.pop(rec.pod_uid, None)
+        return rec
+
+    def get(self, cid: str) -> Record | None:
+        return self._by_id.get(cid)
+
+    def values(self) -> list[Record]:
+        return list(self._by_id.values())
+
+    def of_pod(self, uid: str) -> list[Record]:
+        return list(self._by_pod.get(uid, {}).values())
+
+    def pod_uids(self) -> set[str]:
+        return set(self._by_pod)
+
+
 class PodWorkers:
     """Everything one node does to pods. ``requeue(key, delay)`` asks for
     another sync of a pod later; ``event(pod, type, reason, message)``
@@ -118,7 +157,7 @@ class PodWorkers:
         # wait on the kernel and the runtime too) without slowing them all.
         self.start_gate = StartGate(2 * (os.cpu_count() or 1))
         # Containers only: a pause container belongs to the pod's sandbox.
-        self.records: dict[str, Record] = {r.id: r for r in runtime.records() if not r.sandbox}
+        self.records = Records([r for r in runtime.records() if not r.sandbox])
         self.sandboxes = Sandboxes(runtime, pods_dir, pause)
         self.prober = Prober(on_change=lambda key: self.requeue(key, 0),
                              on_event=self._probe_event)
@@ -127,7 +166,7 @@ class PodWorkers:
     # -- records -----------------------------------------------------------------
 
     def of_pod(self, uid: str) -> list[Record]:
-        return [r for r in self.records.values() if r.pod_uid == uid]
+        return self.records.of_pod(uid)
 
     def attempts(self, uid: str, name: str, init: bool) -> list[Record]:
         """The container's attempts, oldest first."""
@@ -136,7 +175,7 @@ class PodWorkers:
 
     def pod_uids(self) -> set[str]:
         """Pods with anything on this node: containers or a sandbox."""
-        return {r.pod_uid for r in self.records.values()} | self.sandboxes.uids()
+        return self.records.pod_uids() | self.sandboxes.uids()
 
     def latest(self, uid: str, name: str, init: bool) -> Record | None:
         a = self.attempts(uid, name, init)
