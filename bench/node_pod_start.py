@@ -86,10 +86,9 @@ COMPONENTS = ("apiserver", "server", "agent", "pods' cgroups")
 def _pods_cgroup_cpu() -> float:
     """CPU seconds so far of everything that ran in kubepods (cgroup v1's
     cpuacct or v2's cpu.stat: both count a removed child's usage)."""
-    for path, scale in ((Path("/sys/fs/cgroup/cpuacct/kubepods/cpuacct.usage"), 1e-9),
-                        (Path("/sys/fs/cgroup/cpu,cpuacct/kubepods/cpuacct.usage"), 1e-9)):
+    for v1 in ("cpuacct", "cpu,cpuacct"):
         try:
-            return int(path.read_text()) * scale
+            return int(Path(f"/sys/fs/cgroup/{v1}/kubepods/cpuacct.usage").read_text()) * 1e-9
         except (OSError, ValueError):
             continue
     try:
@@ -147,12 +146,16 @@ def free_port() -> int:
 
 
 def stop_node(server: Any, data: Path, tmpfs: bool = False) -> None:
-    """Stop the server, reset its node (containers, network, mounts), drop its
-    data (``tmpfs``: the data dir is one, to unmount)."""
+    """Stop the server, reset its node (containers, network, mounts), drop its data."""
     server.stop()
     subprocess.run([sys.executable, "-m", "pinnace.cli.main", "agent", "--reset",
                     "--data-dir", str(data)], capture_output=True)
     release_pin_dir()  # the bench's agent was the last on this machine
+    drop_data(data, tmpfs)
+
+
+def drop_data(data: Path, tmpfs: bool) -> None:
+    """Remove the data dir (``tmpfs``: a tmpfs mounted there, unmounted first)."""
     if tmpfs:
         unmount(data)
     shutil.rmtree(data, ignore_errors=True)
@@ -316,9 +319,7 @@ def main() -> int:
         server = start_server(data, "--kubelet-port", str(free_port()), "--agent-runtime",
                               Path(runtime).name, command="server", timeout=60)
     except BaseException:
-        if args.tmpfs:
-            unmount(data)
-        shutil.rmtree(data, ignore_errors=True)
+        drop_data(data, args.tmpfs)
         raise
     rows: list[list[Any]] = []
     mem: list[list[Any]] = []
