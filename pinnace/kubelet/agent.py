@@ -336,6 +336,8 @@ class Agent:
         pod = self.pod_informer.get(key)
         if pod is not None:
             await self.pods.sync(key, pod)
+        else:
+            await self.pods.removed(key)
 
     async def _housekeeping(self) -> None:
         """Notice what changed underneath: containers that exited (conmon

@@ -162,6 +162,7 @@ class PodWorkers:
         self.prober = Prober(on_change=lambda key: self.requeue(key, 0),
                              on_event=self._probe_event)
         self._pods_by_key: dict[str, Obj] = {}
+        self._killing: dict[str, asyncio.Task[None]] = {}  # by pod uid
 
     # -- records -----------------------------------------------------------------
 
@@ -696,9 +697,30 @@ class PodWorkers:
             if not (e.not_found or e.conflict):
                 raise
 
+    async def removed(self, key: str) -> None:
+        """The pod last synced under ``key`` is gone from the API without its
+        containers stopped first (deleted with no grace period, or forced):
+        they stop now, as the kubelet's REMOVE does, not at housekeeping's
+        next pass, which takes one pod after another. A pod the agent had
+        already ended is no longer known here."""
+        pod = self._pods_by_key.get(key)
+        if pod is not None:
+            log.info("pod %s: deleted from the API; stopping its containers", key)
+            await self.kill_pod(pod["metadata"]["uid"])
+
     async def kill_pod(self, uid: str, grace: float = 0) -> None:
         """Everything of a pod that is gone from the API: containers, sandbox,
-        network, volumes, cgroups, logs."""
+        network, volumes, cgroups, logs. One teardown at a time per pod: its
+        removal and housekeeping may ask together, and a caller cancelled
+        meanwhile does not leave it half done."""
+        task = self._killing.get(uid)
+        if task is None:
+            task = asyncio.get_running_loop().create_task(self._kill_pod(uid, grace))
+            self._killing[uid] = task
+            task.add_done_callback(lambda _: self._killing.pop(uid, None))
+        await asyncio.shield(task)
+
+    async def _kill_pod(self, uid: str, grace: float) -> None:
         recs = self.of_pod(uid)
         for rec in recs:
             self.prober.stop(rec.id)

@@ -163,6 +163,27 @@ def test_deleting_a_pod_leaves_nothing_behind(node, ns):
     assert uid[:12] not in netns
 
 
+def test_a_pod_deleted_at_once_has_its_containers_stopped_as_the_deletion_arrives(node, ns):
+    """`--grace-period=0 --force` takes the pod out of the API before the node
+    stopped anything, as in Kubernetes: the agent stops its containers when
+    the deletion reaches it (the kubelet's REMOVE), not when its housekeeping
+    next looks for leftovers."""
+    node.kubectl("apply", "-n", ns, "-f", "-", input=_pod("forced", "sleep 3600"))
+    p = wait_pod(node, ns, "forced", lambda p: phase(p) == "Running", what="Running")
+    uid, pid = p["metadata"]["uid"], _pid_of(p)
+    assert pid
+    node.kubectl("delete", "pod", "forced", "-n", ns, "--grace-period=0", "--force")
+    deadline = time.monotonic() + 30
+    while os.path.exists(f"/proc/{pid}") and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not os.path.exists(f"/proc/{pid}")
+    deadline = time.monotonic() + 30
+    while uid in open("/proc/self/mountinfo").read() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    with open("/proc/self/mountinfo") as f:
+        assert uid not in f.read()
+
+
 def test_agent_restart_keeps_containers_running(node, ns):
     node.kubectl("apply", "-n", ns, "-f", "-", input=_pod("stay", "sleep 3600"))
     p = wait_pod(node, ns, "stay", lambda p: phase(p) == "Running", what="Running")
