@@ -7,8 +7,10 @@
 Needs root and the packages scripts/test.sh installs. Starts `pinnace
 server` with its agent in a temp data dir, imports the busybox test image,
 then in rounds creates N pods at once (`sleep`), waits until all run,
-deletes them and waits until they are gone from the API. After each round
-it reads the agent's RSS, open file descriptors and threads from /proc.
+deletes them and waits until they are gone from the API. A second later
+it reads the agent's RSS, open file descriptors and threads from /proc, and
+counts the containers still running (their pods gone: the teardown the
+agent has not got to yet, each holding its per-pod state).
 
 The baseline, in the same run, is the agent after the first round (its
 connections, threads and caches warmed up): the figure is the RSS gained
@@ -35,6 +37,7 @@ from node_pod_start import (
     build_image,
     delete_batch,
     free_port,
+    pinnace_processes,
     stop_node,
     wait_node_ready,
 )
@@ -64,6 +67,17 @@ async def run_batch(kubeconfig: Path, n: int, batch: str, extra_spec: dict[str, 
 
 def agent_pid(server_pid: int) -> int:
     return child_pids(server_pid).get("agent", 0)
+
+
+def containers(server_pid: int) -> int:
+    """Containers running on the node: their conmon monitors under the agent."""
+    n = 0
+    for p in pinnace_processes(server_pid)[1]:
+        try:
+            n += Path(f"/proc/{p}/comm").read_text().strip() == "conmon"
+        except OSError:
+            continue
+    return n
 
 
 def count(path: str) -> int:
@@ -98,7 +112,8 @@ def main() -> int:
     subprocess.run([sys.executable, "-m", "pinnace.cli.main", "image", "import", "--data-dir",
                     str(data), str(archive)], check=True, capture_output=True)
     server = start_server(data, "--kubelet-port", str(free_port()), command="server", timeout=60)
-    samples: list[tuple[int, float, int, int]] = []  # (pods churned, RSS MB, fds, threads)
+    # (pods churned, RSS MB, fds, threads, containers left running)
+    samples: list[tuple[int, float, int, int, int]] = []
     try:
         asyncio.run(wait_node_ready(server.kubeconfig))
         time.sleep(2)
@@ -111,24 +126,24 @@ def main() -> int:
                 asyncio.run(delete_batch(server.kubeconfig, f"churn{r}"))
                 time.sleep(1)
                 samples.append(((r + 1) * per, rss_mb(pid), count(f"/proc/{pid}/fd"),
-                                count(f"/proc/{pid}/task")))
+                                count(f"/proc/{pid}/task"), containers(server.pid)))
                 bar.advance(task)
     finally:
         stop_node(server, data)
     base_pods, base_rss = samples[0][0], samples[0][1]
-    rows: list[list[Any]] = [["idle", "", f"{idle:.1f}", "", "", ""]]
+    rows: list[list[Any]] = [["idle", "", f"{idle:.1f}", "", "", "", ""]]
     step = max(1, len(samples) // 10)
-    for i, (pods, rss, fds, threads) in enumerate(samples):
+    for i, (pods, rss, fds, threads, left) in enumerate(samples):
         if i % step and i != len(samples) - 1:
             continue
         growth = (rss - base_rss) * 1024 / (pods - base_pods) if pods > base_pods else 0.0
         rows.append([i + 1, pods, f"{rss:.1f}", f"{growth:.1f}" if i else "(baseline)",
-                     fds, threads])
+                     fds, threads, left])
     kind = ", ".join(k for k, on in (("host network", args.host_network),
                                      ("no token", args.no_token)) if on) or "pod network, token"
     print_table(f"Agent memory over pod churn ({machine_note()}; {per} pods a round; {kind})",
                 ["round", "pods churned", "agent RSS MB", "KB per pod since round 1",
-                 "open fds", "threads"], rows)
+                 "open fds", "threads", "containers left"], rows)
     return 0
 
 
