@@ -23,19 +23,25 @@ def _pod(name: str, command: str, **spec) -> str:  # type: ignore[no-untyped-def
 
 
 def _pid_of(p: dict) -> int:
-    """The container's main process, found on the host by its container id."""
+    """The container's main process, found on the host by its container id.
+    Running as soon as it is started, the container's process may still be
+    the runtime's init for a moment before it execs `sleep`: waited for."""
     cid = p["status"]["containerStatuses"][0]["containerID"].split("://", 1)[1]
-    for d in os.listdir("/proc"):
-        if d.isdigit():
-            try:
-                with open(f"/proc/{d}/cgroup") as f:
-                    if cid in f.read():
-                        with open(f"/proc/{d}/cmdline", "rb") as c:
-                            if b"sleep" in c.read():
-                                return int(d)
-            except OSError:
-                continue
-    return 0
+    deadline = time.monotonic() + 10
+    while True:
+        for d in os.listdir("/proc"):
+            if d.isdigit():
+                try:
+                    with open(f"/proc/{d}/cgroup") as f:
+                        if cid in f.read():
+                            with open(f"/proc/{d}/cmdline", "rb") as c:
+                                if b"sleep" in c.read():
+                                    return int(d)
+                except OSError:
+                    continue
+        if time.monotonic() > deadline:
+            return 0
+        time.sleep(0.05)
 
 
 def test_busybox_pod_runs_with_an_ip_and_its_output_logged(node, ns):

@@ -13,7 +13,7 @@ import time
 
 from pinnace.kubelet.oci import state_dir
 from tests.conftest import KUBECTL, start_server, wait_for
-from tests.e2e.conftest import cstate, phase, pod_json, wait_pod
+from tests.e2e.conftest import cstate, phase, pod_json, until_answers, wait_pod
 
 IMAGE = "busybox:1.36"
 
@@ -97,8 +97,14 @@ def test_failing_liveness_probe_restarts_the_container(node, ns):
     node.kubectl("exec", "live", "-n", ns, "--", "rm", "/tmp/alive")
     p = wait_pod(node, ns, "live", lambda p: p["status"]["containerStatuses"][0]["restartCount"] >= 1,
                  timeout=40, what="a restart after liveness fails")
-    events = node.kubectl("get", "events", "-n", ns, "--field-selector", "involvedObject.name=live").stdout
-    assert "Unhealthy" in events and "failed liveness probe, will be restarted" in events, events
+
+    def probe_events() -> str:
+        events = node.kubectl("get", "events", "-n", ns, "--field-selector",
+                              "involvedObject.name=live").stdout
+        assert "Unhealthy" in events and "failed liveness probe, will be restarted" in events, events
+        return events
+
+    until_answers(probe_events, "the Unhealthy event")
     assert p["status"]["containerStatuses"][0]["lastState"]["terminated"]["exitCode"] in (137, 143)
 
 
@@ -300,8 +306,16 @@ def test_image_pulled_from_a_local_registry(node, ns, tmp_path, busybox_archive)
         p = wait_pod(node, ns, "pulled", _running, timeout=90, what="Running from the pulled image")
     c = p["status"]["containerStatuses"][0]
     assert c["image"] == ref and c["imageID"]
-    events = node.kubectl("get", "events", "-n", ns, "--field-selector", "involvedObject.name=pulled").stdout
-    assert "Pulling" in events and "Successfully pulled image" in events, events
+
+    def pull_events() -> str:
+        events = node.kubectl("get", "events", "-n", ns, "--field-selector",
+                              "involvedObject.name=pulled").stdout
+        assert "Pulling" in events and "Successfully pulled image" in events, events
+        return events
+
+    # Events are recorded after the work they tell of (the agent's recorder
+    # lets a burst's own writes go first): the pod may be Running before.
+    until_answers(pull_events, "the Pulling and Pulled events")
 
 
 def test_shared_process_namespace(node, ns):
