@@ -35,6 +35,20 @@ def _running(p: dict) -> bool:
     return phase(p) == "Running" and all("running" in s["state"] for s in p["status"]["containerStatuses"])
 
 
+
+def _wait_events(node, ns: str, name: str, *texts: str) -> str:  # type: ignore[no-untyped-def]
+    """The pod's events once they say all of ``texts``. Events are recorded
+    after the work they tell of (the agent's recorder lets a burst's own
+    writes go first): the pod may be Running, or restarted, before."""
+    def events() -> str:
+        out = node.kubectl("get", "events", "-n", ns, "--field-selector",
+                           f"involvedObject.name={name}").stdout
+        assert all(t in out for t in texts), out
+        return out
+
+    return until_answers(events, f"events saying {texts}")  # type: ignore[no-any-return]
+
+
 def test_configmap_and_secret_arrive_as_env_and_files_and_updates_follow(node, ns):
     node.kubectl("create", "configmap", "cfg", "-n", ns, "--from-literal=greeting=hello")
     node.kubectl("create", "secret", "generic", "sec", "-n", ns, "--from-literal=password=s3cret")
@@ -97,14 +111,7 @@ def test_failing_liveness_probe_restarts_the_container(node, ns):
     node.kubectl("exec", "live", "-n", ns, "--", "rm", "/tmp/alive")
     p = wait_pod(node, ns, "live", lambda p: p["status"]["containerStatuses"][0]["restartCount"] >= 1,
                  timeout=40, what="a restart after liveness fails")
-
-    def probe_events() -> str:
-        events = node.kubectl("get", "events", "-n", ns, "--field-selector",
-                              "involvedObject.name=live").stdout
-        assert "Unhealthy" in events and "failed liveness probe, will be restarted" in events, events
-        return events
-
-    until_answers(probe_events, "the Unhealthy event")
+    _wait_events(node, ns, "live", "Unhealthy", "failed liveness probe, will be restarted")
     assert p["status"]["containerStatuses"][0]["lastState"]["terminated"]["exitCode"] in (137, 143)
 
 
@@ -306,16 +313,7 @@ def test_image_pulled_from_a_local_registry(node, ns, tmp_path, busybox_archive)
         p = wait_pod(node, ns, "pulled", _running, timeout=90, what="Running from the pulled image")
     c = p["status"]["containerStatuses"][0]
     assert c["image"] == ref and c["imageID"]
-
-    def pull_events() -> str:
-        events = node.kubectl("get", "events", "-n", ns, "--field-selector",
-                              "involvedObject.name=pulled").stdout
-        assert "Pulling" in events and "Successfully pulled image" in events, events
-        return events
-
-    # Events are recorded after the work they tell of (the agent's recorder
-    # lets a burst's own writes go first): the pod may be Running before.
-    until_answers(pull_events, "the Pulling and Pulled events")
+    _wait_events(node, ns, "pulled", "Pulling", "Successfully pulled image")
 
 
 def test_shared_process_namespace(node, ns):
