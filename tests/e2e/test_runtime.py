@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -74,17 +73,18 @@ def test_a_container_runs_and_ends_under_either_runtime(node_packages, busybox_a
     image = ImageStore(image_root(tmp_path)).get("busybox:1.36")
     assert image is not None
     root = tmp_path / "runtime"
-    cgroup = f"pinnace-test-{os.getpid()}-{name}"
     on_v2 = cgroups.hybrid_v2_controllers()
     rt = OCIRuntime(root, name)
-    rec = Record(id=uuid.uuid4().hex * 2, pod_uid="", namespace="test", pod_name="p", name="c")
+    rec = Record(id=uuid.uuid4().hex * 2, pod_uid=str(uuid.uuid4()), namespace="test",
+                 pod_name="p", name="c")
     try:
         assert Path(rt.binary).name == name
         assert (rt.binary == str(root / "run" / "crun")) == (name == "crun")
         cfg = ocispec.config(args=["sleep", "300"], env=["PATH=/bin"], cwd="/", uid=0, gid=0,
                              groups=[], rootfs="", readonly_root=False, hostname="c",
                              namespaces=[{"type": t} for t in ("mount", "pid", "ipc", "uts")],
-                             cgroups_path=f"/{cgroup}/{rec.id}", linux_resources={},
+                             cgroups_path=f"/kubepods/besteffort/pod{rec.pod_uid}/{rec.id}",
+                             linux_resources={},
                              caps=ocispec.capabilities({}), privileged=False,
                              no_new_privileges=False, mounts=[])
         asyncio.run(rt.create(rec, cfg, rootfs_layers=image.layers))
@@ -123,12 +123,9 @@ def test_a_container_runs_and_ends_under_either_runtime(node_packages, busybox_a
             asyncio.run(rt.remove(rec))
         for m in mounts_under(tmp_path):
             unmount(m)
-        for h in cgroups.hierarchies():
-            if (h / cgroup).is_dir():
-                for d in (h / cgroup).iterdir():
-                    if d.is_dir():
-                        d.rmdir()
-                (h / cgroup).rmdir()
-        if on_v2 and not agents_running():
-            cgroups.release_v1_mounts()  # bound for crun here: as `agent --reset` would
+        cgroups.remove_pod_cgroups(rec.pod_uid)
+        if not agents_running():  # as `agent --reset` would after the last agent
+            cgroups.remove_node_cgroups()
+            if on_v2:
+                cgroups.release_v1_mounts()  # bound for crun here
     assert not mounts_under(tmp_path)
