@@ -14,7 +14,6 @@ cgroup is left in them. crun costs a third of runc's CPU per container.
 
 from __future__ import annotations
 
-import ctypes
 import errno
 import fcntl
 import logging
@@ -22,6 +21,8 @@ import os
 import signal
 import time
 from pathlib import Path
+
+from . import libc
 
 log = logging.getLogger("pinnace.kubelet.cgroups")
 
@@ -31,7 +32,6 @@ UNIFIED = ROOT / "unified"
 # (which undoes the mounts) forgets it too.
 RECORD = Path("/run/pinnace/cgroup-v1-mounts")
 
-_MS_NOSUID, _MS_NODEV, _MS_NOEXEC = 2, 4, 8
 
 # The QoS tiers the pods' cgroups are made in, as the kubelet's cgroupfs driver names them.
 TIERS = ("kubepods/burstable", "kubepods/besteffort", "kubepods")
@@ -207,11 +207,11 @@ def _hierarchy_id(name: str) -> int:
 
 
 def _mount_v1(name: str, target: Path) -> int:
-    from .oci import _libc
-
-    if _libc().mount(b"cgroup", os.fsencode(target), b"cgroup",
-                     _MS_NOSUID | _MS_NODEV | _MS_NOEXEC, name.encode()) != 0:
-        return ctypes.get_errno()
+    try:
+        libc.mount("cgroup", target, "cgroup", libc.MS_NOSUID | libc.MS_NODEV | libc.MS_NOEXEC,
+                   name)
+    except OSError as e:
+        return e.errno or errno.EIO
     return 0
 
 
@@ -221,15 +221,13 @@ def _unmount_v1(name: str, target: Path) -> bool:
     left in it; else it keeps it, unmounted, and the controller stays off
     v2 for good. Mounted again once those are freed, it is the same
     hierarchy, and unmounting that destroys it."""
-    from .oci import _libc
-
     for attempt in range(5):
         if attempt:
             time.sleep(0.5)
             if _mount_v1(name, target):
                 return False
-        if _libc().umount2(os.fsencode(target), 0) != 0:
-            err = ctypes.get_errno()
+        err = libc.umount(target)
+        if err:
             if err != errno.EINVAL:  # EINVAL: not mounted (any more)
                 log.warning("unmounting %s: %s", target, os.strerror(err))
                 return False

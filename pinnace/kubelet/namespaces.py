@@ -11,7 +11,6 @@ processes.
 
 from __future__ import annotations
 
-import ctypes
 import errno
 import fcntl
 import os
@@ -20,28 +19,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+from . import libc
+
 T = TypeVar("T")
 
 CLONE = {"ipc": 0x08000000, "uts": 0x04000000, "net": 0x40000000}
 _NS_GET_NSTYPE = 0xB703
-_MS_BIND, _MS_REC, _MS_SHARED = 0x1000, 0x4000, 1 << 20
-_MNT_DETACH = 2
-
-_libc_handle: ctypes.CDLL | None = None
 _dirs_lock = threading.Lock()
-
-
-def libc() -> ctypes.CDLL:
-    global _libc_handle
-    if _libc_handle is None:
-        _libc_handle = ctypes.CDLL(None, use_errno=True)
-    return _libc_handle
-
-
-def check(rc: int, what: str, path: Any = None) -> None:
-    if rc != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, f"{what}: {os.strerror(err)}", str(path) if path is not None else None)
 
 
 def on_fresh_thread(fn: Callable[[], T]) -> T:
@@ -70,11 +54,11 @@ def share_dir(d: Path) -> None:
     (or a test's end) may unmount an empty dir under a running agent."""
     with _dirs_lock:
         d.mkdir(parents=True, exist_ok=True)
-        lib, b = libc(), bytes(d)
-        # Fails (EINVAL) unless d is a mount point already.
-        if lib.mount(b"none", b, None, _MS_SHARED | _MS_REC, None) != 0:
-            check(lib.mount(b, b, b"none", _MS_BIND | _MS_REC, None), "bind namespace dir", d)
-            check(lib.mount(b"none", b, None, _MS_SHARED | _MS_REC, None), "share namespace dir", d)
+        try:
+            libc.mount("none", d, None, libc.MS_SHARED | libc.MS_REC)
+        except OSError:  # EINVAL unless d is a mount point already
+            libc.mount(d, d, "none", libc.MS_BIND | libc.MS_REC, what="bind namespace dir")
+            libc.mount("none", d, None, libc.MS_SHARED | libc.MS_REC, what="share namespace dir")
 
 
 def pin(paths: dict[str, Path], hostname: str | None = None,
@@ -93,14 +77,14 @@ def pin(paths: dict[str, Path], hostname: str | None = None,
         flags |= CLONE[kind]
 
     def unshare_and_bind() -> T | None:
-        lib = libc()
-        check(lib.unshare(flags), "unshare", ",".join(paths))
+        lib = libc.handle()
+        libc.check(lib.unshare(flags), "unshare", ",".join(paths))
         if hostname is not None and "uts" in paths:
             name = hostname.encode()
-            check(lib.sethostname(name, len(name)), "sethostname", hostname)
+            libc.check(lib.sethostname(name, len(name)), "sethostname", hostname)
         for kind, p in paths.items():
-            check(lib.mount(f"/proc/thread-self/ns/{kind}".encode(), bytes(p), b"none", _MS_BIND,
-                            None), f"bind {kind} namespace", p)
+            libc.mount(f"/proc/thread-self/ns/{kind}", p, "none", libc.MS_BIND,
+                       what=f"bind {kind} namespace")
         return inside() if inside is not None else None
 
     try:
@@ -127,8 +111,7 @@ def is_pinned(path: str | Path, kind: str) -> bool:
 
 def unpin(path: Path) -> None:
     """Unmount and remove a namespace file; no error if it is gone."""
-    if libc().umount2(bytes(path), _MNT_DETACH) != 0:
-        err = ctypes.get_errno()
-        if err not in (errno.EINVAL, errno.ENOENT):
-            raise OSError(err, f"umount: {os.strerror(err)}", str(path))
+    err = libc.umount(path, libc.MNT_DETACH)
+    if err not in (0, errno.EINVAL, errno.ENOENT):
+        raise OSError(err, f"umount: {os.strerror(err)}", str(path))
     path.unlink(missing_ok=True)

@@ -57,7 +57,7 @@ from typing import Any
 
 from pinnace.hostbin import which
 
-from . import namespaces
+from . import libc, namespaces
 from .ipam import NodeIPAM, PoolExhausted
 
 log = logging.getLogger("pinnace.kubelet.network")
@@ -110,7 +110,7 @@ def _netlink_socket_in(path: Path) -> socket.socket:
     def make() -> socket.socket:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         try:
-            namespaces.check(namespaces.libc().setns(fd, namespaces.CLONE["net"]), "setns", path)
+            libc.check(libc.handle().setns(fd, namespaces.CLONE["net"]), "setns", path)
         finally:
             os.close(fd)
         return socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, socket.NETLINK_ROUTE)

@@ -18,9 +18,7 @@ Layout under the runtime's root:
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import errno
-import functools
 import json
 import logging
 import os
@@ -35,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import libc
 from .cgroups import PROBE_PARENT, ROOT, CgroupError, bind_hybrid_controllers_to_v1, hierarchies, hybrid_v2_controllers
 
 log = logging.getLogger("pinnace.kubelet.oci")
@@ -86,21 +85,15 @@ class State:
     reason: str = ""           # for an exit the runtime did not see (the node rebooted): "Unknown"
 
 
-@functools.cache
-def _libc() -> Any:
-    # Once: each CDLL makes a class of its own for its functions, and a pod
-    # start and teardown mount and unmount several times.
-    return ctypes.CDLL("libc.so.6", use_errno=True)
-
-
 def mount_overlay(lower: list[Path], upper: Path, work: Path, target: Path) -> None:
     target.mkdir(parents=True, exist_ok=True)
     if os.path.ismount(target):
         return
     opts = f"lowerdir={':'.join(str(p) for p in lower)},upperdir={upper},workdir={work}"
-    if _libc().mount(b"overlay", str(target).encode(), b"overlay", 0, opts.encode()) != 0:
-        err = ctypes.get_errno()
-        raise OCIError(f"mounting the root filesystem: {os.strerror(err)}")
+    try:
+        libc.mount("overlay", target, "overlay", 0, opts)
+    except OSError as e:
+        raise OCIError(f"mounting the root filesystem: {os.strerror(e.errno or 0)}") from None
 
 
 def unmount(target: Path) -> bool:
@@ -108,9 +101,9 @@ def unmount(target: Path) -> bool:
     The kernel says whether something was mounted there (EINVAL: nothing):
     os.path.ismount compares devices and misses a directory bound onto
     itself, as the namespace pin dir is. True if something was unmounted."""
-    if _libc().umount2(os.fsencode(target), 2) == 0:  # MNT_DETACH
+    err = libc.umount(target, libc.MNT_DETACH)
+    if err == 0:
         return True
-    err = ctypes.get_errno()
     if err not in (errno.EINVAL, errno.ENOENT):  # not a mount point (any more)
         log.warning("unmounting %s: %s", target, os.strerror(err))
     return False
@@ -259,9 +252,6 @@ def mount_run_dir(root: Path) -> Path:
     return run
 
 
-_MS_RDONLY, _MS_REMOUNT, _MS_BIND = 1, 32, 4096
-
-
 def readonly_binary(run: Path, binary: str) -> str:
     """crun, bound read-only into the run dir: the path to call it by.
 
@@ -286,12 +276,12 @@ def readonly_binary(run: Path, binary: str) -> str:
             unmount(target)  # crun was upgraded since: the new one is bound
         else:
             target.touch(mode=0o500)
-        lib, path = _libc(), os.fsencode(target)
-        if lib.mount(os.fsencode(binary), path, None, _MS_BIND, None) != 0 or \
-                lib.mount(None, path, None, _MS_REMOUNT | _MS_BIND | _MS_RDONLY, None) != 0:
-            err = ctypes.get_errno()
+        try:
+            libc.mount(binary, target, None, libc.MS_BIND)
+            libc.mount(None, target, None, libc.MS_REMOUNT | libc.MS_BIND | libc.MS_RDONLY)
+        except OSError:
             unmount(target)
-            raise OSError(err, os.strerror(err))
+            raise
     except OSError as e:
         log.info("crun will copy itself at every call: cannot bind it read-only at %s: %s",
                  target, e)
@@ -631,7 +621,7 @@ def become_subreaper() -> None:
     """Orphaned conmons become our children rather than init's, so we can reap
     them (PR_SET_CHILD_SUBREAPER); they outlive us all the same."""
     try:
-        _libc().prctl(36, 1, 0, 0, 0)
+        libc.handle().prctl(libc.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
     except (OSError, AttributeError):
         pass
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import logging
 import os
 import socket
@@ -135,11 +134,9 @@ def setns(fd: int, nstype: int) -> None:
     if hasattr(os, "setns"):
         os.setns(fd, nstype)
         return
-    from .namespaces import libc
+    from . import libc
 
-    if libc().setns(fd, nstype) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, os.strerror(err))
+    libc.check(libc.handle().setns(fd, nstype), "setns")
 
 
 def _reason(e: BaseException | None) -> str:

@@ -23,7 +23,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from . import namespaces, ocispec
+from . import libc, namespaces, ocispec
 from .oci import RUNNING, OCIRuntime, Record, unmount
 
 Obj = dict[str, Any]
@@ -189,9 +189,8 @@ def mount_shm(target: Path) -> None:
     target.mkdir(parents=True, exist_ok=True)
     if os.path.ismount(target):
         return
-    lib = namespaces.libc()
-    namespaces.check(lib.mount(b"shm", bytes(target), b"tmpfs", 0x2 | 0x4 | 0x8,  # nosuid nodev noexec
-                               b"mode=1777,size=67108864"), "mount shm", target)
+    libc.mount("shm", target, "tmpfs", libc.MS_NOSUID | libc.MS_NODEV | libc.MS_NOEXEC,
+               "mode=1777,size=67108864", what="mount shm")
 
 
 def cgroup_parent(pod: Obj) -> str:

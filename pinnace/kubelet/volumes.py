@@ -25,8 +25,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import ctypes
-import ctypes.util
 import datetime as dt
 import errno
 import logging
@@ -45,6 +43,7 @@ import aiohttp
 from pinnace.api.quantity import QuantityError, value
 from pinnace.client.rest import ApiError
 
+from . import libc
 from .envvars import ConfigError, expand, metadata_field, resource_value
 
 log = logging.getLogger("pinnace.kubelet.volumes")
@@ -231,35 +230,18 @@ def _same(path: Path, data: bytes) -> bool:
 
 # -- tmpfs --------------------------------------------------------------------------------
 
-_MS_NOSUID, _MS_NODEV = 2, 4
-_MNT_DETACH = 2
-_libc: Any = None
-
-
-def _c() -> Any:
-    global _libc
-    if _libc is None:
-        _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-    return _libc
-
-
 def mount_tmpfs(path: Path, size: int | None, mode: str = "1777") -> None:
     opts = f"mode={mode}" + (f",size={size}" if size else "")
-    rc = _c().mount(b"tmpfs", os.fsencode(path), b"tmpfs", _MS_NOSUID | _MS_NODEV,
-                    opts.encode())
-    if rc != 0:
-        e = ctypes.get_errno()
-        raise OSError(e, f"mount tmpfs on {path}: {os.strerror(e)}")
+    libc.mount("tmpfs", path, "tmpfs", libc.MS_NOSUID | libc.MS_NODEV, opts,
+               what=f"mount tmpfs on {path}")
 
 
 def unmount(path: Path) -> None:
-    if _c().umount2(os.fsencode(path), 0) == 0:
+    e = libc.umount(path)
+    if e in (0, errno.EINVAL, errno.ENOENT):   # not a mount point (any more)
         return
-    e = ctypes.get_errno()
-    if e in (errno.EINVAL, errno.ENOENT):   # not a mount point (any more)
-        return
-    if _c().umount2(os.fsencode(path), _MNT_DETACH) != 0:
-        e = ctypes.get_errno()
+    e = libc.umount(path, libc.MNT_DETACH)
+    if e:
         raise OSError(e, f"unmount {path}: {os.strerror(e)}")
 
 
