@@ -354,14 +354,9 @@ class OCIRuntime:
         ended; a live pid means it runs; neither (the machine rebooted, the
         monitor was killed) means it is gone with an unknown exit."""
         b = self.bundle(rec.id)
-        code = _read_int(self.root / "exits" / rec.id)
-        oom = (b / "persist" / "oom").exists()
-        if code is not None:
-            try:
-                finished = (self.root / "exits" / rec.id).stat().st_mtime
-            except OSError:
-                finished = time.time()
-            return State(rec, EXITED, exit_code=code, finished_at=finished, oom=oom)
+        exited = self._exited(rec)
+        if exited is not None:
+            return exited
         pid = _read_int(b / "pid") or 0
         if _pid_alive(pid):
             return State(rec, RUNNING if rec.started_at else CREATED, pid=pid)
@@ -370,8 +365,24 @@ class OCIRuntime:
             # Not started yet, or just ended with the monitor about to write
             # the exit code: not an unknown exit.
             return State(rec, RUNNING if pid and rec.started_at else CREATED, pid=pid)
-        return State(rec, EXITED, exit_code=255, finished_at=rec.started_at or rec.created_at,
-                     reason="Unknown")
+        # The monitor may have written the exit code and ended since the
+        # first look: only a monitor gone without one is an unknown exit.
+        return self._exited(rec) or State(
+            rec, EXITED, exit_code=255, finished_at=rec.started_at or rec.created_at,
+            reason="Unknown")
+
+    def _exited(self, rec: Record) -> State | None:
+        """The exit conmon recorded, if it has."""
+        exit_file = self.root / "exits" / rec.id
+        code = _read_int(exit_file)
+        if code is None:
+            return None
+        try:
+            finished = exit_file.stat().st_mtime
+        except OSError:
+            finished = time.time()
+        return State(rec, EXITED, exit_code=code, finished_at=finished,
+                     oom=(self.bundle(rec.id) / "persist" / "oom").exists())
 
     # -- lifecycle ----------------------------------------------------------------
 
