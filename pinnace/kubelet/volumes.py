@@ -233,7 +233,7 @@ def _same(path: Path, data: bytes) -> bool:
 def mount_tmpfs(path: Path, size: int | None, mode: str = "1777") -> None:
     opts = f"mode={mode}" + (f",size={size}" if size else "")
     libc.mount("tmpfs", path, "tmpfs", libc.MS_NOSUID | libc.MS_NODEV, opts,
-               what=f"mount tmpfs on {path}")
+               what="mount tmpfs")
 
 
 def unmount(path: Path) -> None:
