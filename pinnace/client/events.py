@@ -44,7 +44,11 @@ class EventRecorder:
         self.instance = node or f"{component}-{host or socket.gethostname()}"
         # A kubelet names its node as the source host (kubectl describe's "From").
         self.source: Obj = {"component": component, **({"host": node} if node else {})}
-        self._seen: dict[tuple[str, str, str, str], tuple[str, str, int]] = {}
+        # The events sent lately, by the hash of (object uid, type, reason,
+        # message): their names and counts, to count a repeat on the first.
+        # A hash rather than the strings: a node agent's cache fills with
+        # the events of pods long gone, and a hash is a tenth of their size.
+        self._seen: dict[int, tuple[str, int]] = {}
         self._queue: asyncio.Queue[tuple[Obj, str, str, str, str]] = asyncio.Queue(max_queued)
         self._senders: set[asyncio.Task[None]] = set()
         self._n_senders = senders
@@ -88,12 +92,12 @@ class EventRecorder:
     async def _record(self, obj: Obj, type_: str, reason: str, message: str, now: str) -> None:
         meta = obj.get("metadata") or {}
         ns = meta.get("namespace") or "default"
-        key = (meta.get("uid", ""), type_, reason, message)
+        key = hash((meta.get("uid", ""), type_, reason, message))
         try:
             prior = self._seen.get(key)
             if prior is not None:
-                name, first, count = prior
-                self._seen[key] = (name, first, count + 1)
+                name, count = prior
+                self._seen[key] = (name, count + 1)
                 await self.events.patch(name, {"count": count + 1, "lastTimestamp": now}, ns)
                 return
             name = f"{meta.get('name', 'unknown')}.{time.time_ns():x}"
@@ -110,7 +114,7 @@ class EventRecorder:
                     "eventTime": None, "reportingComponent": self.component,
                     "reportingInstance": self.instance}
             await self.events.create(body, ns)
-            self._seen[key] = (name, now, 1)
+            self._seen[key] = (name, 1)
             if len(self._seen) > 4096:  # forget the oldest half
                 for k in list(self._seen)[:2048]:
                     del self._seen[k]
