@@ -24,6 +24,9 @@ MS_REC = 0x4000
 MS_SHARED = 1 << 20
 MNT_DETACH = 0x2
 PR_SET_CHILD_SUBREAPER = 36
+CLONE_NEWUTS = 0x04000000
+CLONE_NEWIPC = 0x08000000
+CLONE_NEWNET = 0x40000000
 
 Arg = str | bytes | Path | None
 
@@ -55,3 +58,11 @@ def umount(target: Arg, flags: int = 0) -> int:
     if handle().umount2(_b(target), flags) == 0:
         return 0
     return ctypes.get_errno()
+
+
+def setns(fd: int, nstype: int, path: object = None) -> None:
+    """setns(2) for the calling thread (os.setns from Python 3.12 on)."""
+    if hasattr(os, "setns"):
+        os.setns(fd, nstype)
+        return
+    check(handle().setns(fd, nstype), "setns", path)

@@ -23,7 +23,7 @@ from . import libc
 
 T = TypeVar("T")
 
-CLONE = {"ipc": 0x08000000, "uts": 0x04000000, "net": 0x40000000}
+CLONE = {"ipc": libc.CLONE_NEWIPC, "uts": libc.CLONE_NEWUTS, "net": libc.CLONE_NEWNET}
 _NS_GET_NSTYPE = 0xB703
 _dirs_lock = threading.Lock()
 

@@ -110,7 +110,7 @@ def _netlink_socket_in(path: Path) -> socket.socket:
     def make() -> socket.socket:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         try:
-            libc.check(libc.handle().setns(fd, namespaces.CLONE["net"]), "setns", path)
+            libc.setns(fd, libc.CLONE_NEWNET, path)
         finally:
             os.close(fd)
         return socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, socket.NETLINK_ROUTE)

@@ -31,12 +31,11 @@ from dataclasses import dataclass, field
 
 from aiohttp import WSMsgType, web
 
-from . import spdy
+from . import libc, spdy
 
 log = logging.getLogger("pinnace.kubelet.portforward")
 
 TUNNEL_PROTOCOL = "SPDY/3.1+portforward.k8s.io"
-CLONE_NEWNET = 0x40000000
 CONNECT_TIMEOUT = 10.0
 STREAM_CREATION_TIMEOUT = 30.0  # as the kubelet's: both streams of a pair by then
 _CHUNK = 1 << 15
@@ -117,7 +116,7 @@ async def _sockets_in(netns: str) -> dict[int, socket.socket | OSError]:
         try:
             fd = os.open(netns, os.O_RDONLY | os.O_CLOEXEC)
             try:
-                setns(fd, CLONE_NEWNET)
+                libc.setns(fd, libc.CLONE_NEWNET, netns)
             finally:
                 os.close(fd)
             result = _sockets()
@@ -128,15 +127,6 @@ async def _sockets_in(netns: str) -> dict[int, socket.socket | OSError]:
     threading.Thread(target=work, name="pinnace-netns", daemon=True).start()
     return await done
 
-
-def setns(fd: int, nstype: int) -> None:
-    """setns(2) for the calling thread (os.setns from Python 3.12 on)."""
-    if hasattr(os, "setns"):
-        os.setns(fd, nstype)
-        return
-    from . import libc
-
-    libc.check(libc.handle().setns(fd, nstype), "setns")
 
 
 def _reason(e: BaseException | None) -> str:
@@ -343,4 +333,4 @@ class Tunnel:
                 del self.streams[sid]
 
 
-__all__ = ["CLONE_NEWNET", "ConnectError", "TUNNEL_PROTOCOL", "Tunnel", "connect", "setns"]
+__all__ = ["ConnectError", "TUNNEL_PROTOCOL", "Tunnel", "connect"]
