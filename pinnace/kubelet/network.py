@@ -407,22 +407,24 @@ class PodNetwork:
     def guard_routes_present(self) -> bool:
         """True if the guard device is up and routes both ranges (and the
         kernel does not ignore those routes for want of a carrier)."""
+        from .rtnl import RtnlError
+
         try:
-            with self._host_netlink() as ipr:
-                idx = _lookup(ipr, self.guard)
-                if idx is None:
+            with self._host_rtnl() as nl:
+                try:
+                    idx, flags = nl.link(self.guard)
+                except RtnlError as e:
+                    if e.errno == errno.ENODEV:
+                        return False
+                    raise
+                if not flags & _IFF_UP:
                     return False
-                link = ipr.get_links(idx)[0]
-                if not link["flags"] & _IFF_UP:
-                    return False
-                if not link["flags"] & _IFF_LOWER_UP and any(
+                if not flags & _IFF_LOWER_UP and any(
                         _read(_sysctl_path(f"net.ipv4.conf.{d}.ignore_routes_with_linkdown")) not in ("0", None)
                         for d in ("all", self.guard)):
                     return False
-                have = {(r.get_attr("RTA_DST"), r["dst_len"]) for r in _v4_routes(ipr)
-                        if r.get_attr("RTA_OIF") == idx}
-        except NetworkError:
-            raise
+                have = {(dst, plen) for dst, plen, oif, table in nl.routes_v4()
+                        if oif == idx and table == _MAIN_TABLE}
         except Exception as e:
             log.warning("reading the guard routes failed: %s", e)
             return False
@@ -431,8 +433,7 @@ class PodNetwork:
     def _require_guard(self, fresh: bool = False) -> None:
         """Refuse to go on unless the guard routes are in place: checked at
         most GUARD_RECHECK seconds ago, or now when ``fresh``. A burst of
-        pod starts then reads the routing table once, not once per pod (a
-        dump and decode of every route cost ~5 ms of the agent's CPU each)."""
+        pod starts then reads the routing table once, not once per pod."""
         if not fresh and time.monotonic() - self._guard_checked_at < GUARD_RECHECK:
             return
         # One check at a time: the pods of a burst that find the last check

@@ -313,6 +313,27 @@ def test_no_addresses_without_guard_routes(state: Path, bridge: str) -> None:
         unguarded.cleanup_all()
 
 
+def test_a_guard_down_or_short_of_a_route_is_refused(state: Path, bridge: str) -> None:
+    """A guard of this test's own for ranges inside the cluster's (more
+    specific, so local too): each of its checks must see what went missing."""
+    guard = "pntg" + secrets.token_hex(4)
+    cluster, service = f"10.244.{230 + _WORKER % 20}.0/24", f"10.97.{_WORKER % 200}.0/24"
+    pn = make(state, bridge, guard=guard, cluster_cidr=cluster, service_cidr=service)
+    try:
+        pn.ensure_guard()
+        assert pn.guard_routes_present()
+        subprocess.run(["ip", "route", "del", service, "dev", guard], check=True)
+        assert not pn.guard_routes_present()
+        pn.ensure_guard()
+        assert pn.guard_routes_present()
+        subprocess.run(["ip", "link", "set", guard, "down"], check=True)
+        assert not pn.guard_routes_present()
+    finally:
+        pn.cleanup_all()
+        subprocess.run(["ip", "link", "del", guard], capture_output=True)
+    assert guard not in links()
+
+
 def test_a_batch_names_the_request_the_kernel_refused(tmp_path: Path) -> None:
     from pinnace.kubelet import namespaces, rtnl
     from pinnace.kubelet.network import remove_netns
