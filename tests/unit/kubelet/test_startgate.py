@@ -82,3 +82,32 @@ async def test_a_waiter_cancelled_as_it_is_let_in_passes_the_slot_on() -> None:
     with pytest.raises(asyncio.CancelledError):
         await b
     assert entered == ["a", "c"]
+
+
+async def test_a_holder_stuck_past_max_hold_lets_the_next_pod_in() -> None:
+    gate = StartGate(1, max_hold=0.2)
+    entered: list[str] = []
+    stuck, hold = asyncio.Event(), asyncio.Event()
+
+    async def pod(name: str, order: int, until: asyncio.Event | None = None) -> None:
+        async with gate.slot(order):
+            entered.append(name)
+            if until is not None:
+                await until.wait()
+
+    first = asyncio.create_task(pod("stuck", 0, stuck))
+    await asyncio.sleep(0)
+    # The next pod gets in while the first still waits on its step.
+    await asyncio.wait_for(pod("next", 1), 1)
+    assert entered == ["stuck", "next"]
+    stuck.set()
+    await first
+    # The stuck holder's late exit gave nothing back twice: one at a time still.
+    a = asyncio.create_task(pod("a", 2, hold))
+    await asyncio.sleep(0)
+    b = asyncio.create_task(pod("b", 3))
+    await asyncio.sleep(0.05)
+    assert entered[-1] == "a"
+    hold.set()
+    await asyncio.wait_for(asyncio.gather(a, b), 1)
+    assert entered[-2:] == ["a", "b"]
