@@ -44,21 +44,25 @@ class EventRecorder:
         self.instance = node or f"{component}-{host or socket.gethostname()}"
         # A kubelet names its node as the source host (kubectl describe's "From").
         self.source: Obj = {"component": component, **({"host": node} if node else {})}
-        # The events sent lately, by the hash of (object uid, type, reason,
-        # message): their names and counts, to count a repeat on the first.
+        # The events sent lately, by the hash of (object uid, field path,
+        # type, reason, message): their names and counts, to count a repeat
+        # on the first.
         # A hash rather than the strings: a node agent's cache fills with
         # the events of pods long gone (full, 0.8 MiB instead of 2.0).
         self._seen: dict[int, tuple[str, int]] = {}
-        self._queue: asyncio.Queue[tuple[Obj, str, str, str, str]] = asyncio.Queue(max_queued)
+        self._queue: asyncio.Queue[tuple[Obj, str, str, str, str, str]] = asyncio.Queue(max_queued)
         self._senders: set[asyncio.Task[None]] = set()
         self._n_senders = senders
         self._delay = delay
         self.dropped = 0
 
-    def event(self, obj: Obj, type_: str, reason: str, message: str) -> None:
+    def event(self, obj: Obj, type_: str, reason: str, message: str, field_path: str = "") -> None:
+        """``field_path``: the part of obj the event is about, as the
+        kubelet names a pod's container (``spec.containers{web}``):
+        kubectl shows it (describe's message prefix, get events' SUBOBJECT)."""
         try:
             # Stamped now: the time it happened, not the time it was sent.
-            self._queue.put_nowait((obj, type_, reason, message, _now()))
+            self._queue.put_nowait((obj, type_, reason, message, field_path, _now()))
         except asyncio.QueueFull:
             self.dropped += 1
             if self.dropped in (1, 10, 100) or self.dropped % 1000 == 0:
@@ -89,10 +93,11 @@ class EventRecorder:
             if task is not None:
                 self._senders.discard(task)
 
-    async def _record(self, obj: Obj, type_: str, reason: str, message: str, now: str) -> None:
+    async def _record(self, obj: Obj, type_: str, reason: str, message: str, field_path: str,
+                      now: str) -> None:
         meta = obj.get("metadata") or {}
         ns = meta.get("namespace") or "default"
-        key = hash((meta.get("uid", ""), type_, reason, message))
+        key = hash((meta.get("uid", ""), field_path, type_, reason, message))
         try:
             prior = self._seen.get(key)
             if prior is not None:
@@ -104,7 +109,7 @@ class EventRecorder:
             involved = {"kind": obj.get("kind"), "namespace": meta.get("namespace"),
                         "name": meta.get("name"), "uid": meta.get("uid"),
                         "apiVersion": obj.get("apiVersion"),
-                        "resourceVersion": meta.get("resourceVersion")}
+                        "resourceVersion": meta.get("resourceVersion"), "fieldPath": field_path}
             body = {"apiVersion": "v1", "kind": "Event",
                     "metadata": {"name": name, "namespace": ns},
                     "involvedObject": {k: v for k, v in involved.items() if v},

@@ -403,8 +403,9 @@ class Agent:
                     if s["metadata"].get("namespace") in (ns, "default")]
         return service_env(services, ns, enable)
 
-    def event(self, pod: Obj, type_: str, reason: str, message: str) -> None:
-        self.recorder.event({**pod, "kind": "Pod", "apiVersion": "v1"}, type_, reason, message)
+    def event(self, pod: Obj, type_: str, reason: str, message: str, field_path: str = "") -> None:
+        self.recorder.event({**pod, "kind": "Pod", "apiVersion": "v1"}, type_, reason, message,
+                            field_path)
 
     # -- what the kubelet API serves (server.Runtime) ----------------------------------
 

@@ -25,7 +25,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from pinnace.client import ApiError, Client
 
@@ -58,18 +58,48 @@ class Waiting:
 SANDBOX, VOLUMES = "*sandbox", "*volumes"
 
 
+class EventFn(Protocol):
+    """Records an Event about a pod (one of its containers, by field path)."""
+
+    def __call__(self, pod: Obj, type_: str, reason: str, message: str,
+                 field_path: str = "") -> None: ...
+
+
 @dataclass
 class PodState:
     """What the agent remembers of a pod between syncs."""
     waiting: dict[str, Waiting] = field(default_factory=dict)
     backoff: dict[str, tuple[float, float]] = field(default_factory=dict)  # name -> (not before, delay)
-    pull_backoff: dict[str, tuple[float, float]] = field(default_factory=dict)
+    # name -> (not before, delay, what the last pull said)
+    pull_backoff: dict[str, tuple[float, float, str]] = field(default_factory=dict)
     pod_ip: str = ""
     sent: Obj | None = None
     start_time: str = ""
     # container id -> the resources a resize of it failed to apply (not tried again)
     resize_failed: dict[str, Obj] = field(default_factory=dict)
     order: int = 0  # when the agent first saw it: its turn at the start gate
+
+
+def field_path(pod: Obj, name: str) -> str:
+    """A container as the kubelet names it in its events' involvedObject
+    (``spec.containers{web}``); "" for a name the spec does not have."""
+    spec = pod.get("spec") or {}
+    for key in ("containers", "initContainers", "ephemeralContainers"):
+        if any(c.get("name") == name for c in spec.get(key) or []):
+            return f"spec.{key}{{{name}}}"
+    return ""
+
+
+def go_duration(seconds: float) -> str:
+    """A duration as Go prints a time.Duration truncated to milliseconds,
+    as the kubelet's pull events give it: 177ms, 1.5s, 2m3.04s."""
+    ms = int(seconds * 1000)
+    if ms < 1000:
+        return f"{ms}ms"
+    h, rest = divmod(ms, 3_600_000)
+    m, rest = divmod(rest, 60_000)
+    sec = f"{rest / 1000:.3f}".rstrip("0").rstrip(".")
+    return (f"{h}h" if h else "") + (f"{m}m" if h or m else "") + f"{sec}s"
 
 
 def spec_hash(container: Obj) -> str:
@@ -131,7 +161,7 @@ class PodWorkers:
                  volumes: Any, pods_dir: Path, logs_dir: Path, node_name: str,
                  host_ip: Callable[[], str], service_env: Callable[[Obj], dict[str, str]],
                  requeue: Callable[[str, float], None],
-                 event: Callable[[Obj, str, str, str], None],
+                 event: EventFn,
                  cluster_dns: list[str], cluster_domain: str, insecure_registries: set[str],
                  pause: str):
         self.client = client
@@ -364,8 +394,8 @@ class PodWorkers:
                 return
             if st.status == RUNNING:
                 if rec.spec_hash != spec_hash(c):
-                    self.event(pod, "Normal", "Killing",
-                               f"Container {name} definition changed, will be restarted")
+                    self._event(pod, c, "Normal", "Killing",
+                                f"Container {name} definition changed, will be restarted")
                     await self._kill(pod, rec, c)
                     ps.backoff.pop(name, None)  # a new spec starts at once
                 else:
@@ -373,7 +403,7 @@ class PodWorkers:
                     if probes is None:  # the agent restarted (or nothing to probe)
                         self._start_probes(pod, ps, c, rec, resumed=True)
                     elif probes.live_failed:
-                        self.event(pod, "Normal", "Killing", probes.live_failed)
+                        self._event(pod, c, "Normal", "Killing", probes.live_failed)
                         await self._kill(pod, rec, c)
                 st = self.rt.state(rec)
             if st.status == RUNNING:
@@ -444,19 +474,26 @@ class PodWorkers:
         policy = c.get("imagePullPolicy") or ("Always" if _latest(ref) else "IfNotPresent")
         have = self.images.get(ref)
         if have is not None and policy != "Always":
-            self.event(pod, "Normal", "Pulled", f'Container image "{ref}" already present on machine')
+            # 1.35's words, its kubelet checking the pod may use an image
+            # pulled with another pod's credentials (KubeletEnsureSecretPulledImages).
+            self._event(pod, c, "Normal", "Pulled", f'Container image "{ref}" already present '
+                        "on machine and can be accessed by the pod")
             return have
         if policy == "Never":
             msg = f'Container image "{ref}" is not present with pull policy of Never'
             ps.waiting[name] = Waiting("ErrImageNeverPull", msg)
-            self.event(pod, "Warning", "ErrImageNeverPull", msg)
+            self._event(pod, c, "Warning", "ErrImageNeverPull", msg)
+            self._event(pod, c, "Warning", "Failed", "Error: ErrImageNeverPull")
             return None
-        not_before, delay = ps.pull_backoff.get(name, (0.0, 0.0))
+        not_before, delay, last_error = ps.pull_backoff.get(name, (0.0, 0.0, ""))
         if time.time() < not_before:
-            ps.waiting[name] = Waiting("ImagePullBackOff", f'Back-off pulling image "{ref}"')
+            msg = f'Back-off pulling image "{ref}"'
+            self._event(pod, c, "Normal", "BackOff", msg)
+            self._event(pod, c, "Warning", "Failed", "Error: ImagePullBackOff")
+            ps.waiting[name] = Waiting("ImagePullBackOff", f"{msg}: ErrImagePull: {last_error}")
             self.requeue(_key(pod), not_before - time.time())
             return None
-        self.event(pod, "Normal", "Pulling", f'Pulling image "{ref}"')
+        self._event(pod, c, "Normal", "Pulling", f'Pulling image "{ref}"')
         ps.waiting[name] = Waiting("ContainerCreating")
         started = time.monotonic()
         try:
@@ -466,21 +503,23 @@ class PodWorkers:
             if have is not None:
                 # Offline with the image already here: use it (an air-gapped
                 # node cannot ask a registry whether a tag moved).
-                self.event(pod, "Warning", "Failed", f'Failed to pull image "{ref}": {e}; '
-                           "using the image present on the node")
+                self._event(pod, c, "Warning", "Failed", f'Failed to pull image "{ref}": {e}; '
+                            "using the image present on the node")
                 return have
             msg = f'Failed to pull image "{ref}": {e}'
             ps.waiting[name] = Waiting("ErrImagePull", msg)
             delay = min(delay * 2, BACKOFF_MAX) if delay else BACKOFF_START
-            ps.pull_backoff[name] = (time.time() + delay, delay)
-            self.event(pod, "Warning", "Failed", msg)
+            ps.pull_backoff[name] = (time.time() + delay, delay, msg)
+            self._event(pod, c, "Warning", "Failed", msg)
+            self._event(pod, c, "Warning", "Failed", "Error: ErrImagePull")
             # Soon, not after the back-off: the next sync says ImagePullBackOff
             # and waits out the rest, as the kubelet's does.
             self.requeue(_key(pod), min(delay, 1.0))
             return None
         ps.pull_backoff.pop(name, None)
-        self.event(pod, "Normal", "Pulled", f'Successfully pulled image "{ref}" in '
-                   f"{time.monotonic() - started:.3f}s. Image size: {image.size} bytes.")
+        took = go_duration(time.monotonic() - started)
+        self._event(pod, c, "Normal", "Pulled", f'Successfully pulled image "{ref}" in {took} '
+                    f"({took} including waiting). Image size: {image.size} bytes.")
         return image
 
     async def _pull_secrets(self, pod: Obj) -> list[Obj]:
@@ -522,7 +561,7 @@ class PodWorkers:
             uid_, gid, groups = ocispec.resolve_user(pod, c, image.config, user_root)
         except (ConfigError, ocispec.SpecError, MountError) as e:
             ps.waiting[name] = Waiting("CreateContainerConfigError", str(e))
-            self.event(pod, "Warning", "Failed", f"Error: {e}")
+            self._event(pod, c, "Warning", "Failed", f"Error: {e}")
             self.requeue(_key(pod), 5)
             return
         if not self.sandboxes.alive(uid):
@@ -581,22 +620,22 @@ class PodWorkers:
                 await self.rt.create(rec, cfg, rootfs_layers=image.layers,
                                      stdin=bool(c.get("stdin")),
                                      stdin_once=bool(c.get("stdinOnce")), tty=bool(c.get("tty")))
-                self.event(pod, "Normal", "Created", f"Created container {name}")
+                self._event(pod, c, "Normal", "Created", "Container created")
                 await self.rt.start(rec)
         except OCIError as e:
             await self._start_failed(rec, str(e))
             ps.waiting[name] = Waiting("RunContainerError", str(e))
-            self.event(pod, "Warning", "Failed", f"Error: {e}")
+            self._event(pod, c, "Warning", "Failed", f"Error: {e}")
             self.requeue(_key(pod), 1)
             return
         ps.waiting.pop(name, None)
-        self.event(pod, "Normal", "Started", f"Started container {name}")
+        self._event(pod, c, "Normal", "Started", "Container started")
         post = (c.get("lifecycle") or {}).get("postStart")
         if post:
             res = await run_handler(post, container=c, pod_ip=ps.pod_ip, timeout=30,
                                     exec_argv=lambda cmd: self.rt.exec_argv(rec, cmd, False))
             if not res.ok:
-                self.event(pod, "Warning", "FailedPostStartHook",
+                self._event(pod, c, "Warning", "FailedPostStartHook",
                            f"PostStartHook failed: {res.message}")
                 await self._kill(pod, rec, c)
                 return
@@ -611,7 +650,7 @@ class PodWorkers:
             ps.waiting[c["name"]] = Waiting("RunContainerError", str(e))
             self.requeue(_key(pod), 1)
             return
-        self.event(pod, "Normal", "Started", f"Started container {c['name']}")
+        self._event(pod, c, "Normal", "Started", "Container started")
         self._start_probes(pod, ps, c, rec)
 
     def _start_probes(self, pod: Obj, ps: PodState, c: Obj, rec: Record,
@@ -687,6 +726,10 @@ class PodWorkers:
         if grace is None:
             grace = pod["spec"].get("terminationGracePeriodSeconds", 30)
         recs = self.of_pod(meta["uid"])
+        for r in recs:
+            if self.rt.state(r).status != EXITED:
+                self.event(pod, "Normal", "Killing", f"Stopping container {r.name}",
+                           field_path(pod, r.name))
         await asyncio.gather(*(self._kill(pod, r, _container_spec(pod, r), float(grace or 0))
                                for r in recs if self.rt.state(r).status != EXITED))
         await self.kill_pod(meta["uid"], grace=0)
@@ -879,10 +922,14 @@ class PodWorkers:
                 raise
         return status
 
-    def _probe_event(self, key: str, reason: str, message: str) -> None:
+    def _probe_event(self, key: str, container: str, reason: str, message: str) -> None:
         pod = self._pods_by_key.get(key)
         if pod is not None:
-            self.event(pod, "Warning", reason, message)
+            self.event(pod, "Warning", reason, message, field_path(pod, container))
+
+    def _event(self, pod: Obj, c: Obj, type_: str, reason: str, message: str) -> None:
+        """An event about one of the pod's containers (its field path set)."""
+        self.event(pod, type_, reason, message, field_path(pod, c.get("name") or ""))
 
     # -- for the kubelet API ----------------------------------------------------------
 

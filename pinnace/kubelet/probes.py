@@ -126,9 +126,9 @@ class Prober:
     """Probes for the containers of all pods, keyed by container id."""
 
     def __init__(self, on_change: Callable[[str], None],
-                 on_event: Callable[[str, str, str], None] | None = None):
+                 on_event: Callable[[str, str, str, str], None] | None = None):
         self._on_change = on_change      # called with the pod key when a result flips
-        self._on_event = on_event or (lambda key, reason, msg: None)
+        self._on_event = on_event or (lambda key, container, reason, msg: None)
         self.state: dict[str, ContainerProbes] = {}
 
     def get(self, cid: str) -> ContainerProbes | None:
@@ -182,7 +182,7 @@ class Prober:
                 fails, oks = 0, oks + 1
             else:
                 fails, oks = fails + 1, 0
-                self._on_event(key, "Unhealthy", f"{label} probe failed: {result.message}")
+                self._on_event(key, name or "", "Unhealthy", f"{label} probe failed: {result.message}")
             if kind == "startupProbe":
                 if oks >= 1:
                     st.started = True

@@ -9,7 +9,7 @@ import subprocess
 import time
 
 from pinnace.kubelet.network import PodNetwork
-from tests.e2e.conftest import cstate, phase, pod_json, wait_pod
+from tests.e2e.conftest import cstate, phase, pod_json, until_answers, wait_pod
 
 IMAGE = "busybox:1.36"
 
@@ -133,6 +133,44 @@ def test_missing_configmap_volume_holds_the_pod_in_container_creating(node, ns):
     assert node.kubectl("logs", "novol", "-n", ns).stdout.startswith("v")
 
 
+def _events(node, ns: str, name: str, *wanted: str) -> dict[str, list[dict]]:  # type: ignore[no-untyped-def]
+    """The pod's events by reason, once every reason in ``wanted`` is there
+    (the agent sends its events a moment after the work they tell of)."""
+    def get() -> dict[str, list[dict]]:
+        out = node.kubectl("get", "events", "-n", ns, "-o", "json", "--field-selector",
+                           f"involvedObject.name={name}").stdout
+        by: dict[str, list[dict]] = {}
+        for e in json.loads(out)["items"]:
+            by.setdefault(e["reason"], []).append(e)
+        assert set(wanted) <= set(by), sorted(by)
+        return by
+
+    return until_answers(get, f"events {wanted} of {name}")  # type: ignore[no-any-return]
+
+
+def test_the_kubelet_events_name_the_container_as_upstream_does(node, ns):
+    """What `kubectl describe` and `get events` show of a pod's start and
+    stop: the container as the event's field path, 1.37's messages."""
+    node.kubectl("apply", "-n", ns, "-f", "-", input=_pod("ev", "sleep 3600"))
+    wait_pod(node, ns, "ev", lambda p: phase(p) == "Running", what="Running")
+    ev = _events(node, ns, "ev", "Scheduled", "Pulled", "Created", "Started")
+    assert "fieldPath" not in ev["Scheduled"][0]["involvedObject"]  # the pod itself
+    said = {r: (ev[r][0]["involvedObject"].get("fieldPath"), ev[r][0]["message"])
+            for r in ("Pulled", "Created", "Started")}
+    assert said == {
+        "Pulled": ("spec.containers{c}", f'Container image "{IMAGE}" already present on '
+                   "machine and can be accessed by the pod"),
+        "Created": ("spec.containers{c}", "Container created"),
+        "Started": ("spec.containers{c}", "Container started")}
+    wide = node.kubectl("get", "events", "-n", ns, "-o", "wide", "--field-selector",
+                        "involvedObject.name=ev,reason=Started").stdout
+    assert "spec.containers{c}" in wide  # the SUBOBJECT column
+    node.kubectl("delete", "pod", "ev", "-n", ns, "--timeout=30s", timeout=40)
+    killing = _events(node, ns, "ev", "Killing")["Killing"][0]
+    assert (killing["involvedObject"].get("fieldPath"), killing["message"]) == \
+        ("spec.containers{c}", "Stopping container c")
+
+
 def test_unknown_image_is_err_image_pull_then_back_off(node, ns):
     body = json.loads(_pod("noimg", "true"))
     body["spec"]["containers"][0]["image"] = "127.0.0.1:1/nothing:1"
@@ -140,8 +178,19 @@ def test_unknown_image_is_err_image_pull_then_back_off(node, ns):
     p = wait_pod(node, ns, "noimg", lambda p: cstate(p).get("waiting", {}).get("reason")
                  in ("ErrImagePull", "ImagePullBackOff"), what="ErrImagePull")
     assert '127.0.0.1:1/nothing:1' in cstate(p)["waiting"]["message"]
-    wait_pod(node, ns, "noimg", lambda p: cstate(p).get("waiting", {}).get("reason")
-             == "ImagePullBackOff", timeout=30, what="ImagePullBackOff")
+    p = wait_pod(node, ns, "noimg", lambda p: cstate(p).get("waiting", {}).get("reason")
+                 == "ImagePullBackOff", timeout=30, what="ImagePullBackOff")
+    # The back-off says what the last pull said, as the kubelet's does.
+    assert cstate(p)["waiting"]["message"].startswith(
+        'Back-off pulling image "127.0.0.1:1/nothing:1": ErrImagePull: Failed to pull image')
+    ev = _events(node, ns, "noimg", "Pulling", "Failed", "BackOff")
+    assert {e["involvedObject"].get("fieldPath") for r in ("Pulling", "Failed", "BackOff")
+            for e in ev[r]} == {"spec.containers{c}"}
+    failed = {e["message"] for e in ev["Failed"]}
+    assert {"Error: ErrImagePull", "Error: ImagePullBackOff"} <= failed
+    assert any(m.startswith('Failed to pull image "127.0.0.1:1/nothing:1": ') for m in failed)
+    assert ev["BackOff"][0]["message"] == 'Back-off pulling image "127.0.0.1:1/nothing:1"'
+    assert ev["BackOff"][0]["type"] == "Normal"
 
 
 def test_memory_limit_ends_greedy_container_as_oom_killed(node, ns):

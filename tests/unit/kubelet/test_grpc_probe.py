@@ -264,7 +264,7 @@ async def test_prober_loop_reports_the_failure(serve: Any) -> None:
     Unhealthy event with the kubelet's message on NOT_SERVING."""
     srv = await serve()
     changes: list[str] = []
-    events: list[tuple[str, str, str]] = []
+    events: list[tuple[str, str, str, str]] = []
     prober = probes.Prober(changes.append, lambda *e: events.append(e))
     good = {"name": "c", "readinessProbe": {"grpc": {"port": srv.port}, "periodSeconds": 1}}
     bad = {"name": "d", "readinessProbe": {"grpc": {"port": srv.port, "service": "down"}, "periodSeconds": 1}}
@@ -276,7 +276,8 @@ async def test_prober_loop_reports_the_failure(serve: Any) -> None:
                 break
             await asyncio.sleep(0.05)
         assert st_good.ready and not st_bad.ready
-        assert ("ns/p", "Unhealthy", 'Readiness probe failed: service unhealthy (responded with "NOT_SERVING")') in events
+        assert ("ns/p", "d", "Unhealthy",
+                'Readiness probe failed: service unhealthy (responded with "NOT_SERVING")') in events
     finally:
         prober.stop("c1")
         prober.stop("c2")
