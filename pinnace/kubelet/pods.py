@@ -419,9 +419,9 @@ class PodWorkers:
             if not changed:
                 wait = self._backoff_wait(ps, name, st, now)
                 if wait > 0:
-                    self.event(pod, "Warning", "BackOff", f"Back-off restarting failed container "
-                               f"{name} in pod {pod['metadata']['name']}_"
-                               f"{pod['metadata'].get('namespace')}({uid})")
+                    self._event(pod, c, "Warning", "BackOff", f"Back-off restarting failed "
+                                f"container {name} in pod {pod['metadata']['name']}_"
+                                f"{pod['metadata'].get('namespace')}({uid})")
                     ps.waiting[name] = Waiting(
                         "CrashLoopBackOff",
                         f"back-off {int(ps.backoff[name][1])}s restarting failed container={name} "

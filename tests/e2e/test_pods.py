@@ -84,6 +84,9 @@ def test_failing_command_is_restarted_with_back_off(node, ns):
     assert last["exitCode"] == 3 and last["reason"] == "Error"
     assert "back-off 10s restarting failed container=c" in cstate(p)["waiting"]["message"]
     assert "CrashLoopBackOff" in node.kubectl("get", "pod", "crash", "-n", ns).stdout
+    back_off = _events(node, ns, "crash", "BackOff")["BackOff"][0]
+    assert back_off["involvedObject"].get("fieldPath") == "spec.containers{c}"
+    assert back_off["message"].startswith("Back-off restarting failed container c in pod crash_")
 
 
 def test_missing_executable_is_a_run_container_error(node, ns):
