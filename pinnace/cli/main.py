@@ -162,7 +162,8 @@ def _controller_options(args: argparse.Namespace) -> dict[str, Any]:
             "local_path_root": args.local_path_root,
             "service_account_private_key_file": args.service_account_private_key_file,
             "cluster_signing_cert_file": args.cluster_signing_cert_file,
-            "cluster_signing_key_file": args.cluster_signing_key_file}
+            "cluster_signing_key_file": args.cluster_signing_key_file,
+            "control_plane_node": getattr(args, "control_plane_node", "")}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -197,6 +198,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="comma-separated controllers to run (default: all)")
     cm.add_argument("--leader-elect", default="true", choices=["true", "false"])
     _controller_args(cm)
+    cm.add_argument("--control-plane-node", default="",
+                    help="label this node node-role.kubernetes.io/control-plane once it registers "
+                         "(pinnace server passes its own agent's node)")
     sim = sub.add_parser("sim", help="simulated nodes (like kwok): heartbeats, pods Running")
     sim.add_argument("--kubeconfig", default=None, help="how to reach the API server")
     sim.add_argument("--nodes", type=int, default=1, help="how many nodes (default 1)")
@@ -469,6 +473,8 @@ def main(argv: list[str] | None = None) -> int:
             components.append("agent")
             extra["agent"] = ["--data-dir", str(config.data_dir),
                               *_agent_cli_args(args, prefix="agent-", cluster_dns=cluster_dns)]
+            cm_args += ["--control-plane-node",
+                        (args.agent_node_name or socket.gethostname()).lower()]
         shared = [] if args.separate_components else [c for c in components if c in SHAREABLE]
         exec_lean(config.data_dir, api_args, [c for c in components if c not in shared], shared,
                   verbosity, extra, level)

@@ -18,6 +18,7 @@ from pinnace.runtime import tune_gc
 from . import (
     certificates,
     clusterroleaggregation,
+    controlplanenode,
     cronjob,
     daemonset,
     deployment,
@@ -52,7 +53,7 @@ for _module in (replicaset, deployment, statefulset, daemonset, job, ttlafterfin
                 disruption, endpoints, endpointslice, garbagecollector, podgc, namespace,
                 nodelifecycle, nodeipam, resourcequota, serviceaccount, serviceaccounttoken,
                 servicelb, persistentvolume, volumeprotection, ephemeral, certificates,
-                horizontal, clusterroleaggregation):
+                horizontal, clusterroleaggregation, controlplanenode):
     CONTROLLERS.update(_module.CONTROLLERS)
 
 

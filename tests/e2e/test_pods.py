@@ -44,6 +44,18 @@ def _pid_of(p: dict) -> int:
         time.sleep(0.05)
 
 
+def test_the_servers_own_node_has_the_control_plane_role(node):
+    """As k3s and kubeadm label theirs (a kubelet may not label itself so)."""
+    def role() -> str:
+        out = node.kubectl("get", "nodes").stdout
+        assert "control-plane" in out, out
+        return out
+
+    until_answers(role, "the node's ROLES to say control-plane")
+    n = json.loads(node.kubectl("get", "nodes", "-o", "json").stdout)["items"][0]
+    assert n["metadata"]["labels"]["node-role.kubernetes.io/control-plane"] == "true"
+
+
 def test_busybox_pod_runs_with_an_ip_and_its_output_logged(node, ns):
     node.kubectl("apply", "-n", ns, "-f", "-", input=_pod("bb", "echo hello from $HOSTNAME; sleep 3600"))
     p = wait_pod(node, ns, "bb", lambda p: phase(p) == "Running" and cstate(p).get("running"),
