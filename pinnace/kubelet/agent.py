@@ -411,7 +411,7 @@ class Agent:
 
     def log_path(self, namespace: str, pod: str, container: str, previous: bool
                  ) -> tuple[Path, Any]:
-        rec = self.pods.find(namespace, pod, container, previous)
+        rec = self.pods.log_record(namespace, pod, container, previous)
         return Path(rec.log_path), lambda: self.runtime.state(rec).status == RUNNING
 
     def exec_argv(self, namespace: str, pod: str, container: str, command: list[str],

@@ -933,6 +933,32 @@ class PodWorkers:
 
     # -- for the kubelet API ----------------------------------------------------------
 
+    def log_record(self, namespace: str, pod: str, container: str, previous: bool) -> Record:
+        """The container attempt whose log `kubectl logs` reads. When there is
+        none, LookupError in the kubelet's words (its API answers 400): why
+        the container is still waiting to start, as its status says."""
+        try:
+            return self.find(namespace, pod, container, previous)
+        except KeyError as e:
+            if previous:
+                raise LookupError(f'previous terminated container "{container}" in pod '
+                                  f'"{pod}" not found') from e
+            obj = self._pods_by_key.get(f"{namespace}/{pod}")
+            ps = self.state.get(obj["metadata"]["uid"]) if obj is not None else None
+            if obj is None or ps is None:
+                raise
+        status = self.status(obj, ps)
+        found = [c for key in ("containerStatuses", "initContainerStatuses",
+                               "ephemeralContainerStatuses")
+                 for c in status.get(key) or [] if c.get("name") == container]
+        if not found:
+            raise LookupError(f'container "{container}" in pod "{pod}" is not available')
+        reason = (found[0].get("state") or {}).get("waiting", {}).get("reason", "")
+        said = f'container "{container}" in pod "{pod}" is waiting to start'
+        raise LookupError({"ErrImagePull": f"{said}: image can't be pulled",
+                           "ImagePullBackOff": f"{said}: trying and failing to pull image",
+                           "": f"{said} - no logs yet"}.get(reason, f"{said}: {reason}"))
+
     def find(self, namespace: str, pod: str, container: str, previous: bool = False) -> Record:
         recs = [r for r in self.records.values() if r.namespace == namespace
                 and r.pod_name == pod and r.name == container]

@@ -74,6 +74,9 @@ def test_busybox_pod_runs_with_an_ip_and_its_output_logged(node, ns):
     assert _pid_of(p) > 0
     get = node.kubectl("get", "pod", "bb", "-n", ns).stdout
     assert "Running" in get and "1/1" in get
+    prev = node.kubectl("logs", "bb", "-n", ns, "--previous", check=False)
+    assert 'Error from server (BadRequest): previous terminated container "c" in pod "bb" ' \
+        "not found" in prev.stderr, prev.stderr
 
 
 def test_job_runs_to_completion(node, ns):
@@ -120,6 +123,9 @@ def test_missing_configmap_is_a_config_error(node, ns):
     p = wait_pod(node, ns, "nocm", lambda p: cstate(p).get("waiting", {}).get("reason")
                  == "CreateContainerConfigError", what="CreateContainerConfigError")
     assert cstate(p)["waiting"]["message"] == 'configmap "absent" not found'
+    logs = node.kubectl("logs", "nocm", "-n", ns, check=False)
+    assert logs.returncode == 1 and 'Error from server (BadRequest): container "c" in pod "nocm" ' \
+        "is waiting to start: CreateContainerConfigError" in logs.stderr, logs.stderr
     node.kubectl("create", "configmap", "absent", "-n", ns, "--from-literal=k=v")
     wait_pod(node, ns, "nocm", lambda p: phase(p) == "Running", what="Running once the ConfigMap exists")
 
@@ -198,6 +204,10 @@ def test_unknown_image_is_err_image_pull_then_back_off(node, ns):
     # The back-off says what the last pull said, as the kubelet's does.
     assert cstate(p)["waiting"]["message"].startswith(
         'Back-off pulling image "127.0.0.1:1/nothing:1": ErrImagePull: Failed to pull image')
+    logs = node.kubectl("logs", "noimg", "-n", ns, check=False).stderr
+    assert 'Error from server (BadRequest): container "c" in pod "noimg" is waiting to ' \
+        "start: " in logs, logs
+    assert logs.rstrip().endswith(("trying and failing to pull image", "image can't be pulled"))
     ev = _events(node, ns, "noimg", "Pulling", "Failed", "BackOff")
     assert {e["involvedObject"].get("fieldPath") for r in ("Pulling", "Failed", "BackOff")
             for e in ev[r]} == {"spec.containers{c}"}
