@@ -171,6 +171,7 @@ class NodeLifecycleController(Controller):
         self.pod_api = self.client.resource("v1", "pods")
         # node -> (lease renewTime, Ready heartbeat, monotonic time we saw them change)
         self._health: dict[str, tuple[str | None, str | None, float]] = {}
+        self._registered: dict[str, str] = {}  # the nodes this controller knows -> their uids
 
     def setup(self) -> None:
         self.nodes.add_handler(self.enqueue, lambda old, new: self.enqueue(new), self.enqueue)
@@ -206,13 +207,26 @@ class NodeLifecycleController(Controller):
         node = self.nodes.get(key)
         if node is None:
             self._health.pop(key, None)
+            uid = self._registered.pop(key, None)
+            if uid is not None:
+                self._node_event(key, uid, "RemovingNode", f"Removing Node {key} from Controller")
             return
+        uid = node["metadata"].get("uid") or ""
+        if self._registered.get(key) != uid:
+            self._registered[key] = uid
+            self._node_event(key, uid, "RegisteredNode", f"Registered Node {key} in Controller")
         age = self._probe_age(key, node)
         if age > self.grace:
             node = await self._mark_unknown(node)
         else:
             self.enqueue_after(key, self.grace - age + 0.1)
         await self._reconcile_taints(node)
+
+    def _node_event(self, name: str, uid: str, reason: str, what: str) -> None:
+        """As upstream's RecordNodeEvent words them ("Node X event: ...")."""
+        self.recorder.event({"kind": "Node", "apiVersion": "v1",
+                             "metadata": {"name": name, "uid": uid}},
+                            "Normal", reason, f"Node {name} event: {what}")
 
     async def _mark_unknown(self, node: Obj) -> Obj:
         now = now_rfc3339(self.ctx.clock.time())

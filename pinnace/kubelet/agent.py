@@ -124,6 +124,8 @@ class Agent:
         become_subreaper()
         beats: asyncio.Future[Any] | None = None
         try:
+            self.node_event("Starting", "Starting kubelet.")
+            self.node_event("NodeAllocatableEnforced", "Updated Node Allocatable limit across pods")
             await self._register()
             beats = asyncio.gather(self._lease_loop(), self._status_loop())
             if not self.network_ready:
@@ -143,6 +145,10 @@ class Agent:
             log.info("node %s ready (%s %s)", self.node_name, self.runtime.name,
                      self.runtime.version())
             proxy = [self.proxier.run()] if self.proxier is not None else []
+            if proxy:
+                # kube-proxy's own start, with no message, as it records it.
+                self.node_event("Starting", "", EventRecorder(self.client, "kube-proxy",
+                                                              node=self.node_name))
             await asyncio.gather(beats, self._housekeeping(), self._refresh_volumes(),
                                  self._image_gc(), self.routes.run(), *proxy,
                                  *(process(self.queue, self._sync, log, "pod")
@@ -238,7 +244,10 @@ class Agent:
         while True:
             try:
                 try:
-                    created = await self.nodes_rc.create(self.node_object())
+                    node = self.node_object()
+                    created = await self.nodes_rc.create(node)
+                    self._sent_status, self._sent_at = node["status"], time.monotonic()
+                    self._condition_events([], node["status"]["conditions"])
                 except ApiError as e:
                     if not e.conflict:
                         raise
@@ -279,6 +288,20 @@ class Agent:
         await self.nodes_rc.patch(self.node_name, {"status": status}, type="strategic",
                                   subresource="status")
         self._sent_status, self._sent_at = status, time.monotonic()
+        self._condition_events(old_conditions, status["conditions"])
+
+    def _condition_events(self, old: list[Obj], new: list[Obj]) -> None:
+        for reason in condition_events(old, new):
+            self.node_event(reason, f"Node {self.node_name} status is now: {reason}")
+
+    def node_event(self, reason: str, message: str, recorder: EventRecorder | None = None
+                   ) -> None:
+        """An event about this node, as the kubelet refers to it (its name as
+        the uid: `kubectl describe node` looks for both)."""
+        (recorder or self.recorder).event(
+            {"kind": "Node", "apiVersion": "v1",
+             "metadata": {"name": self.node_name, "uid": self.node_name}},
+            "Normal", reason, message)
 
     async def _status_loop(self) -> None:
         while True:
@@ -453,6 +476,32 @@ class Agent:
                 log_path=rec.log_path, rootfs_upper=str(self.runtime.bundle(rec.id) / "upper")))
         return collector.summary(self.node_name, self.pod_informer.objects(), refs,
                                  rootfs_dir=self.root)
+
+
+# The event a node condition's new status is told with (the kubelet's
+# setters); Ready only when it changes, the others when they are first set too.
+_CONDITION_EVENTS = {
+    "MemoryPressure": {"False": "NodeHasSufficientMemory", "True": "NodeHasInsufficientMemory"},
+    "DiskPressure": {"False": "NodeHasNoDiskPressure", "True": "NodeHasDiskPressure"},
+    "PIDPressure": {"False": "NodeHasSufficientPID", "True": "NodeHasInsufficientPID"},
+    "Ready": {"True": "NodeReady", "False": "NodeNotReady"}}
+
+
+def condition_events(old: list[Obj], new: list[Obj]) -> list[str]:
+    """The reasons of the events the kubelet records as its node's
+    conditions go from ``old`` to ``new``."""
+    was = {c.get("type"): c.get("status") for c in old}
+    out = []
+    for c in new:
+        type_, status = c.get("type"), c.get("status")
+        if type_ not in _CONDITION_EVENTS or was.get(type_) == status:
+            continue
+        if type_ == "Ready" and type_ not in was:
+            continue
+        reason = _CONDITION_EVENTS[type_].get(str(status))
+        if reason:
+            out.append(reason)
+    return out
 
 
 def _strip(status: Obj) -> Obj:

@@ -56,6 +56,30 @@ def test_the_servers_own_node_has_the_control_plane_role(node):
     assert n["metadata"]["labels"]["node-role.kubernetes.io/control-plane"] == "true"
 
 
+
+def test_the_node_tells_its_start_in_events_as_a_kubelets_does(node):
+    """`kubectl describe node`'s Events: the kubelet's start and conditions,
+    the node controller's registration, kube-proxy's start."""
+    name = json.loads(node.kubectl("get", "nodes", "-o", "json").stdout)["items"][0]["metadata"]["name"]
+
+    def described() -> str:
+        out = node.kubectl("describe", "node", name).stdout
+        events = out.split("Events:", 1)[1]
+        for reason, source, message in (
+                ("Starting", "kubelet", "Starting kubelet."),
+                ("NodeAllocatableEnforced", "kubelet", "Updated Node Allocatable limit across pods"),
+                ("NodeHasSufficientMemory", "kubelet", f"Node {name} status is now: NodeHasSufficientMemory"),
+                ("NodeReady", "kubelet", f"Node {name} status is now: NodeReady"),
+                ("RegisteredNode", "node-controller",
+                 f"Node {name} event: Registered Node {name} in Controller"),
+                ("Starting", "kube-proxy", "")):
+            assert any(line.split()[:2] == ["Normal", reason] and f" {source} " in f"{line} "
+                       and line.rstrip().endswith(message) for line in events.splitlines()), events
+        return out
+
+    until_answers(described, "the node's events")
+
+
 def test_busybox_pod_runs_with_an_ip_and_its_output_logged(node, ns):
     node.kubectl("apply", "-n", ns, "-f", "-", input=_pod("bb", "echo hello from $HOSTNAME; sleep 3600"))
     p = wait_pod(node, ns, "bb", lambda p: phase(p) == "Running" and cstate(p).get("running"),
