@@ -310,6 +310,8 @@ class PodWorkers:
             # The sandbox died (the node rebooted, someone removed it): its
             # containers go with it and come back in a new one.
             log.info("pod %s/%s: sandbox gone; recreating it", meta.get("namespace"), meta["name"])
+            self.event(pod, "Normal", "SandboxChanged",
+                       "Pod sandbox changed, it will be killed and re-created.")
             for rec in self.of_pod(uid):
                 self.prober.stop(rec.id)
                 await self.rt.stop(rec, 0)

@@ -215,6 +215,8 @@ def test_reboot_brings_pods_back(node, ns):
     assert after["status"]["containerStatuses"][0]["restartCount"] >= 1
     assert cstate(after)["running"]
     assert pod_json(node, ns, "survivor")["metadata"]["uid"] == before["metadata"]["uid"]
+    _wait_events(node, ns, "survivor", "SandboxChanged",
+                 "Pod sandbox changed, it will be killed and re-created.")
 
 
 def test_port_forward_reaches_a_server_in_the_pod(node, ns):
