@@ -38,7 +38,7 @@ from pinnace.client.workqueue import process
 from pinnace.runtime import pidfd_child_watcher
 
 from . import host, lease
-from .oci import RUNNING, OCIRuntime, become_subreaper
+from .oci import RUNNING, OCIRuntime, Record, become_subreaper
 from .pods import PodWorkers
 from .podstatus import rfc3339
 
@@ -439,16 +439,25 @@ class Agent:
 
     def exec_argv(self, namespace: str, pod: str, container: str, command: list[str],
                   tty: bool) -> list[str]:
-        rec = self.pods.find(namespace, pod, container)
-        if self.runtime.state(rec).status != RUNNING:
-            raise KeyError(f'container "{container}" in pod "{pod}" is not running')
-        return self.runtime.exec_argv(rec, command, tty)
+        return self.runtime.exec_argv(self._running(namespace, pod, container), command, tty)
 
     def attach_socket(self, namespace: str, pod: str, container: str) -> tuple[Path, Path | None]:
-        rec = self.pods.find(namespace, pod, container)
+        return self.runtime.attach_socket(self._running(namespace, pod, container))
+
+    def _running(self, namespace: str, pod: str, container: str) -> Record:
+        """The container's running attempt, for exec and attach (NotRunning
+        if it has none: waiting to start, or exited)."""
+        from .server import NotRunning
+
+        try:
+            rec = self.pods.find(namespace, pod, container)
+        except KeyError:
+            if self.pod_informer.get(f"{namespace}/{pod}") is None:
+                raise
+            raise NotRunning(container) from None
         if self.runtime.state(rec).status != RUNNING:
-            raise KeyError(f'container "{container}" in pod "{pod}" is not running')
-        return self.runtime.attach_socket(rec)
+            raise NotRunning(container)
+        return rec
 
     def netns_path(self, namespace: str, pod: str) -> str:
         obj = self.pod_informer.get(f"{namespace}/{pod}")

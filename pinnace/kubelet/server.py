@@ -113,6 +113,20 @@ class BadRequest(Exception):
         self.message = message
 
 
+class NotRunning(LookupError):
+    """exec or attach to a container with no running process (waiting,
+    exited): the kubelet refuses to upgrade with "container not found",
+    which the API server hands on as an internal error."""
+
+    def __init__(self, container: str):
+        super().__init__(f'container not found ("{container}")')
+
+
+def _not_running(e: NotRunning) -> dict[str, Any]:
+    return _status_failure(500, "InternalError",
+                           f"Internal error occurred: unable to upgrade connection: {e.args[0]}")
+
+
 class KubeletServer:
     """The HTTPS server. ``serving_cert`` (cert, key) when given, else a
     self-signed certificate for the node kept in ``tls_dir`` (as the kubelet
@@ -220,6 +234,8 @@ class KubeletServer:
         try:
             path, ctl = self.runtime.attach_socket(m["ns"], m["pod"], m["container"])
             conn = await _Attached.connect(path, ctl)
+        except NotRunning as e:
+            failure = _not_running(e)
         except KeyError as e:
             failure = _status_failure(404, "NotFound", _message(e))
         except LookupError as e:
@@ -332,6 +348,8 @@ class KubeletServer:
         argv: list[str] = []
         try:
             argv = self.runtime.exec_argv(m["ns"], m["pod"], m["container"], command, tty)
+        except NotRunning as e:
+            failure = _not_running(e)
         except KeyError as e:
             failure = _status_failure(404, "NotFound", _message(e))
         except LookupError as e:

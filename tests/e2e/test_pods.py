@@ -232,6 +232,10 @@ def test_unknown_image_is_err_image_pull_then_back_off(node, ns):
     assert 'Error from server (BadRequest): container "c" in pod "noimg" is waiting to ' \
         "start: " in logs, logs
     assert logs.rstrip().endswith(("trying and failing to pull image", "image can't be pulled"))
+    # No process to exec in: refused as the kubelet refuses it.
+    ex = node.kubectl("exec", "noimg", "-n", ns, "--", "true", check=False)
+    assert ex.returncode != 0
+    assert 'unable to upgrade connection: container not found ("c")' in ex.stderr, ex.stderr
     ev = _events(node, ns, "noimg", "Pulling", "Failed", "BackOff")
     assert {e["involvedObject"].get("fieldPath") for r in ("Pulling", "Failed", "BackOff")
             for e in ev[r]} == {"spec.containers{c}"}
