@@ -56,7 +56,6 @@ def test_the_servers_own_node_has_the_control_plane_role(node):
     assert n["metadata"]["labels"]["node-role.kubernetes.io/control-plane"] == "true"
 
 
-
 def test_the_node_tells_its_start_in_events_as_a_kubelets_does(node):
     """`kubectl describe node`'s Events: the kubelet's start and conditions,
     the node controller's registration, kube-proxy's start."""
