@@ -32,7 +32,7 @@ from pinnace.client import ApiError, Client
 from . import ocispec
 from .cgroups import remove_pod_cgroups
 from .oci import CREATED, EXITED, RUNNING, OCIError, OCIRuntime, Record, State
-from .podstatus import normalize_image, pod_status, rfc3339
+from .podstatus import normalize_image, pod_status, rfc3339, volume_mounts
 from .probes import Prober, run_handler
 from .sandbox import Sandboxes, cgroup_parent
 from .startgate import StartGate
@@ -807,6 +807,10 @@ class PodWorkers:
         st = self.rt.state(rec)
         out["imageID"] = rec.image_id
         out["containerID"] = self.rt.container_id(rec)
+        # The node says it has no recursive read-only mounts (runtimeHandlers).
+        mounts = volume_mounts(c, recursive_read_only=False)
+        if mounts:
+            out["volumeMounts"] = mounts
         if rec.resources:
             # What is in force (after any in-place resize), as the kubelet reports it.
             out["resources"] = rec.resources

@@ -103,13 +103,18 @@ def _conditions(pod: Obj, now: str, *, sandbox: bool, initialized: bool, contain
     return out
 
 
-def _volume_mounts(container: Obj) -> list[Obj]:
+def volume_mounts(container: Obj, recursive_read_only: bool) -> list[Obj]:
+    """A created container's volume mounts as its status reports them
+    (1.33+): a read-only one with its recursive read-only mode as resolved,
+    Enabled only where the runtime has such mounts and the spec asks for
+    them (Enabled, or IfPossible)."""
     out = []
     for m in container.get("volumeMounts") or []:
         vm: Obj = {"name": m.get("name"), "mountPath": m.get("mountPath")}
         if m.get("readOnly"):
             vm["readOnly"] = True
-            vm["recursiveReadOnly"] = m.get("recursiveReadOnly") or "Disabled"
+            vm["recursiveReadOnly"] = "Enabled" if recursive_read_only and m.get(
+                "recursiveReadOnly") in ("Enabled", "IfPossible") else "Disabled"
         out.append(vm)
     return out
 
@@ -126,7 +131,7 @@ def container_status(pod_uid: str, c: Obj, state: Obj, *, ready: bool, started: 
     if c.get("resources"):
         st["resources"] = {k: v for k, v in c["resources"].items()
                            if k in ("requests", "limits") and v}
-    mounts = _volume_mounts(c)
+    mounts = volume_mounts(c, recursive_read_only=True)
     if mounts:
         st["volumeMounts"] = mounts
     return st

@@ -91,6 +91,10 @@ def test_busybox_pod_runs_with_an_ip_and_its_output_logged(node, ns):
     assert c["containerID"].split("://")[0] in ("runc", "crun")
     assert c["image"] == "docker.io/library/busybox:1.36"
     assert c["imageID"].startswith("sha256:") or "@sha256:" in c["imageID"]
+    # The service account token's mount, read-only and (no runtime support) not recursively.
+    assert {"name": p["spec"]["containers"][0]["volumeMounts"][0]["name"],
+            "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount", "readOnly": True,
+            "recursiveReadOnly": "Disabled"} in c["volumeMounts"]
     conds = {x["type"]: x["status"] for x in st["conditions"]}
     assert conds == {"PodReadyToStartContainers": "True", "Initialized": "True", "Ready": "True",
                      "ContainersReady": "True", "PodScheduled": "True"}

@@ -154,3 +154,19 @@ def test_slim_pod_keeps_what_status_needs() -> None:
     assert slim["spec"]["nodeName"] == "n1" and slim["spec"]["restartPolicy"] == "Never"
     assert running_status(slim, host_ip="h", pod_ip="p", now=NOW) == \
         running_status(full, host_ip="h", pod_ip="p", now=NOW)
+
+
+def test_volume_mounts_report_the_resolved_recursive_read_only_mode() -> None:
+    from pinnace.kubelet.podstatus import volume_mounts
+
+    c = {"volumeMounts": [
+        {"name": "data", "mountPath": "/data"},
+        {"name": "cfg", "mountPath": "/cfg", "readOnly": True},
+        {"name": "ro", "mountPath": "/ro", "readOnly": True, "recursiveReadOnly": "IfPossible"},
+        {"name": "rro", "mountPath": "/rro", "readOnly": True, "recursiveReadOnly": "Enabled"}]}
+    modes = {m["name"]: m.get("recursiveReadOnly") for m in volume_mounts(c, True)}
+    assert modes == {"data": None, "cfg": "Disabled", "ro": "Enabled", "rro": "Enabled"}
+    # A runtime without recursive read-only mounts resolves IfPossible to Disabled.
+    assert volume_mounts(c, False)[2] == {"name": "ro", "mountPath": "/ro", "readOnly": True,
+                                          "recursiveReadOnly": "Disabled"}
+    assert volume_mounts(c, False)[0] == {"name": "data", "mountPath": "/data"}
