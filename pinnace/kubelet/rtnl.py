@@ -120,8 +120,7 @@ class Rtnl:
                     code = _ERR.unpack_from(body)[0]
                     if code:
                         m = batch[seq - first]
-                        reason = _ext_message(body) or os.strerror(-code)
-                        err = RtnlError(-code, f"{m.what or 'netlink request'}: {reason}")
+                        err = _refused(m, code, body, "netlink request")
                         if m.optional:
                             log.debug("%s", err)
                         elif failed is None:
@@ -145,8 +144,7 @@ class Rtnl:
                 if kind in (NLMSG_DONE, NLMSG_ERROR):
                     code = _ERR.unpack_from(body)[0] if len(body) >= _ERR.size else 0
                     if code:
-                        reason = _ext_message(body) or os.strerror(-code)
-                        raise RtnlError(-code, f"{m.what or 'netlink dump'}: {reason}")
+                        raise _refused(m, code, body, "netlink dump")
                     return out
                 out.append(body)
 
@@ -203,6 +201,13 @@ def _attrs(body: bytes, off: int) -> dict[int, bytes]:
         out.setdefault(kind & 0x3FFF, body[off + 4:off + length])  # without NLA_F_NESTED etc.
         off += (length + 3) & ~3
     return out
+
+
+def _refused(m: Message, code: int, body: bytes, what: str) -> RtnlError:
+    """The kernel's refusal of ``m`` (a negative errno in ``code``), in its
+    own words when it gave some."""
+    reason = _ext_message(body) or os.strerror(-code)
+    return RtnlError(-code, f"{m.what or what}: {reason}")
 
 
 def _ext_message(body: bytes) -> str:
