@@ -37,7 +37,7 @@ from pinnace.client.events import EventRecorder
 from pinnace.client.workqueue import process
 from pinnace.runtime import pidfd_child_watcher
 
-from . import host, lease
+from . import host, lease, steps
 from .oci import RUNNING, OCIRuntime, Record, become_subreaper
 from .pods import PodWorkers
 from .podstatus import rfc3339
@@ -381,7 +381,7 @@ class Agent:
                     log.info("removing containers of pod %s, gone from the API", uid)
                     await self.pods.kill_pod(uid)
                 for uid in set(self.network.pods()) - live - self.pods.pod_uids():
-                    await asyncio.to_thread(self.network.teardown_pod, uid)
+                    await steps.run(self.network.teardown_pod, uid)
                 # A sandbox that died (its pause container, its pinned namespaces).
                 for pod in self.pod_informer.objects():
                     uid = pod["metadata"].get("uid") or ""

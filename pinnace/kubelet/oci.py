@@ -23,7 +23,6 @@ import json
 import logging
 import os
 import re
-import select
 import shutil
 import signal
 import subprocess
@@ -31,9 +30,9 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
-from . import libc
+from . import libc, steps
 from .cgroups import PROBE_PARENT, ROOT, CgroupError, bind_hybrid_controllers_to_v1, hierarchies, hybrid_v2_controllers
 
 log = logging.getLogger("pinnace.kubelet.oci")
@@ -41,6 +40,9 @@ log = logging.getLogger("pinnace.kubelet.oci")
 Obj = dict[str, Any]
 
 CREATED, RUNNING, EXITED = "created", "running", "exited"
+# Seconds the agent waits for conmon's report of a create before it gives
+# up on it (a runtime stuck on a mount).
+CONMON_TIMEOUT = 60
 _MSG = re.compile(r'msg="((?:[^"\\]|\\.)*)"')
 
 
@@ -406,10 +408,10 @@ class OCIRuntime:
             streams = ["-i"] if stdin_once else ["-i", "--leave-stdin-open"]
         # One thread hop for the whole bundle: its dozen directory and file
         # operations cost the event loop's thread as much as a pod's Python.
-        await asyncio.to_thread(self._create, rec, config, rootfs_layers, streams)
+        b = await steps.run(self._write_bundle, rec, config, rootfs_layers)
+        await self._conmon(rec, b, streams)
 
-    def _create(self, rec: Record, config: Obj, rootfs_layers: list[Path] | None,
-                streams: list[str]) -> None:
+    def _write_bundle(self, rec: Record, config: Obj, rootfs_layers: list[Path] | None) -> Path:
         b = self.bundle(rec.id)
         (b / "persist").mkdir(parents=True, exist_ok=True)
         self._save(rec)
@@ -427,9 +429,9 @@ class OCIRuntime:
         for stale in (self.root / "exits" / rec.id, b / "pid", b / "persist" / "oom",
                       b / "persist" / "exit"):
             stale.unlink(missing_ok=True)
-        self._conmon(rec, b, streams)
+        return b
 
-    def _conmon(self, rec: Record, b: Path, streams: list[str] | None = None) -> None:
+    async def _conmon(self, rec: Record, b: Path, streams: list[str] | None = None) -> None:
         sync_r, sync_w = os.pipe()
         env = {k: v for k, v in os.environ.items() if not k.startswith("NOTIFY_SOCKET")}
         env["_OCI_SYNCPIPE"] = str(sync_w)
@@ -446,30 +448,31 @@ class OCIRuntime:
         try:
             with open(err_path, "wb") as err:
                 # In the bundle: conmon drops an "oom" file in its working directory too.
-                proc = subprocess.Popen(args, pass_fds=(sync_w,), env=env, stdin=subprocess.DEVNULL,
-                                        stdout=subprocess.DEVNULL, stderr=err, cwd=b)
+                proc = await asyncio.create_subprocess_exec(
+                    *args, pass_fds=(sync_w,), env=env, stdin=subprocess.DEVNULL,
+                    stdout=subprocess.DEVNULL, stderr=err, cwd=b)
+        except BaseException:
+            os.close(sync_r)
+            raise
         finally:
             os.close(sync_w)
-        # The monitor keeps the pipe to report the exit later: read one message.
-        # Waited for first: conmon's first process exits at once, but a wait
-        # with a time limit polls at growing intervals (up to 50 ms late).
-        raw = b""
-        deadline = time.monotonic() + 60
+        # The monitor keeps the pipe to report the exit later: read one message
+        # (the runtime's create is done then), waiting on the event loop rather
+        # than on a thread: under a burst a create takes tens of milliseconds.
+        deadline = time.monotonic() + CONMON_TIMEOUT
+        pipe = open(sync_r, "rb", buffering=0)
         try:
-            while b"\n" not in raw and time.monotonic() < deadline:
-                ready, _, _ = select.select([sync_r], [], [], 1.0)
-                if ready:
-                    chunk = os.read(sync_r, 4096)
-                    if not chunk:
-                        break
-                    raw += chunk
+            raw = await asyncio.wait_for(_read_line(pipe), CONMON_TIMEOUT)
+        except asyncio.TimeoutError:
+            raw = b""
         finally:
-            os.close(sync_r)
+            pipe.close()
         try:
-            proc.wait(timeout=max(deadline - time.monotonic(), 1))
-        except subprocess.TimeoutExpired:
+            # conmon's first process exits once it has forked the monitor.
+            await asyncio.wait_for(proc.wait(), max(deadline - time.monotonic(), 1))
+        except asyncio.TimeoutError:
             proc.kill()
-            proc.wait()
+            await proc.wait()
         if proc.returncode != 0 and not raw:
             raise OCIError(f"conmon failed: {err_path.read_text(errors='replace').strip()}")
         msg = ""
@@ -579,7 +582,7 @@ class OCIRuntime:
         await proc.wait()
         conmon_pid = _read_int(self.bundle(rec.id) / "conmon.pid") or 0
         _reap(conmon_pid)
-        await asyncio.to_thread(self._remove_files, rec)
+        await steps.run(self._remove_files, rec)
 
     async def give_up(self, rec: Record, exit_code: int) -> None:
         """A container that could not be started: its runtime state and bundle
@@ -617,6 +620,17 @@ class OCIRuntime:
             return str(json.loads((self.bundle(rec.id) / "config.json").read_text())["linux"]["cgroupsPath"])
         except (OSError, ValueError, KeyError):
             return ""
+
+
+async def _read_line(pipe: BinaryIO) -> bytes:
+    """One line from ``pipe`` (less at its end)."""
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader(loop=loop)
+    transport, _ = await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), pipe)
+    try:
+        return await reader.readline()
+    finally:
+        transport.close()
 
 
 def _reap(pid: int) -> None:

@@ -29,7 +29,7 @@ from typing import Any, Protocol
 
 from pinnace.client import ApiError, Client
 
-from . import ocispec
+from . import ocispec, steps
 from .cgroups import remove_pod_cgroups
 from .oci import CREATED, EXITED, RUNNING, OCIError, OCIRuntime, Record, State
 from .podstatus import normalize_image, pod_status, rfc3339, volume_mounts
@@ -321,13 +321,13 @@ class PodWorkers:
                 if spec.get("hostNetwork"):
                     netns, ps.pod_ip = "", self.host_ip()
                 else:
-                    net = await asyncio.to_thread(self.network.setup_pod, uid,
-                                                  meta.get("namespace"), meta["name"])
+                    net = await steps.run(self.network.setup_pod, uid,
+                                          meta.get("namespace"), meta["name"])
                     netns, ps.pod_ip = net.netns, net.ip
-                await asyncio.to_thread(self._write_pod_files, pod, ps.pod_ip)
+                await steps.run(self._write_pod_files, pod, ps.pod_ip)
                 ports = _host_ports(pod)
                 if ports and netns:  # before the sandbox: a failure here is retried whole
-                    await asyncio.to_thread(self.network.set_host_ports, uid, ps.pod_ip, ports)
+                    await steps.run(self.network.set_host_ports, uid, ps.pod_ip, ports)
                 await self.sandboxes.create(pod, netns, self._hostname(pod))
             if ps.start_time == "":
                 ps.start_time = rfc3339()
@@ -720,7 +720,7 @@ class PodWorkers:
 
     async def _release_network(self, pod: Obj) -> None:
         if not pod["spec"].get("hostNetwork"):
-            await asyncio.to_thread(self.network.teardown_pod, pod["metadata"]["uid"])
+            await steps.run(self.network.teardown_pod, pod["metadata"]["uid"])
 
     async def _finish_deletion(self, pod: Obj, ps: PodState) -> None:
         meta = pod["metadata"]
@@ -773,13 +773,13 @@ class PodWorkers:
         for rec in recs:
             await self._remove(rec, keep_log=False)
         await self.sandboxes.remove(uid)
-        await asyncio.to_thread(self.network.teardown_pod, uid)
+        await steps.run(self.network.teardown_pod, uid)
         await self.volumes.teardown(uid)
         for rec in recs:
             if rec.log_path:
                 shutil.rmtree(Path(rec.log_path).parent.parent, ignore_errors=True)
                 break
-        await asyncio.to_thread(_remove_pod_dirs, self.pod_dir(uid), uid)
+        await steps.run(_remove_pod_dirs, self.pod_dir(uid), uid)
         self.state.pop(uid, None)
         for key in [k for k, p in self._pods_by_key.items() if p["metadata"].get("uid") == uid]:
             del self._pods_by_key[key]

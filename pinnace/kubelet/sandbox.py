@@ -15,7 +15,6 @@ restarts the containers in it, as the kubelet does after a reboot.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import time
@@ -23,7 +22,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from . import libc, namespaces, ocispec
+from . import libc, namespaces, ocispec, steps
 from .oci import RUNNING, OCIRuntime, Record, unmount
 
 Obj = dict[str, Any]
@@ -115,7 +114,7 @@ class Sandboxes:
                      "pause": "", "created": time.time()}
         (self.pods_dir / uid).mkdir(parents=True, exist_ok=True)
         self._write_marker(uid, info)
-        await asyncio.to_thread(self._pin, pins, hostname if "uts" in pins else None, uid)
+        await steps.run(self._pin, pins, hostname if "uts" in pins else None, uid)
         if spec.get("shareProcessNamespace") and not spec.get("hostPID"):
             rec = Record(id=uuid.uuid4().hex + uuid.uuid4().hex, pod_uid=uid,
                          namespace=meta.get("namespace") or "default", pod_name=meta["name"],
@@ -141,6 +140,11 @@ class Sandboxes:
             # sandbox shm, 64 MiB).
             mount_shm(self.shm_dir(uid))
 
+    def _unpin(self, pins: list[Path], uid: str) -> None:
+        for p in pins:
+            namespaces.unpin(p)
+        unmount(self.shm_dir(uid))
+
     async def remove(self, uid: str) -> None:
         """Stop the pause container, unpin the namespaces, forget the marker
         (the network namespace is PodNetwork's to remove)."""
@@ -149,9 +153,7 @@ class Sandboxes:
         if pause is not None:
             await self.rt.stop(pause, 0)
             await self.rt.remove(pause)
-        for p in info.get("pins", {}).values():
-            await asyncio.to_thread(namespaces.unpin, Path(p))
-        await asyncio.to_thread(unmount, self.shm_dir(uid))
+        await steps.run(self._unpin, [Path(p) for p in info.get("pins", {}).values()], uid)
         self._marker(uid).unlink(missing_ok=True)
         self._infos.pop(uid, None)
 

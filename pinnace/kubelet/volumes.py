@@ -43,7 +43,7 @@ import aiohttp
 from pinnace.api.quantity import QuantityError, value
 from pinnace.client.rest import ApiError
 
-from . import libc
+from . import libc, steps
 from .envvars import ConfigError, expand, metadata_field, resource_value
 
 log = logging.getLogger("pinnace.kubelet.volumes")
@@ -433,7 +433,7 @@ class VolumeManager:
                     continue
                 try:
                     payload = await self._payload(pod, v, kind, st)
-                    changed |= await asyncio.to_thread(
+                    changed |= await steps.run(
                         write_atomic, st.paths[name], payload, self._fs_group(pod))
                 except MountError as e:
                     log.info("pod %s: refresh of volume %s: %s", uid, name, e.message)
@@ -447,7 +447,7 @@ class VolumeManager:
         lock = st.lock if st is not None else asyncio.Lock()
         async with lock:
             root = self.volumes_dir(pod_uid)
-            await asyncio.to_thread(self._teardown_sync, root)
+            await steps.run(self._teardown_sync, root)
             self._pods.pop(pod_uid, None)
 
     @staticmethod
@@ -467,11 +467,11 @@ class VolumeManager:
         uid = pod["metadata"]["uid"]
         try:
             if kind == "emptyDir":
-                return await asyncio.to_thread(self._empty_dir, pod, v)
+                return await steps.run(self._empty_dir, pod, v)
             if kind == "hostPath":
                 hp = v["hostPath"] or {}
-                return await asyncio.to_thread(self._host_path, hp.get("path") or "",
-                                               hp.get("type") or "")
+                return await steps.run(self._host_path, hp.get("path") or "",
+                                       hp.get("type") or "")
             if kind == "persistentVolumeClaim":
                 src = v["persistentVolumeClaim"] or {}
                 return await self._claim(pod, src.get("claimName") or "")
@@ -480,8 +480,7 @@ class VolumeManager:
             if kind in ATOMIC:
                 d = self._dir(uid, kind, name)
                 payload = await self._payload(pod, v, kind, st)
-                await asyncio.to_thread(self._prepare_atomic_dir, pod, d, kind)
-                await asyncio.to_thread(write_atomic, d, payload, self._fs_group(pod))
+                await steps.run(self._write_atomic_dir, pod, d, kind, payload)
                 return d
         except (OSError, ValueError) as e:
             raise MountError(str(e), name) from e
@@ -549,11 +548,13 @@ class VolumeManager:
         check_host_path(path, type_)
         return Path(path)
 
-    def _prepare_atomic_dir(self, pod: Obj, d: Path, kind: str) -> None:
+    def _write_atomic_dir(self, pod: Obj, d: Path, kind: str, payload: Payload) -> None:
+        """The volume's directory (a tmpfs for secrets and tokens) and its files."""
         d.mkdir(parents=True, exist_ok=True)
         if kind in MEMORY_BACKED and self.memory_backed and not os.path.ismount(d):
             mount_tmpfs(d, self._memory_size(pod), "0755")
         os.chmod(d, 0o755)
+        write_atomic(d, payload, self._fs_group(pod))
 
     async def _claim(self, pod: Obj, claim: str) -> Path:
         ns = pod["metadata"].get("namespace") or "default"
@@ -580,8 +581,8 @@ class VolumeManager:
         spec = pv.get("spec") or {}
         if spec.get("hostPath"):
             hp = spec["hostPath"]
-            return await asyncio.to_thread(self._host_path, hp.get("path") or "",
-                                           hp.get("type") or "")
+            return await steps.run(self._host_path, hp.get("path") or "",
+                                   hp.get("type") or "")
         if spec.get("local"):
             path = spec["local"].get("path") or ""
             if not os.path.exists(path):
