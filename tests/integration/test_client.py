@@ -35,6 +35,29 @@ async def test_rest_crud(server: Server, namespace: str) -> None:
         assert e.value.not_found
 
 
+async def test_watches_leave_the_request_connections_free(server: Server, namespace: str) -> None:
+    """A client of one request connection still answers requests while
+    watches run: they have connections of their own."""
+    async with Client(load_kubeconfig(server.kubeconfig), max_connections=1) as c:
+        cms = c.resource("v1", "configmaps")
+        seen: asyncio.Queue[str] = asyncio.Queue()
+
+        async def watch() -> None:
+            async for _, obj in cms.watch(namespace, timeout_seconds=30):
+                await seen.put(obj["metadata"]["name"])
+
+        watches = [asyncio.create_task(watch()) for _ in range(2)]
+        try:
+            await asyncio.wait_for(cms.create(cm("during"), namespace), 10)
+            assert await asyncio.wait_for(cms.get("during", namespace), 10)
+            got = {await asyncio.wait_for(seen.get(), 10) for _ in range(2)}
+            assert got == {"during"}
+        finally:
+            for t in watches:
+                t.cancel()
+            await asyncio.gather(*watches, return_exceptions=True)
+
+
 async def test_informer_follows_changes(server: Server, namespace: str) -> None:
     async with Client(load_kubeconfig(server.kubeconfig)) as c:
         cms = c.resource("v1", "configmaps")
