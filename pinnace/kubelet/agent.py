@@ -55,7 +55,7 @@ HOUSEKEEPING_INTERVAL = 2.0
 VOLUME_REFRESH_INTERVAL = 5.0
 IMAGE_GC_INTERVAL = 300.0
 MAX_PODS = 110
-API_CONNECTIONS = 4  # requests to the API server in flight at once
+API_REQUESTS = 4  # requests to the API server in flight at once, watches aside
 
 
 class Agent:
@@ -595,10 +595,9 @@ async def run_agent(kubeconfig: str | None, data_dir: Path, **options: Any) -> N
         ca.write_bytes(config.ca_data)
     # A few connections kept busy rather than one for each request of a
     # burst: ten pods at once opened eight new ones, each a TLS handshake
-    # on both ends (see Client). Watches have their own beside these. Not
-    # the scheduler: its bindings need more in flight (4 cut its rate by a
-    # quarter in bench/scheduler_e2e.py).
-    async with Client(config, max_connections=API_CONNECTIONS) as client:
+    # on both ends (see Client). Not the scheduler: its bindings need more
+    # in flight (4 cut its rate by a quarter in bench/scheduler_e2e.py).
+    async with Client(config, max_requests=API_REQUESTS) as client:
         agent = Agent(client, data_dir, ca_file=ca, **options)
         await agent.run()
 

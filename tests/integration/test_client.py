@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 
 import pytest
 
@@ -35,10 +36,34 @@ async def test_rest_crud(server: Server, namespace: str) -> None:
         assert e.value.not_found
 
 
-async def test_watches_leave_the_request_connections_free(server: Server, namespace: str) -> None:
-    """A client of one request connection still answers requests while
-    watches run: they have connections of their own."""
-    async with Client(load_kubeconfig(server.kubeconfig), max_connections=1) as c:
+def _connections_to(port: int) -> int:
+    """This process's established TCP connections to ``port`` (the server
+    runs in a process of its own)."""
+    inodes = set()
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            link = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue
+        if link.startswith("socket:["):
+            inodes.add(link[8:-1])
+    count = 0
+    for table in ("/proc/self/net/tcp", "/proc/self/net/tcp6"):
+        with open(table) as f:
+            for line in f.readlines()[1:]:
+                fields = line.split()
+                if (fields[3] == "01" and int(fields[2].rsplit(":", 1)[1], 16) == port
+                        and fields[9] in inodes):
+                    count += 1
+    return count
+
+
+async def test_a_burst_of_requests_shares_a_few_connections(server: Server, namespace: str) -> None:
+    """max_requests bounds the requests in flight, so a burst reuses a few
+    connections instead of opening one per request; a watch beside them
+    keeps running."""
+    port = int(server.url.rsplit(":", 1)[1].split("/")[0])
+    async with Client(load_kubeconfig(server.kubeconfig), max_requests=2) as c:
         cms = c.resource("v1", "configmaps")
         seen: asyncio.Queue[str] = asyncio.Queue()
 
@@ -46,16 +71,16 @@ async def test_watches_leave_the_request_connections_free(server: Server, namesp
             async for _, obj in cms.watch(namespace, timeout_seconds=30):
                 await seen.put(obj["metadata"]["name"])
 
-        watches = [asyncio.create_task(watch()) for _ in range(2)]
+        watching = asyncio.create_task(watch())
         try:
-            await asyncio.wait_for(cms.create(cm("during"), namespace), 10)
-            assert await asyncio.wait_for(cms.get("during", namespace), 10)
-            got = {await asyncio.wait_for(seen.get(), 10) for _ in range(2)}
-            assert got == {"during"}
+            await asyncio.gather(*(cms.create(cm(f"burst{i}"), namespace) for i in range(20)))
+            assert len((await cms.list(namespace))["items"]) == 20
+            got = {await asyncio.wait_for(seen.get(), 10) for _ in range(20)}
+            assert got == {f"burst{i}" for i in range(20)}
+            assert _connections_to(port) <= 3  # two for requests, one for the watch
         finally:
-            for t in watches:
-                t.cancel()
-            await asyncio.gather(*watches, return_exceptions=True)
+            watching.cancel()
+            await asyncio.gather(watching, return_exceptions=True)
 
 
 async def test_informer_follows_changes(server: Server, namespace: str) -> None:
