@@ -8,7 +8,8 @@ needs a process to be that namespace's init: then a catatonit container
 runs as the sandbox, as before.
 
 A marker file in the pod's directory (data dir, kept over a reboot) says a
-sandbox was made; the pins live under /run (gone after a reboot). A marker
+sandbox was made; the pins live under /run, on a tmpfs of their own
+(namespaces.share_dir; gone after a reboot). A marker
 without live pins is a sandbox that died: the pod worker makes a new one and
 restarts the containers in it, as the kubelet does after a reboot.
 """
@@ -134,7 +135,7 @@ class Sandboxes:
 
     def _pin(self, pins: dict[str, Path], hostname: str | None, uid: str) -> None:
         """The namespaces, and the pod's /dev/shm (one thread hop for both)."""
-        namespaces.pin(pins, hostname)
+        namespaces.pin(pins, hostname, memory=True)
         if "ipc" in pins:
             # One /dev/shm for the pod, as its IPC namespace is one (containerd's
             # sandbox shm, 64 MiB).

@@ -359,6 +359,38 @@ def test_a_batch_names_the_request_the_kernel_refused(tmp_path: Path) -> None:
     assert not path.exists()
 
 
+def test_pins_in_a_directory_of_our_own_live_on_a_tmpfs(tmp_path: Path) -> None:
+    """tmp_path stands for /run/pinnace/pods on a disk: the pins get a tmpfs
+    there, shared as `ip netns` shares its directory. A directory that
+    already holds files is bound onto itself instead, never hidden."""
+    from pinnace.kubelet import namespaces
+    from pinnace.kubelet.oci import unmount
+
+    pins, kept = tmp_path / "pins", tmp_path / "kept"
+    kept.mkdir()
+    (kept / "someone-elses").write_text("x")
+    try:
+        namespaces.pin({"ipc": pins / "a.ipc", "uts": pins / "a.uts"}, "a", memory=True)
+        namespaces.pin({"ipc": kept / "b.ipc"}, memory=True)
+        fstype = subprocess.run(["findmnt", "-no", "FSTYPE,PROPAGATION", str(pins)],
+                                capture_output=True, text=True, check=True).stdout.split()
+        assert fstype == ["tmpfs", "shared"]
+        assert namespaces.is_pinned(pins / "a.ipc", "ipc")
+        assert namespaces.is_pinned(pins / "a.uts", "uts")
+        assert (kept / "someone-elses").read_text() == "x"
+        assert namespaces.is_pinned(kept / "b.ipc", "ipc")
+        assert subprocess.run(["findmnt", "-no", "FSTYPE", str(kept)], capture_output=True,
+                              text=True).stdout.split()[:1] != ["tmpfs"]
+    finally:
+        for p in (pins / "a.ipc", pins / "a.uts", kept / "b.ipc"):
+            namespaces.unpin(p)
+        for d in (pins, kept):
+            unmount(d)
+    mounted = subprocess.run(["findmnt", "-rno", "TARGET"], capture_output=True,
+                             text=True).stdout.split()
+    assert not [m for m in mounted if m.startswith(str(tmp_path))]
+
+
 def test_host_network_namespace_is_the_agents() -> None:
     path = host_network_ns()
     assert os.stat(path).st_ino == os.stat("/proc/self/ns/net").st_ino
