@@ -199,6 +199,10 @@ class Agent:
             "images": self._images(),
             "runtimeHandlers": [{"name": "", "features": {"recursiveReadOnlyMounts": False,
                                                           "userNamespaces": False}}],
+            # A pod's supplementalGroupsPolicy: Strict is honoured here
+            # (ocispec.resolve_user); a 1.33+ kubelet rejects such a pod
+            # on a node that does not say so.
+            "features": {"supplementalGroupsPolicy": True},
         }
 
     def _images(self) -> list[Obj]:

@@ -70,6 +70,7 @@ class Record:
     resources: dict[str, Any] = field(default_factory=dict)  # requests/limits in force
     labels: dict[str, str] = field(default_factory=dict)
     runtime: str = ""          # the runtime that created it ("" before 2026-12-06: see runtime_of)
+    user: dict[str, Any] = field(default_factory=dict)  # uid, gid, supplementalGroups of its process
 
     @property
     def sandbox(self) -> bool:

@@ -100,7 +100,10 @@ def _groups_of(rootfs: Path, user: str, uid: int) -> list[int]:
 
 def resolve_user(pod: Obj, container: Obj, image_config: Obj, rootfs: Path) -> tuple[int, int, list[int]]:
     """uid, gid and supplementary groups: securityContext first (container,
-    then pod), else the image's USER, looked up in the image's /etc/passwd."""
+    then pod), else the image's USER, looked up in the image's /etc/passwd.
+    The groups, sorted, hold the gid itself, the pod's supplementalGroups
+    and fsGroup and, unless the pod's supplementalGroupsPolicy is Strict,
+    the groups the image's /etc/group lists the user in (containerd's way)."""
     psc = (pod.get("spec") or {}).get("securityContext") or {}
     csc = container.get("securityContext") or {}
     uid = csc.get("runAsUser", psc.get("runAsUser"))
@@ -132,8 +135,9 @@ def resolve_user(pod: Obj, container: Obj, image_config: Obj, rootfs: Path) -> t
                             f"(pod: \"{_pod_ref(pod)}\", container: {container.get('name')})")
         raise SpecError("container's runAsUser breaks non-root policy "
                         f"(pod: \"{_pod_ref(pod)}\", container: {container.get('name')})")
-    groups = sorted({gid, *_groups_of(rootfs, user_name or _name_of(rootfs / "etc/passwd", uid), uid),
-                     *[int(g) for g in psc.get("supplementalGroups") or []],
+    image_groups = [] if psc.get("supplementalGroupsPolicy") == "Strict" else \
+        _groups_of(rootfs, user_name or _name_of(rootfs / "etc/passwd", uid), uid)
+    groups = sorted({gid, *image_groups, *[int(g) for g in psc.get("supplementalGroups") or []],
                      *([int(psc["fsGroup"])] if psc.get("fsGroup") is not None else [])})
     return uid, gid, groups
 

@@ -573,6 +573,7 @@ class PodWorkers:
                      image_ref=normalize_image(c.get("image") or ""), image_id=image.id,
                      init=init, spec_hash=spec_hash(c),
                      resources=copy.deepcopy(c.get("resources") or {}),
+                     user={"uid": uid_, "gid": gid, "supplementalGroups": groups},
                      log_path=str(self.logs_dir / f"{meta.get('namespace')}_{meta['name']}_{uid}"
                                   / name / f"{attempt}.log"))
         term = self.pod_dir(uid) / "termination" / f"{name}-{attempt}"
@@ -811,6 +812,10 @@ class PodWorkers:
         mounts = volume_mounts(c, recursive_read_only=False)
         if mounts:
             out["volumeMounts"] = mounts
+        if rec.user:
+            # The identity its process was given, as 1.33+ kubelets report it
+            # for a container the runtime has (SupplementalGroupsPolicy).
+            out["user"] = {"linux": rec.user}
         if rec.resources:
             # What is in force (after any in-place resize), as the kubelet reports it.
             out["resources"] = rec.resources

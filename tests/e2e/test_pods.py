@@ -106,6 +106,28 @@ def test_busybox_pod_runs_with_an_ip_and_its_output_logged(node, ns):
         "not found" in prev.stderr, prev.stderr
 
 
+def test_a_containers_identity_is_in_its_status_as_its_process_has_it(node, ns):
+    """1.33+: status.containerStatuses[].user is the uid, gid and groups the
+    process was given; with supplementalGroupsPolicy Strict no group comes
+    from the image's /etc/group. The node says it can honour Strict."""
+    features = node.kubectl("get", "node", "-o", "jsonpath={.items[0].status.features}").stdout
+    assert json.loads(features) == {"supplementalGroupsPolicy": True}
+    sc = {"runAsUser": 1000, "runAsGroup": 3000, "supplementalGroups": [4000], "fsGroup": 5000,
+          "supplementalGroupsPolicy": "Strict"}
+    node.kubectl("apply", "-n", ns, "-f", "-",
+                 input=_pod("who", "id -u; id -g; id -G; sleep 3600", securityContext=sc))
+    p = wait_pod(node, ns, "who", lambda p: cstate(p).get("running"), what="who Running")
+    user = p["status"]["containerStatuses"][0]["user"]
+    assert user == {"linux": {"uid": 1000, "gid": 3000, "supplementalGroups": [3000, 4000, 5000]}}
+    deadline = time.monotonic() + 10
+    while len(lines := node.kubectl("logs", "who", "-n", ns).stdout.split("\n")) < 3 and \
+            time.monotonic() < deadline:
+        time.sleep(0.1)
+    uid, gid, groups = lines[:3]
+    assert (int(uid), int(gid)) == (user["linux"]["uid"], user["linux"]["gid"])
+    assert sorted(int(g) for g in groups.split()) == user["linux"]["supplementalGroups"]
+
+
 def test_job_runs_to_completion(node, ns):
     node.kubectl("create", "job", "j", "-n", ns, f"--image={IMAGE}", "--", "sh", "-c", "echo done")
     node.kubectl("wait", "-n", ns, "--for=condition=complete", "job/j", "--timeout=60s", timeout=70)

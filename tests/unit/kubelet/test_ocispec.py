@@ -38,6 +38,17 @@ def test_user_from_image_and_security_context(tmp_path):
         ocispec.resolve_user(pod, {}, {"User": "nobody2"}, rootfs)
 
 
+def test_strict_supplemental_groups_leave_out_the_images_groups(tmp_path):
+    rootfs = _rootfs(tmp_path)
+    sc = {"supplementalGroups": [4000], "fsGroup": 5000}
+    pod = {"metadata": {"name": "p", "namespace": "d", "uid": "u"}, "spec": {"securityContext": sc}}
+    # Merge (the default): the image's /etc/group lists app in "extra" (2000).
+    assert ocispec.resolve_user(pod, {}, {"User": "app"}, rootfs) == (1000, 1001,
+                                                                      [1001, 2000, 4000, 5000])
+    sc["supplementalGroupsPolicy"] = "Strict"
+    assert ocispec.resolve_user(pod, {}, {"User": "app"}, rootfs) == (1000, 1001, [1001, 4000, 5000])
+
+
 def test_run_as_non_root_refuses_root(tmp_path):
     rootfs = _rootfs(tmp_path)
     pod = {"metadata": {"name": "p", "namespace": "d", "uid": "u"},
