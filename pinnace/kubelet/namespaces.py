@@ -84,8 +84,9 @@ def pin(paths: dict[str, Path], hostname: str | None = None,
     ``memory``: the paths' directories are pinnace's own (see share_dir)."""
     if not paths:
         return None
+    for d in {p.parent for p in paths.values()}:
+        share_dir(d, memory)
     for p in paths.values():
-        share_dir(p.parent, memory)
         os.close(os.open(p, os.O_RDONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0))
     flags = 0
     for kind in paths:
