@@ -38,6 +38,18 @@ def _listen(value: str) -> tuple[str, int]:
         raise argparse.ArgumentTypeError(f"invalid port in {value!r}") from None
 
 
+def _port(value: str) -> int:
+    """A port to listen on that others are told of (the kubelet's: its node
+    advertises it), so 0 (any free port) will not do, as the kubelet refuses it."""
+    try:
+        port = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid port {value!r}") from None
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{port} must be between 1 and 65535, inclusive")
+    return port
+
+
 def _server_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-dir", type=Path, default=None,
                    help="state, certificates and kubeconfig (default: /var/lib/pinnace for root, "
@@ -123,7 +135,7 @@ def _agent_args(p: argparse.ArgumentParser, prefix: str = "") -> None:
     p.add_argument("--cluster-domain", default="cluster.local")
     p.add_argument("--insecure-registry", action="append", default=[], metavar="HOST:PORT",
                    help="registry to pull from over plain http (repeatable)")
-    p.add_argument("--kubelet-port", type=int, default=10250,
+    p.add_argument("--kubelet-port", type=_port, default=10250,
                    help="port of the kubelet API (logs, exec) (default 10250)")
     _proxy_mode_arg(p, "--proxy-mode")
     if not prefix:
