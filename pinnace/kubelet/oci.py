@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import hashlib
 import json
 import logging
 import os
@@ -601,7 +602,42 @@ class OCIRuntime:
         (self.sock_dir / rec.id[:16]).unlink(missing_ok=True)
 
     def exec_argv(self, rec: Record, command: list[str], tty: bool) -> list[str]:
-        return self._cmd(rec, "exec", *(["-t"] if tty else []), rec.id, *command)
+        """The runtime command that runs ``command`` in the container as its
+        own process runs: its user and groups, environment, working
+        directory, capabilities and no_new_privs, as containerd execs
+        (kubectl exec, exec probes, hooks). Left to its flags, crun 1.8 runs
+        an exec as root in /, whatever the pod's securityContext says."""
+        process = self._exec_process(rec, command, tty)
+        if process is None:  # no config (the container is going): the runtime says so
+            return self._cmd(rec, "exec", *(["-t"] if tty else []), rec.id, *command)
+        return self._cmd(rec, "exec", *(["-t"] if tty else []), "--process", str(process), rec.id)
+
+    def _exec_process(self, rec: Record, command: list[str], tty: bool) -> Path | None:
+        """The container's process spec with ``command`` for its args, in a
+        file of the bundle named by its content: a probe that runs the same
+        command every few seconds writes it once."""
+        b = self.bundle(rec.id)
+        try:
+            process = json.loads((b / "config.json").read_text())["process"]
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+        process = {**process, "args": list(command), "terminal": tty}
+        if tty:
+            # containerd's exec with a terminal: TERM=xterm, over the container's own.
+            process["env"] = [e for e in process.get("env") or []
+                              if not e.startswith("TERM=")] + ["TERM=xterm"]
+        else:
+            process.pop("consoleSize", None)
+        data = json.dumps(process, sort_keys=True).encode()
+        path = b / f"exec-{hashlib.sha256(data).hexdigest()[:16]}.json"
+        try:
+            os.utime(path)  # in use: the last to be pruned
+        except FileNotFoundError:
+            _prune_exec_files(b)
+            tmp = path.with_suffix(".tmp")
+            tmp.write_bytes(data)
+            os.replace(tmp, path)
+        return path
 
     def attach_socket(self, rec: Record) -> tuple[Path, Path | None]:
         """conmon's attach socket for the container (SOCK_SEQPACKET: each
@@ -621,6 +657,23 @@ class OCIRuntime:
             return str(json.loads((self.bundle(rec.id) / "config.json").read_text())["linux"]["cgroupsPath"])
         except (OSError, ValueError, KeyError):
             return ""
+
+
+EXEC_FILES_KEPT = 16     # a container's exec process files beyond these are pruned...
+EXEC_FILE_MIN_AGE = 60.0  # ...once this old: a runtime reads its file as it starts
+
+
+def _prune_exec_files(bundle: Path) -> None:
+    """Remove a container's least recently used exec process files past
+    EXEC_FILES_KEPT (a user running many different commands)."""
+    try:
+        files = sorted(((p.stat().st_mtime, p) for p in bundle.glob("exec-*.json")), reverse=True)
+    except OSError:
+        return
+    cutoff = time.time() - EXEC_FILE_MIN_AGE
+    for mtime, p in files[EXEC_FILES_KEPT - 1:]:
+        if mtime < cutoff:
+            p.unlink(missing_ok=True)
 
 
 async def _read_line(pipe: BinaryIO) -> bytes:

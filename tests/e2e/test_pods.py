@@ -109,14 +109,19 @@ def test_busybox_pod_runs_with_an_ip_and_its_output_logged(node, ns):
 def test_a_containers_identity_is_in_its_status_as_its_process_has_it(node, ns):
     """1.33+: status.containerStatuses[].user is the uid, gid and groups the
     process was given; with supplementalGroupsPolicy Strict no group comes
-    from the image's /etc/group. The node says it can honour Strict."""
+    from the image's /etc/group. The node says it can honour Strict. What
+    runs in the container later (kubectl exec, a probe) runs as it does."""
     features = node.kubectl("get", "node", "-o", "jsonpath={.items[0].status.features}").stdout
     assert json.loads(features) == {"supplementalGroupsPolicy": True}
     sc = {"runAsUser": 1000, "runAsGroup": 3000, "supplementalGroups": [4000], "fsGroup": 5000,
           "supplementalGroupsPolicy": "Strict"}
-    node.kubectl("apply", "-n", ns, "-f", "-",
-                 input=_pod("who", "id -u; id -g; id -G; sleep 3600", securityContext=sc))
-    p = wait_pod(node, ns, "who", lambda p: cstate(p).get("running"), what="who Running")
+    pod = json.loads(_pod("who", "id -u; id -g; id -G; sleep 3600", securityContext=sc))
+    # An exec probe runs as the container's process does: Ready only as uid 1000.
+    pod["spec"]["containers"][0].update(workingDir="/tmp", readinessProbe={
+        "exec": {"command": ["sh", "-c", "test $(id -u) = 1000"]}, "periodSeconds": 1})
+    node.kubectl("apply", "-n", ns, "-f", "-", input=json.dumps(pod))
+    p = wait_pod(node, ns, "who", lambda p: cstate(p).get("running") and
+                 p["status"]["containerStatuses"][0]["ready"], what="who Running and Ready")
     user = p["status"]["containerStatuses"][0]["user"]
     assert user == {"linux": {"uid": 1000, "gid": 3000, "supplementalGroups": [3000, 4000, 5000]}}
     deadline = time.monotonic() + 10
@@ -126,6 +131,10 @@ def test_a_containers_identity_is_in_its_status_as_its_process_has_it(node, ns):
     uid, gid, groups = lines[:3]
     assert (int(uid), int(gid)) == (user["linux"]["uid"], user["linux"]["gid"])
     assert sorted(int(g) for g in groups.split()) == user["linux"]["supplementalGroups"]
+    # kubectl exec too: the container's user, groups and working directory
+    # (crun left to itself would run it as root in /).
+    out = node.kubectl("exec", "who", "-n", ns, "--", "sh", "-c", "id -u; id -G; pwd").stdout
+    assert out.split("\n")[:3] == ["1000", "3000 4000 5000", "/tmp"]
 
 
 def test_job_runs_to_completion(node, ns):
