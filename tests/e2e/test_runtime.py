@@ -80,8 +80,9 @@ def test_a_container_runs_and_ends_under_either_runtime(node_packages, busybox_a
     try:
         assert Path(rt.binary).name == name
         assert (rt.binary == str(root / "run" / "crun")) == (name == "crun")
-        cfg = ocispec.config(args=["sleep", "300"], env=["PATH=/bin"], cwd="/", uid=0, gid=0,
-                             groups=[], rootfs="", readonly_root=False, hostname="c",
+        cfg = ocispec.config(args=["sleep", "300"], env=["PATH=/bin"], cwd="/", uid=1000,
+                             gid=3000, groups=[3000, 4000], rootfs="", readonly_root=False,
+                             hostname="c",
                              namespaces=[{"type": t} for t in ("mount", "pid", "ipc", "uts")],
                              cgroups_path=f"/kubepods/besteffort/pod{rec.pod_uid}/{rec.id}",
                              linux_resources={},
@@ -114,6 +115,10 @@ def test_a_container_runs_and_ends_under_either_runtime(node_packages, busybox_a
         out = subprocess.run([rt.binary, "--root", str(rt.state_dir), "state", rec.id],
                              capture_output=True, text=True, check=True)
         assert json.loads(out.stdout)["status"] == "running"
+        # An exec runs as the container's process does, under either runtime.
+        out = subprocess.run(rt.exec_argv(rec, ["sh", "-c", "id -u; id -G"], False),
+                             capture_output=True, text=True, timeout=30)
+        assert out.stdout.split("\n")[:2] == ["1000", "3000 4000"], out.stderr
         assert asyncio.run(rt.stop(rec, 0)).exit_code == 137
         asyncio.run(rt.remove(rec))
         assert not rt.bundle(rec.id).exists()
