@@ -606,7 +606,7 @@ class OCIRuntime:
         own process runs: its user and groups, environment, working
         directory, capabilities and no_new_privs, as containerd execs
         (kubectl exec, exec probes, hooks). Left to its flags, crun 1.8 runs
-        an exec as root in /, whatever the pod's securityContext says."""
+        an exec as root, whatever the pod's securityContext says."""
         process = self._exec_process(rec, command, tty)
         if process is None:  # no config (the container is going): the runtime says so
             return self._cmd(rec, "exec", *(["-t"] if tty else []), rec.id, *command)

@@ -132,7 +132,7 @@ def test_a_containers_identity_is_in_its_status_as_its_process_has_it(node, ns):
     assert (int(uid), int(gid)) == (user["linux"]["uid"], user["linux"]["gid"])
     assert sorted(int(g) for g in groups.split()) == user["linux"]["supplementalGroups"]
     # kubectl exec too: the container's user, groups and working directory
-    # (crun left to itself would run it as root in /).
+    # (crun 1.8 left to its flags ran it as root).
     out = node.kubectl("exec", "who", "-n", ns, "--", "sh", "-c", "id -u; id -G; pwd").stdout
     assert out.split("\n")[:3] == ["1000", "3000 4000 5000", "/tmp"]
 
