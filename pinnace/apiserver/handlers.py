@@ -64,6 +64,7 @@ class Target:
     namespace: str | None
     name: str | None
     subresource: str
+    path: str = ""  # for nodes/NAME/proxy/PATH: what follows proxy/
 
 
 @dataclass
@@ -222,6 +223,8 @@ class ResourceHandlers:
         sub = "/".join(segs[2:])
         if ns is not None and not info.namespaced:
             return None
+        if info.group == "" and info.resource == "nodes" and len(segs) > 2 and segs[2] == "proxy":
+            return Target(info, ns, name, "proxy", "/".join(segs[3:]))
         if sub and sub not in info.subresources and not (info.resource == "pods" and sub in (
                 "log", "exec", "attach", "portforward", "proxy", "ephemeralcontainers",
                 "resize")):
@@ -271,6 +274,9 @@ class ResourceHandlers:
         if target.subresource in ("log", "exec", "attach", "portforward") and \
                 self.node_proxy is not None:
             return await self.node_proxy.handle(request, target)
+        if target.subresource == "proxy" and target.info.resource == "nodes" and \
+                self.node_proxy is not None:
+            return await self.node_proxy.node(request, target.name or "", target.path)
         if target.subresource in ("log", "exec", "attach", "portforward", "proxy"):
             raise APIError(400, "BadRequest",
                            f"pod {target.name} has no running containers (no node runs it yet)")

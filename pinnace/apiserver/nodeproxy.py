@@ -1,6 +1,7 @@
 """pods/log, pods/exec, pods/attach and pods/portforward: the API server
 hands them to the kubelet of the pod's node, as upstream's pod REST does
-(pkg/registry/core/pod/strategy.go: LogLocation, ExecLocation).
+(pkg/registry/core/pod/strategy.go: LogLocation, ExecLocation); and
+nodes/NAME/proxy/PATH, any request to the kubelet's own API passed through.
 
 The pod must exist and name the container (or have only one); the node's
 kubelet is reached at its first address among InternalIP, InternalDNS,
@@ -148,6 +149,42 @@ class NodeProxy:
             if not 200 <= kresp.status <= 206:
                 raise _kubelet_error(kresp.status, (await kresp.text()).strip(), name)
             resp = web.StreamResponse(headers={"Content-Type": "text/plain"})
+            await resp.prepare(request)
+            await _until_gone(request, _copy(kresp, resp))
+            with contextlib.suppress(ConnectionError):
+                await resp.write_eof()
+            return resp
+        finally:
+            kresp.close()
+
+    # -- nodes/NAME/proxy/PATH ------------------------------------------------
+
+    async def node(self, request: web.Request, name: str, path: str) -> web.StreamResponse:
+        """The request passed to the node's kubelet as it came (method,
+        query, body, content type) and its answer passed back as it comes
+        (status, content type, body), as upstream's node proxy does: what
+        `kubectl get --raw /api/v1/nodes/N/proxy/stats/summary` and
+        monitoring agents use. NAME may carry a port (``node:10250``)."""
+        node_name, _, port = name.partition(":")
+        base, sim = await self._kubelet(node_name)
+        if port:
+            base = f"{base.rsplit(':', 1)[0]}:{port}"
+        url = f"{base}/{path}"
+        if request.query_string:
+            url += f"?{request.query_string}"
+        if sim:
+            raise _unreachable_service(_sim_error(node_name))
+        headers = {k: v for k in ("Accept", "Content-Type") if (v := request.headers.get(k))}
+        body = await request.read() if request.can_read_body else None
+        session = await self._client()
+        try:
+            kresp = await session.request(request.method, url, data=body, headers=headers,
+                                          allow_redirects=False)
+        except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as e:
+            raise _unreachable_service(_dial_error(base, e)) from None
+        try:
+            resp = web.StreamResponse(status=kresp.status, headers={
+                k: v for k in ("Content-Type", "Content-Encoding") if (v := kresp.headers.get(k))})
             await resp.prepare(request)
             await _until_gone(request, _copy(kresp, resp))
             with contextlib.suppress(ConnectionError):
@@ -401,6 +438,12 @@ def _unreachable(message: str) -> APIError:
     """Upstream answers an error that is not a Status (the kubelet could not
     be reached) as a 500 of unknown reason; kubectl prints `Error from server: ...`."""
     return APIError(500, "", message)
+
+
+def _unreachable_service(message: str) -> APIError:
+    """A proxied request that could not reach its backend, in the words of
+    upstream's proxy transport (a 503 ServiceUnavailable)."""
+    return APIError(503, "ServiceUnavailable", f"error trying to reach service: {message}")
 
 
 def _sim_error(node: str) -> str:

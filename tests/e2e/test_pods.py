@@ -137,6 +137,32 @@ def test_a_containers_identity_is_in_its_status_as_its_process_has_it(node, ns):
     assert out.split("\n")[:3] == ["1000", "3000 4000 5000", "/tmp"]
 
 
+def test_the_kubelet_api_is_reached_through_nodes_proxy(node, ns):
+    """`kubectl get --raw /api/v1/nodes/N/proxy/...`: the API server passes
+    the request to the node's kubelet and its answer back, as upstream."""
+    name = node.kubectl("get", "nodes", "-o", "jsonpath={.items[0].metadata.name}").stdout
+    node.kubectl("apply", "-n", ns, "-f", "-", input=_pod("px", "echo proxied; sleep 3600"))
+    wait_pod(node, ns, "px", lambda p: cstate(p).get("running"), what="px Running")
+    assert node.kubectl("get", "--raw", f"/api/v1/nodes/{name}/proxy/healthz").stdout == "ok"
+    summary = json.loads(node.kubectl("get", "--raw",
+                                      f"/api/v1/nodes/{name}/proxy/stats/summary").stdout)
+    assert summary["node"]["nodeName"] == name
+    assert {"name": "px", "namespace": ns} in [
+        {k: p["podRef"][k] for k in ("name", "namespace")} for p in summary["pods"]]
+    # The query goes along: the last line of the container's log.
+    deadline = time.monotonic() + 10
+    while (log := node.kubectl("get", "--raw", f"/api/v1/nodes/{name}/proxy/containerLogs/"
+                                               f"{ns}/px/c?tailLines=1").stdout) != "proxied\n" \
+            and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert log == "proxied\n"
+    # The kubelet's own 404 comes back as it is; a node that does not exist is the API's.
+    missing = node.kubectl("get", "--raw", f"/api/v1/nodes/{name}/proxy/nosuch", check=False)
+    assert missing.returncode != 0 and "NotFound" in missing.stderr
+    gone = node.kubectl("get", "--raw", "/api/v1/nodes/nosuchnode/proxy/healthz", check=False)
+    assert 'nodes "nosuchnode" not found' in gone.stderr
+
+
 def test_job_runs_to_completion(node, ns):
     node.kubectl("create", "job", "j", "-n", ns, f"--image={IMAGE}", "--", "sh", "-c", "echo done")
     node.kubectl("wait", "-n", ns, "--for=condition=complete", "job/j", "--timeout=60s", timeout=70)

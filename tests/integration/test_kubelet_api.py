@@ -568,6 +568,13 @@ def test_simulated_and_unreachable_nodes(server: Server, namespace: str) -> None
     assert f"dial tcp 127.0.0.1:{closed}: connect: connection refused" in logs.stderr
     ex = k("-n", namespace, "exec", "g", "--", "true", check=False)
     assert ex.returncode == 1 and "connection refused" in ex.stderr
+    # nodes/NAME/proxy: upstream's proxy words for a backend it cannot reach.
+    gone, sim = f"gone-{namespace}"[:60], f"sim-{namespace}"[:60]
+    px = k("get", "--raw", f"/api/v1/nodes/{gone}/proxy/healthz", check=False)
+    assert "Error from server (ServiceUnavailable): error trying to reach service: dial tcp " \
+        f"127.0.0.1:{closed}: connect: connection refused" in px.stderr, px.stderr
+    px = k("get", "--raw", f"/api/v1/nodes/{sim}/proxy/healthz", check=False)
+    assert "(ServiceUnavailable)" in px.stderr and "runs no kubelet" in px.stderr, px.stderr
 
 
 def test_kubelet_wants_a_client_certificate(server: Server, namespace: str, pod: str,
