@@ -148,12 +148,8 @@ class NodeProxy:
         try:
             if not 200 <= kresp.status <= 206:
                 raise _kubelet_error(kresp.status, (await kresp.text()).strip(), name)
-            resp = web.StreamResponse(headers={"Content-Type": "text/plain"})
-            await resp.prepare(request)
-            await _until_gone(request, _copy(kresp, resp))
-            with contextlib.suppress(ConnectionError):
-                await resp.write_eof()
-            return resp
+            return await _pass_back(request, kresp,
+                                    web.StreamResponse(headers={"Content-Type": "text/plain"}))
         finally:
             kresp.close()
 
@@ -183,13 +179,9 @@ class NodeProxy:
         except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as e:
             raise _unreachable_service(_dial_error(base, e)) from None
         try:
-            resp = web.StreamResponse(status=kresp.status, headers={
-                k: v for k in ("Content-Type", "Content-Encoding") if (v := kresp.headers.get(k))})
-            await resp.prepare(request)
-            await _until_gone(request, _copy(kresp, resp))
-            with contextlib.suppress(ConnectionError):
-                await resp.write_eof()
-            return resp
+            return await _pass_back(request, kresp, web.StreamResponse(
+                status=kresp.status, headers={k: v for k in ("Content-Type", "Content-Encoding")
+                                              if (v := kresp.headers.get(k))}))
         finally:
             kresp.close()
 
@@ -491,6 +483,16 @@ def _kubelet_error(code: int, body: str, name: str) -> APIError:
                                                f"( pods/log {name})", details)
     return APIError(code, "", f"the server responded with the status code {code} but did not "
                               f"return more information ( pods/log {name})", details)
+
+
+async def _pass_back(request: web.Request, kresp: aiohttp.ClientResponse,
+                     resp: web.StreamResponse) -> web.StreamResponse:
+    """The kubelet's body, as it comes, in ``resp`` (a followed log too)."""
+    await resp.prepare(request)
+    await _until_gone(request, _copy(kresp, resp))
+    with contextlib.suppress(ConnectionError):
+        await resp.write_eof()
+    return resp
 
 
 async def _copy(kresp: aiohttp.ClientResponse, resp: web.StreamResponse) -> None:
