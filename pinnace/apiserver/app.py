@@ -60,6 +60,7 @@ from .metrics import WATCH_PATH, Metrics
 from .nodeauthz import NodeAuthorizer
 from .nodegraph import NodeGraph
 from .nodeproxy import NodeProxy
+from .podproxy import PodProxy
 from .rbac import RBAC
 from .rbacbootstrap import ensure_default_policy
 from .registry import ResourceTable
@@ -168,6 +169,7 @@ class APIServer:
         self.handlers = ResourceHandlers(self.registry, self.table, self.watches, self.authn,
                                          self.authz)
         self.handlers.node_proxy = NodeProxy(self.registry, self.table, config.data_dir / "tls")
+        self.handlers.pod_proxy = PodProxy(self.registry, self.table)
         self.discovery = Discovery(self.table, extra=[metricsapi.DISCOVERY])
         self.metrics_api = metricsapi.MetricsAPI(self.registry, self.table,
                                                  self.handlers.node_proxy)
@@ -272,6 +274,8 @@ class APIServer:
         await self.authn.close()
         if self.handlers.node_proxy is not None:
             await self.handlers.node_proxy.close()
+        if self.handlers.pod_proxy is not None:
+            await self.handlers.pod_proxy.close()
         await self.webhooks.close()
         if self._runner is not None:
             await self._runner.cleanup()

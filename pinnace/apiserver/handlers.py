@@ -31,6 +31,7 @@ from .authn import USER_INFO, USER_NAME, Authenticator, User
 from .authz import Authorizer
 from .metrics import WATCH_PATH
 from .nodeproxy import NodeProxy
+from .podproxy import PodProxy
 from .registry import ResourceTable
 from .rest import DeleteOptions, Options, Registry, apply_conflict, now_rfc3339
 from .rowcache import RowCache
@@ -64,7 +65,7 @@ class Target:
     namespace: str | None
     name: str | None
     subresource: str
-    path: str = ""  # for nodes/NAME/proxy/PATH: what follows proxy/
+    path: str = ""  # for nodes, pods and services NAME/proxy/PATH: what follows proxy/
 
 
 @dataclass
@@ -205,6 +206,7 @@ class ResourceHandlers:
         self.authz = authz
         self.rows = RowCache()
         self.node_proxy: NodeProxy | None = None  # pods/log, exec, attach: set by the APIServer
+        self.pod_proxy: PodProxy | None = None  # pods and services NAME/proxy: likewise
 
     # -- routing -----------------------------------------------------------
 
@@ -223,11 +225,13 @@ class ResourceHandlers:
         sub = "/".join(segs[2:])
         if ns is not None and not info.namespaced:
             return None
-        if info.group == "" and info.resource == "nodes" and len(segs) > 2 and segs[2] == "proxy":
+        if info.group == "" and info.resource in ("nodes", "pods", "services") and \
+                len(segs) > 2 and segs[2] == "proxy":
+            if info.resource != "nodes" and ns is None:
+                return None  # pods and services are proxied within their namespace only
             return Target(info, ns, name, "proxy", "/".join(segs[3:]))
         if sub and sub not in info.subresources and not (info.resource == "pods" and sub in (
-                "log", "exec", "attach", "portforward", "proxy", "ephemeralcontainers",
-                "resize")):
+                "log", "exec", "attach", "portforward", "ephemeralcontainers", "resize")):
             return None
         return Target(info, ns, name, sub)
 
@@ -277,6 +281,9 @@ class ResourceHandlers:
         if target.subresource == "proxy" and target.info.resource == "nodes" and \
                 self.node_proxy is not None:
             return await self.node_proxy.node(request, target.name or "", target.path)
+        if target.subresource == "proxy" and target.info.resource in ("pods", "services") and \
+                self.pod_proxy is not None:
+            return await self.pod_proxy.handle(request, target)
         if target.subresource in ("log", "exec", "attach", "portforward", "proxy"):
             raise APIError(400, "BadRequest",
                            f"pod {target.name} has no running containers (no node runs it yet)")
