@@ -74,6 +74,9 @@ class PodState:
     pull_backoff: dict[str, tuple[float, float, str]] = field(default_factory=dict)
     pod_ip: str = ""
     sent: Obj | None = None
+    # The status being written: its echo from the watch can come back
+    # before the write's own answer does.
+    sending: Obj | None = None
     start_time: str = ""
     # container id -> the resources a resize of it failed to apply (not tried again)
     resize_failed: dict[str, Obj] = field(default_factory=dict)
@@ -903,10 +906,12 @@ class PodWorkers:
                           start_time=ps.start_time or None, ephemeral_statuses=ephemeral)
 
     def own_status_echo(self, old: Obj, new: Obj) -> bool:
-        """``new`` is ``old`` with the status this worker last wrote and
-        nothing else changed (but the resourceVersion and managedFields)."""
+        """``new`` is ``old`` with the status this worker last wrote (or is
+        writing) and nothing else changed (but the resourceVersion and
+        managedFields)."""
         ps = self.state.get(new["metadata"].get("uid", ""))
-        if ps is None or ps.sent is None or not _same(ps.sent, new.get("status") or {}):
+        status = new.get("status") or {}
+        if ps is None or not any(s is not None and _same(s, status) for s in (ps.sent, ps.sending)):
             return False
         if any(old.get(k) != new.get(k) for k in old.keys() | new.keys()
                if k not in ("metadata", "status")):
@@ -924,6 +929,7 @@ class PodWorkers:
             ps.sent = status
             return status
         meta = pod["metadata"]
+        ps.sending = status
         try:
             await self.pods_rc.patch(meta["name"], {"status": status}, meta.get("namespace"),
                                      type="merge", subresource="status")
@@ -931,6 +937,8 @@ class PodWorkers:
         except ApiError as e:
             if not e.not_found:
                 raise
+        finally:
+            ps.sending = None
         return status
 
     def _probe_event(self, key: str, container: str, reason: str, message: str) -> None:
