@@ -24,6 +24,10 @@ class ResourceInfo:
     categories: tuple[str, ...] = ()
     verbs: tuple[str, ...] = STANDARD_VERBS
     subresources: tuple[str, ...] = ()  # "status", "scale", "binding", "eviction", ...
+    # Subresources that are connections to a node or a pod (pods/log, exec,
+    # attach, portforward; nodes, pods and services proxy): nothing stored,
+    # listed in discovery as upstream lists them.
+    connect: tuple[str, ...] = ()
     singular: str = ""
     # Resources served in several versions (or groups) share one storage
     # location; objects are stored in the storage version.
@@ -88,11 +92,12 @@ BUILTIN: list[ResourceInfo] = [
     _r("", "v1", "limitranges", "LimitRange", short="limits"),
     _r("", "v1", "namespaces", "Namespace", False, short="ns", sub="status finalize",
        verbs=("create", "delete", "get", "list", "patch", "update", "watch")),
-    _r("", "v1", "nodes", "Node", False, short="no", sub="status"),
+    _r("", "v1", "nodes", "Node", False, short="no", sub="status", connect=("proxy",)),
     _r("", "v1", "persistentvolumeclaims", "PersistentVolumeClaim", short="pvc", sub="status"),
     _r("", "v1", "persistentvolumes", "PersistentVolume", False, short="pv", sub="status"),
     _r("", "v1", "pods", "Pod", short="po", cats="all",
-       sub="status binding eviction ephemeralcontainers resize"),
+       sub="status binding eviction ephemeralcontainers resize",
+       connect=("attach", "exec", "log", "portforward", "proxy")),
     _r("", "v1", "podtemplates", "PodTemplate"),
     _r("", "v1", "replicationcontrollers", "ReplicationController", short="rc", cats="all",
        sub="status scale"),
@@ -102,7 +107,8 @@ BUILTIN: list[ResourceInfo] = [
     _r("", "v1", "componentstatuses", "ComponentStatus", False, short="cs",
        verbs=("get", "list"), virtual=True),
     _r("", "v1", "services", "Service", short="svc", cats="all", sub="status",
-       verbs=("create", "delete", "deletecollection", "get", "list", "patch", "update", "watch")),
+       verbs=("create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"),
+       connect=("proxy",)),
     # apps/v1
     _r("apps", "v1", "controllerrevisions", "ControllerRevision"),
     _r("apps", "v1", "daemonsets", "DaemonSet", short="ds", cats="all", sub="status"),

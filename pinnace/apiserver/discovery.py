@@ -30,17 +30,38 @@ _JSON_RANGES = {("application", "json"), ("application", "*"), ("*", "*")}
 _SUB_VERBS = {
     "status": ["get", "patch", "update"],
     "scale": ["get", "patch", "update"],
+    "ephemeralcontainers": ["get", "patch", "update"],
+    "resize": ["get", "patch", "update"],
     "binding": ["create"],
     "eviction": ["create"],
     "finalize": ["update"],
     "token": ["create"],
+    "attach": ["create", "get"],
+    "exec": ["create", "get"],
+    "portforward": ["create", "get"],
+    "proxy": ["create", "delete", "get", "patch", "update"],
 }
 _SUB_KIND = {
     "scale": ("autoscaling", "v1", "Scale"),
     "binding": ("", "v1", "Binding"),
     "eviction": ("policy", "v1", "Eviction"),
     "token": ("authentication.k8s.io", "v1", "TokenRequest"),
+    "attach": ("", "v1", "PodAttachOptions"),
+    "exec": ("", "v1", "PodExecOptions"),
+    "portforward": ("", "v1", "PodPortForwardOptions"),
 }
+
+
+def _subresources(i: ResourceInfo) -> list[tuple[str, str, str, str]]:
+    """(name, group, version, kind) of each subresource, in upstream's
+    (alphabetical) order; a proxy answers with the kind's ProxyOptions."""
+    out = []
+    for sub in sorted((*i.subresources, *i.connect)):
+        g, v, k = _SUB_KIND.get(sub, (i.group, i.version, i.kind))
+        if sub == "proxy":
+            k = f"{i.kind}ProxyOptions"
+        out.append((sub, g, v, k))
+    return out
 
 
 def aggregated_content_type(version: str) -> str:
@@ -160,8 +181,7 @@ class Discovery:
                 if i.categories:
                     r["categories"] = list(i.categories)
                 resources.append(r)
-                for sub in i.subresources:
-                    g, v, k = _SUB_KIND.get(sub, (i.group, i.version, i.kind))
+                for sub, g, v, k in _subresources(i):
                     sr: dict[str, Any] = {"name": f"{i.resource}/{sub}", "singularName": "",
                                           "namespaced": i.namespaced, "kind": k,
                                           "verbs": _SUB_VERBS.get(sub, ["get"])}
@@ -219,8 +239,7 @@ def _agg_resource(i: ResourceInfo) -> dict[str, Any]:
     if i.categories:
         r["categories"] = list(i.categories)
     subs = []
-    for sub in i.subresources:
-        g, v, k = _SUB_KIND.get(sub, (i.group, i.version, i.kind))
+    for sub, g, v, k in _subresources(i):
         subs.append({"subresource": sub, "responseKind": {"group": g, "version": v, "kind": k},
                      "verbs": _SUB_VERBS.get(sub, ["get"])})
     if subs:

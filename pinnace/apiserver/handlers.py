@@ -230,8 +230,7 @@ class ResourceHandlers:
             if info.resource != "nodes" and ns is None:
                 return None  # pods and services are proxied within their namespace only
             return Target(info, ns, name, "proxy", "/".join(segs[3:]))
-        if sub and sub not in info.subresources and not (info.resource == "pods" and sub in (
-                "log", "exec", "attach", "portforward", "ephemeralcontainers", "resize")):
+        if sub and sub not in info.subresources and sub not in info.connect:
             return None
         return Target(info, ns, name, sub)
 

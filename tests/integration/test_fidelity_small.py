@@ -146,3 +146,37 @@ def test_new_volumes_and_claims_are_pending_and_a_volume_dates_its_phase() -> No
         # A new phase without a time of its own gets the server's.
         st = write_status({"phase": "Released"})
         assert st["lastPhaseTransitionTime"] not in (None, "2020-01-02T03:04:05Z")
+
+
+def test_discovery_lists_the_subresources_upstream_lists(server: Server) -> None:
+    """The connections (logs, exec, attach, port-forward, proxies) and the
+    pod's writable subresources, with upstream's verbs and kinds, in the
+    legacy list (the official client) and the aggregated document (what
+    kubectl reads), alphabetically as upstream lists them."""
+    from kubernetes import client
+
+    api = client.CoreV1Api(server.api_client())
+    got = {r.name: (r.kind, sorted(r.verbs)) for r in api.get_api_resources().resources}
+    proxy = ["create", "delete", "get", "patch", "update"]
+    want = {"pods/attach": ("PodAttachOptions", ["create", "get"]),
+            "pods/exec": ("PodExecOptions", ["create", "get"]),
+            "pods/log": ("Pod", ["get"]),
+            "pods/portforward": ("PodPortForwardOptions", ["create", "get"]),
+            "pods/proxy": ("PodProxyOptions", proxy),
+            "pods/ephemeralcontainers": ("Pod", ["get", "patch", "update"]),
+            "pods/resize": ("Pod", ["get", "patch", "update"]),
+            "nodes/proxy": ("NodeProxyOptions", proxy),
+            "services/proxy": ("ServiceProxyOptions", proxy)}
+    assert {name: got.get(name) for name in want} == want
+    names = [n for n in got if n.startswith("pods/")]
+    assert names == sorted(names)
+    http = server.http()
+    code, doc = http.call(
+        "GET", "/api", accept="application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList")
+    assert code == 200, doc
+    pods = next(r for r in doc["items"][0]["versions"][0]["resources"] if r["resource"] == "pods")
+    subs = {s["subresource"]: (s["responseKind"]["kind"], sorted(s["verbs"]))
+            for s in pods["subresources"]}
+    assert subs["exec"] == ("PodExecOptions", ["create", "get"])
+    assert subs["proxy"] == ("PodProxyOptions", proxy)
+    assert list(subs) == sorted(subs)
