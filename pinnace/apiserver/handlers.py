@@ -225,9 +225,8 @@ class ResourceHandlers:
         sub = "/".join(segs[2:])
         if ns is not None and not info.namespaced:
             return None
-        if info.group == "" and info.resource in ("nodes", "pods", "services") and \
-                len(segs) > 2 and segs[2] == "proxy":
-            if info.resource != "nodes" and ns is None:
+        if "proxy" in info.connect and len(segs) > 2 and segs[2] == "proxy":
+            if info.namespaced and ns is None:
                 return None  # pods and services are proxied within their namespace only
             return Target(info, ns, name, "proxy", "/".join(segs[3:]))
         if sub and sub not in info.subresources and sub not in info.connect:
@@ -283,7 +282,7 @@ class ResourceHandlers:
         if target.subresource == "proxy" and target.info.resource in ("pods", "services") and \
                 self.pod_proxy is not None:
             return await self.pod_proxy.handle(request, target)
-        if target.subresource in ("log", "exec", "attach", "portforward", "proxy"):
+        if target.subresource in target.info.connect:
             raise APIError(400, "BadRequest",
                            f"pod {target.name} has no running containers (no node runs it yet)")
         if m == "GET":
