@@ -49,7 +49,7 @@ from pinnace.api import quantity, selectors
 from pinnace.kubelet.podstatus import rfc3339
 
 from . import codec, status
-from .nodeproxy import SIM_RUNTIME_PREFIX, NodeProxy
+from .nodeproxy import NodeProxy, is_simulated
 from .registry import ResourceTable
 from .rest import Registry
 from .status import APIError
@@ -135,9 +135,9 @@ class MetricsAPI:
     async def node_metrics(self, sel: tuple[Any, Any], only: str | None = None) -> list[Obj]:
         nodes = [n for n in await self._list("nodes", None) if _selected(n, sel)
                  and (only is None or n["metadata"]["name"] == only)]
-        sims = [n for n in nodes if _is_sim(n)]
+        sims = [n for n in nodes if is_simulated(n)]
         by_node = await self._running_pods_by_node() if sims else {}
-        reals = [n for n in nodes if not _is_sim(n)]
+        reals = [n for n in nodes if not is_simulated(n)]
         summaries = await asyncio.gather(*(self._summary(n) for n in reals))
         out = []
         for n in sims:
@@ -172,7 +172,7 @@ class MetricsAPI:
         names = {p["spec"]["nodeName"] for p in pods}
         nodes = {n["metadata"]["name"]: n for n in await self._list("nodes", None)
                  if n["metadata"]["name"] in names}
-        reals = [n for n in nodes.values() if not _is_sim(n)]
+        reals = [n for n in nodes.values() if not is_simulated(n)]
         summaries = dict(zip((n["metadata"]["name"] for n in reals),
                              await asyncio.gather(*(self._summary(n) for n in reals))))
         found: dict[str, dict[tuple[str, str], Obj]] = {}
@@ -185,7 +185,7 @@ class MetricsAPI:
             meta, node = p["metadata"], nodes.get(p["spec"]["nodeName"])
             if node is None:
                 continue
-            if _is_sim(node):
+            if is_simulated(node):
                 ts, containers = rfc3339(), [
                     {"name": c.get("name", ""), "usage": _usage(*_sim_container_usage(p, c))}
                     for c in p["spec"].get("containers") or []]
@@ -303,11 +303,6 @@ class MetricsAPI:
 
 
 # -- objects -------------------------------------------------------------------------
-
-def _is_sim(node: Obj) -> bool:
-    info = ((node.get("status") or {}).get("nodeInfo") or {})
-    return str(info.get("containerRuntimeVersion", "")).startswith(SIM_RUNTIME_PREFIX)
-
 
 def _selected(obj: Obj, sel: tuple[Any, Any]) -> bool:
     label, fields = sel

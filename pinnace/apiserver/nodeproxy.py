@@ -323,9 +323,7 @@ class NodeProxy:
         port = ((st.get("daemonEndpoints") or {}).get("kubeletEndpoint") or {}).get("Port")
         if not isinstance(port, int) or port <= 0:
             port = DEFAULT_KUBELET_PORT
-        sim = str((st.get("nodeInfo") or {}).get("containerRuntimeVersion", "")).startswith(
-            SIM_RUNTIME_PREFIX)
-        return f"https://{f'[{host}]' if ':' in host else host}:{port}", sim
+        return f"https://{f'[{host}]' if ':' in host else host}:{port}", is_simulated(node)
 
     async def _client(self) -> aiohttp.ClientSession:
         if self._session is None:
@@ -340,6 +338,12 @@ class NodeProxy:
                                               connect=CONNECT_TIMEOUT),
                 auto_decompress=False)
         return self._session
+
+
+def is_simulated(node: dict[str, Any]) -> bool:
+    """A `pinnace sim` node: it runs no kubelet, and its pods' addresses exist nowhere."""
+    info = (node.get("status") or {}).get("nodeInfo") or {}
+    return str(info.get("containerRuntimeVersion", "")).startswith(SIM_RUNTIME_PREFIX)
 
 
 def _flag(q: Any, name: str) -> bool:
@@ -562,4 +566,4 @@ async def _relay(client: web.WebSocketResponse, kubelet: aiohttp.ClientWebSocket
         await asyncio.gather(ups, downs, return_exceptions=True)
 
 
-__all__ = ["NodeProxy", "ensure_kubelet_client_cert"]
+__all__ = ["NodeProxy", "ensure_kubelet_client_cert", "is_simulated"]

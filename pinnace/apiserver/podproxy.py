@@ -58,8 +58,14 @@ from pinnace.api.resources import ResourceInfo
 from pinnace.kubelet.rtnl import RTA_DST, RTM_GETROUTE, Message, Rtnl
 
 from . import status
-from .metricsapi import _is_sim
-from .nodeproxy import CONNECT_TIMEOUT, _dial_error, _pass_back, _sim_error, _unreachable_service
+from .nodeproxy import (
+    CONNECT_TIMEOUT,
+    _dial_error,
+    _pass_back,
+    _sim_error,
+    _unreachable_service,
+    is_simulated,
+)
 from .registry import ResourceTable
 from .rest import Registry
 from .status import APIError
@@ -520,7 +526,7 @@ class PodProxy:
         if not node_name:
             return False
         try:
-            return _is_sim(await self.registry.get(self._info("nodes"), None, node_name))
+            return is_simulated(await self.registry.get(self._info("nodes"), None, node_name))
         except APIError as e:
             if e.code == 404:
                 return False
