@@ -19,7 +19,8 @@ X-Forwarded-For and X-Forwarded-Uri; the answer comes back with its
 status and headers (less hop-by-hop and CORS ones) and its body as it
 streams. A Location pointing at the backend or at the API server is
 moved under the proxy path, and so are the links of an HTML page, as
-upstream's transport rewrites them. Upgrades (WebSocket) are refused.
+upstream's transport rewrites them. A WebSocket is relayed message by
+message; other upgrades are refused.
 
 Pod addresses are private to the machine, so before any dial: a pod on a
 simulated node (`pinnace sim`) is refused, as nodes/proxy refuses it; and
@@ -33,6 +34,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import json
+import logging
 import os
 import posixpath
 import random
@@ -62,6 +64,7 @@ from .nodeproxy import (
     CONNECT_TIMEOUT,
     _dial_error,
     _pass_back,
+    _relay,
     _sim_error,
     _unreachable_service,
     is_simulated,
@@ -72,6 +75,8 @@ from .status import APIError
 
 if TYPE_CHECKING:
     from .handlers import Target
+
+log = logging.getLogger("pinnace.apiserver.podproxy")
 
 IP = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -345,6 +350,13 @@ def _rotated(items: list[Any]) -> list[Any]:
     return items[start:] + items[:start]
 
 
+def _upgrade(request: web.Request) -> str:
+    """The protocol the client asks to upgrade to ("" for none), lower case."""
+    if "upgrade" not in request.headers.get("Connection", "").lower():
+        return ""
+    return request.headers.get("Upgrade", "").strip().lower()
+
+
 def _hop_by_hop(headers: CIMultiDictProxy[str]) -> frozenset[str]:
     """The hop-by-hop headers of a message: the standard ones and those its
     Connection header names."""
@@ -392,10 +404,10 @@ class PodProxy:
             backend = await self._pod(t.namespace, t.name)
         else:
             backend = await self._service(t.namespace, t.name)
-        if "upgrade" in request.headers.get("Connection", "").lower():
+        if _upgrade(request) not in ("", "websocket"):
             raise status.bad_request(
-                f"pinnace does not relay upgraded connections "
-                f"({request.headers.get('Upgrade', 'upgrade')}) through {t.info.resource}/proxy")
+                f"pinnace relays only WebSocket upgrades through {t.info.resource}/proxy; this "
+                f"client asked to upgrade to {request.headers.get('Upgrade')}")
         path = join_path("/" + t.path if t.path else "", "/" if request.path.endswith("/") else "")
         if not path and request.method in ("GET", "HEAD"):
             query = request.raw_path.partition("?")[2]
@@ -413,17 +425,20 @@ class PodProxy:
         query = request.raw_path.partition("?")[2]
         url = yarl.URL(f"{backend.scheme}://{backend.hostport}{quote(path, safe=_PATH_SAFE)}"
                        + (f"?{query}" if query else ""), encoded=True)
-        body = await request.read() if request.can_read_body else None
-        session = self._client()
+        headers = _request_headers(request, join_path(prefix, path))
 
         def rewrite(url: str) -> str:
             return rewrite_url(url, prefix, backend.host, request.host)
 
+        if _upgrade(request) == "websocket":
+            return await self._websocket(request, backend, url, headers, rewrite)
+        body = await request.read() if request.can_read_body else None
+        session = self._client()
+
         try:
             answer = await session.request(
                 request.method, url, data=body, allow_redirects=False,
-                headers=_request_headers(request, join_path(prefix, path)),
-                skip_auto_headers=_NO_AUTO_HEADERS)
+                headers=headers, skip_auto_headers=_NO_AUTO_HEADERS)
         except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as e:
             raise _unreachable_service(_dial_error(backend.hostport, e)) from None
         try:
@@ -439,6 +454,43 @@ class PodProxy:
             return await _pass_back(request, answer, resp)
         finally:
             answer.release()
+
+    async def _websocket(self, request: web.Request, backend: Backend, url: yarl.URL,
+                         headers: CIMultiDict[str],
+                         rewrite: Callable[[str], str]) -> web.StreamResponse:
+        """A WebSocket to the backend first (in a subprotocol the client
+        offered), then the client's accepted in the one the backend chose,
+        and messages copied both ways until either side ends. The backend
+        is reached before the client is answered, so that failing to reach
+        it, or its refusal, is the client's answer; a redirect is passed
+        back, never followed (it could lead anywhere)."""
+        offered = [p.strip() for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",")
+                   if p.strip()]
+        for key in [k for k in headers if k.lower().startswith("sec-websocket-")]:
+            del headers[key]  # the backend's handshake is aiohttp's own
+        try:
+            upstream = await self._client().ws_connect(
+                url.with_scheme("wss" if backend.scheme == "https" else "ws"), protocols=offered,
+                headers=headers, max_msg_size=0, autoclose=False)
+        except _Redirected as e:
+            return web.Response(status=e.status, headers={"Location": rewrite(e.location)})
+        except aiohttp.WSServerHandshakeError as e:
+            return web.Response(status=e.status, text=e.message)
+        except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as e:
+            raise _unreachable_service(_dial_error(backend.hostport, e)) from None
+        try:
+            ws = web.WebSocketResponse(protocols=[upstream.protocol] if upstream.protocol else (),
+                                       max_msg_size=0)
+            await ws.prepare(request)
+            try:
+                await _relay(ws, upstream)
+            except Exception:  # the response is a WebSocket now: no Status can follow
+                log.exception("WebSocket to %s failed", backend.hostport)
+            finally:
+                await ws.close()
+            return ws
+        finally:
+            await upstream.close()
 
     # -- where a request goes -----------------------------------------------------------
 
@@ -545,12 +597,32 @@ class PodProxy:
             ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
             ctx.check_hostname = False
             ctx.verify_mode = ssl.CERT_NONE
+            redirects = aiohttp.TraceConfig()
+            redirects.on_request_redirect.append(_refuse_redirect)
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(ssl=ctx, limit=0, force_close=True),
                 timeout=aiohttp.ClientTimeout(total=None, sock_connect=CONNECT_TIMEOUT,
                                               connect=CONNECT_TIMEOUT),
-                cookie_jar=aiohttp.DummyCookieJar(), auto_decompress=False)
+                cookie_jar=aiohttp.DummyCookieJar(), auto_decompress=False,
+                trace_configs=[redirects])
         return self._session
+
+
+class _Redirected(Exception):
+    """A backend redirected a request the session would have followed."""
+
+    def __init__(self, status: int, location: str):
+        super().__init__(f"{status} to {location}")
+        self.status, self.location = status, location
+
+
+async def _refuse_redirect(session: aiohttp.ClientSession, ctx: Any,
+                           params: aiohttp.TraceRequestRedirectParams) -> None:
+    """Stop a redirect before it is followed: aiohttp's WebSocket handshake
+    follows them and has no switch for it; a redirect may point at any
+    address, past the route check."""
+    params.response.release()
+    raise _Redirected(params.response.status, params.response.headers.get("Location", ""))
 
 
 async def _pass_back_html(request: web.Request, answer: aiohttp.ClientResponse,

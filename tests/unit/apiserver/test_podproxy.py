@@ -169,6 +169,17 @@ async def _page(request: web.Request) -> web.Response:
     return web.Response(body=page, content_type="text/html")
 
 
+async def _ws_echo(request: web.Request) -> web.WebSocketResponse:
+    ws = web.WebSocketResponse(protocols=["chat"])
+    await ws.prepare(request)
+    async for msg in ws:
+        if msg.type == aiohttp.WSMsgType.TEXT:
+            await ws.send_str(f"echo: {msg.data} via {request.headers.get('X-Forwarded-Uri')}")
+        elif msg.type == aiohttp.WSMsgType.BINARY:
+            await ws.send_bytes(msg.data[::-1])
+    return ws
+
+
 @pytest.fixture
 async def proxied() -> AsyncIterator[tuple[aiohttp.ClientSession, str, int]]:
     """A backend on a loopback port and a front server whose every request
@@ -178,6 +189,7 @@ async def proxied() -> AsyncIterator[tuple[aiohttp.ClientSession, str, int]]:
     backend.router.add_route("*", "/echo/{tail:.*}", _echo)
     backend.router.add_get("/moved", _moved)
     backend.router.add_get("/page", _page)
+    backend.router.add_get("/ws", _ws_echo)
     async with TestServer(backend, host="127.0.0.1") as back:
         proxy = PodProxy(None, None)  # type: ignore[arg-type]  # forward needs neither
 
@@ -257,3 +269,31 @@ async def test_a_closed_port_is_upstreams_503(proxied: Any) -> None:
     assert resp.status == 503 and st["reason"] == "ServiceUnavailable"
     assert st["message"] == \
         f"error trying to reach service: dial tcp 127.0.0.1:{closed}: connect: connection refused"
+
+
+async def test_a_websocket_is_relayed_both_ways(proxied: Any) -> None:
+    """As a browser behind `kubectl proxy` opens one: the backend's choice
+    of subprotocol comes back, messages go both ways, text and binary."""
+    session, url, _ = proxied
+    async with session.ws_connect(f"{url}/ws", protocols=["other", "chat"]) as ws:
+        assert ws.protocol == "chat"
+        await ws.send_str("hi")
+        assert await ws.receive_str(timeout=5) == f"echo: hi via {PREFIX}/ws"
+        await ws.send_bytes(b"abc")
+        assert await ws.receive_bytes(timeout=5) == b"cba"
+
+
+async def test_a_backend_that_does_not_upgrade_answers_as_it_did(proxied: Any) -> None:
+    """A refusal comes back as the backend gave it; a redirect too, moved
+    under the proxy path, and not followed by the API server (it could
+    lead anywhere)."""
+    session, url, port = proxied
+    with pytest.raises(aiohttp.WSServerHandshakeError) as e:
+        await session.ws_connect(f"{url}/nosuch")
+    assert e.value.status == 404
+    for to in ("/elsewhere", f"http://127.0.0.1:{port}/elsewhere"):
+        async with session.get(f"{url}/moved", params={"to": to}, allow_redirects=False,
+                               headers={"Connection": "Upgrade", "Upgrade": "websocket",
+                                        "Sec-WebSocket-Version": "13",
+                                        "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="}) as r:
+            assert (r.status, r.headers["Location"]) == (302, f"{PREFIX}/elsewhere")
