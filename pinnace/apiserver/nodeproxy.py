@@ -170,9 +170,16 @@ class NodeProxy:
             url += f"?{request.query_string}"
         if sim:
             raise _unreachable_service(_sim_error(node_name))
+        session = await self._client()
+        if upgrade(request) == "websocket":
+            try:
+                return await relay_websocket(request, session, url, {})
+            except aiohttp.WSServerHandshakeError as e:
+                return web.Response(status=e.status, text=e.message)
+            except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as e:
+                raise _unreachable_service(_dial_error(base, e)) from None
         headers = {k: v for k in ("Accept", "Content-Type") if (v := request.headers.get(k))}
         body = await request.read() if request.can_read_body else None
-        session = await self._client()
         try:
             kresp = await session.request(request.method, url, data=body, headers=headers,
                                           allow_redirects=False)
@@ -534,6 +541,39 @@ async def _write_failure(ws: web.WebSocketResponse, protocol: str, message: str)
             await ws.send_bytes(b"\x03" + data)
 
 
+def upgrade(request: web.Request) -> str:
+    """The protocol the client asks to upgrade to ("" for none), lower case."""
+    if "upgrade" not in request.headers.get("Connection", "").lower():
+        return ""
+    return request.headers.get("Upgrade", "").strip().lower()
+
+
+async def relay_websocket(request: web.Request, session: aiohttp.ClientSession, url: Any,
+                          headers: Any) -> web.WebSocketResponse:
+    """The client's WebSocket relayed to ``url``: the backend's handshake
+    first, in a subprotocol the client offered, then the client's accepted
+    in the one the backend chose, and messages copied both ways until
+    either side ends. Failing to reach the backend raises aiohttp's error
+    before the client is answered, for the caller to word."""
+    offered = [p.strip() for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",")
+               if p.strip()]
+    backend = await session.ws_connect(url, protocols=offered, headers=headers, max_msg_size=0,
+                                       autoclose=False)
+    try:
+        ws = web.WebSocketResponse(protocols=[backend.protocol] if backend.protocol else (),
+                                   max_msg_size=0)
+        await ws.prepare(request)
+        try:
+            await _relay(ws, backend)
+        except Exception:  # the response is a WebSocket now: no Status can follow
+            log.exception("WebSocket to %s failed", url)
+        finally:
+            await ws.close()
+        return ws
+    finally:
+        await backend.close()
+
+
 async def _relay(client: web.WebSocketResponse, kubelet: aiohttp.ClientWebSocketResponse) -> None:
     """Copy messages both ways until either side ends."""
 
@@ -566,4 +606,5 @@ async def _relay(client: web.WebSocketResponse, kubelet: aiohttp.ClientWebSocket
         await asyncio.gather(ups, downs, return_exceptions=True)
 
 
-__all__ = ["NodeProxy", "ensure_kubelet_client_cert", "is_simulated"]
+__all__ = ["NodeProxy", "ensure_kubelet_client_cert", "is_simulated", "relay_websocket",
+           "upgrade"]

@@ -34,7 +34,6 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import json
-import logging
 import os
 import posixpath
 import random
@@ -64,10 +63,11 @@ from .nodeproxy import (
     CONNECT_TIMEOUT,
     _dial_error,
     _pass_back,
-    _relay,
     _sim_error,
     _unreachable_service,
     is_simulated,
+    relay_websocket,
+    upgrade,
 )
 from .registry import ResourceTable
 from .rest import Registry
@@ -75,8 +75,6 @@ from .status import APIError
 
 if TYPE_CHECKING:
     from .handlers import Target
-
-log = logging.getLogger("pinnace.apiserver.podproxy")
 
 IP = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -350,13 +348,6 @@ def _rotated(items: list[Any]) -> list[Any]:
     return items[start:] + items[:start]
 
 
-def _upgrade(request: web.Request) -> str:
-    """The protocol the client asks to upgrade to ("" for none), lower case."""
-    if "upgrade" not in request.headers.get("Connection", "").lower():
-        return ""
-    return request.headers.get("Upgrade", "").strip().lower()
-
-
 def _hop_by_hop(headers: CIMultiDictProxy[str]) -> frozenset[str]:
     """The hop-by-hop headers of a message: the standard ones and those its
     Connection header names."""
@@ -404,7 +395,7 @@ class PodProxy:
             backend = await self._pod(t.namespace, t.name)
         else:
             backend = await self._service(t.namespace, t.name)
-        if _upgrade(request) not in ("", "websocket"):
+        if upgrade(request) not in ("", "websocket"):
             raise status.bad_request(
                 f"pinnace relays only WebSocket upgrades through {t.info.resource}/proxy; this "
                 f"client asked to upgrade to {request.headers.get('Upgrade')}")
@@ -430,7 +421,7 @@ class PodProxy:
         def rewrite(url: str) -> str:
             return rewrite_url(url, prefix, backend.host, request.host)
 
-        if _upgrade(request) == "websocket":
+        if upgrade(request) == "websocket":
             return await self._websocket(request, backend, url, headers, rewrite)
         body = await request.read() if request.can_read_body else None
         session = self._client()
@@ -458,39 +449,21 @@ class PodProxy:
     async def _websocket(self, request: web.Request, backend: Backend, url: yarl.URL,
                          headers: CIMultiDict[str],
                          rewrite: Callable[[str], str]) -> web.StreamResponse:
-        """A WebSocket to the backend first (in a subprotocol the client
-        offered), then the client's accepted in the one the backend chose,
-        and messages copied both ways until either side ends. The backend
-        is reached before the client is answered, so that failing to reach
-        it, or its refusal, is the client's answer; a redirect is passed
-        back, never followed (it could lead anywhere)."""
-        offered = [p.strip() for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",")
-                   if p.strip()]
+        """The client's WebSocket relayed to the backend's; failing to
+        reach it, or its refusal, is the client's answer, and a redirect is
+        passed back, never followed (it could lead anywhere)."""
         for key in [k for k in headers if k.lower().startswith("sec-websocket-")]:
             del headers[key]  # the backend's handshake is aiohttp's own
         try:
-            upstream = await self._client().ws_connect(
-                url.with_scheme("wss" if backend.scheme == "https" else "ws"), protocols=offered,
-                headers=headers, max_msg_size=0, autoclose=False)
+            return await relay_websocket(
+                request, self._client(),
+                url.with_scheme("wss" if backend.scheme == "https" else "ws"), headers)
         except _Redirected as e:
             return web.Response(status=e.status, headers={"Location": rewrite(e.location)})
         except aiohttp.WSServerHandshakeError as e:
             return web.Response(status=e.status, text=e.message)
         except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as e:
             raise _unreachable_service(_dial_error(backend.hostport, e)) from None
-        try:
-            ws = web.WebSocketResponse(protocols=[upstream.protocol] if upstream.protocol else (),
-                                       max_msg_size=0)
-            await ws.prepare(request)
-            try:
-                await _relay(ws, upstream)
-            except Exception:  # the response is a WebSocket now: no Status can follow
-                log.exception("WebSocket to %s failed", backend.hostport)
-            finally:
-                await ws.close()
-            return ws
-        finally:
-            await upstream.close()
 
     # -- where a request goes -----------------------------------------------------------
 

@@ -388,6 +388,35 @@ def test_exec_tty_and_resize(server: Server, namespace: str, pod: str,
     assert status["message"] == 'container "other" in pod "p" not found'
 
 
+def test_a_websocket_through_nodes_proxy(server: Server, namespace: str, pod: str,
+                                        kubelet: KubeletThread) -> None:
+    """The kubelet's own WebSocket API (an exec here) reached through the API
+    server's nodes/NAME/proxy, as upstream relays an upgrade there: the
+    subprotocol the kubelet chose, the command's output and its status."""
+    tls = server.data_dir / "tls"
+    node = f"kl-{namespace}"[:60]
+
+    async def session() -> tuple[str, bytes, dict[str, Any]]:
+        ctx = ssl.create_default_context(cafile=str(tls / "ca.crt"))
+        ctx.load_cert_chain(tls / "admin.crt", tls / "admin.key")
+        url = (f"{server.url}/api/v1/nodes/{node}/proxy/exec/{namespace}/{pod}/c"
+               "?command=sh&command=-c&command=echo+via-proxy%3B+exit+5&stdout=1")
+        out, error = b"", b""
+        async with aiohttp.ClientSession() as s, \
+                s.ws_connect(url, ssl=ctx, protocols=["v5.channel.k8s.io"]) as ws:
+            async for msg in ws:
+                if msg.data[0] == 1:
+                    out += msg.data[1:]
+                elif msg.data[0] == 3:
+                    error += msg.data[1:]
+            return ws.protocol or "", out, json.loads(error)
+
+    protocol, out, status = kubelet.run(session())
+    assert protocol == "v5.channel.k8s.io"
+    assert out == b"via-proxy\n"
+    assert status["details"]["causes"] == [{"reason": "ExitCode", "message": "5"}]
+
+
 # -- attach ------------------------------------------------------------------------
 
 
