@@ -7,6 +7,7 @@ the server does not know is still authorized (and refused) by its path.
 
 from __future__ import annotations
 
+import posixpath
 from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import unquote
@@ -19,6 +20,11 @@ _VERBS = {"POST": "create", "GET": "get", "HEAD": "get", "PUT": "update", "PATCH
 # Streaming pod subresources reached by a WebSocket GET: upstream also
 # demands "create" for them (KEP-4006), as SPDY's POST always did.
 _UPGRADE_CREATE = frozenset({"exec", "attach", "portforward"})
+# The kubelet's own streaming endpoints, reached through nodes/NAME/proxy/:
+# upstream authorizes their WebSocket GET as "get" (its documentation warns
+# that get on nodes/proxy therefore runs commands in any container); pinnace
+# demands "create" there too, as for the pods' own.
+_KUBELET_STREAMS = frozenset({"exec", "attach", "run", "portForward"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +51,12 @@ def field_equals(selector: str, field: str) -> str | None:
         if sep and key.strip() == field:
             return value.removeprefix("=").strip()
     return None
+
+
+def _kubelet_path(parts: list[str]) -> str:
+    """The first segment of the kubelet path a node proxy request reaches,
+    its dot segments resolved as the URL it is sent to resolves them."""
+    return posixpath.normpath("/" + "/".join(parts)).lstrip("/").partition("/")[0]
 
 
 def _true(value: str | None) -> bool:
@@ -90,7 +102,10 @@ def request_info(method: str, path: str, query: Mapping[str, str] | None = None,
         # A list narrowed to one name is authorized as that name: what lets
         # a binding with resourceNames watch its one object.
         name = field_equals(selector, "metadata.name") or ""
-    if upgrade and method == "GET" and resource == "pods" and subresource in _UPGRADE_CREATE:
+    if upgrade and method == "GET" and not group and (
+            (resource == "pods" and subresource in _UPGRADE_CREATE) or
+            (resource == "nodes" and subresource == "proxy" and _kubelet_path(rest[3:])
+             in _KUBELET_STREAMS)):
         verb = "create"
     return RequestInfo(verb, path, True, group, version, namespace, resource, subresource, name,
                        selector)

@@ -417,6 +417,44 @@ def test_a_websocket_through_nodes_proxy(server: Server, namespace: str, pod: st
     assert status["details"]["causes"] == [{"reason": "ExitCode", "message": "5"}]
 
 
+def test_get_on_nodes_proxy_does_not_run_commands(server: Server, namespace: str, pod: str,
+                                                  kubelet: KubeletThread, tmp_path: Path) -> None:
+    """A monitoring account's `get nodes/proxy` reads the kubelet's stats,
+    but a WebSocket to its exec asks for create, as a pod's exec does
+    (upstream lets get through there, and warns about it)."""
+    http = server.http()
+    node = f"kl-{namespace}"[:60]
+    role = f"proxy-reader-{namespace}"
+    code, body = http.call("POST", "/apis/rbac.authorization.k8s.io/v1/clusterroles", {
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+        "metadata": {"name": role},
+        "rules": [{"apiGroups": [""], "resources": ["nodes/proxy"], "verbs": ["get"]}]})
+    assert code == 201, body
+    code, body = http.call("POST", "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings", {
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+        "metadata": {"name": role},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role},
+        "subjects": [{"kind": "User", "name": "prometheus", "apiGroup": "rbac.authorization.k8s.io"}]})
+    assert code == 201, body
+    cert, key = issue_client_cert(PKI(server.data_dir / "tls"), "prometheus", [])
+    (tmp_path / "p.crt").write_bytes(cert)
+    (tmp_path / "p.key").write_bytes(key)
+    ctx = ssl.create_default_context(cafile=str(server.data_dir / "tls" / "ca.crt"))
+    ctx.load_cert_chain(tmp_path / "p.crt", tmp_path / "p.key")
+    base = f"{server.url}/api/v1/nodes/{node}/proxy"
+
+    async def attempt() -> tuple[str, int]:
+        async with aiohttp.ClientSession() as s:
+            async with s.get(f"{base}/healthz", ssl=ctx) as r:
+                health = await r.text()
+            with pytest.raises(aiohttp.WSServerHandshakeError) as e:
+                await s.ws_connect(f"{base}/exec/{namespace}/{pod}/c?command=true&stdout=1",
+                                   ssl=ctx, protocols=["v5.channel.k8s.io"])
+            return health, e.value.status
+
+    assert kubelet.run(attempt()) == ("ok", 403)
+
+
 # -- attach ------------------------------------------------------------------------
 
 

@@ -45,3 +45,15 @@ def test_discovery_and_other_paths_are_non_resource(path: str) -> None:
 def test_websocket_exec_needs_create() -> None:
     assert request_info("GET", "/api/v1/namespaces/a/pods/p/exec", {}, upgrade=True).verb == "create"
     assert request_info("GET", "/api/v1/namespaces/a/pods/p/log", {}, upgrade=True).verb == "get"
+
+
+def test_websocket_to_the_kubelets_streams_through_nodes_proxy_needs_create() -> None:
+    for stream in ("exec", "attach", "run", "portForward"):
+        info = request_info("GET", f"/api/v1/nodes/n/proxy/{stream}/a/p/c", {}, upgrade=True)
+        assert (info.resource, info.subresource, info.verb) == ("nodes", "proxy", "create")
+    # However the path is spelled, it is the kubelet path it leads to that counts.
+    for path in ("x/../exec/a/p/c", "./exec/a/p/c", "stats/../../exec/a/p/c", "%65xec/a/p/c"):
+        assert request_info("GET", f"/api/v1/nodes/n/proxy/{path}", {},
+                            upgrade=True).verb == "create", path
+    assert request_info("GET", "/api/v1/nodes/n/proxy/exec/a/p/c", {}).verb == "get"
+    assert request_info("GET", "/api/v1/nodes/n/proxy/stats/summary", {}, upgrade=True).verb == "get"
