@@ -10,7 +10,6 @@ import base64
 import logging
 import os
 import platform
-import socket
 import ssl
 import time
 from collections.abc import Awaitable, Callable
@@ -29,7 +28,7 @@ from pinnace.storage.encryption import encrypted
 from pinnace.storage.encryptionconfig import for_server
 from pinnace.storage.interface import CompactedError, Store, StoreError
 
-from . import admission, apiservices, codec, flowcontrol, metricsapi, openapi, status
+from . import admission, apiservices, codec, flowcontrol, localsocket, metricsapi, openapi, status
 from . import audit as auditing
 from . import bootstraptoken as bt
 from .admission.config import AdmissionConfig
@@ -100,11 +99,6 @@ KUBE_VERSION = {"major": "1", "minor": "37", "emulationMajor": "1", "emulationMi
                 "goVersion": f"python{platform.python_version()}", "compiler": "cpython",
                 "platform": f"linux/{'arm64' if platform.machine() == 'aarch64' else 'amd64'}"}
 
-COMPONENT_USERS = {"controller-manager": ("system:kube-controller-manager", []),
-                   "scheduler": ("system:kube-scheduler", []),
-                   "dns": ("system:pinnace-dns", []),
-                   # The node agent `pinnace server` runs on this machine, as a kubelet is known.
-                   "agent": (f"system:node:{socket.gethostname().lower()}", ["system:nodes"])}
 BUILTIN_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 # What upstream's scheduling/bootstrap-system-priority-classes hook creates.
 SYSTEM_PRIORITY_CLASSES = (
@@ -177,6 +171,8 @@ class APIServer:
         self.pki: PKI | None = None
         self.ready = asyncio.Event()
         self._runner: web.AppRunner | None = None
+        self._component_tokens: dict[str, str] = {}
+        self.socket_path: Path | None = None  # where the components come in, if here
         self.port = config.port
         self._openapi_gen = -1
         self._openapi: dict[str, bytes] = {}
@@ -217,6 +213,9 @@ class APIServer:
                                            cfg.serving_sans)
         self.authn.issuer = TokenIssuer(await asyncio.to_thread(
             load_or_create_key, cfg.data_dir / "tls" / "service-account.key"))
+        self._component_tokens = await asyncio.to_thread(
+            localsocket.ensure_tokens, cfg.data_dir / "tls")
+        self.authn.tokens.update(localsocket.token_users(self._component_tokens))
         await self.store.start()
         for kind in ("clusterroles", "roles", "clusterrolebindings", "rolebindings"):
             rbac_info = self.table.lookup("rbac.authorization.k8s.io", "v1", kind)
@@ -238,6 +237,12 @@ class APIServer:
                        reuse_port=cfg.workers > 1)
         await site.start()
         self.port = site.port  # the OS's pick when asked for port 0
+        # The components `pinnace server` runs come in by the socket (one
+        # process serves it: the first worker).
+        self.socket_path = localsocket.socket_path(cfg.data_dir) if cfg.owner else None
+        if self.socket_path is not None:
+            await web.UnixSite(self._runner, str(self.socket_path)).start()
+            os.chmod(self.socket_path, 0o600)
         await self._follow_tables()
         if cfg.owner:
             await self._bootstrap()
@@ -253,9 +258,10 @@ class APIServer:
         log.info("API server ready on https://%s:%d", cfg.host, self.port)
 
     def _component_kubeconfigs(self, url: str) -> None:
-        """A kubeconfig (own client certificate) per control-plane component."""
+        """A kubeconfig per control-plane component: its own client
+        certificate for HTTPS and its token for the local socket."""
         assert self.pki is not None
-        for component, (user, groups) in COMPONENT_USERS.items():
+        for component, (user, groups) in localsocket.COMPONENT_USERS.items():
             path = self.config.data_dir / f"{component}.kubeconfig"
             cert_path = self.pki.dir / f"{component}.crt"
             key_path = self.pki.dir / f"{component}.key"
@@ -264,8 +270,9 @@ class APIServer:
                 key_path.write_bytes(key)
                 os.chmod(key_path, 0o600)
                 cert_path.write_bytes(cert)
-            write_kubeconfig(path, component_kubeconfig(self.pki, url, user, cert_path,
-                                                        key_path))
+            write_kubeconfig(path, component_kubeconfig(
+                self.pki, url, user, cert_path, key_path,
+                token=self._component_tokens[component], unix_socket=self.socket_path))
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -279,6 +286,8 @@ class APIServer:
         await self.webhooks.close()
         if self._runner is not None:
             await self._runner.cleanup()
+        if self.socket_path is not None:
+            self.socket_path.unlink(missing_ok=True)
         await self.audit.stop()
         await self.store.close()
 

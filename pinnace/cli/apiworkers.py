@@ -37,11 +37,13 @@ READY = "pinnace-apiserver-worker-ready"  # a worker's last start-up line (not r
 def prepare(config: Config) -> None:
     """What all workers read and none may create on its own."""
     from pinnace.apiserver.certs import ensure_pki
+    from pinnace.apiserver.localsocket import ensure_tokens
     from pinnace.apiserver.tokens import load_or_create_key
 
     config.data_dir.mkdir(parents=True, exist_ok=True)
     ensure_pki(config.data_dir / "tls", config.host, config.serving_sans)
     load_or_create_key(config.data_dir / "tls" / "service-account.key")
+    ensure_tokens(config.data_dir / "tls")
 
 
 def reserve_port(host: str) -> socket.socket:

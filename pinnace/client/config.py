@@ -15,6 +15,10 @@ from typing import Any
 import yaml
 
 SA_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
+# A kubeconfig cluster extension naming a Unix socket the API server listens
+# on for the components `pinnace server` runs (apiserver/localsocket.py).
+# kubectl and client-go ignore it and use the cluster's HTTPS URL.
+SOCKET_EXTENSION = "pinnace.io/local-socket"
 
 
 @dataclass
@@ -27,6 +31,9 @@ class ClientConfig:
     token_file: str | None = None
     insecure: bool = False
     user_agent: str = "pinnace"
+    # Reach the API server over this Unix socket instead of ``server`` (with
+    # the bearer token: a socket carries no client certificate).
+    unix_socket: str | None = None
 
     def ssl_context(self) -> ssl.SSLContext | bool:
         if not self.server.startswith("https"):
@@ -66,6 +73,14 @@ def _data(entry: dict[str, Any], key: str, base: Path) -> bytes | None:
     return None
 
 
+def _socket(cluster: dict[str, Any]) -> str | None:
+    for ext in cluster.get("extensions") or ():
+        if isinstance(ext, dict) and ext.get("name") == SOCKET_EXTENSION:
+            path = (ext.get("extension") or {}).get("path")
+            return str(path) if path else None
+    return None
+
+
 def load_kubeconfig(path: str | os.PathLike[str] | None = None,
                     context: str | None = None) -> ClientConfig:
     """The config of ``context`` (default: current-context) in ``path``
@@ -89,6 +104,7 @@ def load_kubeconfig(path: str | os.PathLike[str] | None = None,
         token=user.get("token"),
         token_file=user.get("tokenFile"),
         insecure=bool(cluster.get("insecure-skip-tls-verify")),
+        unix_socket=_socket(cluster) if user.get("token") or user.get("tokenFile") else None,
     )
 
 
