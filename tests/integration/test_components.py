@@ -102,3 +102,26 @@ def test_separate_components_run_a_process_each_restarted_when_it_dies(tmp_path:
                  what="the deployment controller at work again")
     finally:
         srv.stop()
+
+
+def test_the_components_come_back_by_the_socket_when_the_api_server_is_killed(
+        tmp_path: Path) -> None:
+    """kill -9 leaves the API server's Unix socket file behind: the API
+    server started again takes the path over, and the controllers, which
+    reach it by that socket, carry on."""
+    srv = start_server(tmp_path / "data", command="server")
+    try:
+        sock = srv.data_dir / "apiserver.sock"
+        assert sock.is_socket()
+        api = next(pid for pid, argv in _children(srv.proc.pid).items() if argv[0] == "apiserver")
+        os.kill(api, 9)
+        wait_for(lambda: any(a[0] == "apiserver" and pid != api
+                             for pid, a in _children(srv.proc.pid).items()),
+                 what="the supervisor to start the API server again")
+        wait_for(lambda: srv.kubectl("apply", "-f", "-", input=_deployment("after"),
+                                     check=False).returncode == 0, what="the API back")
+        wait_for(lambda: _has_replicaset(srv, "after"), timeout=60,
+                 what="the deployment controller at work again")
+    finally:
+        srv.stop()
+    assert not sock.exists()  # a clean stop takes the socket file away
