@@ -155,6 +155,27 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     srv.stop()
 
 
+def tcp_connections_to(port: int, pid: int | str = "self") -> int:
+    """The established TCP connections process ``pid`` holds to ``port``."""
+    inodes = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            link = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if link.startswith("socket:["):
+            inodes.add(link[8:-1])
+    count = 0
+    for table in (f"/proc/{pid}/net/tcp", f"/proc/{pid}/net/tcp6"):
+        with open(table) as f:
+            for line in f.readlines()[1:]:
+                fields = line.split()
+                if (fields[3] == "01" and int(fields[2].rsplit(":", 1)[1], 16) == port
+                        and fields[9] in inodes):
+                    count += 1
+    return count
+
+
 def wait_for(check: Any, timeout: float = 20, interval: float = 0.1, what: str = "") -> Any:
     """Poll ``check()`` until it returns something truthy (controllers are eventually
     consistent); fail with ``what`` after ``timeout`` seconds."""

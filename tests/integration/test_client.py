@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import os
 
 import pytest
 
 from pinnace.client import ApiError, Client, InformerFactory, LeaderElector, load_kubeconfig
-from tests.conftest import Server
+from tests.conftest import Server, tcp_connections_to
 
 
 def cm(name: str, value: str = "1") -> dict:
@@ -36,28 +35,6 @@ async def test_rest_crud(server: Server, namespace: str) -> None:
         assert e.value.not_found
 
 
-def _connections_to(port: int) -> int:
-    """This process's established TCP connections to ``port`` (the server
-    runs in a process of its own)."""
-    inodes = set()
-    for fd in os.listdir("/proc/self/fd"):
-        try:
-            link = os.readlink(f"/proc/self/fd/{fd}")
-        except OSError:
-            continue
-        if link.startswith("socket:["):
-            inodes.add(link[8:-1])
-    count = 0
-    for table in ("/proc/self/net/tcp", "/proc/self/net/tcp6"):
-        with open(table) as f:
-            for line in f.readlines()[1:]:
-                fields = line.split()
-                if (fields[3] == "01" and int(fields[2].rsplit(":", 1)[1], 16) == port
-                        and fields[9] in inodes):
-                    count += 1
-    return count
-
-
 async def test_a_burst_of_requests_shares_a_few_connections(server: Server, namespace: str) -> None:
     """max_requests bounds the requests in flight, so a burst reuses a few
     connections instead of opening one per request; a watch beside them
@@ -77,7 +54,7 @@ async def test_a_burst_of_requests_shares_a_few_connections(server: Server, name
             assert len((await cms.list(namespace))["items"]) == 20
             got = {await asyncio.wait_for(seen.get(), 10) for _ in range(20)}
             assert got == {f"burst{i}" for i in range(20)}
-            assert _connections_to(port) <= 3  # two for requests, one for the watch
+            assert tcp_connections_to(port) <= 3  # two for requests, one for the watch
         finally:
             watching.cancel()
             await asyncio.gather(watching, return_exceptions=True)

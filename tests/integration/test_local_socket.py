@@ -6,13 +6,12 @@ kubeconfigs still work with kubectl over HTTPS."""
 from __future__ import annotations
 
 import json
-import os
 import socket
 import stat
 from pathlib import Path
 
 from pinnace.testing.cluster import run_kubectl
-from tests.conftest import Server, wait_for
+from tests.conftest import Server, tcp_connections_to, wait_for
 
 
 def _over_socket(path: Path, method: str, url: str, token: str | None = None,
@@ -46,25 +45,6 @@ def _over_socket(path: Path, method: str, url: str, token: str | None = None,
     return status, json.loads(payload) if payload.strip() else {}
 
 
-def _tcp_peers(pid: int) -> list[int]:
-    """The remote ports of the TCP connections process ``pid`` holds."""
-    inodes = set()
-    for fd in os.listdir(f"/proc/{pid}/fd"):
-        try:
-            target = os.readlink(f"/proc/{pid}/fd/{fd}")
-        except OSError:
-            continue
-        if target.startswith("socket:["):
-            inodes.add(target[8:-1])
-    ports = []
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        for line in Path(table).read_text().splitlines()[1:]:
-            cols = line.split()
-            if cols[9] in inodes:
-                ports.append(int(cols[2].rsplit(":", 1)[1], 16))
-    return ports
-
-
 def test_the_components_use_the_socket_and_the_https_port_is_not_dialled(
         cluster: Server, cluster_ns: str) -> None:
     sock = cluster.data_dir / "apiserver.sock"
@@ -77,7 +57,7 @@ def test_the_components_use_the_socket_and_the_https_port_is_not_dialled(
                                      "-o", "name").stdout.strip(), what="a ReplicaSet")
     # ... and the process they run in holds no connection to the HTTPS port.
     api_port = int(cluster.url.rsplit(":", 1)[1])
-    assert api_port not in _tcp_peers(cluster.proc.pid)
+    assert tcp_connections_to(api_port, cluster.proc.pid) == 0
 
 
 def test_the_socket_authenticates_every_request(cluster: Server) -> None:
