@@ -74,10 +74,13 @@ def _data(entry: dict[str, Any], key: str, base: Path) -> bytes | None:
 
 
 def _socket(cluster: dict[str, Any]) -> str | None:
+    """The socket the cluster's extension names, if it is there: a
+    kubeconfig taken to another machine, or read before the API server is
+    up, leaves the client on the HTTPS URL."""
     for ext in cluster.get("extensions") or ():
         if isinstance(ext, dict) and ext.get("name") == SOCKET_EXTENSION:
             path = (ext.get("extension") or {}).get("path")
-            return str(path) if path else None
+            return str(path) if path and Path(path).is_socket() else None
     return None
 
 
