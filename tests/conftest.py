@@ -155,6 +155,37 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     srv.stop()
 
 
+def unix_request(path: Path, method: str, url: str, token: str | None = None,
+                 body: dict | None = None, timeout: float = 10) -> tuple[int, dict]:
+    """One HTTP/1.1 request over the Unix socket: (status, JSON body)."""
+    data = json.dumps(body).encode() if body is not None else b""
+    head = [f"{method} {url} HTTP/1.1", "Host: localhost", "Connection: close",
+            "Accept: application/json", f"Content-Length: {len(data)}"]
+    if body is not None:
+        head.append("Content-Type: application/json")
+    if token is not None:
+        head.append(f"Authorization: Bearer {token}")
+    with socket.socket(socket.AF_UNIX) as s:
+        s.settimeout(timeout)
+        s.connect(str(path))
+        s.sendall(("\r\n".join(head) + "\r\n\r\n").encode() + data)
+        raw = b""
+        while chunk := s.recv(65536):
+            raw += chunk
+    headers, _, payload = raw.partition(b"\r\n\r\n")
+    status = int(headers.split(b" ", 2)[1])
+    if b"transfer-encoding: chunked" in headers.lower():
+        decoded, rest = b"", payload
+        while rest:
+            size_line, _, rest = rest.partition(b"\r\n")
+            size = int(size_line, 16)
+            if size == 0:
+                break
+            decoded, rest = decoded + rest[:size], rest[size + 2:]
+        payload = decoded
+    return status, json.loads(payload) if payload.strip() else {}
+
+
 def tcp_connections_to(port: int, pid: int | str = "self") -> int:
     """The established TCP connections process ``pid`` holds to ``port``."""
     inodes = set()

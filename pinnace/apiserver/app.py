@@ -10,6 +10,7 @@ import base64
 import logging
 import os
 import platform
+import socket
 import ssl
 import time
 from collections.abc import Awaitable, Callable
@@ -173,6 +174,7 @@ class APIServer:
         self._runner: web.AppRunner | None = None
         self._component_tokens: dict[str, str] = {}
         self.socket_path: Path | None = None  # where the components come in, if here
+        self._owns_socket = False  # made it, so removes it (not a worker)
         self.port = config.port
         self._openapi_gen = -1
         self._openapi: dict[str, bytes] = {}
@@ -237,12 +239,16 @@ class APIServer:
                        reuse_port=cfg.workers > 1)
         await site.start()
         self.port = site.port  # the OS's pick when asked for port 0
-        # The components `pinnace server` runs come in by the socket (one
-        # process serves it: the first worker).
-        self.socket_path = localsocket.socket_path(cfg.data_dir) if cfg.owner else None
-        if self.socket_path is not None:
-            await web.UnixSite(self._runner, str(self.socket_path)).start()
-            os.chmod(self.socket_path, 0o600)
+        # The components `pinnace server` runs come in by the socket; with
+        # several workers their parent made it, and each takes connections.
+        self.socket_path = localsocket.socket_path(cfg.data_dir)
+        sock = (socket.socket(fileno=cfg.socket_fd) if cfg.socket_fd >= 0
+                else localsocket.listen(cfg.data_dir) if cfg.owner else None)
+        self._owns_socket = sock is not None and cfg.socket_fd < 0
+        if sock is not None:
+            await web.SockSite(self._runner, sock).start()
+        else:
+            self.socket_path = None
         await self._follow_tables()
         if cfg.owner:
             await self._bootstrap()
@@ -286,7 +292,7 @@ class APIServer:
         await self.webhooks.close()
         if self._runner is not None:
             await self._runner.cleanup()
-        if self.socket_path is not None:
+        if self._owns_socket and self.socket_path is not None:
             self.socket_path.unlink(missing_ok=True)
         await self.audit.stop()
         await self.store.close()

@@ -24,6 +24,9 @@ class Config:
     # worker 0 owns the datastore and runs the bootstrap work.
     workers: int = 1
     worker_index: int = 0
+    # The components' Unix socket, listening, handed down by the workers'
+    # parent so that every worker takes connections from it (-1: none).
+    socket_fd: int = -1
     # The largest object stored, in bytes (etcd's default request limit).
     max_object_bytes: int = 1572864
     # Requests without credentials are system:anonymous, judged by RBAC; off:

@@ -45,6 +45,26 @@ def socket_path(data_dir: Path) -> Path | None:
     return path if len(os.fsencode(path)) <= _MAX_PATH else None
 
 
+def listen(data_dir: Path) -> socket.socket | None:
+    """The components' socket, listening (None: the data dir's path is too
+    long). A socket file left by a server killed before it could remove
+    it is replaced; anything else at that path is not."""
+    path = socket_path(data_dir)
+    if path is None:
+        return None
+    if path.is_socket():
+        path.unlink()
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.bind(str(path))
+        os.chmod(path, 0o600)
+        sock.listen(1024)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
 def ensure_tokens(tls_dir: Path) -> dict[str, str]:
     """Each component's token (component -> token), made on first use; an
     API server started with several workers makes them before its workers

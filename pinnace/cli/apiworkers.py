@@ -6,7 +6,8 @@ one core's worth of requests. Here a small parent process (this module)
 prepares what must exist exactly once (certificates, the service-account
 signing key, the port), then runs N ordinary API servers as children. Each
 listens on the same port with SO_REUSEPORT, so the kernel spreads incoming
-connections over them; they share the datastore (SQLite in shared mode, or
+connections over them (and all take connections from the one Unix socket
+of the components, which this parent makes); they share the datastore (SQLite in shared mode, or
 etcd) and follow each other's writes through it, as several API servers on
 one etcd do. Worker 0 owns the datastore (its lock, compaction) and does
 the bootstrap writes; a worker that dies is restarted, and the others keep
@@ -79,6 +80,8 @@ async def run_workers(config: Config, worker_args: list[str], verbosity: list[st
     """Run ``config.workers`` API server processes until SIGINT/SIGTERM.
     ``worker_args``: the `pinnace apiserver` flags every worker gets (all
     but --listen, --workers and --worker-index)."""
+    from pinnace.apiserver.localsocket import listen, socket_path
+
     await asyncio.to_thread(prepare, config)
     reserved: socket.socket | None = None
     port = config.port
@@ -89,11 +92,16 @@ async def run_workers(config: Config, worker_args: list[str], verbosity: list[st
     shutil.rmtree(metrics_dir, ignore_errors=True)
     metrics_dir.mkdir(parents=True)
     host = f"[{config.host}]" if ":" in config.host else config.host
+    # One listening socket for the components, which every worker takes
+    # connections from (a worker being restarted leaves them to the others).
+    components = listen(config.data_dir)
+    shared = ["--socket-fd", str(components.fileno())] if components is not None else []
     children = [
         Child(f"apiserver-{i}", [*verbosity, "apiserver", *worker_args,
                                  "--listen", f"{host}:{port}", "--workers", str(config.workers),
-                                 "--worker-index", str(i)],
-              env={"PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}, capture=True)
+                                 "--worker-index", str(i), *shared],
+              env={"PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}, capture=True,
+              pass_fds=(components.fileno(),) if components is not None else ())
         for i in range(config.workers)]
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -142,3 +150,8 @@ async def run_workers(config: Config, worker_args: list[str], verbosity: list[st
         if reserved is not None:
             reserved.close()
         await asyncio.gather(*(c.terminate() for c in children))
+        if components is not None:
+            components.close()
+            path = socket_path(config.data_dir)
+            if path is not None:
+                path.unlink(missing_ok=True)

@@ -203,6 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
     _server_args(apiserver)
     # Set by `--workers N` on the worker processes it starts.
     apiserver.add_argument("--worker-index", type=int, default=None, help=argparse.SUPPRESS)
+    apiserver.add_argument("--socket-fd", type=int, default=-1, help=argparse.SUPPRESS)
     cm = sub.add_parser("controller-manager", help="run the controllers")
     cm.add_argument("--kubeconfig", default=None, help="how to reach the API server "
                     "(default: $KUBECONFIG, ~/.kube/config, or in-cluster)")
@@ -315,6 +316,7 @@ def _config(args: argparse.Namespace) -> Config:
                   default_not_ready_toleration_seconds=args.default_not_ready_toleration_seconds,
                   default_unreachable_toleration_seconds=args.default_unreachable_toleration_seconds,
                   workers=args.workers, worker_index=getattr(args, "worker_index", None) or 0,
+                  socket_fd=getattr(args, "socket_fd", -1),
                   max_object_bytes=args.max_object_size, anonymous_auth=args.anonymous_auth,
                   encryption_provider_config=str(Path(args.encryption_provider_config).resolve())
                   if args.encryption_provider_config else "",

@@ -47,13 +47,14 @@ class Child:
     started_at: float = 0.0
     env: dict[str, str] = field(default_factory=dict)
     capture: bool = False
+    pass_fds: tuple[int, ...] = ()  # the parent's descriptors the child keeps
 
     async def start(self) -> None:
         self.started_at = time.monotonic()
         self.proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "pinnace.cli.main", *self.args,
             stdout=asyncio.subprocess.PIPE if self.capture else None,
-            env={**os.environ, **self.env}, preexec_fn=die_with_parent)
+            env={**os.environ, **self.env}, preexec_fn=die_with_parent, pass_fds=self.pass_fds)
         log.info("started %s (pid %d)", self.name, self.proc.pid)
 
     async def drain(self) -> None:

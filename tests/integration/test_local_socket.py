@@ -5,44 +5,10 @@ kubeconfigs still work with kubectl over HTTPS."""
 
 from __future__ import annotations
 
-import json
-import socket
 import stat
-from pathlib import Path
 
 from pinnace.testing.cluster import run_kubectl
-from tests.conftest import Server, tcp_connections_to, wait_for
-
-
-def _over_socket(path: Path, method: str, url: str, token: str | None = None,
-                 body: dict | None = None) -> tuple[int, dict]:
-    """One HTTP/1.1 request over the Unix socket: (status, JSON body)."""
-    data = json.dumps(body).encode() if body is not None else b""
-    head = [f"{method} {url} HTTP/1.1", "Host: localhost", "Connection: close",
-            "Accept: application/json", f"Content-Length: {len(data)}"]
-    if body is not None:
-        head.append("Content-Type: application/json")
-    if token is not None:
-        head.append(f"Authorization: Bearer {token}")
-    with socket.socket(socket.AF_UNIX) as s:
-        s.settimeout(10)
-        s.connect(str(path))
-        s.sendall(("\r\n".join(head) + "\r\n\r\n").encode() + data)
-        raw = b""
-        while chunk := s.recv(65536):
-            raw += chunk
-    headers, _, payload = raw.partition(b"\r\n\r\n")
-    status = int(headers.split(b" ", 2)[1])
-    if b"transfer-encoding: chunked" in headers.lower():
-        decoded, rest = b"", payload
-        while rest:
-            size_line, _, rest = rest.partition(b"\r\n")
-            size = int(size_line, 16)
-            if size == 0:
-                break
-            decoded, rest = decoded + rest[:size], rest[size + 2:]
-        payload = decoded
-    return status, json.loads(payload) if payload.strip() else {}
+from tests.conftest import Server, tcp_connections_to, unix_request, wait_for
 
 
 def test_the_components_use_the_socket_and_the_https_port_is_not_dialled(
@@ -65,18 +31,18 @@ def test_the_socket_authenticates_every_request(cluster: Server) -> None:
     token = (cluster.data_dir / "tls" / "scheduler.token").read_text().strip()
     assert stat.S_IMODE((cluster.data_dir / "tls" / "scheduler.token").stat().st_mode) == 0o600
 
-    code, status = _over_socket(sock, "GET", "/api/v1/namespaces")
+    code, status = unix_request(sock, "GET", "/api/v1/namespaces")
     assert code == 401 and status["reason"] == "Unauthorized"
-    code, status = _over_socket(sock, "GET", "/api/v1/namespaces", token=token[:-2] + "xx")
+    code, status = unix_request(sock, "GET", "/api/v1/namespaces", token=token[:-2] + "xx")
     assert code == 401
 
     review = {"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"}
-    code, out = _over_socket(sock, "POST",
+    code, out = unix_request(sock, "POST",
                              "/apis/authentication.k8s.io/v1/selfsubjectreviews", token, review)
     assert code == 201, out
     assert out["status"]["userInfo"]["username"] == "system:kube-scheduler"
     # With the scheduler's rights, not more: it reads no Secrets.
-    code, status = _over_socket(sock, "GET", "/api/v1/secrets", token)
+    code, status = unix_request(sock, "GET", "/api/v1/secrets", token)
     assert code == 403, status
     assert 'User "system:kube-scheduler" cannot list resource "secrets"' in status["message"]
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import Server, start_server, wait_for
+from tests.conftest import Server, start_server, unix_request, wait_for
 
 
 @pytest.fixture
@@ -171,3 +171,25 @@ def test_a_killed_worker_comes_back_and_nothing_is_lost(workers_server: Server) 
     # Kubeconfig and URL are unchanged by restarts.
     with urllib.request.urlopen(srv.url + "/version", context=http.ctx, timeout=10) as resp:
         assert json.loads(resp.read())["major"] == "1"
+
+
+def test_every_worker_takes_connections_from_the_components_socket(
+        workers_server: Server) -> None:
+    """The components' socket is one listening socket shared by the workers:
+    with either worker stopped, a component's request over it is answered."""
+    srv = workers_server
+    sock = srv.data_dir / "apiserver.sock"
+    token = (srv.data_dir / "tls" / "scheduler.token").read_text().strip()
+    review = {"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"}
+    for pid in worker_pids(srv):
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            code, out = unix_request(sock, "POST",
+                                     "/apis/authentication.k8s.io/v1/selfsubjectreviews",
+                                     token, review, timeout=5)
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        assert code == 201, out
+        assert out["status"]["userInfo"]["username"] == "system:kube-scheduler"
+    srv.stop()
+    assert not sock.exists()  # the parent made it, the parent removes it
