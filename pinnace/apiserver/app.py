@@ -241,14 +241,12 @@ class APIServer:
         self.port = site.port  # the OS's pick when asked for port 0
         # The components `pinnace server` runs come in by the socket; with
         # several workers their parent made it, and each takes connections.
-        self.socket_path = localsocket.socket_path(cfg.data_dir)
         sock = (socket.socket(fileno=cfg.socket_fd) if cfg.socket_fd >= 0
                 else localsocket.listen(cfg.data_dir) if cfg.owner else None)
-        self._owns_socket = sock is not None and cfg.socket_fd < 0
         if sock is not None:
             await web.SockSite(self._runner, sock).start()
-        else:
-            self.socket_path = None
+            self.socket_path = localsocket.socket_path(cfg.data_dir)
+            self._owns_socket = cfg.socket_fd < 0
         await self._follow_tables()
         if cfg.owner:
             await self._bootstrap()

@@ -4,14 +4,14 @@ one datastore, so the API uses more than one core.
 Python runs one thread of Python at a time, so one process serves at most
 one core's worth of requests. Here a small parent process (this module)
 prepares what must exist exactly once (certificates, the service-account
-signing key, the port), then runs N ordinary API servers as children. Each
-listens on the same port with SO_REUSEPORT, so the kernel spreads incoming
-connections over them (and all take connections from the one Unix socket
-of the components, which this parent makes); they share the datastore (SQLite in shared mode, or
-etcd) and follow each other's writes through it, as several API servers on
-one etcd do. Worker 0 owns the datastore (its lock, compaction) and does
-the bootstrap writes; a worker that dies is restarted, and the others keep
-serving meanwhile. Metrics are kept in files every worker writes and any
+signing key, the port, the components' Unix socket), then runs N ordinary
+API servers as children. Each listens on the same port with SO_REUSEPORT,
+so the kernel spreads incoming connections over them, and takes
+connections from the one socket; they share the datastore (SQLite in
+shared mode, or etcd) and follow each other's writes through it, as
+several API servers on one etcd do. Worker 0 owns the datastore (its
+lock, compaction) and does the bootstrap writes; a worker that dies is
+restarted, and the others keep serving meanwhile. Metrics are kept in files every worker writes and any
 worker reads (prometheus_client's multiprocess mode).
 """
 
