@@ -7,13 +7,17 @@ value that was deleted). The state at revision R is, per key, the newest row
 with id <= R unless that row is a deletion; the change log after R is simply
 the rows with id > R. Compaction removes rows nobody can read any more.
 
-Threads. Nothing touches SQLite on the event loop. One writer thread owns the
-only write connection and applies writes in *group commits*: everything
-queued when it wakes up is applied in one transaction, one WAL sync, in
-queue order (so a CAS later in a batch sees the writes before it), and the
-callers' futures are answered on the loop once the batch has committed.
-Reads use a small pool of reader threads with their own connections; in WAL
-mode they never wait for the writer and each sees a consistent snapshot.
+Threads. One writer thread owns the only write connection and applies
+writes in *group commits*: everything queued when it wakes up is applied in
+one transaction, one WAL sync, in queue order (so a CAS later in a batch
+sees the writes before it), and the callers' futures are answered on the
+loop once the batch has committed. Lists, counts and watch backlogs use a
+small pool of reader threads with their own connections; in WAL mode they
+never wait for the writer and each sees a consistent snapshot. A get of one
+key is one indexed lookup (~20 us), while handing it to a reader thread and
+back costs ~150 us of CPU (the GIL changes hands twice): it runs on the
+loop, on a connection of its own that never waits for a lock. Should the
+file be busy (a WAL being recovered after a crash), the get goes to the pool.
 
 Durability. WAL mode. With ``synchronous=FULL`` (the default) the WAL is
 fsynced at every commit before anyone is answered, so acknowledged writes
@@ -255,6 +259,7 @@ class SQLiteStore:
         self._wrev = 0  # writer thread's revision counter
         self._readers: ThreadPoolExecutor | None = None
         self._rconns: list[sqlite3.Connection] = []
+        self._lconn: sqlite3.Connection | None = None  # the loop's, for single-key gets
         self._rlocal = threading.local()
         self._rlock = threading.Lock()
 
@@ -272,6 +277,7 @@ class SQLiteStore:
         self._loop = asyncio.get_running_loop()
         self._compact_lock = asyncio.Lock()
         await asyncio.to_thread(self._open_writer)
+        self._lconn = await asyncio.to_thread(self._connect, 0)
         self._rev = self._wrev
         self._readers = ThreadPoolExecutor(self._nreaders, thread_name_prefix="pinnace-sqlite-read")
         self._writer = threading.Thread(
@@ -283,12 +289,14 @@ class SQLiteStore:
         if self._owner and self._compact_interval > 0:
             self._compactor = asyncio.create_task(self._compact_loop())
 
-    def _connect(self) -> sqlite3.Connection:
+    def _connect(self, busy_timeout_ms: int = 10_000) -> sqlite3.Connection:
         # Autocommit mode: transactions are begun and ended explicitly.
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        conn.execute("PRAGMA busy_timeout = 10000")
+        conn.execute(f"PRAGMA busy_timeout = {busy_timeout_ms}")
         conn.execute(f"PRAGMA synchronous = {self._synchronous}")
-        conn.execute("PRAGMA cache_size = -32000")
+        # The loop's connection reads single rows: a small cache does (and
+        # leaves the memory to the process's other work).
+        conn.execute(f"PRAGMA cache_size = {-32000 if busy_timeout_ms else -4000}")
         return conn
 
     def _open_writer(self) -> None:
@@ -358,6 +366,8 @@ class SQLiteStore:
             self._readers.shutdown(wait=True)
         for conn in self._rconns:
             conn.close()
+        if self._lconn is not None:
+            self._lconn.close()
         if self._wconn is not None:
             self._wconn.close()
         if self._lock_fd is not None:
@@ -607,7 +617,7 @@ class SQLiteStore:
             self._broadcaster.publish(events)
         _answer(answers)
 
-    # ---- reads: on the reader pool ----
+    # ---- reads: single keys on the loop, the rest on the reader pool ----
 
     def _reader(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._rlocal, "conn", None)
@@ -649,13 +659,15 @@ class SQLiteStore:
         return self._compacted
 
     async def get(self, key: str) -> KeyValue | None:
+        if self._lconn is not None and not self._closed:
+            try:
+                return _get(self._lconn, key)
+            except sqlite3.OperationalError:
+                pass  # busy (it never waits on the loop): the pool waits
         return await self._read(self._get, key)
 
     def _get(self, key: str) -> KeyValue | None:
-        row = self._reader().execute(_LATEST_ROW, (key,)).fetchone()
-        if row is None or row[1]:
-            return None
-        return KeyValue(key, row[3], row[2], row[0])
+        return _get(self._reader(), key)
 
     async def list(
         self, prefix: str, *, start: str = "", limit: int = 0, revision: int = 0
@@ -762,6 +774,13 @@ class SQLiteStore:
                     log.debug("compacted to revision %d", target)
                 except Exception:
                     log.exception("compaction to revision %d failed", target)
+
+
+def _get(conn: sqlite3.Connection, key: str) -> KeyValue | None:
+    row = conn.execute(_LATEST_ROW, (key,)).fetchone()
+    if row is None or row[1]:
+        return None
+    return KeyValue(key, row[3], row[2], row[0])
 
 
 def _head(conn: sqlite3.Connection, compacted: int, head: int) -> int:
