@@ -17,6 +17,7 @@ from typing import Any
 import orjson
 
 from pinnace.api import schema
+from pinnace.api.jsoncopy import json_copy
 
 __all__ = ["PatchError", "json_patch", "merge_patch", "strategic_merge_patch"]
 
@@ -250,7 +251,7 @@ def _json_equal(a: Any, b: Any) -> bool:
 def merge_patch(obj: Any, patch: Any) -> Any:
     """RFC 7386: objects merge recursively, null deletes, anything else replaces."""
     if not isinstance(patch, dict):
-        return copy.deepcopy(patch)
+        return json_copy(patch)
     out = dict(obj) if isinstance(obj, dict) else {}
     for k, v in patch.items():
         if v is None:
@@ -258,7 +259,7 @@ def merge_patch(obj: Any, patch: Any) -> Any:
         elif isinstance(v, dict):
             out[k] = merge_patch(out.get(k), v)
         else:
-            out[k] = copy.deepcopy(v)
+            out[k] = json_copy(v)
     return out
 
 

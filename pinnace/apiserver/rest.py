@@ -21,6 +21,7 @@ from typing import Any
 from pinnace.api import apply as ssa
 from pinnace.api import conversion, defaults, fieldcheck, schema, validation
 from pinnace.api import patch as patches
+from pinnace.api.jsoncopy import json_copy
 from pinnace.api.field import required
 from pinnace.api.resources import ResourceInfo
 from pinnace.storage.interface import (
@@ -338,7 +339,7 @@ class Registry:
             if not rv.isdigit():
                 raise status.bad_request(f"invalid resourceVersion: {rv!r}")
             raise status.conflict(info.resource, info.group, name, status.STALE)
-        return await self.guaranteed_update(info, ns, name, kv, lambda _: copy.deepcopy(new_in),
+        return await self.guaranteed_update(info, ns, name, kv, lambda _: json_copy(new_in),
                                             opts, subresource, cas_from_client=bool(rv))
 
     async def guaranteed_update(self, info: ResourceInfo, ns: str | None, name: str,

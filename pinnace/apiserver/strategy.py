@@ -15,6 +15,7 @@ from typing import Any
 
 from pinnace.api import crdrules, crdschema, defaults, fieldcheck, validation
 from pinnace.api.field import FieldError, invalid
+from pinnace.api.jsoncopy import json_copy
 from pinnace.api.resources import ResourceInfo
 from pinnace.api.validation.others import SYSTEM_PRIORITY_CLASSES
 from pinnace.api.validation.pods import qos_class
@@ -87,12 +88,12 @@ class Strategy:
             for k in set(new) | set(old):
                 if k not in ("metadata", "status", "apiVersion", "kind"):
                     if k in old:
-                        new[k] = copy.deepcopy(old[k])
+                        new[k] = json_copy(old[k])
                     else:
                         new.pop(k, None)
         elif subresource == "":
             if "status" in old:
-                new["status"] = copy.deepcopy(old["status"])
+                new["status"] = json_copy(old["status"])
             else:
                 new.pop("status", None)
 
