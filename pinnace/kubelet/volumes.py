@@ -500,8 +500,8 @@ class VolumeManager:
             if alloc is not None and alloc.get("memory") is not None:
                 size = value(alloc["memory"])
             else:
-                from .host import MEMORY_AVAILABLE_MIN, meminfo
-                size = max(meminfo().get("MemTotal", 0) - MEMORY_AVAILABLE_MIN, 0) or None
+                from .host import MEMORY_AVAILABLE_MIN, mem_total
+                size = max(mem_total() - MEMORY_AVAILABLE_MIN, 0) or None
             pod_limit = _pod_memory_limit(pod)
             if pod_limit and (size is None or pod_limit <= size):
                 size = pod_limit
