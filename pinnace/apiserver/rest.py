@@ -21,8 +21,8 @@ from typing import Any
 from pinnace.api import apply as ssa
 from pinnace.api import conversion, defaults, fieldcheck, schema, validation
 from pinnace.api import patch as patches
-from pinnace.api.jsoncopy import json_copy
 from pinnace.api.field import required
+from pinnace.api.jsoncopy import json_copy
 from pinnace.api.resources import ResourceInfo
 from pinnace.storage.interface import (
     CompactedError,
