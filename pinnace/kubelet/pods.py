@@ -1070,18 +1070,21 @@ def _phase(pod: Obj, inits: list[Obj], conts: list[Obj], sidecars: set[str]) -> 
     return "Running" if policy == "OnFailure" else "Failed"
 
 
-_VOLATILE = ("lastHeartbeatTime", "lastProbeTime")
+_VOLATILE = frozenset(("lastHeartbeatTime", "lastProbeTime"))
 
 
-def _same(a: Obj, b: Obj) -> bool:
-    """Equal but for times that change on every report."""
-    def strip(o: Any) -> Any:
-        if isinstance(o, dict):
-            return {k: strip(v) for k, v in o.items() if k not in _VOLATILE}
-        if isinstance(o, list):
-            return [strip(v) for v in o]
-        return o
-    return strip(a) == strip(b)
+def _same(a: Any, b: Any) -> bool:
+    """Equal but for times that change on every report. Compared in place,
+    stopping at the first difference: every sync and every watch event of
+    a pod on this node asks."""
+    if isinstance(a, dict):
+        if not isinstance(b, dict):
+            return False
+        keys = a.keys() - _VOLATILE
+        return keys == b.keys() - _VOLATILE and all(_same(a[k], b[k]) for k in keys)
+    if isinstance(a, list):
+        return isinstance(b, list) and len(a) == len(b) and all(map(_same, a, b))
+    return bool(a == b)
 
 
 def _log_tail(path: Path, lines: int) -> str:
