@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from . import libc, namespaces, ocispec, steps
-from .oci import RUNNING, OCIRuntime, Record, unmount
+from .oci import RUNNING, OCIRuntime, Record, dump_json, unmount
 
 Obj = dict[str, Any]
 
@@ -61,14 +61,14 @@ class Sandboxes:
         info = self._infos.get(uid)
         if info is None:
             try:
-                info = json.loads(self._marker(uid).read_text())
+                info = json.loads(self._marker(uid).read_bytes())
             except (OSError, ValueError):
                 return None
             self._infos[uid] = info
         return info
 
     def _write_marker(self, uid: str, info: Obj) -> None:
-        self._marker(uid).write_text(json.dumps(info))
+        self._marker(uid).write_bytes(dump_json(info))
         self._infos[uid] = info
 
     def existed(self, uid: str) -> bool:
@@ -83,7 +83,7 @@ class Sandboxes:
         if not pid:
             return None
         try:
-            return Record(**json.loads((self.rt.bundle(pid) / "meta.json").read_text()))
+            return Record(**json.loads((self.rt.bundle(pid) / "meta.json").read_bytes()))
         except (OSError, ValueError, TypeError):
             return Record(id=pid, pod_uid=uid, namespace="", pod_name="", name="")
 
