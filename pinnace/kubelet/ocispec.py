@@ -11,7 +11,9 @@ cgroup limits from resources.
 
 from __future__ import annotations
 
+import functools
 import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -74,14 +76,34 @@ def merge_env(image_env: list[str], env: list[str]) -> list[str]:
     return list(out.values())
 
 
+@functools.lru_cache(maxsize=64)
+def _rows_of(path: str, stamp: tuple[int, int, int]) -> tuple[list[str], ...]:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            return tuple(line.split(":") for line in f.read().splitlines())
+    except OSError:
+        return ()
+
+
+def _rows(path: Path) -> tuple[list[str], ...]:
+    """A passwd or group file's lines, split at the colons. Every container
+    start looks its user up; an image's files do not change, so they are
+    read again only when the file's inode, size or mtime does (a stat
+    instead of an open, a read and a parse)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return ()
+    return _rows_of(str(path), (st.st_ino, st.st_size, st.st_mtime_ns))
+
+
 def _lookup(path: Path, name: str, field: int) -> int | None:
     """The numeric id of ``name`` in a passwd or group file, or None."""
     try:
-        for line in path.read_text(errors="replace").splitlines():
-            parts = line.split(":")
+        for parts in _rows(path):
             if len(parts) > field and parts[0] == name:
                 return int(parts[field])
-    except (OSError, ValueError):
+    except ValueError:
         pass
     return None
 
@@ -89,11 +111,10 @@ def _lookup(path: Path, name: str, field: int) -> int | None:
 def _groups_of(rootfs: Path, user: str, uid: int) -> list[int]:
     out = []
     try:
-        for line in (rootfs / "etc/group").read_text(errors="replace").splitlines():
-            parts = line.split(":")
+        for parts in _rows(rootfs / "etc/group"):
             if len(parts) >= 4 and user and user in parts[3].split(","):
                 out.append(int(parts[2]))
-    except (OSError, ValueError):
+    except ValueError:
         pass
     return out
 
@@ -143,13 +164,9 @@ def resolve_user(pod: Obj, container: Obj, image_config: Obj, rootfs: Path) -> t
 
 
 def _name_of(passwd: Path, uid: int) -> str:
-    try:
-        for line in passwd.read_text(errors="replace").splitlines():
-            parts = line.split(":")
-            if len(parts) > 2 and parts[2] == str(uid):
-                return parts[0]
-    except OSError:
-        pass
+    for parts in _rows(passwd):
+        if len(parts) > 2 and parts[2] == str(uid):
+            return parts[0]
     return ""
 
 
