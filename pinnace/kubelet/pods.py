@@ -321,16 +321,20 @@ class PodWorkers:
             await self.sandboxes.remove(uid)
         try:
             async with self.start_gate.slot(ps.order):
+                ports = _host_ports(pod)
+                pinned = False
                 if spec.get("hostNetwork"):
                     netns, ps.pod_ip = "", self.host_ip()
                     await steps.run(self._write_pod_files, pod, ps.pod_ip)
                 else:
-                    net = await steps.run(self._pod_network, pod)
-                    netns, ps.pod_ip = net.netns, net.ip
-                ports = _host_ports(pod)
-                if ports and netns:  # before the sandbox: a failure here is retried whole
+                    # The host's ports come before the sandbox (a failure there
+                    # is retried whole); with none, the sandbox is pinned in
+                    # the network's step.
+                    net = await steps.run(self._pod_network, pod, not ports)
+                    netns, ps.pod_ip, pinned = net.netns, net.ip, not ports
+                if ports and netns:
                     await steps.run(self.network.set_host_ports, uid, ps.pod_ip, ports)
-                await self.sandboxes.create(pod, netns, self._hostname(pod))
+                await self.sandboxes.create(pod, netns, self._hostname(pod), pinned=pinned)
             if ps.start_time == "":
                 ps.start_time = rfc3339()
             ps.waiting.pop(SANDBOX, None)
@@ -343,13 +347,16 @@ class PodWorkers:
             self.requeue(_key(pod), 5)
             return False
 
-    def _pod_network(self, pod: Obj) -> Any:
-        """The pod's network and the files that name it (/etc/hosts holds its
-        address), in one step: a hand-over to a step thread and back costs
-        ~130 us of CPU on a virtual machine, as much as writing the files."""
+    def _pod_network(self, pod: Obj, pin: bool) -> Any:
+        """The pod's network, the files that name it (/etc/hosts holds its
+        address) and, if ``pin``, its sandbox's namespaces, in one step: a
+        hand-over to a step thread and back costs ~130 us of CPU on a
+        virtual machine, as much as writing the files."""
         meta = pod["metadata"]
         net = self.network.setup_pod(meta["uid"], meta.get("namespace"), meta["name"])
         self._write_pod_files(pod, net.ip)
+        if pin:
+            self.sandboxes.pin(pod, net.netns, self._hostname(pod))
         return net
 
     def _hostname(self, pod: Obj) -> str:

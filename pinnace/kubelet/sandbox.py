@@ -100,9 +100,10 @@ class Sandboxes:
 
     # -- making and removing ---------------------------------------------------------
 
-    async def create(self, pod: Obj, netns: str, hostname: str) -> None:
-        """Pin the pod's namespaces (and start its pause container when its
-        containers share a PID namespace)."""
+    def pin(self, pod: Obj, netns: str, hostname: str) -> None:
+        """Pin the pod's namespaces and remember them. Blocking: on a step
+        thread, where the caller may have made the pod's network just before
+        (one hand-over for both)."""
         meta, spec = pod["metadata"], pod["spec"]
         uid = meta["uid"]
         pins: dict[str, Path] = {}
@@ -115,7 +116,16 @@ class Sandboxes:
                      "pause": "", "created": time.time()}
         (self.pods_dir / uid).mkdir(parents=True, exist_ok=True)
         self._write_marker(uid, info)
-        await steps.run(self._pin, pins, hostname if "uts" in pins else None, uid)
+        self._pin(pins, hostname if "uts" in pins else None, uid)
+
+    async def create(self, pod: Obj, netns: str, hostname: str, pinned: bool = False) -> None:
+        """Pin the pod's namespaces unless ``pinned`` (done by ``pin``), and
+        start its pause container when its containers share a PID namespace."""
+        meta, spec = pod["metadata"], pod["spec"]
+        uid = meta["uid"]
+        if not pinned:
+            await steps.run(self.pin, pod, netns, hostname)
+        info = self.info(uid) or {}
         if spec.get("shareProcessNamespace") and not spec.get("hostPID"):
             rec = Record(id=uuid.uuid4().hex + uuid.uuid4().hex, pod_uid=uid,
                          namespace=meta.get("namespace") or "default", pod_name=meta["name"],
