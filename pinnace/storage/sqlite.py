@@ -277,7 +277,8 @@ class SQLiteStore:
         self._loop = asyncio.get_running_loop()
         self._compact_lock = asyncio.Lock()
         await asyncio.to_thread(self._open_writer)
-        self._lconn = await asyncio.to_thread(self._connect, 0)
+        # Single rows need little cache; it never waits, on the loop.
+        self._lconn = await asyncio.to_thread(self._connect, 0, 4_000)
         self._rev = self._wrev
         self._readers = ThreadPoolExecutor(self._nreaders, thread_name_prefix="pinnace-sqlite-read")
         self._writer = threading.Thread(
@@ -289,14 +290,12 @@ class SQLiteStore:
         if self._owner and self._compact_interval > 0:
             self._compactor = asyncio.create_task(self._compact_loop())
 
-    def _connect(self, busy_timeout_ms: int = 10_000) -> sqlite3.Connection:
+    def _connect(self, busy_timeout_ms: int = 10_000, cache_kib: int = 32_000) -> sqlite3.Connection:
         # Autocommit mode: transactions are begun and ended explicitly.
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         conn.execute(f"PRAGMA busy_timeout = {busy_timeout_ms}")
         conn.execute(f"PRAGMA synchronous = {self._synchronous}")
-        # The loop's connection reads single rows: a small cache does (and
-        # leaves the memory to the process's other work).
-        conn.execute(f"PRAGMA cache_size = {-32000 if busy_timeout_ms else -4000}")
+        conn.execute(f"PRAGMA cache_size = {-cache_kib}")
         return conn
 
     def _open_writer(self) -> None:
