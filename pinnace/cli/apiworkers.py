@@ -11,8 +11,9 @@ connections from the one socket; they share the datastore (SQLite in
 shared mode, or etcd) and follow each other's writes through it, as
 several API servers on one etcd do. Worker 0 owns the datastore (its
 lock, compaction) and does the bootstrap writes; a worker that dies is
-restarted, and the others keep serving meanwhile. Metrics are kept in files every worker writes and any
-worker reads (prometheus_client's multiprocess mode).
+restarted, and the others keep serving meanwhile. Metrics are kept in
+files every worker writes and any worker reads (prometheus_client's
+multiprocess mode).
 """
 
 from __future__ import annotations
