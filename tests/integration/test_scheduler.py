@@ -105,8 +105,10 @@ def test_pods_are_bound_and_unschedulable_pods_explained(scratch: Scratch) -> No
 
     nodes = wait_for(bound, what="4 pods bound")
     assert set(nodes) == {f"{group}-n0", f"{group}-n1"}  # spread by LeastAllocated
-    events = k("-n", ns, "get", "events", "--field-selector", "reason=Scheduled").stdout
-    assert "Successfully assigned" in events
+    # Events follow the bindings (sent after them, as kube-scheduler's broadcaster does).
+    wait_for(lambda: "Successfully assigned" in k(
+        "-n", ns, "get", "events", "--field-selector", "reason=Scheduled").stdout,
+        what="Scheduled events")
     scratch.create(_pod("huge", "64", selector={"group": group}))
     msg = wait_for(lambda: (_condition(scratch.get("pod", "huge"), "PodScheduled") or {}).get("message"),
                    what="PodScheduled=False")
