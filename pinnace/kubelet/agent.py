@@ -87,8 +87,11 @@ class Agent:
         self.queue = WorkQueue()
         self.nodes_rc = client.resource("v1", "nodes")
         self.leases_rc = client.resource("coordination.k8s.io/v1", "leases")
-        # Pulled, Created, Started: sent once the pod's own status writes are out.
-        self.recorder = EventRecorder(client, "kubelet", node=self.node_name, delay=0.25)
+        # Pulled, Created, Started: sent once the pods' own status writes are
+        # out, the whole burst's (a node starts 110 pods at most: ~450
+        # events wait, under the queue's bound).
+        self.recorder = EventRecorder(client, "kubelet", node=self.node_name, delay=0.25,
+                                      max_delay=2.0)
         self.pod_informer = Informer(client.resource("v1", "pods"),
                                      field_selector=f"spec.nodeName={self.node_name}")
         self.service_informer = Informer(client.resource("v1", "services"))

@@ -105,3 +105,33 @@ def test_a_bursts_events_are_sent_a_moment_after_it() -> None:
         return early, len(fake.created)
 
     assert asyncio.run(go()) == (0, 2)
+
+
+
+def test_a_bursts_events_wait_for_its_end_but_not_past_the_bound() -> None:
+    """With a max_delay, senders wait while events keep coming and send
+    them all once it is quiet; a burst that never ends has its events sent
+    at the bound, while it goes on."""
+    async def quiet_end() -> tuple[int, int]:
+        rec, fake = recorder(delay=0.5, max_delay=5.0)
+        for i in range(16):  # 0.8 s of events 0.05 s apart: never quiet for the delay
+            rec.event(POD, "Normal", "Started", f"message {i}")
+            await asyncio.sleep(0.05)
+        during = len(fake.created)
+        await rec._queue.join()
+        return during, len(fake.created)
+
+    async def endless() -> tuple[float, int]:
+        loop = asyncio.get_running_loop()
+        rec, fake = recorder(delay=0.5, max_delay=1.0)
+        first = loop.time()
+        for i in range(100):  # 5 s of events, 0.05 s apart
+            rec.event(POD, "Normal", "Started", f"message {i}")
+            await asyncio.sleep(0.05)
+            if fake.created:
+                return loop.time() - first, i
+        return loop.time() - first, 100
+
+    assert asyncio.run(quiet_end()) == (0, 16)
+    waited, events = asyncio.run(endless())
+    assert waited >= 1.0 and events < 99  # at the bound, the burst still going
