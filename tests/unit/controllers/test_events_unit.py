@@ -107,7 +107,6 @@ def test_a_bursts_events_are_sent_a_moment_after_it() -> None:
     assert asyncio.run(go()) == (0, 2)
 
 
-
 def test_a_bursts_events_wait_for_its_end_but_not_past_the_bound() -> None:
     """With a max_delay, senders wait while events keep coming and send
     them all once it is quiet; a burst that never ends has its events sent
