@@ -251,6 +251,28 @@ def make_pod(server: Server, ns: str, name: str, node: str | None) -> None:
     assert code == 201, body
 
 
+def _admin_tls(server: Server) -> ssl.SSLContext:
+    """A client with the admin's certificate, not checking the kubelet's own."""
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    tls = server.data_dir / "tls"
+    ctx.load_cert_chain(tls / "admin.crt", tls / "admin.key")
+    return ctx
+
+
+async def _stream_failure(server: Server, kubelet: KubeletThread, path: str) -> dict[str, Any]:
+    """The Status on v4's error channel a stream request to the kubelet ends with."""
+    error = b""
+    async with aiohttp.ClientSession() as s, \
+            s.ws_connect(f"https://127.0.0.1:{kubelet.kubelet.port}{path}",
+                         ssl=_admin_tls(server), protocols=["v4.channel.k8s.io"]) as ws:
+        async for msg in ws:
+            if msg.data[0] == 3:
+                error += msg.data[1:]
+    return json.loads(error)
+
+
 @pytest.fixture
 def pod(server: Server, namespace: str, kubelet: KubeletThread) -> str:
     """Pod "p" in ``namespace`` on a node whose kubelet is the test's."""
@@ -341,13 +363,9 @@ def test_exec(server: Server, namespace: str, pod: str) -> None:
 def test_exec_tty_and_resize(server: Server, namespace: str, pod: str,
                              kubelet: KubeletThread) -> None:
     """A terminal session straight against the kubelet (kubectl needs a terminal for -t)."""
-    tls = server.data_dir / "tls"
 
     async def session() -> tuple[bytes, dict[str, Any]]:
-        ctx = ssl.create_default_context()
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
-        ctx.load_cert_chain(tls / "admin.crt", tls / "admin.key")
+        ctx = _admin_tls(server)
         url = (f"https://127.0.0.1:{kubelet.kubelet.port}/exec/{namespace}/{pod}/c"
                "?command=sh&stdin=1&stdout=1&tty=1")
         out, error = b"", b""
@@ -368,22 +386,8 @@ def test_exec_tty_and_resize(server: Server, namespace: str, pod: str,
     assert status["reason"] == "NonZeroExitCode"
     assert status["details"]["causes"] == [{"reason": "ExitCode", "message": "7"}]
 
-    async def unknown_container() -> dict[str, Any]:
-        ctx = ssl.create_default_context()
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
-        ctx.load_cert_chain(tls / "admin.crt", tls / "admin.key")
-        url = (f"https://127.0.0.1:{kubelet.kubelet.port}/exec/{namespace}/{pod}/other"
-               "?command=true&stdout=1")
-        error = b""
-        async with aiohttp.ClientSession() as s, \
-                s.ws_connect(url, ssl=ctx, protocols=["v4.channel.k8s.io"]) as ws:
-            async for msg in ws:
-                if msg.data[0] == 3:
-                    error += msg.data[1:]
-        return json.loads(error)
-
-    status = kubelet.run(unknown_container())
+    status = kubelet.run(_stream_failure(
+        server, kubelet, f"/exec/{namespace}/{pod}/other?command=true&stdout=1"))
     assert status["status"] == "Failure" and status["code"] == 404
     assert status["message"] == 'container "other" in pod "p" not found'
 
@@ -518,13 +522,9 @@ def test_attach_terminal_and_resize(server: Server, namespace: str, pod: str,
                                     conmon: Callable[[bool], FakeConmon]) -> None:
     """A terminal session straight against the kubelet (kubectl needs a terminal for -t)."""
     c = conmon(True)
-    tls = server.data_dir / "tls"
 
     async def session(query: str, protocol: str, leave: bool) -> tuple[bytes, bytes, bytes]:
-        ctx = ssl.create_default_context()
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
-        ctx.load_cert_chain(tls / "admin.crt", tls / "admin.key")
+        ctx = _admin_tls(server)
         url = f"https://127.0.0.1:{kubelet.kubelet.port}/attach/{namespace}/{pod}/c?{query}"
         out, err, error = b"", b"", b""
         async with aiohttp.ClientSession() as s, \
@@ -576,26 +576,13 @@ def test_attach_terminal_and_resize(server: Server, namespace: str, pod: str,
 
 def test_attach_failures(server: Server, namespace: str, pod: str,
                          kubelet: KubeletThread) -> None:
-    tls = server.data_dir / "tls"
+    def status(container: str) -> dict[str, Any]:
+        return kubelet.run(_stream_failure(
+            server, kubelet, f"/attach/{namespace}/{pod}/{container}?stdout=1"))
 
-    async def status(container: str) -> dict[str, Any]:
-        ctx = ssl.create_default_context()
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
-        ctx.load_cert_chain(tls / "admin.crt", tls / "admin.key")
-        url = (f"https://127.0.0.1:{kubelet.kubelet.port}/attach/{namespace}/{pod}/{container}"
-               "?stdout=1")
-        error = b""
-        async with aiohttp.ClientSession() as s, \
-                s.ws_connect(url, ssl=ctx, protocols=["v4.channel.k8s.io"]) as ws:
-            async for msg in ws:
-                if msg.data[0] == 3:
-                    error += msg.data[1:]
-        return json.loads(error)
-
-    st = kubelet.run(status("other"))
+    st = status("other")
     assert st["code"] == 404 and st["message"] == 'container "other" in pod "p" not found'
-    st = kubelet.run(status("c"))  # no conmon listens
+    st = status("c")  # no conmon listens
     assert st["code"] == 500 and st["reason"] == "InternalError"
     assert st["message"].startswith("Internal error occurred: error attaching to container: ")
     running(server, namespace, pod)
