@@ -36,6 +36,8 @@ from typing import Any, Iterable
 
 import orjson
 
+from .protowire import ProtobufError, read_varint, varint
+
 __all__ = [
     "CONTENT_TYPE",
     "MAGIC",
@@ -60,10 +62,6 @@ _SCHEMA_VERSION = 1  # bump when the cached schema's shape changes
 
 class ProtobufUnavailable(RuntimeError):
     """No kubectl binary with readable Go type information was found."""
-
-
-class ProtobufError(ValueError):
-    """The body is not valid Kubernetes protobuf, or its kind is unknown."""
 
 
 # ---------------------------------------------------------------------------
@@ -417,37 +415,19 @@ def message_name(api_version: str, kind: str) -> str:
 _VARINT, _FIXED64, _LEN, _FIXED32 = 0, 1, 2, 5
 
 
-def _read_varint(buf: bytes, pos: int) -> tuple[int, int]:
-    b = buf[pos]
-    if b < 0x80:
-        return b, pos + 1
-    result = b & 0x7F
-    shift = 7
-    pos += 1
-    while True:
-        b = buf[pos]
-        pos += 1
-        result |= (b & 0x7F) << shift
-        if b < 0x80:
-            return result, pos
-        shift += 7
-        if shift > 63:
-            raise ProtobufError("varint too long")
-
-
 def _fields(buf: bytes) -> dict[int, list[Any]]:
     """Split a message into field number -> raw values (ints or bytes)."""
     out: dict[int, list[Any]] = {}
     pos, end = 0, len(buf)
     try:
         while pos < end:
-            key, pos = _read_varint(buf, pos)
+            key, pos = read_varint(buf, pos)
             wt = key & 7
             value: int | bytes
             if wt == _VARINT:
-                value, pos = _read_varint(buf, pos)
+                value, pos = read_varint(buf, pos)
             elif wt == _LEN:
-                n, pos = _read_varint(buf, pos)
+                n, pos = read_varint(buf, pos)
                 if pos + n > end:
                     raise ProtobufError("truncated message")
                 value = buf[pos:pos + n]
@@ -472,21 +452,8 @@ def _fields(buf: bytes) -> dict[int, list[Any]]:
     return out
 
 
-def _varint_bytes(value: int) -> bytes:
-    if value < 0:
-        value += 1 << 64
-    if value < 0x80:
-        return bytes((value,))
-    out = bytearray()
-    while value >= 0x80:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
-
-
 def _len_field(number: int, payload: bytes) -> bytes:
-    return _varint_bytes(number << 3 | _LEN) + _varint_bytes(len(payload)) + payload
+    return varint(number << 3 | _LEN) + varint(len(payload)) + payload
 
 
 def _signed(value: int, bits: int) -> int:
@@ -723,7 +690,7 @@ def _decode_list(elem: Any, values: list[Any]) -> list[Any]:
             if isinstance(v, bytes):  # packed varints
                 pos = 0
                 while pos < len(v):
-                    n, pos = _read_varint(v, pos)
+                    n, pos = read_varint(v, pos)
                     out.append(_decode_scalar(elem, n))
             else:
                 out.append(_decode_scalar(elem, v))
@@ -830,11 +797,11 @@ def _encode_scalar(number: int, ftype: str, value: Any) -> bytes:
             value = int(value)
         if not isinstance(value, int):
             raise ProtobufError(f"expected an integer for field {number}, got {value!r}")
-        return _varint_bytes(number << 3 | _VARINT) + _varint_bytes(int(value))
+        return varint(number << 3 | _VARINT) + varint(int(value))
     if ftype == "double":
-        return _varint_bytes(number << 3 | _FIXED64) + struct.pack("<d", float(value))
+        return varint(number << 3 | _FIXED64) + struct.pack("<d", float(value))
     if ftype == "float":
-        return _varint_bytes(number << 3 | _FIXED32) + struct.pack("<f", float(value))
+        return varint(number << 3 | _FIXED32) + struct.pack("<f", float(value))
     if ftype == "bytes":
         try:
             return _len_field(number, base64.b64decode(value, validate=True))
@@ -844,18 +811,18 @@ def _encode_scalar(number: int, ftype: str, value: Any) -> bytes:
         return _len_field(number, _len_field(1, str(value).encode()))
     if ftype in ("time", "microtime"):
         seconds, nanos = _parse_time(str(value))
-        body = _varint_bytes(1 << 3) + _varint_bytes(seconds)
+        body = varint(1 << 3) + varint(seconds)
         if ftype == "microtime" and nanos:
-            body += _varint_bytes(2 << 3) + _varint_bytes(nanos // 1000 * 1000)
+            body += varint(2 << 3) + varint(nanos // 1000 * 1000)
         return _len_field(number, body)
     if ftype == "duration":
         ns = _parse_duration(value) if isinstance(value, str) else int(value)
-        return _len_field(number, _varint_bytes(1 << 3) + _varint_bytes(ns))
+        return _len_field(number, varint(1 << 3) + varint(ns))
     if ftype == "intorstring":
         if isinstance(value, bool) or not isinstance(value, (int, str)):
             raise ProtobufError(f"expected int or string for field {number}")
         if isinstance(value, int):
-            body = b"\x08\x00" + _varint_bytes(2 << 3) + _varint_bytes(value)
+            body = b"\x08\x00" + varint(2 << 3) + varint(value)
         else:
             body = b"\x08\x01" + _len_field(3, value.encode())
         return _len_field(number, body)

@@ -37,6 +37,7 @@ from typing import Any
 import orjson
 
 from pinnace.api.protobuf import ProtobufUnavailable, binary_key, cache_dir, find_kubectl
+from pinnace.api.protowire import read_varint, varint
 
 __all__ = ["ProtobufUnavailable", "descriptor", "encode"]
 
@@ -52,44 +53,18 @@ _REPEATED = 3
 
 # ------------------------------------------------------------------ wire
 
-def _varint(value: int) -> bytes:
-    if value < 0:
-        value += 1 << 64
-    if value < 0x80:
-        return bytes((value,))
-    out = bytearray()
-    while value >= 0x80:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
-
-
-def _read_varint(buf: bytes, pos: int) -> tuple[int, int]:
-    result = shift = 0
-    while True:
-        b = buf[pos]
-        pos += 1
-        result |= (b & 0x7F) << shift
-        if b < 0x80:
-            return result, pos
-        shift += 7
-        if shift > 63:
-            raise ValueError("varint too long")
-
-
 def _fields(buf: bytes) -> list[tuple[int, Any]]:
     """(field number, int or bytes) for each field of one message."""
     out: list[tuple[int, Any]] = []
     pos = 0
     while pos < len(buf):
-        tag, pos = _read_varint(buf, pos)
+        tag, pos = read_varint(buf, pos)
         wire = tag & 7
         value: Any
         if wire == 0:
-            value, pos = _read_varint(buf, pos)
+            value, pos = read_varint(buf, pos)
         elif wire == 2:
-            size, pos = _read_varint(buf, pos)
+            size, pos = read_varint(buf, pos)
             value, pos = buf[pos:pos + size], pos + size
         elif wire in (1, 5):
             n = 8 if wire == 1 else 4
@@ -108,11 +83,11 @@ def _cut_descriptor(data: bytes | mmap.mmap, start: int) -> bytes:
     descriptor, or padding)."""
     pos, last = start, 0
     while pos < len(data):
-        tag, after = _read_varint(data, pos)  # type: ignore[arg-type]
+        tag, after = read_varint(data, pos)  # type: ignore[arg-type]
         number, wire = tag >> 3, tag & 7
         if not 1 <= number <= 14 or number < last or wire not in (0, 2):
             break
-        value, after = _read_varint(data, after)  # type: ignore[arg-type]
+        value, after = read_varint(data, after)  # type: ignore[arg-type]
         pos = after + (value if wire == 2 else 0)
         last = number
     return bytes(data[start:pos])
@@ -257,7 +232,7 @@ class _Encoder:
         self.by_key: dict[str, dict[str, tuple[int, bytes, int, bool, str]]] = {}
         for name, fields in messages.items():
             self.by_key[name] = {
-                _camel(fname): (num, _varint(num << 3 | _WIRE.get(typ, 2)), typ, rep, tname)
+                _camel(fname): (num, varint(num << 3 | _WIRE.get(typ, 2)), typ, rep, tname)
                 for fname, (num, typ, rep, tname) in fields.items()}
         self.any_memo: dict[bytes, bytes] = {}
         # Messages whose JSON is not an object of their fields. Each returns
@@ -301,14 +276,14 @@ class _Encoder:
             if not isinstance(v, str) or not v:
                 return None
             b = v.encode()
-            return _varint(len(b)) + b
+            return varint(len(b)) + b
         if typ == _MESSAGE:
             body = self.message(tname, v)
-            return None if body is None else _varint(len(body)) + body
+            return None if body is None else varint(len(body)) + body
         if typ == _BOOL:
             return b"\x01" if v is True else None
         if typ == _INT64:
-            return _varint(v) if isinstance(v, int) and not isinstance(v, bool) and v else None
+            return varint(v) if isinstance(v, int) and not isinstance(v, bool) and v else None
         if typ == _DOUBLE:
             ok = isinstance(v, (int, float)) and not isinstance(v, bool) and v
             return struct.pack("<d", v) if ok else None
@@ -326,7 +301,7 @@ class _Encoder:
         for item in v:
             if typ == _STRING and isinstance(item, str):
                 b = item.encode()  # repeated elements are written even when empty
-                out.append(tag + _varint(len(b)) + b)
+                out.append(tag + varint(len(b)) + b)
             else:
                 payload = self._value(typ, tname, item)
                 if payload is not None:
@@ -338,18 +313,18 @@ class _Encoder:
         if not isinstance(v, list):
             return None
         num, typ, rep, tname = self.messages[msg][field]
-        return self._field(_varint(num << 3 | _WIRE[typ]), typ, rep, tname, v)
+        return self._field(varint(num << 3 | _WIRE[typ]), typ, rep, tname, v)
 
     def _named(self, pair_type: str, name: str, value: Any) -> bytes:
         """A Named* pair: ``name`` (left out when empty) and ``value``."""
         fields = self.messages[pair_type]
         name_num, value_num, value_type = fields["name"][0], fields["value"][0], fields["value"][3]
         name_b = name.encode()
-        head = _varint(name_num << 3 | 2) + _varint(len(name_b)) + name_b if name_b else b""
+        head = varint(name_num << 3 | 2) + varint(len(name_b)) + name_b if name_b else b""
         body = self.message(value_type, value)
         if body is None:
             return head
-        return head + _varint(value_num << 3 | 2) + _varint(len(body)) + body
+        return head + varint(value_num << 3 | 2) + varint(len(body)) + body
 
     # -- messages
 
@@ -372,7 +347,7 @@ class _Encoder:
             elif ext is not None and k.startswith("x-"):
                 num, tag = ext[0], ext[1]
                 pair = self._named("NamedAny", k, x)
-                data = tag + _varint(len(pair)) + pair
+                data = tag + varint(len(pair)) + pair
             else:
                 continue  # not part of gnostic's message
             if data:
@@ -386,18 +361,18 @@ class _Encoder:
         if hit is None:
             text = to_yaml(v).encode()
             num = self.messages["Any"]["yaml"][0]
-            hit = self.any_memo[key] = _varint(num << 3 | 2) + _varint(len(text)) + text
+            hit = self.any_memo[key] = varint(num << 3 | 2) + varint(len(text)) + text
         return hit
 
     def _map(self, msg: str, v: Any) -> bytes | None:
         if not isinstance(v, dict):
             return None
         num, _, _, pair_type = self.messages[msg]["additional_properties"]
-        tag = _varint(num << 3 | 2)
+        tag = varint(num << 3 | 2)
         out = []
         for k, x in v.items():
             pair = self._named(pair_type, str(k), x)
-            out.append(tag + _varint(len(pair)) + pair)
+            out.append(tag + varint(len(pair)) + pair)
         return b"".join(out)
 
     def _split(self, msg: str, v: Any, field: str) -> bytes | None:
@@ -416,7 +391,7 @@ class _Encoder:
                 continue
             else:
                 n, pair = num, self._named(pair_type, k, x)
-            parts.append((n, _varint(n << 3 | 2) + _varint(len(pair)) + pair))
+            parts.append((n, varint(n << 3 | 2) + varint(len(pair)) + pair))
         parts.sort(key=lambda p: p[0])
         return b"".join(p for _, p in parts)
 
@@ -426,11 +401,11 @@ class _Encoder:
             return None
         num, _, _, tname = self.messages[msg][choose(v)]
         body = self.message(tname, v) or b""
-        return _varint(num << 3 | 2) + _varint(len(body)) + body
+        return varint(num << 3 | 2) + varint(len(body)) + body
 
     def _additional_properties(self, v: Any) -> bytes | None:
         if isinstance(v, bool):  # a oneof member: written even when false
-            return _varint(self.messages["AdditionalPropertiesItem"]["boolean"][0] << 3) + (
+            return varint(self.messages["AdditionalPropertiesItem"]["boolean"][0] << 3) + (
                 b"\x01" if v else b"\x00")
         return self._oneof("AdditionalPropertiesItem", v, lambda _: "schema")
 

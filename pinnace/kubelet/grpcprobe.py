@@ -20,6 +20,8 @@ import h2.connection
 import h2.events
 import h2.exceptions
 
+from pinnace.api.protowire import read_varint, varint
+
 log = logging.getLogger("pinnace.kubelet.probes")
 
 Obj = dict[str, Any]
@@ -148,57 +150,39 @@ def _grpc_timeout(seconds: float) -> str:
     return f"{-(-ns // (3600 * 10**9))}H"
 
 
-def _pb_varint(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte, value = value & 0x7F, value >> 7
-        if value:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return bytes(out)
-
-
 def _encode_health_check_request(service: str) -> bytes:
     """HealthCheckRequest{service = 1 (string)}; proto3 leaves out ""."""
     if not service:
         return b""
     raw = service.encode()
-    return b"\x0a" + _pb_varint(len(raw)) + raw
+    return b"\x0a" + varint(len(raw)) + raw
 
 
 def _decode_health_check_response(data: bytes) -> int:
     """HealthCheckResponse{status = 1 (enum)}: the status, UNKNOWN (0) when
     absent; other fields are skipped. Raises ValueError on bad wire data."""
+    try:
+        return _health_status(data)
+    except IndexError:  # a varint cut short
+        raise ValueError("unexpected end of message") from None
+
+
+def _health_status(data: bytes) -> int:
     status, i = 0, 0
-
-    def varint() -> int:
-        nonlocal i
-        value = shift = 0
-        while True:
-            if i >= len(data) or shift > 63:
-                raise ValueError("bad varint")
-            byte = data[i]
-            i += 1
-            value |= (byte & 0x7F) << shift
-            shift += 7
-            if not byte & 0x80:
-                return value
-
     while i < len(data):
-        key = varint()
+        key, i = read_varint(data, i)
         field_no, wire = key >> 3, key & 7
         if field_no == 0:
             raise ValueError("invalid field number 0")
         if wire == 0:
-            value = varint()
+            value, i = read_varint(data, i)
             if field_no == 1:
                 value &= 0xFFFFFFFF                      # an enum is an int32
                 status = value - (1 << 32) if value & 0x80000000 else value
         elif wire == 1:
             i += 8
         elif wire == 2:
-            size = varint()      # (read before i is: varint() moves it)
+            size, i = read_varint(data, i)
             i += size
         elif wire == 5:
             i += 4

@@ -300,7 +300,7 @@ def test_response_decoding() -> None:
     msg = b"\x10\x05" + b"\x19" + b"\0" * 8 + b"\x22\x02ab" + b"\x2d" + b"\0" * 4 + b"\x08\x03\x08\x01"
     assert _decode_health_check_response(msg) == 1
     assert _decode_health_check_response(b"\x08" + b"\xff" * 9 + b"\x01") == -1   # int32 enum
-    for bad in (b"\x08", b"\x0a\x05ab", b"\x0b", b"\x00\x01"):
+    for bad in (b"\x08", b"\x0a\x05ab", b"\x0b", b"\x00\x01", b"\x08" + b"\x80" * 10 + b"\x01"):
         with pytest.raises(ValueError):
             _decode_health_check_response(bad)
 
