@@ -125,8 +125,8 @@ class Sandboxes:
         uid = meta["uid"]
         if not pinned:
             await steps.run(self.pin, pod, netns, hostname)
-        info = self.info(uid) or {}
         if spec.get("shareProcessNamespace") and not spec.get("hostPID"):
+            info = self.info(uid) or {}
             rec = Record(id=uuid.uuid4().hex + uuid.uuid4().hex, pod_uid=uid,
                          namespace=meta.get("namespace") or "default", pod_name=meta["name"],
                          name="")
